@@ -1,0 +1,44 @@
+// swift-tools-version:6.0
+// Floe: elastic, Kafka-compatible streaming on object storage.
+// No package dependencies: Foundation, Dispatch, the toolchain's test libraries, and C system
+// libraries through system-library targets.
+import PackageDescription
+
+let package = Package(
+    name: "Floe",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "floe-operator", targets: ["floe-operator"]),
+        .executable(name: "floe-broker", targets: ["floe-broker"]),
+        .executable(name: "floe-protocol-gen", targets: ["floe-protocol-gen"]),
+        .executable(name: "floe-bench", targets: ["floe-bench"]),
+    ],
+    targets: [
+        // C system libraries and shims.
+        .systemLibrary(name: "CCurl", pkgConfig: "libcurl", providers: [.apt(["libcurl4-openssl-dev"])]),
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1", providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CCrypto", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .target(name: "CFloeShims"),
+
+        // Libraries; dependencies point one way (see docs/architecture.md).
+        .target(name: "Bytes", dependencies: ["CFloeShims"]),
+        .target(name: "Support"),
+        .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
+        .target(name: "ProtocolGenerator"),
+
+        // Executables.
+        .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
+        .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
+        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support"]),
+
+        // Tests: one target per module.
+        .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
+        .testTarget(
+            name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "Bytes"],
+            resources: [.copy("Fixtures")]),
+        .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

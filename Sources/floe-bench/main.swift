@@ -1,0 +1,1 @@
+print("floe-bench: not yet implemented")

@@ -1,0 +1,1 @@
+print("floe-protocol-gen: not yet implemented")

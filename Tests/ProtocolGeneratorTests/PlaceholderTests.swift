@@ -1,0 +1,6 @@
+import Testing
+@testable import ProtocolGenerator
+
+@Test func generatorExists() {
+    _ = ProtocolGenerator.self
+}
