@@ -1,0 +1,5 @@
+import Support
+
+func runProtocolBenchmark(_ arguments: CommandLineArguments) {
+    print("protocol benchmark: not yet implemented")
+}
