@@ -26,6 +26,9 @@ public enum KafkaProtocolError: Error, Equatable, CustomStringConvertible {
     case unsupportedCompression(codec: String)
     /// zlib reported an error.
     case compression(codec: String, reason: String)
+    /// Decompressed data would exceed the configured ceiling (a decompression bomb, or a limit set
+    /// too low).
+    case decompressedSizeExceeded(codec: String, limit: Int)
 
     public var description: String {
         switch self {
@@ -53,6 +56,8 @@ public enum KafkaProtocolError: Error, Equatable, CustomStringConvertible {
             return "compression codec \(codec) is not supported here"
         case let .compression(codec, reason):
             return "\(codec) failed: \(reason)"
+        case let .decompressedSizeExceeded(codec, limit):
+            return "\(codec) data decompresses to more than the limit of \(limit) bytes; refusing it"
         }
     }
 }
