@@ -197,16 +197,18 @@ extension RecordBatch {
         let result: Result<Void, KafkaProtocolError> = buffer.withUnsafeMutableBytes { raw in
             while position < range.upperBound {
                 let remaining = range.upperBound - position
+                if remaining > RecordBatchHeader.magicOffset {
+                    let magic = Int8(bitPattern: raw[position + RecordBatchHeader.magicOffset])
+                    guard magic == RecordBatchHeader.currentMagic else {
+                        let base = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: position, as: Int64.self))
+                        if magic == 0 || magic == 1 { return .failure(.unsupportedMagic(magic, baseOffset: base)) }
+                        return .failure(.invalidRecordBatch(
+                            reason: "unknown magic byte \(magic) (expected 2)", offset: position - range.lowerBound + 16))
+                    }
+                }
                 guard remaining >= RecordBatchHeader.size else {
                     return .failure(.invalidRecordBatch(
                         reason: "\(remaining) trailing bytes are shorter than a batch header", offset: position - range.lowerBound))
-                }
-                let magic = Int8(bitPattern: raw[position + RecordBatchHeader.magicOffset])
-                guard magic == RecordBatchHeader.currentMagic else {
-                    let base = Int64(bigEndian: raw.loadUnaligned(fromByteOffset: position, as: Int64.self))
-                    if magic == 0 || magic == 1 { return .failure(.unsupportedMagic(magic, baseOffset: base)) }
-                    return .failure(.invalidRecordBatch(
-                        reason: "unknown magic byte \(magic) (expected 2)", offset: position - range.lowerBound + 16))
                 }
                 let length = Int(Int32(bigEndian: raw.loadUnaligned(fromByteOffset: position + 8, as: Int32.self)))
                 let total = RecordBatchHeader.logOverhead + length
