@@ -1,5 +1,207 @@
+import Bytes
+import Foundation
+import KafkaProtocol
 import Support
 
+// floe-bench protocol: CPU cost of the protocol layer on the produce path.
+//
+// Method: every case builds its input once, then times an operation over it in `rounds` rounds
+// of at least `--seconds` each (default 0.5 s), and reports the median and best round. Results
+// are fed into a checksum that is printed, so the optimizer cannot drop the work. Ratios are
+// computed from medians measured in the same run, side by side.
+
+/// Settings shared by every case.
+struct ProtocolBenchmarkSettings: Sendable {
+    var secondsPerRound: Double = 0.5
+    var rounds = 5
+}
+
+/// One reported figure: `value` in `unit`, from the median of the rounds (`best` is the fastest).
+struct ProtocolFigure {
+    var name: String
+    var median: Double
+    var best: Double
+    var unit: String
+}
+
+/// A benchmark case: a name and a function that measures and returns its figures.
+struct ProtocolBenchmarkCase: Sendable {
+    var name: String
+    var run: @Sendable (ProtocolBenchmarkSettings, inout UInt64) throws -> [ProtocolFigure]
+}
+
+// MARK: - Extension point
+//
+// The list of protocol benchmark cases, run in order. The coordinator adds here, once the
+// generated codecs land:
+//   - "produce-decode": decode a captured/constructed ProduceRequest (header + body + the
+//     records' batch headers and CRC) in requests/s and MiB/s;
+//   - "fetch-encode":   encode a FetchResponse around stored record batches in MiB/s.
+// Each is a `ProtocolBenchmarkCase`; use `measureThroughput` below for timing.
+let protocolBenchmarkCases: [ProtocolBenchmarkCase] = [
+    ProtocolBenchmarkCase(name: "crc32c", run: benchmarkCRC32C),
+    ProtocolBenchmarkCase(name: "record-batch", run: benchmarkRecordBatch),
+]
+
 func runProtocolBenchmark(_ arguments: CommandLineArguments) {
-    print("protocol benchmark: not yet implemented")
+    let unknown = arguments.unknown(known: ["seconds", "rounds", "only", "help"])
+    if arguments.has("help") || !unknown.isEmpty {
+        if !unknown.isEmpty { print("floe-bench protocol: unknown option(s) \(unknown.joined(separator: ", "))") }
+        print("""
+            USAGE: floe-bench protocol [--seconds S] [--rounds N] [--only crc32c|record-batch]
+              --seconds  minimum duration of one timed round (default 0.5)
+              --rounds   timed rounds per figure; the median is reported (default 5)
+              --only     run one case
+            Build with -c release: swift run -c release floe-bench protocol
+            """)
+        exit(unknown.isEmpty ? 0 : 2)
+    }
+    var settings = ProtocolBenchmarkSettings()
+    if let s = arguments.value("seconds"), let v = Double(s), v > 0 { settings.secondsPerRound = v }
+    if let s = arguments.value("rounds"), let v = Int(s), v > 0 { settings.rounds = v }
+
+    print("floe-bench protocol")
+    print("method: each figure is the median (and best) of \(settings.rounds) rounds of >= \(settings.secondsPerRound) s;")
+    print("        single thread; inputs built once before timing; ratios from medians of this run.")
+    print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores; CRC32C hardware path: \(CRC32C.isHardwareAccelerated ? "SSE4.2 crc32 instruction" : "not available")")
+    #if DEBUG
+    print("WARNING: debug build; figures are meaningless. Use swift run -c release floe-bench protocol")
+    #endif
+    var sink: UInt64 = 0
+    for benchmark in protocolBenchmarkCases {
+        if let only = arguments.value("only"), only != benchmark.name { continue }
+        print("\n[\(benchmark.name)]")
+        do {
+            let figures = try benchmark.run(settings, &sink)
+            for f in figures {
+                print("  \(pad(f.name, 44)) \(pad(format(f.median), 10, left: true)) \(f.unit)  (best \(format(f.best)))")
+            }
+        } catch {
+            print("  FAILED: \(error)")
+            exit(1)
+        }
+    }
+    print("\n(checksum of results, ignore: \(sink))")
+}
+
+/// Times `operation` (which processes `bytesPerCall` bytes) and returns throughput figures in
+/// `unit` ("GB/s" = 1e9 bytes/s, "MiB/s" = 2^20 bytes/s).
+func measureThroughput(
+    _ name: String, bytesPerCall: Int, unit: String, settings: ProtocolBenchmarkSettings,
+    _ operation: () throws -> UInt64, sink: inout UInt64
+) rethrows -> ProtocolFigure {
+    let divisor = unit == "GB/s" ? 1e9 : 1_048_576.0
+    let clock = ContinuousClock()
+    // Warm-up: one call, and find a batch of calls that takes about 10 ms.
+    sink &+= try operation()
+    var callsPerCheck = 1
+    while true {
+        let t = try clock.measure { for _ in 0..<callsPerCheck { sink &+= try operation() } }
+        if seconds(t) > 0.01 || callsPerCheck > 1 << 24 { break }
+        callsPerCheck *= 2
+    }
+    var rates: [Double] = []
+    for _ in 0..<settings.rounds {
+        var calls = 0
+        let start = clock.now
+        var elapsed = 0.0
+        repeat {
+            for _ in 0..<callsPerCheck { sink &+= try operation() }
+            calls += callsPerCheck
+            elapsed = seconds(clock.now - start)
+        } while elapsed < settings.secondsPerRound
+        rates.append(Double(calls) * Double(bytesPerCall) / elapsed / divisor)
+    }
+    rates.sort()
+    return ProtocolFigure(name: name, median: rates[rates.count / 2], best: rates.last!, unit: unit)
+}
+
+private func seconds(_ d: Duration) -> Double {
+    Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+}
+
+private func format(_ v: Double) -> String {
+    String(format: v >= 100 ? "%.0f" : (v >= 10 ? "%.1f" : "%.2f"), v)
+}
+
+private func pad(_ s: String, _ width: Int, left: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - s.count))
+    return left ? fill + s : s + fill
+}
+
+private func ratioFigure(_ name: String, _ a: ProtocolFigure, _ b: ProtocolFigure) -> ProtocolFigure {
+    ProtocolFigure(name: name, median: a.median / b.median, best: a.best / b.best, unit: "x")
+}
+
+// MARK: - Cases
+
+/// CRC32C over a 1 MiB buffer: the hardware path against the table path.
+func benchmarkCRC32C(_ settings: ProtocolBenchmarkSettings, _ sink: inout UInt64) -> [ProtocolFigure] {
+    var rng = SystemRandomNumberGenerator()
+    let buffer = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
+    let hardware = measureThroughput("CRC32C 1 MiB, hardware path", bytesPerCall: buffer.count, unit: "GB/s", settings: settings, {
+        UInt64(CRC32C.checksum(buffer))
+    }, sink: &sink)
+    let software = measureThroughput("CRC32C 1 MiB, software table path", bytesPerCall: buffer.count, unit: "GB/s", settings: settings, {
+        UInt64(CRC32C.softwareChecksum(buffer))
+    }, sink: &sink)
+    return [hardware, software, ratioFigure("ratio hardware / software", hardware, software)]
+}
+
+/// 1 MiB of 1 KiB records in batches of 16 records (~16.5 KiB each): validate (header parse +
+/// CRC32C of every batch, as a broker does on produce), offset rewrite in place, and, for
+/// reference, full record decoding.
+func benchmarkRecordBatch(_ settings: ProtocolBenchmarkSettings, _ sink: inout UInt64) throws -> [ProtocolFigure] {
+    var rng = SystemRandomNumberGenerator()
+    var blob: [UInt8] = []
+    var batchCount = 0
+    var timestamp: Int64 = 1_700_000_000_000
+    while blob.count < 1 << 20 {
+        var builder = RecordBatchBuilder(baseTimestamp: timestamp)
+        builder.producerId = 1000
+        builder.producerEpoch = 0
+        builder.baseSequence = Int32(batchCount * 16)
+        for i in 0..<16 {
+            let value = (0..<1024).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            builder.append(timestamp: timestamp + Int64(i), key: Array("key-\(i)".utf8), value: value)
+        }
+        blob += try builder.build()
+        batchCount += 1
+        timestamp += 16
+    }
+    print("  input: \(blob.count) bytes, \(batchCount) batches of 16 records with 1 KiB values")
+
+    let validate = try measureThroughput("validate (header parse + CRC32C)", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
+        var reader = RecordBatchReader(blob)
+        var n: UInt64 = 0
+        while let batch = try reader.next() { n &+= UInt64(batch.header.crc) }
+        return n
+    }, sink: &sink)
+    var next: Int64 = 0
+    let rewrite = try measureThroughput("offset rewrite in place (assignOffsets)", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
+        let result = try RecordBatch.assignOffsets(in: &blob, startingAt: next, partitionLeaderEpoch: 3)
+        next = result.nextOffset
+        return UInt64(result.batchCount)
+    }, sink: &sink)
+    let batches = try RecordBatchReader.batches(in: blob[...])
+    let decode = try measureThroughput("decode all records (uncompressed)", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
+        var n: UInt64 = 0
+        for batch in batches { n &+= UInt64(try batch.records().count) }
+        return n
+    }, sink: &sink)
+    let crcOnly = measureThroughput("CRC32C alone over the same bytes", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
+        UInt64(CRC32C.checksum(blob))
+    }, sink: &sink)
+    // The rewritten blob must still validate.
+    _ = try RecordBatchReader.batches(in: blob[...])
+    // Offset rewrite touches only the 12 header bytes it writes, so per batch is the honest unit.
+    let batchesPerMiB = Double(batchCount) * 1_048_576.0 / Double(blob.count)
+    let rewriteBatches = ProtocolFigure(
+        name: "offset rewrite, batches per second", median: rewrite.median * batchesPerMiB / 1e6,
+        best: rewrite.best * batchesPerMiB / 1e6, unit: "M batches/s")
+    return [
+        validate, rewrite, rewriteBatches, decode, crcOnly,
+        ratioFigure("ratio validate / CRC32C alone", validate, crcOnly),
+        ratioFigure("ratio offset rewrite / validate", rewrite, validate),
+    ]
 }
