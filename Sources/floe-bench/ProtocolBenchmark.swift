@@ -5,8 +5,9 @@ import Support
 
 // floe-bench protocol: CPU cost of the protocol layer on the produce path.
 //
-// Method: every case builds its input once, then times an operation over it in `rounds` rounds
-// of at least `--seconds` each (default 0.5 s), and reports the median and best round. Results
+// Method: every case builds its input once, then times its operations in `rounds` interleaved
+// rounds (A, B, A, B, …) of at least `--seconds` each (default 0.5 s), and reports the median
+// and best round of each. Interleaving spreads the noise of a shared machine over all of them. Results
 // are fed into a checksum that is printed, so the optimizer cannot drop the work. Ratios are
 // computed from medians measured in the same run, side by side.
 
@@ -37,7 +38,7 @@ struct ProtocolBenchmarkCase: Sendable {
 //   - "produce-decode": decode a captured/constructed ProduceRequest (header + body + the
 //     records' batch headers and CRC) in requests/s and MiB/s;
 //   - "fetch-encode":   encode a FetchResponse around stored record batches in MiB/s.
-// Each is a `ProtocolBenchmarkCase`; use `measureThroughput` below for timing.
+// Each is a `ProtocolBenchmarkCase`; use `measureInterleaved` below for timing.
 let protocolBenchmarkCases: [ProtocolBenchmarkCase] = [
     ProtocolBenchmarkCase(name: "crc32c", run: benchmarkCRC32C),
     ProtocolBenchmarkCase(name: "record-batch", run: benchmarkRecordBatch),
@@ -61,7 +62,7 @@ func runProtocolBenchmark(_ arguments: CommandLineArguments) {
     if let s = arguments.value("rounds"), let v = Int(s), v > 0 { settings.rounds = v }
 
     print("floe-bench protocol")
-    print("method: each figure is the median (and best) of \(settings.rounds) rounds of >= \(settings.secondsPerRound) s;")
+    print("method: each figure is the median (and best) of \(settings.rounds) interleaved rounds of >= \(settings.secondsPerRound) s;")
     print("        single thread; inputs built once before timing; ratios from medians of this run.")
     print("machine: \(ProcessInfo.processInfo.activeProcessorCount) cores; CRC32C hardware path: \(CRC32C.isHardwareAccelerated ? "SSE4.2 crc32 instruction" : "not available")")
     #if DEBUG
@@ -84,36 +85,52 @@ func runProtocolBenchmark(_ arguments: CommandLineArguments) {
     print("\n(checksum of results, ignore: \(sink))")
 }
 
-/// Times `operation` (which processes `bytesPerCall` bytes) and returns throughput figures in
-/// `unit` ("GB/s" = 1e9 bytes/s, "MiB/s" = 2^20 bytes/s).
-func measureThroughput(
-    _ name: String, bytesPerCall: Int, unit: String, settings: ProtocolBenchmarkSettings,
-    _ operation: () throws -> UInt64, sink: inout UInt64
-) rethrows -> ProtocolFigure {
-    let divisor = unit == "GB/s" ? 1e9 : 1_048_576.0
+/// An operation to time: it processes `bytesPerCall` bytes per call and returns a value that is
+/// folded into the sink.
+struct TimedOperation {
+    var name: String
+    var bytesPerCall: Int
+    var unit: String  // "GB/s" = 1e9 bytes/s, "MiB/s" = 2^20 bytes/s
+    var call: () throws -> UInt64
+}
+
+/// Times several operations in interleaved rounds (A, B, C, A, B, C, …) so that noise from
+/// other processes on the machine falls on all of them alike, and their ratios stay meaningful.
+func measureInterleaved(
+    _ operations: [TimedOperation], settings: ProtocolBenchmarkSettings, sink: inout UInt64
+) throws -> [ProtocolFigure] {
     let clock = ContinuousClock()
-    // Warm-up: one call, and find a batch of calls that takes about 10 ms.
-    sink &+= try operation()
-    var callsPerCheck = 1
-    while true {
-        let t = try clock.measure { for _ in 0..<callsPerCheck { sink &+= try operation() } }
-        if seconds(t) > 0.01 || callsPerCheck > 1 << 24 { break }
-        callsPerCheck *= 2
+    // Warm up, and find for each operation a number of calls that takes about 10 ms.
+    var callsPerCheck: [Int] = []
+    for op in operations {
+        sink &+= try op.call()
+        var n = 1
+        while true {
+            let t = try clock.measure { for _ in 0..<n { sink &+= try op.call() } }
+            if seconds(t) > 0.01 || n > 1 << 24 { break }
+            n *= 2
+        }
+        callsPerCheck.append(n)
     }
-    var rates: [Double] = []
+    var rates = [[Double]](repeating: [], count: operations.count)
     for _ in 0..<settings.rounds {
-        var calls = 0
-        let start = clock.now
-        var elapsed = 0.0
-        repeat {
-            for _ in 0..<callsPerCheck { sink &+= try operation() }
-            calls += callsPerCheck
-            elapsed = seconds(clock.now - start)
-        } while elapsed < settings.secondsPerRound
-        rates.append(Double(calls) * Double(bytesPerCall) / elapsed / divisor)
+        for (i, op) in operations.enumerated() {
+            var calls = 0
+            let start = clock.now
+            var elapsed = 0.0
+            repeat {
+                for _ in 0..<callsPerCheck[i] { sink &+= try op.call() }
+                calls += callsPerCheck[i]
+                elapsed = seconds(clock.now - start)
+            } while elapsed < settings.secondsPerRound
+            let divisor = op.unit == "GB/s" ? 1e9 : 1_048_576.0
+            rates[i].append(Double(calls) * Double(op.bytesPerCall) / elapsed / divisor)
+        }
     }
-    rates.sort()
-    return ProtocolFigure(name: name, median: rates[rates.count / 2], best: rates.last!, unit: unit)
+    return zip(operations, rates).map { op, r in
+        let sorted = r.sorted()
+        return ProtocolFigure(name: op.name, median: sorted[sorted.count / 2], best: sorted.last!, unit: op.unit)
+    }
 }
 
 private func seconds(_ d: Duration) -> Double {
@@ -136,15 +153,18 @@ private func ratioFigure(_ name: String, _ a: ProtocolFigure, _ b: ProtocolFigur
 // MARK: - Cases
 
 /// CRC32C over a 1 MiB buffer: the hardware path against the table path.
-func benchmarkCRC32C(_ settings: ProtocolBenchmarkSettings, _ sink: inout UInt64) -> [ProtocolFigure] {
+func benchmarkCRC32C(_ settings: ProtocolBenchmarkSettings, _ sink: inout UInt64) throws -> [ProtocolFigure] {
     var rng = SystemRandomNumberGenerator()
     let buffer = (0..<(1 << 20)).map { _ in UInt8.random(in: 0...255, using: &rng) }
-    let hardware = measureThroughput("CRC32C 1 MiB, hardware path", bytesPerCall: buffer.count, unit: "GB/s", settings: settings, {
-        UInt64(CRC32C.checksum(buffer))
-    }, sink: &sink)
-    let software = measureThroughput("CRC32C 1 MiB, software table path", bytesPerCall: buffer.count, unit: "GB/s", settings: settings, {
-        UInt64(CRC32C.softwareChecksum(buffer))
-    }, sink: &sink)
+    let figures = try measureInterleaved([
+        TimedOperation(name: "CRC32C 1 MiB, hardware path", bytesPerCall: buffer.count, unit: "GB/s") {
+            UInt64(CRC32C.checksum(buffer))
+        },
+        TimedOperation(name: "CRC32C 1 MiB, software table path", bytesPerCall: buffer.count, unit: "GB/s") {
+            UInt64(CRC32C.softwareChecksum(buffer))
+        },
+    ], settings: settings, sink: &sink)
+    let (hardware, software) = (figures[0], figures[1])
     return [hardware, software, ratioFigure("ratio hardware / software", hardware, software)]
 }
 
@@ -171,27 +191,32 @@ func benchmarkRecordBatch(_ settings: ProtocolBenchmarkSettings, _ sink: inout U
     }
     print("  input: \(blob.count) bytes, \(batchCount) batches of 16 records with 1 KiB values")
 
-    let validate = try measureThroughput("validate (header parse + CRC32C)", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
-        var reader = RecordBatchReader(blob)
-        var n: UInt64 = 0
-        while let batch = try reader.next() { n &+= UInt64(batch.header.crc) }
-        return n
-    }, sink: &sink)
     var next: Int64 = 0
-    let rewrite = try measureThroughput("offset rewrite in place (assignOffsets)", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
-        let result = try RecordBatch.assignOffsets(in: &blob, startingAt: next, partitionLeaderEpoch: 3)
-        next = result.nextOffset
-        return UInt64(result.batchCount)
-    }, sink: &sink)
     let batches = try RecordBatchReader.batches(in: blob[...])
-    let decode = try measureThroughput("decode all records (uncompressed)", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
-        var n: UInt64 = 0
-        for batch in batches { n &+= UInt64(try batch.records().count) }
-        return n
-    }, sink: &sink)
-    let crcOnly = measureThroughput("CRC32C alone over the same bytes", bytesPerCall: blob.count, unit: "MiB/s", settings: settings, {
-        UInt64(CRC32C.checksum(blob))
-    }, sink: &sink)
+    // The rewrite mutates `blob`, so it works on its own copy; the others read `frozen`.
+    let frozen = blob
+    let figures = try measureInterleaved([
+        TimedOperation(name: "validate (header parse + CRC32C)", bytesPerCall: frozen.count, unit: "MiB/s") {
+            var reader = RecordBatchReader(frozen)
+            var n: UInt64 = 0
+            while let batch = try reader.next() { n &+= UInt64(batch.header.crc) }
+            return n
+        },
+        TimedOperation(name: "offset rewrite in place (assignOffsets)", bytesPerCall: frozen.count, unit: "MiB/s") {
+            let result = try RecordBatch.assignOffsets(in: &blob, startingAt: next, partitionLeaderEpoch: 3)
+            next = result.nextOffset
+            return UInt64(result.batchCount)
+        },
+        TimedOperation(name: "decode all records (uncompressed)", bytesPerCall: frozen.count, unit: "MiB/s") {
+            var n: UInt64 = 0
+            for batch in batches { n &+= UInt64(try batch.records().count) }
+            return n
+        },
+        TimedOperation(name: "CRC32C alone over the same bytes", bytesPerCall: frozen.count, unit: "MiB/s") {
+            UInt64(CRC32C.checksum(frozen))
+        },
+    ], settings: settings, sink: &sink)
+    let (validate, rewrite, decode, crcOnly) = (figures[0], figures[1], figures[2], figures[3])
     // The rewritten blob must still validate.
     _ = try RecordBatchReader.batches(in: blob[...])
     // Offset rewrite touches only the 12 header bytes it writes, so per batch is the honest unit.
