@@ -94,6 +94,7 @@ struct FrameDecoderTests {
         // The decoder stays failed: the stream position is lost.
         decoder.feed([UInt8](repeating: 0, count: 101))
         #expect(throws: KafkaProtocolError.frameTooLarge(size: 101, limit: 100)) { try decoder.nextFrame() }
+        #expect(decoder.bufferedByteCount == 4)  // bytes after the failure are not kept
 
         var huge = FrameDecoder()
         huge.feed([0x7F, 0xFF, 0xFF, 0xFF])

@@ -436,6 +436,18 @@ struct RecordBatchTests {
         #expect(try ours.records() == records)
     }
 
+    @Test func gzipBatchDecompressionIsBounded() throws {
+        var builder = RecordBatchBuilder(baseTimestamp: 0, compression: .gzip)
+        for _ in 0..<8 { builder.append(timestamp: 0, key: nil, value: [UInt8](repeating: 0, count: 100_000)) }
+        let bytes = try builder.build()
+        #expect(bytes.count < 10_000)
+        let batch = try RecordBatch(validating: bytes[...])
+        #expect(throws: KafkaProtocolError.decompressedSizeExceeded(codec: "gzip", limit: 100_000)) {
+            try batch.records(maxDecompressedSize: 100_000)
+        }
+        #expect(try batch.records().count == 8)
+    }
+
     @Test func headerParsingReportsShortInput() {
         #expect(throws: KafkaProtocolError.self) { try RecordBatchHeader(parsing: [UInt8](repeating: 0, count: 60)[...]) }
         #expect(throws: KafkaProtocolError.self) { try RecordBatchHeader(parsing: [UInt8]()[...]) }

@@ -38,8 +38,10 @@ public struct FrameDecoder: Sendable {
     /// Bytes buffered and not yet returned in a frame.
     public var bufferedByteCount: Int { buffer.count - readIndex }
 
-    /// Appends bytes received from the peer.
+    /// Appends bytes received from the peer. Ignored once the decoder has failed, so a peer that
+    /// keeps sending after a bad size prefix cannot grow the buffer.
     public mutating func feed<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        if failure != nil { return }
         compactIfWorthwhile()
         buffer.append(contentsOf: bytes)
     }
