@@ -43,8 +43,9 @@ public enum CompressionCodec: Int16, Sendable, CaseIterable, CustomStringConvert
 
 /// Compression and decompression of a record batch's records section, by codec.
 public enum Compression {
-    /// Default ceiling on a decompressed records section: four times Kafka's largest default
-    /// `message.max.bytes` headroom is far below this, and a decompression bomb stops here.
+    /// Default ceiling on a decompressed records section (64 MiB): well above Kafka's default
+    /// `message.max.bytes` (about 1 MiB) times a typical compression ratio, and where a
+    /// decompression bomb stops.
     public static let defaultMaxDecompressedSize = 64 * 1024 * 1024
 
     /// Decompresses `data` compressed with `codec`, refusing output larger than `maxSize`.
