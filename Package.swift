@@ -26,6 +26,7 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
+        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
@@ -39,6 +40,7 @@ let package = Package(
             name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "Bytes"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol"]),
     ],
     swiftLanguageModes: [.v6]
 )
