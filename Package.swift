@@ -26,6 +26,8 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
+        .target(name: "YAML", dependencies: ["CYAML"]),
+        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
@@ -39,6 +41,8 @@ let package = Package(
             name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "Bytes"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
+        .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol"]),
     ],
     swiftLanguageModes: [.v6]
 )
