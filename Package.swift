@@ -26,8 +26,8 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
-        .target(name: "YAML", dependencies: ["CYAML"]),
-        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"]),
+        .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
