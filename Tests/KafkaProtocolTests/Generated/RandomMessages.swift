@@ -2,6 +2,570 @@
 
 import KafkaProtocol
 
+/// Every generated message type, in schema file order.
+func generatedMessageTypes() -> [any RandomMessage.Type] {
+    [
+        AddOffsetsToTxnRequest.self,
+        AddOffsetsToTxnResponse.self,
+        AddPartitionsToTxnRequest.self,
+        AddPartitionsToTxnResponse.self,
+        AddRaftVoterRequest.self,
+        AddRaftVoterResponse.self,
+        AllocateProducerIdsRequest.self,
+        AllocateProducerIdsResponse.self,
+        AlterClientQuotasRequest.self,
+        AlterClientQuotasResponse.self,
+        AlterConfigsRequest.self,
+        AlterConfigsResponse.self,
+        AlterPartitionReassignmentsRequest.self,
+        AlterPartitionReassignmentsResponse.self,
+        AlterPartitionRequest.self,
+        AlterPartitionResponse.self,
+        AlterReplicaLogDirsRequest.self,
+        AlterReplicaLogDirsResponse.self,
+        AlterUserScramCredentialsRequest.self,
+        AlterUserScramCredentialsResponse.self,
+        ApiVersionsRequest.self,
+        ApiVersionsResponse.self,
+        AssignReplicasToDirsRequest.self,
+        AssignReplicasToDirsResponse.self,
+        BeginQuorumEpochRequest.self,
+        BeginQuorumEpochResponse.self,
+        BrokerHeartbeatRequest.self,
+        BrokerHeartbeatResponse.self,
+        BrokerRegistrationRequest.self,
+        BrokerRegistrationResponse.self,
+        ConsumerGroupDescribeRequest.self,
+        ConsumerGroupDescribeResponse.self,
+        ConsumerGroupHeartbeatRequest.self,
+        ConsumerGroupHeartbeatResponse.self,
+        ConsumerProtocolAssignment.self,
+        ConsumerProtocolSubscription.self,
+        ControlledShutdownRequest.self,
+        ControlledShutdownResponse.self,
+        ControllerRegistrationRequest.self,
+        ControllerRegistrationResponse.self,
+        CreateAclsRequest.self,
+        CreateAclsResponse.self,
+        CreateDelegationTokenRequest.self,
+        CreateDelegationTokenResponse.self,
+        CreatePartitionsRequest.self,
+        CreatePartitionsResponse.self,
+        CreateTopicsRequest.self,
+        CreateTopicsResponse.self,
+        DefaultPrincipalData.self,
+        DeleteAclsRequest.self,
+        DeleteAclsResponse.self,
+        DeleteGroupsRequest.self,
+        DeleteGroupsResponse.self,
+        DeleteRecordsRequest.self,
+        DeleteRecordsResponse.self,
+        DeleteShareGroupStateRequest.self,
+        DeleteShareGroupStateResponse.self,
+        DeleteTopicsRequest.self,
+        DeleteTopicsResponse.self,
+        DescribeAclsRequest.self,
+        DescribeAclsResponse.self,
+        DescribeClientQuotasRequest.self,
+        DescribeClientQuotasResponse.self,
+        DescribeClusterRequest.self,
+        DescribeClusterResponse.self,
+        DescribeConfigsRequest.self,
+        DescribeConfigsResponse.self,
+        DescribeDelegationTokenRequest.self,
+        DescribeDelegationTokenResponse.self,
+        DescribeGroupsRequest.self,
+        DescribeGroupsResponse.self,
+        DescribeLogDirsRequest.self,
+        DescribeLogDirsResponse.self,
+        DescribeProducersRequest.self,
+        DescribeProducersResponse.self,
+        DescribeQuorumRequest.self,
+        DescribeQuorumResponse.self,
+        DescribeTopicPartitionsRequest.self,
+        DescribeTopicPartitionsResponse.self,
+        DescribeTransactionsRequest.self,
+        DescribeTransactionsResponse.self,
+        DescribeUserScramCredentialsRequest.self,
+        DescribeUserScramCredentialsResponse.self,
+        ElectLeadersRequest.self,
+        ElectLeadersResponse.self,
+        EndQuorumEpochRequest.self,
+        EndQuorumEpochResponse.self,
+        EndTxnRequest.self,
+        EndTxnResponse.self,
+        EnvelopeRequest.self,
+        EnvelopeResponse.self,
+        ExpireDelegationTokenRequest.self,
+        ExpireDelegationTokenResponse.self,
+        FetchRequest.self,
+        FetchResponse.self,
+        FetchSnapshotRequest.self,
+        FetchSnapshotResponse.self,
+        FindCoordinatorRequest.self,
+        FindCoordinatorResponse.self,
+        GetTelemetrySubscriptionsRequest.self,
+        GetTelemetrySubscriptionsResponse.self,
+        HeartbeatRequest.self,
+        HeartbeatResponse.self,
+        IncrementalAlterConfigsRequest.self,
+        IncrementalAlterConfigsResponse.self,
+        InitProducerIdRequest.self,
+        InitProducerIdResponse.self,
+        InitializeShareGroupStateRequest.self,
+        InitializeShareGroupStateResponse.self,
+        JoinGroupRequest.self,
+        JoinGroupResponse.self,
+        KRaftVersionRecord.self,
+        LeaderAndIsrRequest.self,
+        LeaderAndIsrResponse.self,
+        LeaderChangeMessage.self,
+        LeaveGroupRequest.self,
+        LeaveGroupResponse.self,
+        ListClientMetricsResourcesRequest.self,
+        ListClientMetricsResourcesResponse.self,
+        ListGroupsRequest.self,
+        ListGroupsResponse.self,
+        ListOffsetsRequest.self,
+        ListOffsetsResponse.self,
+        ListPartitionReassignmentsRequest.self,
+        ListPartitionReassignmentsResponse.self,
+        ListTransactionsRequest.self,
+        ListTransactionsResponse.self,
+        MetadataRequest.self,
+        MetadataResponse.self,
+        OffsetCommitRequest.self,
+        OffsetCommitResponse.self,
+        OffsetDeleteRequest.self,
+        OffsetDeleteResponse.self,
+        OffsetFetchRequest.self,
+        OffsetFetchResponse.self,
+        OffsetForLeaderEpochRequest.self,
+        OffsetForLeaderEpochResponse.self,
+        ProduceRequest.self,
+        ProduceResponse.self,
+        PushTelemetryRequest.self,
+        PushTelemetryResponse.self,
+        ReadShareGroupStateRequest.self,
+        ReadShareGroupStateResponse.self,
+        ReadShareGroupStateSummaryRequest.self,
+        ReadShareGroupStateSummaryResponse.self,
+        RemoveRaftVoterRequest.self,
+        RemoveRaftVoterResponse.self,
+        RenewDelegationTokenRequest.self,
+        RenewDelegationTokenResponse.self,
+        RequestHeader.self,
+        ResponseHeader.self,
+        SaslAuthenticateRequest.self,
+        SaslAuthenticateResponse.self,
+        SaslHandshakeRequest.self,
+        SaslHandshakeResponse.self,
+        ShareAcknowledgeRequest.self,
+        ShareAcknowledgeResponse.self,
+        ShareFetchRequest.self,
+        ShareFetchResponse.self,
+        ShareGroupDescribeRequest.self,
+        ShareGroupDescribeResponse.self,
+        ShareGroupHeartbeatRequest.self,
+        ShareGroupHeartbeatResponse.self,
+        SnapshotFooterRecord.self,
+        SnapshotHeaderRecord.self,
+        StopReplicaRequest.self,
+        StopReplicaResponse.self,
+        SyncGroupRequest.self,
+        SyncGroupResponse.self,
+        TxnOffsetCommitRequest.self,
+        TxnOffsetCommitResponse.self,
+        UnregisterBrokerRequest.self,
+        UnregisterBrokerResponse.self,
+        UpdateFeaturesRequest.self,
+        UpdateFeaturesResponse.self,
+        UpdateMetadataRequest.self,
+        UpdateMetadataResponse.self,
+        UpdateRaftVoterRequest.self,
+        UpdateRaftVoterResponse.self,
+        VoteRequest.self,
+        VoteResponse.self,
+        VotersRecord.self,
+        WriteShareGroupStateRequest.self,
+        WriteShareGroupStateResponse.self,
+        WriteTxnMarkersRequest.self,
+        WriteTxnMarkersResponse.self,
+    ]
+}
+
+extension AddOffsetsToTxnRequest: RandomMessage {}
+
+extension AddOffsetsToTxnResponse: RandomMessage {}
+
+extension AddPartitionsToTxnRequest: RandomMessage {}
+
+extension AddPartitionsToTxnResponse: RandomMessage {}
+
+extension AddRaftVoterRequest: RandomMessage {}
+
+extension AddRaftVoterResponse: RandomMessage {}
+
+extension AllocateProducerIdsRequest: RandomMessage {}
+
+extension AllocateProducerIdsResponse: RandomMessage {}
+
+extension AlterClientQuotasRequest: RandomMessage {}
+
+extension AlterClientQuotasResponse: RandomMessage {}
+
+extension AlterConfigsRequest: RandomMessage {}
+
+extension AlterConfigsResponse: RandomMessage {}
+
+extension AlterPartitionReassignmentsRequest: RandomMessage {}
+
+extension AlterPartitionReassignmentsResponse: RandomMessage {}
+
+extension AlterPartitionRequest: RandomMessage {}
+
+extension AlterPartitionResponse: RandomMessage {}
+
+extension AlterReplicaLogDirsRequest: RandomMessage {}
+
+extension AlterReplicaLogDirsResponse: RandomMessage {}
+
+extension AlterUserScramCredentialsRequest: RandomMessage {}
+
+extension AlterUserScramCredentialsResponse: RandomMessage {}
+
+extension ApiVersionsRequest: RandomMessage {}
+
+extension ApiVersionsResponse: RandomMessage {}
+
+extension AssignReplicasToDirsRequest: RandomMessage {}
+
+extension AssignReplicasToDirsResponse: RandomMessage {}
+
+extension BeginQuorumEpochRequest: RandomMessage {}
+
+extension BeginQuorumEpochResponse: RandomMessage {}
+
+extension BrokerHeartbeatRequest: RandomMessage {}
+
+extension BrokerHeartbeatResponse: RandomMessage {}
+
+extension BrokerRegistrationRequest: RandomMessage {}
+
+extension BrokerRegistrationResponse: RandomMessage {}
+
+extension ConsumerGroupDescribeRequest: RandomMessage {}
+
+extension ConsumerGroupDescribeResponse: RandomMessage {}
+
+extension ConsumerGroupHeartbeatRequest: RandomMessage {}
+
+extension ConsumerGroupHeartbeatResponse: RandomMessage {}
+
+extension ConsumerProtocolAssignment: RandomMessage {}
+
+extension ConsumerProtocolSubscription: RandomMessage {}
+
+extension ControlledShutdownRequest: RandomMessage {}
+
+extension ControlledShutdownResponse: RandomMessage {}
+
+extension ControllerRegistrationRequest: RandomMessage {}
+
+extension ControllerRegistrationResponse: RandomMessage {}
+
+extension CreateAclsRequest: RandomMessage {}
+
+extension CreateAclsResponse: RandomMessage {}
+
+extension CreateDelegationTokenRequest: RandomMessage {}
+
+extension CreateDelegationTokenResponse: RandomMessage {}
+
+extension CreatePartitionsRequest: RandomMessage {}
+
+extension CreatePartitionsResponse: RandomMessage {}
+
+extension CreateTopicsRequest: RandomMessage {}
+
+extension CreateTopicsResponse: RandomMessage {}
+
+extension DefaultPrincipalData: RandomMessage {}
+
+extension DeleteAclsRequest: RandomMessage {}
+
+extension DeleteAclsResponse: RandomMessage {}
+
+extension DeleteGroupsRequest: RandomMessage {}
+
+extension DeleteGroupsResponse: RandomMessage {}
+
+extension DeleteRecordsRequest: RandomMessage {}
+
+extension DeleteRecordsResponse: RandomMessage {}
+
+extension DeleteShareGroupStateRequest: RandomMessage {}
+
+extension DeleteShareGroupStateResponse: RandomMessage {}
+
+extension DeleteTopicsRequest: RandomMessage {}
+
+extension DeleteTopicsResponse: RandomMessage {}
+
+extension DescribeAclsRequest: RandomMessage {}
+
+extension DescribeAclsResponse: RandomMessage {}
+
+extension DescribeClientQuotasRequest: RandomMessage {}
+
+extension DescribeClientQuotasResponse: RandomMessage {}
+
+extension DescribeClusterRequest: RandomMessage {}
+
+extension DescribeClusterResponse: RandomMessage {}
+
+extension DescribeConfigsRequest: RandomMessage {}
+
+extension DescribeConfigsResponse: RandomMessage {}
+
+extension DescribeDelegationTokenRequest: RandomMessage {}
+
+extension DescribeDelegationTokenResponse: RandomMessage {}
+
+extension DescribeGroupsRequest: RandomMessage {}
+
+extension DescribeGroupsResponse: RandomMessage {}
+
+extension DescribeLogDirsRequest: RandomMessage {}
+
+extension DescribeLogDirsResponse: RandomMessage {}
+
+extension DescribeProducersRequest: RandomMessage {}
+
+extension DescribeProducersResponse: RandomMessage {}
+
+extension DescribeQuorumRequest: RandomMessage {}
+
+extension DescribeQuorumResponse: RandomMessage {}
+
+extension DescribeTopicPartitionsRequest: RandomMessage {}
+
+extension DescribeTopicPartitionsResponse: RandomMessage {}
+
+extension DescribeTransactionsRequest: RandomMessage {}
+
+extension DescribeTransactionsResponse: RandomMessage {}
+
+extension DescribeUserScramCredentialsRequest: RandomMessage {}
+
+extension DescribeUserScramCredentialsResponse: RandomMessage {}
+
+extension ElectLeadersRequest: RandomMessage {}
+
+extension ElectLeadersResponse: RandomMessage {}
+
+extension EndQuorumEpochRequest: RandomMessage {}
+
+extension EndQuorumEpochResponse: RandomMessage {}
+
+extension EndTxnRequest: RandomMessage {}
+
+extension EndTxnResponse: RandomMessage {}
+
+extension EnvelopeRequest: RandomMessage {}
+
+extension EnvelopeResponse: RandomMessage {}
+
+extension ExpireDelegationTokenRequest: RandomMessage {}
+
+extension ExpireDelegationTokenResponse: RandomMessage {}
+
+extension FetchRequest: RandomMessage {}
+
+extension FetchResponse: RandomMessage {}
+
+extension FetchSnapshotRequest: RandomMessage {}
+
+extension FetchSnapshotResponse: RandomMessage {}
+
+extension FindCoordinatorRequest: RandomMessage {}
+
+extension FindCoordinatorResponse: RandomMessage {}
+
+extension GetTelemetrySubscriptionsRequest: RandomMessage {}
+
+extension GetTelemetrySubscriptionsResponse: RandomMessage {}
+
+extension HeartbeatRequest: RandomMessage {}
+
+extension HeartbeatResponse: RandomMessage {}
+
+extension IncrementalAlterConfigsRequest: RandomMessage {}
+
+extension IncrementalAlterConfigsResponse: RandomMessage {}
+
+extension InitProducerIdRequest: RandomMessage {}
+
+extension InitProducerIdResponse: RandomMessage {}
+
+extension InitializeShareGroupStateRequest: RandomMessage {}
+
+extension InitializeShareGroupStateResponse: RandomMessage {}
+
+extension JoinGroupRequest: RandomMessage {}
+
+extension JoinGroupResponse: RandomMessage {}
+
+extension KRaftVersionRecord: RandomMessage {}
+
+extension LeaderAndIsrRequest: RandomMessage {}
+
+extension LeaderAndIsrResponse: RandomMessage {}
+
+extension LeaderChangeMessage: RandomMessage {}
+
+extension LeaveGroupRequest: RandomMessage {}
+
+extension LeaveGroupResponse: RandomMessage {}
+
+extension ListClientMetricsResourcesRequest: RandomMessage {}
+
+extension ListClientMetricsResourcesResponse: RandomMessage {}
+
+extension ListGroupsRequest: RandomMessage {}
+
+extension ListGroupsResponse: RandomMessage {}
+
+extension ListOffsetsRequest: RandomMessage {}
+
+extension ListOffsetsResponse: RandomMessage {}
+
+extension ListPartitionReassignmentsRequest: RandomMessage {}
+
+extension ListPartitionReassignmentsResponse: RandomMessage {}
+
+extension ListTransactionsRequest: RandomMessage {}
+
+extension ListTransactionsResponse: RandomMessage {}
+
+extension MetadataRequest: RandomMessage {}
+
+extension MetadataResponse: RandomMessage {}
+
+extension OffsetCommitRequest: RandomMessage {}
+
+extension OffsetCommitResponse: RandomMessage {}
+
+extension OffsetDeleteRequest: RandomMessage {}
+
+extension OffsetDeleteResponse: RandomMessage {}
+
+extension OffsetFetchRequest: RandomMessage {}
+
+extension OffsetFetchResponse: RandomMessage {}
+
+extension OffsetForLeaderEpochRequest: RandomMessage {}
+
+extension OffsetForLeaderEpochResponse: RandomMessage {}
+
+extension ProduceRequest: RandomMessage {}
+
+extension ProduceResponse: RandomMessage {}
+
+extension PushTelemetryRequest: RandomMessage {}
+
+extension PushTelemetryResponse: RandomMessage {}
+
+extension ReadShareGroupStateRequest: RandomMessage {}
+
+extension ReadShareGroupStateResponse: RandomMessage {}
+
+extension ReadShareGroupStateSummaryRequest: RandomMessage {}
+
+extension ReadShareGroupStateSummaryResponse: RandomMessage {}
+
+extension RemoveRaftVoterRequest: RandomMessage {}
+
+extension RemoveRaftVoterResponse: RandomMessage {}
+
+extension RenewDelegationTokenRequest: RandomMessage {}
+
+extension RenewDelegationTokenResponse: RandomMessage {}
+
+extension RequestHeader: RandomMessage {}
+
+extension ResponseHeader: RandomMessage {}
+
+extension SaslAuthenticateRequest: RandomMessage {}
+
+extension SaslAuthenticateResponse: RandomMessage {}
+
+extension SaslHandshakeRequest: RandomMessage {}
+
+extension SaslHandshakeResponse: RandomMessage {}
+
+extension ShareAcknowledgeRequest: RandomMessage {}
+
+extension ShareAcknowledgeResponse: RandomMessage {}
+
+extension ShareFetchRequest: RandomMessage {}
+
+extension ShareFetchResponse: RandomMessage {}
+
+extension ShareGroupDescribeRequest: RandomMessage {}
+
+extension ShareGroupDescribeResponse: RandomMessage {}
+
+extension ShareGroupHeartbeatRequest: RandomMessage {}
+
+extension ShareGroupHeartbeatResponse: RandomMessage {}
+
+extension SnapshotFooterRecord: RandomMessage {}
+
+extension SnapshotHeaderRecord: RandomMessage {}
+
+extension StopReplicaRequest: RandomMessage {}
+
+extension StopReplicaResponse: RandomMessage {}
+
+extension SyncGroupRequest: RandomMessage {}
+
+extension SyncGroupResponse: RandomMessage {}
+
+extension TxnOffsetCommitRequest: RandomMessage {}
+
+extension TxnOffsetCommitResponse: RandomMessage {}
+
+extension UnregisterBrokerRequest: RandomMessage {}
+
+extension UnregisterBrokerResponse: RandomMessage {}
+
+extension UpdateFeaturesRequest: RandomMessage {}
+
+extension UpdateFeaturesResponse: RandomMessage {}
+
+extension UpdateMetadataRequest: RandomMessage {}
+
+extension UpdateMetadataResponse: RandomMessage {}
+
+extension UpdateRaftVoterRequest: RandomMessage {}
+
+extension UpdateRaftVoterResponse: RandomMessage {}
+
+extension VoteRequest: RandomMessage {}
+
+extension VoteResponse: RandomMessage {}
+
+extension VotersRecord: RandomMessage {}
+
+extension WriteShareGroupStateRequest: RandomMessage {}
+
+extension WriteShareGroupStateResponse: RandomMessage {}
+
+extension WriteTxnMarkersRequest: RandomMessage {}
+
+extension WriteTxnMarkersResponse: RandomMessage {}
+
 extension AddOffsetsToTxnRequest {
     static func random(version: Int16, using rng: inout some RandomNumberGenerator) -> Self {
         var value = Self()
