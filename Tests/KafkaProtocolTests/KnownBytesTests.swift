@@ -155,6 +155,24 @@ import Testing
         }
     }
 
+    @Test func classicStringLongerThanInt16IsRefused() throws {
+        let long = String(repeating: "x", count: 40_000)
+        let request = MetadataRequest(topics: [.init(name: long)])
+        #expect(throws: KafkaProtocolError.stringTooLong(field: "MetadataRequest.MetadataRequestTopic.name", length: 40_000)) {
+            _ = try request.encoded(version: 1)
+        }
+        // Compact strings (v9+) have a varint length and carry it.
+        let bytes = try request.encoded(version: 9)
+        #expect(try MetadataRequest(bytes: bytes, version: 9) == request)
+    }
+
+    @Test func invalidUTF8IsRefused() throws {
+        // MetadataRequest v1, one topic whose 2-byte name is not UTF-8.
+        #expect(throws: KafkaProtocolError.bytes(.invalidUTF8(offset: 6), message: "MetadataRequest")) {
+            _ = try MetadataRequest(bytes: [0x00, 0x00, 0x00, 0x01, 0x00, 0x02, 0xC3, 0x28], version: 1)
+        }
+    }
+
     @Test func recordsAreZeroCopySlices() throws {
         let partition = ProduceRequest.PartitionProduceData(index: 0, records: [1, 2, 3])
         let request = ProduceRequest(acks: -1, timeoutMs: 1000, topicData: [.init(name: "t", partitionData: [partition])])
@@ -176,6 +194,8 @@ import Testing
         #expect(ApiKey.apiVersions.name == "ApiVersions")
         #expect(ApiKey.produce.requestFlexibleVersion == 9)
         #expect(ApiKey.fetch.requestVersions == 0...17)
+        #expect(ApiKey.produce.listeners.contains("broker"))
+        #expect(!ApiKey.vote.listeners.contains("broker"))
     }
 
     @Test func uuidText() {
