@@ -24,8 +24,8 @@ let package = Package(
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
         .target(name: "Support"),
-        .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
-        .target(name: "ProtocolGenerator"),
+        .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
+        .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
         .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"], exclude: ["README.md"]),
 
