@@ -31,17 +31,14 @@ struct ProtocolBenchmarkCase: Sendable {
     var run: @Sendable (ProtocolBenchmarkSettings, inout UInt64) throws -> [ProtocolFigure]
 }
 
-// MARK: - Extension point
+// MARK: - Cases
 //
-// The list of protocol benchmark cases, run in order. The coordinator adds here, once the
-// generated codecs land:
-//   - "produce-decode": decode a captured/constructed ProduceRequest (header + body + the
-//     records' batch headers and CRC) in requests/s and MiB/s;
-//   - "fetch-encode":   encode a FetchResponse around stored record batches in MiB/s.
-// Each is a `ProtocolBenchmarkCase`; use `measureInterleaved` below for timing.
+// The list of protocol benchmark cases, run in order. Each is a `ProtocolBenchmarkCase`; use
+// `measureInterleaved` below for timing.
 let protocolBenchmarkCases: [ProtocolBenchmarkCase] = [
     ProtocolBenchmarkCase(name: "crc32c", run: benchmarkCRC32C),
     ProtocolBenchmarkCase(name: "record-batch", run: benchmarkRecordBatch),
+    ProtocolBenchmarkCase(name: "produce-fetch", run: benchmarkProduceAndFetch),
 ]
 
 func runProtocolBenchmark(_ arguments: CommandLineArguments) {
@@ -228,5 +225,80 @@ func benchmarkRecordBatch(_ settings: ProtocolBenchmarkSettings, _ sink: inout U
         validate, rewrite, rewriteBatches, decode, crcOnly,
         ratioFigure("ratio validate / CRC32C alone", validate, crcOnly),
         ratioFigure("ratio offset rewrite / validate", rewrite, validate),
+    ]
+}
+
+/// 1 MiB of 1 KiB records in 16-record batches, the input of the produce and fetch cases.
+func makeRecordBlob(partitions: Int, bytesPerPartition: Int) throws -> [[UInt8]] {
+    var rng = SystemRandomNumberGenerator()
+    var blobs: [[UInt8]] = []
+    for p in 0..<partitions {
+        var blob: [UInt8] = []
+        var sequence: Int32 = 0
+        while blob.count < bytesPerPartition {
+            var builder = RecordBatchBuilder(baseTimestamp: 1_700_000_000_000)
+            builder.producerId = Int64(1000 + p)
+            builder.producerEpoch = 0
+            builder.baseSequence = sequence
+            for i in 0..<16 {
+                let value = (0..<1024).map { _ in UInt8.random(in: 0...255, using: &rng) }
+                builder.append(timestamp: 1_700_000_000_000 + Int64(i), key: Array("key-\(i)".utf8), value: value)
+            }
+            blob += try builder.build()
+            sequence += 16
+        }
+        blobs.append(blob)
+    }
+    return blobs
+}
+
+/// Produce-request decode (what a broker does on receipt: header, body, then validate every
+/// batch's header and CRC32C) and Fetch-response encode (header, body, records copied into the
+/// frame), each over 1 MiB of records in 4 partitions, against a plain copy of the same bytes.
+func benchmarkProduceAndFetch(_ settings: ProtocolBenchmarkSettings, _ sink: inout UInt64) throws -> [ProtocolFigure] {
+    let blobs = try makeRecordBlob(partitions: 4, bytesPerPartition: 256 * 1024)
+    let produce = ProduceRequest(
+        acks: -1, timeoutMs: 30_000,
+        topicData: [.init(name: "bench", partitionData: blobs.enumerated().map { .init(index: Int32($0.offset), records: $0.element[...]) })])
+    var writer = ByteWriter(capacity: 1 << 21)
+    try RequestHeader.encodeRequest(produce, version: 9, correlationId: 7, clientId: "floe-bench", into: &writer)
+    let frame = Array(writer.bytes.dropFirst(4))
+    let fetch = FetchResponse(responses: [.init(topic: "bench", partitions: blobs.enumerated().map {
+        .init(partitionIndex: Int32($0.offset), highWatermark: 1_000_000, lastStableOffset: 1_000_000, logStartOffset: 0, records: $0.element[...])
+    })])
+    let recordBytes = blobs.reduce(0) { $0 + $1.count }
+    print("  input: Produce v9 frame of \(frame.count) bytes (\(recordBytes) bytes of records, 4 partitions, 1 KiB records);")
+    print("         Fetch v12 response around the same record bytes")
+    let flat = blobs.flatMap { $0 }
+    var out = [UInt8](repeating: 0, count: flat.count)
+    let figures = try measureInterleaved([
+        TimedOperation(name: "produce decode (header + body, no CRC)", bytesPerCall: recordBytes, unit: "MiB/s") {
+            let request = try RequestHeader.decodeRequest(frame[...])
+            guard case let .produce(body) = try request.decodeBody() else { return 0 }
+            return UInt64(body.topicData[0].partitionData.count)
+        },
+        TimedOperation(name: "produce decode + validate batches (CRC32C)", bytesPerCall: recordBytes, unit: "MiB/s") {
+            let request = try RequestHeader.decodeRequest(frame[...])
+            guard case let .produce(body) = try request.decodeBody() else { return 0 }
+            var n: UInt64 = 0
+            for partition in body.topicData[0].partitionData {
+                var reader = RecordBatchReader(partition.records ?? [])
+                while let batch = try reader.next() { n &+= UInt64(batch.header.crc) }
+            }
+            return n
+        },
+        TimedOperation(name: "fetch response encode (v12, flexible)", bytesPerCall: recordBytes, unit: "MiB/s") {
+            var w = ByteWriter(capacity: recordBytes + 4096)
+            try ResponseHeader.encodeResponse(fetch, version: 12, correlationId: 9, into: &w)
+            return UInt64(w.count)
+        },
+        TimedOperation(name: "memcpy of the same bytes (baseline)", bytesPerCall: recordBytes, unit: "MiB/s") {
+            out.withUnsafeMutableBytes { dst in flat.withUnsafeBytes { src in dst.copyMemory(from: src) } }
+            return UInt64(out[out.count / 2])
+        },
+    ], settings: settings, sink: &sink)
+    return figures + [
+        ratioFigure("ratio produce decode+validate / memcpy", figures[1], figures[3]),
+        ratioFigure("ratio fetch encode / memcpy", figures[2], figures[3]),
     ]
 }
