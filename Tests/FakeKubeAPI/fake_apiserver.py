@@ -1835,7 +1835,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 scheme, _, tok = auth.partition(" ")
                 if scheme.lower() != "bearer" or tok.strip() != fake.token:
                     raise APIError(401, "Unauthorized", "Unauthorized")
-            fault = fake.take_fault(method, path)
+            fault = fake.take_fault(method, path, verb == "watch")
             if fault is not None:
                 if fault.get("seconds"):
                     time.sleep(fault["seconds"])   # an injected stall, not synchronization
@@ -2065,10 +2065,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     item = w.q.get(timeout=max(0.0, wake - now))
                 except queue.Empty:
                     if bookmarks and time.monotonic() >= next_bm:
+                        # Events are queued under the store lock, so an empty queue read under
+                        # that lock means no event older than c.rv is still undelivered: the
+                        # bookmark never runs ahead of an event the client has yet to see.
                         with c.lock:
-                            rv = str(c.rv)
-                        bookmark(rv)
-                        next_bm = time.monotonic() + fake.bookmark_interval
+                            rv = str(c.rv) if w.q.empty() else None
+                        if rv is not None:
+                            bookmark(rv)
+                            next_bm = time.monotonic() + fake.bookmark_interval
                     continue
                 kind = item[0]
                 if kind == "CLOSE":
@@ -2146,12 +2150,13 @@ class FakeAPIServer:
             self.ca_file, crt, key = ensure_tls_material(self.tls_dir)
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(crt, key)
+            ctx.set_alpn_protocols(["http/1.1"])
             self.httpd.socket = ctx.wrap_socket(self.httpd.socket, server_side=True,
                                                 do_handshake_on_connect=False)
         self.port = self.httpd.server_address[1]
         self.controllers.start()
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-apiserver",
-                                       kwargs={"poll_interval": 0.1}, daemon=True)
+                                       kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
         return self
 
@@ -2185,10 +2190,12 @@ class FakeAPIServer:
 
     # -- faults and accounting --------------------------------------------------------------
 
-    def take_fault(self, method, path):
+    def take_fault(self, method, path, is_watch):
         with self.fault_lock:
             for f in self.faults:
                 if f.get("method") and f["method"].upper() != method:
+                    continue
+                if f.get("watch") is not None and bool(f["watch"]) != is_watch:
                     continue
                 if f.get("prefix"):
                     if not path.startswith(f["path"]):
@@ -2240,7 +2247,7 @@ class FakeAPIServer:
             if not cmd.get("path"):
                 raise bad_request("fault needs a path")
             f = {"path": cmd["path"], "method": cmd.get("method"), "prefix": bool(cmd.get("prefix")),
-                 "count": int(cmd.get("count", 1))}
+                 "count": int(cmd.get("count", 1)), "watch": cmd.get("watch")}
             if action == "fail":
                 f.update(code=int(cmd.get("code", 500)), reason=cmd.get("reason"),
                          message=cmd.get("message"), retryAfterSeconds=cmd.get("retryAfterSeconds"))

@@ -714,7 +714,7 @@ def test_writes_reach_all_open_watches_with_selector_transitions(client):
 def test_watch_wire_format_one_event_per_chunk(server, client):
     rv = client.ok("GET", CM)["metadata"]["resourceVersion"]
     s = socket.create_connection(("127.0.0.1", server.port), timeout=SAFETY_TIMEOUT)
-    s.sendall(f"GET {CM}?watch=1&resourceVersion={rv}&timeoutSeconds=2 HTTP/1.1\r\n"
+    s.sendall(f"GET {CM}?watch=1&resourceVersion={rv}&timeoutSeconds=1 HTTP/1.1\r\n"
               "Host: x\r\n\r\n".encode())
     client.ok("POST", CM, cm("a"))
     client.ok("POST", CM, cm("b"))
@@ -989,6 +989,10 @@ def test_fail_next_requests_then_recover(client):
     assert client.req("GET", f"{CM}/a")[0] == 200
     assert client.req("PATCH", f"{CM}/a", {"data": {}}, MERGE)[0] == 500
     assert client.req("PATCH", f"{CM}/a", {"data": {}}, MERGE)[0] == 200
+    # A fault limited to watches leaves lists of the same path alone.
+    client.control(action="fail", path=CM, code=500, count=1, watch=True)
+    assert client.req("GET", CM)[0] == 200
+    assert client.req("GET", f"{CM}?watch=1&timeoutSeconds=1")[0] == 500
     # Custom reason, e.g. a 429 throttle.
     client.control(action="fail", path=CM, code=429, reason="TooManyRequests", count=1)
     code, body = client.req("GET", CM)
@@ -1142,3 +1146,29 @@ def test_cli_port_file_and_sigterm(tmp_path):
             proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+
+
+def test_simulated_parallel_policy_ignores_readiness(sim):
+    body = sts("p", replicas=1)
+    body["spec"]["podManagementPolicy"] = "Parallel"
+    sim.ok("POST", STS, body)
+    sim.settle()
+    sim.control(action="set_pod_ready", namespace=NS, name="p-0", ready=False)
+    sim.ok("PATCH", f"{STS}/p", {"spec": {"replicas": 3}}, MERGE)
+    sim.settle()
+    assert pod_names(sim, "app%3Dp") == ["p-0", "p-1", "p-2"]
+    assert sim.ok("GET", f"{STS}/p")["status"]["readyReplicas"] == 2
+
+
+def test_delay_fault_and_state(client):
+    client.ok("POST", CM, cm("a"))
+    client.control(action="delay", path=f"{CM}/a", seconds=0.05, count=1)
+    assert client.ok("GET", f"{CM}/a")["metadata"]["name"] == "a"   # stalled, then served
+    client.control(action="fail", path=f"{CM}/a", code=500, count=5)
+    client.control(action="clear_faults")
+    assert client.req("GET", f"{CM}/a")[0] == 200
+    state = client.ok("GET", "/fake/state")
+    assert state["resourceVersion"] == int(client.ok("GET", CM)["metadata"]["resourceVersion"])
+    assert state["openWatches"] == 0
+    client.control(action="compact")
+    assert client.ok("GET", "/fake/state")["historyLength"] == 0
