@@ -1781,6 +1781,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     def _send(self, code, obj, headers=None, raw=None, ctype="application/json"):
         data = raw if raw is not None else json.dumps(obj, separators=(",", ":")).encode()
+        self._set_code(code)   # before any byte goes out: a client may read the log next
         self.send_response(code)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -1789,7 +1790,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header(k, str(v))
         self.end_headers()
         self.wfile.write(data)
+
+    def _set_code(self, code):
         self._code = code
+        entry = getattr(self, "_entry", None)
+        if entry is not None:
+            entry["code"] = code
 
     def _send_error(self, err):
         headers = dict(err.headers)
@@ -1817,6 +1823,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _dispatch(self, method):
         fake = self.server.fake
         self._code = 0
+        self._entry = None
         path, _, qs = self.path.partition("?")
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(qs, keep_blank_values=True).items()}
         if path.startswith("/fake/"):
@@ -1825,11 +1832,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             except APIError as e:
                 self._send_error(e)
             return
-        body = b""
-        verb = "?"
+        verb = self._verb(method, path, query)
+        entry = self._entry = fake.record(method, path, query, verb, self.headers)
         try:
             body = self._body()
-            verb = self._verb(method, path, query)
             if fake.token is not None:
                 auth = self.headers.get("Authorization") or ""
                 scheme, _, tok = auth.partition(" ")
@@ -1857,7 +1863,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             traceback.print_exc()
             self._send_error(APIError(500, "InternalError", f"fake apiserver bug: {e!r}"))
         finally:
-            fake.record(method, path, query, verb, self._code, self.headers)
+            entry["code"] = self._code
+            self._entry = None
 
     @staticmethod
     def _verb(method, path, query):
@@ -2032,12 +2039,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
             raise bad_request(f"invalid timeoutSeconds {query.get('timeoutSeconds')!r}") from None
         bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
         w, err = c.open_watch(rt, ns, query)
+        self._set_code(200)
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Transfer-Encoding", "chunked")
         self.send_header("Cache-Control", "no-cache, private")
         self.end_headers()
-        self._code = 200
 
         def event(etype, obj):
             line = json.dumps({"type": etype, "object": obj}, separators=(",", ":")) + "\n"
@@ -2208,14 +2215,17 @@ class FakeAPIServer:
                 return dict(f)
         return None
 
-    def record(self, method, path, query, verb, code, headers):
+    def record(self, method, path, query, verb, headers):
+        """Logs a request when it arrives (so an open watch is visible); the handler fills in
+        `code` when it has answered (0 while a watch is still streaming)."""
         if verb == "get-or-list":
-            verb = "get" if code and self._is_object_path(path) else "list"
+            verb = "get" if self._is_object_path(path) else "list"
+        entry = {"method": method, "path": path, "verb": verb, "code": 0,
+                 "userAgent": headers.get("User-Agent"),
+                 "fieldManager": query.get("fieldManager"), "query": query}
         with self.fault_lock:
-            self.requests.append({"method": method, "path": path, "verb": verb, "code": code,
-                                  "userAgent": headers.get("User-Agent"),
-                                  "fieldManager": query.get("fieldManager"),
-                                  "query": query})
+            self.requests.append(entry)
+        return entry
 
     def _is_object_path(self, path):
         parts = [p for p in path.split("/") if p]
@@ -2233,7 +2243,8 @@ class FakeAPIServer:
                 k = f"{r['method']} {r['path']}"
                 counts[k] = counts.get(k, 0) + 1
                 by_verb[r["verb"]] = by_verb.get(r["verb"], 0) + 1
-            return {"counts": counts, "byVerb": by_verb, "requests": list(self.requests)}
+            return {"counts": counts, "byVerb": by_verb,
+                    "requests": [dict(r) for r in self.requests]}
 
     def control(self, cmd):
         """Fault injection and test hooks. See docs/fake-apiserver.md for the actions."""

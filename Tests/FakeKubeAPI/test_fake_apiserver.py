@@ -1013,8 +1013,17 @@ def test_request_counts(client):
     writers = {r["fieldManager"] for r in rep["requests"] if r["verb"] in ("patch", "create")}
     assert writers == {None, "leader"}
     assert all(r["userAgent"] == "floe-test/1.0" for r in rep["requests"])
+    assert all(r["code"] in (200, 201) for r in rep["requests"])
     client.control(action="reset_requests")
     assert client.ok("GET", "/fake/requests")["counts"] == {}
+    # An open watch is logged when it starts.
+    resp, conn = client.watch(f"{CM}?watch=1&timeoutSeconds=30")
+    client.ok("POST", CM, cm("b"))
+    read_events(resp, 2)
+    rep = client.ok("GET", "/fake/requests")
+    conn.close()
+    assert rep["byVerb"] == {"watch": 1, "create": 1}
+    assert [r["code"] for r in rep["requests"] if r["verb"] == "watch"] == [200]
 
 
 def test_unknown_control_action(client):
