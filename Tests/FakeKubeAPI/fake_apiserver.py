@@ -29,6 +29,7 @@ import os
 import queue
 import random
 import re
+import select
 import signal
 import socket
 import ssl
@@ -1431,11 +1432,24 @@ class Cluster:
                     if ev["rv"] > rv:
                         w.offer(ev)
             self.watchers.add(w)
+            self.changed.notify_all()
             return w, None
 
     def close_watch(self, w):
         with self.lock:
             self.watchers.discard(w)
+            self.changed.notify_all()
+
+    def wait_watches(self, count, timeout):
+        """Waits until exactly `count` watches are open; False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while len(self.watchers) != count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.changed.wait(left)
+            return True
 
     def close_all_watches(self, abrupt=False):
         with self.lock:
@@ -2030,6 +2044,18 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         self.wfile.flush()
 
+    def _client_gone(self):
+        """True when the peer has closed a plain-TCP watch connection (EOF is readable). TLS
+        connections are not probed; they end at the watch timeout or on the next write."""
+        sock = self.request
+        if isinstance(sock, ssl.SSLSocket):
+            return False
+        try:
+            readable, _, _ = select.select([sock], [], [], 0)
+            return bool(readable) and sock.recv(1, socket.MSG_PEEK) == b""
+        except OSError:
+            return True
+
     def _watch(self, rt, ns, query):
         fake = self.server.fake
         c = fake.cluster
@@ -2069,8 +2095,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                     break
                 wake = min(deadline, next_bm) if bookmarks else deadline
                 try:
-                    item = w.q.get(timeout=max(0.0, wake - now))
+                    item = w.q.get(timeout=max(0.0, min(wake - now, 0.25)))
                 except queue.Empty:
+                    if self._client_gone():
+                        self.close_connection = True
+                        return
                     if bookmarks and time.monotonic() >= next_bm:
                         # Events are queued under the store lock, so an empty queue read under
                         # that lock means no event older than c.rv is still undelivered: the
@@ -2285,6 +2314,12 @@ class FakeAPIServer:
             if not ok:
                 raise APIError(504, "Timeout", "controllers did not settle")
             return {"resourceVersion": c.rv}
+        if action == "wait_watches":
+            n = int(cmd.get("count", 0))
+            if not c.wait_watches(n, float(cmd.get("timeout", 10))):
+                raise APIError(504, "Timeout", f"open watches did not reach {n} "
+                               f"(now {len(c.watchers)})")
+            return {"openWatches": n}
         if action == "bookmark_interval":
             self.bookmark_interval = float(cmd["seconds"])
             return {"ok": True}

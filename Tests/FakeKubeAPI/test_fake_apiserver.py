@@ -14,7 +14,6 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 from urllib.parse import quote
 
@@ -1181,3 +1180,16 @@ def test_delay_fault_and_state(client):
     assert state["openWatches"] == 0
     client.control(action="compact")
     assert client.ok("GET", "/fake/state")["historyLength"] == 0
+
+
+def test_watch_closed_by_client_is_unregistered(server, client):
+    resp, conn = client.watch(f"{CM}?watch=1&timeoutSeconds=600")
+    assert client.ok("GET", "/fake/state")["openWatches"] == 1
+    conn.close()
+    resp.close()
+    # The server notices the EOF and unregisters the watch.
+    client.control(action="wait_watches", count=0)
+    assert client.ok("GET", "/fake/state")["openWatches"] == 0
+    code, body = client.req("POST", "/fake/control",
+                            {"action": "wait_watches", "count": 3, "timeout": 0.1})
+    assert code == 504 and body["reason"] == "Timeout"
