@@ -45,6 +45,8 @@ struct ApiKeyEmitter {
         emitAny("Request", \.request, &code)
         code.line()
         emitAny("Response", \.response, &code)
+        code.line()
+        emitTopLevelError(&code)
         return code.text
     }
 
@@ -90,6 +92,29 @@ struct ApiKeyEmitter {
                 for api in apis {
                     let list = api.request.listeners.map(Naming.stringLiteral).joined(separator: ", ")
                     code.line("case .\(api.caseName): return [\(list)]")
+                }
+                code.line("}")
+            }
+        }
+    }
+
+    /// `AnyResponse.topLevelError(apiKey:errorCode:)`: the response a broker sends for a request
+    /// it does not serve, for APIs whose response has a top-level ErrorCode.
+    func emitTopLevelError(_ code: inout Code) {
+        code.block("extension AnyResponse") { code in
+            code.line("/// A default response of `apiKey` with its top-level `errorCode` set, or nil when the")
+            code.line("/// response schema has no top-level ErrorCode (it reports errors per topic or partition).")
+            code.line("/// `errorCodeVersions` is the version range where that field exists.")
+            code.block("public static func topLevelError(apiKey: ApiKey, errorCode: Int16) -> (response: AnyResponse, errorCodeVersions: ClosedRange<Int16>)?") { code in
+                code.line("switch apiKey {")
+                for api in apis {
+                    if let field = api.response.fields.first(where: { $0.name == "ErrorCode" && $0.type == .int16 && $0.tag == nil }),
+                       !field.versions.isNone, let top = api.response.validVersions.highest {
+                        let range = "\(field.versions.lowest)...\(min(field.versions.highest ?? top, top))"
+                        code.line("case .\(api.caseName): return (.\(api.caseName)(\(api.response.name)(errorCode: errorCode)), \(range))")
+                    } else {
+                        code.line("case .\(api.caseName): return nil")
+                    }
                 }
                 code.line("}")
             }

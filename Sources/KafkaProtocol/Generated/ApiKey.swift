@@ -1411,3 +1411,101 @@ public enum AnyResponse: Sendable, Hashable {
         }
     }
 }
+
+extension AnyResponse {
+    /// A default response of `apiKey` with its top-level `errorCode` set, or nil when the
+    /// response schema has no top-level ErrorCode (it reports errors per topic or partition).
+    /// `errorCodeVersions` is the version range where that field exists.
+    public static func topLevelError(apiKey: ApiKey, errorCode: Int16) -> (response: AnyResponse, errorCodeVersions: ClosedRange<Int16>)? {
+        switch apiKey {
+        case .produce: return nil
+        case .fetch: return (.fetch(FetchResponse(errorCode: errorCode)), 7...17)
+        case .listOffsets: return nil
+        case .metadata: return nil
+        case .leaderAndIsr: return (.leaderAndIsr(LeaderAndIsrResponse(errorCode: errorCode)), 0...7)
+        case .stopReplica: return (.stopReplica(StopReplicaResponse(errorCode: errorCode)), 0...4)
+        case .updateMetadata: return (.updateMetadata(UpdateMetadataResponse(errorCode: errorCode)), 0...8)
+        case .controlledShutdown: return (.controlledShutdown(ControlledShutdownResponse(errorCode: errorCode)), 0...3)
+        case .offsetCommit: return nil
+        case .offsetFetch: return (.offsetFetch(OffsetFetchResponse(errorCode: errorCode)), 2...7)
+        case .findCoordinator: return (.findCoordinator(FindCoordinatorResponse(errorCode: errorCode)), 0...3)
+        case .joinGroup: return (.joinGroup(JoinGroupResponse(errorCode: errorCode)), 0...9)
+        case .heartbeat: return (.heartbeat(HeartbeatResponse(errorCode: errorCode)), 0...4)
+        case .leaveGroup: return (.leaveGroup(LeaveGroupResponse(errorCode: errorCode)), 0...5)
+        case .syncGroup: return (.syncGroup(SyncGroupResponse(errorCode: errorCode)), 0...5)
+        case .describeGroups: return nil
+        case .listGroups: return (.listGroups(ListGroupsResponse(errorCode: errorCode)), 0...5)
+        case .saslHandshake: return (.saslHandshake(SaslHandshakeResponse(errorCode: errorCode)), 0...1)
+        case .apiVersions: return (.apiVersions(ApiVersionsResponse(errorCode: errorCode)), 0...4)
+        case .createTopics: return nil
+        case .deleteTopics: return nil
+        case .deleteRecords: return nil
+        case .initProducerId: return (.initProducerId(InitProducerIdResponse(errorCode: errorCode)), 0...5)
+        case .offsetForLeaderEpoch: return nil
+        case .addPartitionsToTxn: return (.addPartitionsToTxn(AddPartitionsToTxnResponse(errorCode: errorCode)), 4...5)
+        case .addOffsetsToTxn: return (.addOffsetsToTxn(AddOffsetsToTxnResponse(errorCode: errorCode)), 0...4)
+        case .endTxn: return (.endTxn(EndTxnResponse(errorCode: errorCode)), 0...5)
+        case .writeTxnMarkers: return nil
+        case .txnOffsetCommit: return nil
+        case .describeAcls: return (.describeAcls(DescribeAclsResponse(errorCode: errorCode)), 0...3)
+        case .createAcls: return nil
+        case .deleteAcls: return nil
+        case .describeConfigs: return nil
+        case .alterConfigs: return nil
+        case .alterReplicaLogDirs: return nil
+        case .describeLogDirs: return (.describeLogDirs(DescribeLogDirsResponse(errorCode: errorCode)), 3...4)
+        case .saslAuthenticate: return (.saslAuthenticate(SaslAuthenticateResponse(errorCode: errorCode)), 0...2)
+        case .createPartitions: return nil
+        case .createDelegationToken: return (.createDelegationToken(CreateDelegationTokenResponse(errorCode: errorCode)), 0...3)
+        case .renewDelegationToken: return (.renewDelegationToken(RenewDelegationTokenResponse(errorCode: errorCode)), 0...2)
+        case .expireDelegationToken: return (.expireDelegationToken(ExpireDelegationTokenResponse(errorCode: errorCode)), 0...2)
+        case .describeDelegationToken: return (.describeDelegationToken(DescribeDelegationTokenResponse(errorCode: errorCode)), 0...3)
+        case .deleteGroups: return nil
+        case .electLeaders: return (.electLeaders(ElectLeadersResponse(errorCode: errorCode)), 1...2)
+        case .incrementalAlterConfigs: return nil
+        case .alterPartitionReassignments: return (.alterPartitionReassignments(AlterPartitionReassignmentsResponse(errorCode: errorCode)), 0...0)
+        case .listPartitionReassignments: return (.listPartitionReassignments(ListPartitionReassignmentsResponse(errorCode: errorCode)), 0...0)
+        case .offsetDelete: return (.offsetDelete(OffsetDeleteResponse(errorCode: errorCode)), 0...0)
+        case .describeClientQuotas: return (.describeClientQuotas(DescribeClientQuotasResponse(errorCode: errorCode)), 0...1)
+        case .alterClientQuotas: return nil
+        case .describeUserScramCredentials: return (.describeUserScramCredentials(DescribeUserScramCredentialsResponse(errorCode: errorCode)), 0...0)
+        case .alterUserScramCredentials: return nil
+        case .vote: return (.vote(VoteResponse(errorCode: errorCode)), 0...1)
+        case .beginQuorumEpoch: return (.beginQuorumEpoch(BeginQuorumEpochResponse(errorCode: errorCode)), 0...1)
+        case .endQuorumEpoch: return (.endQuorumEpoch(EndQuorumEpochResponse(errorCode: errorCode)), 0...1)
+        case .describeQuorum: return (.describeQuorum(DescribeQuorumResponse(errorCode: errorCode)), 0...2)
+        case .alterPartition: return (.alterPartition(AlterPartitionResponse(errorCode: errorCode)), 0...3)
+        case .updateFeatures: return (.updateFeatures(UpdateFeaturesResponse(errorCode: errorCode)), 0...2)
+        case .envelope: return (.envelope(EnvelopeResponse(errorCode: errorCode)), 0...0)
+        case .fetchSnapshot: return (.fetchSnapshot(FetchSnapshotResponse(errorCode: errorCode)), 0...1)
+        case .describeCluster: return (.describeCluster(DescribeClusterResponse(errorCode: errorCode)), 0...1)
+        case .describeProducers: return nil
+        case .brokerRegistration: return (.brokerRegistration(BrokerRegistrationResponse(errorCode: errorCode)), 0...4)
+        case .brokerHeartbeat: return (.brokerHeartbeat(BrokerHeartbeatResponse(errorCode: errorCode)), 0...1)
+        case .unregisterBroker: return (.unregisterBroker(UnregisterBrokerResponse(errorCode: errorCode)), 0...0)
+        case .describeTransactions: return nil
+        case .listTransactions: return (.listTransactions(ListTransactionsResponse(errorCode: errorCode)), 0...1)
+        case .allocateProducerIds: return (.allocateProducerIds(AllocateProducerIdsResponse(errorCode: errorCode)), 0...0)
+        case .consumerGroupHeartbeat: return (.consumerGroupHeartbeat(ConsumerGroupHeartbeatResponse(errorCode: errorCode)), 0...1)
+        case .consumerGroupDescribe: return nil
+        case .controllerRegistration: return (.controllerRegistration(ControllerRegistrationResponse(errorCode: errorCode)), 0...0)
+        case .getTelemetrySubscriptions: return (.getTelemetrySubscriptions(GetTelemetrySubscriptionsResponse(errorCode: errorCode)), 0...0)
+        case .pushTelemetry: return (.pushTelemetry(PushTelemetryResponse(errorCode: errorCode)), 0...0)
+        case .assignReplicasToDirs: return (.assignReplicasToDirs(AssignReplicasToDirsResponse(errorCode: errorCode)), 0...0)
+        case .listClientMetricsResources: return (.listClientMetricsResources(ListClientMetricsResourcesResponse(errorCode: errorCode)), 0...0)
+        case .describeTopicPartitions: return nil
+        case .shareGroupHeartbeat: return (.shareGroupHeartbeat(ShareGroupHeartbeatResponse(errorCode: errorCode)), 0...0)
+        case .shareGroupDescribe: return nil
+        case .shareFetch: return (.shareFetch(ShareFetchResponse(errorCode: errorCode)), 0...0)
+        case .shareAcknowledge: return (.shareAcknowledge(ShareAcknowledgeResponse(errorCode: errorCode)), 0...0)
+        case .addRaftVoter: return (.addRaftVoter(AddRaftVoterResponse(errorCode: errorCode)), 0...0)
+        case .removeRaftVoter: return (.removeRaftVoter(RemoveRaftVoterResponse(errorCode: errorCode)), 0...0)
+        case .updateRaftVoter: return (.updateRaftVoter(UpdateRaftVoterResponse(errorCode: errorCode)), 0...0)
+        case .initializeShareGroupState: return nil
+        case .readShareGroupState: return nil
+        case .writeShareGroupState: return nil
+        case .deleteShareGroupState: return nil
+        case .readShareGroupStateSummary: return nil
+        }
+    }
+}
