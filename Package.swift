@@ -26,11 +26,13 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
+        .target(name: "KubeAPI"),
+        .target(name: "Operator", dependencies: ["KubeAPI", "Support"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
-        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support"]),
+        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support"]),
 
         // Tests: one target per module.
@@ -39,6 +41,8 @@ let package = Package(
             name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "Bytes"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI"]),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"]),
     ],
     swiftLanguageModes: [.v6]
 )
