@@ -22,7 +22,7 @@ public enum YAMLEmitter {
         switch value {
         case .object(let o) where !o.isEmpty: writeObject(o, indent: 0, into: &out)
         case .array(let a) where !a.isEmpty: writeArray(a, indent: 0, into: &out)
-        default: out = scalar(value, indent: 0) + "\n"
+        default: out = scalar(value, indent: 2) + "\n"
         }
         return out
     }
