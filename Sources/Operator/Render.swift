@@ -119,6 +119,8 @@ public enum Render {
     public static let configDir = "/etc/floe"
     public static let walDir = "/var/lib/floe/wal"
     public static let brokerUser: Int64 = 65532
+    /// The broker executable in the Floe image (deploy/Dockerfile), which holds both programs.
+    public static let brokerCommand = "/usr/local/bin/floe-broker"
 
     public static func render(_ cluster: FloeCluster) throws(OperatorError) -> [ManagedObject] {
         let id = "\(cluster.metadata.namespace ?? "")/\(cluster.metadata.name ?? "")"
@@ -264,6 +266,7 @@ public enum Render {
             name: "broker",
             image: spec.image ?? FloeDefaults.image,
             imagePullPolicy: spec.imagePullPolicy ?? FloeDefaults.imagePullPolicy,
+            command: [brokerCommand],
             args: [
                 "--config=\(configDir)/\(propertiesFile)",
                 "--listen=0.0.0.0:\(kafkaPort)",
