@@ -26,8 +26,8 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
-        .target(name: "KubeAPI"),
-        .target(name: "Operator", dependencies: ["KubeAPI", "Support"]),
+        .target(name: "KubeAPI", exclude: ["README.md"]),
+        .target(name: "Operator", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
