@@ -24,15 +24,17 @@ let package = Package(
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
         .target(name: "Support"),
-        .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
-        .target(name: "ProtocolGenerator"),
-        .target(name: "KubeAPI", exclude: ["README.md"]),
+        .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
+        .target(name: "ProtocolGenerator", exclude: ["README.md"]),
+        .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"], exclude: ["README.md"]),
+        .target(name: "KubeAPI", dependencies: ["YAML"], exclude: ["README.md"]),
         .target(name: "Operator", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
-        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator"]),
+        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support"]),
 
         // Tests: one target per module.
@@ -41,7 +43,9 @@ let package = Package(
             name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "Bytes"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
-        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI"]),
+        .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol"]),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6]

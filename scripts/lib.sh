@@ -2,7 +2,7 @@
 
 # apt packages the build needs, and the peers the integration tests talk to.
 FLOE_APT_PACKAGES=(pkg-config libcurl4-openssl-dev libyaml-dev libssl-dev zlib1g-dev)
-FLOE_PIP_PACKAGES=("moto[server]")
+FLOE_PIP_PACKAGES=("moto[server]" pytest)
 STARTED_PIDS=()
 
 as_root() {
@@ -22,7 +22,8 @@ ensure_system_packages() {
 }
 
 ensure_python_peers() {
-    if ! python3 -c 'import moto.server' 2>/dev/null || ! command -v moto_server >/dev/null; then
+    if ! python3 -c 'import moto.server' 2>/dev/null || ! command -v moto_server >/dev/null \
+        || ! python3 -c 'import pytest' 2>/dev/null; then
         echo "==> installing Python test peers: ${FLOE_PIP_PACKAGES[*]}"
         python3 -m pip install -q "${FLOE_PIP_PACKAGES[@]}"
     fi

@@ -10,6 +10,8 @@ public enum KafkaProtocolError: Error, Equatable, CustomStringConvertible {
     case nullNotAllowed(message: String, field: String, version: Int16)
     /// A field that does not exist at this version holds a non-default value.
     case fieldNotInVersion(message: String, field: String, version: Int16)
+    /// A string longer than its classic int16 length prefix can express.
+    case stringTooLong(field: String, length: Int)
     /// An API key outside Kafka's table.
     case unknownApiKey(Int16)
     /// A size-prefixed frame announced more bytes than the limit allows.
@@ -26,6 +28,9 @@ public enum KafkaProtocolError: Error, Equatable, CustomStringConvertible {
     case unsupportedCompression(codec: String)
     /// zlib reported an error.
     case compression(codec: String, reason: String)
+    /// Decompressed data would exceed the configured ceiling (a decompression bomb, or a limit set
+    /// too low).
+    case decompressedSizeExceeded(codec: String, limit: Int)
 
     public var description: String {
         switch self {
@@ -37,6 +42,8 @@ public enum KafkaProtocolError: Error, Equatable, CustomStringConvertible {
             return "\(message).\(field) cannot be null at version \(version)"
         case let .fieldNotInVersion(message, field, version):
             return "\(message).\(field) does not exist at version \(version) but holds a non-default value"
+        case let .stringTooLong(field, length):
+            return "\(field) is \(length) bytes long, more than the 32767 an int16 length prefix allows"
         case let .unknownApiKey(key):
             return "unknown API key \(key)"
         case let .frameTooLarge(size, limit):
@@ -53,6 +60,8 @@ public enum KafkaProtocolError: Error, Equatable, CustomStringConvertible {
             return "compression codec \(codec) is not supported here"
         case let .compression(codec, reason):
             return "\(codec) failed: \(reason)"
+        case let .decompressedSizeExceeded(codec, limit):
+            return "\(codec) data decompresses to more than the limit of \(limit) bytes; refusing it"
         }
     }
 }

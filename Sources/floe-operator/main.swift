@@ -10,9 +10,9 @@ let usage = """
 
     COMMANDS:
       crd                    print the FloeCluster CustomResourceDefinition (YAML)
-      render --file PATH     print the objects rendered for a FloeCluster manifest (JSON file),
-                             as YAML documents; --namespace NS sets the namespace when the
-                             manifest has none (default "default")
+      render --file PATH     print the objects rendered for the FloeClusters in a manifest
+                             (YAML or JSON) as YAML documents; --namespace NS sets the
+                             namespace when the manifest has none (default "default")
 
     OPTIONS:
       --version              print the version and exit
@@ -41,20 +41,14 @@ case "crd":
 case "render":
     if let bad = args.unknown(known: ["file", "namespace"]).first { fail("render: unknown option --\(bad)") }
     guard let path = args.value("file") else { fail("render: --file PATH is required") }
-    let data: Data
     do {
-        data = try Data(contentsOf: URL(fileURLWithPath: path))
-    } catch {
-        fail("render: cannot read \(path): \(error.localizedDescription)")
-    }
-    do {
-        var cluster = try FloeClusterManifest.decode(json: data, source: path)
-        if cluster.metadata.namespace == nil { cluster.metadata.namespace = args.value("namespace") ?? "default" }
-        // A manifest from a file has no uid yet; the API server assigns one on creation.
-        if cluster.metadata.uid == nil { cluster.metadata.uid = "00000000-0000-0000-0000-000000000000" }
-        let objects = try Render.render(cluster)
         var docs: [JSONValue] = []
-        for object in objects { docs.append(try object.json()) }
+        for var cluster in try readFloeClusters(path: path) {
+            if cluster.metadata.namespace == nil { cluster.metadata.namespace = args.value("namespace") ?? "default" }
+            // A manifest from a file has no uid yet; the API server assigns one on creation.
+            if cluster.metadata.uid == nil { cluster.metadata.uid = "00000000-0000-0000-0000-000000000000" }
+            for object in try Render.render(cluster) { docs.append(try object.json()) }
+        }
         print(YAMLEmitter.emitDocuments(docs), terminator: "")
     } catch {
         fail("render: \(error)")

@@ -14,7 +14,9 @@ struct CRC32CTests {
 
     @Test func hardwareMatchesSoftwareOnRandomInputs() {
         var rng = SplitMix64(seed: 0xF10E)
-        for length in [0, 1, 3, 7, 8, 9, 15, 16, 63, 64, 65, 1000, 4096, 65_537] {
+        // Lengths around the three-way blocks of the hardware path (3 x 256, 3 x 2048, 3 x 8192).
+        for length in [0, 1, 3, 7, 8, 9, 15, 16, 63, 64, 65, 767, 768, 769, 1000, 4096, 6143, 6144, 6151, 16_900,
+                       24_575, 24_576, 24_577, 65_537, 200_003] {
             let data = (0..<length).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
             #expect(CRC32C.checksum(data) == CRC32C.softwareChecksum(data), "length \(length)")
             // Unaligned starts exercise the byte-wise prologue.

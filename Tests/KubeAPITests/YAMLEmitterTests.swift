@@ -2,6 +2,7 @@ import Foundation
 import Testing
 
 @testable import KubeAPI
+import YAML
 
 struct SplitMix64: RandomNumberGenerator {
     var state: UInt64
@@ -109,6 +110,28 @@ func parseWithPyYAML(_ yaml: String) throws -> [JSONValue] {
         #expect(parsed.count == docs.count)
         for (i, (want, got)) in zip(docs, parsed).enumerated() where want != got {
             Issue.record("document \(i) differs:\n\(YAMLEmitter.emit(want))\nread back as \(got)")
+        }
+    }
+}
+
+@Suite struct YAMLInputTests {
+    @Test func scalarsAreTypedLikeKubernetesManifests() throws {
+        let node = try YAMLNode.parse("a: 1\nb: \"1\"\nc: true\nd: 'true'\ne: ~\nf: 1.5\ng: 500m\nh: [x, -2]\ni:\n")
+        #expect(JSONValue(yaml: node) == ["a": 1, "b": "1", "c": true, "d": "true", "e": .null, "f": .double(1.5), "g": "500m", "h": ["x", -2], "i": .null])
+    }
+
+    /// What the emitter writes, the YAML module reads back as the same value.
+    @Test func emitterOutputReadsBackThroughTheYAMLModule() throws {
+        var rng = SplitMix64(seed: 0xFEED)
+        let words = ["true", "no", "null", "~", "1", "-1.5", "", " x", "a: b", "#", "1Gi", "line\nnext\n", "tab\there", "é✓"]
+        for _ in 0..<200 {
+            var o: [String: JSONValue] = [:]
+            for _ in 0..<Int(rng.next() % 6) {
+                let w = words[Int(rng.next() % UInt64(words.count))]
+                o[w + String(rng.next() % 10)] = rng.next() % 3 == 0 ? .int(Int64(bitPattern: rng.next())) : .array([.string(w), .bool(rng.next() % 2 == 0)])
+            }
+            let value = JSONValue.object(o)
+            #expect(JSONValue(yaml: try YAMLNode.parse(YAMLEmitter.emit(value))) == value)
         }
     }
 }

@@ -14,3 +14,4 @@ int floe_crc32c_is_hardware(void);
 uint32_t floe_crc32c_update_software(uint32_t crc, const void *data, size_t length);
 
 #endif
+#include "floe_net.h"

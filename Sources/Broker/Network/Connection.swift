@@ -1,0 +1,167 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFloeShims
+import KafkaProtocol
+
+/// A client connection's state, confined to its event loop's thread.
+///
+/// Requests are numbered in arrival order (`seq`). Responses may complete in any order; they are
+/// written strictly in `seq` order: `completed` holds the ones waiting for an earlier response.
+/// `inFlight` counts requests received whose response has not yet been queued for writing; when it
+/// reaches `maxInFlight` the loop stops reading the socket, which bounds every buffer here.
+final class Connection {
+    let id: UInt64
+    let fd: Int32
+    let peer: String
+    let maxInFlight: Int
+    let continuation: AsyncStream<ServerRequest>.Continuation
+    var decoder: FrameDecoder
+    var lastActivity: UInt64
+    var closed = false
+    private(set) var reading = true
+    private(set) var wantsWritable = false
+    private(set) var inFlight = 0
+    private var nextSeq: UInt64 = 0
+    private var nextToWrite: UInt64 = 0
+    private var completed: [UInt64: EventLoop.Outcome] = [:]
+    private var outbound: [[UInt8]] = []
+    private var outboundOffset = 0
+    /// Set when the connection must close once everything before it is written: a handler
+    /// asked to close, or the peer sent a frame that cannot be read (recorded as `closeAtSeq`).
+    private var closing = false
+    private var closeAtSeq: UInt64?
+
+    init(id: UInt64, fd: Int32, peer: String, maxFrameSize: Int, maxInFlight: Int,
+         continuation: AsyncStream<ServerRequest>.Continuation, now: UInt64) {
+        self.id = id
+        self.fd = fd
+        self.peer = peer
+        self.maxInFlight = max(1, maxInFlight)
+        self.continuation = continuation
+        decoder = FrameDecoder(maxFrameSize: maxFrameSize)
+        lastActivity = now
+    }
+
+    /// No request is being handled and nothing waits to be written.
+    var isIdle: Bool { inFlight == 0 && outbound.isEmpty }
+
+    func enqueue(_ frame: [UInt8]) {
+        inFlight += 1
+        nextSeq += 1
+        continuation.yield(ServerRequest(bytes: frame, connection: ConnectionInfo(id: id, peer: peer), seq: nextSeq - 1))
+    }
+
+    func complete(seq: UInt64, outcome: EventLoop.Outcome) {
+        completed[seq] = outcome
+    }
+
+    /// Moves responses that are next in order to the outbound queue.
+    func moveCompletedToOutbound() {
+        while !closing {
+            if let at = closeAtSeq, nextToWrite == at {
+                closing = true
+                break
+            }
+            guard let outcome = completed.removeValue(forKey: nextToWrite) else { break }
+            nextToWrite += 1
+            inFlight -= 1
+            switch outcome {
+            case let .bytes(body):
+                var prefix = [UInt8](repeating: 0, count: 4)
+                let size = UInt32(body.count).bigEndian
+                withUnsafeBytes(of: size) { for i in 0..<4 { prefix[i] = $0[i] } }
+                outbound.append(prefix)
+                outbound.append(body)
+            case .none:
+                break
+            case .close:
+                closing = true
+            }
+        }
+        if closing { completed.removeAll() }
+    }
+
+    /// A close is pending: no further request is read or handed over.
+    var isClosing: Bool { closing || closeAtSeq != nil }
+
+    /// Everything owed before a close has been written.
+    var readyToClose: Bool { closing && outbound.isEmpty }
+
+    /// The peer sent something unreadable: answer what came before, then close.
+    func closeAfterPendingResponses() {
+        closeAtSeq = nextSeq
+    }
+
+    enum WriteResult { case done, wouldBlock, failed(Int32) }
+
+    /// Writes queued bytes with writev until done or the socket would block.
+    func writeOutbound() -> WriteResult {
+        while !outbound.isEmpty {
+            let count = min(outbound.count, 64)
+            var iovecs = [iovec](repeating: iovec(), count: count)
+            let written: Int = withIOVecs(count: count, into: &iovecs) { pointer in
+                writev(fd, pointer, Int32(count))
+            }
+            if written < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return .wouldBlock }
+                return .failed(errno)
+            }
+            consume(written)
+        }
+        return .done
+    }
+
+    private func withIOVecs(count: Int, into iovecs: inout [iovec], _ body: (UnsafePointer<iovec>) -> Int) -> Int {
+        // Pins each chunk's storage for the duration of the writev call.
+        func pin(_ i: Int) -> Int {
+            if i == count {
+                return iovecs.withUnsafeBufferPointer { body($0.baseAddress!) }
+            }
+            let skip = i == 0 ? outboundOffset : 0
+            return outbound[i].withUnsafeBytes { raw in
+                iovecs[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: raw.baseAddress! + skip), iov_len: raw.count - skip)
+                return pin(i + 1)
+            }
+        }
+        return pin(0)
+    }
+
+    private func consume(_ written: Int) {
+        var left = written
+        while left > 0, !outbound.isEmpty {
+            let available = outbound[0].count - outboundOffset
+            if left >= available {
+                left -= available
+                outbound.removeFirst()
+                outboundOffset = 0
+            } else {
+                outboundOffset += left
+                left = 0
+            }
+        }
+    }
+
+    func pauseReading(loop: EventLoop) {
+        guard reading else { return }
+        reading = false
+        loop.modify(fd, token: id, events: wantsWritable ? UInt32(FLOE_EV_OUT) : 0)
+    }
+
+    func resumeReading(loop: EventLoop) {
+        guard !reading else { return }
+        reading = true
+        loop.modify(fd, token: id, events: UInt32(FLOE_EV_IN) | (wantsWritable ? UInt32(FLOE_EV_OUT) : 0))
+    }
+
+    /// Stops reading for good (drain): the request stream ends once queued requests are handled.
+    func stopReading(loop: EventLoop) {
+        pauseReading(loop: loop)
+        continuation.finish()
+    }
+
+    func setWritable(_ on: Bool, loop: EventLoop) {
+        wantsWritable = on
+        loop.modify(fd, token: id, events: (reading ? UInt32(FLOE_EV_IN) : 0) | (on ? UInt32(FLOE_EV_OUT) : 0))
+    }
+}

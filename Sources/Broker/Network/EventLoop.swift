@@ -1,0 +1,264 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import CFloeShims
+import KafkaProtocol
+import Synchronization
+
+/// One epoll thread owning a set of connections. All connection state is touched only on this
+/// thread; other threads talk to it through `post`, a mutex-guarded queue plus an eventfd.
+final class EventLoop: @unchecked Sendable {
+    // @unchecked Sendable: `connections`, `listener` and the other `var`s are confined to the
+    // loop's own thread; only `inbox` (a Mutex) and the immutable fds are shared.
+
+    enum Message: Sendable {
+        case adopt(fd: Int32, peer: String)
+        case response(connection: UInt64, seq: UInt64, outcome: Outcome)
+        case stopAccepting
+        case drain
+        case stop
+    }
+
+    enum Outcome: Sendable {
+        case bytes([UInt8])
+        case none
+        case close
+    }
+
+    private let index: Int
+    private let epollFD: Int32
+    private let wakeFD: Int32
+    private let inbox = Mutex<[Message]>([])
+    private unowned let server: ServerCore
+    private var listener: Int32 = -1
+    private var connections: [UInt64: Connection] = [:]
+    private var draining = false
+    private var stopping = false
+    private var stopDeadline: UInt64 = 0
+    private var nextLoopForAccept = 0
+
+    private static let wakeToken: UInt64 = 0
+    private static let listenerToken: UInt64 = 1
+
+    init(index: Int, server: ServerCore) throws(NetworkError) {
+        self.index = index
+        self.server = server
+        epollFD = floe_epoll_create()
+        guard epollFD >= 0 else { throw .systemCall("epoll_create1", errno: errno, address: "event loop \(index)") }
+        wakeFD = floe_eventfd()
+        guard wakeFD >= 0 else { throw .systemCall("eventfd", errno: errno, address: "event loop \(index)") }
+        register(wakeFD, token: Self.wakeToken, events: UInt32(FLOE_EV_IN))
+    }
+
+    deinit {
+        close(epollFD)
+        close(wakeFD)
+    }
+
+    func setListener(_ fd: Int32) {
+        listener = fd
+        register(fd, token: Self.listenerToken, events: UInt32(FLOE_EV_IN))
+    }
+
+    /// Queues a message for the loop thread and wakes it.
+    func post(_ message: Message) {
+        inbox.withLock { $0.append(message) }
+        var one: UInt64 = 1
+        _ = write(wakeFD, &one, 8)
+    }
+
+    private func register(_ fd: Int32, token: UInt64, events: UInt32) {
+        floe_epoll_ctl(epollFD, 0, fd, events, token)
+    }
+
+    func modify(_ fd: Int32, token: UInt64, events: UInt32) {
+        floe_epoll_ctl(epollFD, 1, fd, events, token)
+    }
+
+    /// The thread body: runs until `stop` has been processed and every connection is closed.
+    func run() {
+        var events = [UInt32](repeating: 0, count: 256)
+        var tokens = [UInt64](repeating: 0, count: 256)
+        var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = floe_epoll_wait(epollFD, &events, &tokens, 256, 250)
+            if n < 0 && errno != EINTR { break }
+            for i in 0..<max(0, Int(n)) {
+                let token = tokens[i]
+                let flags = events[i]
+                switch token {
+                case Self.wakeToken:
+                    var value: UInt64 = 0
+                    _ = read(wakeFD, &value, 8)
+                case Self.listenerToken:
+                    acceptPending()
+                default:
+                    guard let connection = connections[token] else { continue }
+                    if flags & (UInt32(FLOE_EV_ERR) | UInt32(FLOE_EV_HUP)) != 0 && flags & UInt32(FLOE_EV_IN) == 0 {
+                        closeConnection(connection, reason: "socket error or hang-up")
+                        continue
+                    }
+                    if flags & UInt32(FLOE_EV_OUT) != 0 { flush(connection) }
+                    if flags & UInt32(FLOE_EV_IN) != 0 { readAvailable(connection, into: &readBuffer) }
+                }
+            }
+            processInbox()
+            sweepIdle()
+            if stopping && (connections.isEmpty || monotonicMilliseconds() >= stopDeadline) {
+                for connection in Array(connections.values) { closeConnection(connection, reason: "server stopped") }
+                return
+            }
+        }
+    }
+
+    private func processInbox() {
+        let messages = inbox.withLock { queue -> [Message] in
+            defer { queue.removeAll(keepingCapacity: true) }
+            return queue
+        }
+        for message in messages {
+            switch message {
+            case let .adopt(fd, peer):
+                adopt(fd: fd, peer: peer)
+            case let .response(id, seq, outcome):
+                guard let connection = connections[id] else { continue }
+                connection.complete(seq: seq, outcome: outcome)
+                writeCompleted(connection)
+            case .stopAccepting:
+                if listener >= 0 {
+                    floe_epoll_ctl(epollFD, 2, listener, 0, 0)
+                    close(listener)
+                    listener = -1
+                    server.listenerClosed()
+                }
+            case .drain:
+                draining = true
+                for connection in connections.values { connection.stopReading(loop: self) }
+            case .stop:
+                stopping = true
+                stopDeadline = monotonicMilliseconds() + 5_000
+                for connection in Array(connections.values) where connection.isIdle {
+                    closeConnection(connection, reason: "server stopped")
+                }
+            }
+        }
+    }
+
+    private func acceptPending() {
+        while listener >= 0, let (fd, peer) = Socket.accept(listener) {
+            guard server.admitConnection() else {
+                server.log("connection refused: connection limit reached", peer)
+                close(fd)
+                continue
+            }
+            let target = server.loops[nextLoopForAccept % server.loops.count]
+            nextLoopForAccept += 1
+            if target === self { adopt(fd: fd, peer: peer) } else { target.post(.adopt(fd: fd, peer: peer)) }
+        }
+    }
+
+    private func adopt(fd: Int32, peer: String) {
+        if draining || stopping {
+            close(fd)
+            server.connectionClosed()
+            return
+        }
+        let id = server.nextConnectionID()
+        let (stream, continuation) = AsyncStream<ServerRequest>.makeStream()
+        let connection = Connection(
+            id: id, fd: fd, peer: peer, maxFrameSize: server.configuration.maxFrameSize,
+            maxInFlight: server.configuration.maxInFlightRequestsPerConnection,
+            continuation: continuation, now: monotonicMilliseconds())
+        connections[id] = connection
+        register(fd, token: id, events: UInt32(FLOE_EV_IN))
+        server.connectionOpened(ConnectionInfo(id: id, peer: peer), requests: stream, loop: self)
+    }
+
+    private func readAvailable(_ connection: Connection, into buffer: inout [UInt8]) {
+        guard connection.reading else { return }
+        let result = buffer.withUnsafeMutableBytes { read(connection.fd, $0.baseAddress, $0.count) }
+        if result == 0 {
+            closeConnection(connection, reason: "peer closed the connection")
+            return
+        }
+        if result < 0 {
+            if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return }
+            closeConnection(connection, reason: "read failed: \(String(cString: strerror(errno)))")
+            return
+        }
+        connection.lastActivity = monotonicMilliseconds()
+        connection.decoder.feed(buffer[0..<result])
+        dispatchFrames(connection)
+    }
+
+    /// Hands buffered complete frames to the connection's request stream, up to the in-flight limit.
+    private func dispatchFrames(_ connection: Connection) {
+        if connection.isClosing {
+            connection.pauseReading(loop: self)
+            return
+        }
+        do {
+            while connection.inFlight < connection.maxInFlight, let frame = try connection.decoder.nextFrame() {
+                connection.enqueue(frame)
+            }
+        } catch {
+            // Requests before the bad frame still get their responses; then the connection closes.
+            server.log("closing connection after pending responses: \(error)", connection.peer)
+            connection.pauseReading(loop: self)
+            connection.closeAfterPendingResponses()
+            writeCompleted(connection)
+            return
+        }
+        if connection.inFlight >= connection.maxInFlight {
+            connection.pauseReading(loop: self)
+        } else if !draining {
+            connection.resumeReading(loop: self)
+        }
+    }
+
+    private func writeCompleted(_ connection: Connection) {
+        connection.moveCompletedToOutbound()
+        flush(connection)
+        if connection.closed { return }
+        if connection.readyToClose {
+            closeConnection(connection, reason: "closed after pending responses")
+            return
+        }
+        if !draining && connection.inFlight < connection.maxInFlight { dispatchFrames(connection) }
+        if stopping && connection.isIdle {
+            closeConnection(connection, reason: "server stopped")
+        }
+    }
+
+    private func flush(_ connection: Connection) {
+        switch connection.writeOutbound() {
+        case .done:
+            if connection.wantsWritable { connection.setWritable(false, loop: self) }
+            if connection.readyToClose { closeConnection(connection, reason: "closed after pending responses") }
+        case .wouldBlock:
+            if !connection.wantsWritable { connection.setWritable(true, loop: self) }
+        case let .failed(code):
+            closeConnection(connection, reason: "write failed: \(String(cString: strerror(code)))")
+        }
+    }
+
+    private func sweepIdle() {
+        let limit = server.configuration.idleTimeoutMilliseconds
+        guard limit > 0 else { return }
+        let now = monotonicMilliseconds()
+        for connection in Array(connections.values) where connection.isIdle && now - connection.lastActivity > limit {
+            closeConnection(connection, reason: "idle for more than \(limit) ms")
+        }
+    }
+
+    private func closeConnection(_ connection: Connection, reason: String) {
+        guard !connection.closed else { return }
+        connection.closed = true
+        floe_epoll_ctl(epollFD, 2, connection.fd, 0, 0)
+        close(connection.fd)
+        connection.continuation.finish()
+        connections[connection.id] = nil
+        server.connectionClosed()
+        server.log("connection closed: \(reason)", connection.peer)
+    }
+}

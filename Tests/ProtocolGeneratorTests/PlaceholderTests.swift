@@ -1,6 +1,0 @@
-import Testing
-@testable import ProtocolGenerator
-
-@Test func generatorExists() {
-    _ = ProtocolGenerator.self
-}
