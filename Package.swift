@@ -28,11 +28,13 @@ let package = Package(
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
         .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"], exclude: ["README.md"]),
+        .target(name: "KubeAPI", dependencies: ["YAML"], exclude: ["README.md"]),
+        .target(name: "Operator", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
-        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support"]),
+        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support"]),
 
         // Tests: one target per module.
@@ -43,6 +45,8 @@ let package = Package(
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol"]),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML"]),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
     ],
     swiftLanguageModes: [.v6]
 )

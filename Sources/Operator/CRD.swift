@@ -1,0 +1,349 @@
+import KubeAPI
+
+// The FloeCluster CustomResourceDefinition, generated from the Swift types above. Each type's
+// schema switches over its CodingKeys, so a field without a schema does not compile.
+
+extension FloeClusterSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Desired state of a Floe cluster.", required: [.storage]) { key in
+            switch key {
+            case .image: .string("Broker container image.").defaulted(.string(FloeDefaults.image)).minLength(1)
+            case .imagePullPolicy:
+                .string("Pull policy of the broker image.").oneOf(["Always", "IfNotPresent", "Never"])
+                    .defaulted(.string(FloeDefaults.imagePullPolicy))
+            case .replicas:
+                .int32("Number of brokers. The scale subresource sets this field.").minimum(0).maximum(1000)
+                    .defaulted(.int(Int64(FloeDefaults.replicas)))
+            case .resources: resourceRequirementsSchema
+            case .storage: StorageSpec.schema
+            case .listeners: ListenersSpec.schema
+            case .config:
+                .stringMap("Broker configuration properties, written to the broker's properties file.")
+            case .podTemplate: PodTemplateOverrides.schema
+            case .terminationGracePeriodSeconds:
+                .int64("Time a stopping broker has to hand over its partitions before it is killed.").minimum(10)
+                    .maximum(3600).defaulted(.int(FloeDefaults.terminationGracePeriodSeconds))
+            case .autoscaling: AutoscalingSpec.schema
+            case .balancing: BalancingSpec.schema
+            }
+        }
+        .rule(
+            "!has(self.autoscaling) || !self.autoscaling.enabled || (self.replicas >= self.autoscaling.minBrokers && self.replicas <= self.autoscaling.maxBrokers)",
+            message: "spec.replicas must lie within [autoscaling.minBrokers, autoscaling.maxBrokers] while autoscaling is enabled")
+    }
+}
+
+let resourceRequirementsSchema: Schema = .object(ResourceRequirementsKeys.self, "Broker container resources.") { key in
+    switch key {
+    case .limits: .map(of: .quantity("A quantity."), "Resource limits, e.g. cpu: \"2\", memory: 2Gi.")
+    case .requests: .map(of: .quantity("A quantity."), "Resource requests, e.g. cpu: 500m, memory: 1Gi.")
+    }
+}
+
+/// The keys of `ResourceRequirements` (whose own CodingKeys are synthesized and private).
+enum ResourceRequirementsKeys: String, CodingKey, CaseIterable { case limits, requests }
+/// The keys of `Toleration`.
+enum TolerationKeys: String, CodingKey, CaseIterable { case key, `operator`, value, effect, tolerationSeconds }
+
+extension StorageSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Object storage holding all of the cluster's data.", required: [.bucket]) { key in
+            switch key {
+            case .bucket:
+                .string("Bucket URL: s3://bucket[/prefix] or file:///path (a local directory, for tests).")
+                    .pattern("^(s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9](/.*)?|file:///.*)$").maxLength(1024)
+            case .endpoint:
+                .string("S3 endpoint URL (e.g. http://minio.minio:9000); the AWS endpoint for the region when absent.")
+                    .pattern("^https?://.+").maxLength(1024)
+            case .region: .string("S3 region.").defaulted(.string(FloeDefaults.region)).minLength(1).maxLength(64)
+            case .pathStyle: .boolean("Use path-style S3 URLs (MinIO and most S3-compatible servers).").defaulted(false)
+            case .credentials: StorageCredentials.schema
+            case .anonymous: .boolean("Access S3 without credentials. Exclusive with credentials.").defaulted(false)
+            case .wal: WALSpec.schema
+            }
+        }
+        .rule(
+            "!self.bucket.startsWith('s3://') || has(self.credentials) || self.anonymous",
+            message: "s3 storage needs credentials (a Secret reference) unless anonymous is true")
+        .rule("!(has(self.credentials) && self.anonymous)", message: "credentials and anonymous are exclusive")
+    }
+}
+
+extension StorageCredentials: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "S3 credentials from a Secret in the cluster's namespace.", required: [.secretName]) { key in
+            switch key {
+            case .secretName: .string("Name of the Secret.").minLength(1).maxLength(253)
+            case .accessKeyIdKey:
+                .string("Key of the access key id in the Secret.").defaulted(.string(FloeDefaults.accessKeyIdKey)).minLength(1)
+            case .secretAccessKeyKey:
+                .string("Key of the secret access key in the Secret.").defaulted(.string(FloeDefaults.secretAccessKeyKey))
+                    .minLength(1)
+            case .sessionTokenKey: .string("Key of an optional session token in the Secret.").minLength(1)
+            }
+        }
+    }
+}
+
+extension WALSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Write-ahead log of the brokers.") { key in
+            switch key {
+            case .kind:
+                .string("object: in the bucket (stateless brokers); file: on a per-broker volume.").oneOf(["object", "file"])
+                    .defaulted(.string(FloeDefaults.walKind))
+            case .volumeSize: .quantity("Size of each broker's WAL volume; required for the file WAL.")
+            case .storageClassName: .string("Storage class of the WAL volumes.").minLength(1)
+            }
+        }
+        .rule("self.kind != 'file' || has(self.volumeSize)", message: "the file WAL needs volumeSize")
+    }
+}
+
+extension ListenersSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Ports and exposure of the brokers.") { key in
+            switch key {
+            case .kafkaPort:
+                .int32("Kafka protocol port.").minimum(1024).maximum(65535).defaulted(.int(Int64(FloeDefaults.kafkaPort)))
+            case .httpPort:
+                .int32("HTTP port for /metrics, /healthz, /readyz.").minimum(1024).maximum(65535)
+                    .defaulted(.int(Int64(FloeDefaults.httpPort)))
+            case .serviceType:
+                .string("Type of the bootstrap Service.").oneOf(["ClusterIP", "NodePort", "LoadBalancer"])
+                    .defaulted(.string(FloeDefaults.serviceType))
+            }
+        }
+        .rule("self.kafkaPort != self.httpPort", message: "kafkaPort and httpPort must differ")
+    }
+}
+
+extension PodTemplateOverrides: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Additions to the broker pods.") { key in
+            switch key {
+            case .annotations: .stringMap("Annotations added to the broker pods.")
+            case .labels: .stringMap("Labels added to the broker pods (the operator's own labels win).")
+            case .nodeSelector: .stringMap("Node selector of the broker pods.")
+            case .tolerations:
+                .array(
+                    of: .object(TolerationKeys.self, "A v1 Toleration.") { key in
+                        switch key {
+                        case .key: .string("Taint key.")
+                        case .operator: .string("Exists or Equal.").oneOf(["Exists", "Equal"])
+                        case .value: .string("Taint value.")
+                        case .effect: .string("Taint effect.").oneOf(["NoSchedule", "PreferNoSchedule", "NoExecute"])
+                        case .tolerationSeconds: .int64("How long a NoExecute taint is tolerated.")
+                        }
+                    }, "Tolerations of the broker pods.")
+            case .affinity: .opaqueObject("A v1 Affinity for the broker pods, passed through unchanged.")
+            case .priorityClassName: .string("Priority class of the broker pods.")
+            case .serviceAccountName: .string("Service account of the broker pods.")
+            }
+        }
+    }
+}
+
+extension AutoscalingSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Autoscaling policy: desired brokers from per-broker load targets.") { key in
+            switch key {
+            case .enabled: .boolean("Let the operator change spec.replicas from measured load.").defaulted(false)
+            case .minBrokers: .int32("Fewest brokers.").minimum(1).maximum(1000).defaulted(.int(Int64(FloeDefaults.minBrokers)))
+            case .maxBrokers: .int32("Most brokers.").minimum(1).maximum(1000).defaulted(.int(Int64(FloeDefaults.maxBrokers)))
+            case .targets: AutoscalingTargets.schema
+            case .tolerancePercent:
+                .int32("No scaling while every metric is within this percentage of its target.").minimum(0).maximum(100)
+                    .defaulted(.int(Int64(FloeDefaults.tolerancePercent)))
+            case .scaleUp:
+                ScalingBehavior.schema(
+                    "Scale-up behaviour.", window: FloeDefaults.scaleUpWindowSeconds, step: FloeDefaults.scaleUpMaxStep)
+            case .scaleDown:
+                ScalingBehavior.schema(
+                    "Scale-down behaviour.", window: FloeDefaults.scaleDownWindowSeconds, step: FloeDefaults.scaleDownMaxStep)
+            }
+        }
+        .rule("self.minBrokers <= self.maxBrokers", message: "minBrokers must not exceed maxBrokers")
+    }
+}
+
+extension AutoscalingTargets: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Per-broker load targets; a target left out is not used.") { key in
+            switch key {
+            case .bytesInPerSecond: .int64("Produced bytes per second per broker.").minimum(1)
+            case .bytesOutPerSecond: .int64("Fetched bytes per second per broker.").minimum(1)
+            case .requestsPerSecond: .int64("Kafka requests per second per broker.").minimum(1)
+            case .cpuUtilizationPercent: .int32("CPU use per broker, percent of its request.").minimum(1).maximum(100)
+            }
+        }
+    }
+}
+
+extension ScalingBehavior {
+    static func schema(_ description: String, window: Int32, step: Int32) -> Schema {
+        .object(CodingKeys.self, description) { key in
+            switch key {
+            case .stabilizationWindowSeconds:
+                .int32("A decision must hold this long before it is acted on.").minimum(0).maximum(3600)
+                    .defaulted(.int(Int64(window)))
+            case .maxStepBrokers: .int32("Most brokers added or removed in one step.").minimum(1).maximum(100).defaulted(.int(Int64(step)))
+            }
+        }
+    }
+}
+
+extension BalancingSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Partition balancing between scaling events.") { key in
+            switch key {
+            case .enabled: .boolean("Move partitions to even out load.").defaulted(true)
+            case .intervalSeconds:
+                .int32("Seconds between balancing rounds.").minimum(10).maximum(86400)
+                    .defaulted(.int(Int64(FloeDefaults.balancingIntervalSeconds)))
+            case .maxMovesPerRound:
+                .int32("Most partition moves in one round.").minimum(1).maximum(10000)
+                    .defaulted(.int(Int64(FloeDefaults.maxMovesPerRound)))
+            case .dryRun: .boolean("Compute and report plans without moving partitions.").defaulted(false)
+            }
+        }
+    }
+}
+
+enum ConditionKeys: String, CodingKey, CaseIterable {
+    case type, status, observedGeneration, lastTransitionTime, reason, message
+}
+
+extension FloeClusterStatus: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Observed state, written by the operator.") { key in
+            switch key {
+            case .observedGeneration: .int64("Generation of the spec the status was computed from.")
+            case .conditions:
+                .array(
+                    of: .object(
+                        ConditionKeys.self, "A metav1.Condition.", required: [.type, .status, .lastTransitionTime, .reason, .message]
+                    ) { key in
+                        switch key {
+                        case .type: .string("Ready, Progressing or Degraded.").maxLength(316)
+                        case .status: .string("True, False or Unknown.").oneOf(["True", "False", "Unknown"])
+                        case .observedGeneration: .int64("Generation the condition was computed from.").minimum(0)
+                        case .lastTransitionTime:
+                            Schema(["type": "string", "format": "date-time", "description": "When status last changed."])
+                        case .reason: .string("CamelCase reason.").maxLength(1024)
+                        case .message: .string("Human-readable detail.").maxLength(32768)
+                        }
+                    }, "Ready, Progressing and Degraded."
+                ).listMapKeyed("type")
+            case .replicas: .int32("Brokers that exist.")
+            case .readyReplicas: .int32("Brokers that are ready.")
+            case .selector: .string("Label selector of the broker pods (scale subresource).")
+            case .bootstrap: .string("Bootstrap address for Kafka clients.")
+            case .load:
+                .object(ClusterLoad.CodingKeys.self, "Last measured load.") { key in
+                    switch key {
+                    case .brokers: .int32("Brokers measured.")
+                    case .bytesInPerSecond: .int64("Produced bytes per second, all brokers.")
+                    case .bytesOutPerSecond: .int64("Fetched bytes per second, all brokers.")
+                    case .requestsPerSecond: .int64("Requests per second, all brokers.")
+                    case .cpuUtilizationPercent: .int32("Mean CPU use, percent of request.")
+                    case .observedAt: Schema(["type": "string", "format": "date-time", "description": "When measured."])
+                    }
+                }
+            case .lastScaling:
+                .object(ScalingDecision.CodingKeys.self, "Last scaling decision.", required: [.time, .from, .to, .reason]) { key in
+                    switch key {
+                    case .time: Schema(["type": "string", "format": "date-time", "description": "When it was decided."])
+                    case .from: .int32("Brokers before.")
+                    case .to: .int32("Brokers after.")
+                    case .reason: .string("Why.")
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension Schema {
+    /// A list whose items are identified by `key` (server-side apply merges them by it).
+    func listMapKeyed(_ key: String) -> Schema {
+        var copy = self
+        copy = copy.setting("x-kubernetes-list-type", "map").setting("x-kubernetes-list-map-keys", [.string(key)])
+        return copy
+    }
+
+    fileprivate func setting(_ key: String, _ value: JSONValue) -> Schema {
+        var json = self.json
+        json[key] = value
+        return Schema(json)
+    }
+}
+
+/// The CustomResourceDefinition of FloeCluster (`apiextensions.k8s.io/v1`), as a JSON value.
+/// `floe-operator crd` prints it as YAML; `deploy/crd-floecluster.yaml` is that output.
+public enum FloeClusterCRD {
+    public static var name: String { "\(FloeCluster.resource).\(FloeCluster.group)" }
+
+    public static func make() -> JSONValue {
+        let root: JSONValue = [
+            "type": "object",
+            "description": "A Floe cluster: stateless Kafka-compatible brokers over object storage, run by floe-operator.",
+            "required": ["spec"],
+            "properties": [
+                "apiVersion": ["type": "string"],
+                "kind": ["type": "string"],
+                "metadata": ["type": "object"],
+                "spec": .object(FloeClusterSpec.schema.json),
+                "status": .object(FloeClusterStatus.schema.json),
+            ],
+        ]
+        let columns: [JSONValue] = [
+            ["name": "Replicas", "type": "integer", "jsonPath": ".spec.replicas", "description": "Desired brokers"],
+            ["name": "Ready", "type": "integer", "jsonPath": ".status.readyReplicas", "description": "Ready brokers"],
+            ["name": "Status", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].reason", "description": "Reason of the Ready condition"],
+            ["name": "Bootstrap", "type": "string", "jsonPath": ".status.bootstrap", "description": "Bootstrap address", "priority": 1],
+            ["name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"],
+        ]
+        let version: JSONValue = [
+            "name": "v1alpha1",
+            "served": true,
+            "storage": true,
+            "schema": ["openAPIV3Schema": root],
+            "subresources": [
+                "status": [:],
+                "scale": [
+                    "specReplicasPath": ".spec.replicas",
+                    "statusReplicasPath": ".status.replicas",
+                    "labelSelectorPath": ".status.selector",
+                ],
+            ],
+            "additionalPrinterColumns": .array(columns),
+        ]
+        return [
+            "apiVersion": "apiextensions.k8s.io/v1",
+            "kind": "CustomResourceDefinition",
+            "metadata": [
+                "name": .string(name),
+                "labels": ["app.kubernetes.io/name": "floe-operator", "app.kubernetes.io/part-of": "floe"],
+            ],
+            "spec": [
+                "group": .string(FloeCluster.group),
+                "scope": "Namespaced",
+                "names": [
+                    "kind": .string(FloeCluster.kind),
+                    "listKind": .string(FloeCluster.kind + "List"),
+                    "plural": .string(FloeCluster.resource),
+                    "singular": "floecluster",
+                    "shortNames": [.string(FloeCluster.shortName)],
+                    "categories": ["all", "floe"],
+                ],
+                "versions": [version],
+            ],
+        ]
+    }
+
+    /// The CRD as YAML, with a header saying where it comes from.
+    public static func yaml() -> String {
+        "# Generated by `floe-operator crd` from Sources/Operator/CRD.swift. Do not edit.\n" + YAMLEmitter.emit(make())
+    }
+}

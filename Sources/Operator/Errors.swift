@@ -1,0 +1,22 @@
+import KubeAPI
+
+/// The one error type of the Operator module. Each case names the cluster (`namespace/name`).
+public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The spec breaks validation rules; the cluster gets a `Degraded` condition listing them.
+    case invalidSpec(cluster: String, problems: [String])
+    /// The object lacks what rendering needs (namespace, uid): it did not come from the API server.
+    case notRenderable(cluster: String, missing: String)
+    /// A manifest could not be read as a FloeCluster.
+    case badManifest(source: String, detail: String)
+    /// A rendered object could not be encoded as JSON.
+    case encode(object: String, detail: String)
+
+    public var description: String {
+        switch self {
+        case .invalidSpec(let c, let p): return "FloeCluster \(c) is invalid: " + p.joined(separator: "; ")
+        case .notRenderable(let c, let m): return "FloeCluster \(c) cannot be rendered: \(m) is missing"
+        case .badManifest(let s, let d): return "\(s) is not a FloeCluster manifest: \(d)"
+        case .encode(let o, let d): return "cannot encode \(o): \(d)"
+        }
+    }
+}

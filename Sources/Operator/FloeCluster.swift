@@ -1,0 +1,370 @@
+import KubeAPI
+import Support
+
+/// Defaults applied both by the API server (they are written into the CRD schema) and by the
+/// renderer when a field is absent (a manifest rendered offline has not been defaulted).
+public enum FloeDefaults {
+    public static let image = "floe:\(FloeVersion.string)"
+    public static let imagePullPolicy = "IfNotPresent"
+    public static let replicas: Int32 = 3
+    public static let region = "us-east-1"
+    public static let accessKeyIdKey = "AWS_ACCESS_KEY_ID"
+    public static let secretAccessKeyKey = "AWS_SECRET_ACCESS_KEY"
+    public static let walKind = "object"
+    public static let kafkaPort: Int32 = 9092
+    public static let httpPort: Int32 = 8080
+    public static let serviceType = "ClusterIP"
+    public static let terminationGracePeriodSeconds: Int64 = 120
+    public static let minBrokers: Int32 = 1
+    public static let maxBrokers: Int32 = 10
+    public static let tolerancePercent: Int32 = 10
+    public static let scaleUpWindowSeconds: Int32 = 0
+    public static let scaleDownWindowSeconds: Int32 = 300
+    public static let scaleUpMaxStep: Int32 = 4
+    public static let scaleDownMaxStep: Int32 = 1
+    public static let balancingIntervalSeconds: Int32 = 300
+    public static let maxMovesPerRound: Int32 = 10
+}
+
+/// A Floe cluster: `floe.dev/v1alpha1`, kind `FloeCluster`, plural `floeclusters`, short name
+/// `floe`. The operator owns everything it renders from it; `spec.replicas` is the scale
+/// subresource's replica count (`kubectl scale floe/NAME --replicas=5`).
+public struct FloeCluster: KubeObject {
+    public static let apiVersion = "floe.dev/v1alpha1"
+    public static let kind = "FloeCluster"
+    public static let resource = "floeclusters"
+    public static let shortName = "floe"
+    public var apiVersion: String?
+    public var kind: String?
+    public var metadata: ObjectMeta
+    public var spec: FloeClusterSpec
+    public var status: FloeClusterStatus?
+
+    public init(metadata: ObjectMeta, spec: FloeClusterSpec, status: FloeClusterStatus? = nil) {
+        self.apiVersion = Self.apiVersion
+        self.kind = Self.kind
+        self.metadata = metadata
+        self.spec = spec
+        self.status = status
+    }
+}
+
+public struct FloeClusterSpec: Codable, Sendable, Equatable {
+    public var image: String?
+    public var imagePullPolicy: String?
+    public var replicas: Int32?
+    public var resources: ResourceRequirements?
+    public var storage: StorageSpec
+    public var listeners: ListenersSpec?
+    /// Broker configuration, written to the broker's properties file as given (keys the
+    /// operator sets itself are rejected by validation).
+    public var config: [String: String]?
+    public var podTemplate: PodTemplateOverrides?
+    public var terminationGracePeriodSeconds: Int64?
+    public var autoscaling: AutoscalingSpec?
+    public var balancing: BalancingSpec?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case image, imagePullPolicy, replicas, resources, storage, listeners, config, podTemplate
+        case terminationGracePeriodSeconds, autoscaling, balancing
+    }
+
+    public init(
+        image: String? = nil, imagePullPolicy: String? = nil, replicas: Int32? = nil, resources: ResourceRequirements? = nil,
+        storage: StorageSpec, listeners: ListenersSpec? = nil, config: [String: String]? = nil,
+        podTemplate: PodTemplateOverrides? = nil, terminationGracePeriodSeconds: Int64? = nil,
+        autoscaling: AutoscalingSpec? = nil, balancing: BalancingSpec? = nil
+    ) {
+        self.image = image
+        self.imagePullPolicy = imagePullPolicy
+        self.replicas = replicas
+        self.resources = resources
+        self.storage = storage
+        self.listeners = listeners
+        self.config = config
+        self.podTemplate = podTemplate
+        self.terminationGracePeriodSeconds = terminationGracePeriodSeconds
+        self.autoscaling = autoscaling
+        self.balancing = balancing
+    }
+}
+
+/// Where the brokers keep everything. `bucket` is `s3://bucket[/prefix]` or `file:///path`.
+public struct StorageSpec: Codable, Sendable, Equatable {
+    public var bucket: String
+    public var endpoint: String?
+    public var region: String?
+    public var pathStyle: Bool?
+    public var credentials: StorageCredentials?
+    /// Explicitly unauthenticated S3 access (a public or test bucket); exclusive with `credentials`.
+    public var anonymous: Bool?
+    public var wal: WALSpec?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case bucket, endpoint, region, pathStyle, credentials, anonymous, wal
+    }
+
+    public init(
+        bucket: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
+        credentials: StorageCredentials? = nil, anonymous: Bool? = nil, wal: WALSpec? = nil
+    ) {
+        self.bucket = bucket
+        self.endpoint = endpoint
+        self.region = region
+        self.pathStyle = pathStyle
+        self.credentials = credentials
+        self.anonymous = anonymous
+        self.wal = wal
+    }
+}
+
+/// S3 credentials by Secret reference (same namespace as the cluster); values never appear in
+/// the FloeCluster or in rendered objects, only `secretKeyRef`s.
+public struct StorageCredentials: Codable, Sendable, Equatable {
+    public var secretName: String
+    public var accessKeyIdKey: String?
+    public var secretAccessKeyKey: String?
+    public var sessionTokenKey: String?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case secretName, accessKeyIdKey, secretAccessKeyKey, sessionTokenKey
+    }
+
+    public init(secretName: String, accessKeyIdKey: String? = nil, secretAccessKeyKey: String? = nil, sessionTokenKey: String? = nil) {
+        self.secretName = secretName
+        self.accessKeyIdKey = accessKeyIdKey
+        self.secretAccessKeyKey = secretAccessKeyKey
+        self.sessionTokenKey = sessionTokenKey
+    }
+}
+
+/// The brokers' write-ahead log: `object` (in the bucket; brokers stay stateless) or `file`
+/// (on a per-broker volume of `volumeSize`, the only case with volume claims).
+public struct WALSpec: Codable, Sendable, Equatable {
+    public var kind: String?
+    public var volumeSize: String?
+    public var storageClassName: String?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case kind, volumeSize, storageClassName
+    }
+
+    public init(kind: String? = nil, volumeSize: String? = nil, storageClassName: String? = nil) {
+        self.kind = kind
+        self.volumeSize = volumeSize
+        self.storageClassName = storageClassName
+    }
+}
+
+public struct ListenersSpec: Codable, Sendable, Equatable {
+    public var kafkaPort: Int32?
+    public var httpPort: Int32?
+    /// Type of the bootstrap Service: `ClusterIP`, `NodePort` or `LoadBalancer`.
+    public var serviceType: String?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case kafkaPort, httpPort, serviceType
+    }
+
+    public init(kafkaPort: Int32? = nil, httpPort: Int32? = nil, serviceType: String? = nil) {
+        self.kafkaPort = kafkaPort
+        self.httpPort = httpPort
+        self.serviceType = serviceType
+    }
+}
+
+/// What a user may add to the broker pods. Labels cannot replace the operator's selector labels.
+public struct PodTemplateOverrides: Codable, Sendable, Equatable {
+    public var annotations: [String: String]?
+    public var labels: [String: String]?
+    public var nodeSelector: [String: String]?
+    public var tolerations: [Toleration]?
+    /// A `v1.Affinity`, passed to the pods unchanged.
+    public var affinity: JSONValue?
+    public var priorityClassName: String?
+    public var serviceAccountName: String?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case annotations, labels, nodeSelector, tolerations, affinity, priorityClassName, serviceAccountName
+    }
+
+    public init(
+        annotations: [String: String]? = nil, labels: [String: String]? = nil, nodeSelector: [String: String]? = nil,
+        tolerations: [Toleration]? = nil, affinity: JSONValue? = nil, priorityClassName: String? = nil, serviceAccountName: String? = nil
+    ) {
+        self.annotations = annotations
+        self.labels = labels
+        self.nodeSelector = nodeSelector
+        self.tolerations = tolerations
+        self.affinity = affinity
+        self.priorityClassName = priorityClassName
+        self.serviceAccountName = serviceAccountName
+    }
+}
+
+/// Autoscaling policy (acted on by the autoscaler). Targets are per broker; a target left out
+/// is not used. The desired count stays within `[minBrokers, maxBrokers]`.
+public struct AutoscalingSpec: Codable, Sendable, Equatable {
+    public var enabled: Bool?
+    public var minBrokers: Int32?
+    public var maxBrokers: Int32?
+    public var targets: AutoscalingTargets?
+    /// No scaling while every metric is within this percentage of its target.
+    public var tolerancePercent: Int32?
+    public var scaleUp: ScalingBehavior?
+    public var scaleDown: ScalingBehavior?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case enabled, minBrokers, maxBrokers, targets, tolerancePercent, scaleUp, scaleDown
+    }
+
+    public init(
+        enabled: Bool? = nil, minBrokers: Int32? = nil, maxBrokers: Int32? = nil, targets: AutoscalingTargets? = nil,
+        tolerancePercent: Int32? = nil, scaleUp: ScalingBehavior? = nil, scaleDown: ScalingBehavior? = nil
+    ) {
+        self.enabled = enabled
+        self.minBrokers = minBrokers
+        self.maxBrokers = maxBrokers
+        self.targets = targets
+        self.tolerancePercent = tolerancePercent
+        self.scaleUp = scaleUp
+        self.scaleDown = scaleDown
+    }
+
+    public var isEnabled: Bool { enabled ?? false }
+    public var resolvedMin: Int32 { minBrokers ?? FloeDefaults.minBrokers }
+    public var resolvedMax: Int32 { maxBrokers ?? FloeDefaults.maxBrokers }
+}
+
+public struct AutoscalingTargets: Codable, Sendable, Equatable {
+    public var bytesInPerSecond: Int64?
+    public var bytesOutPerSecond: Int64?
+    public var requestsPerSecond: Int64?
+    public var cpuUtilizationPercent: Int32?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case bytesInPerSecond, bytesOutPerSecond, requestsPerSecond, cpuUtilizationPercent
+    }
+
+    public init(bytesInPerSecond: Int64? = nil, bytesOutPerSecond: Int64? = nil, requestsPerSecond: Int64? = nil, cpuUtilizationPercent: Int32? = nil) {
+        self.bytesInPerSecond = bytesInPerSecond
+        self.bytesOutPerSecond = bytesOutPerSecond
+        self.requestsPerSecond = requestsPerSecond
+        self.cpuUtilizationPercent = cpuUtilizationPercent
+    }
+}
+
+/// How fast one direction of scaling may go: a decision must hold for the whole window, and
+/// one step adds or removes at most `maxStepBrokers`.
+public struct ScalingBehavior: Codable, Sendable, Equatable {
+    public var stabilizationWindowSeconds: Int32?
+    public var maxStepBrokers: Int32?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case stabilizationWindowSeconds, maxStepBrokers
+    }
+
+    public init(stabilizationWindowSeconds: Int32? = nil, maxStepBrokers: Int32? = nil) {
+        self.stabilizationWindowSeconds = stabilizationWindowSeconds
+        self.maxStepBrokers = maxStepBrokers
+    }
+}
+
+public struct BalancingSpec: Codable, Sendable, Equatable {
+    public var enabled: Bool?
+    public var intervalSeconds: Int32?
+    public var maxMovesPerRound: Int32?
+    /// Compute and report plans without moving partitions.
+    public var dryRun: Bool?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case enabled, intervalSeconds, maxMovesPerRound, dryRun
+    }
+
+    public init(enabled: Bool? = nil, intervalSeconds: Int32? = nil, maxMovesPerRound: Int32? = nil, dryRun: Bool? = nil) {
+        self.enabled = enabled
+        self.intervalSeconds = intervalSeconds
+        self.maxMovesPerRound = maxMovesPerRound
+        self.dryRun = dryRun
+    }
+}
+
+/// Written once per reconcile pass. Every condition carries the `metadata.generation` it was
+/// computed from; `observedGeneration` is that generation too.
+public struct FloeClusterStatus: Codable, Sendable, Equatable {
+    public var observedGeneration: Int64?
+    public var conditions: [Condition]?
+    public var replicas: Int32?
+    public var readyReplicas: Int32?
+    /// Label selector of the broker pods in query form, for the scale subresource.
+    public var selector: String?
+    /// `host:port` of the bootstrap Service.
+    public var bootstrap: String?
+    public var load: ClusterLoad?
+    public var lastScaling: ScalingDecision?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case observedGeneration, conditions, replicas, readyReplicas, selector, bootstrap, load, lastScaling
+    }
+
+    public init(
+        observedGeneration: Int64? = nil, conditions: [Condition]? = nil, replicas: Int32? = nil, readyReplicas: Int32? = nil,
+        selector: String? = nil, bootstrap: String? = nil, load: ClusterLoad? = nil, lastScaling: ScalingDecision? = nil
+    ) {
+        self.observedGeneration = observedGeneration
+        self.conditions = conditions
+        self.replicas = replicas
+        self.readyReplicas = readyReplicas
+        self.selector = selector
+        self.bootstrap = bootstrap
+        self.load = load
+        self.lastScaling = lastScaling
+    }
+
+    public func condition(_ type: String) -> Condition? { conditions?.first { $0.type == type } }
+}
+
+/// Cluster-wide load as last measured by the autoscaler (sums over brokers; CPU is the mean).
+public struct ClusterLoad: Codable, Sendable, Equatable {
+    public var brokers: Int32?
+    public var bytesInPerSecond: Int64?
+    public var bytesOutPerSecond: Int64?
+    public var requestsPerSecond: Int64?
+    public var cpuUtilizationPercent: Int32?
+    public var observedAt: String?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case brokers, bytesInPerSecond, bytesOutPerSecond, requestsPerSecond, cpuUtilizationPercent, observedAt
+    }
+
+    public init(
+        brokers: Int32? = nil, bytesInPerSecond: Int64? = nil, bytesOutPerSecond: Int64? = nil, requestsPerSecond: Int64? = nil,
+        cpuUtilizationPercent: Int32? = nil, observedAt: String? = nil
+    ) {
+        self.brokers = brokers
+        self.bytesInPerSecond = bytesInPerSecond
+        self.bytesOutPerSecond = bytesOutPerSecond
+        self.requestsPerSecond = requestsPerSecond
+        self.cpuUtilizationPercent = cpuUtilizationPercent
+        self.observedAt = observedAt
+    }
+}
+
+/// The autoscaler's last change of the broker count, and why.
+public struct ScalingDecision: Codable, Sendable, Equatable {
+    public var time: String
+    public var from: Int32
+    public var to: Int32
+    public var reason: String
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case time, from, to, reason
+    }
+
+    public init(time: String, from: Int32, to: Int32, reason: String) {
+        self.time = time
+        self.from = from
+        self.to = to
+        self.reason = reason
+    }
+}

@@ -1,0 +1,358 @@
+import KubeAPI
+
+/// Identity of a Kubernetes object: group/version, kind, namespace and name.
+public struct ObjectKey: Hashable, Sendable, Comparable, CustomStringConvertible {
+    public var apiVersion: String
+    public var kind: String
+    public var namespace: String
+    public var name: String
+
+    public init(apiVersion: String, kind: String, namespace: String, name: String) {
+        self.apiVersion = apiVersion
+        self.kind = kind
+        self.namespace = namespace
+        self.name = name
+    }
+
+    public var description: String { "\(kind) \(namespace)/\(name)" }
+
+    public static func < (a: ObjectKey, b: ObjectKey) -> Bool {
+        (a.kind, a.namespace, a.name, a.apiVersion) < (b.kind, b.namespace, b.name, b.apiVersion)
+    }
+}
+
+/// One object the reconciler manages for a cluster.
+public enum ManagedObject: Sendable, Equatable {
+    case configMap(ConfigMap)
+    case service(Service)
+    case statefulSet(StatefulSet)
+    case podDisruptionBudget(PodDisruptionBudget)
+
+    public var metadata: ObjectMeta {
+        get {
+            switch self {
+            case .configMap(let o): o.metadata
+            case .service(let o): o.metadata
+            case .statefulSet(let o): o.metadata
+            case .podDisruptionBudget(let o): o.metadata
+            }
+        }
+        set {
+            switch self {
+            case .configMap(var o): o.metadata = newValue; self = .configMap(o)
+            case .service(var o): o.metadata = newValue; self = .service(o)
+            case .statefulSet(var o): o.metadata = newValue; self = .statefulSet(o)
+            case .podDisruptionBudget(var o): o.metadata = newValue; self = .podDisruptionBudget(o)
+            }
+        }
+    }
+
+    public var key: ObjectKey {
+        let (apiVersion, kind): (String, String) =
+            switch self {
+            case .configMap: (ConfigMap.apiVersion, ConfigMap.kind)
+            case .service: (Service.apiVersion, Service.kind)
+            case .statefulSet: (StatefulSet.apiVersion, StatefulSet.kind)
+            case .podDisruptionBudget: (PodDisruptionBudget.apiVersion, PodDisruptionBudget.kind)
+            }
+        return ObjectKey(apiVersion: apiVersion, kind: kind, namespace: metadata.namespace ?? "", name: metadata.name ?? "")
+    }
+
+    /// The object as JSON (nil fields absent).
+    public func json() throws(KubeAPIError) -> JSONValue {
+        switch self {
+        case .configMap(let o): try JSONValue(encoding: o)
+        case .service(let o): try JSONValue(encoding: o)
+        case .statefulSet(let o): try JSONValue(encoding: o)
+        case .podDisruptionBudget(let o): try JSONValue(encoding: o)
+        }
+    }
+}
+
+/// Names and labels derived from a cluster's name; the one place they are spelled.
+public struct ClusterNames: Sendable, Equatable {
+    public let cluster: String
+    public let namespace: String
+    public var configMap: String { "\(cluster)-config" }
+    public var headlessService: String { "\(cluster)-brokers" }
+    public var bootstrapService: String { "\(cluster)-bootstrap" }
+    public var statefulSet: String { "\(cluster)-broker" }
+    public var podDisruptionBudget: String { "\(cluster)-broker" }
+
+    public init(cluster: String, namespace: String) {
+        self.cluster = cluster
+        self.namespace = namespace
+    }
+
+    /// Labels that select this cluster's broker pods (the StatefulSet selector: never changes).
+    public var selectorLabels: [String: String] {
+        [
+            "app.kubernetes.io/name": "floe", "app.kubernetes.io/instance": cluster,
+            "app.kubernetes.io/component": "broker",
+        ]
+    }
+
+    /// The standard labels on every rendered object.
+    public func labels(component: String) -> [String: String] {
+        [
+            "app.kubernetes.io/name": "floe", "app.kubernetes.io/instance": cluster,
+            "app.kubernetes.io/component": component, "app.kubernetes.io/managed-by": Render.managerName,
+        ]
+    }
+
+    public func bootstrapAddress(port: Int32) -> String { "\(bootstrapService).\(namespace).svc:\(port)" }
+}
+
+/// Turns a FloeCluster into the objects that run it. Pure: the same cluster always renders to
+/// the same objects (keys sorted, no clocks, no randomness), which golden files pin.
+///
+/// Rendered, in this order: the broker ConfigMap, the headless Service (broker identities,
+/// not-ready addresses published), the bootstrap Service, the StatefulSet of brokers, and a
+/// PodDisruptionBudget allowing one broker down. Each carries our controller owner reference,
+/// the standard labels and a `floe.dev/rendered-hash` annotation (FNV-1a of the object without
+/// it), which the sync plan compares to decide whether an update is needed.
+public enum Render {
+    public static let managerName = "floe-operator"
+    public static let hashAnnotation = "floe.dev/rendered-hash"
+    public static let configHashAnnotation = "floe.dev/config-hash"
+    public static let propertiesFile = "broker.properties"
+    public static let configDir = "/etc/floe"
+    public static let walDir = "/var/lib/floe/wal"
+    public static let brokerUser: Int64 = 65532
+    /// The broker executable in the Floe image (deploy/Dockerfile), which holds both programs.
+    public static let brokerCommand = "/usr/local/bin/floe-broker"
+
+    public static func render(_ cluster: FloeCluster) throws(OperatorError) -> [ManagedObject] {
+        let id = "\(cluster.metadata.namespace ?? "")/\(cluster.metadata.name ?? "")"
+        let problems = FloeClusterValidation.problems(cluster)
+        if !problems.isEmpty { throw .invalidSpec(cluster: id, problems: problems) }
+        guard let namespace = cluster.metadata.namespace, !namespace.isEmpty else {
+            throw .notRenderable(cluster: id, missing: "metadata.namespace")
+        }
+        guard let uid = cluster.metadata.uid, !uid.isEmpty else { throw .notRenderable(cluster: id, missing: "metadata.uid") }
+        let names = ClusterNames(cluster: cluster.metadata.name!, namespace: namespace)
+        let owner = OwnerReference(
+            apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: names.cluster, uid: uid,
+            controller: true, blockOwnerDeletion: true)
+        let spec = cluster.spec
+        let kafkaPort = spec.listeners?.kafkaPort ?? FloeDefaults.kafkaPort
+        let httpPort = spec.listeners?.httpPort ?? FloeDefaults.httpPort
+
+        func meta(_ name: String, component: String) -> ObjectMeta {
+            ObjectMeta(name: name, namespace: namespace, labels: names.labels(component: component), ownerReferences: [owner])
+        }
+
+        let properties = brokerProperties(spec)
+        let configMap = ConfigMap(metadata: meta(names.configMap, component: "config"), data: [propertiesFile: properties])
+
+        let servicePorts = [
+            ServicePort(name: "kafka", port: kafkaPort, targetPort: .string("kafka"), protocol: "TCP"),
+            ServicePort(name: "http", port: httpPort, targetPort: .string("http"), protocol: "TCP"),
+        ]
+        let headless = Service(
+            metadata: meta(names.headlessService, component: "broker"),
+            spec: ServiceSpec(
+                clusterIP: "None", selector: names.selectorLabels, ports: servicePorts, publishNotReadyAddresses: true))
+        let bootstrap = Service(
+            metadata: meta(names.bootstrapService, component: "bootstrap"),
+            spec: ServiceSpec(
+                type: spec.listeners?.serviceType ?? FloeDefaults.serviceType, selector: names.selectorLabels,
+                ports: [ServicePort(name: "kafka", port: kafkaPort, targetPort: .string("kafka"), protocol: "TCP")]))
+
+        let statefulSet = brokerStatefulSet(
+            spec, names: names, meta: meta(names.statefulSet, component: "broker"), kafkaPort: kafkaPort, httpPort: httpPort,
+            configHash: FNV1a.hex(properties))
+
+        let pdb = PodDisruptionBudget(
+            metadata: meta(names.podDisruptionBudget, component: "broker"),
+            spec: PodDisruptionBudgetSpec(maxUnavailable: .int(1), selector: LabelSelector(matchLabels: names.selectorLabels)))
+
+        var objects: [ManagedObject] = [
+            .configMap(configMap), .service(headless), .service(bootstrap), .statefulSet(statefulSet), .podDisruptionBudget(pdb),
+        ]
+        for i in objects.indices {
+            objects[i].metadata.annotations = [hashAnnotation: try renderedHash(objects[i])]
+        }
+        return objects
+    }
+
+    /// The hash of an object's rendered form, ignoring any hash annotation it already carries.
+    public static func renderedHash(_ object: ManagedObject) throws(OperatorError) -> String {
+        var copy = object
+        copy.metadata.annotations?[hashAnnotation] = nil
+        if copy.metadata.annotations?.isEmpty == true { copy.metadata.annotations = nil }
+        do {
+            return FNV1a.hex(try KubeJSON.string(copy.json()))
+        } catch {
+            throw .encode(object: object.key.description, detail: error.description)
+        }
+    }
+
+    /// The broker's properties file: operator-owned keys, then the user's `spec.config`, one
+    /// `key=value` per line, keys sorted, values escaped as Java properties.
+    public static func brokerProperties(_ spec: FloeClusterSpec) -> String {
+        var entries: [String: String] = [:]
+        let s = spec.storage
+        entries["storage.url"] = s.bucket
+        if s.bucket.hasPrefix("s3://") {
+            entries["storage.s3.region"] = s.region ?? FloeDefaults.region
+            entries["storage.s3.path.style"] = String(s.pathStyle ?? false)
+            if let e = s.endpoint { entries["storage.s3.endpoint"] = e }
+            if s.anonymous == true { entries["storage.s3.anonymous"] = "true" }
+        }
+        let walKind = s.wal?.kind ?? FloeDefaults.walKind
+        entries["wal.kind"] = walKind
+        if walKind == "file" { entries["wal.dir"] = walDir }
+        var user = ""
+        for (k, v) in (spec.config ?? [:]).sorted(by: { $0.key < $1.key }) {
+            user += escapeProperty(k, isKey: true) + "=" + escapeProperty(v, isKey: false) + "\n"
+        }
+        var text = "# Written by floe-operator; edit spec.config of the FloeCluster instead.\n"
+        for (k, v) in entries.sorted(by: { $0.key < $1.key }) {
+            text += k + "=" + escapeProperty(v, isKey: false) + "\n"
+        }
+        if !user.isEmpty { text += "# spec.config\n" + user }
+        return text
+    }
+
+    static func escapeProperty(_ s: String, isKey: Bool) -> String {
+        var out = ""
+        for (i, c) in s.enumerated() {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "=", ":", "#", "!", " ":
+                // Separators and comment marks are literal in a key only when escaped; in a
+                // value only a leading space would be lost.
+                if isKey || (c == " " && i == 0) { out += "\\" }
+                out.append(c)
+            default: out.append(c)
+            }
+        }
+        return out
+    }
+
+    static func brokerStatefulSet(
+        _ spec: FloeClusterSpec, names: ClusterNames, meta: ObjectMeta, kafkaPort: Int32, httpPort: Int32, configHash: String
+    ) -> StatefulSet {
+        let storage = spec.storage
+        let fileWAL = (storage.wal?.kind ?? FloeDefaults.walKind) == "file"
+        let advertisedHost = "$(POD_NAME).\(names.headlessService).\(names.namespace).svc"
+
+        var env: [EnvVar] = [
+            EnvVar(name: "POD_NAME", valueFrom: EnvVarSource(fieldRef: ObjectFieldSelector(fieldPath: "metadata.name"))),
+            EnvVar(name: "POD_NAMESPACE", valueFrom: EnvVarSource(fieldRef: ObjectFieldSelector(fieldPath: "metadata.namespace"))),
+            EnvVar(
+                name: "NODE_ID",
+                valueFrom: EnvVarSource(fieldRef: ObjectFieldSelector(fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']"))),
+        ]
+        if let c = storage.credentials {
+            env.append(EnvVar(name: "AWS_ACCESS_KEY_ID", valueFrom: EnvVarSource(secretKeyRef: KeySelector(name: c.secretName, key: c.accessKeyIdKey ?? FloeDefaults.accessKeyIdKey))))
+            env.append(EnvVar(name: "AWS_SECRET_ACCESS_KEY", valueFrom: EnvVarSource(secretKeyRef: KeySelector(name: c.secretName, key: c.secretAccessKeyKey ?? FloeDefaults.secretAccessKeyKey))))
+            if let token = c.sessionTokenKey {
+                env.append(EnvVar(name: "AWS_SESSION_TOKEN", valueFrom: EnvVarSource(secretKeyRef: KeySelector(name: c.secretName, key: token))))
+            }
+        }
+
+        var mounts = [
+            VolumeMount(name: "config", mountPath: configDir, readOnly: true),
+            VolumeMount(name: "tmp", mountPath: "/tmp"),
+        ]
+        if fileWAL { mounts.append(VolumeMount(name: "wal", mountPath: walDir)) }
+
+        let container = Container(
+            name: "broker",
+            image: spec.image ?? FloeDefaults.image,
+            imagePullPolicy: spec.imagePullPolicy ?? FloeDefaults.imagePullPolicy,
+            command: [brokerCommand],
+            args: [
+                "--config=\(configDir)/\(propertiesFile)",
+                "--listen=0.0.0.0:\(kafkaPort)",
+                "--advertise=\(advertisedHost):\(kafkaPort)",
+                "--storage=\(storage.bucket)",
+                "--node-id=$(NODE_ID)",
+                "--http=:\(httpPort)",
+            ],
+            env: env,
+            ports: [
+                ContainerPort(name: "kafka", containerPort: kafkaPort, protocol: "TCP"),
+                ContainerPort(name: "http", containerPort: httpPort, protocol: "TCP"),
+            ],
+            resources: spec.resources ?? ResourceRequirements(limits: ["memory": "1Gi"], requests: ["cpu": "500m", "memory": "1Gi"]),
+            readinessProbe: Probe(
+                httpGet: HTTPGetAction(path: "/readyz", port: .string("http")), periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 3),
+            livenessProbe: Probe(
+                httpGet: HTTPGetAction(path: "/healthz", port: .string("http")), initialDelaySeconds: 10, periodSeconds: 10,
+                timeoutSeconds: 5, failureThreshold: 6),
+            lifecycle: Lifecycle(preStop: LifecycleHandler(httpGet: HTTPGetAction(path: "/drain", port: .string("http")))),
+            securityContext: SecurityContext(
+                runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: Capabilities(drop: ["ALL"])),
+            volumeMounts: mounts)
+
+        var podLabels = spec.podTemplate?.labels ?? [:]
+        for (k, v) in names.labels(component: "broker") { podLabels[k] = v }
+        var podAnnotations = spec.podTemplate?.annotations ?? [:]
+        podAnnotations[configHashAnnotation] = configHash
+
+        let overrides = spec.podTemplate
+        let podSpec = PodSpec(
+            containers: [container],
+            volumes: [
+                Volume(name: "config", configMap: ConfigMapVolumeSource(name: names.configMap)),
+                Volume(name: "tmp", emptyDir: EmptyDirVolumeSource(sizeLimit: "256Mi")),
+            ],
+            serviceAccountName: overrides?.serviceAccountName,
+            automountServiceAccountToken: false,
+            enableServiceLinks: false,
+            securityContext: PodSecurityContext(
+                runAsNonRoot: true, runAsUser: brokerUser, runAsGroup: brokerUser, fsGroup: brokerUser,
+                seccompProfile: SeccompProfile(type: "RuntimeDefault")),
+            terminationGracePeriodSeconds: spec.terminationGracePeriodSeconds ?? FloeDefaults.terminationGracePeriodSeconds,
+            nodeSelector: overrides?.nodeSelector,
+            tolerations: overrides?.tolerations,
+            affinity: overrides?.affinity,
+            priorityClassName: overrides?.priorityClassName)
+
+        var claims: [PersistentVolumeClaim]? = nil
+        if fileWAL, let size = storage.wal?.volumeSize {
+            claims = [
+                PersistentVolumeClaim(
+                    metadata: ObjectMeta(name: "wal", labels: names.selectorLabels),
+                    spec: PersistentVolumeClaimSpec(
+                        accessModes: ["ReadWriteOnce"], storageClassName: storage.wal?.storageClassName,
+                        resources: ResourceRequirements(requests: ["storage": size])))
+            ]
+        }
+
+        return StatefulSet(
+            metadata: meta,
+            spec: StatefulSetSpec(
+                replicas: spec.replicas ?? FloeDefaults.replicas,
+                serviceName: names.headlessService,
+                selector: LabelSelector(matchLabels: names.selectorLabels),
+                podManagementPolicy: "Parallel",
+                updateStrategy: StatefulSetUpdateStrategy(type: "RollingUpdate"),
+                template: PodTemplateSpec(metadata: ObjectMeta(labels: podLabels, annotations: podAnnotations), spec: podSpec),
+                volumeClaimTemplates: claims,
+                revisionHistoryLimit: 5))
+    }
+}
+
+/// FNV-1a, 64-bit: a stable content hash for change detection (not for security).
+public enum FNV1a {
+    public static func hash(_ text: String) -> UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in text.utf8 {
+            h ^= UInt64(b)
+            h = h &* 0x0000_0100_0000_01B3
+        }
+        return h
+    }
+
+    public static func hex(_ text: String) -> String {
+        let s = String(hash(text), radix: 16)
+        return String(repeating: "0", count: 16 - s.count) + s
+    }
+}

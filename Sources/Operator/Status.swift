@@ -1,0 +1,117 @@
+import Foundation
+import KubeAPI
+
+/// What one reconcile pass observed, from which the status is computed.
+public struct StatusInput: Sendable {
+    public var cluster: FloeCluster
+    /// The cluster's StatefulSet as last read, nil when it does not exist (yet).
+    public var statefulSet: StatefulSet?
+    /// Validation problems of the spec (`FloeClusterValidation.problems`).
+    public var problems: [String]
+    /// Objects we wanted but that exist without our owner reference (from the sync plan).
+    public var conflicts: [ObjectKey]
+    /// The error of the last apply, if the pass failed part-way.
+    public var syncError: String?
+    public var now: Date
+
+    public init(
+        cluster: FloeCluster, statefulSet: StatefulSet?, problems: [String], conflicts: [ObjectKey] = [], syncError: String? = nil,
+        now: Date
+    ) {
+        self.cluster = cluster
+        self.statefulSet = statefulSet
+        self.problems = problems
+        self.conflicts = conflicts
+        self.syncError = syncError
+        self.now = now
+    }
+}
+
+/// Computes a FloeCluster's status. Pure: written once per pass by the shell.
+///
+/// Conditions, each with `observedGeneration = metadata.generation`:
+/// - `Degraded` True when the spec is invalid (`InvalidSpec`, problems in the message), an
+///   object we need is owned by someone else (`OwnershipConflict`) or applying failed
+///   (`SyncFailed`); otherwise False (`AsExpected`).
+/// - `Progressing` True while the StatefulSet is missing, not yet observed at its latest
+///   generation, or has brokers not updated or not ready (`Creating`, `RollingUpdate`,
+///   `ScalingUp`, `ScalingDown`); False (`Stable` or the Degraded reason) otherwise.
+/// - `Ready` True when every desired broker runs the current spec and is ready (`AllBrokersReady`).
+/// A condition's `lastTransitionTime` is kept from the previous status while its `status`
+/// value is unchanged. Load and the last scaling decision are carried over untouched.
+public enum StatusComputer {
+    public static func compute(_ input: StatusInput) -> FloeClusterStatus {
+        let cluster = input.cluster
+        let generation = cluster.metadata.generation ?? 0
+        let previous = cluster.status
+        let names = ClusterNames(cluster: cluster.metadata.name ?? "", namespace: cluster.metadata.namespace ?? "")
+        let desired = cluster.spec.replicas ?? FloeDefaults.replicas
+        let sts = input.statefulSet
+        let current = sts?.status?.replicas ?? 0
+        let ready = sts?.status?.readyReplicas ?? 0
+        let updated = sts?.status?.updatedReplicas ?? 0
+        let stsObserved = sts.map { ($0.status?.observedGeneration ?? 0) >= ($0.metadata.generation ?? 0) } ?? false
+
+        var degraded: (Bool, String, String) = (false, "AsExpected", "No problems observed.")
+        if !input.problems.isEmpty {
+            degraded = (true, "InvalidSpec", "The spec is invalid: " + input.problems.joined(separator: "; "))
+        } else if !input.conflicts.isEmpty {
+            degraded = (
+                true, "OwnershipConflict",
+                "Objects exist that this cluster needs but does not own (not adopted): "
+                    + input.conflicts.sorted().map(\.description).joined(separator: ", ")
+            )
+        } else if let e = input.syncError {
+            degraded = (true, "SyncFailed", "Applying the rendered objects failed: \(e)")
+        }
+
+        var progressing: (Bool, String, String)
+        var readyCond: (Bool, String, String)
+        if degraded.0 {
+            progressing = (false, degraded.1, "Not progressing while degraded.")
+            readyCond = (false, degraded.1, "Not ready while degraded.")
+            if let sts, input.problems.isEmpty == false || input.conflicts.isEmpty == false || input.syncError != nil {
+                // Brokers may still be serving the previous spec; say so.
+                let r = sts.status?.readyReplicas ?? 0
+                readyCond.2 = "Not ready while degraded; \(r) broker(s) of the previous spec are ready."
+            }
+        } else if sts == nil {
+            progressing = (true, "Creating", "Creating the broker StatefulSet.")
+            readyCond = (false, "Creating", "The broker StatefulSet does not exist yet.")
+        } else if !stsObserved {
+            progressing = (true, "RollingUpdate", "The StatefulSet controller has not yet acted on the latest spec.")
+            readyCond = (false, "RollingUpdate", "\(ready)/\(desired) brokers ready; update pending.")
+        } else if current < desired {
+            progressing = (true, "ScalingUp", "Scaling up from \(current) to \(desired) brokers.")
+            readyCond = (false, "ScalingUp", "\(ready)/\(desired) brokers ready.")
+        } else if current > desired {
+            progressing = (true, "ScalingDown", "Scaling down from \(current) to \(desired) brokers.")
+            readyCond = (false, "ScalingDown", "\(ready)/\(desired) brokers ready.")
+        } else if updated < desired || ready < desired {
+            progressing = (true, "RollingUpdate", "\(updated)/\(desired) brokers updated, \(ready)/\(desired) ready.")
+            readyCond = (false, "RollingUpdate", "\(ready)/\(desired) brokers ready.")
+        } else {
+            progressing = (false, "Stable", "All \(desired) brokers run the current spec.")
+            readyCond = (true, "AllBrokersReady", "\(ready)/\(desired) brokers ready.")
+        }
+
+        func condition(_ type: String, _ v: (Bool, String, String)) -> Condition {
+            let status = v.0 ? "True" : "False"
+            let old = previous?.condition(type)
+            let since = (old?.status == status) ? old!.lastTransitionTime : KubeTime.format(input.now)
+            return Condition(
+                type: type, status: status, observedGeneration: generation, lastTransitionTime: since, reason: v.1, message: v.2)
+        }
+
+        let kafkaPort = cluster.spec.listeners?.kafkaPort ?? FloeDefaults.kafkaPort
+        return FloeClusterStatus(
+            observedGeneration: generation,
+            conditions: [condition("Ready", readyCond), condition("Progressing", progressing), condition("Degraded", degraded)],
+            replicas: current,
+            readyReplicas: ready,
+            selector: LabelSelector(matchLabels: names.selectorLabels).queryString,
+            bootstrap: names.bootstrapAddress(port: kafkaPort),
+            load: previous?.load,
+            lastScaling: previous?.lastScaling)
+    }
+}

@@ -1,0 +1,157 @@
+import KubeAPI
+
+/// Checks a FloeCluster beyond what a manifest parser can: the same cross-field rules the CRD
+/// gives the API server (so a cluster that reached us without them — an older CRD, the local
+/// runtime, `floe-operator render` — is judged the same), plus rules only the operator knows
+/// (name lengths of rendered objects, configuration keys it owns).
+///
+/// Returns human-readable problems, each naming the field; empty means valid. An invalid
+/// cluster is not rendered: its status gets `Degraded` with these problems in the message.
+public enum FloeClusterValidation {
+    /// Cluster names longer than this make rendered names (`NAME-bootstrap`, pod names with
+    /// a revision hash label) exceed Kubernetes' 63-character label limit.
+    public static let maxNameLength = 45
+
+    /// Broker configuration keys the operator sets itself; `spec.config` may not override them.
+    public static let reservedConfigKeys: Set<String> = [
+        "node.id", "listeners", "advertised.listeners", "storage.url", "storage.s3.endpoint", "storage.s3.region",
+        "storage.s3.path.style", "storage.s3.anonymous", "wal.kind", "wal.dir", "http.listen",
+    ]
+
+    public static func problems(_ cluster: FloeCluster) -> [String] {
+        var problems: [String] = []
+        let spec = cluster.spec
+
+        if let name = cluster.metadata.name {
+            if name.count > maxNameLength {
+                problems.append("metadata.name \"\(name)\" is longer than \(maxNameLength) characters")
+            }
+            if !isDNSLabel(name) {
+                problems.append("metadata.name \"\(name)\" must be lower-case letters, digits and '-', starting with a letter")
+            }
+        } else {
+            problems.append("metadata.name is missing")
+        }
+
+        if let image = spec.image, image.isEmpty { problems.append("spec.image is empty") }
+        if let policy = spec.imagePullPolicy, !["Always", "IfNotPresent", "Never"].contains(policy) {
+            problems.append("spec.imagePullPolicy \"\(policy)\" is not Always, IfNotPresent or Never")
+        }
+        let replicas = spec.replicas ?? FloeDefaults.replicas
+        if replicas < 0 { problems.append("spec.replicas \(replicas) is negative") }
+        if let grace = spec.terminationGracePeriodSeconds, grace < 10 {
+            problems.append("spec.terminationGracePeriodSeconds \(grace) is below 10: brokers need time to hand over partitions")
+        }
+
+        problems += storageProblems(spec.storage)
+
+        if let l = spec.listeners {
+            let kafka = l.kafkaPort ?? FloeDefaults.kafkaPort
+            let http = l.httpPort ?? FloeDefaults.httpPort
+            for (field, port) in [("kafkaPort", kafka), ("httpPort", http)] where !(1024...65535).contains(port) {
+                problems.append("spec.listeners.\(field) \(port) is outside 1024-65535 (brokers run as non-root)")
+            }
+            if kafka == http { problems.append("spec.listeners.kafkaPort and httpPort are both \(kafka)") }
+            if let t = l.serviceType, !["ClusterIP", "NodePort", "LoadBalancer"].contains(t) {
+                problems.append("spec.listeners.serviceType \"\(t)\" is not ClusterIP, NodePort or LoadBalancer")
+            }
+        }
+
+        for key in (spec.config ?? [:]).keys.sorted() where reservedConfigKeys.contains(key) {
+            problems.append("spec.config key \"\(key)\" is set by the operator and cannot be overridden")
+        }
+
+        if let a = spec.autoscaling {
+            let lo = a.resolvedMin
+            let hi = a.resolvedMax
+            if lo < 1 { problems.append("spec.autoscaling.minBrokers \(lo) must be at least 1") }
+            if lo > hi { problems.append("spec.autoscaling.minBrokers \(lo) exceeds maxBrokers \(hi)") }
+            if a.isEnabled && lo <= hi && !(lo...hi).contains(replicas) {
+                problems.append("spec.replicas \(replicas) is outside autoscaling [minBrokers \(lo), maxBrokers \(hi)]")
+            }
+            if let t = a.tolerancePercent, !(0...100).contains(t) {
+                problems.append("spec.autoscaling.tolerancePercent \(t) is outside 0-100")
+            }
+            if a.isEnabled {
+                let targets = a.targets
+                if targets?.bytesInPerSecond == nil && targets?.bytesOutPerSecond == nil && targets?.requestsPerSecond == nil
+                    && targets?.cpuUtilizationPercent == nil
+                {
+                    problems.append("spec.autoscaling is enabled but sets no target in spec.autoscaling.targets")
+                }
+            }
+            for (field, v) in [
+                ("bytesInPerSecond", a.targets?.bytesInPerSecond), ("bytesOutPerSecond", a.targets?.bytesOutPerSecond),
+                ("requestsPerSecond", a.targets?.requestsPerSecond),
+            ] {
+                if let v, v < 1 { problems.append("spec.autoscaling.targets.\(field) \(v) must be positive") }
+            }
+            if let cpu = a.targets?.cpuUtilizationPercent, !(1...100).contains(cpu) {
+                problems.append("spec.autoscaling.targets.cpuUtilizationPercent \(cpu) is outside 1-100")
+            }
+            for (field, b) in [("scaleUp", a.scaleUp), ("scaleDown", a.scaleDown)] {
+                if let step = b?.maxStepBrokers, step < 1 {
+                    problems.append("spec.autoscaling.\(field).maxStepBrokers \(step) must be at least 1")
+                }
+                if let w = b?.stabilizationWindowSeconds, w < 0 {
+                    problems.append("spec.autoscaling.\(field).stabilizationWindowSeconds \(w) is negative")
+                }
+            }
+        }
+
+        if let b = spec.balancing {
+            if let i = b.intervalSeconds, i < 10 { problems.append("spec.balancing.intervalSeconds \(i) is below 10") }
+            if let m = b.maxMovesPerRound, m < 1 { problems.append("spec.balancing.maxMovesPerRound \(m) must be at least 1") }
+        }
+        return problems
+    }
+
+    static func storageProblems(_ s: StorageSpec) -> [String] {
+        var problems: [String] = []
+        let anonymous = s.anonymous ?? false
+        if s.bucket.hasPrefix("s3://") {
+            let rest = s.bucket.dropFirst("s3://".count)
+            let bucket = rest.split(separator: "/", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+            if bucket.count < 3 || bucket.count > 63
+                || !bucket.allSatisfy({ ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "-" || $0 == "." })
+            {
+                problems.append("spec.storage.bucket \"\(s.bucket)\" does not name a valid S3 bucket (3-63 of a-z 0-9 . -)")
+            }
+            if s.credentials == nil && !anonymous {
+                problems.append("spec.storage.credentials is required for s3 storage unless spec.storage.anonymous is true")
+            }
+        } else if s.bucket.hasPrefix("file:///") {
+            if s.endpoint != nil { problems.append("spec.storage.endpoint is set but the bucket is a file:// URL") }
+        } else {
+            problems.append("spec.storage.bucket \"\(s.bucket)\" must start with s3:// or file:///")
+        }
+        if s.credentials != nil && anonymous {
+            problems.append("spec.storage.credentials and spec.storage.anonymous are exclusive")
+        }
+        if let c = s.credentials, c.secretName.isEmpty { problems.append("spec.storage.credentials.secretName is empty") }
+        if let e = s.endpoint {
+            let host = e.hasPrefix("https://") ? e.dropFirst(8) : e.hasPrefix("http://") ? e.dropFirst(7) : ""
+            if host.isEmpty { problems.append("spec.storage.endpoint \"\(e)\" must be an http:// or https:// URL") }
+        }
+        if let wal = s.wal {
+            let kind = wal.kind ?? FloeDefaults.walKind
+            if kind != "object" && kind != "file" {
+                problems.append("spec.storage.wal.kind \"\(kind)\" is not object or file")
+            }
+            if kind == "file" && wal.volumeSize == nil {
+                problems.append("spec.storage.wal.volumeSize is required for the file WAL")
+            }
+            if kind == "object" && wal.volumeSize != nil {
+                problems.append("spec.storage.wal.volumeSize is set but the WAL kind is object (no volume is used)")
+            }
+        }
+        return problems
+    }
+
+    /// RFC 1035 label: what Service names need.
+    static func isDNSLabel(_ s: String) -> Bool {
+        guard let first = s.first, let last = s.last, s.count <= 63 else { return false }
+        guard first >= "a" && first <= "z", (last >= "a" && last <= "z") || (last >= "0" && last <= "9") else { return false }
+        return s.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "-" }
+    }
+}

@@ -1,0 +1,153 @@
+import Foundation
+import KubeAPI
+import Testing
+
+@testable import Operator
+
+@Suite struct RenderGoldenTests {
+    @Test(arguments: sampleNames) func renderedObjectsMatchGoldenFile(name: String) throws {
+        let yaml = try renderYAML(try sampleCluster(name))
+        if let diff = try compareWithFile(yaml, goldenDirectory.appendingPathComponent("\(name).rendered.yaml")) {
+            Issue.record(Comment(rawValue: diff))
+        }
+    }
+
+    @Test(arguments: sampleNames) func renderingIsDeterministic(name: String) throws {
+        let c = try sampleCluster(name)
+        #expect(try renderYAML(c) == renderYAML(c))
+    }
+}
+
+@Suite struct RenderTests {
+    @Test func everyObjectIsOwnedLabelledAndHashed() throws {
+        let cluster = try sampleCluster("s3-minio")
+        let objects = try Render.render(cluster)
+        #expect(objects.map(\.key.kind) == ["ConfigMap", "Service", "Service", "StatefulSet", "PodDisruptionBudget"])
+        for o in objects {
+            let m = o.metadata
+            #expect(m.namespace == "floe-test")
+            #expect(
+                m.ownerReferences == [
+                    OwnerReference(
+                        apiVersion: "floe.dev/v1alpha1", kind: "FloeCluster", name: "minio", uid: cluster.metadata.uid!, controller: true,
+                        blockOwnerDeletion: true)
+                ])
+            #expect(m.labels?["app.kubernetes.io/managed-by"] == "floe-operator")
+            #expect(m.labels?["app.kubernetes.io/instance"] == "minio")
+            #expect(m.labels?["app.kubernetes.io/name"] == "floe")
+            #expect(m.labels?["app.kubernetes.io/component"] != nil)
+            #expect(m.annotations?[Render.hashAnnotation] == (try Render.renderedHash(o)))
+            #expect(nullCount(try o.json()) == 0)
+        }
+    }
+
+    @Test func brokerPodShape() throws {
+        let sts = try #require(try Render.render(try sampleCluster("s3-minio")).compactMap(\.statefulSet).first)
+        let spec = try #require(sts.spec)
+        #expect(spec.replicas == 3 && spec.serviceName == "minio-brokers" && spec.volumeClaimTemplates == nil)
+        let pod = try #require(spec.template.spec)
+        let c = try #require(pod.containers.first)
+        #expect(c.args?.contains("--advertise=$(POD_NAME).minio-brokers.floe-test.svc:9092") == true)
+        #expect(c.args?.contains("--node-id=$(NODE_ID)") == true)
+        #expect(c.args?.contains("--storage=s3://floe-data/cluster-a") == true)
+        #expect(c.args?.contains("--http=:8080") == true)
+        #expect(c.readinessProbe?.httpGet?.path == "/readyz" && c.livenessProbe?.httpGet?.path == "/healthz")
+        #expect(c.lifecycle?.preStop?.httpGet?.path == "/drain")
+        #expect(pod.terminationGracePeriodSeconds == 120)
+        #expect(c.securityContext?.readOnlyRootFilesystem == true && c.securityContext?.allowPrivilegeEscalation == false)
+        #expect(c.securityContext?.capabilities?.drop == ["ALL"] && pod.securityContext?.runAsNonRoot == true)
+        #expect(c.volumeMounts?.contains { $0.mountPath == "/tmp" } == true)
+        let env = Dictionary(uniqueKeysWithValues: (c.env ?? []).map { ($0.name, $0) })
+        #expect(env["AWS_ACCESS_KEY_ID"]?.valueFrom?.secretKeyRef == KeySelector(name: "floe-minio-credentials", key: "AWS_ACCESS_KEY_ID"))
+        #expect(env["AWS_SECRET_ACCESS_KEY"]?.valueFrom?.secretKeyRef?.key == "AWS_SECRET_ACCESS_KEY")
+        #expect(env["NODE_ID"]?.valueFrom?.fieldRef?.fieldPath == "metadata.labels['apps.kubernetes.io/pod-index']")
+        #expect(env.values.allSatisfy { $0.value == nil }, "no literal values, credentials only by reference")
+    }
+
+    @Test func servicesAndBudget() throws {
+        let objects = try Render.render(try sampleCluster("minimal"))
+        let services = objects.compactMap(\.service)
+        let headless = try #require(services.first { $0.metadata.name == "local-brokers" })
+        #expect(headless.spec?.clusterIP == "None" && headless.spec?.publishNotReadyAddresses == true)
+        let bootstrap = try #require(services.first { $0.metadata.name == "local-bootstrap" })
+        #expect(bootstrap.spec?.clusterIP == nil && bootstrap.spec?.ports?.map(\.port) == [9092])
+        guard case .podDisruptionBudget(let pdb)? = objects.last else {
+            Issue.record("last object is not the PodDisruptionBudget")
+            return
+        }
+        #expect(pdb.spec?.maxUnavailable == .int(1))
+        #expect(pdb.spec?.selector?.matchLabels == ClusterNames(cluster: "local", namespace: "floe-test").selectorLabels)
+    }
+
+    @Test func fileWALAddsAVolumeClaimAndNothingElseDoes() throws {
+        for name in sampleNames {
+            let sts = try #require(try Render.render(try sampleCluster(name)).compactMap(\.statefulSet).first)
+            let claims = sts.spec?.volumeClaimTemplates ?? []
+            if name == "file-wal" {
+                #expect(claims.count == 1 && claims[0].spec.resources?.requests?["storage"] == "20Gi")
+                #expect(claims[0].spec.storageClassName == "fast-ssd")
+                #expect(sts.spec?.template.spec?.containers[0].volumeMounts?.contains { $0.mountPath == Render.walDir } == true)
+            } else {
+                #expect(claims.isEmpty, "\(name) must not ask for volumes")
+            }
+        }
+    }
+
+    @Test func configChangeRollsPodsAndChangesHashes() throws {
+        var cluster = try sampleCluster("s3-minio")
+        let before = try Render.render(cluster)
+        cluster.spec.config?["num.partitions"] = "12"
+        let after = try Render.render(cluster)
+        let podHash = { (o: [ManagedObject]) in o.compactMap(\.statefulSet).first?.spec?.template.metadata?.annotations?[Render.configHashAnnotation] }
+        #expect(podHash(before) != podHash(after))
+        #expect(before[0].metadata.annotations != after[0].metadata.annotations)
+        // Services do not depend on the configuration.
+        #expect(before[1] == after[1] && before[2] == after[2])
+        #expect(after[0].configMap?.data?["broker.properties"]?.contains("num.partitions=12\n") == true)
+    }
+
+    @Test func podOverridesAreApplied() throws {
+        let sts = try #require(try Render.render(try sampleCluster("autoscaling")).compactMap(\.statefulSet).first)
+        let pod = try #require(sts.spec?.template)
+        #expect(pod.spec?.nodeSelector == ["workload": "streaming"])
+        #expect(pod.spec?.tolerations == [Toleration(key: "dedicated", operator: "Equal", value: "streaming", effect: "NoSchedule")])
+        #expect(pod.spec?.affinity?["podAntiAffinity"] != nil)
+        #expect(pod.metadata?.annotations?["prometheus.io/scrape"] == "true")
+        #expect(pod.metadata?.annotations?[Render.configHashAnnotation] != nil)
+    }
+
+    @Test func userLabelsCannotStealTheSelector() throws {
+        var cluster = try sampleCluster("minimal")
+        cluster.spec.podTemplate = PodTemplateOverrides(labels: ["app.kubernetes.io/instance": "other", "team": "a"])
+        let sts = try #require(try Render.render(cluster).compactMap(\.statefulSet).first)
+        #expect(sts.spec?.template.metadata?.labels?["app.kubernetes.io/instance"] == "local")
+        #expect(sts.spec?.template.metadata?.labels?["team"] == "a")
+    }
+
+    @Test func propertiesAreEscaped() {
+        var spec = FloeClusterSpec(storage: StorageSpec(bucket: "file:///data"))
+        spec.config = ["a key=x": " lead\\ing\nnext", "plain": "v=1:2"]
+        let text = Render.brokerProperties(spec)
+        #expect(text.contains("a\\ key\\=x=\\ lead\\\\ing\\nnext\n"))
+        #expect(text.contains("plain=v=1:2\n"))
+        #expect(text.contains("storage.url=file:///data\n") && !text.contains("storage.s3"))
+    }
+
+    @Test func invalidOrIncompleteClustersAreNotRendered() throws {
+        var cluster = try sampleCluster("minimal")
+        cluster.spec.storage.bucket = "gs://nope"
+        #expect(throws: OperatorError.self) { try Render.render(cluster) }
+        var noUID = try sampleCluster("minimal")
+        noUID.metadata.uid = nil
+        #expect(throws: OperatorError.notRenderable(cluster: "floe-test/local", missing: "metadata.uid")) { try Render.render(noUID) }
+    }
+}
+
+func nullCount(_ v: JSONValue) -> Int {
+    switch v {
+    case .null: return 1
+    case .array(let a): return a.map(nullCount).reduce(0, +)
+    case .object(let o): return o.values.map(nullCount).reduce(0, +)
+    default: return 0
+    }
+}

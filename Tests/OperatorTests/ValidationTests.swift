@@ -1,0 +1,58 @@
+import Foundation
+import KubeAPI
+import Testing
+
+@testable import Operator
+
+@Suite struct ValidationTests {
+    @Test(arguments: sampleNames) func samplesAreValid(name: String) throws {
+        #expect(FloeClusterValidation.problems(try sampleCluster(name)) == [])
+    }
+
+    /// Each mutation of a valid cluster yields exactly one problem, which names the field.
+    @Test func eachRuleReportsItsField() throws {
+        let base = try sampleCluster("autoscaling")
+        let cases: [(String, (inout FloeCluster) -> Void)] = [
+            ("minBrokers 8 exceeds maxBrokers 4", { $0.spec.autoscaling?.minBrokers = 8; $0.spec.autoscaling?.maxBrokers = 4; $0.spec.replicas = 5 }),
+            ("spec.replicas 20 is outside autoscaling", { $0.spec.replicas = 20 }),
+            ("must start with s3:// or file:///", { $0.spec.storage.bucket = "gs://bucket" }),
+            ("does not name a valid S3 bucket", { $0.spec.storage.bucket = "s3://Bad_Bucket" }),
+            ("credentials is required for s3 storage", { $0.spec.storage.credentials = nil }),
+            ("credentials and spec.storage.anonymous are exclusive", { $0.spec.storage.anonymous = true }),
+            ("spec.storage.endpoint \"minio:9000\"", { $0.spec.storage.endpoint = "minio:9000" }),
+            ("wal.volumeSize is required", { $0.spec.storage.wal = WALSpec(kind: "file") }),
+            ("wal.kind \"disk\"", { $0.spec.storage.wal = WALSpec(kind: "disk") }),
+            ("key \"node.id\" is set by the operator", { $0.spec.config = ["node.id": "3"] }),
+            ("longer than 45 characters", { $0.metadata.name = String(repeating: "a", count: 46) }),
+            ("metadata.name \"Events\"", { $0.metadata.name = "Events" }),
+            ("kafkaPort and httpPort are both 8080", { $0.spec.listeners = ListenersSpec(kafkaPort: 8080) }),
+            ("httpPort 80 is outside", { $0.spec.listeners = ListenersSpec(httpPort: 80) }),
+            ("sets no target", { $0.spec.autoscaling?.targets = nil }),
+            ("cpuUtilizationPercent 150", { $0.spec.autoscaling?.targets?.cpuUtilizationPercent = 150 }),
+            ("scaleDown.maxStepBrokers 0", { $0.spec.autoscaling?.scaleDown?.maxStepBrokers = 0 }),
+            ("terminationGracePeriodSeconds 5", { $0.spec.terminationGracePeriodSeconds = 5 }),
+            ("imagePullPolicy \"Sometimes\"", { $0.spec.imagePullPolicy = "Sometimes" }),
+            ("balancing.intervalSeconds 1", { $0.spec.balancing?.intervalSeconds = 1 }),
+        ]
+        for (expected, mutate) in cases {
+            var c = base
+            mutate(&c)
+            let problems = FloeClusterValidation.problems(c)
+            #expect(problems.count == 1 && problems[0].contains(expected), "expected one problem containing '\(expected)', got \(problems)")
+        }
+    }
+
+    @Test func replicasOutsideRangeIsFineWhileAutoscalingIsOff() throws {
+        var c = try sampleCluster("autoscaling")
+        c.spec.autoscaling?.enabled = false
+        c.spec.replicas = 50
+        #expect(FloeClusterValidation.problems(c) == [])
+    }
+
+    @Test func anonymousS3NeedsNoSecret() throws {
+        var c = try sampleCluster("s3-minio")
+        c.spec.storage.credentials = nil
+        c.spec.storage.anonymous = true
+        #expect(FloeClusterValidation.problems(c) == [])
+    }
+}
