@@ -23,9 +23,10 @@ let package = Package(
 
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
-        .target(name: "Support"),
-        .target(name: "HTTPClient", dependencies: ["Support", "CCurl"]),
-        .target(name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"]),
+        .target(name: "Support", exclude: ["README.md"]),
+        .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
+        .target(
+            name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
 
