@@ -189,24 +189,49 @@ struct KafkaServerTests {
 
 /// Holds deferred responses until the test opens the gate.
 final class Gate: Sendable {
-    private let state = Mutex<(open: Bool, arrivals: Int, waiters: [CheckedContinuation<Void, Never>])>((false, 0, []))
-    func arrive() { state.withLock { $0.arrivals += 1 } }
-    func waitForArrivals(_ n: Int) async {
-        while state.withLock({ $0.arrivals }) < n { await Task.yield() }
+    struct State {
+        var open = false
+        var arrivals = 0
+        var passWaiters: [CheckedContinuation<Void, Never>] = []
+        var arrivalWaiters: [(count: Int, continuation: CheckedContinuation<Void, Never>)] = []
     }
+    private let state = Mutex(State())
+
+    func arrive() {
+        let ready = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.arrivals += 1
+            let due = s.arrivalWaiters.filter { $0.count <= s.arrivals }.map(\.continuation)
+            s.arrivalWaiters.removeAll { $0.count <= s.arrivals }
+            return due
+        }
+        ready.forEach { $0.resume() }
+    }
+
+    func waitForArrivals(_ n: Int) async {
+        await withCheckedContinuation { c in
+            let now = state.withLock { s -> Bool in
+                if s.arrivals >= n { return true }
+                s.arrivalWaiters.append((n, c))
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
     func open() {
         let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
             s.open = true
-            defer { s.waiters = [] }
-            return s.waiters
+            defer { s.passWaiters = [] }
+            return s.passWaiters
         }
         waiters.forEach { $0.resume() }
     }
+
     func pass() async {
         await withCheckedContinuation { c in
             let now = state.withLock { s -> Bool in
                 if s.open { return true }
-                s.waiters.append(c)
+                s.passWaiters.append(c)
                 return false
             }
             if now { c.resume() }
