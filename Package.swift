@@ -30,13 +30,13 @@ let package = Package(
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
-        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims", "Bytes", "ObjectStore"], exclude: ["README.md"]),
         .target(name: "KubeAPI", dependencies: ["YAML"], exclude: ["README.md"]),
         .target(name: "Operator", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
-        .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
+        .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore"]),
 
@@ -47,7 +47,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Bytes", "Support"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
