@@ -346,7 +346,11 @@ public actor GroupCoordinator {
         }
         guard ensureGroup(groupId) else { return .done(.error(KafkaErrorCode.coordinatorNotAvailable.rawValue, memberId: request.memberId)) }
         let token = newToken()
-        let memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
+        var memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
+        while groups[groupId]!.machine.members[memberId] != nil || groups[groupId]!.machine.pendingMembers[memberId] != nil {
+            // Ids restored from the bucket were drawn by an earlier process.
+            memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
+        }
         let actions = groups[groupId]!.machine.join(request, token: token, newMemberId: memberId, now: clock.now())
         perform(actions, groupId: groupId)
         dropIfUnused(groupId)
