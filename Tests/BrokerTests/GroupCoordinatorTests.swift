@@ -397,3 +397,27 @@ struct GroupCoordinatorTests {
         }
     }
 }
+
+struct GroupCoordinatorMemoryTests {
+    @Test func aMemberIdThatNeverComesBackLeavesNothingBehind() async throws {
+        let wire = try await GroupWire()
+        let first = try await wire.call(consumerJoin(group: "brief"), version: 5).join!
+        #expect(first.errorCode == KafkaErrorCode.memberIdRequired.rawValue)
+        #expect(await wire.coordinator.group("brief")?.pendingMembers.count == 1)
+        await wire.advance(.seconds(11))
+        #expect(await wire.coordinator.group("brief") == nil)
+        #expect(await wire.coordinator.groupCount == 0)
+    }
+
+    @Test func theGroupLimitRefusesNewGroups() async throws {
+        var config = GroupConfig()
+        config.maxGroups = 1
+        let wire = try await GroupWire(config: config)
+        let one = try await wire.call(OffsetCommitRequest(groupId: "one", topics: [.init(name: "u", partitions: [.init(partitionIndex: 0, committedOffset: 1)])]), version: 2).commit!
+        #expect(one.topics[0].partitions[0].errorCode == 0)
+        let two = try await wire.call(OffsetCommitRequest(groupId: "two", topics: [.init(name: "u", partitions: [.init(partitionIndex: 0, committedOffset: 1)])]), version: 2).commit!
+        #expect(two.topics[0].partitions[0].errorCode == KafkaErrorCode.coordinatorNotAvailable.rawValue)
+        let join = try await wire.call(consumerJoin(group: "three"), version: 5).join!
+        #expect(join.errorCode == KafkaErrorCode.coordinatorNotAvailable.rawValue)
+    }
+}

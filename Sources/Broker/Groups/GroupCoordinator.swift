@@ -232,6 +232,7 @@ public actor GroupCoordinator {
             guard groups[id] != nil else { deadlines[id] = nil; continue }
             let actions = groups[id]!.machine.expire(now: now)
             perform(actions, groupId: id)
+            dropIfUnused(id)  // e.g. a member id handed out with MEMBER_ID_REQUIRED that never came back
         }
     }
 
@@ -389,6 +390,7 @@ public actor GroupCoordinator {
         guard groups[groupId] != nil else { return (0, identities.map { _ in KafkaErrorCode.unknownMemberId.rawValue }) }
         let (codes, actions) = groups[groupId]!.machine.leave(identities, now: clock.now())
         perform(actions, groupId: groupId)
+        dropIfUnused(groupId)
         return (0, codes)
     }
 
