@@ -421,3 +421,44 @@ struct GroupCoordinatorMemoryTests {
         #expect(join.errorCode == KafkaErrorCode.coordinatorNotAvailable.rawValue)
     }
 }
+
+struct GroupCoordinatorStoreFailureTests {
+    func commit(_ wire: GroupWire, _ offset: Int64) async throws -> Int16 {
+        let r = try await wire.call(OffsetCommitRequest(groupId: "s", topics: [.init(name: "u", partitions: [.init(partitionIndex: 0, committedOffset: offset)])]),
+                                    version: 2).commit!
+        return r.topics[0].partitions[0].errorCode
+    }
+
+    func fetch(_ wire: GroupWire) async throws -> Int64 {
+        try await wire.call(OffsetFetchRequest(groupId: "s", topics: [.init(name: "u", partitionIndexes: [0])]), version: 2)
+            .fetch!.topics[0].partitions[0].committedOffset
+    }
+
+    @Test func failedWritesAreNotAcknowledgedAndOtherWritersAreNotOverwritten() async throws {
+        let memory = MemoryObjectStore(name: "faulty")
+        let store = FaultInjectingObjectStore(memory)
+        let wire = try await GroupWire(store: store)
+        #expect(try await commit(wire, 1) == 0)
+
+        // A write that fails before reaching the store: not acknowledged, not visible.
+        store.failNext(.put, with: .serverError)
+        #expect(try await commit(wire, 2) == KafkaErrorCode.coordinatorNotAvailable.rawValue)
+        #expect(try await fetch(wire) == 1)
+
+        // A write applied but reported failed: the next write finds a changed ETag, re-reads the
+        // object and adopts it, and answers NOT_COORDINATOR; the retry then succeeds.
+        store.failNext(.put, with: .timeout, afterApplying: true)
+        #expect(try await commit(wire, 3) == KafkaErrorCode.coordinatorNotAvailable.rawValue)
+        #expect(try await commit(wire, 4) == KafkaErrorCode.notCoordinator.rawValue)
+        #expect(try await fetch(wire) == 3, "what the bucket holds")
+        #expect(try await commit(wire, 4) == 0)
+
+        // Another coordinator writes the group: ours does not overwrite it.
+        let foreign = GroupRecord(groupId: "s", snapshot: .empty, offsets: [TopicPartition("u", 0): CommittedOffset(offset: 999, commitTimestampMs: 0)])
+        _ = try await memory.put("groups/s", foreign.encoded())
+        #expect(try await commit(wire, 5) == KafkaErrorCode.notCoordinator.rawValue)
+        let stored = try GroupRecord(decoding: try await memory.get("groups/s").bytes, key: "groups/s")
+        #expect(stored.offsets[TopicPartition("u", 0)]?.offset == 999)
+        #expect(try await fetch(wire) == 999)
+    }
+}
