@@ -24,6 +24,8 @@ let package = Package(
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
         .target(name: "Support"),
+        .target(name: "HTTPClient", dependencies: ["Support", "CCurl"]),
+        .target(name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
 
@@ -31,7 +33,7 @@ let package = Package(
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support"]),
-        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore"]),
 
         // Tests: one target per module.
         .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
@@ -39,6 +41,9 @@ let package = Package(
             name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "Bytes"],
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes"]),
     ],
     swiftLanguageModes: [.v6]
 )
