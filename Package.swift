@@ -26,6 +26,7 @@ let package = Package(
         .target(name: "Support"),
         .target(name: "HTTPClient", dependencies: ["Support", "CCurl"]),
         .target(name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"]),
+        .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
 
@@ -43,6 +44,7 @@ let package = Package(
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
+        .testTarget(name: "StreamStorageTests", dependencies: ["StreamStorage", "ObjectStore", "Bytes", "Support"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes"]),
     ],
     swiftLanguageModes: [.v6]

@@ -13,7 +13,7 @@ public struct DataBlockEntry: Sendable, Equatable {
     public var length: UInt32
     public var crc: UInt32
 
-    static let size = 52
+    static let size = 48
 }
 
 /// A data object: immutable, uniquely named, holding runs of batches of one or many streams,
@@ -26,10 +26,10 @@ public struct DataBlockEntry: Sendable, Equatable {
 /// 5    u64  object id
 /// 13   ...  blocks; a block is a sequence of entries
 ///           [i64 base offset][u32 record count][i64 append time ms][u32 length][payload]
-/// I    u32  index entry count N, then N entries of 52 bytes:
+/// I    u32  index entry count N, then N entries of 48 bytes:
 ///           [u64 stream][i64 start][i64 end][i64 max append time][u64 position][u32 length][u32 block CRC32C]
 /// F    u64  index position I            (footer: the last 24 bytes)
-/// F+8  u32  index length (4 + 52 N)
+/// F+8  u32  index length (4 + 48 N)
 /// F+12 u32  CRC32C of the index
 /// F+16 u8   version (1), then 3 reserved zero bytes
 /// F+20 u32  magic "FLDO"

@@ -59,7 +59,7 @@ public struct StreamMetadata: Sendable, Equatable {
 }
 
 /// A data object known to the metadata.
-public struct ObjectInfo: Sendable, Equatable {
+public struct DataObjectInfo: Sendable, Equatable {
     public var objectID: UInt64
     public var size: UInt64
     /// Number of streams with data in the object (1 for a per-stream object).
@@ -88,7 +88,7 @@ public struct Manifest: Sendable, Equatable {
     public var version: UInt64 = 0
     public var nextObjectID: UInt64 = 1
     public var streams: [StreamID: StreamMetadata] = [:]
-    public var objects: [UInt64: ObjectInfo] = [:]
+    public var objects: [UInt64: DataObjectInfo] = [:]
     /// Objects being uploaded, with the wall time (ms) after which they are garbage.
     public var prepared: [UInt64: Int64] = [:]
     /// Objects no longer referenced, with the wall time (ms) after which they are deleted.
@@ -142,7 +142,7 @@ public struct Manifest: Sendable, Equatable {
             deletions[objectID] = nowMillis + graceMillis
             return rejected
         }
-        objects[objectID] = ObjectInfo(objectID: objectID, size: size, streamCount: UInt32(Set(accepted.map(\.streamID)).count), createdMillis: nowMillis)
+        objects[objectID] = DataObjectInfo(objectID: objectID, size: size, streamCount: UInt32(Set(accepted.map(\.streamID)).count), createdMillis: nowMillis)
         for c in accepted {
             var stream = streams[c.streamID]!
             stream.ranges.append(c.range)
@@ -156,7 +156,7 @@ public struct Manifest: Sendable, Equatable {
 
     /// Replaces `inputs` by `outputs` (each `(object, size, ranges)`). Throws a conflict, leaving
     /// the manifest unchanged, if an input is gone or the result would not cover every stream.
-    mutating func commitCompaction(inputs: [UInt64], outputs: [(ObjectInfo, [(StreamID, ObjectRange)])], nowMillis: Int64, graceMillis: Int64) throws(StreamStorageError) {
+    mutating func commitCompaction(inputs: [UInt64], outputs: [(DataObjectInfo, [(StreamID, ObjectRange)])], nowMillis: Int64, graceMillis: Int64) throws(StreamStorageError) {
         for id in inputs where objects[id] == nil {
             throw .metadataConflict(detail: "compaction input object \(id) is no longer committed")
         }
@@ -319,7 +319,7 @@ public struct Manifest: Sendable, Equatable {
                 m.streams[s.streamID] = s
             }
             for _ in 0..<Int(try r.readUInt32()) {
-                let o = ObjectInfo(objectID: try r.readUInt64(), size: try r.readUInt64(), streamCount: try r.readUInt32(), createdMillis: try r.readInt64())
+                let o = DataObjectInfo(objectID: try r.readUInt64(), size: try r.readUInt64(), streamCount: try r.readUInt32(), createdMillis: try r.readInt64())
                 m.objects[o.objectID] = o
             }
             for _ in 0..<Int(try r.readUInt32()) { m.prepared[try r.readUInt64()] = try r.readInt64() }

@@ -47,7 +47,7 @@ public enum CompactionPlanner {
             .filter { $0.size < policy.smallObjectBytes || needsSplit($0.objectID) }
             .sorted { $0.objectID < $1.objectID }
         var jobs: [CompactionJob] = []
-        var current: [ObjectInfo] = []
+        var current: [DataObjectInfo] = []
         var currentBytes: UInt64 = 0
         func close() {
             defer { current = []; currentBytes = 0 }

@@ -1,0 +1,1 @@
+// Temporary: lets the streams branch build before the objectstore branch adds its tests; removed on merge.
