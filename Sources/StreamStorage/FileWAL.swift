@@ -82,17 +82,19 @@ public final class FileWAL: WriteAheadLog {
     }
 
     public func reserve(bytes: Int) async throws { try await budget.reserve(bytes) }
+    public func unreserve(bytes: Int) { budget.release(bytes) }
 
     public func append(_ record: WALRecord) throws -> WALAppendTicket {
         var w = ByteWriter(capacity: record.encodedSize)
         record.encode(into: &w)
         let bytes = w.take()
-        let ticket = WALAppendTicket()
-        try state.withLock { s throws(StreamStorageError) in
+        let ticket = try state.withLock { s throws(StreamStorageError) -> WALAppendTicket in
             if let f = s.failure { throw f }
             if s.closing { throw .closed(what: "WAL \(name)") }
+            let ticket = WALAppendTicket(position: s.nextPosition)
             s.pending.append(Pending(bytes: bytes, ticket: ticket, position: s.nextPosition))
             s.nextPosition += 1
+            return ticket
         }
         wake.signal()
         return ticket

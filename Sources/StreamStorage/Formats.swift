@@ -69,7 +69,7 @@ public struct WALRecord: Sendable, Equatable {
     static let version: UInt8 = 1
     static let headerSize = 45
 
-    var encodedSize: Int { Self.headerSize + batch.bytes.count }
+    public var encodedSize: Int { Self.headerSize + batch.bytes.count }
 
     func encode(into writer: inout ByteWriter) {
         var body = ByteWriter(capacity: encodedSize)
@@ -140,15 +140,26 @@ public struct WALRecord: Sendable, Equatable {
 /// ```
 /// 0   u32  magic "FLWO"
 /// 4   u8   version (1)
-/// 5   u64  WAL epoch of the writer
-/// 13  u64  writer nonce (random per writer instance)
-/// 21  u64  sequence number of this object
-/// 29  u64  WAL position of the first record (positions are consecutive)
-/// 37  u32  record count
-/// 41  u32  CRC32C of bytes [0, 41)
-/// 45  ...  records
+/// 5   u8   kind: 0 data, 1 takeover fence, 2 hole marker
+/// 6   u64  WAL epoch of the writer
+/// 14  u64  writer nonce (random per writer instance)
+/// 22  u64  sequence number of this object
+/// 30  u64  WAL position of the first record (positions are consecutive)
+/// 38  u32  record count
+/// 42  u32  CRC32C of bytes [0, 42)
+/// 46  ...  records
 /// ```
 public struct WALObjectHeader: Sendable, Equatable {
+    public enum Kind: UInt8, Sendable {
+        case data = 0
+        /// Written by a new writer after the highest sequence it found: objects after it with a
+        /// lower epoch are invalid.
+        case takeoverFence = 1
+        /// Written by a new writer into a missing sequence number so a write still in flight
+        /// there fails; it carries no records and does not invalidate later objects.
+        case holeMarker = 2
+    }
+    public var kind: Kind
     public var epoch: UInt64
     public var writerNonce: UInt64
     public var sequence: UInt64
@@ -156,12 +167,13 @@ public struct WALObjectHeader: Sendable, Equatable {
     public var recordCount: UInt32
 
     static let version: UInt8 = 1
-    static let size = 45
+    static let size = 46
 
     func encode(into w: inout ByteWriter) {
         let start = w.bytes.count
         w.writeUInt32(Magic.walObject)
         w.writeUInt8(Self.version)
+        w.writeUInt8(kind.rawValue)
         w.writeUInt64(epoch)
         w.writeUInt64(writerNonce)
         w.writeUInt64(sequence)
@@ -185,8 +197,9 @@ public struct WALObjectHeader: Sendable, Equatable {
         let header = try decoding("WAL object header", key) { () throws(BytesError) -> (WALObjectHeader, UInt32, UInt32, UInt8) in
             let magic = try r.readUInt32()
             let version = try r.readUInt8()
+            let kindByte = try r.readUInt8()
             let h = WALObjectHeader(
-                epoch: try r.readUInt64(), writerNonce: try r.readUInt64(), sequence: try r.readUInt64(),
+                kind: Kind(rawValue: kindByte) ?? .data, epoch: try r.readUInt64(), writerNonce: try r.readUInt64(), sequence: try r.readUInt64(),
                 firstPosition: try r.readUInt64(), recordCount: try r.readUInt32())
             let crc = try r.readUInt32()
             return (h, magic, crc, version)
@@ -197,9 +210,12 @@ public struct WALObjectHeader: Sendable, Equatable {
         guard header.3 == version else {
             throw .corrupt(what: "WAL object", key: key, detail: "unsupported version \(header.3)")
         }
-        let computed = CRC32C.checksum(bytes[bytes.startIndex..<(bytes.startIndex + 41)])
+        let computed = CRC32C.checksum(bytes[bytes.startIndex..<(bytes.startIndex + 42)])
         guard computed == header.2 else {
             throw .corrupt(what: "WAL object header", key: key, detail: "CRC32C mismatch: stored \(header.2), computed \(computed)")
+        }
+        guard bytes[bytes.startIndex + 5] <= 2 else {
+            throw .corrupt(what: "WAL object header", key: key, detail: "unknown kind \(bytes[bytes.startIndex + 5])")
         }
         var records: [WALRecord] = []
         records.reserveCapacity(Int(header.0.recordCount))

@@ -210,17 +210,21 @@ public struct Manifest: Sendable, Equatable {
         collectUnreferenced(nowMillis: nowMillis, graceMillis: graceMillis)
     }
 
-    /// Removes and returns the objects due for deletion: expired prepares and deletions whose
-    /// grace period has passed.
-    mutating func takeGarbage(nowMillis: Int64) -> [UInt64] {
+    /// The objects due for deletion: expired prepares and deletions whose grace has passed.
+    /// The caller deletes them, then calls `forget(_:)`, so a failed delete is retried later.
+    public func dueGarbage(nowMillis: Int64) -> [UInt64] {
         var due: [UInt64] = []
         for (id, deadline) in prepared where deadline <= nowMillis { due.append(id) }
         for (id, deadline) in deletions where deadline <= nowMillis { due.append(id) }
-        for id in due {
+        return due.sorted()
+    }
+
+    /// Drops deleted objects from `prepared` and `deletions`.
+    mutating func forget(_ ids: [UInt64]) {
+        for id in ids {
             prepared[id] = nil
             deletions[id] = nil
         }
-        return due.sorted()
     }
 
     private func dropBelowStart(_ stream: inout StreamMetadata) {

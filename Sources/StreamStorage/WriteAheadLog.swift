@@ -24,6 +24,10 @@ public protocol WriteAheadLog: AnyObject, Sendable {
     /// Suspends until the log's buffer has room for `bytes` more bytes (backpressure). The
     /// reservation is consumed by the next `append` of that size.
     func reserve(bytes: Int) async throws
+    /// Returns a reservation that will not be used (the append was refused before the log).
+    func unreserve(bytes: Int)
+    /// Enqueues `record`. The reservation must have been made with `reserve(bytes:)` for
+    /// `record`'s size (the header plus payload, `WALRecord.headerSize + payload`).
     func append(_ record: WALRecord) throws -> WALAppendTicket
     func trim(through position: WALPosition) async throws
     /// Waits until everything appended is durable (or failed), then stops background work.
@@ -37,8 +41,10 @@ public final class WALAppendTicket: Sendable {
         case done(Result<WALPosition, any Error>)
     }
     private let state = Mutex(State.pending([]))
+    /// The record's position, assigned at append.
+    public let position: WALPosition
 
-    init() {}
+    init(position: WALPosition) { self.position = position }
 
     func complete(_ result: Result<WALPosition, any Error>) {
         let waiters: [CheckedContinuation<WALPosition, any Error>] = state.withLock { s in

@@ -60,7 +60,7 @@ func batch(_ base: Int64, _ count: Int32, _ bytes: [UInt8], time: Int64 = 1000) 
 
     @Test func walObjectRoundTripAndCorruption() throws {
         let records = (0..<5).map { WALRecord(streamID: 9, epoch: 2, batch: batch(Int64($0 * 2), 2, [UInt8]("r\($0)".utf8))) }
-        let header = WALObjectHeader(epoch: 3, writerNonce: 0xABCD, sequence: 17, firstPosition: 100, recordCount: 5)
+        let header = WALObjectHeader(kind: .data, epoch: 3, writerNonce: 0xABCD, sequence: 17, firstPosition: 100, recordCount: 5)
         let bytes = WALObjectHeader.encodeObject(header: header, records: records)
         let (h, r) = try WALObjectHeader.decodeObject(bytes[...], key: "wal/17")
         #expect(h == header)
@@ -165,8 +165,10 @@ func batch(_ base: Int64, _ count: Int32, _ bytes: [UInt8], time: Int64 = 1000) 
         #expect(m.streams[1]?.ranges.map(\.objectID) == [2, 3])
         #expect(m.streams[1]?.startOffset == 15)
         #expect(m.deletions == [1: 150])
-        #expect(m.takeGarbage(nowMillis: 149) == [])
-        #expect(m.takeGarbage(nowMillis: 150) == [1])
+        #expect(m.dueGarbage(nowMillis: 149) == [])
+        #expect(m.dueGarbage(nowMillis: 150) == [1])
+        m.forget([1])
+        #expect(m.deletions.isEmpty)
         #expect(m.streams[1]?.range(containing: 15)?.objectID == 2)
         #expect(m.streams[1]?.range(containing: 30) == nil)
     }
