@@ -23,10 +23,11 @@ let package = Package(
 
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
-        .target(name: "Support"),
-        .target(name: "HTTPClient", dependencies: ["Support", "CCurl"]),
-        .target(name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"]),
-        .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support"]),
+        .target(name: "Support", exclude: ["README.md"]),
+        .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
+        .target(
+            name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"], exclude: ["README.md"]),
+        .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"]),
         .target(name: "ProtocolGenerator"),
 
