@@ -118,6 +118,25 @@ public final class FileWAL: WriteAheadLog {
         budget.fail(StreamStorageError.closed(what: "WAL \(name)"))
     }
 
+    public func abandon() async {
+        let dropped = state.withLock { s -> [Pending] in
+            s.failure = s.failure ?? .closed(what: "WAL \(name) (abandoned)")
+            defer { s.pending = [] }
+            return s.pending
+        }
+        for p in dropped { p.ticket.complete(.failure(StreamStorageError.closed(what: "WAL \(name) (abandoned)"))) }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let stopped = state.withLock { s -> Bool in
+                s.closing = true
+                if s.stopped { return true }
+                s.closeWaiter = c
+                return false
+            }
+            if stopped { c.resume() } else { wake.signal() }
+        }
+        budget.fail(StreamStorageError.closed(what: "WAL \(name) (abandoned)"))
+    }
+
     // MARK: writer thread
 
     private struct Segment {

@@ -46,6 +46,7 @@ struct LogCache {
     private(set) var totalBytes = 0
     private(set) var pinnedBytes = 0
     private var streams: [StreamID: StreamEntries] = [:]
+    var streamsForInspection: Dictionary<StreamID, StreamEntries>.Values { streams.values }
     /// Insertion order of entries, for oldest-first eviction: (stream, end offset).
     private var order: [(StreamID, Int64)] = []
     private var orderHead = 0
@@ -141,5 +142,16 @@ struct LogCache {
             order.removeFirst(orderHead)
             orderHead = 0
         }
+    }
+}
+
+extension LogCache {
+    /// The lowest WAL position among entries not yet uploaded.
+    func minPinnedPosition() -> WALPosition? {
+        var best: WALPosition? = nil
+        for s in streamsForInspection where true {
+            if let e = s.live.first(where: { !$0.uploaded }) { best = min(best ?? .max, e.walPosition) }
+        }
+        return best
     }
 }

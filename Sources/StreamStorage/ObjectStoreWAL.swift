@@ -357,6 +357,27 @@ public final class ObjectStoreWAL: WriteAheadLog {
         }
     }
 
+    public func abandon() async {
+        let failure = StreamStorageError.closed(what: "WAL \(name) (abandoned)")
+        let (dropped, handoffs) = state.withLock { s -> ([Pending], [(CheckedContinuation<Job?, Never>, Job?)]) in
+            s.failure = s.failure ?? failure
+            var dropped = s.buffer
+            for j in s.sealed { dropped += j.entries }
+            for (_, (j, _)) in s.finished { dropped += j.entries }
+            s.buffer = []
+            s.sealed = []
+            s.finished = [:]
+            s.closing = true
+            return (dropped, dispatch(&s))
+        }
+        for p in dropped { p.ticket.complete(.failure(failure)) }
+        for (c, job) in handoffs { c.resume(returning: job) }
+        let running = tasks.withLock { t -> [Task<Void, Never>] in defer { t = [] }; return t }
+        for t in running { t.cancel() }
+        for t in running { await t.value }
+        budget.fail(failure)
+    }
+
     /// Flushes what is buffered, waits for every write to finish, and stops the flusher.
     public func close() async throws {
         let handoffs = state.withLock { s -> [(CheckedContinuation<Job?, Never>, Job?)] in

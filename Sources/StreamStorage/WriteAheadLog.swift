@@ -32,6 +32,9 @@ public protocol WriteAheadLog: AnyObject, Sendable {
     func trim(through position: WALPosition) async throws
     /// Waits until everything appended is durable (or failed), then stops background work.
     func close() async throws
+    /// Stops at once, as a crash would: pending appends fail, nothing more is written. Returns
+    /// when background work has stopped (writes already issued may still land).
+    func abandon() async
 }
 
 /// Completes when an appended record is durable (or the log failed).
