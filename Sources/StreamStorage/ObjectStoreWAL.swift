@@ -18,10 +18,10 @@ import Synchronization
 ///
 /// Example: objects 3, 4, 6 exist (5 was in flight when the writer died). The new writer puts a
 /// hole marker at 5 (if the old write lands first, its put fails and it reads object 5 instead),
-/// a fence at 7, recovers 3, 4, (5), 6, and writes its own objects from 7 + 64.
+/// a fence at 7, recovers 3, 4, (5), 6, and writes its own objects from 7 + 16.
 public final class ObjectStoreWAL: WriteAheadLog {
     /// The most objects a writer may have in flight; a new writer skips this many numbers.
-    public static let maxWindow: UInt64 = 64
+    public static let maxWindow: UInt64 = 16
 
     public struct Config: Sendable {
         public var flushInterval: Duration

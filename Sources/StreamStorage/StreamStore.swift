@@ -57,6 +57,9 @@ public final class StreamStore: Sendable {
         var failure: (any Error)? = nil
         var closed = false
         var lastTicket: WALAppendTicket? = nil
+        /// The highest WAL position appended or recovered (everything up to it may be trimmed
+        /// once nothing is pinned).
+        var highestPosition: WALPosition = 0
         var pinnedWaiters: [CheckedContinuation<Void, any Error>] = []
     }
 
@@ -113,6 +116,7 @@ public final class StreamStore: Sendable {
         before = try await metadata.snapshot()
         var replayed = 0, dropped = 0
         core.withLock { c in
+            c.highestPosition = wal.recovered.last?.0 ?? 0
             for (oid, o) in before.objects { c.objectSizes[oid] = o.size }
             for id in order {
                 let meta = before.streams[id]!
@@ -198,6 +202,7 @@ public final class StreamStore: Sendable {
                     c.streams[id] = st
                     c.cache.insert(id, batch, walPosition: ticket.position)
                     c.lastTicket = ticket
+                    c.highestPosition = max(c.highestPosition, ticket.position)
                     return (ticket, batch.baseOffset, c.cache.pinnedBytes)
                 }
             } catch {
@@ -341,13 +346,9 @@ public final class StreamStore: Sendable {
             let bytes = builder.finish()
             let key = ObjectReader.key(config.dataPrefix, id)
             _ = try await objects.put(key, bytes, condition: .none)
-            let rejected: [StreamID]
-            do {
-                rejected = try await metadata.commitUpload(objectID: id, size: UInt64(bytes.count), ranges: ranges)
-            } catch {
-                await deleteQuietly(key)
-                throw error
-            }
+            // If the commit fails the object is left for garbage collection: the failure may be
+            // ambiguous (the commit landed but its answer was lost), so deleting here could lose data.
+            let rejected = try await metadata.commitUpload(objectID: id, size: UInt64(bytes.count), ranges: ranges)
             if !rejected.isEmpty {
                 logger.warning("upload rejected for fenced streams", metadata: ["streams": "\(rejected)", "object": key])
             }
@@ -367,14 +368,8 @@ public final class StreamStore: Sendable {
             for w in waiters { w.resume() }
             refresh(try await metadata.snapshot())
         }
-        let trimTo = core.withLock { c -> WALPosition? in c.cache.minPinnedPosition().map { $0 - 1 } ?? c.lastTicket?.position }
-        if let trimTo, trimTo > 0 { try await wal.trim(through: trimTo) }
-    }
-
-    private func deleteQuietly(_ key: String) async {
-        do { try await objects.delete(key) } catch ObjectStoreError.notFound {} catch {
-            logger.warning("could not delete an uncommitted object; garbage collection will", metadata: ["key": key, "error": "\(error)"])
-        }
+        let trimTo = core.withLock { c -> WALPosition in c.cache.minPinnedPosition().map { $0 - 1 } ?? c.highestPosition }
+        if trimTo > 0 { try await wal.trim(through: trimTo) }
     }
 
     /// Plans compaction and carries the jobs out; returns how many jobs committed.
@@ -392,21 +387,19 @@ public final class StreamStore: Sendable {
             guard job.inputs.allSatisfy({ m.objects[$0] != nil }) else { continue }
             let plan = try await CompactionExecutor.read(job: job, manifest: m, objects: objects, dataPrefix: config.dataPrefix)
             var outputs: [(DataObjectInfo, [(StreamID, ObjectRange)])] = []
-            var written: [String] = []
             do {
                 for group in plan.outputGroups where !group.isEmpty {
                     let id = try await metadata.prepareObject()
                     let (bytes, ranges) = CompactionExecutor.build(objectID: id, runs: group, blockBytes: config.blockBytes)
                     let key = ObjectReader.key(config.dataPrefix, id)
                     _ = try await objects.put(key, bytes, condition: .none)
-                    written.append(key)
                     outputs.append((DataObjectInfo(objectID: id, size: UInt64(bytes.count), streamCount: UInt32(Set(ranges.map(\.0)).count),
                                                    createdMillis: nowMillis), ranges))
                 }
                 try await metadata.commitCompaction(inputs: job.inputs, outputs: outputs)
                 done += 1
             } catch {
-                for key in written { await deleteQuietly(key) }
+                // Outputs are left for garbage collection (their prepares expire); see upload.
                 if case StreamStorageError.metadataConflict = error {
                     logger.info("compaction job abandoned after a conflict", metadata: ["inputs": "\(job.inputs)", "error": "\(error)"])
                     continue

@@ -268,13 +268,11 @@ func propertyRun(harness: Harness, seed: UInt64, steps: Int, streams: Int = 4) a
     /// acknowledged record must survive.
     @Test(arguments: [(WALKind.file, UInt64(41)), (.object, 42), (.object, 43)])
     func faultInjection(kind: WALKind, seed: UInt64) async throws {
-        let faulty = FaultInjectingObjectStore(
-            MemoryObjectStore(),
-            plan: FaultPlan(errorRate: 0.08, ambiguousErrorRate: 0.04, stallRate: 0.02, stallDuration: .milliseconds(20)),
-            seed: seed)
+        let plan = FaultPlan(errorRate: 0.2, ambiguousErrorRate: 0.08, stallRate: 0.03, stallDuration: .milliseconds(15))
+        let faulty = FaultInjectingObjectStore(MemoryObjectStore(), plan: plan, seed: seed)
         let retrying = RetryingObjectStore(faulty, policy: RetryPolicy(maxAttempts: 3, backoff: Backoff(initial: .milliseconds(1), maximum: .milliseconds(4))))
         let harness = Harness(objects: retrying, walKind: kind, flushBytes: 200)
-        try await faultRun(harness: harness, seed: seed, steps: 200)
+        try await faultRun(harness: harness, plan: plan, seed: seed, steps: 200)
         #expect(faulty.injectedCount > 0)
     }
 }
@@ -282,7 +280,7 @@ func propertyRun(harness: Harness, seed: UInt64, steps: Int, streams: Int = 4) a
 /// Like the property run, but any operation may fail under injected faults: a failure is
 /// handled as a crash (the store is abandoned and recovered, retrying while recovery itself
 /// fails). At the end faults stop and every acknowledged record must be there.
-func faultRun(harness: Harness, seed: UInt64, steps: Int, streams: Int = 3) async throws {
+func faultRun(harness: Harness, plan: FaultPlan, seed: UInt64, steps: Int, streams: Int = 3) async throws {
     guard let retrying = harness.objects as? RetryingObjectStore, let faulty = retrying.base as? FaultInjectingObjectStore else {
         Issue.record("faultRun needs a retrying store over a fault-injecting store")
         return
@@ -351,7 +349,10 @@ func faultRun(harness: Harness, seed: UInt64, steps: Int, streams: Int = 3) asyn
             recoveries += 1
             await store.abandon()
             store = try await recover()
+            // Verify with faults paused (a failed read would prove nothing), then resume them.
+            faulty.setPlan(.none)
             try await verifyStreams(model: &model, handles: handles, rng: &rng, seed: seed, afterCrash: true, streams: streams)
+            faulty.setPlan(plan)
         }
     }
     faulty.setPlan(.none)
