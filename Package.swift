@@ -35,7 +35,7 @@ let package = Package(
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support"]),
-        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage"]),
 
         // Tests: one target per module.
         .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
