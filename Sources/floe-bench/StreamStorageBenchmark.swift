@@ -7,14 +7,15 @@ import Synchronization
 // floe-bench streams: the stream storage engine's append and read paths.
 //
 //   floe-bench streams [--storage URL] [--seconds N] [--streams N] [--wal file,object]
-//                      [--sizes 1024,16384] [--flush-interval-ms N]
+//                      [--sizes 1024,16384] [--flush-interval-ms N] [--catchup-mib N]
 //
 // For each WAL kind and batch size, `--streams` appenders (one per stream, each waiting for its
 // append to complete before the next, as a producer with one request in flight per partition)
-// run for `--seconds`; the maintenance service uploads and compacts meanwhile. Then a
-// catch-up reader reads one stream from its start (objects, block cache, read-ahead), tail
-// readers follow the appenders, and append latency is measured again while the catch-up
-// reader runs.
+// run for `--seconds`; the maintenance service uploads and compacts meanwhile. Then stream 0 is
+// filled with `--catchup-mib` MiB and uploaded; the other appenders run again alone (baseline)
+// and then while a catch-up reader reads stream 0 from its start, over and over until the
+// appenders stop (objects through a 16 MiB block cache with read-ahead; the log cache is 4 MiB). The tail read reads the newest ~2 MiB of a
+// stream (log cache).
 
 private final class LatencyLog: Sendable {
     private let samples = Mutex<[Double]>([])
@@ -50,6 +51,7 @@ private func openStore(storage: any ObjectStore, wal kind: String, walDirectory:
     config.maintenanceInterval = .milliseconds(500)
     config.uploadTriggerBytes = 16 << 20
     config.logCacheBytes = 4 << 20  // small, so the catch-up read comes from objects
+    config.blockCacheBytes = 16 << 20  // below the catch-up size, so every pass reads objects
     let metadata = BucketMetadataStore(store: storage, prefix: prefix + "manifest/", clock: RealClock())
     return try await StreamStore.open(wal: wal, metadata: metadata, objects: storage, clock: RealClock(), config: config)
 }
@@ -77,18 +79,24 @@ private func appendPhase(_ streams: [StreamStorage.Stream], size: Int, seconds: 
     return AppendResult(mibPerSecond: Double(log.count * size) / elapsed / 1_048_576, p50: log.percentile(0.5), p99: log.percentile(0.99), appends: log.count)
 }
 
-private func catchUpRead(_ stream: StreamStorage.Stream, from: Int64, to end: Int64) async throws -> (Double, Int) {
+private func catchUpRead(_ stream: StreamStorage.Stream, from: Int64, to end: Int64, until stop: StopFlag? = nil) async throws -> (Double, Int) {
     let clock = ContinuousClock()
     let t0 = clock.now
-    var offset = from
     var bytes = 0
-    while offset < end {
-        let batches = try await stream.read(from: offset, maxBytes: 1 << 20)
-        guard let last = batches.last else { break }
-        bytes += batches.reduce(0) { $0 + $1.bytes.count }
-        offset = last.endOffset
-    }
+    repeat {
+        var offset = from
+        while offset < end {
+            let batches = try await stream.read(from: offset, maxBytes: 1 << 20)
+            guard let last = batches.last else { break }
+            bytes += batches.reduce(0) { $0 + $1.bytes.count }
+            offset = last.endOffset
+        }
+    } while stop.map { !$0.flag.withLock { $0 } } ?? false
     return (Double(bytes) / (clock.now - t0).secondsDouble / 1_048_576, bytes)
+}
+
+private final class StopFlag: Sendable {
+    let flag = Mutex(false)
 }
 
 func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
@@ -98,10 +106,12 @@ func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
     let walKinds = (arguments.value("wal") ?? "file,object").split(separator: ",").map(String.init)
     let sizes = (arguments.value("sizes") ?? "1024,16384").split(separator: ",").compactMap { Int($0) }
     let flushMs = Int64(arguments.value("flush-interval-ms") ?? "10") ?? 10
+    let catchUpMiB = Int(arguments.value("catchup-mib") ?? "64") ?? 64
     print("""
         stream storage benchmark
           storage \(storageURL), \(streamCount) streams with one append in flight each, \(seconds) s per phase,
-          object-store WAL flush interval \(flushMs) ms (or 4 MiB), file WAL fsync on every group commit.
+          object-store WAL flush interval \(flushMs) ms (or 4 MiB), file WAL fsync on every group commit,
+          catch-up read of \(catchUpMiB) MiB.
         """)
     let done = DispatchSemaphore(value: 0)
     Task {
@@ -131,17 +141,29 @@ func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
                     let result: (AppendResult, AppendResult, AppendResult, Double, Double) = try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask { try await store.run() }
                         let all = try await appendPhase(hs, size: size, seconds: seconds)
+                        // Prefill stream 0 for the catch-up read: 64 KiB batches, 32 in flight.
+                        let prefill = [UInt8](repeating: 0x33, count: 64 * 1024)
+                        let batches = catchUpMiB * 16
+                        try await withThrowingTaskGroup(of: Void.self) { fill in
+                            for i in 0..<batches {
+                                if i >= 32 { try await fill.next() }
+                                fill.addTask { _ = try await hs[0].append(prefill, recordCount: 10) }
+                            }
+                            try await fill.waitForAll()
+                        }
                         try await store.uploadNow()
                         // Baseline for the catch-up comparison: the same appenders without a reader.
                         let alone = try await appendPhase(Array(hs.dropFirst()), size: size, seconds: seconds)
                         // Catch-up read of stream 0 from the start while the others append.
                         let reader = hs[0]
                         let from = reader.startOffset, end = reader.endOffset
-                        async let catchUp = catchUpRead(reader, from: from, to: end)
+                        let stop = StopFlag()
+                        async let catchUp = catchUpRead(reader, from: from, to: end, until: stop)
                         let during = try await appendPhase(Array(hs.dropFirst()), size: size, seconds: seconds)
+                        stop.flag.withLock { $0 = true }
                         let (catchUpRate, _) = try await catchUp
                         // Tail reads: follow stream 1 right behind its end (served from the log cache).
-                        let tailStart = max(hs[1].startOffset, hs[1].endOffset - 2000)
+                        let tailStart = max(hs[1].startOffset, hs[1].endOffset - Int64((2 << 20) / size * 10))
                         let (tailRate, _) = try await catchUpRead(hs[1], from: tailStart, to: hs[1].endOffset)
                         group.cancelAll()
                         return (all, alone, during, catchUpRate, tailRate)
