@@ -52,23 +52,36 @@ public final class FileWAL: WriteAheadLog {
     private let budget: ByteBudget
     private let state: Mutex<State>
     private let wake = DispatchSemaphore(value: 0)
+    /// An exclusive `flock` on `<directory>/LOCK`, held until the writer thread stops: a second
+    /// writer on the same directory (another process, or a stale instance) cannot open it.
+    private let lockFD: Int32
 
     /// Opens (creating if needed) the WAL in `directory` and recovers its records.
     public static func open(directory: URL, config: Config = Config()) async throws -> FileWAL {
         let dir = directory
         // Recovery is blocking file I/O: run it on a dedicated thread.
-        let (records, next, segments): ([(WALPosition, WALRecord)], WALPosition, [(WALPosition, URL)]) = try await withCheckedThrowingContinuation { c in
+        let (records, next, segments, lock): ([(WALPosition, WALRecord)], WALPosition, [(WALPosition, URL)], Int32) = try await withCheckedThrowingContinuation { c in
             let thread = Thread {
-                do { c.resume(returning: try FileWAL.recover(dir)) } catch { c.resume(throwing: error) }
+                do {
+                    let lock = try FileWAL.lockDirectory(dir)
+                    do {
+                        let (r, n, s) = try FileWAL.recover(dir)
+                        c.resume(returning: (r, n, s, lock))
+                    } catch {
+                        Glibc.close(lock)
+                        throw error
+                    }
+                } catch { c.resume(throwing: error) }
             }
             thread.name = "floe-wal-recover"
             thread.start()
         }
-        return FileWAL(directory: dir, config: config, recovered: records, nextPosition: next, segments: segments)
+        return FileWAL(directory: dir, config: config, recovered: records, nextPosition: next, segments: segments, lock: lock)
     }
 
-    private init(directory: URL, config: Config, recovered: [(WALPosition, WALRecord)], nextPosition: WALPosition, segments: [(WALPosition, URL)]) {
+    private init(directory: URL, config: Config, recovered: [(WALPosition, WALRecord)], nextPosition: WALPosition, segments: [(WALPosition, URL)], lock: Int32) {
         self.directory = directory
+        self.lockFD = lock
         self.config = config
         self.name = directory.path
         self.recovered = recovered
@@ -208,6 +221,7 @@ public final class FileWAL: WriteAheadLog {
                 }
                 if done {
                     if let fd = segment?.fd { Glibc.close(fd) }
+                    Glibc.close(lockFD)
                     waiter?.resume()
                     return
                 }
@@ -265,6 +279,19 @@ public final class FileWAL: WriteAheadLog {
             guard name.hasPrefix("wal-"), name.hasSuffix(".seg"), let p = UInt64(name.dropFirst(4).dropLast(4)) else { return nil }
             return (p, dir.appendingPathComponent(name))
         }.sorted { $0.0 < $1.0 }
+    }
+
+    static func lockDirectory(_ dir: URL) throws -> Int32 {
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        let path = dir.appendingPathComponent("LOCK").path
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw StreamStorageError.io(operation: "open WAL lock", key: path, detail: "errno \(errno)") }
+        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+            let e = errno
+            Glibc.close(fd)
+            throw StreamStorageError.walFenced(wal: dir.path, epoch: 0, detail: "another writer holds \(path) (errno \(e))")
+        }
+        return fd
     }
 
     static func recover(_ dir: URL) throws -> ([(WALPosition, WALRecord)], WALPosition, [(WALPosition, URL)]) {

@@ -96,7 +96,12 @@ public final class StreamStore: Sendable {
     public static func open(wal: any WriteAheadLog, metadata: any StreamMetadataStore, objects: any ObjectStore,
                             clock: any FloeClock, config: StreamStoreConfig = StreamStoreConfig(), logger: Logger = .disabled) async throws -> StreamStore {
         let store = StreamStore(wal: wal, metadata: metadata, objects: objects, clock: clock, config: config, logger: logger)
-        try await store.recover()
+        do {
+            try await store.recover()
+        } catch {
+            await wal.abandon()  // release the WAL (and its lock) so recovery can be retried
+            throw error
+        }
         return store
     }
 

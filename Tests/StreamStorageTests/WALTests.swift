@@ -53,6 +53,16 @@ func appendAll(_ wal: any WriteAheadLog, _ records: [WALRecord]) async throws ->
         try await third.close()
     }
 
+    @Test func secondWriterOnTheSameDirectoryIsRefused() async throws {
+        let dir = temporaryDirectory("filewal-lock")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let wal = try await FileWAL.open(directory: dir)
+        await #expect(throws: StreamStorageError.self) { _ = try await FileWAL.open(directory: dir) }
+        await wal.abandon()
+        let again = try await FileWAL.open(directory: dir)
+        try await again.close()
+    }
+
     @Test func tornTailIsCutAndEarlierRecordsSurvive() async throws {
         let dir = temporaryDirectory("filewal-torn")
         defer { try? FileManager.default.removeItem(at: dir) }
