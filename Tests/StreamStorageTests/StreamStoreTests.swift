@@ -221,8 +221,15 @@ func propertyRun(harness: Harness, seed: UInt64, steps: Int, streams: Int = 4) a
             try await store.uploadNow()
         case 82..<90:
             compactions += try await store.compactNow()
-        case 90..<95:
+        case 90..<93:
             try await store.collectGarbage()
+        case 93..<95:  // retention by size: whole objects only, start moves to an object boundary
+            let before = handles.mapValues(\.startOffset)
+            try await store.applyRetention(RetentionPolicy(maxBytes: UInt64.random(in: 500...8000, using: &rng)))
+            for (t, h) in handles {
+                #expect(h.startOffset >= before[t]!)
+                model.start[t] = h.startOffset
+            }
         case 95..<98:  // clean restart
             try await store.close()
             store = try await harness.open()

@@ -215,3 +215,55 @@ final class Locked<T: Sendable>: Sendable {
     init(_ value: T) { mutex = Mutex(value) }
     func withLock<R: Sendable>(_ body: (inout T) -> R) -> R { mutex.withLock { body(&$0) } }
 }
+
+@Suite struct ObjectStoreWALProtocolTests {
+    func object(_ kind: WALObjectHeader.Kind, epoch: UInt64, seq: UInt64, first: WALPosition, records: [WALRecord], nonce: UInt64 = 7) -> [UInt8] {
+        WALObjectHeader.encodeObject(header: WALObjectHeader(kind: kind, epoch: epoch, writerNonce: nonce, sequence: seq,
+                                                             firstPosition: first, recordCount: UInt32(records.count)), records: records)
+    }
+
+    /// Objects 3 and 5 exist, 4 is "in flight" for the old writer. The takeover marks 4 so the
+    /// old write fails, fences after 5, and recovers 3 and 5. A zombie object written later
+    /// beyond the fence with the old epoch is ignored by the next takeover.
+    @Test func holeMarkerFenceAndZombieObjects() async throws {
+        let store = MemoryObjectStore()
+        let r3 = record(1, 0, "three"), r4 = record(1, 1, "four"), r5 = record(2, 0, "five")
+        _ = try await store.put(ObjectStoreWAL.key("wal/", 3), object(.data, epoch: 1, seq: 3, first: 1, records: [r3]), condition: .ifAbsent)
+        _ = try await store.put(ObjectStoreWAL.key("wal/", 5), object(.data, epoch: 1, seq: 5, first: 3, records: [r5]), condition: .ifAbsent)
+        let wal = try await ObjectStoreWAL.open(store: store, prefix: "wal/", clock: RealClock())
+        #expect(wal.epoch == 2)
+        #expect(wal.fenceSequence == 6)
+        #expect(wal.recovered.map(\.1) == [r3, r5])
+        // The old writer's in-flight object 4 can no longer land, nor can anything at 6.
+        await #expect(throws: ObjectStoreError.self) {
+            _ = try await store.put(ObjectStoreWAL.key("wal/", 4), object(.data, epoch: 1, seq: 4, first: 2, records: [r4]), condition: .ifAbsent)
+        }
+        await #expect(throws: ObjectStoreError.self) {
+            _ = try await store.put(ObjectStoreWAL.key("wal/", 6), object(.data, epoch: 1, seq: 6, first: 4, records: [r4]), condition: .ifAbsent)
+        }
+        // A zombie write beyond the fence with the old epoch lands but is not valid.
+        _ = try await store.put(ObjectStoreWAL.key("wal/", 7), object(.data, epoch: 1, seq: 7, first: 4, records: [record(3, 0, "zombie")]), condition: .ifAbsent)
+        let t = try wal.append(record(4, 0, "mine"))
+        wal.seal(onlyIfFull: false)
+        #expect(try await t.wait() == 4)
+        await wal.abandon()
+        let next = try await ObjectStoreWAL.open(store: store, prefix: "wal/", clock: RealClock())
+        let payloads = next.recovered.map { String(decoding: $0.1.batch.bytes, as: UTF8.self) }
+        #expect(payloads == ["three", "five", "mine"])
+        #expect(next.epoch == 3)
+        try await next.close()
+    }
+
+    @Test func ownLandedWriteIsRecognisedAndForeignObjectFences() async throws {
+        let store = MemoryObjectStore()
+        let wal = try await ObjectStoreWAL.open(store: store, prefix: "wal/", clock: RealClock(),
+                                                config: ObjectStoreWAL.Config(flushInterval: .seconds(3600), flushBytes: 1, attempts: 1))
+        // Someone else occupies the next sequence number: the write must fail as fenced.
+        let nextSeq = wal.fenceSequence + ObjectStoreWAL.maxWindow
+        _ = try await store.put(ObjectStoreWAL.key("wal/", nextSeq), object(.takeoverFence, epoch: 9, seq: nextSeq, first: 1, records: [], nonce: 99), condition: .ifAbsent)
+        let t = try wal.append(record(1, 0, "x"))
+        await #expect(throws: StreamStorageError.self) { _ = try await t.wait() }
+        #expect(throws: StreamStorageError.self) { _ = try wal.append(record(1, 1, "y")) }
+        await wal.abandon()
+    }
+}
