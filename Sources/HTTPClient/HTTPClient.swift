@@ -283,6 +283,8 @@ final class Engine: @unchecked Sendable {
         check(floe_curl_easy_setopt_long(easy, CURLOPT_TIMEOUT_MS, max(1, Int(timeout.nanosecondsClamped / 1_000_000))))
         check(floe_curl_easy_setopt_string(easy, CURLOPT_USERAGENT, configuration.userAgent))
         check(floe_curl_easy_setopt_long(easy, CURLOPT_TCP_NODELAY, 1))
+        // Send the path exactly as given: object keys may contain "/../" or "//".
+        check(floe_curl_easy_setopt_long(easy, CURLOPT_PATH_AS_IS, 1))
         check(floe_curl_easy_setopt_callback(easy, CURLOPT_WRITEFUNCTION, writeCallback))
         check(floe_curl_easy_setopt_pointer(easy, CURLOPT_WRITEDATA, context))
         check(floe_curl_easy_setopt_callback(easy, CURLOPT_HEADERFUNCTION, headerCallback))

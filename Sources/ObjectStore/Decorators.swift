@@ -248,7 +248,8 @@ public enum InjectedFault: Sendable, Hashable {
 
 /// Random faults, for chaos runs: each affected operation fails with probability `errorRate`
 /// (before reaching the store), or is applied and then reported failed with probability
-/// `ambiguousErrorRate` (the client's view of a lost response), or stalls for `stallDuration`
+/// `ambiguousErrorRate` (the client's view of a lost response; reported as a timeout, server or
+/// transport error, never as throttling), or stalls for `stallDuration`
 /// with probability `stallRate`; every operation waits `latency` first. Sleeps use the clock.
 public struct FaultPlan: Sendable {
     public var errorRate: Double
@@ -346,8 +347,10 @@ public final class FaultInjectingObjectStore: ObjectStore {
                 return (.fail(fault), delay)
             }
             if roll < plan.errorRate + plan.ambiguousErrorRate {
+                // Throttling means the server refused the request, so it is never reported
+                // after the operation was applied.
                 s.injected += 1
-                return (.failAfter(fault), delay)
+                return (.failAfter(fault == .throttled ? .timeout : fault), delay)
             }
             return (.pass, delay)
         }
