@@ -59,6 +59,7 @@ struct LogCache {
         }
         streams[stream, default: StreamEntries()].entries.append(Entry(batch: batch, walPosition: walPosition, uploaded: uploaded))
         order.append((stream, batch.endOffset))
+        if order.count - orderHead > 1024 && order.count - orderHead > 4 * max(liveCount, 256) { rebuildOrder() }
         totalBytes += batch.bytes.count
         if !uploaded { pinnedBytes += batch.bytes.count }
         evict()
@@ -126,6 +127,22 @@ struct LogCache {
             if !e.uploaded { pinnedBytes -= e.batch.bytes.count; dropped += 1 }
         }
         return dropped
+    }
+
+    /// Number of cached entries (for bounding the eviction queue).
+    var liveCount: Int { streams.values.reduce(0) { $0 + ($1.entries.count - $1.head) } }
+
+    /// Length of the eviction queue, for tests.
+    var orderLength: Int { order.count - orderHead }
+
+    /// Rebuilds the eviction queue from live entries: entries removed by trims and stream
+    /// removal leave stale queue items that eviction alone never reaches under capacity.
+    private mutating func rebuildOrder() {
+        var items: [(UInt64, StreamID, Int64)] = []
+        for (id, s) in streams { for e in s.live { items.append((e.walPosition, id, e.batch.endOffset)) } }
+        items.sort { $0.0 < $1.0 }
+        order = items.map { ($0.1, $0.2) }
+        orderHead = 0
     }
 
     private mutating func evict() {

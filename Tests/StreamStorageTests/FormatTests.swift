@@ -250,6 +250,18 @@ func batch(_ base: Int64, _ count: Int32, _ bytes: [UInt8], time: Int64 = 1000) 
 }
 
 @Suite struct LogCacheTests {
+    @Test func evictionQueueStaysBoundedUnderTrims() {
+        var cache = LogCache(capacityBytes: 1 << 30)
+        for i in 0..<20_000 {
+            cache.insert(1, batch(Int64(i), 1, [1]), walPosition: UInt64(i + 1))
+            cache.markUploaded(1, below: Int64(i + 1))
+            cache.trim(1, below: Int64(i))  // keep one entry
+        }
+        #expect(cache.liveCount == 1)
+        #expect(cache.orderLength <= 4 * 256 + 1)
+        #expect(cache.read(1, from: 19_999, maxBytes: 10, below: 20_000)?.count == 1)
+    }
+
     @Test func readsEvictsOnlyUploadedAndPins() {
         var cache = LogCache(capacityBytes: 25)
         cache.insert(1, batch(0, 10, Array(repeating: 1, count: 10)), walPosition: 1)
