@@ -50,6 +50,7 @@ struct LogCache {
     /// Insertion order of entries, for oldest-first eviction: (stream, end offset).
     private var order: [(StreamID, Int64)] = []
     private var orderHead = 0
+    private var orderLimit = 1024
 
     init(capacityBytes: Int) { self.capacityBytes = capacityBytes }
 
@@ -59,7 +60,12 @@ struct LogCache {
         }
         streams[stream, default: StreamEntries()].entries.append(Entry(batch: batch, walPosition: walPosition, uploaded: uploaded))
         order.append((stream, batch.endOffset))
-        if order.count - orderHead > 1024 && order.count - orderHead > 4 * max(liveCount, 256) { rebuildOrder() }
+        if order.count - orderHead > orderLimit {
+            // Checked rarely: the limit follows the live entry count.
+            let live = liveCount
+            if order.count - orderHead > 4 * max(live, 256) { rebuildOrder() }
+            orderLimit = 4 * max(live, 256)
+        }
         totalBytes += batch.bytes.count
         if !uploaded { pinnedBytes += batch.bytes.count }
         evict()
