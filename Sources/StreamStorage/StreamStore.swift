@@ -73,9 +73,11 @@ public final class StreamStore: Sendable {
     let core: Mutex<Core>
     let maintainer: Maintainer
     let wake = Signal()
+    let instruments: Instruments
 
     private init(wal: any WriteAheadLog, metadata: any StreamMetadataStore, objects: any ObjectStore, clock: any FloeClock,
-                 config: StreamStoreConfig, logger: Logger) {
+                 config: StreamStoreConfig, logger: Logger, metrics: MetricsRegistry?) {
+        self.instruments = Instruments(metrics)
         self.wal = wal
         self.metadata = metadata
         self.objects = objects
@@ -94,8 +96,9 @@ public final class StreamStore: Sendable {
     /// never acknowledged), each recovered stream's epoch is raised by one (fencing a previous
     /// owner's uploads), and the replayed data is uploaded and the WAL trimmed.
     public static func open(wal: any WriteAheadLog, metadata: any StreamMetadataStore, objects: any ObjectStore,
-                            clock: any FloeClock, config: StreamStoreConfig = StreamStoreConfig(), logger: Logger = .disabled) async throws -> StreamStore {
-        let store = StreamStore(wal: wal, metadata: metadata, objects: objects, clock: clock, config: config, logger: logger)
+                            clock: any FloeClock, config: StreamStoreConfig = StreamStoreConfig(), logger: Logger = .disabled,
+                            metrics: MetricsRegistry? = nil) async throws -> StreamStore {
+        let store = StreamStore(wal: wal, metadata: metadata, objects: objects, clock: clock, config: config, logger: logger, metrics: metrics)
         do {
             try await store.recover()
         } catch {
@@ -191,6 +194,7 @@ public final class StreamStore: Sendable {
         let size = WALRecord.headerSize + bytes.count
         try await wal.reserve(bytes: size)
         let now = nowMillis
+        let started = clock.now()
         let (ticket, base, pinned): (WALAppendTicket, Int64, Int) = try {
             do {
                 return try core.withLock { c throws -> (WALAppendTicket, Int64, Int) in
@@ -228,6 +232,9 @@ public final class StreamStore: Sendable {
                 c.streams[id] = st
             }
         }
+        instruments.appendSeconds?.observe(clock.now().duration(since: started))
+        instruments.appendedBytes?.increment(by: bytes.count)
+        instruments.pinnedBytes?.set(Double(pinned))
         return base
     }
 
@@ -351,6 +358,8 @@ public final class StreamStore: Sendable {
             let bytes = builder.finish()
             let key = ObjectReader.key(config.dataPrefix, id)
             _ = try await objects.put(key, bytes, condition: .none)
+            instruments.uploads?.increment()
+            instruments.uploadedBytes?.increment(by: bytes.count)
             // If the commit fails the object is left for garbage collection: the failure may be
             // ambiguous (the commit landed but its answer was lost), so deleting here could lose data.
             let rejected = try await metadata.commitUpload(objectID: id, size: UInt64(bytes.count), ranges: ranges)
@@ -402,6 +411,7 @@ public final class StreamStore: Sendable {
                                                    createdMillis: nowMillis), ranges))
                 }
                 try await metadata.commitCompaction(inputs: job.inputs, outputs: outputs)
+                instruments.compactions?.increment()
                 done += 1
             } catch {
                 // Outputs are left for garbage collection (their prepares expire); see upload.
@@ -497,6 +507,25 @@ public final class StreamStore: Sendable {
 
     /// Block-cache hits and misses, for tests and the benchmark.
     public var blockCacheCounters: (hits: Int, misses: Int) { reader.counters }
+}
+
+/// The store's Prometheus instruments (all absent without a registry).
+struct Instruments: Sendable {
+    let appendSeconds: Histogram?
+    let appendedBytes: Counter?
+    let pinnedBytes: Gauge?
+    let uploads: Counter?
+    let uploadedBytes: Counter?
+    let compactions: Counter?
+
+    init(_ registry: MetricsRegistry?) {
+        appendSeconds = registry?.histogram("floe_stream_append_seconds", help: "Time from append to durable in the WAL.")
+        appendedBytes = registry?.counter("floe_stream_appended_bytes_total", help: "Batch bytes appended to streams.")
+        pinnedBytes = registry?.gauge("floe_stream_pinned_bytes", help: "Appended bytes not yet in data objects.")
+        uploads = registry?.counter("floe_stream_uploads_total", help: "Data objects uploaded from the WAL.")
+        uploadedBytes = registry?.counter("floe_stream_uploaded_bytes_total", help: "Bytes of data objects uploaded from the WAL.")
+        compactions = registry?.counter("floe_stream_compactions_total", help: "Compaction jobs committed.")
+    }
 }
 
 /// A handle on one stream at one epoch. Appends under an older epoch than the stream's

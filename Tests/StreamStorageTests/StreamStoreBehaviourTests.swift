@@ -100,6 +100,22 @@ import Testing
         try await store.close()
     }
 
+    @Test func metricsAreExported() async throws {
+        let registry = MetricsRegistry()
+        let bucket = MemoryObjectStore()
+        let wal = try await FileWAL.open(directory: temporaryDirectory("metrics-wal"))
+        let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()),
+                                               objects: bucket, clock: RealClock(), metrics: registry)
+        let s = try await store.open(1, epoch: 1)
+        _ = try await s.append([1, 2, 3], recordCount: 1)
+        try await store.uploadNow()
+        let text = registry.render()
+        #expect(text.contains("floe_stream_appended_bytes_total 3"))
+        #expect(text.contains("floe_stream_uploads_total 1"))
+        #expect(text.contains("floe_stream_append_seconds_count 1"))
+        try await store.close()
+    }
+
     @Test func catchUpReadsUseReadAhead() async throws {
         let harness = Harness(objects: MemoryObjectStore(), walKind: .file)
         let store = try await harness.open()
