@@ -113,6 +113,9 @@ public final class FileWAL: WriteAheadLog {
         return ticket
     }
 
+    /// Nothing to do: the writer thread always commits everything pending.
+    public func flush() {}
+
     public func trim(through position: WALPosition) async throws {
         state.withLock { $0.trimThrough = max($0.trimThrough, position) }
         wake.signal()

@@ -216,6 +216,8 @@ public final class ObjectStoreWAL: WriteAheadLog {
         return ticket
     }
 
+    public func flush() { seal(onlyIfFull: false) }
+
     /// Moves the buffer into a numbered job and hands jobs to idle uploaders.
     func seal(onlyIfFull: Bool) {
         let handoffs = state.withLock { s -> [(CheckedContinuation<Job?, Never>, Job?)] in

@@ -302,13 +302,18 @@ public final class StreamStore: Sendable {
         }
     }
 
+    /// Refuses further appends on the stream, waits for the ones in flight (in WAL order, so
+    /// waiting for the newest ticket covers them), then uploads everything acknowledged.
     func closeStream(_ id: StreamID, epoch: UInt64) async throws {
-        try await uploadNow()
-        core.withLock { c in
-            guard var st = c.streams[id], st.epoch == epoch else { return }
+        let last = core.withLock { c -> WALAppendTicket? in
+            guard var st = c.streams[id], st.epoch == epoch else { return nil }
             st.closed = true
             c.streams[id] = st
+            return c.lastTicket
         }
+        wal.flush()
+        if let last { _ = try await last.wait() }
+        try await uploadNow()
     }
 
     /// Applies metadata to the in-memory views: committed ranges, object sizes, fencing.
@@ -487,6 +492,7 @@ public final class StreamStore: Sendable {
             c.closed = true
             return c.lastTicket
         }
+        wal.flush()
         if let last { _ = try await last.wait() }
         try await uploadNow()
         try await wal.close()

@@ -30,6 +30,8 @@ public protocol WriteAheadLog: AnyObject, Sendable {
     /// `record`'s size (the header plus payload, `WALRecord.headerSize + payload`).
     func append(_ record: WALRecord) throws -> WALAppendTicket
     func trim(through position: WALPosition) async throws
+    /// Starts writing what is buffered now instead of waiting for the size or time trigger.
+    func flush()
     /// Waits until everything appended is durable (or failed), then stops background work.
     func close() async throws
     /// Stops at once, as a crash would: pending appends fail, nothing more is written. Returns
