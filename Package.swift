@@ -27,6 +27,7 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
         .target(
             name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"], exclude: ["README.md"]),
+        .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
@@ -38,7 +39,7 @@ let package = Package(
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator", "YAML"]),
-        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage"]),
 
         // Tests: one target per module.
         .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
@@ -52,6 +53,7 @@ let package = Package(
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
+        .testTarget(name: "StreamStorageTests", dependencies: ["StreamStorage", "ObjectStore", "Bytes", "Support"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes"]),
     ],
     swiftLanguageModes: [.v6]
