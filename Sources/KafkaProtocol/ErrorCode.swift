@@ -85,7 +85,10 @@ public enum KafkaErrorCode: Int16, Sendable, CaseIterable {
     case offsetNotAvailable = 78
     case memberIdRequired = 79
     case preferredLeaderNotAvailable = 80
-    case electionNotNeeded = 81
+    case groupMaxSizeReached = 81
+    case fencedInstanceId = 82
+    case eligibleLeadersNotAvailable = 83
+    case electionNotNeeded = 84
     case noReassignmentInProgress = 85
     case groupSubscribedToTopic = 86
     case invalidRecord = 87

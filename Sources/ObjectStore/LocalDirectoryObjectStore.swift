@@ -216,11 +216,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
     }
 
     public func deleteMany(_ keys: [String]) async throws -> [DeleteFailure] {
-        var failures: [DeleteFailure] = []
-        for key in keys {
-            do { try await delete(key) } catch let error as ObjectStoreError { failures.append(DeleteFailure(key: key, error: error)) }
-        }
-        return failures
+        try await deleteOneByOne(keys)
     }
 
     public func list(prefix: String, continuation: String?, limit: Int) async throws -> ListPage {

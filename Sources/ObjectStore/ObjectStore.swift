@@ -208,6 +208,15 @@ public enum ObjectKey {
 }
 
 extension ObjectStore {
+    /// `deleteMany` for stores without a batch delete: one `delete` per key, failures collected.
+    public func deleteOneByOne(_ keys: [String]) async throws -> [DeleteFailure] {
+        var failures: [DeleteFailure] = []
+        for key in keys {
+            do { try await delete(key) } catch let error as ObjectStoreError { failures.append(DeleteFailure(key: key, error: error)) }
+        }
+        return failures
+    }
+
     /// Unconditional whole-object write.
     public func put(_ key: String, _ bytes: [UInt8]) async throws -> String {
         try await put(key, bytes, condition: .none)

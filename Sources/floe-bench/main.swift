@@ -10,6 +10,7 @@ let usage = """
     BENCHMARKS:
       protocol       CRC32C, record batch, Produce-request decode and Fetch-response encode throughput
       objectstore    PUT/GET throughput and latency against a storage URL
+      streams        stream storage: append throughput/latency per WAL kind, tail and catch-up reads
     """
 
 let arguments = Array(CommandLine.arguments.dropFirst())
@@ -23,6 +24,7 @@ case "protocol":
     runProtocolBenchmark(rest)
 case "objectstore":
     runObjectStoreBenchmark(rest)
+case "streams": runStreamStorageBenchmark(rest)
 default:
     FileHandle.standardError.write(Data("floe-bench: unknown benchmark \(name)\n\(usage)\n".utf8))
     exit(2)

@@ -32,6 +32,7 @@ enum TestClient {
     }
 
     struct Closed: Error { let received: [[UInt8]] }
+    struct TimedOut: Error { let received: [[UInt8]] }
 
     static func connect(port: UInt16) throws -> Int32 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -41,7 +42,9 @@ enum TestClient {
         inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr)
         let r = withUnsafePointer(to: &sa) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
         if r != 0 { throw POSIXError(.ECONNREFUSED) }
-        var tv = timeval(tv_sec: 10, tv_usec: 0)
+        // Generous: CPU-heavy suites running in parallel can keep the cooperative pool (where the
+        // server's handlers run) busy for several seconds.
+        var tv = timeval(tv_sec: 120, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         return fd
     }
@@ -66,6 +69,7 @@ enum TestClient {
         var chunk = [UInt8](repeating: 0, count: 65536)
         while received.count < responses {
             let r = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw TimedOut(received: received) }
             if r <= 0 { throw Closed(received: received) }
             buffer.append(contentsOf: chunk[0..<r])
             while buffer.count >= 4 {

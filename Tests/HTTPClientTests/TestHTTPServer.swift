@@ -29,6 +29,9 @@ final class TestHTTPServer: @unchecked Sendable {
     let hangups: AsyncStream<Void>
     private let hangupsContinuation: AsyncStream<Void>.Continuation
 
+    private let acceptLoopExited = DispatchSemaphore(value: 0)
+    private let stopped = Mutex(false)
+
     init(gateThreshold: Int = 1) throws {
         self.gateThreshold = gateThreshold
         (arrivals, arrivalsContinuation) = AsyncStream.makeStream(of: String.self)
@@ -58,7 +61,12 @@ final class TestHTTPServer: @unchecked Sendable {
     var baseURL: String { "http://127.0.0.1:\(port)" }
 
     func stop() {
+        // Close the listening socket only after the accept thread has returned: a closed fd
+        // number is soon reused by another test's socket, and a late `accept` on it would
+        // steal that test's connections.
+        guard !stopped.withLock({ stopped in defer { stopped = true }; return stopped }) else { return }
         shutdown(listenFD, Int32(SHUT_RDWR))
+        acceptLoopExited.wait()
         close(listenFD)
         condition.lock()
         condition.broadcast()
@@ -66,6 +74,7 @@ final class TestHTTPServer: @unchecked Sendable {
     }
 
     private func acceptLoop() {
+        defer { acceptLoopExited.signal() }
         while true {
             let client = accept(listenFD, nil, nil)
             if client < 0 {

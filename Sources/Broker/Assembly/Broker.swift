@@ -22,6 +22,8 @@ public final class Broker: Sendable {
         public var config: BrokerConfig
         /// Where the bucket documents (registry, producer state) live inside the store.
         public var prefix: String = "broker/"
+        /// Serve the consumer-group APIs (the group coordinator keeps its state under `<prefix>groups/`).
+        public var groups = true
         public init(config: BrokerConfig = BrokerConfig()) { self.config = config }
         public init(listen: String) {
             var c = BrokerConfig()
@@ -35,6 +37,8 @@ public final class Broker: Sendable {
     public let storage: any LogStorage
     public let metrics: MetricsRegistry
     let probe: ProbeServer?
+    /// The consumer-group coordinator (nil when `Settings.groups` is false).
+    public let groups: GroupCoordinator?
     let logger: Logger
     let ready = Atomic<Bool>(false)
     let draining = Atomic<Bool>(false)
@@ -47,7 +51,8 @@ public final class Broker: Sendable {
     public var httpPort: UInt16? { probe?.port }
 
     private init(core: BrokerCore, server: KafkaServer, storage: any LogStorage, metrics: MetricsRegistry, probe: ProbeServer?,
-                 logger: Logger, startedAt: ContinuousClock.Instant) {
+                 groups: GroupCoordinator?, logger: Logger, startedAt: ContinuousClock.Instant) {
+        self.groups = groups
         self.core = core
         self.server = server
         self.storage = storage
@@ -72,17 +77,16 @@ public final class Broker: Sendable {
         let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: settings.prefix, metrics: metrics, logger: logger)
         let core = BrokerCore(config: config, nodeId: nodeId, clusterId: clusterId, registry: registry, partitions: partitions,
                               metrics: metrics, logger: logger)
-        var handlers: [any ApiHandler] = Self.standardHandlers(core) + extraHandlers(core)
-        handlers = handlers.map { InstrumentedHandler($0, metrics: metrics) }
-        let routerLogger = logger
-        let router = KafkaRouter(handlers: handlers) { message, fields in routerLogger.info(message, metadata: fields) }
+        // The server binds first (its port may be 0); the router, which needs the advertised
+        // address for the group coordinator, is installed right after, before `run()` serves.
+        let routerBox = RouterBox()
         var serverConfig = ServerConfiguration(listen: listen)
         serverConfig.eventLoops = try config.int("event.loops")
         serverConfig.maxFrameSize = try config.int("socket.request.max.bytes")
         serverConfig.maxConnections = try config.int("max.connections")
         serverConfig.idleTimeoutMilliseconds = UInt64(max(0, try config.int("connections.max.idle.ms")))
         let netLogger = logger
-        let server = try KafkaServer(configuration: serverConfig, handler: router) { message, peer in
+        let server = try KafkaServer(configuration: serverConfig, handler: routerBox) { message, peer in
             netLogger.debug(message, metadata: ["peer": peer])
         }
         // Advertised address: --advertise HOST[:PORT], else the listen host (0.0.0.0 → hostname) and bound port.
@@ -100,6 +104,18 @@ public final class Broker: Sendable {
         }
         core.setAdvertised(host: host, port: port)
 
+        var groups: GroupCoordinator? = nil
+        if settings.groups {
+            let coordinator = GroupCoordinator(nodeId: nodeId, host: host, port: port, store: store, prefix: settings.prefix + "groups/",
+                                               clock: RealClock(), topics: core, logger: logger)
+            try await coordinator.load()
+            groups = coordinator
+        }
+        var handlers: [any ApiHandler] = Self.standardHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
+        handlers = handlers.map { InstrumentedHandler($0, metrics: metrics) }
+        let routerLogger = logger
+        routerBox.install(KafkaRouter(handlers: handlers) { message, fields in routerLogger.info(message, metadata: fields) })
+
         var probe: ProbeServer? = nil
         let brokerBox = Mutex<Broker?>(nil)
         if let http = config["http"], !http.isEmpty {
@@ -109,7 +125,8 @@ public final class Broker: Sendable {
                 return broker.route(method: method, path: path)
             }
         }
-        let broker = Broker(core: core, server: server, storage: storage, metrics: metrics, probe: probe, logger: logger, startedAt: startedAt)
+        let broker = Broker(core: core, server: server, storage: storage, metrics: metrics, probe: probe, groups: groups,
+                            logger: logger, startedAt: startedAt)
         brokerBox.withLock { $0 = broker }
         probe?.start()
         return broker
@@ -138,6 +155,7 @@ public final class Broker: Sendable {
         let retentionEvery = Duration.milliseconds(Int64(max(100, try core.config.int("retention.check.interval.ms"))))
         let storage = self.storage
         let core = self.core
+        let groups = self.groups
         let logger = self.logger
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask {
@@ -148,6 +166,16 @@ public final class Broker: Sendable {
                     logger.error("storage maintenance stopped", metadata: ["error": "\(error)"])
                 }
             }
+            if let coordinator = groups {
+                group.addTask {
+                    do {
+                        try await coordinator.run()
+                    } catch is CancellationError {
+                    } catch {
+                        logger.error("group coordinator stopped", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
             group.addTask { await Self.every(snapshotEvery, logger, "producer snapshot") { try await core.partitions.snapshotProducers() } }
             group.addTask {
                 await Self.every(retentionEvery, logger, "retention") {
@@ -155,6 +183,7 @@ public final class Broker: Sendable {
                 }
             }
             await server.run()
+            if let coordinator = groups { await coordinator.shutdown() }
             group.cancelAll()
             while let _ = try await group.next() {}
         }
@@ -234,4 +263,20 @@ public final class Broker: Sendable {
                 .set(total == 0 ? 0 : Double(c.hits) / Double(total))
         }
     }
+}
+
+/// The router, installed after the server has bound its port.
+final class RouterBox: RequestHandler {
+    private let router = Mutex<KafkaRouter?>(nil)
+
+    func install(_ r: KafkaRouter) { router.withLock { $0 = r } }
+
+    func handle(_ request: ServerRequest) async -> HandlerResult {
+        guard let r = router.withLock({ $0 }) else { return .close }
+        return await r.handle(request)
+    }
+}
+
+extension BrokerCore: GroupTopicLookup {
+    public func partitionCount(topic: String) async -> Int? { registry.topic(named: topic)?.partitions.count }
 }

@@ -27,6 +27,7 @@ public struct BrokerConfig: Sendable {
         "advertise": "",
         "storage": "file://./floe-data",
         "wal": "",
+        "wal.dir": "",
         "node.id": "0",
         "http": "",
         "log.level": "info",

@@ -63,10 +63,23 @@ public struct ProduceHandler: ApiHandler {
                 case let .failure(e):
                     slots.append(.done(Self.error(p.index, e.code, e.message)))
                 case let .success(batches):
+                    let sizes = batches.map(\.bytes.count)
+                    do {
+                        try await partition.log.reserve(batchSizes: sizes)
+                    } catch {
+                        slots.append(.done(Self.error(p.index, .kafkaStorageError, "storage of \(t.name)-\(p.index) refused the write: \(error)")))
+                        continue
+                    }
                     switch partition.append(batches) {
                     case let .rejected(code, message):
+                        partition.log.unreserve(batchSizes: sizes)
                         slots.append(.done(Self.error(p.index, code, message)))
+                    case let .storageFailed(message, unused):
+                        partition.log.unreserve(batchSizes: unused)
+                        core.logger.error("append failed", metadata: ["topic": t.name, "partition": "\(p.index)", "error": message])
+                        slots.append(.done(Self.error(p.index, .kafkaStorageError, message)))
                     case let .duplicate(base, last):
+                        partition.log.unreserve(batchSizes: sizes)
                         slots.append(.duplicate(index: p.index, partition: partition, base: base, last: last))
                     case let .appended(base, durable, _):
                         slots.append(.pending(index: p.index, partition: partition, base: base, durable: durable))

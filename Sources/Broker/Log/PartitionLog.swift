@@ -54,6 +54,12 @@ public protocol PartitionLog: AnyObject, Sendable {
     var startOffset: Int64 { get }
     var endOffset: Int64 { get }
     var nextOffset: Int64 { get }
+    /// Waits for storage room for batches of these sizes (backpressure); each reserved batch is
+    /// then appended or returned with `unreserve`. Called before the ordered `append`.
+    func reserve(batchSizes: [Int]) async throws
+    func unreserve(batchSizes: [Int])
+    /// Assigns the batch's offset now (call order) and enqueues it. On a throw, the batch's
+    /// reservation has been returned.
     func append(_ batch: ArraySlice<UInt8>, recordCount: Int32) throws -> PendingAppend
     func read(from offset: Int64, maxBytes: Int) async throws -> [LogBatch]
     /// Moves the start offset forward (clamped to `endOffset`); never backwards.
@@ -94,6 +100,9 @@ public final class MemoryPartitionLog: PartitionLog {
     private let now: @Sendable () -> Int64
 
     public init(now: @escaping @Sendable () -> Int64 = { wallMillis() }) { self.now = now }
+
+    public func reserve(batchSizes: [Int]) async throws {}
+    public func unreserve(batchSizes: [Int]) {}
 
     public var startOffset: Int64 { state.withLock { $0.start } }
     public var endOffset: Int64 { state.withLock { $0.durableEnd } }

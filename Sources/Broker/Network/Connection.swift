@@ -19,6 +19,9 @@ final class Connection {
     var decoder: FrameDecoder
     var lastActivity: UInt64
     var closed = false
+    /// Set once we have sent FIN: the time after which the socket is closed even if the peer
+    /// has not closed its side.
+    var lingerDeadline: UInt64?
     private(set) var reading = true
     private(set) var wantsWritable = false
     private(set) var inFlight = 0
@@ -158,6 +161,13 @@ final class Connection {
     func stopReading(loop: EventLoop) {
         pauseReading(loop: loop)
         continuation.finish()
+    }
+
+    /// After our FIN: only watch for the peer's close.
+    func lingerForPeerClose(loop: EventLoop) {
+        reading = true
+        wantsWritable = false
+        loop.modify(fd, token: id, events: UInt32(FLOE_EV_IN))
     }
 
     func setWritable(_ on: Bool, loop: EventLoop) {

@@ -138,7 +138,7 @@ final class EventLoop: @unchecked Sendable {
                 stopping = true
                 stopDeadline = monotonicMilliseconds() + 5_000
                 for connection in Array(connections.values) where connection.isIdle {
-                    closeConnection(connection, reason: "server stopped")
+                    finishConnection(connection, reason: "server stopped")
                 }
             }
         }
@@ -177,6 +177,13 @@ final class EventLoop: @unchecked Sendable {
     private func readAvailable(_ connection: Connection, into buffer: inout [UInt8]) {
         guard connection.reading else { return }
         let result = buffer.withUnsafeMutableBytes { read(connection.fd, $0.baseAddress, $0.count) }
+        if connection.lingerDeadline != nil {
+            // Half-closed: discard what the peer still sends until it closes its side.
+            if result == 0 || (result < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+                closeConnection(connection, reason: "peer closed after our close")
+            }
+            return
+        }
         if result == 0 {
             closeConnection(connection, reason: "peer closed the connection")
             return
@@ -221,12 +228,12 @@ final class EventLoop: @unchecked Sendable {
         flush(connection)
         if connection.closed { return }
         if connection.readyToClose {
-            closeConnection(connection, reason: "closed after pending responses")
+            finishConnection(connection, reason: "closed after pending responses")
             return
         }
         if !draining && connection.inFlight < connection.maxInFlight { dispatchFrames(connection) }
         if stopping && connection.isIdle {
-            closeConnection(connection, reason: "server stopped")
+            finishConnection(connection, reason: "server stopped")
         }
     }
 
@@ -234,7 +241,7 @@ final class EventLoop: @unchecked Sendable {
         switch connection.writeOutbound() {
         case .done:
             if connection.wantsWritable { connection.setWritable(false, loop: self) }
-            if connection.readyToClose { closeConnection(connection, reason: "closed after pending responses") }
+            if connection.readyToClose { finishConnection(connection, reason: "closed after pending responses") }
         case .wouldBlock:
             if !connection.wantsWritable { connection.setWritable(true, loop: self) }
         case let .failed(code):
@@ -243,13 +250,32 @@ final class EventLoop: @unchecked Sendable {
     }
 
     private func sweepIdle() {
-        let limit = server.configuration.idleTimeoutMilliseconds
-        guard limit > 0 else { return }
         let now = monotonicMilliseconds()
-        for connection in Array(connections.values) where connection.isIdle && now - connection.lastActivity > limit {
-            closeConnection(connection, reason: "idle for more than \(limit) ms")
+        for connection in Array(connections.values) {
+            if let deadline = connection.lingerDeadline {
+                if now >= deadline { closeConnection(connection, reason: "peer did not close after our close") }
+                continue
+            }
+            let limit = server.configuration.idleTimeoutMilliseconds
+            if limit > 0 && connection.isIdle && now - connection.lastActivity > limit {
+                finishConnection(connection, reason: "idle for more than \(limit) ms")
+            }
         }
     }
+
+    /// Closes after everything queued is written: sends FIN (shutdown for writing), then reads and
+    /// discards until the peer closes or a short deadline passes. Closing a socket with unread
+    /// input would send a reset, which can destroy responses the peer has not read yet.
+    private func finishConnection(_ connection: Connection, reason: String) {
+        guard !connection.closed, connection.lingerDeadline == nil else { return }
+        connection.lingerDeadline = monotonicMilliseconds() + Self.lingerMilliseconds
+        shutdown(connection.fd, Int32(SHUT_WR))
+        connection.continuation.finish()
+        connection.lingerForPeerClose(loop: self)
+        server.log("connection finishing: \(reason)", connection.peer)
+    }
+
+    static let lingerMilliseconds: UInt64 = 2_000
 
     private func closeConnection(_ connection: Connection, reason: String) {
         guard !connection.closed else { return }

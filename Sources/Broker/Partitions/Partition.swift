@@ -69,6 +69,9 @@ enum AppendOutcome: Sendable {
     /// A retry of batches already appended.
     case duplicate(baseOffset: Int64, lastOffset: Int64)
     case rejected(KafkaErrorCode, String)
+    /// The log failed while appending; `unused` are the sizes of the batches whose reservation
+    /// the caller still holds (the failing batch's was returned by the log).
+    case storageFailed(String, unused: [Int])
 }
 
 /// One partition served by this broker: its log, its idempotent-producer state, and the
@@ -103,48 +106,67 @@ public final class Partition: Sendable {
         self.state = Mutex(State(producers: producers))
     }
 
-    /// Validated batches of one Produce request for this partition, appended in order.
+    /// Validated batches of one Produce request for this partition: all are checked first, then
+    /// all are appended in order (or none is, unless the storage fails midway). WAL room for every batch must have been reserved
+    /// with `log.reserve(batchSizes:)`; on any outcome but `.appended` the caller returns it.
     func append(_ batches: [RecordBatch]) -> AppendOutcome {
-        var first: Int64? = nil
-        var last: Int64 = -1
-        var pending: PendingAppend? = nil
         var bytes = 0, records = 0
-        let outcome: AppendOutcome? = state.withLock { s in
-            for batch in batches {
+        let outcome: AppendOutcome = state.withLock { s in
+            // Check: the first batch against the producer table, later ones chained to it.
+            var previous: (pid: Int64, epoch: Int16, last: Int32)? = nil
+            for (i, batch) in batches.enumerated() {
                 let h = batch.header
                 let lastSeq = ProducerStateTable.lastSequence(first: h.baseSequence, count: max(h.recordCount, 1))
-                switch s.producers.check(producerId: h.producerId, epoch: h.producerEpoch, firstSequence: h.baseSequence, lastSequence: lastSeq) {
-                case let .reject(code, message):
-                    return .rejected(code, message)
-                case let .duplicate(base, lastOffset):
-                    if batches.count == 1 { return .duplicate(baseOffset: base, lastOffset: lastOffset) }
-                    return .rejected(.duplicateSequenceNumber, "batch with sequences \(h.baseSequence)…\(lastSeq) of producer \(h.producerId) is a duplicate")
-                case .append:
-                    break
+                if i > 0, let p = previous, h.producerId >= 0 {
+                    guard p.pid == h.producerId, p.epoch == h.producerEpoch, h.baseSequence == (p.last == Int32.max ? 0 : p.last + 1) else {
+                        return .rejected(.outOfOrderSequenceNumber, "batch \(i) of the request does not follow batch \(i - 1) in sequence")
+                    }
+                } else {
+                    switch s.producers.check(producerId: h.producerId, epoch: h.producerEpoch, firstSequence: h.baseSequence, lastSequence: lastSeq) {
+                    case let .reject(code, message):
+                        return .rejected(code, message)
+                    case let .duplicate(base, lastOffset):
+                        if batches.count == 1 { return .duplicate(baseOffset: base, lastOffset: lastOffset) }
+                        return .rejected(.duplicateSequenceNumber, "batch with sequences \(h.baseSequence)…\(lastSeq) of producer \(h.producerId) is a duplicate")
+                    case .append:
+                        break
+                    }
                 }
+                previous = (h.producerId, h.producerEpoch, lastSeq)
+            }
+            // Append.
+            var first: Int64? = nil
+            var last: Int64 = -1
+            var pending: PendingAppend? = nil
+            for (i, batch) in batches.enumerated() {
+                let h = batch.header
                 let p: PendingAppend
                 do {
                     p = try log.append(batch.bytes, recordCount: h.recordCount)
                 } catch {
-                    return .rejected(.kafkaStorageError, "append to \(topic)-\(index) failed: \(error)")
+                    return .storageFailed("append to \(topic)-\(index) failed: \(error)", unused: batches[(i + 1)...].map(\.bytes.count))
                 }
                 let lastOffset = p.baseOffset + Int64(h.lastOffsetDelta)
-                s.producers.record(producerId: h.producerId, epoch: h.producerEpoch, firstSequence: h.baseSequence,
-                                   lastSequence: lastSeq, baseOffset: p.baseOffset, lastOffset: lastOffset)
-                if h.producerId >= 0 { s.dirty = true }
+                if h.producerId >= 0 {
+                    s.producers.record(producerId: h.producerId, epoch: h.producerEpoch, firstSequence: h.baseSequence,
+                                       lastSequence: ProducerStateTable.lastSequence(first: h.baseSequence, count: max(h.recordCount, 1)),
+                                       baseOffset: p.baseOffset, lastOffset: lastOffset)
+                    s.dirty = true
+                }
                 if first == nil { first = p.baseOffset }
                 last = lastOffset
                 pending = p
                 bytes += batch.bytes.count
                 records += Int(h.recordCount)
             }
-            return nil
+            guard let first, let pending else { return .rejected(.corruptMessage, "no record batch for \(topic)-\(index)") }
+            return .appended(baseOffset: first, durable: pending.durable, lastOffset: last)
         }
-        if let outcome { return outcome }
-        counters.bytesIn.increment(by: bytes)
-        counters.recordsIn.increment(by: records)
-        guard let first, let pending else { return .rejected(.corruptMessage, "no record batch for \(topic)-\(index)") }
-        return .appended(baseOffset: first, durable: pending.durable, lastOffset: last)
+        if case .appended = outcome {
+            counters.bytesIn.increment(by: bytes)
+            counters.recordsIn.increment(by: records)
+        }
+        return outcome
     }
 
     /// Wakes every waiter; called when durable data was added.

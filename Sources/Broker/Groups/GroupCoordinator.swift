@@ -1,0 +1,605 @@
+import KafkaProtocol
+import ObjectStore
+import Support
+
+/// What the coordinator needs to know about topics: the partition count of a topic, or nil if
+/// it does not exist. The broker plugs its topic registry in.
+public protocol GroupTopicLookup: Sendable {
+    func partitionCount(topic: String) async -> Int?
+}
+
+/// The outcome of a request whose reply may be deferred: available now, or to be awaited with
+/// the coordinator's `wait` methods.
+public enum Ticket<Value: Sendable>: Sendable {
+    case done(Value)
+    case pending(RequestToken)
+}
+
+/// A deferred reply, as delivered to the waiting handler.
+public enum GroupReply: Sendable {
+    case join(JoinOutcome)
+    case sync(SyncOutcome)
+    case commit([PartitionResult])
+    case delete(Int16)
+    /// The coordinator shut down (or cannot answer): reply with this error code.
+    case unavailable(Int16)
+}
+
+/// A per-partition result of OffsetCommit.
+public struct PartitionResult: Sendable, Equatable {
+    public var topic: String
+    public var partition: Int32
+    public var errorCode: Int16
+}
+
+/// One partition of an OffsetCommit as handed to the coordinator; `errorCode` is non-zero when
+/// the handler already rejected it (unknown topic, metadata too large).
+public struct OffsetCommitEntry: Sendable {
+    public var partition: TopicPartition
+    public var offset: CommittedOffset
+    public var errorCode: Int16
+}
+
+/// A group as DescribeGroups reports it.
+public struct GroupDescription: Sendable, Equatable {
+    public struct Member: Sendable, Equatable {
+        public var memberId: String
+        public var groupInstanceId: String?
+        public var clientId: String
+        public var clientHost: String
+        public var metadata: [UInt8]
+        public var assignment: [UInt8]
+    }
+    public var groupId: String
+    public var state: GroupState
+    public var protocolType: String
+    public var protocolName: String
+    public var members: [Member]
+}
+
+/// The consumer-group coordinator of a broker: owns every group (this broker is the coordinator
+/// for all of them), their committed offsets, and their durable copy in the bucket.
+///
+/// - Group logic is ``GroupStateMachine``; this actor performs its actions: it completes the
+///   deferred JoinGroup/SyncGroup replies and writes groups to the store.
+/// - Each group is one object, `prefix + percent-encoded group id`, holding a ``GroupRecord``
+///   (membership of the last completed generation and all committed offsets). It is replaced
+///   with `If-Match` on the ETag last read or written (`If-None-Match` when new), so a write
+///   from a stale coordinator fails instead of overwriting newer state.
+/// - An OffsetCommit is acknowledged only after the object holding it is written. Commits that
+///   arrive while a group's write is in flight are coalesced into its next write (one writer
+///   per group; groups are written concurrently).
+/// - Membership changes are written in the background (``run()``); losing one only makes
+///   members rejoin after a restart.
+/// - ``load()`` reads every group object; until it has, requests get
+///   COORDINATOR_LOAD_IN_PROGRESS. ``run()`` loads, then drives timers (sessions, rebalance
+///   timeouts, offset retention) and background writes until cancelled or ``shutdown()``.
+///
+/// Memory is bounded by `config.maxGroups` groups, `maxMembersPerGroup` members each, and the
+/// offsets committed (one per partition per group, expired after `offsetsRetention` once the
+/// group is empty).
+public actor GroupCoordinator {
+    public nonisolated let nodeId: Int32
+    public nonisolated let host: String
+    public nonisolated let port: Int32
+    public nonisolated let config: GroupConfig
+    nonisolated let store: any ObjectStore
+    nonisolated let prefix: String
+    nonisolated let clock: any FloeClock
+    nonisolated let topics: any GroupTopicLookup
+    nonisolated let logger: Logger
+
+    struct PendingCommit {
+        var token: RequestToken
+        var entries: [OffsetCommitEntry]
+    }
+
+    struct Entry {
+        var machine: GroupStateMachine
+        var offsets: [TopicPartition: CommittedOffset] = [:]
+        /// ETag of the group's object; nil when there is none.
+        var etag: String?
+        var writing = false
+        var queued: [PendingCommit] = []
+        var metadataDirty = false
+        var deleteWaiters: [RequestToken] = []
+    }
+
+    var groups: [String: Entry] = [:]
+    var deadlines: [String: MonotonicInstant] = [:]
+    var dirty: Set<String> = []
+    var loaded = false
+    var stopped = false
+    var nextToken: RequestToken = 0
+    var waiters: [RequestToken: CheckedContinuation<GroupReply, Never>] = [:]
+    var early: [RequestToken: GroupReply] = [:]
+    var random: SplitMix64
+    nonisolated let persistSignal: AsyncStream<Void>
+    nonisolated let persistContinuation: AsyncStream<Void>.Continuation
+
+    /// - Parameters:
+    ///   - nodeId, host, port: this broker, as FindCoordinator names it.
+    ///   - store, prefix: where group objects live; the prefix must hold nothing else
+    ///     (for example `groups/`).
+    ///   - seed: seeds member-id generation (tests pass a fixed one).
+    public init(nodeId: Int32, host: String, port: Int32, store: any ObjectStore, prefix: String,
+                clock: any FloeClock, topics: any GroupTopicLookup, logger: Logger,
+                config: GroupConfig = GroupConfig(), seed: UInt64 = UInt64.random(in: .min ... .max)) {
+        self.nodeId = nodeId
+        self.host = host
+        self.port = port
+        self.store = store
+        self.prefix = prefix
+        self.clock = clock
+        self.topics = topics
+        self.logger = logger
+        self.config = config
+        self.random = SplitMix64(seed: seed)
+        (persistSignal, persistContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// The Kafka APIs of the group coordinator, for the broker's router.
+    public nonisolated var handlers: [any ApiHandler] {
+        [FindCoordinatorHandler(coordinator: self), JoinGroupHandler(coordinator: self), SyncGroupHandler(coordinator: self),
+         HeartbeatHandler(coordinator: self), LeaveGroupHandler(coordinator: self), OffsetCommitHandler(coordinator: self),
+         OffsetFetchHandler(coordinator: self), ListGroupsHandler(coordinator: self), DescribeGroupsHandler(coordinator: self),
+         DeleteGroupsHandler(coordinator: self)]
+    }
+
+    // MARK: Lifecycle
+
+    /// Reads every group object under the prefix. Idempotent; throws the store's error or a
+    /// ``GroupStoreError`` naming the object that cannot be read.
+    public func load() async throws {
+        if loaded { return }
+        let objects = try await store.listAll(prefix: prefix)
+        var restored: [String: Entry] = [:]
+        for info in objects {
+            let data = try await store.get(info.key)
+            let record = try GroupRecord(decoding: data.bytes, key: info.key)
+            guard groupKey(record.groupId) == info.key else {
+                throw GroupStoreError.mismatchedGroup(key: info.key, expected: groupKey(record.groupId), found: record.groupId)
+            }
+            let machine = GroupStateMachine(groupId: record.groupId, config: config, restoring: record.snapshot, now: clock.now())
+            restored[record.groupId] = Entry(machine: machine, offsets: record.offsets, etag: data.etag)
+        }
+        if loaded { return }
+        groups = restored
+        for (id, entry) in groups { deadlines[id] = entry.machine.nextDeadline }
+        loaded = true
+        logger.info("group coordinator loaded", metadata: ["groups": "\(groups.count)", "store": store.location])
+    }
+
+    /// Loads, then runs the timers and background writes until cancelled or shut down.
+    public func run() async throws {
+        try await load()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.timerLoop() }
+            group.addTask { await self.persistLoop() }
+        }
+    }
+
+    /// Stops serving: writes pending membership changes, answers every waiting request with
+    /// NOT_COORDINATOR, and makes ``run()`` return.
+    public func shutdown() async {
+        stopped = true
+        persistContinuation.finish()
+        for id in groups.keys.sorted() where groups[id]?.metadataDirty == true || groups[id]?.queued.isEmpty == false {
+            await flush(id)
+        }
+        let pending = waiters
+        waiters = [:]
+        for (_, continuation) in pending { continuation.resume(returning: .unavailable(KafkaErrorCode.notCoordinator.rawValue)) }
+    }
+
+    func timerLoop() async {
+        var nextRetentionCheck = clock.now().advanced(by: config.offsetsRetentionCheckInterval)
+        while !stopped && !Task.isCancelled {
+            let now = clock.now()
+            fireDueTimers(now: now)
+            if now >= nextRetentionCheck {
+                nextRetentionCheck = now.advanced(by: config.offsetsRetentionCheckInterval)
+                await expireOffsets()
+            }
+            var wait = config.timerResolution
+            if let next = deadlines.values.min() { wait = min(wait, next.duration(since: now)) }
+            do {
+                try await clock.sleep(for: max(wait, .milliseconds(1)))
+            } catch {
+                return
+            }
+        }
+    }
+
+    func persistLoop() async {
+        for await _ in persistSignal {
+            await flushDirty()
+            if stopped { return }
+        }
+    }
+
+    /// Writes every group whose membership changed (the background writer; public for tests
+    /// and for a broker that wants to persist before stopping).
+    public func flushDirty() async {
+        let ids = dirty.sorted()
+        dirty = []
+        for id in ids { await flush(id) }
+    }
+
+    /// Applies every deadline that has passed at `now` (called by the timer loop).
+    public func fireDueTimers(now: MonotonicInstant) {
+        for (id, deadline) in deadlines where deadline <= now {
+            guard groups[id] != nil else { deadlines[id] = nil; continue }
+            let actions = groups[id]!.machine.expire(now: now)
+            perform(actions, groupId: id)
+            dropIfUnused(id)  // e.g. a member id handed out with MEMBER_ID_REQUIRED that never came back
+        }
+    }
+
+    /// Expires offsets of empty groups older than the retention, deleting groups left with none.
+    public func expireOffsets() async {
+        let nowMs = Int64(clock.wallTime().timeIntervalSince1970 * 1000)
+        let retentionMs = config.offsetsRetention.nanosecondsClamped / 1_000_000
+        var touched: [String] = []
+        for (id, entry) in groups where entry.machine.state == .empty && entry.machine.isEmpty && !entry.writing {
+            let kept = entry.offsets.filter { $0.value.commitTimestampMs + retentionMs > nowMs }
+            if kept.count == entry.offsets.count && !(kept.isEmpty && entry.etag != nil) { continue }
+            groups[id]!.offsets = kept
+            if kept.isEmpty {
+                _ = groups[id]!.machine.markDead()
+            } else {
+                groups[id]!.metadataDirty = true
+            }
+            touched.append(id)
+        }
+        for id in touched {
+            logger.info("expiring committed offsets of an empty group", metadata: ["group.id": id])
+            await flush(id)
+        }
+    }
+
+    // MARK: Replies
+
+    func newToken() -> RequestToken {
+        nextToken += 1
+        return nextToken
+    }
+
+    func perform(_ actions: [GroupAction], groupId: String) {
+        for action in actions {
+            switch action {
+            case let .completeJoin(token, outcome): resolve(token, .join(outcome))
+            case let .completeSync(token, outcome): resolve(token, .sync(outcome))
+            case .persist:
+                groups[groupId]?.metadataDirty = true
+                dirty.insert(groupId)
+                persistContinuation.yield()
+            }
+        }
+        deadlines[groupId] = groups[groupId]?.machine.nextDeadline
+    }
+
+    func resolve(_ token: RequestToken, _ reply: GroupReply) {
+        if let continuation = waiters.removeValue(forKey: token) {
+            continuation.resume(returning: reply)
+        } else {
+            early[token] = reply
+        }
+    }
+
+    /// Waits for the deferred reply of `token`.
+    public func wait(_ token: RequestToken) async -> GroupReply {
+        if let reply = early.removeValue(forKey: token) { return reply }
+        if stopped { return .unavailable(KafkaErrorCode.notCoordinator.rawValue) }
+        return await withCheckedContinuation { waiters[token] = $0 }
+    }
+
+    /// Makes the commits (or the deletion) queued on a group durable, then returns the reply.
+    public func waitDurable(_ token: RequestToken, groupId: String) async -> GroupReply {
+        await flush(groupId)
+        return await wait(token)
+    }
+
+    /// The code for a request that cannot be served at all right now, or nil.
+    func unavailableCode() -> Int16? {
+        if stopped { return KafkaErrorCode.notCoordinator.rawValue }
+        if !loaded { return KafkaErrorCode.coordinatorLoadInProgress.rawValue }
+        return nil
+    }
+
+    /// The group's entry, created if absent and allowed by the group limit.
+    func ensureGroup(_ groupId: String) -> Bool {
+        if groups[groupId] != nil { return true }
+        guard groups.count < config.maxGroups else {
+            logger.warning("group limit reached; refusing a new group", metadata: ["group.id": groupId, "limit": "\(config.maxGroups)"])
+            return false
+        }
+        groups[groupId] = Entry(machine: GroupStateMachine(groupId: groupId, config: config))
+        return true
+    }
+
+    /// Forgets a group that was created by a request but holds nothing.
+    func dropIfUnused(_ groupId: String) {
+        guard let e = groups[groupId], e.machine.isEmpty, e.machine.state == .empty, e.machine.generationId == 0,
+              e.offsets.isEmpty, e.etag == nil, !e.writing, e.queued.isEmpty else { return }
+        groups[groupId] = nil
+        deadlines[groupId] = nil
+        dirty.remove(groupId)
+    }
+
+    /// `clientId-uuid` (or `instanceId-uuid` for static members), as Kafka forms member ids.
+    func makeMemberId(base: String) -> String {
+        let a = random.next(), b = random.next()
+        func hex(_ v: UInt64, _ digits: Int) -> String {
+            let s = String(v, radix: 16)
+            return String(repeating: "0", count: max(0, digits - s.count)) + s
+        }
+        let uuid = "\(hex(a >> 32, 8))-\(hex((a >> 16) & 0xFFFF, 4))-\(hex(a & 0xFFFF, 4))-\(hex(b >> 48, 4))-\(hex(b & 0xFFFF_FFFF_FFFF, 12))"
+        return "\(base)-\(uuid)"
+    }
+
+    // MARK: Group membership APIs
+
+    public func join(groupId: String, request: JoinRequest) -> Ticket<JoinOutcome> {
+        if let code = unavailableCode() { return .done(.error(code, memberId: request.memberId)) }
+        if groupId.isEmpty || groupKeyProblem(groupId) != nil {
+            return .done(.error(KafkaErrorCode.invalidGroupId.rawValue, memberId: request.memberId))
+        }
+        guard ensureGroup(groupId) else { return .done(.error(KafkaErrorCode.coordinatorNotAvailable.rawValue, memberId: request.memberId)) }
+        let token = newToken()
+        var memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
+        while groups[groupId]!.machine.members[memberId] != nil || groups[groupId]!.machine.pendingMembers[memberId] != nil {
+            // Ids restored from the bucket were drawn by an earlier process.
+            memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
+        }
+        let actions = groups[groupId]!.machine.join(request, token: token, newMemberId: memberId, now: clock.now())
+        perform(actions, groupId: groupId)
+        dropIfUnused(groupId)
+        if case let .join(outcome)? = early.removeValue(forKey: token) { return .done(outcome) }
+        return .pending(token)
+    }
+
+    public func sync(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32,
+                     protocolType: String?, protocolName: String?, assignments: [String: [UInt8]]) -> Ticket<SyncOutcome> {
+        if let code = unavailableCode() { return .done(.error(code)) }
+        if groupId.isEmpty { return .done(.error(KafkaErrorCode.invalidGroupId.rawValue)) }
+        guard groups[groupId] != nil else { return .done(.error(KafkaErrorCode.unknownMemberId.rawValue)) }
+        let token = newToken()
+        let actions = groups[groupId]!.machine.sync(
+            memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, protocolType: protocolType,
+            protocolName: protocolName, assignments: assignments, token: token, now: clock.now())
+        perform(actions, groupId: groupId)
+        if case let .sync(outcome)? = early.removeValue(forKey: token) { return .done(outcome) }
+        return .pending(token)
+    }
+
+    public func heartbeat(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32) -> Int16 {
+        if let code = unavailableCode() { return code }
+        if groupId.isEmpty { return KafkaErrorCode.invalidGroupId.rawValue }
+        guard groups[groupId] != nil else { return KafkaErrorCode.unknownMemberId.rawValue }
+        let code = groups[groupId]!.machine.heartbeat(memberId: memberId, groupInstanceId: groupInstanceId,
+                                                      generationId: generationId, now: clock.now())
+        deadlines[groupId] = groups[groupId]!.machine.nextDeadline
+        return code
+    }
+
+    /// Returns a group-level error code (0 if none) and one code per identity.
+    public func leave(groupId: String, members identities: [(memberId: String, groupInstanceId: String?)]) -> (Int16, [Int16]) {
+        if let code = unavailableCode() { return (code, []) }
+        if groupId.isEmpty { return (KafkaErrorCode.invalidGroupId.rawValue, []) }
+        guard groups[groupId] != nil else { return (0, identities.map { _ in KafkaErrorCode.unknownMemberId.rawValue }) }
+        let (codes, actions) = groups[groupId]!.machine.leave(identities, now: clock.now())
+        perform(actions, groupId: groupId)
+        dropIfUnused(groupId)
+        return (0, codes)
+    }
+
+    // MARK: Offsets
+
+    /// Validates and queues a commit. `unknownGroupCode` is the answer when the group does not
+    /// exist and the commit is not a standalone one (UNKNOWN_MEMBER_ID, or GROUP_ID_NOT_FOUND
+    /// from v9). A pending ticket is completed by ``waitDurable(_:groupId:)``.
+    public func commit(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32,
+                       entries: [OffsetCommitEntry], unknownGroupCode: Int16) -> Ticket<[PartitionResult]> {
+        func all(_ code: Int16) -> Ticket<[PartitionResult]> {
+            .done(entries.map { PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition, errorCode: code) })
+        }
+        if let code = unavailableCode() { return all(code) }
+        if groupId.isEmpty || groupKeyProblem(groupId) != nil { return all(KafkaErrorCode.invalidGroupId.rawValue) }
+        let standalone = generationId < 0 && memberId.isEmpty && groupInstanceId == nil
+        if groups[groupId] == nil {
+            guard standalone else { return all(unknownGroupCode) }
+            guard ensureGroup(groupId) else { return all(KafkaErrorCode.coordinatorNotAvailable.rawValue) }
+        }
+        let code = groups[groupId]!.machine.validateCommit(memberId: memberId, groupInstanceId: groupInstanceId,
+                                                           generationId: generationId, now: clock.now())
+        deadlines[groupId] = groups[groupId]!.machine.nextDeadline
+        if code != 0 {
+            dropIfUnused(groupId)
+            return all(code)
+        }
+        if !entries.contains(where: { $0.errorCode == 0 }) {
+            dropIfUnused(groupId)
+            return .done(entries.map { PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition, errorCode: $0.errorCode) })
+        }
+        let token = newToken()
+        groups[groupId]!.queued.append(PendingCommit(token: token, entries: entries))
+        return .pending(token)
+    }
+
+    /// Committed offsets of a group: of the given partitions (nil: all it has). Returns nil
+    /// with an error code when the coordinator cannot answer.
+    public func committedOffsets(groupId: String, partitions: [TopicPartition]?) -> Result<[TopicPartition: CommittedOffset], GroupUnavailable> {
+        if let code = unavailableCode() { return .failure(GroupUnavailable(errorCode: code)) }
+        guard let entry = groups[groupId] else { return .success([:]) }
+        guard let partitions else { return .success(entry.offsets) }
+        var found: [TopicPartition: CommittedOffset] = [:]
+        for p in partitions { found[p] = entry.offsets[p] }
+        return .success(found)
+    }
+
+    // MARK: Admin
+
+    public func listGroups(states: [String], types: [String]) -> (Int16, [(groupId: String, protocolType: String, state: GroupState)]) {
+        if let code = unavailableCode() { return (code, []) }
+        let wanted = Set(states.map { $0.lowercased() })
+        let typesOK = types.isEmpty || types.contains { $0.lowercased() == "classic" }
+        guard typesOK else { return (0, []) }
+        let list = groups.values.map(\.machine).filter { $0.state != .dead }
+            .filter { wanted.isEmpty || wanted.contains($0.state.rawValue.lowercased()) }
+            .sorted { $0.groupId < $1.groupId }
+            .map { (groupId: $0.groupId, protocolType: $0.protocolType ?? "", state: $0.state) }
+        return (0, list)
+    }
+
+    public func describe(groupId: String) -> Result<GroupDescription, GroupUnavailable> {
+        if let code = unavailableCode() { return .failure(GroupUnavailable(errorCode: code)) }
+        guard let m = groups[groupId]?.machine else {
+            return .success(GroupDescription(groupId: groupId, state: .dead, protocolType: "", protocolName: "", members: []))
+        }
+        let stable = m.state == .stable
+        let members = m.memberOrder.compactMap { m.members[$0] }.map {
+            GroupDescription.Member(memberId: $0.memberId, groupInstanceId: $0.groupInstanceId, clientId: $0.clientId,
+                                    clientHost: $0.clientHost, metadata: stable ? $0.metadata(for: m.protocolName) : [],
+                                    assignment: stable ? $0.assignment : [])
+        }
+        return .success(GroupDescription(groupId: groupId, state: m.state, protocolType: m.protocolType ?? "",
+                                         protocolName: stable ? (m.protocolName ?? "") : "", members: members))
+    }
+
+    /// Starts deleting a group: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or pending until its object
+    /// is deleted (complete it with ``waitDurable(_:groupId:)``).
+    public func delete(groupId: String) -> Ticket<Int16> {
+        if let code = unavailableCode() { return .done(code) }
+        if groupId.isEmpty { return .done(KafkaErrorCode.invalidGroupId.rawValue) }
+        guard let entry = groups[groupId], entry.machine.state != .dead else { return .done(KafkaErrorCode.groupIdNotFound.rawValue) }
+        guard entry.machine.isEmpty, entry.machine.state == .empty else { return .done(KafkaErrorCode.nonEmptyGroup.rawValue) }
+        if entry.etag == nil && !entry.writing && entry.queued.isEmpty {
+            groups[groupId] = nil
+            deadlines[groupId] = nil
+            dirty.remove(groupId)
+            return .done(0)
+        }
+        _ = groups[groupId]!.machine.markDead()
+        let token = newToken()
+        groups[groupId]!.deleteWaiters.append(token)
+        return .pending(token)
+    }
+
+    // MARK: Persistence
+
+    /// The object key of a group: the prefix and the group id, with bytes other than
+    /// `A-Z a-z 0-9 . _ -` percent-encoded.
+    public nonisolated func groupKey(_ groupId: String) -> String {
+        var out = prefix
+        for byte in groupId.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                out.append(Character(UnicodeScalar(byte)))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+
+    nonisolated func groupKeyProblem(_ groupId: String) -> String? {
+        ObjectKey.problem(groupKey(groupId))
+    }
+
+    /// The single writer of one group: writes queued commits and membership changes (or deletes
+    /// the group's object when it is Dead) until nothing is left, then returns. Concurrent
+    /// callers return at once; their work is picked up by the running loop.
+    func flush(_ groupId: String) async {
+        guard let first = groups[groupId], !first.writing else { return }
+        groups[groupId]!.writing = true
+        let key = groupKey(groupId)
+        while let entry = groups[groupId], !entry.queued.isEmpty || entry.metadataDirty || entry.machine.state == .dead {
+            if entry.queued.isEmpty && !entry.metadataDirty {
+                // Dead, with every commit written: delete the object (on failure the group is
+                // Empty again and the loop ends).
+                await deleteObject(groupId, key: key)
+                continue
+            }
+            let batch = entry.queued
+            groups[groupId]!.queued = []
+            groups[groupId]!.metadataDirty = false
+            var offsets = entry.offsets
+            for commit in batch {
+                for e in commit.entries where e.errorCode == 0 { offsets[e.partition] = e.offset }
+            }
+            let bytes = GroupRecord(groupId: groupId, snapshot: entry.machine.durableView, offsets: offsets).encoded()
+            let code = await write(groupId, key: key, bytes: bytes, etag: entry.etag)
+            if code == 0 { groups[groupId]?.offsets = offsets }
+            for commit in batch {
+                resolve(commit.token, .commit(commit.entries.map {
+                    PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
+                                    errorCode: $0.errorCode != 0 ? $0.errorCode : code)
+                }))
+            }
+        }
+        groups[groupId]?.writing = false
+    }
+
+    /// One conditional write; returns 0 or the error code to answer the commits it carried.
+    func write(_ groupId: String, key: String, bytes: [UInt8], etag: String?) async -> Int16 {
+        do {
+            let newTag = try await store.put(key, bytes, condition: etag.map { .ifMatch($0) } ?? .ifAbsent)
+            groups[groupId]?.etag = newTag
+            return 0
+        } catch ObjectStoreError.preconditionFailed {
+            // Our earlier write may have been applied although it failed, or another
+            // coordinator wrote the group: adopt what the bucket holds.
+            do {
+                let current = try await store.get(key)
+                groups[groupId]?.etag = current.etag
+                if current.bytes == bytes { return 0 }
+                let record = try GroupRecord(decoding: current.bytes, key: key)
+                groups[groupId]?.offsets = record.offsets
+                logger.error("group object changed by another writer; adopted its offsets",
+                             metadata: ["group.id": groupId, "key": key, "store": store.location])
+                return KafkaErrorCode.notCoordinator.rawValue
+            } catch ObjectStoreError.notFound {
+                groups[groupId]?.etag = nil
+                return KafkaErrorCode.coordinatorNotAvailable.rawValue
+            } catch {
+                logger.error("cannot re-read group object after a conflicting write",
+                             metadata: ["group.id": groupId, "key": key, "error": "\(error)"])
+                return KafkaErrorCode.coordinatorNotAvailable.rawValue
+            }
+        } catch {
+            logger.warning("writing group object failed", metadata: ["group.id": groupId, "key": key, "error": "\(error)"])
+            return KafkaErrorCode.coordinatorNotAvailable.rawValue
+        }
+    }
+
+    func deleteObject(_ groupId: String, key: String) async {
+        do {
+            try await store.delete(key)
+            let waiting = groups[groupId]?.deleteWaiters ?? []
+            groups[groupId] = nil
+            deadlines[groupId] = nil
+            dirty.remove(groupId)
+            for token in waiting { resolve(token, .delete(0)) }
+        } catch {
+            logger.warning("deleting group object failed", metadata: ["group.id": groupId, "key": key, "error": "\(error)"])
+            let waiting = groups[groupId]?.deleteWaiters ?? []
+            groups[groupId]?.deleteWaiters = []
+            groups[groupId]?.machine.reviveFromDead()
+            for token in waiting { resolve(token, .delete(KafkaErrorCode.coordinatorNotAvailable.rawValue)) }
+        }
+    }
+
+    // MARK: Inspection (tests, metrics)
+
+    /// The state machine of a group, if the coordinator holds it.
+    public func group(_ groupId: String) -> GroupStateMachine? { groups[groupId]?.machine }
+    public var groupCount: Int { groups.count }
+}
+
+/// The coordinator cannot answer (loading, or shut down); carries the error code to return.
+public struct GroupUnavailable: Error, Sendable {
+    public var errorCode: Int16
+}

@@ -1,0 +1,216 @@
+import Bytes
+
+/// A topic partition, as offsets are keyed.
+public struct TopicPartition: Sendable, Hashable, Comparable, CustomStringConvertible {
+    public var topic: String
+    public var partition: Int32
+
+    public init(_ topic: String, _ partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+
+    public static func < (a: Self, b: Self) -> Bool { (a.topic, a.partition) < (b.topic, b.partition) }
+    public var description: String { "\(topic)-\(partition)" }
+}
+
+/// One committed offset.
+public struct CommittedOffset: Sendable, Hashable {
+    public var offset: Int64
+    /// -1 when the client did not send one (before OffsetCommit v6).
+    public var leaderEpoch: Int32
+    public var metadata: String?
+    /// Wall-clock milliseconds since 1970 of the commit (drives offset retention).
+    public var commitTimestampMs: Int64
+
+    public init(offset: Int64, leaderEpoch: Int32 = -1, metadata: String? = nil, commitTimestampMs: Int64) {
+        self.offset = offset
+        self.leaderEpoch = leaderEpoch
+        self.metadata = metadata
+        self.commitTimestampMs = commitTimestampMs
+    }
+}
+
+/// Everything the bucket holds about one group: its resumable membership and its offsets.
+///
+/// Encoding (all integers big-endian; strings are a 4-byte length then UTF-8, length -1 for
+/// nil; byte arrays likewise):
+///
+/// ```
+/// magic "FLGR" (4) | version u16 = 1 | body length u32 | CRC32C(body) u32 | body
+/// body: groupId str | protocolType str? | protocolName str? | generationId i32 | leaderId str?
+///       | member count i32 | members | offset count i32 | offsets (sorted by topic, partition)
+/// member: memberId str | groupInstanceId str? | clientId str | clientHost str
+///       | sessionTimeoutMs i32 | rebalanceTimeoutMs i32 | protocol count i32
+///       | (name str, metadata bytes)* | assignment bytes
+/// offset: topic str | partition i32 | offset i64 | leaderEpoch i32 | metadata str?
+///       | commitTimestampMs i64
+/// ```
+///
+/// A reader rejects another magic, an unknown version, a length that disagrees with the object,
+/// a checksum mismatch and trailing bytes, naming the object key.
+public struct GroupRecord: Sendable, Equatable {
+    public static let magic: [UInt8] = Array("FLGR".utf8)
+    public static let version: UInt16 = 1
+    static let headerSize = 14
+
+    public var groupId: String
+    public var snapshot: GroupSnapshot
+    public var offsets: [TopicPartition: CommittedOffset]
+
+    public init(groupId: String, snapshot: GroupSnapshot, offsets: [TopicPartition: CommittedOffset]) {
+        self.groupId = groupId
+        self.snapshot = snapshot
+        self.offsets = offsets
+    }
+
+    public func encoded() -> [UInt8] {
+        var body = ByteWriter(capacity: 256 + offsets.count * 48)
+        body.writeLengthString(groupId)
+        body.writeLengthString(snapshot.protocolType)
+        body.writeLengthString(snapshot.protocolName)
+        body.writeInt32(snapshot.generationId)
+        body.writeLengthString(snapshot.leaderId)
+        body.writeInt32(Int32(snapshot.members.count))
+        for m in snapshot.members {
+            body.writeLengthString(m.memberId)
+            body.writeLengthString(m.groupInstanceId)
+            body.writeLengthString(m.clientId)
+            body.writeLengthString(m.clientHost)
+            body.writeInt32(m.sessionTimeoutMs)
+            body.writeInt32(m.rebalanceTimeoutMs)
+            body.writeInt32(Int32(m.protocols.count))
+            for p in m.protocols {
+                body.writeLengthString(p.name)
+                body.writeLengthBytes(p.metadata)
+            }
+            body.writeLengthBytes(m.assignment)
+        }
+        body.writeInt32(Int32(offsets.count))
+        for key in offsets.keys.sorted() {
+            let o = offsets[key]!
+            body.writeLengthString(key.topic)
+            body.writeInt32(key.partition)
+            body.writeInt64(o.offset)
+            body.writeInt32(o.leaderEpoch)
+            body.writeLengthString(o.metadata)
+            body.writeInt64(o.commitTimestampMs)
+        }
+        let payload = body.take()
+        var out = ByteWriter(capacity: Self.headerSize + payload.count)
+        out.writeBytes(Self.magic)
+        out.writeUInt16(Self.version)
+        out.writeUInt32(UInt32(payload.count))
+        out.writeUInt32(CRC32C.checksum(payload))
+        out.writeBytes(payload)
+        return out.take()
+    }
+
+    /// Decodes an object written by ``encoded()``; `key` names the object in errors.
+    public init(decoding bytes: [UInt8], key: String) throws(GroupStoreError) {
+        func corrupt(_ reason: String) -> GroupStoreError { .corrupt(key: key, reason: reason) }
+        guard bytes.count >= Self.headerSize else { throw corrupt("\(bytes.count) bytes is shorter than the \(Self.headerSize)-byte header") }
+        guard Array(bytes[0..<4]) == Self.magic else { throw corrupt("bad magic \(bytes[0..<4].map { String($0, radix: 16) })") }
+        var reader = ByteReader(bytes)
+        do {
+            try reader.skip(4)
+            let version = try reader.readUInt16()
+            guard version == Self.version else { throw corrupt("unknown format version \(version)") }
+            let length = Int(try reader.readUInt32())
+            guard length == bytes.count - Self.headerSize else {
+                throw corrupt("body length \(length) but the object holds \(bytes.count - Self.headerSize) body bytes")
+            }
+            let crc = try reader.readUInt32()
+            let actual = CRC32C.checksum(bytes[Self.headerSize...])
+            guard crc == actual else { throw corrupt("CRC32C \(actual) does not match the stored \(crc)") }
+
+            groupId = try reader.readLengthString() ?? ""
+            let protocolType = try reader.readLengthString()
+            let protocolName = try reader.readLengthString()
+            let generationId = try reader.readInt32()
+            let leaderId = try reader.readLengthString()
+            var members: [GroupSnapshot.Member] = []
+            for _ in 0..<(try reader.readCount("member count")) {
+                let memberId = try reader.readLengthString() ?? ""
+                let instanceId = try reader.readLengthString()
+                let clientId = try reader.readLengthString() ?? ""
+                let clientHost = try reader.readLengthString() ?? ""
+                let session = try reader.readInt32()
+                let rebalance = try reader.readInt32()
+                var protocols: [GroupProtocol] = []
+                for _ in 0..<(try reader.readCount("protocol count")) {
+                    protocols.append(GroupProtocol(name: try reader.readLengthString() ?? "", metadata: try reader.readLengthBytes()))
+                }
+                members.append(.init(memberId: memberId, groupInstanceId: instanceId, clientId: clientId, clientHost: clientHost,
+                                     sessionTimeoutMs: session, rebalanceTimeoutMs: rebalance, protocols: protocols,
+                                     assignment: try reader.readLengthBytes()))
+            }
+            snapshot = GroupSnapshot(protocolType: protocolType, protocolName: protocolName, generationId: generationId,
+                                     leaderId: leaderId, members: members)
+            offsets = [:]
+            for _ in 0..<(try reader.readCount("offset count")) {
+                let topic = try reader.readLengthString() ?? ""
+                let partition = try reader.readInt32()
+                offsets[TopicPartition(topic, partition)] = CommittedOffset(
+                    offset: try reader.readInt64(), leaderEpoch: try reader.readInt32(),
+                    metadata: try reader.readLengthString(), commitTimestampMs: try reader.readInt64())
+            }
+            guard reader.isAtEnd else { throw corrupt("\(reader.remaining) trailing bytes") }
+        } catch let GroupStoreError.corrupt(inner, reason) {
+            throw .corrupt(key: inner.isEmpty ? key : inner, reason: reason)
+        } catch let error as GroupStoreError {
+            throw error
+        } catch {
+            throw corrupt("truncated: \(error)")
+        }
+    }
+}
+
+/// Errors of the group coordinator's storage.
+public enum GroupStoreError: Error, Sendable, CustomStringConvertible {
+    /// A group object failed its format or checksum check.
+    case corrupt(key: String, reason: String)
+    /// A group object names another group than its key says.
+    case mismatchedGroup(key: String, expected: String, found: String)
+
+    public var description: String {
+        switch self {
+        case .corrupt(let key, let reason): "corrupt group object '\(key)': \(reason)"
+        case .mismatchedGroup(let key, let expected, let found): "group object '\(key)' holds group '\(found)', whose key is '\(expected)'"
+        }
+    }
+}
+
+extension ByteWriter {
+    mutating func writeLengthString(_ s: String?) {
+        guard let s else { writeInt32(-1); return }
+        writeInt32(Int32(s.utf8.count))
+        writeString(s)
+    }
+
+    mutating func writeLengthBytes(_ b: [UInt8]) {
+        writeInt32(Int32(b.count))
+        writeBytes(b)
+    }
+}
+
+extension ByteReader {
+    mutating func readLengthString() throws -> String? {
+        let n = try readInt32()
+        if n == -1 { return nil }
+        guard n >= 0 else { throw GroupStoreError.corrupt(key: "", reason: "negative string length \(n)") }
+        return try readString(Int(n))
+    }
+
+    mutating func readLengthBytes() throws -> [UInt8] {
+        let n = try readInt32()
+        guard n >= 0 else { throw GroupStoreError.corrupt(key: "", reason: "negative byte length \(n)") }
+        return try readBytes(Int(n))
+    }
+
+    mutating func readCount(_ what: String) throws -> Int {
+        let n = try readInt32()
+        guard n >= 0, Int(n) <= remaining else { throw GroupStoreError.corrupt(key: "", reason: "\(what) \(n) exceeds the \(remaining) bytes left") }
+        return Int(n)
+    }
+}

@@ -1,0 +1,717 @@
+import Foundation
+import ObjectStore
+import Support
+import Synchronization
+
+/// Settings of a `StreamStore`.
+public struct StreamStoreConfig: Sendable {
+    /// Key prefix of data objects (`<dataPrefix><20-digit id>.obj`).
+    public var dataPrefix: String = "streams/data/"
+    /// Bound of the log cache (recent appends). Entries not yet uploaded are pinned beyond it.
+    public var logCacheBytes: Int = 256 << 20
+    /// Appends wait while more than this many appended bytes are not yet in objects.
+    public var maxPinnedBytes: Int = 256 << 20
+    /// The maintenance loop uploads as soon as this many bytes are pinned.
+    public var uploadTriggerBytes: Int = 32 << 20
+    public var blockBytes: Int = 512 << 10
+    public var blockCacheBytes: Int = 128 << 20
+    public var readAheadBlocks: Int = 4
+    /// How often `run()` uploads, compacts, applies retention and collects garbage.
+    public var maintenanceInterval: Duration = .seconds(1)
+    public var compaction = CompactionPolicy()
+    /// Retention applied by `run()` to every stream (nil: keep everything).
+    public var retention: RetentionPolicy? = nil
+
+    public init() {}
+}
+
+/// The stream storage engine: streams of record batches, appended through a WAL, served from
+/// a log cache and from data objects, uploaded, compacted, trimmed and recovered.
+///
+/// Life cycle: `StreamStore.open(...)` recovers the WAL (replaying it into the cache, then
+/// uploading it, so everything acknowledged before a crash is in objects when `open`
+/// returns); `open(stream:epoch:)` hands out `Stream`s; `run()` is the maintenance service
+/// (upload, compaction, retention, garbage collection) and is cancelled for shutdown; `close()`
+/// makes everything durable in objects.
+///
+/// Offsets: per stream they are contiguous, assigned at append. Example: a stream at end
+/// offset 100 appends a batch of 5 records; it gets base offset 100 and the end becomes 105
+/// once the batch is durable. `read(from: 102)` returns that batch (the one containing 102).
+public final class StreamStore: Sendable {
+    struct StreamState {
+        var epoch: UInt64
+        var startOffset: Int64
+        /// Next offset to assign.
+        var nextOffset: Int64
+        /// End of the acknowledged (durable) records; reads stop here.
+        var durableEnd: Int64
+        var committed: StreamMetadata
+        var fenced = false
+        var closed = false
+    }
+
+    struct Core {
+        var cache: LogCache
+        var streams: [StreamID: StreamState] = [:]
+        var objectSizes: [UInt64: UInt64] = [:]
+        var failure: (any Error)? = nil
+        var closed = false
+        var lastTicket: WALAppendTicket? = nil
+        /// The highest WAL position appended or recovered (everything up to it may be trimmed
+        /// once nothing is pinned).
+        var highestPosition: WALPosition = 0
+        var pinnedWaiters: [CheckedContinuation<Void, any Error>] = []
+    }
+
+    let wal: any WriteAheadLog
+    let metadata: any StreamMetadataStore
+    let objects: any ObjectStore
+    let clock: any FloeClock
+    let config: StreamStoreConfig
+    let logger: Logger
+    let reader: ObjectReader
+    let core: Mutex<Core>
+    let maintainer: Maintainer
+    let wake = Signal()
+    let instruments: Instruments
+
+    private init(wal: any WriteAheadLog, metadata: any StreamMetadataStore, objects: any ObjectStore, clock: any FloeClock,
+                 config: StreamStoreConfig, logger: Logger, metrics: MetricsRegistry?) {
+        self.instruments = Instruments(metrics)
+        self.wal = wal
+        self.metadata = metadata
+        self.objects = objects
+        self.clock = clock
+        self.config = config
+        self.logger = logger
+        self.reader = ObjectReader(store: objects, prefix: config.dataPrefix, capacityBytes: config.blockCacheBytes, readAheadBlocks: config.readAheadBlocks)
+        self.core = Mutex(Core(cache: LogCache(capacityBytes: config.logCacheBytes)))
+        self.maintainer = Maintainer()
+    }
+
+    var nowMillis: Int64 { Int64(clock.wallTime().timeIntervalSince1970 * 1000) }
+
+    /// Opens the store over an opened WAL and recovers: WAL records beyond each stream's
+    /// committed end are replayed in order (a stream stops at its first gap: what follows was
+    /// never acknowledged), each recovered stream's epoch is raised by one (fencing a previous
+    /// owner's uploads), and the replayed data is uploaded and the WAL trimmed.
+    public static func open(wal: any WriteAheadLog, metadata: any StreamMetadataStore, objects: any ObjectStore,
+                            clock: any FloeClock, config: StreamStoreConfig = StreamStoreConfig(), logger: Logger = .disabled,
+                            metrics: MetricsRegistry? = nil) async throws -> StreamStore {
+        let store = StreamStore(wal: wal, metadata: metadata, objects: objects, clock: clock, config: config, logger: logger, metrics: metrics)
+        do {
+            try await store.recover()
+        } catch {
+            await wal.abandon()  // release the WAL (and its lock) so recovery can be retried
+            throw error
+        }
+        return store
+    }
+
+    private func recover() async throws {
+        var perStream: [StreamID: [(WALPosition, WALRecord)]] = [:]
+        var order: [StreamID] = []
+        for (p, r) in wal.recovered {
+            if perStream[r.streamID] == nil { order.append(r.streamID) }
+            perStream[r.streamID, default: []].append((p, r))
+        }
+        // Fence previous owners first, then read the committed ends.
+        var before = try await metadata.snapshot()
+        for id in order {
+            let epoch = (before.streams[id]?.epoch ?? 0) + 1
+            _ = try await metadata.openStream(id, epoch: epoch)
+        }
+        before = try await metadata.snapshot()
+        var replayed = 0, dropped = 0
+        core.withLock { c in
+            c.highestPosition = wal.recovered.last?.0 ?? 0
+            for (oid, o) in before.objects { c.objectSizes[oid] = o.size }
+            for id in order {
+                let meta = before.streams[id]!
+                var expected = meta.endOffset
+                var st = StreamState(epoch: meta.epoch, startOffset: meta.startOffset, nextOffset: expected, durableEnd: expected, committed: meta)
+                st.closed = true
+                let records = perStream[id]!
+                for (i, (p, r)) in records.enumerated() {
+                    if r.batch.endOffset <= expected { continue }
+                    guard r.batch.baseOffset == expected else {
+                        dropped += records.count - i
+                        break
+                    }
+                    c.cache.insert(id, r.batch, walPosition: p)
+                    expected = r.batch.endOffset
+                    replayed += 1
+                }
+                st.nextOffset = expected
+                st.durableEnd = expected
+                c.streams[id] = st
+            }
+        }
+        logger.info("stream store recovered the WAL", metadata: [
+            "wal": wal.name, "wal.records": "\(wal.recovered.count)", "replayed": "\(replayed)", "dropped.after.gap": "\(dropped)"])
+        try await uploadNow()
+    }
+
+    // MARK: streams
+
+    /// Opens `id` at `epoch` (creating it empty). Fails with `.fenced` if the stream's epoch is
+    /// newer. A `Stream` of this store at an older epoch is fenced by this call.
+    public func open(_ id: StreamID, epoch: UInt64) async throws -> Stream {
+        try checkUsable()
+        let meta = try await metadata.openStream(id, epoch: epoch)
+        core.withLock { c in
+            if var st = c.streams[id], !st.fenced, st.durableEnd >= meta.endOffset, st.nextOffset == st.durableEnd {
+                st.epoch = epoch
+                st.closed = false
+                st.committed = meta
+                st.startOffset = max(st.startOffset, meta.startOffset)
+                c.streams[id] = st
+            } else {
+                c.cache.remove(id)
+                c.streams[id] = StreamState(epoch: epoch, startOffset: meta.startOffset, nextOffset: meta.endOffset,
+                                            durableEnd: meta.endOffset, committed: meta)
+            }
+        }
+        refresh(try await metadata.snapshot())
+        return Stream(store: self, id: id, epoch: epoch)
+    }
+
+    /// The stream's epoch in metadata (recovery raises it by one), nil if unknown.
+    public func currentEpoch(_ id: StreamID) async throws -> UInt64? {
+        try await metadata.snapshot().streams[id]?.epoch
+    }
+
+    func checkUsable() throws {
+        try core.withLock { c in
+            if let f = c.failure { throw f }
+            if c.closed { throw StreamStorageError.closed(what: "stream store") }
+        }
+    }
+
+    func append(_ id: StreamID, epoch: UInt64, bytes: [UInt8], recordCount: Int32) async throws -> Int64 {
+        guard recordCount > 0 else { throw StreamStorageError.invalidArgument("record count \(recordCount) for stream \(id)") }
+        try await reserve(batchBytes: bytes.count)
+        let (base, durable) = try appendReserved(id, epoch: epoch, bytes: bytes, recordCount: recordCount)
+        try await durable()
+        return base
+    }
+
+    /// The WAL room one batch of `batchBytes` takes.
+    static func reservationSize(batchBytes: Int) -> Int { WALRecord.headerSize + batchBytes }
+
+    /// Waits for room for one batch of `batchBytes` (log cache pinning and WAL buffer). The
+    /// reservation is consumed by `appendReserved` or returned with `unreserve`.
+    func reserve(batchBytes: Int) async throws {
+        try await waitForPinnedRoom()
+        try await wal.reserve(bytes: Self.reservationSize(batchBytes: batchBytes))
+    }
+
+    func unreserve(batchBytes: Int) {
+        wal.unreserve(bytes: Self.reservationSize(batchBytes: batchBytes))
+    }
+
+    /// Assigns the offset and enqueues the batch in the WAL synchronously (room must have been
+    /// reserved); the returned closure completes once the batch is durable. Calls are ordered:
+    /// offsets follow call order.
+    func appendReserved(_ id: StreamID, epoch: UInt64, bytes: [UInt8], recordCount: Int32) throws -> (Int64, @Sendable () async throws -> Void) {
+        let size = Self.reservationSize(batchBytes: bytes.count)
+        guard recordCount > 0 else {
+            wal.unreserve(bytes: size)
+            throw StreamStorageError.invalidArgument("record count \(recordCount) for stream \(id)")
+        }
+        let now = nowMillis
+        let started = clock.now()
+        let (ticket, base, pinned): (WALAppendTicket, Int64, Int) = try {
+            do {
+                return try core.withLock { c throws -> (WALAppendTicket, Int64, Int) in
+                    if let f = c.failure { throw f }
+                    if c.closed { throw StreamStorageError.closed(what: "stream store") }
+                    guard var st = c.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
+                    if st.fenced || st.epoch != epoch {
+                        throw StreamStorageError.fenced(stream: id, epoch: epoch, currentEpoch: max(st.epoch, epoch + (st.fenced ? 1 : 0)))
+                    }
+                    if st.closed { throw StreamStorageError.closed(what: "stream \(id)") }
+                    let batch = StoredBatch(baseOffset: st.nextOffset, recordCount: recordCount, appendTimeMillis: now, bytes: bytes[...])
+                    let ticket = try wal.append(WALRecord(streamID: id, epoch: epoch, batch: batch))
+                    st.nextOffset = batch.endOffset
+                    c.streams[id] = st
+                    c.cache.insert(id, batch, walPosition: ticket.position)
+                    c.lastTicket = ticket
+                    c.highestPosition = max(c.highestPosition, ticket.position)
+                    return (ticket, batch.baseOffset, c.cache.pinnedBytes)
+                }
+            } catch {
+                wal.unreserve(bytes: size)
+                throw error
+            }
+        }()
+        if pinned >= config.uploadTriggerBytes { wake.fire() }
+        let byteCount = bytes.count
+        let durable: @Sendable () async throws -> Void = { [self] in
+            do {
+                _ = try await ticket.wait()
+            } catch {
+                core.withLock { c in if c.failure == nil { c.failure = error } }
+                throw error
+            }
+            core.withLock { c in
+                if var st = c.streams[id] {
+                    st.durableEnd = max(st.durableEnd, base + Int64(recordCount))
+                    c.streams[id] = st
+                }
+            }
+            instruments.appendSeconds?.observe(clock.now().duration(since: started))
+            instruments.appendedBytes?.increment(by: byteCount)
+            instruments.pinnedBytes?.set(Double(pinned))
+        }
+        return (base, durable)
+    }
+
+    /// The offset the next append to `id` gets.
+    func nextOffset(_ id: StreamID) -> Int64 {
+        core.withLock { $0.streams[id]?.nextOffset ?? 0 }
+    }
+
+    private func waitForPinnedRoom() async throws {
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            let ready: Result<Void, any Error>? = core.withLock { c in
+                if let f = c.failure { return .failure(f) }
+                if c.cache.pinnedBytes <= config.maxPinnedBytes { return .success(()) }
+                c.pinnedWaiters.append(cont)
+                return nil
+            }
+            if let ready { cont.resume(with: ready) } else { wake.fire() }
+        }
+    }
+
+    func read(_ id: StreamID, from offset: Int64, maxBytes: Int) async throws -> [StoredBatch] {
+        for attempt in 0..<2 {
+            let snap = try core.withLock { c throws -> (StreamState, [StoredBatch]?, Int64?, UInt64?) in
+                if let f = c.failure { throw f }
+                guard let st = c.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
+                guard offset >= st.startOffset && offset <= st.durableEnd else {
+                    throw StreamStorageError.offsetOutOfRange(stream: id, offset: offset, start: st.startOffset, end: st.durableEnd)
+                }
+                let cached = c.cache.read(id, from: offset, maxBytes: maxBytes, below: st.durableEnd)
+                let objectID = st.committed.range(containing: offset)?.objectID
+                return (st, cached, c.cache.firstOffset(id), objectID.flatMap { c.objectSizes[$0] })
+            }
+            let (st, cached, cacheFirst, size) = snap
+            if offset == st.durableEnd { return [] }
+            if let cached { return cached }
+            guard let range = st.committed.range(containing: offset), let size else {
+                throw StreamStorageError.corrupt(what: "stream metadata", key: "stream \(id)",
+                                                 detail: "offset \(offset) is neither cached nor in a committed object")
+            }
+            do {
+                return try await reader.read(id, range: range, size: size, from: offset,
+                                             below: min(cacheFirst ?? st.durableEnd, st.durableEnd), maxBytes: maxBytes)
+            } catch ObjectStoreError.notFound where attempt == 0 {
+                // Compacted and deleted meanwhile: refresh the ranges and try once more.
+                refresh(try await metadata.snapshot())
+            }
+        }
+        throw StreamStorageError.corrupt(what: "stream metadata", key: "stream \(id)", detail: "object for offset \(offset) vanished twice")
+    }
+
+    func trim(_ id: StreamID, epoch: UInt64, to offset: Int64) async throws {
+        let target = try core.withLock { c throws -> Int64 in
+            guard var st = c.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
+            if st.fenced || st.epoch != epoch { throw StreamStorageError.fenced(stream: id, epoch: epoch, currentEpoch: st.epoch) }
+            let target = min(offset, st.durableEnd)
+            if target <= st.startOffset { return target }
+            st.startOffset = target
+            c.streams[id] = st
+            c.cache.trim(id, below: target)
+            return target
+        }
+        try await metadata.trim(id, epoch: epoch, to: target)
+        refresh(try await metadata.snapshot())
+    }
+
+    func offsets(_ id: StreamID) -> (start: Int64, end: Int64) {
+        core.withLock { c in
+            guard let st = c.streams[id] else { return (0, 0) }
+            return (st.startOffset, st.durableEnd)
+        }
+    }
+
+    /// Refuses further appends on the stream, waits for the ones in flight (in WAL order, so
+    /// waiting for the newest ticket covers them), then uploads everything acknowledged.
+    func closeStream(_ id: StreamID, epoch: UInt64) async throws {
+        let last = core.withLock { c -> WALAppendTicket? in
+            guard var st = c.streams[id], st.epoch == epoch else { return nil }
+            st.closed = true
+            c.streams[id] = st
+            return c.lastTicket
+        }
+        wal.flush()
+        if let last { _ = try await last.wait() }
+        try await uploadNow()
+    }
+
+    /// Applies metadata to the in-memory views: committed ranges, object sizes, fencing.
+    func refresh(_ m: Manifest) {
+        core.withLock { c in
+            c.objectSizes = m.objects.mapValues(\.size)
+            for (id, var st) in c.streams {
+                guard let meta = m.streams[id] else { continue }
+                if meta.epoch > st.epoch { st.fenced = true }
+                st.committed = meta
+                st.startOffset = max(st.startOffset, meta.startOffset)
+                c.streams[id] = st
+            }
+        }
+    }
+
+    // MARK: maintenance
+
+    /// Uploads every acknowledged record not yet in an object into one data object
+    /// (prepare → upload → commit), then trims the WAL.
+    public func uploadNow() async throws {
+        try await maintainer.serialized { try await self.upload() }
+    }
+
+    private func upload() async throws {
+        let work = core.withLock { c -> [(StreamID, UInt64, [StoredBatch])] in
+            var work: [(StreamID, UInt64, [StoredBatch])] = []
+            for (id, entries) in c.cache.pending(upTo: .max) {
+                guard let st = c.streams[id] else { continue }
+                let durable = entries.prefix { $0.batch.endOffset <= st.durableEnd }.map(\.batch)
+                if !durable.isEmpty { work.append((id, st.epoch, durable)) }
+            }
+            return work.sorted { $0.0 < $1.0 }
+        }
+        if !work.isEmpty {
+            let id = try await metadata.prepareObject()
+            var builder = DataObjectBuilder(objectID: id, blockBytes: config.blockBytes,
+                                            capacity: work.reduce(64) { $0 + $1.2.reduce(0) { $0 + $1.bytes.count + 24 } })
+            var ranges: [CommitRange] = []
+            for (stream, epoch, batches) in work {
+                builder.add(stream: stream, batches: batches)
+                ranges.append(CommitRange(streamID: stream, epoch: epoch, range: ObjectRange(
+                    objectID: id, startOffset: batches.first!.baseOffset, endOffset: batches.last!.endOffset,
+                    bytes: UInt64(batches.reduce(0) { $0 + $1.bytes.count }),
+                    maxAppendTimeMillis: batches.map(\.appendTimeMillis).max()!)))
+            }
+            let bytes = builder.finish()
+            let key = ObjectReader.key(config.dataPrefix, id)
+            _ = try await objects.put(key, bytes, condition: .none)
+            instruments.uploads?.increment()
+            instruments.uploadedBytes?.increment(by: bytes.count)
+            // If the commit fails the object is left for garbage collection: the failure may be
+            // ambiguous (the commit landed but its answer was lost), so deleting here could lose data.
+            let rejected = try await metadata.commitUpload(objectID: id, size: UInt64(bytes.count), ranges: ranges)
+            if !rejected.isEmpty {
+                logger.warning("upload rejected for fenced streams", metadata: ["streams": "\(rejected)", "object": key])
+            }
+            let rejectedSet = Set(rejected)
+            let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in
+                for r in ranges {
+                    c.cache.markUploaded(r.streamID, below: r.range.endOffset)
+                    if rejectedSet.contains(r.streamID), var st = c.streams[r.streamID] {
+                        st.fenced = true
+                        c.streams[r.streamID] = st
+                    }
+                }
+                guard c.cache.pinnedBytes <= config.maxPinnedBytes else { return [] }
+                defer { c.pinnedWaiters = [] }
+                return c.pinnedWaiters
+            }
+            for w in waiters { w.resume() }
+            refresh(try await metadata.snapshot())
+        }
+        let trimTo = core.withLock { c -> WALPosition in c.cache.minPinnedPosition().map { $0 - 1 } ?? c.highestPosition }
+        if trimTo > 0 { try await wal.trim(through: trimTo) }
+    }
+
+    /// Plans compaction and carries the jobs out; returns how many jobs committed.
+    @discardableResult
+    public func compactNow() async throws -> Int {
+        try await maintainer.serialized { try await self.compact() }
+    }
+
+    private func compact() async throws -> Int {
+        let manifest = try await metadata.snapshot()
+        let jobs = CompactionPlanner.plan(manifest, policy: config.compaction)
+        var done = 0
+        for job in jobs {
+            let m = try await metadata.snapshot()
+            guard job.inputs.allSatisfy({ m.objects[$0] != nil }) else { continue }
+            let plan = try await CompactionExecutor.read(job: job, manifest: m, objects: objects, dataPrefix: config.dataPrefix)
+            var outputs: [(DataObjectInfo, [(StreamID, ObjectRange)])] = []
+            do {
+                for group in plan.outputGroups where !group.isEmpty {
+                    let id = try await metadata.prepareObject()
+                    let (bytes, ranges) = CompactionExecutor.build(objectID: id, runs: group, blockBytes: config.blockBytes)
+                    let key = ObjectReader.key(config.dataPrefix, id)
+                    _ = try await objects.put(key, bytes, condition: .none)
+                    outputs.append((DataObjectInfo(objectID: id, size: UInt64(bytes.count), streamCount: UInt32(Set(ranges.map(\.0)).count),
+                                                   createdMillis: nowMillis), ranges))
+                }
+                try await metadata.commitCompaction(inputs: job.inputs, outputs: outputs)
+                instruments.compactions?.increment()
+                done += 1
+            } catch {
+                // Outputs are left for garbage collection (their prepares expire); see upload.
+                if case StreamStorageError.metadataConflict = error {
+                    logger.info("compaction job abandoned after a conflict", metadata: ["inputs": "\(job.inputs)", "error": "\(error)"])
+                    continue
+                }
+                throw error
+            }
+            refresh(try await metadata.snapshot())
+        }
+        return done
+    }
+
+    /// Trims streams by `policy` (whole objects only) and schedules unreferenced objects for deletion.
+    public func applyRetention(_ policy: RetentionPolicy) async throws {
+        try await maintainer.serialized {
+            let m = try await self.metadata.snapshot()
+            let now = self.nowMillis
+            let owned = self.core.withLock { c in c.streams.filter { !$0.value.fenced && !$0.value.closed }.mapValues(\.epoch) }
+            for (id, epoch) in owned.sorted(by: { $0.key < $1.key }) {
+                guard let meta = m.streams[id], meta.epoch == epoch,
+                      let start = RetentionPlanner.newStartOffset(meta, policy: policy, nowMillis: now) else { continue }
+                try await self.trim(id, epoch: epoch, to: start)
+            }
+        }
+    }
+
+    /// Trims one stream by `policy` (whole objects only), as `applyRetention(_:)` does for all.
+    func applyRetention(_ id: StreamID, epoch: UInt64, policy: RetentionPolicy) async throws {
+        try await maintainer.serialized {
+            let m = try await self.metadata.snapshot()
+            guard let meta = m.streams[id], meta.epoch == epoch,
+                  let start = RetentionPlanner.newStartOffset(meta, policy: policy, nowMillis: self.nowMillis) else { return }
+            try await self.trim(id, epoch: epoch, to: start)
+        }
+    }
+
+    /// Deletes objects whose grace period has passed (uncommitted uploads, replaced or trimmed objects).
+    public func collectGarbage() async throws {
+        try await maintainer.serialized {
+            let due = try await self.metadata.snapshot().dueGarbage(nowMillis: self.nowMillis)
+            guard !due.isEmpty else { return }
+            var deleted: [UInt64] = []
+            for id in due {
+                let key = ObjectReader.key(self.config.dataPrefix, id)
+                do {
+                    try await self.objects.delete(key)
+                    deleted.append(id)
+                } catch ObjectStoreError.notFound {
+                    deleted.append(id)
+                } catch {
+                    self.logger.warning("garbage object not deleted; will retry", metadata: ["key": key, "error": "\(error)"])
+                }
+            }
+            try await self.metadata.forgetGarbage(deleted)
+            self.reader.forget(deleted)
+        }
+    }
+
+    /// The maintenance service: every `maintenanceInterval` (or as soon as `uploadTriggerBytes`
+    /// are pinned) it uploads, compacts, applies retention and collects garbage. Cancel the
+    /// task to stop it. Errors are logged and retried at the next round.
+    public func run() async throws {
+        while !Task.isCancelled {
+            await wake.wait(orSleep: config.maintenanceInterval, clock: clock)
+            if Task.isCancelled { break }
+            do {
+                try await uploadNow()
+                try await compactNow()
+                if let retention = config.retention { try await applyRetention(retention) }
+                try await collectGarbage()
+            } catch {
+                logger.warning("stream maintenance round failed", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Stops accepting appends, waits for those in flight, uploads everything, trims and
+    /// closes the WAL.
+    public func close() async throws {
+        let last = core.withLock { c -> WALAppendTicket? in
+            c.closed = true
+            return c.lastTicket
+        }
+        wal.flush()
+        if let last { _ = try await last.wait() }
+        try await uploadNow()
+        try await wal.close()
+        let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in defer { c.pinnedWaiters = [] }; return c.pinnedWaiters }
+        for w in waiters { w.resume(throwing: StreamStorageError.closed(what: "stream store")) }
+    }
+
+    /// Simulates a crash: the WAL stops at once and this store fails every later call.
+    public func abandon() async {
+        let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in
+            c.failure = c.failure ?? StreamStorageError.closed(what: "stream store (abandoned)")
+            defer { c.pinnedWaiters = [] }
+            return c.pinnedWaiters
+        }
+        for w in waiters { w.resume(throwing: StreamStorageError.closed(what: "stream store (abandoned)")) }
+        await wal.abandon()
+    }
+
+    /// Block-cache hits and misses, for tests and the benchmark.
+    public var blockCacheCounters: (hits: Int, misses: Int) { reader.counters }
+}
+
+/// The store's Prometheus instruments (all absent without a registry).
+struct Instruments: Sendable {
+    let appendSeconds: Histogram?
+    let appendedBytes: Counter?
+    let pinnedBytes: Gauge?
+    let uploads: Counter?
+    let uploadedBytes: Counter?
+    let compactions: Counter?
+
+    init(_ registry: MetricsRegistry?) {
+        appendSeconds = registry?.histogram("floe_stream_append_seconds", help: "Time from append to durable in the WAL.")
+        appendedBytes = registry?.counter("floe_stream_appended_bytes_total", help: "Batch bytes appended to streams.")
+        pinnedBytes = registry?.gauge("floe_stream_pinned_bytes", help: "Appended bytes not yet in data objects.")
+        uploads = registry?.counter("floe_stream_uploads_total", help: "Data objects uploaded from the WAL.")
+        uploadedBytes = registry?.counter("floe_stream_uploaded_bytes_total", help: "Bytes of data objects uploaded from the WAL.")
+        compactions = registry?.counter("floe_stream_compactions_total", help: "Compaction jobs committed.")
+    }
+}
+
+/// A handle on one stream at one epoch. Appends under an older epoch than the stream's
+/// current one fail with `StreamStorageError.fenced`.
+///
+/// Invariants: offsets are contiguous; `append` returns only once the batch is durable in the
+/// WAL, and acknowledged batches of a stream are durable in offset order; reads return only
+/// acknowledged batches, starting with the batch that contains the requested offset.
+///
+/// Example: start 0, end 0. `append(b1, recordCount: 3)` → 0, `append(b2, recordCount: 2)` → 3;
+/// `endOffset == 5`; `read(from: 4, maxBytes: 1)` → [b2]; `trim(to: 3)` → `startOffset == 3`
+/// and `read(from: 1, ...)` throws `offsetOutOfRange`.
+public final class Stream: Sendable {
+    public let id: StreamID
+    public let epoch: UInt64
+    let store: StreamStore
+
+    init(store: StreamStore, id: StreamID, epoch: UInt64) {
+        self.store = store
+        self.id = id
+        self.epoch = epoch
+    }
+
+    /// Appends one record batch (opaque bytes holding `recordCount` records) and returns its
+    /// base offset once durable.
+    public func append(_ batch: [UInt8], recordCount: Int32) async throws -> Int64 {
+        try await store.append(id, epoch: epoch, bytes: batch, recordCount: recordCount)
+    }
+
+    /// Waits for room for one batch of `batchBytes` bytes; then `append(reserved:recordCount:)`
+    /// (or `unreserve`) must follow. Splitting the wait from the append lets a caller assign
+    /// offsets in its own order without waiting inside that order.
+    public func reserve(batchBytes: Int) async throws {
+        try await store.reserve(batchBytes: batchBytes)
+    }
+
+    /// Returns a reservation made with `reserve(batchBytes:)` that will not be used.
+    public func unreserve(batchBytes: Int) {
+        store.unreserve(batchBytes: batchBytes)
+    }
+
+    /// Appends a batch whose room was reserved: the base offset is assigned now, in call order;
+    /// the returned closure completes when the batch is durable (and every batch before it).
+    ///
+    /// Example: `try await s.reserve(batchBytes: b.count)`, then under the caller's lock
+    /// `let (base, durable) = try s.append(reserved: b, recordCount: 3)`, then `try await durable()`.
+    public func append(reserved batch: [UInt8], recordCount: Int32) throws -> (baseOffset: Int64, durable: @Sendable () async throws -> Void) {
+        try store.appendReserved(id, epoch: epoch, bytes: batch, recordCount: recordCount)
+    }
+
+    /// Applies a retention policy to this stream only (whole objects from the front).
+    public func applyRetention(_ policy: RetentionPolicy) async throws {
+        try await store.applyRetention(id, epoch: epoch, policy: policy)
+    }
+
+    /// The offset the next append gets (appends not yet durable included).
+    public var nextOffset: Int64 { store.nextOffset(id) }
+
+    /// Batches from the one containing `offset`, up to about `maxBytes` (at least one batch if
+    /// any). Reading at `endOffset` returns `[]`.
+    public func read(from offset: Int64, maxBytes: Int) async throws -> [StoredBatch] {
+        try await store.read(id, from: offset, maxBytes: maxBytes)
+    }
+
+    /// Moves the start offset forward to `offset` (clamped to `endOffset`).
+    public func trim(to offset: Int64) async throws {
+        try await store.trim(id, epoch: epoch, to: offset)
+    }
+
+    public var startOffset: Int64 { store.offsets(id).start }
+    public var endOffset: Int64 { store.offsets(id).end }
+
+    /// Makes every appended batch durable in objects; later appends on this handle fail.
+    public func close() async throws {
+        try await store.closeStream(id, epoch: epoch)
+    }
+}
+
+/// Runs maintenance operations one at a time (FIFO), so uploads, compactions and retention
+/// never interleave their metadata changes.
+actor Maintainer {
+    private var busy = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    func serialized<R: Sendable>(_ body: @Sendable () async throws -> R) async throws -> R {
+        if busy {
+            await withCheckedContinuation { waiters.append($0) }
+        }
+        busy = true
+        defer {
+            if waiters.isEmpty { busy = false } else { waiters.removeFirst().resume() }
+        }
+        return try await body()
+    }
+}
+
+/// A wake-up flag: `fire()` wakes the current or next `wait`.
+final class Signal: Sendable {
+    private struct State {
+        var fired = false
+        var waiter: CheckedContinuation<Void, Never>? = nil
+    }
+    private let state = Mutex(State())
+
+    func fire() {
+        let w = state.withLock { s -> CheckedContinuation<Void, Never>? in
+            if let w = s.waiter { s.waiter = nil; return w }
+            s.fired = true
+            return nil
+        }
+        w?.resume()
+    }
+
+    /// Returns when fired, after `duration` on `clock`, or when cancelled.
+    func wait(orSleep duration: Duration, clock: any FloeClock) async {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do { try await clock.sleep(for: duration) } catch { return }
+            }
+            group.addTask { await self.waitFired() }
+            await group.next()
+            group.cancelAll()
+            self.fire()  // release waitFired if the sleep won
+            await group.waitForAll()
+            self.state.withLock { $0.fired = false }
+        }
+    }
+
+    private func waitFired() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.fired { s.fired = false; return true }
+                s.waiter = c
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+}
