@@ -1,6 +1,9 @@
 import KafkaProtocol
 
-/// Produce (API 0), versions 3–11 (RecordBatch v2 only).
+/// Produce (API 0), versions 0–11, RecordBatch v2 only: a legacy message set (magic 0 or 1)
+/// gets INVALID_RECORD (v8+, with a message saying so) or UNSUPPORTED_FOR_MESSAGE_FORMAT.
+/// Versions 0–2 are advertised because librdkafka before 2.10 enables gzip and snappy only
+/// when the broker lists Produce v0 (its "broker supports compression" feature check).
 ///
 /// Per partition, in request order: the records are split into batches (zero-copy views of the
 /// request frame) and each is checked — magic 2 (older formats get INVALID_RECORD with a clear
@@ -9,11 +12,11 @@ import KafkaProtocol
 /// the idempotent-producer sequence check and assigns offsets synchronously. The answer waits
 /// for WAL durability in a `.deferred` result, so pipelined requests overlap their waits.
 /// acks=1 and acks=all both mean "durable in the WAL" (there are no followers); acks=0 sends
-/// no response.
+/// no response, and closes the connection instead when a partition had an error.
 public struct ProduceHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.produce
-    public let versions: ClosedRange<Int16> = 3...11
+    public let versions: ClosedRange<Int16> = 0...11
     public init(core: BrokerCore) { self.core = core }
 
     enum Slot: Sendable {
@@ -61,7 +64,8 @@ public struct ProduceHandler: ApiHandler {
                 }
                 switch Self.batches(p.records, maxBytes: maxBytes, name: "\(t.name)-\(p.index)") {
                 case let .failure(e):
-                    slots.append(.done(Self.error(p.index, e.code, e.message)))
+                    let code = e.code == .invalidRecord && context.apiVersion < 8 && e.legacy ? KafkaErrorCode.unsupportedForMessageFormat : e.code
+                    slots.append(.done(Self.error(p.index, code, e.message)))
                 case let .success(batches):
                     let sizes = batches.map(\.bytes.count)
                     do {
@@ -127,6 +131,10 @@ public struct ProduceHandler: ApiHandler {
         }
         let waits = topics.contains { $0.1.contains { if case .done = $0 { return false } else { return true } } }
         if acks == 0 {
+            // As Kafka does: with acks=0 an error can only be signalled by closing the connection,
+            // which makes the producer refresh its metadata and notice.
+            let failed = r.transactionalId != nil || topics.contains { $0.1.contains { if case let .done(pr) = $0 { return pr.errorCode != 0 } else { return false } } }
+            if failed { return .close }
             guard waits else { return .noResponse }
             return .deferred {
                 _ = await finish()  // durability still notifies fetchers; nothing is sent
@@ -140,6 +148,7 @@ public struct ProduceHandler: ApiHandler {
     struct BatchProblem: Error {
         let code: KafkaErrorCode
         let message: String
+        var legacy = false
     }
 
     /// The batches of a partition's `records`, each validated, or the first problem.
@@ -166,7 +175,7 @@ public struct ProduceHandler: ApiHandler {
         } catch {
             switch error {
             case .unsupportedMagic:
-                return .failure(BatchProblem(code: .invalidRecord, message: "\(error) (\(name)); upgrade the client to a Kafka 0.11+ message format"))
+                return .failure(BatchProblem(code: .invalidRecord, message: "\(error) (\(name)); use a client that writes the Kafka 0.11+ message format", legacy: true))
             default:
                 return .failure(BatchProblem(code: .corruptMessage, message: "\(error) (\(name))"))
             }
