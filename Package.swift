@@ -48,7 +48,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Support", "Bytes"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
