@@ -37,6 +37,10 @@ public struct BrokerConfig: Sendable {
         "max.connections": "10000",
         "connections.max.idle.ms": "600000",
         "wal.flush.interval.ms": "20",
+        "log.cache.bytes": "134217728",
+        "block.cache.bytes": "67108864",
+        "max.pinned.bytes": "134217728",
+        "upload.trigger.bytes": "33554432",
         "producer.snapshot.interval.ms": "10000",
         "retention.check.interval.ms": "30000",
     ]

@@ -42,6 +42,10 @@ public enum BrokerStorage {
         let metadata = BucketMetadataStore(store: store, prefix: "streams/manifest/", clock: clock, logger: logger)
         var streamConfig = StreamStoreConfig()
         streamConfig.dataPrefix = "streams/data/"
+        streamConfig.logCacheBytes = try config.int("log.cache.bytes")
+        streamConfig.blockCacheBytes = try config.int("block.cache.bytes")
+        streamConfig.maxPinnedBytes = try config.int("max.pinned.bytes")
+        streamConfig.uploadTriggerBytes = try config.int("upload.trigger.bytes")
         let streams = try await StreamStore.open(wal: wal, metadata: metadata, objects: store, clock: clock, config: streamConfig,
                                                  logger: logger, metrics: metrics)
         logger.info("stream storage open", metadata: ["wal": kind, "wal.name": wal.name, "store": store.location])

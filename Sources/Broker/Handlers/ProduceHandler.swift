@@ -36,7 +36,9 @@ public struct ProduceHandler: ApiHandler {
         for t in r.topicData {
             var slots: [Slot] = []
             let topic = core.registry.topic(named: t.name)
-            let maxBytes = topic.map { Int(core.topicConfigs($0)["max.message.bytes"] ?? "") ?? 1_048_588 } ?? 0
+            let maxBytes = topic.map {
+                Int(core.config.topicConfig("max.message.bytes", explicit: $0.configs, dynamic: core.registry.dynamicBrokerConfigs)?.value ?? "") ?? 1_048_588
+            } ?? 0
             for p in t.partitionData {
                 if acks != 0 && acks != 1 && acks != -1 {
                     slots.append(.done(Self.error(p.index, .invalidRequiredAcks, "acks must be 0, 1 or -1 (all), not \(acks)")))
