@@ -37,13 +37,21 @@ public enum ColdReadPriority: Sendable, Hashable, CustomStringConvertible {
 ///
 /// When not `isolated` (the behaviour before this existed), the GET runs wherever the store runs
 /// it and blocks are decoded on the caller's task; the byte window and rate budget still apply.
+///
+/// Why both a lower priority and a budget: a thread's nice value only orders the threads of one
+/// scheduling group (a process under autogroup, a container's cgroup). The CPU time a catch-up
+/// reader uses is still charged to the whole group, so on a machine whose CPUs are contended by
+/// other processes (or a container at its CPU quota) an unbudgeted reader delays the append path
+/// whatever its priority; measured in docs/benchmarks.md. The default budget, 128 MiB/s per CPU,
+/// caps catch-up reading at a few percent of each CPU.
 public struct ColdReadSettings: Sendable {
     public var isolated: Bool = true
     public var threads: Int = 2
     public var priority: ColdReadPriority = .nice(10)
     public var maxInFlightBytes: Int = 16 << 20
-    /// Read-side byte-rate budget for object reads; nil: unlimited.
-    public var bytesPerSecond: Int? = nil
+    /// Read-side byte-rate budget for object fetches (cache misses and their read-ahead), shared
+    /// by every reader of the store; nil: unlimited.
+    public var bytesPerSecond: Int? = ProcessInfo.processInfo.activeProcessorCount * (128 << 20)
     public var burstBytes: Int = 8 << 20
 
     public init() {}

@@ -50,7 +50,8 @@ final class ObjectReader: Sendable {
     let settings: ColdReadSettings
     let pool: ColdReadPool
     private let window: ByteWindow
-    private let rate: RateBudget?
+    private let clock: any FloeClock
+    private let rate: Mutex<RateBudget?>
     private let isolation: Mutex<Bool>
     private let state = Mutex(State())
 
@@ -63,7 +64,8 @@ final class ObjectReader: Sendable {
         self.settings = settings
         self.pool = ColdReadPool.shared(threads: settings.threads, priority: settings.priority)
         self.window = ByteWindow(capacity: settings.maxInFlightBytes)
-        self.rate = settings.bytesPerSecond.map { RateBudget(bytesPerSecond: $0, burstBytes: settings.burstBytes, clock: clock) }
+        self.clock = clock
+        self.rate = Mutex(settings.bytesPerSecond.map { RateBudget(bytesPerSecond: $0, burstBytes: settings.burstBytes, clock: clock) })
         self.isolation = Mutex(settings.isolated)
     }
 
@@ -71,6 +73,12 @@ final class ObjectReader: Sendable {
     var isolated: Bool {
         get { isolation.withLock { $0 } }
         set { isolation.withLock { $0 = newValue } }
+    }
+
+    /// Replaces the byte-rate budget (nil: unlimited); the burst stays `settings.burstBytes`.
+    func setRate(bytesPerSecond: Int?) {
+        let budget = bytesPerSecond.map { RateBudget(bytesPerSecond: $0, burstBytes: settings.burstBytes, clock: clock) }
+        rate.withLock { $0 = budget }
     }
 
     /// Object bytes being fetched right now.
@@ -82,7 +90,7 @@ final class ObjectReader: Sendable {
                                       _ decode: @escaping @Sendable ([UInt8]) throws -> T) async throws -> T {
         await window.acquire(bytes)
         defer { window.release(bytes) }
-        if let rate { try await rate.take(bytes) }
+        if let budget = rate.withLock({ $0 }) { try await budget.take(bytes) }
         guard isolated else { return try decode(try await store.get(key, range: range).bytes) }
         if let blocking = store as? any BlockingRangeReads {
             return try await pool.run { try decode(try blocking.getBlocking(key, range: range).bytes) }

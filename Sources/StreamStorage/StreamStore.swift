@@ -522,6 +522,8 @@ public final class StreamStore: Sendable {
         get { reader.isolated }
         set { reader.isolated = newValue }
     }
+    /// Replaces `config.coldReads.bytesPerSecond` at run time (nil: unlimited).
+    public func setColdReadRate(bytesPerSecond: Int?) { reader.setRate(bytesPerSecond: bytesPerSecond) }
     /// What the cold-read threads' priority setting gave, one entry per started thread.
     public var coldReadThreadPriorities: [String] { reader.pool.appliedPriorities }
 }

@@ -8,8 +8,7 @@ import Synchronization
 //
 //   floe-bench streams [--storage URL] [--seconds N] [--streams N] [--wal file,object]
 //                      [--sizes 1024,16384] [--flush-interval-ms N] [--catchup-mib N]
-//                      [--catchup-isolation off,on] [--repeats N] [--cold-priority nice:10|idle|normal]
-//                      [--catchup-rate-mib N]
+//                      [--catchup-isolation off,on,on@N] [--repeats N] [--cold-priority nice:10|idle|normal]
 //
 // For each WAL kind and batch size, `--streams` appenders (one per stream, each waiting for its
 // append to complete before the next, as a producer with one request in flight per partition)
@@ -20,7 +19,8 @@ import Synchronization
 // The comparison is repeated `--repeats` times; each repetition runs the appenders alone and
 // with the reader under every `--catchup-isolation` setting (off: object GETs and block decoding
 // where they ran before, on the store's pool and the caller's task; on: on the cold-read threads
-// at `--cold-priority`), in an order rotated between repetitions, and the ratio of each
+// at `--cold-priority`; on@N: the same plus a read budget of N MiB/s), in an order rotated between
+// repetitions, and the ratio of each
 // reader-on p99 to the same repetition's alone p99 is reported as a median over repetitions.
 // The tail read reads the newest 256 KiB of stream 1 from the log cache 200 times, right after
 // the first phase; batches are returned as slices of the cached buffers, so this measures the
@@ -39,8 +39,25 @@ private final class LatencyLog: Sendable {
 
 private struct Comparison {
     var alone: [Double] = []
-    var during: [Bool: [Double]] = [:]
-    var readRate: [Bool: [Double]] = [:]
+    var during: [CatchUpMode: [Double]] = [:]
+    var readRate: [CatchUpMode: [Double]] = [:]
+}
+
+/// A catch-up read setting compared by the benchmark: `off`, `on`, or `on@N` (on, with a read
+/// budget of N MiB/s).
+private struct CatchUpMode: Hashable, CustomStringConvertible {
+    var isolated: Bool
+    var mibPerSecond: Int?
+
+    init?(_ text: String) {
+        if text == "off" { isolated = false; mibPerSecond = nil; return }
+        if text == "on" { isolated = true; mibPerSecond = nil; return }
+        guard text.hasPrefix("on@"), let n = Int(text.dropFirst(3)), n > 0 else { return nil }
+        isolated = true
+        mibPerSecond = n
+    }
+
+    var description: String { isolated ? (mibPerSecond.map { "on@\($0)" } ?? "on") : "off" }
 }
 
 private struct AppendResult {
@@ -156,7 +173,14 @@ func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
     let sizes = (arguments.value("sizes") ?? "1024,16384").split(separator: ",").compactMap { Int($0) }
     let flushMs = Int64(arguments.value("flush-interval-ms") ?? "10") ?? 10
     let catchUpMiB = Int(arguments.value("catchup-mib") ?? "64") ?? 64
-    let isolationModes = (arguments.value("catchup-isolation") ?? "off,on").split(separator: ",").map { $0 == "on" }
+    var isolationModes: [CatchUpMode] = []
+    for text in (arguments.value("catchup-isolation") ?? "off,on").split(separator: ",") {
+        guard let mode = CatchUpMode(String(text)) else {
+            print("streams benchmark: --catchup-isolation takes off, on or on@N (MiB/s), got \(text)")
+            return
+        }
+        isolationModes.append(mode)
+    }
     let repeats = max(1, Int(arguments.value("repeats") ?? "3") ?? 3)
     let priorityText = arguments.value("cold-priority") ?? "nice:10"
     guard let priority = parsePriority(priorityText) else {
@@ -165,14 +189,12 @@ func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
     }
     var coldReads = ColdReadSettings()
     coldReads.priority = priority
-    if let rate = arguments.value("catchup-rate-mib").flatMap(Double.init) { coldReads.bytesPerSecond = Int(rate * 1_048_576) }
     print("""
         stream storage benchmark
           storage \(storageURL), \(streamCount) streams with one append in flight each, \(seconds) s per phase,
           object-store WAL flush interval \(flushMs) ms (or 4 MiB), file WAL fsync on every group commit,
-          catch-up read of \(catchUpMiB) MiB; catch-up isolation \(isolationModes.map { $0 ? "on" : "off" }.joined(separator: ", ")) \
-        (cold-read threads: \(coldReads.threads) at \(priority), \(coldReads.maxInFlightBytes >> 20) MiB in flight, \
-        rate \(coldReads.bytesPerSecond.map { "\($0 >> 20) MiB/s" } ?? "unlimited")), \(repeats) repetitions.
+          catch-up read of \(catchUpMiB) MiB; catch-up isolation \(isolationModes.map(\.description).joined(separator: ", ")) \
+        (cold-read threads: \(coldReads.threads) at \(priority), \(coldReads.maxInFlightBytes >> 20) MiB in flight), \(repeats) repetitions.
         """)
     let done = DispatchSemaphore(value: 0)
     Task {
@@ -225,15 +247,16 @@ func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
                         // The catch-up comparison, repeated: the appenders of streams 1... alone, and
                         // while stream 0 is read from its start under each isolation setting.
                         var comparison = Comparison()
-                        let phases: [Bool?] = [nil] + isolationModes.map { Optional($0) }
+                        let phases: [CatchUpMode?] = [nil] + isolationModes.map { Optional($0) }
                         for r in 0..<repeats {
                             for k in 0..<phases.count {
                                 let phase = phases[(k + r) % phases.count]
-                                guard let isolated = phase else {
+                                guard let mode = phase else {
                                     comparison.alone.append(try await appendPhase(Array(hs.dropFirst()), size: size, seconds: seconds).p99)
                                     continue
                                 }
-                                store.coldReadsIsolated = isolated
+                                store.coldReadsIsolated = mode.isolated
+                                store.setColdReadRate(bytesPerSecond: mode.mibPerSecond.map { $0 << 20 })
                                 let reader = hs[0]
                                 let from = reader.startOffset, end = reader.endOffset
                                 let stop = StopFlag()
@@ -241,8 +264,8 @@ func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
                                 let during = try await appendPhase(Array(hs.dropFirst()), size: size, seconds: seconds)
                                 stop.flag.withLock { $0 = true }
                                 let (rate, _) = try await catchUp
-                                comparison.during[isolated, default: []].append(during.p99)
-                                comparison.readRate[isolated, default: []].append(rate)
+                                comparison.during[mode, default: []].append(during.p99)
+                                comparison.readRate[mode, default: []].append(rate)
                             }
                         }
                         group.cancelAll()
@@ -255,13 +278,13 @@ func runStreamStorageBenchmark(_ arguments: CommandLineArguments) {
                         latency p50 \(ms(all.p50)) p99 \(ms(all.p99)); tail read \(mib(tailRate))
                             \(streamCount - 1) appenders' p99 alone: \(comparison.alone.map { ms($0) }.joined(separator: ", "))
                         """)
-                    for isolated in isolationModes {
-                        let during = comparison.during[isolated] ?? []
+                    for mode in isolationModes {
+                        let during = comparison.during[mode] ?? []
                         let ratios = zip(during, comparison.alone).map { $0 / $1 }
                         print("""
-                                catch-up isolation \(isolated ? "on " : "off"): p99 \(during.map { ms($0) }.joined(separator: ", ")); \
+                                catch-up isolation \(mode): p99 \(during.map { ms($0) }.joined(separator: ", ")); \
                             ratio to alone \(ratios.map { String(format: "%.2f", $0) }.joined(separator: ", ")) \
-                            → median \(String(format: "%.2f", median(ratios))); catch-up read median \(mib(median(comparison.readRate[isolated] ?? [])))
+                            → median \(String(format: "%.2f", median(ratios))); catch-up read median \(mib(median(comparison.readRate[mode] ?? [])))
                             """)
                     }
                     if kind == "object" {
