@@ -23,7 +23,10 @@ let package = Package(
 
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
-        .target(name: "Support"),
+        .target(name: "Support", exclude: ["README.md"]),
+        .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
+        .target(
+            name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
@@ -35,7 +38,7 @@ let package = Package(
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator", "YAML"]),
-        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore"]),
 
         // Tests: one target per module.
         .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
@@ -47,6 +50,9 @@ let package = Package(
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes"]),
     ],
     swiftLanguageModes: [.v6]
 )

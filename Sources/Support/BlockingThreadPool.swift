@@ -1,0 +1,115 @@
+import Foundation
+import Dispatch
+import Synchronization
+
+/// A fixed set of dedicated threads for blocking system calls (file I/O, fsync), so that they
+/// never occupy the cooperative thread pool that runs async tasks.
+///
+/// Invariants: at most `threadCount` jobs run at once; at most `queueLimit` jobs wait in the
+/// queue, further submitters suspend (without blocking a thread) until a slot frees; jobs start
+/// in submission order. After ``shutdown()`` new submissions throw ``SupportError/shutDown(component:)``;
+/// queued jobs still run.
+public final class BlockingThreadPool: Sendable {
+    private struct Job {
+        let work: @Sendable () -> Void
+    }
+
+    private struct State {
+        var queue: [Job] = []
+        var head = 0
+        var spaceWaiters: [CheckedContinuation<Void, Never>] = []
+        var shutDown = false
+        var queued: Int { queue.count - head }
+    }
+
+    public let name: String
+    public let threadCount: Int
+    public let queueLimit: Int
+    private let state = Mutex(State())
+    private let available = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+
+    public init(name: String, threads: Int, queueLimit: Int = 1024) {
+        precondition(threads > 0 && queueLimit > 0, "BlockingThreadPool \(name) needs threads > 0 and queueLimit > 0")
+        self.name = name
+        self.threadCount = threads
+        self.queueLimit = queueLimit
+        for index in 0..<threads {
+            let thread = Thread { [self] in self.workerLoop() }
+            thread.name = "\(name)-\(index)"
+            thread.start()
+        }
+    }
+
+    /// Runs `work` on one of the pool's threads and returns its result.
+    public func run<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        while true {
+            let admitted: Bool = try state.withLock { s in
+                if s.shutDown { throw SupportError.shutDown(component: "thread pool \(name)") }
+                return s.queued < queueLimit
+            }
+            if admitted { break }
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = state.withLock { s -> Bool in
+                    if s.queued < queueLimit || s.shutDown { return true }
+                    s.spaceWaiters.append(continuation)
+                    return false
+                }
+                if resumeNow { continuation.resume() }
+            }
+        }
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            let job = Job {
+                do { continuation.resume(returning: try work()) } catch { continuation.resume(throwing: error) }
+            }
+            let accepted = state.withLock { s -> Bool in
+                if s.shutDown { return false }
+                s.queue.append(job)
+                return true
+            }
+            if accepted {
+                available.signal()
+            } else {
+                continuation.resume(throwing: SupportError.shutDown(component: "thread pool \(name)"))
+            }
+        }
+    }
+
+    /// Stops accepting work, lets queued jobs finish, and waits for the threads to exit.
+    public func shutdown() {
+        let waiters: [CheckedContinuation<Void, Never>]? = state.withLock { s in
+            if s.shutDown { return nil }
+            s.shutDown = true
+            defer { s.spaceWaiters = [] }
+            return s.spaceWaiters
+        }
+        guard let waiters else { return }
+        for waiter in waiters { waiter.resume() }
+        for _ in 0..<threadCount { available.signal() }
+        for _ in 0..<threadCount { finished.wait() }
+    }
+
+    private func workerLoop() {
+        while true {
+            available.wait()
+            let (job, waiter): (Job?, CheckedContinuation<Void, Never>?) = state.withLock { s in
+                guard s.head < s.queue.count else { return (nil, nil) }
+                let job = s.queue[s.head]
+                s.head += 1
+                if s.head > 256 && s.head * 2 > s.queue.count {
+                    s.queue.removeFirst(s.head)
+                    s.head = 0
+                }
+                let waiter = s.spaceWaiters.isEmpty ? nil : s.spaceWaiters.removeFirst()
+                return (job, waiter)
+            }
+            waiter?.resume()
+            if let job {
+                job.work()
+            } else if state.withLock({ $0.shutDown }) {
+                finished.signal()
+                return
+            }
+        }
+    }
+}
