@@ -31,7 +31,7 @@ let package = Package(
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
         .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims"], exclude: ["README.md"]),
-        .target(name: "KubeAPI", dependencies: ["YAML"], exclude: ["README.md"]),
+        .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "Operator", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
 
         // Executables.
@@ -48,7 +48,7 @@ let package = Package(
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol"]),
-        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML"]),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
