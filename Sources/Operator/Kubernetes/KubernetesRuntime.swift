@@ -63,7 +63,11 @@ public final class KubernetesRuntime: Sendable {
 
     public func run() async throws {
         let config = try Self.clientConfig(options)
-        let client = try KubeClient(config: config, userAgent: "floe-operator/\(FloeVersion.string)", clock: clock, qps: options.qps, burst: options.burst)
+        let identity = options.identity ?? ProcessInfo.processInfo.environment["POD_NAME"]
+            ?? "\(ProcessInfo.processInfo.hostName)_\(UUID().uuidString.prefix(8))"
+        // The identity in the User-Agent makes each replica's requests attributable in audit logs.
+        let client = try KubeClient(config: config, userAgent: "floe-operator/\(FloeVersion.string) (\(identity))", clock: clock,
+                                    qps: options.qps, burst: options.burst)
         defer { client.shutdown() }
         let leaderGauge = metrics.gauge("floe_operator_leader", help: "1 while this replica leads (or runs without leader election).")
         let probes: ProbeServer? = try options.httpAddress.map { address in
@@ -85,8 +89,6 @@ public final class KubernetesRuntime: Sendable {
 
         if options.leaderElect {
             let namespace = options.leaderElectionNamespace ?? config.namespace ?? "default"
-            let identity = options.identity ?? ProcessInfo.processInfo.environment["POD_NAME"]
-                ?? "\(ProcessInfo.processInfo.hostName)_\(UUID().uuidString.prefix(8))"
             let election = LeaderElection(
                 client: client,
                 config: LeaderElectionConfig(namespace: namespace, leaseName: options.leaseName, identity: identity,
