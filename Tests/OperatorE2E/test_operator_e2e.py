@@ -163,7 +163,15 @@ def test_recovers_from_dropped_watches_and_compacted_history(env):
     api.ok("PATCH", f"{FCS}/w", {"spec": {"replicas": 2}}, "application/merge-patch+json")
     wait_for(lambda: sts_replicas(api, "w") == 2, what="reconciled after dropped watches")
 
-    # Forget the history and close the watches cleanly: resuming gets 410, the operator relists.
+    # Forget the history and close the watches cleanly: resuming gets a 410 ERROR event, the
+    # operator relists. (Bookmarks are paused first and an unrelated write moves the server's
+    # resourceVersion past every informer's, so all five resume from before the compaction.)
+    wait_for(lambda: (ready(api, "w") or {}).get("status", {}).get("readyReplicas") == 2, what="Ready with 2")
+    api.control(action="settle")
+    api.control(action="bookmark_interval", seconds=3600)
+    api.control(action="close_watches", abrupt=False)
+    api.control(action="wait_watches", count=5, timeout=20)
+    api.ok("POST", CMS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}})
     lists_before = sum(1 for r in api.requests() if r["verb"] == "list" and "(op-a)" in r["userAgent"])
     api.control(action="compact")
     api.control(action="close_watches", abrupt=False)
@@ -171,6 +179,16 @@ def test_recovers_from_dropped_watches_and_compacted_history(env):
              what="every informer relisted after 410")
     api.ok("PATCH", f"{FCS}/w", {"spec": {"replicas": 3}}, "application/merge-patch+json")
     wait_for(lambda: sts_replicas(api, "w") == 3, what="reconciled after 410 relist")
+
+    # A watch answered with HTTP 410 (not an event) is also a relist.
+    lists_before = sum(1 for r in api.requests() if r["verb"] == "list" and "(op-a)" in r["userAgent"])
+    api.control(action="fail", path="/apis/apps/v1/statefulsets", code=410, count=1, watch=True, reason="Expired", message="too old")
+    api.control(action="close_watches", abrupt=True)
+    wait_for(lambda: sum(1 for r in api.requests() if r["verb"] == "list" and "(op-a)" in r["userAgent"]) > lists_before,
+             what="relist after HTTP 410 on a watch")
+    api.ok("PATCH", f"{FCS}/w", {"spec": {"replicas": 3, "image": "floe:e2e"}}, "application/merge-patch+json")
+    wait_for(lambda: api.get(f"{STSS}/w-broker")["spec"]["template"]["spec"]["containers"][0]["image"] == "floe:e2e",
+             what="reconciled after HTTP 410")
     wait_for(lambda: (ready(api, "w") or {}).get("status", {}).get("readyReplicas") == 3, what="Ready with 3")
     assert op.proc.poll() is None, op.output()
 
