@@ -24,6 +24,7 @@ let usage = """
         --watch-namespaces=a,b              watch only these namespaces (default: all)
         --kubeconfig=PATH | --master=URL    API server (default: in-cluster, then $KUBECONFIG, ~/.kube/config)
         --resync-period=S                   periodic full resync (default 300)
+        --kube-api-qps=Q --kube-api-burst=B client-side rate limit (default 20, 40)
         --log-level=LEVEL                   trace, debug, info (default), notice, warning, error
 
     OPTIONS:
@@ -68,7 +69,7 @@ case "render":
 case "run":
     let known: Set<String> = [
         "leader-elect", "leader-election-namespace", "leader-election-id", "lease-duration", "renew-deadline", "retry-period", "http",
-        "watch-namespaces", "kubeconfig", "master", "resync-period", "log-level", "identity",
+        "watch-namespaces", "kubeconfig", "master", "resync-period", "log-level", "identity", "kube-api-qps", "kube-api-burst",
     ]
     let runArgs = CommandLineArguments(Array(CommandLine.arguments.dropFirst()), booleanFlags: ["help", "version", "h", "leader-elect"])
     if let bad = runArgs.unknown(known: known).first { fail("run: unknown option --\(bad)") }
@@ -94,6 +95,14 @@ case "run":
     if let list = runArgs.value("watch-namespaces") {
         let namespaces = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
         options.watchNamespaces = namespaces.isEmpty ? nil : namespaces
+    }
+    if let q = runArgs.value("kube-api-qps") {
+        guard let v = Double(q), v > 0 else { fail("run: --kube-api-qps needs a positive number, got \(q)") }
+        options.qps = v
+    }
+    if let b = runArgs.value("kube-api-burst") {
+        guard let v = Int(b), v >= 1 else { fail("run: --kube-api-burst needs a positive integer, got \(b)") }
+        options.burst = v
     }
     options.kubeconfig = runArgs.value("kubeconfig")
     options.master = runArgs.value("master")

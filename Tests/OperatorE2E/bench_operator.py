@@ -36,7 +36,14 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--changes", type=int, default=50)
     p.add_argument("--clusters", type=int, default=10)
+    p.add_argument("--qps", type=float, default=None, help="--kube-api-qps for the operator (default: its own, 20)")
+    p.add_argument("--nodelay", action="store_true",
+                   help="set TCP_NODELAY on the fake's connections (its http.server otherwise stalls each "
+                        "reused keep-alive request ~40 ms on Nagle + delayed ACK)")
     args = p.parse_args()
+    if args.nodelay:
+        import fake_apiserver
+        fake_apiserver.Handler.disable_nagle_algorithm = True
     binary = operator_binary()
     tmp = tempfile.mkdtemp(prefix="floe-bench-op-")
     token = "bench"
@@ -51,7 +58,10 @@ def main():
                         "clusters": [{"name": "fake", "cluster": {"server": server.url, "certificate-authority": server.ca_file}}],
                         "users": [{"name": "op", "user": {"token": token}}],
                         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "op"}}]}, f)
-    op = Operator(binary, kubeconfig, "bench", ["--log-level=warning"], log_dir=tmp)
+    extra = ["--log-level=warning"]
+    if args.qps:
+        extra += [f"--kube-api-qps={args.qps}", f"--kube-api-burst={int(args.qps * 2)}"]
+    op = Operator(binary, kubeconfig, "bench", extra, log_dir=tmp)
     try:
         wait_for(lambda: op.probe("/readyz")[0] == 200, what="operator ready")
         rss_idle = rss_kib(op.proc.pid)
@@ -83,7 +93,11 @@ def main():
         rss_after = rss_kib(op.proc.pid)
         lat = sorted(latencies)
         p99 = lat[min(len(lat) - 1, int(round(0.99 * (len(lat) - 1))))]
-        print("method: real floe-operator (release) against the Python fake API server (HTTPS, token, simulated workloads)")
+        reqs = api.requests()
+        print("method: real floe-operator (release) against the Python fake API server (HTTPS, token, simulated workloads)"
+              + (", fake with TCP_NODELAY" if args.nodelay else ", fake as shipped")
+              + f", client rate limit {args.qps or 20} QPS")
+        print(f"API requests by the operator during the run: {sum(1 for r in reqs if 'floe-operator' in r['userAgent'])}")
         print(f"clusters: {args.clusters}, objects reconciled: {args.clusters * 5}, converge to all Ready: {converge:.2f} s")
         print(f"RSS idle (no clusters, caches synced): {rss_idle / 1024:.1f} MiB")
         print(f"RSS with {args.clusters} FloeClusters reconciled: {rss_loaded / 1024:.1f} MiB; after {args.changes} changes: {rss_after / 1024:.1f} MiB")
