@@ -25,13 +25,13 @@ FC_API = "/apis/floe.dev/v1alpha1"
 
 
 def operator_binary() -> str:
+    """FLOE_OPERATOR_BIN, or the debug build, brought up to date first (never a stale binary)."""
     path = os.environ.get("FLOE_OPERATOR_BIN")
-    if not path:
-        out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
-        path = os.path.join(out.stdout.strip(), "floe-operator")
-    if not os.path.exists(path):
-        subprocess.run(["swift", "build", "--product", "floe-operator"], cwd=ROOT, check=True)
-    return path
+    if path:
+        return path
+    subprocess.run(["swift", "build", "--product", "floe-operator"], cwd=ROOT, check=True)
+    out = subprocess.run(["swift", "build", "--show-bin-path"], cwd=ROOT, check=True, capture_output=True, text=True)
+    return os.path.join(out.stdout.strip(), "floe-operator")
 
 
 def wait_for(predicate, timeout=30.0, what="condition", interval=0.05):
