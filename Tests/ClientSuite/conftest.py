@@ -272,6 +272,18 @@ def create_topic(bootstrap: str, name: str, partitions: int, config: dict | None
              f"topic {name} to show {partitions} partitions with a leader in metadata")
 
 
+def _at_high_watermarks(c, topic, partitions, out):
+    from confluent_kafka import TopicPartition
+    nexts = {p: 0 for p in range(partitions)}
+    for p, off, _, _ in out:
+        nexts[p] = max(nexts[p], off + 1)
+    for p in range(partitions):
+        _, high = c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        if nexts[p] < high:
+            return False
+    return True
+
+
 def _partitions_with_leader(a, name):
     md = a.list_topics(topic=name, timeout=10)
     t = md.topics.get(name)
@@ -292,10 +304,12 @@ def wait_for(condition, timeout: float, what: str, interval: float = 0.05):
         time.sleep(interval)
 
 
-def consume_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout: float = 120.0, extra: dict | None = None):
+def consume_all(bootstrap: str, topic: str, partitions: int, expected: int, timeout: float = 120.0,
+                extra: dict | None = None, stop_at_end: bool = False):
     """Reads every record of `topic` from offset 0 with an assigned (groupless) wheel consumer
     until `expected` records have arrived and every partition is at its end; returns
-    [(partition, offset, key, value)]."""
+    [(partition, offset, key, value)]. With `stop_at_end`, returns early (short) once every
+    partition has been read up to its high watermark, so the caller can say what is missing."""
     from confluent_kafka import Consumer, TopicPartition, KafkaError
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused-" + uuid.uuid4().hex[:6],
                   "enable.auto.commit": False, "enable.partition.eof": True, **(extra or {})})
@@ -304,6 +318,8 @@ def consume_all(bootstrap: str, topic: str, partitions: int, expected: int, time
         out, at_eof = [], set()
         deadline = time.monotonic() + timeout
         while not (len(out) >= expected and len(at_eof) == partitions):
+            if len(at_eof) == partitions and stop_at_end and _at_high_watermarks(c, topic, partitions, out):
+                return out  # every partition read to its end: the log holds no more records
             if time.monotonic() > deadline:
                 raise AssertionError(f"consumed {len(out)} of {expected} records of {topic} in {timeout:.0f} s "
                                      f"(partitions at end: {sorted(at_eof)})")
