@@ -17,6 +17,9 @@ pytestmark = [
     pytest.mark.needs_broker_cmd,
     pytest.mark.known_failure(target=("tansu", "tansu-relay"), params={"storage_kind": "file"},
                               reason="the suite runs tansu with memory storage for file:// URLs: a killed tansu loses everything"),
+    pytest.mark.known_failure(target=("tansu", "tansu-relay"), params={"storage_kind": "s3"}, strict=False,
+                              reason="tansu 0.6.0 on S3 loses acknowledged records when killed (a partition restarts "
+                                     "at offset 0 after a restart; seen: 50 of ~16,600 lost after 4 kills)"),
 ]
 
 
@@ -42,7 +45,8 @@ class SteadyProducer:
         seq = int(msg.value())
         with self.lock:
             if err is None:
-                self.acked.append((msg.partition(), msg.offset(), seq))
+                off = msg.offset()
+                self.acked.append((msg.partition(), off if off is not None and off >= 0 else None, seq))
             else:
                 self.failed.append((seq, str(err)))
 
@@ -109,11 +113,16 @@ def test_sigkill_under_load_loses_and_duplicates_nothing(crash_broker, topic_nam
         seen[seq] = (part, off)
     missing = sorted(set(acked) - set(seen))
     assert not missing, f"{len(missing)} acknowledged records lost after {KILLS} kills, e.g. {[(s, acked[s]) for s in missing[:5]]}"
-    moved = [(s, acked[s], seen[s]) for s in acked if acked[s] != seen[s]]
+    # An acknowledgement can come without an offset (librdkafka reports none when the broker
+    # answers a retried batch as a duplicate without its offset); those are only checked for
+    # being read exactly once.
+    moved = [(s, acked[s], seen[s]) for s in acked if acked[s][1] is not None and acked[s] != seen[s]]
     assert not moved, f"{len(moved)} records read at another offset than acknowledged, e.g. {moved[:5]}"
     extra = sorted(set(seen) - set(acked))
     assert not extra, f"{len(extra)} records read that were never acknowledged, e.g. {extra[:5]}"
     for part in range(PARTITIONS):
         seqs = [int(v) for q, _, _, v in sorted(consumed) if q == part]
         assert seqs == sorted(seqs), f"partition {part}: records are not in produce order"
-    print(f"{len(acked)} records acknowledged across {KILLS} SIGKILLs, all read back once, in order")
+    no_offset = sum(1 for s in acked if acked[s][1] is None)
+    print(f"{len(acked)} records acknowledged across {KILLS} SIGKILLs ({no_offset} without an offset), "
+          f"all read back once, in order")
