@@ -33,7 +33,7 @@ let package = Package(
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support"]),
-        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "Broker"]),
 
         // Tests: one target per module.
         .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
