@@ -19,7 +19,9 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import kafka_wire  # noqa: E402
 
 TIMEOUT = 60.0
-BINDING = f"confluent-kafka {confluent_kafka.version()[0]} / librdkafka {confluent_kafka.libversion()[0]}"
+# The wheel's version() is a string; Debian 1.7.0's is a (string, int) tuple.
+BINDING = (f"confluent-kafka {getattr(confluent_kafka, '__version__', None) or confluent_kafka.version()[0]}"
+           f" / librdkafka {confluent_kafka.libversion()[0]}")
 
 
 def wait_for(condition, timeout, what):

@@ -22,7 +22,7 @@ pytestmark = [
 def binding(request):
     python = sys.executable if request.param == "wheel" else DEBIAN_PYTHON
     want = "2.16." if request.param == "wheel" else "2.0."
-    p = subprocess.run([python, "-c", "import confluent_kafka as c; print(c.version()[0], c.libversion()[0])"],
+    p = subprocess.run([python, "-c", "import confluent_kafka as c; print(getattr(c, '__version__', None) or c.version()[0], c.libversion()[0])"],
                        capture_output=True, text=True, timeout=30)
     if request.param == "debian" and p.returncode != 0:
         pytest.fail(f"{python} cannot import confluent_kafka (apt-get install python3-confluent-kafka): {p.stderr[-500:]}")
