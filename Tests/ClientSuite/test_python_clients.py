@@ -94,8 +94,8 @@ class AIOKafkaClient:
     async def _produce(self, topic, records, extra):
         from aiokafka import AIOKafkaProducer
         p = AIOKafkaProducer(bootstrap_servers=self.bootstrap, acks="all", linger_ms=5, request_timeout_ms=30000, **extra)
-        await p.start()
         try:
+            await p.start()
             futures = [(await p.send(topic, key=k, value=v, partition=part), k, v) for part, k, v in records]
             out = []
             for f, k, v in futures:
