@@ -31,14 +31,14 @@ let package = Package(
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
-        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims", "ObjectStore", "Bytes"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage"], exclude: ["README.md"]),
         .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
         .target(name: "Operator", dependencies: ["KubeAPI", "ControllerRuntime", "Support"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
-        .executableTarget(name: "floe-broker", dependencies: ["KafkaProtocol", "Support"]),
+        .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),
 
@@ -49,7 +49,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Support", "Bytes"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),

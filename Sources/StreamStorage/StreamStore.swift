@@ -194,9 +194,35 @@ public final class StreamStore: Sendable {
 
     func append(_ id: StreamID, epoch: UInt64, bytes: [UInt8], recordCount: Int32) async throws -> Int64 {
         guard recordCount > 0 else { throw StreamStorageError.invalidArgument("record count \(recordCount) for stream \(id)") }
+        try await reserve(batchBytes: bytes.count)
+        let (base, durable) = try appendReserved(id, epoch: epoch, bytes: bytes, recordCount: recordCount)
+        try await durable()
+        return base
+    }
+
+    /// The WAL room one batch of `batchBytes` takes.
+    static func reservationSize(batchBytes: Int) -> Int { WALRecord.headerSize + batchBytes }
+
+    /// Waits for room for one batch of `batchBytes` (log cache pinning and WAL buffer). The
+    /// reservation is consumed by `appendReserved` or returned with `unreserve`.
+    func reserve(batchBytes: Int) async throws {
         try await waitForPinnedRoom()
-        let size = WALRecord.headerSize + bytes.count
-        try await wal.reserve(bytes: size)
+        try await wal.reserve(bytes: Self.reservationSize(batchBytes: batchBytes))
+    }
+
+    func unreserve(batchBytes: Int) {
+        wal.unreserve(bytes: Self.reservationSize(batchBytes: batchBytes))
+    }
+
+    /// Assigns the offset and enqueues the batch in the WAL synchronously (room must have been
+    /// reserved); the returned closure completes once the batch is durable. Calls are ordered:
+    /// offsets follow call order.
+    func appendReserved(_ id: StreamID, epoch: UInt64, bytes: [UInt8], recordCount: Int32) throws -> (Int64, @Sendable () async throws -> Void) {
+        let size = Self.reservationSize(batchBytes: bytes.count)
+        guard recordCount > 0 else {
+            wal.unreserve(bytes: size)
+            throw StreamStorageError.invalidArgument("record count \(recordCount) for stream \(id)")
+        }
         let now = nowMillis
         let started = clock.now()
         let (ticket, base, pinned): (WALAppendTicket, Int64, Int) = try {
@@ -224,22 +250,30 @@ public final class StreamStore: Sendable {
             }
         }()
         if pinned >= config.uploadTriggerBytes { wake.fire() }
-        do {
-            _ = try await ticket.wait()
-        } catch {
-            core.withLock { c in if c.failure == nil { c.failure = error } }
-            throw error
-        }
-        core.withLock { c in
-            if var st = c.streams[id] {
-                st.durableEnd = max(st.durableEnd, base + Int64(recordCount))
-                c.streams[id] = st
+        let byteCount = bytes.count
+        let durable: @Sendable () async throws -> Void = { [self] in
+            do {
+                _ = try await ticket.wait()
+            } catch {
+                core.withLock { c in if c.failure == nil { c.failure = error } }
+                throw error
             }
+            core.withLock { c in
+                if var st = c.streams[id] {
+                    st.durableEnd = max(st.durableEnd, base + Int64(recordCount))
+                    c.streams[id] = st
+                }
+            }
+            instruments.appendSeconds?.observe(clock.now().duration(since: started))
+            instruments.appendedBytes?.increment(by: byteCount)
+            instruments.pinnedBytes?.set(Double(pinned))
         }
-        instruments.appendSeconds?.observe(clock.now().duration(since: started))
-        instruments.appendedBytes?.increment(by: bytes.count)
-        instruments.pinnedBytes?.set(Double(pinned))
-        return base
+        return (base, durable)
+    }
+
+    /// The offset the next append to `id` gets.
+    func nextOffset(_ id: StreamID) -> Int64 {
+        core.withLock { $0.streams[id]?.nextOffset ?? 0 }
     }
 
     private func waitForPinnedRoom() async throws {
@@ -449,6 +483,16 @@ public final class StreamStore: Sendable {
         }
     }
 
+    /// Trims one stream by `policy` (whole objects only), as `applyRetention(_:)` does for all.
+    func applyRetention(_ id: StreamID, epoch: UInt64, policy: RetentionPolicy) async throws {
+        try await maintainer.serialized {
+            let m = try await self.metadata.snapshot()
+            guard let meta = m.streams[id], meta.epoch == epoch,
+                  let start = RetentionPlanner.newStartOffset(meta, policy: policy, nowMillis: self.nowMillis) else { return }
+            try await self.trim(id, epoch: epoch, to: start)
+        }
+    }
+
     /// Deletes objects whose grace period has passed (uncommitted uploads, replaced or trimmed objects).
     public func collectGarbage() async throws {
         try await maintainer.serialized {
@@ -573,6 +617,35 @@ public final class Stream: Sendable {
     public func append(_ batch: [UInt8], recordCount: Int32) async throws -> Int64 {
         try await store.append(id, epoch: epoch, bytes: batch, recordCount: recordCount)
     }
+
+    /// Waits for room for one batch of `batchBytes` bytes; then `append(reserved:recordCount:)`
+    /// (or `unreserve`) must follow. Splitting the wait from the append lets a caller assign
+    /// offsets in its own order without waiting inside that order.
+    public func reserve(batchBytes: Int) async throws {
+        try await store.reserve(batchBytes: batchBytes)
+    }
+
+    /// Returns a reservation made with `reserve(batchBytes:)` that will not be used.
+    public func unreserve(batchBytes: Int) {
+        store.unreserve(batchBytes: batchBytes)
+    }
+
+    /// Appends a batch whose room was reserved: the base offset is assigned now, in call order;
+    /// the returned closure completes when the batch is durable (and every batch before it).
+    ///
+    /// Example: `try await s.reserve(batchBytes: b.count)`, then under the caller's lock
+    /// `let (base, durable) = try s.append(reserved: b, recordCount: 3)`, then `try await durable()`.
+    public func append(reserved batch: [UInt8], recordCount: Int32) throws -> (baseOffset: Int64, durable: @Sendable () async throws -> Void) {
+        try store.appendReserved(id, epoch: epoch, bytes: batch, recordCount: recordCount)
+    }
+
+    /// Applies a retention policy to this stream only (whole objects from the front).
+    public func applyRetention(_ policy: RetentionPolicy) async throws {
+        try await store.applyRetention(id, epoch: epoch, policy: policy)
+    }
+
+    /// The offset the next append gets (appends not yet durable included).
+    public var nextOffset: Int64 { store.nextOffset(id) }
 
     /// Batches from the one containing `offset`, up to about `maxBytes` (at least one batch if
     /// any). Reading at `endOffset` returns `[]`.

@@ -1,4 +1,10 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Broker
+import Dispatch
 import Foundation
+import ObjectStore
 import Support
 
 let usage = """
@@ -6,30 +12,129 @@ let usage = """
 
     USAGE: floe-broker [options]
 
-    OPTIONS:
-      --listen HOST:PORT     Kafka listener (default 127.0.0.1:9092)
-      --storage URL          bucket: file:///path or s3://bucket/prefix?endpoint=...
-      --node-id N            broker id
-      --http HOST:PORT       metrics and probes
-      --version              print the version and exit
-      -h, --help             print this help and exit
+    With no options it serves on 127.0.0.1:9092 with the local-file WAL and ./floe-data as the bucket.
 
-    STATUS: the broker does not serve Kafka clients yet (see README.md, "Status").
+    OPTIONS (each also FLOE_<NAME> in the environment and <name> in the --config file;
+    precedence: flag > environment > file > default):
+      --listen HOST:PORT       Kafka listener (default 127.0.0.1:9092)
+      --advertise HOST[:PORT]  address given to clients (default: the listen address)
+      --storage URL            bucket: file:///path (default file://./floe-data), s3://bucket/prefix?endpoint=...,
+                               memory://name (tests)
+      --wal file|object        write-ahead log kind (default: file for file:// storage, object for s3://)
+      --node-id N              broker id (default 0)
+      --http HOST:PORT         /metrics, /healthz, /readyz, GET /drain (default: off)
+      --config FILE            Java-style properties file (broker settings and Kafka broker properties)
+      --log-level LEVEL        trace, debug, info, notice, warning, error (default info)
+      --set KEY=VALUE          any other setting (e.g. --set num.partitions=3); may repeat as --KEY VALUE
+      --version                print the version and exit
+      -h, --help               print this help and exit
+
+    See docs/broker.md for every setting.
     """
 
-let args = CommandLineArguments(Array(CommandLine.arguments.dropFirst()))
-if args.has("help") {
-    print(usage)
-    exit(0)
+/// The executable's flow, outside top-level code so that nothing here is main-actor isolated
+/// (signal handlers run on a dispatch queue).
+enum BrokerMain {
+    static func run() async -> Never {
+        let args = CommandLineArguments(Array(CommandLine.arguments.dropFirst()))
+        if args.has("help") {
+            print(usage)
+            exit(0)
+        }
+        if args.has("version") {
+            print("floe-broker \(FloeVersion.string)")
+            exit(0)
+        }
+        if !args.flags.isEmpty {
+            fail("option --\(args.flags.sorted()[0]) needs a value (see --help)", code: 2)
+        }
+
+        // Flags: --node-id → node.id, --log-level → log.level; any known setting may be given as --name.
+        var flagValues: [String: String] = [:]
+        for (name, value) in args.options where name != "config" {
+            let key = name == "set" ? nil : name.replacingOccurrences(of: "-", with: ".")
+            if let key { flagValues[key] = value }
+        }
+        if let set = args.value("set") {
+            guard let eq = set.firstIndex(of: "=") else { fail("--set expects KEY=VALUE, got \(set)", code: 2) }
+            flagValues[String(set[..<eq])] = String(set[set.index(after: eq)...])
+        }
+        var fileValues: [String: String] = [:]
+        let environment = ProcessInfo.processInfo.environment
+        if let path = args.value("config") ?? environment["FLOE_CONFIG"] {
+            let text: String
+            do {
+                text = try String(contentsOfFile: path, encoding: .utf8)
+            } catch {
+                fail("cannot read config file \(path): \(error.localizedDescription)")
+            }
+            do {
+                fileValues = try BrokerConfig.parseProperties(text, path: path)
+            } catch {
+                fail("\(error)")
+            }
+        }
+        var config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: flagValues)
+        let unknownFlags = flagValues.keys.filter { !config.accepts($0) }.sorted()
+        if let bad = unknownFlags.first { fail("unknown option --\(bad.replacingOccurrences(of: ".", with: "-")) (see --help)", code: 2) }
+        let level = Logger.Level(name: config["log.level"] ?? "info") ?? .info
+        let logger = Logger(label: "floe-broker", level: level, sink: StandardErrorLogSink.shared)
+        for key in config.unknownKeys { logger.warning("unknown setting ignored", metadata: ["key": key]) }
+
+        let storageText = config["storage"] ?? "file://./floe-data"
+        let storageURL: StorageURL
+        do {
+            storageURL = try StorageURL(normalizingRelativeFile(storageText))
+        } catch {
+            fail("invalid --storage \(storageText): \(error)")
+        }
+        let metrics = MetricsRegistry()
+
+        let broker: Broker
+        do {
+            let store = try storageURL.open(logger: logger, metrics: metrics)
+            let storage = try await BrokerStorage.open(store: store, url: storageURL, walKind: config["wal"] ?? "", config: config,
+                                                       metrics: metrics, logger: logger)
+            broker = try await Broker.start(settings: .init(config: config), store: store, storage: storage, metrics: metrics, logger: logger)
+        } catch {
+            fail("cannot start: \(error)")
+        }
+
+        let signals = DispatchQueue(label: "floe-broker.signals")
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signals)
+            source.setEventHandler {
+                logger.notice("signal received; shutting down gracefully", metadata: ["signal": sig == SIGTERM ? "SIGTERM" : "SIGINT"])
+                broker.shutdown()
+            }
+            source.resume()
+            sources.append(source)
+        }
+
+        do {
+            try await broker.run()
+        } catch {
+            fail("stopped with an error: \(error)")
+        }
+        exit(0)
+    }
 }
-if args.has("version") {
-    print("floe-broker \(FloeVersion.string)")
-    exit(0)
+
+func fail(_ message: String, code: Int32 = 1) -> Never {
+    FileHandle.standardError.write(Data("floe-broker: \(message)\n".utf8))
+    exit(code)
 }
-let unknown = args.unknown(known: ["listen", "storage", "node-id", "http"])
-if !unknown.isEmpty {
-    FileHandle.standardError.write(Data("floe-broker: unknown option --\(unknown[0]) (see --help)\n".utf8))
-    exit(2)
+
+/// `file://./x` and `file://x` name a directory relative to the working directory.
+func normalizingRelativeFile(_ text: String) -> String {
+    guard text.hasPrefix("file://"), !text.hasPrefix("file:///") else { return text }
+    let rest = String(text.dropFirst("file://".count))
+    let path = URL(fileURLWithPath: rest, relativeTo: URL(fileURLWithPath: FileManager.default.currentDirectoryPath)).standardizedFileURL.path
+    return "file://" + path
 }
-FileHandle.standardError.write(Data("floe-broker: the Kafka listener is not implemented yet (issue 5); see README.md\n".utf8))
-exit(1)
+
+await BrokerMain.run()

@@ -1,0 +1,282 @@
+import Foundation
+import KafkaProtocol
+import ObjectStore
+import Support
+import Synchronization
+
+/// A single Floe broker: registry, partitions over a `LogStorage`, the Kafka handlers (plus any
+/// extra ones, e.g. the group coordinator's), the network server and the probe/metrics server.
+///
+/// Life cycle:
+/// 1. `Broker.start(...)` loads the registry, binds the Kafka port (and the HTTP port) — a taken
+///    port or an unreadable bucket fails here, before anything is served;
+/// 2. `run()` serves and runs the maintenance loops (producer snapshots, retention) until
+///    `shutdown()`;
+/// 3. `shutdown()` (SIGTERM): stop accepting, finish requests in flight, then every partition is
+///    made durable, producer state is snapshotted and the storage is closed; `run()` returns.
+///
+/// Example (tests): `let b = try await Broker.start(settings: .init(listen: "127.0.0.1:0"), store: MemoryObjectStore(name: "t"), storage: MemoryLogStorage())`,
+/// then `b.port` is the bound port.
+public final class Broker: Sendable {
+    public struct Settings: Sendable {
+        public var config: BrokerConfig
+        /// Where the bucket documents (registry, producer state) live inside the store.
+        public var prefix: String = "broker/"
+        /// Serve the consumer-group APIs (the group coordinator keeps its state under `<prefix>groups/`).
+        public var groups = true
+        public init(config: BrokerConfig = BrokerConfig()) { self.config = config }
+        public init(listen: String) {
+            var c = BrokerConfig()
+            c.set("listen", listen, .flag)
+            self.config = c
+        }
+    }
+
+    public let core: BrokerCore
+    public let server: KafkaServer
+    public let storage: any LogStorage
+    public let metrics: MetricsRegistry
+    let probe: ProbeServer?
+    /// The consumer-group coordinator (nil when `Settings.groups` is false).
+    public let groups: GroupCoordinator?
+    let logger: Logger
+    let ready = Atomic<Bool>(false)
+    let draining = Atomic<Bool>(false)
+    let startedAt: ContinuousClock.Instant
+    private let drainLock = AsyncLock()
+
+    /// The Kafka port actually bound.
+    public var port: UInt16 { server.port }
+    /// The HTTP port actually bound, if any.
+    public var httpPort: UInt16? { probe?.port }
+
+    private init(core: BrokerCore, server: KafkaServer, storage: any LogStorage, metrics: MetricsRegistry, probe: ProbeServer?,
+                 groups: GroupCoordinator?, logger: Logger, startedAt: ContinuousClock.Instant) {
+        self.groups = groups
+        self.core = core
+        self.server = server
+        self.storage = storage
+        self.metrics = metrics
+        self.probe = probe
+        self.logger = logger
+        self.startedAt = startedAt
+    }
+
+    /// Loads state and binds the ports. `extraHandlers` receives the core and returns handlers
+    /// for more APIs (they must not repeat an API served here).
+    public static func start(settings: Settings, store: any ObjectStore, storage: any LogStorage,
+                             metrics: MetricsRegistry = MetricsRegistry(), logger: Logger = .disabled,
+                             extraHandlers: @Sendable (BrokerCore) -> [any ApiHandler] = { _ in [] }) async throws -> Broker {
+        let startedAt = ContinuousClock.now
+        let config = settings.config
+        let nodeId = Int32(try config.int("node.id"))
+        let listen = try SocketAddress(parsing: config["listen"] ?? "127.0.0.1:9092")
+        let registry = try await TopicRegistry.load(store: store, prefix: settings.prefix)
+        var clusterId = config["cluster.id"] ?? ""
+        if clusterId.isEmpty { clusterId = try await registry.clusterID() }
+        let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: settings.prefix, metrics: metrics, logger: logger)
+        let core = BrokerCore(config: config, nodeId: nodeId, clusterId: clusterId, registry: registry, partitions: partitions,
+                              metrics: metrics, logger: logger)
+        // The server binds first (its port may be 0); the router, which needs the advertised
+        // address for the group coordinator, is installed right after, before `run()` serves.
+        let routerBox = RouterBox()
+        var serverConfig = ServerConfiguration(listen: listen)
+        serverConfig.eventLoops = try config.int("event.loops")
+        serverConfig.maxFrameSize = try config.int("socket.request.max.bytes")
+        serverConfig.maxConnections = try config.int("max.connections")
+        serverConfig.idleTimeoutMilliseconds = UInt64(max(0, try config.int("connections.max.idle.ms")))
+        let netLogger = logger
+        let server = try KafkaServer(configuration: serverConfig, handler: routerBox) { message, peer in
+            netLogger.debug(message, metadata: ["peer": peer])
+        }
+        // Advertised address: --advertise HOST[:PORT], else the listen host (0.0.0.0 → hostname) and bound port.
+        var host = listen.host
+        var port = Int32(server.port)
+        if let adv = config["advertise"], !adv.isEmpty {
+            if let colon = adv.lastIndex(of: ":"), let p = Int32(adv[adv.index(after: colon)...]) {
+                host = String(adv[..<colon])
+                port = p
+            } else {
+                host = adv
+            }
+        } else if host == "0.0.0.0" {
+            host = ProcessInfo.processInfo.hostName
+        }
+        core.setAdvertised(host: host, port: port)
+
+        var groups: GroupCoordinator? = nil
+        if settings.groups {
+            let coordinator = GroupCoordinator(nodeId: nodeId, host: host, port: port, store: store, prefix: settings.prefix + "groups/",
+                                               clock: RealClock(), topics: core, logger: logger)
+            try await coordinator.load()
+            groups = coordinator
+        }
+        var handlers: [any ApiHandler] = Self.standardHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
+        handlers = handlers.map { InstrumentedHandler($0, metrics: metrics) }
+        let routerLogger = logger
+        routerBox.install(KafkaRouter(handlers: handlers) { message, fields in routerLogger.info(message, metadata: fields) })
+
+        var probe: ProbeServer? = nil
+        let brokerBox = Mutex<Broker?>(nil)
+        if let http = config["http"], !http.isEmpty {
+            let address = try SocketAddress(parsing: http)
+            probe = try ProbeServer(address: address) { method, path in
+                guard let broker = brokerBox.withLock({ $0 }) else { return .init(status: 503, body: "starting\n") }
+                return broker.route(method: method, path: path)
+            }
+        }
+        let broker = Broker(core: core, server: server, storage: storage, metrics: metrics, probe: probe, groups: groups,
+                            logger: logger, startedAt: startedAt)
+        brokerBox.withLock { $0 = broker }
+        probe?.start()
+        return broker
+    }
+
+    /// Every API this module serves.
+    public static func standardHandlers(_ core: BrokerCore) -> [any ApiHandler] {
+        [
+            ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
+            CreateTopicsHandler(core: core), DeleteTopicsHandler(core: core), CreatePartitionsHandler(core: core),
+            DescribeConfigsHandler(core: core), AlterConfigsHandler(core: core), IncrementalAlterConfigsHandler(core: core),
+            DescribeClusterHandler(core: core), InitProducerIdHandler(core: core), OffsetForLeaderEpochHandler(core: core),
+            DeleteRecordsHandler(core: core),
+        ]
+    }
+
+    /// Serves until `shutdown()`, then makes everything durable and returns.
+    public func run() async throws {
+        ready.store(true, ordering: .relaxed)
+        let took = ContinuousClock.now - startedAt
+        logger.info("broker serving", metadata: [
+            "listen": core.config["listen"] ?? "", "port": "\(port)", "advertised": "\(core.advertisedAddress.host):\(core.advertisedAddress.port)",
+            "node.id": "\(core.nodeId)", "cluster.id": core.clusterId, "http": probe.map { "\($0.port)" } ?? "off",
+            "start.ms": String(format: "%.1f", took.secondsDouble * 1000)])
+        let snapshotEvery = Duration.milliseconds(Int64(max(100, try core.config.int("producer.snapshot.interval.ms"))))
+        let retentionEvery = Duration.milliseconds(Int64(max(100, try core.config.int("retention.check.interval.ms"))))
+        let storage = self.storage
+        let core = self.core
+        let groups = self.groups
+        let logger = self.logger
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                do {
+                    try await storage.run()
+                } catch is CancellationError {
+                } catch {
+                    logger.error("storage maintenance stopped", metadata: ["error": "\(error)"])
+                }
+            }
+            if let coordinator = groups {
+                group.addTask {
+                    do {
+                        try await coordinator.run()
+                    } catch is CancellationError {
+                    } catch {
+                        logger.error("group coordinator stopped", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+            group.addTask { await Self.every(snapshotEvery, logger, "producer snapshot") { try await core.partitions.snapshotProducers() } }
+            group.addTask {
+                await Self.every(retentionEvery, logger, "retention") {
+                    try await core.partitions.applyRetention(nowMillis: wallMillis(), brokerConfig: core.config)
+                }
+            }
+            await server.run()
+            if let coordinator = groups { await coordinator.shutdown() }
+            group.cancelAll()
+            while let _ = try await group.next() {}
+        }
+        ready.store(false, ordering: .relaxed)
+        logger.info("broker stopped serving; making data durable", metadata: [:])
+        try await core.partitions.closeAll()
+        try await storage.close()
+        probe?.stop()
+        logger.info("broker stopped", metadata: [:])
+    }
+
+    static func every(_ interval: Duration, _ logger: Logger, _ what: String, _ body: @Sendable () async throws -> Void) async {
+        while !Task.isCancelled {
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                return  // cancelled: shutting down
+            }
+            do {
+                try await body()
+            } catch {
+                logger.warning("\(what) failed; retrying at the next interval", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    /// Starts a graceful shutdown: stop accepting, finish in-flight requests; `run()` then makes
+    /// data durable and returns.
+    public func shutdown() {
+        ready.store(false, ordering: .relaxed)
+        server.shutdown()
+    }
+
+    /// The operator's preStop hook: stop reporting ready and make everything appended durable
+    /// in objects and snapshots, while still serving.
+    public func drain() async throws {
+        try await drainLock.withLock {
+            draining.store(true, ordering: .relaxed)
+            ready.store(false, ordering: .relaxed)
+            try await core.partitions.snapshotProducers()
+        }
+    }
+
+    func route(method: String, path: String) -> ProbeServer.Response {
+        switch path {
+        case "/metrics":
+            updateGauges()
+            return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
+        case "/healthz":
+            return .init(status: 200, body: "ok\n")
+        case "/readyz":
+            return ready.load(ordering: .relaxed) ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not ready\n")
+        case "/drain":
+            let done = DispatchSemaphore(value: 0)
+            let outcome = Mutex<String?>(nil)
+            Task {
+                do { try await self.drain() } catch { outcome.withLock { $0 = "\(error)" } }
+                done.signal()
+            }
+            done.wait()
+            if let failure = outcome.withLock({ $0 }) { return .init(status: 503, body: "drain failed: \(failure)\n") }
+            return .init(status: 200, body: "drained\n")
+        default:
+            return .init(status: 404, body: "not found: \(path)\n")
+        }
+    }
+
+    func updateGauges() {
+        ProcessStats.update(metrics)
+        metrics.gauge("floe_broker_connections", help: "Open client connections").set(Double(server.openConnections))
+        metrics.gauge("floe_broker_ready", help: "1 when the broker reports ready").set(ready.load(ordering: .relaxed) ? 1 : 0)
+        for (name, c) in storage.cacheCounters {
+            metrics.gauge("floe_broker_cache_hits", help: "Cache hits, by cache", labels: ["cache": name]).set(Double(c.hits))
+            metrics.gauge("floe_broker_cache_misses", help: "Cache misses, by cache", labels: ["cache": name]).set(Double(c.misses))
+            let total = c.hits + c.misses
+            metrics.gauge("floe_broker_cache_hit_ratio", help: "Cache hit ratio since start, by cache", labels: ["cache": name])
+                .set(total == 0 ? 0 : Double(c.hits) / Double(total))
+        }
+    }
+}
+
+/// The router, installed after the server has bound its port.
+final class RouterBox: RequestHandler {
+    private let router = Mutex<KafkaRouter?>(nil)
+
+    func install(_ r: KafkaRouter) { router.withLock { $0 = r } }
+
+    func handle(_ request: ServerRequest) async -> HandlerResult {
+        guard let r = router.withLock({ $0 }) else { return .close }
+        return await r.handle(request)
+    }
+}
+
+extension BrokerCore: GroupTopicLookup {
+    public func partitionCount(topic: String) async -> Int? { registry.topic(named: topic)?.partitions.count }
+}

@@ -1,0 +1,87 @@
+import KafkaProtocol
+import ObjectStore
+import Support
+import Synchronization
+
+/// Everything the request handlers share: identity, settings, registry, partitions, producer
+/// ids, metrics. Handlers hold it and never reach the network server.
+public final class BrokerCore: Sendable {
+    public let config: BrokerConfig
+    public let nodeId: Int32
+    public let clusterId: String
+    public let registry: TopicRegistry
+    public let partitions: PartitionSet
+    public let producerIds: ProducerIdAllocator
+    public let metrics: MetricsRegistry?
+    public let logger: Logger
+    private let advertised = Mutex<(host: String, port: Int32)>(("127.0.0.1", 9092))
+
+    public init(config: BrokerConfig, nodeId: Int32, clusterId: String, registry: TopicRegistry, partitions: PartitionSet,
+                metrics: MetricsRegistry?, logger: Logger) {
+        self.config = config
+        self.nodeId = nodeId
+        self.clusterId = clusterId
+        self.registry = registry
+        self.partitions = partitions
+        self.producerIds = ProducerIdAllocator(registry: registry)
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    /// The host and port clients are told to connect to (Metadata, DescribeCluster).
+    public var advertisedAddress: (host: String, port: Int32) { advertised.withLock { $0 } }
+    public func setAdvertised(host: String, port: Int32) { advertised.withLock { $0 = (host, port) } }
+
+    /// The broker properties with dynamic overrides applied.
+    public func brokerProperty(_ key: String) -> String? {
+        registry.dynamicBrokerConfigs[key] ?? config[key]
+    }
+
+    var autoCreateTopics: Bool { brokerProperty("auto.create.topics.enable")?.lowercased() == "true" }
+    var defaultPartitions: Int32 { Int32(brokerProperty("num.partitions") ?? "1") ?? 1 }
+    var defaultReplicationFactor: Int16 { Int16(brokerProperty("default.replication.factor") ?? "1") ?? 1 }
+
+    /// Effective configs of a topic.
+    func topicConfigs(_ topic: TopicRecord) -> [String: String] {
+        config.effectiveTopicConfigs(topic.configs, dynamic: registry.dynamicBrokerConfigs)
+    }
+
+    /// Creates a topic with the broker defaults (auto-creation); an existing topic is returned.
+    func autoCreate(_ name: String) async throws -> TopicRecord? {
+        if let t = registry.topic(named: name) { return t }
+        do {
+            let t = try await registry.create(name: name, partitions: defaultPartitions, replicationFactor: defaultReplicationFactor, configs: [:])
+            logger.info("topic auto-created", metadata: ["topic": name, "partitions": "\(t.partitions.count)"])
+            return t
+        } catch let e as TopicError where e.code == .topicAlreadyExists {
+            return registry.topic(named: name)
+        }
+    }
+}
+
+/// Hands out producer ids for InitProducerId: unique for the life of the bucket, reserved from
+/// the registry in blocks so a restart never reuses one.
+public final class ProducerIdAllocator: Sendable {
+    static let blockSize: Int64 = 1000
+    let registry: TopicRegistry
+    private let state = Mutex<(next: Int64, end: Int64)>((0, 0))
+    private let refill = AsyncLock()
+
+    init(registry: TopicRegistry) { self.registry = registry }
+
+    public func next() async throws -> Int64 {
+        while true {
+            if let id = state.withLock({ s -> Int64? in
+                guard s.next < s.end else { return nil }
+                defer { s.next += 1 }
+                return s.next
+            }) { return id }
+            try await refill.withLock {
+                let empty = state.withLock { $0.next >= $0.end }
+                guard empty else { return }
+                let first = try await registry.reserveProducerIDs(Self.blockSize)
+                state.withLock { $0 = (first, first + Self.blockSize) }
+            }
+        }
+    }
+}

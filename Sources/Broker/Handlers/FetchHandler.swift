@@ -1,0 +1,163 @@
+import KafkaProtocol
+
+/// Fetch (API 1), versions 4–17, sessionless (every response carries session id 0, which
+/// KIP-227 defines as "no session": clients keep sending full requests).
+///
+/// Per partition: batches from the one containing the fetch offset, up to the partition's max
+/// bytes and what is left of the response's max bytes; the first partition with data returns at
+/// least one whole batch even when it is larger (as Kafka does, so a consumer can always make
+/// progress). Base offsets and the leader epoch are stamped into the outgoing copy. The
+/// request waits (long poll) until `min_bytes` are available or `max_wait_ms` passes; a
+/// produce to a watched partition wakes it. read_committed is served like read_uncommitted
+/// (there are no transactions, so the last stable offset is the high watermark).
+public struct FetchHandler: ApiHandler {
+    public let core: BrokerCore
+    public let apiKey = ApiKey.fetch
+    public let versions: ClosedRange<Int16> = 4...17
+    public init(core: BrokerCore) { self.core = core }
+
+    struct Collected: Sendable {
+        var response: FetchResponse
+        var bytes: Int
+        var partitions: [Partition]
+        var hasError: Bool
+    }
+
+    public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
+        guard case let .fetch(r) = request else { return .close }
+        let version = context.apiVersion
+        if r.sessionId != 0 {
+            var response = FetchResponse(errorCode: KafkaErrorCode.fetchSessionIdNotFound.rawValue, sessionId: 0)
+            response.responses = []
+            return .response(.fetch(response))
+        }
+        let first = await collect(r, version: version)
+        let minBytes = max(Int(r.minBytes), 1)
+        if first.bytes >= minBytes || r.maxWaitMs <= 0 || first.hasError || first.partitions.isEmpty {
+            return .response(.fetch(first.response))
+        }
+        let deadline = ContinuousClock.now + .milliseconds(Int64(r.maxWaitMs))
+        let parts = first.partitions
+        return .deferred {
+            while true {
+                let signal = AppendSignal()
+                for p in parts { p.watch(signal) }
+                let c = await collect(r, version: version)
+                let left = deadline - ContinuousClock.now
+                if c.bytes >= minBytes || left <= .zero || c.hasError || Task.isCancelled {
+                    for p in parts { p.unwatch(signal) }
+                    return .fetch(c.response)
+                }
+                await signal.wait(timeout: left)
+                for p in parts { p.unwatch(signal) }
+            }
+        }
+    }
+
+    func collect(_ r: FetchRequest, version: Int16) async -> Collected {
+        var response = FetchResponse(sessionId: 0)
+        var remaining = Int(r.maxBytes <= 0 ? Int32.max : r.maxBytes)
+        var total = 0
+        var opened: [Partition] = []
+        var hasError = false
+        for t in r.topics {
+            let record: TopicRecord?
+            if version >= 13 { record = core.registry.topic(id: t.topicId) } else { record = core.registry.topic(named: t.topic) }
+            var tr = FetchResponse.FetchableTopicResponse(topic: version >= 13 ? "" : t.topic, topicId: version >= 13 ? t.topicId : .zero)
+            for fp in t.partitions {
+                var pd = FetchResponse.PartitionData(partitionIndex: fp.partition, highWatermark: -1, lastStableOffset: -1, logStartOffset: -1,
+                                                     abortedTransactions: nil, preferredReadReplica: -1, records: [])
+                func fail(_ code: KafkaErrorCode) {
+                    pd.errorCode = code.rawValue
+                    hasError = true
+                }
+                guard let record else {
+                    fail(version >= 13 ? .unknownTopicId : .unknownTopicOrPartition)
+                    tr.partitions.append(pd)
+                    continue
+                }
+                let partition: Partition
+                do {
+                    guard let p = try await core.partitions.partition(topic: record.name, index: fp.partition) else {
+                        fail(.unknownTopicOrPartition)
+                        tr.partitions.append(pd)
+                        continue
+                    }
+                    partition = p
+                } catch {
+                    core.logger.error("partition cannot be opened", metadata: ["topic": record.name, "partition": "\(fp.partition)", "error": "\(error)"])
+                    fail(.kafkaStorageError)
+                    tr.partitions.append(pd)
+                    continue
+                }
+                opened.append(partition)
+                if fp.currentLeaderEpoch >= 0 && fp.currentLeaderEpoch != partition.leaderEpoch {
+                    fail(fp.currentLeaderEpoch > partition.leaderEpoch ? .unknownLeaderEpoch : .fencedLeaderEpoch)
+                    tr.partitions.append(pd)
+                    continue
+                }
+                let log = partition.log
+                let start = log.startOffset, hw = log.endOffset
+                pd.highWatermark = hw
+                pd.lastStableOffset = hw
+                pd.logStartOffset = start
+                if r.isolationLevel == 1 { pd.abortedTransactions = [] }
+                if fp.fetchOffset < start || fp.fetchOffset > hw {
+                    fail(.offsetOutOfRange)
+                    tr.partitions.append(pd)
+                    continue
+                }
+                let limit = min(Int(max(fp.partitionMaxBytes, 0)), remaining)
+                if fp.fetchOffset < hw && (limit > 0 || total == 0) {
+                    do {
+                        var batches = try await log.read(from: fp.fetchOffset, maxBytes: max(limit, 1))
+                        // Only the first partition with data may exceed the limits (one batch).
+                        if total > 0, let b = batches.first, b.bytes.count > limit { batches = [] }
+                        var size = 0
+                        var kept: [LogBatch] = []
+                        for b in batches {
+                            if !kept.isEmpty && size + b.bytes.count > limit { break }
+                            kept.append(b)
+                            size += b.bytes.count
+                        }
+                        let records = Self.stamp(kept, leaderEpoch: partition.leaderEpoch)
+                        pd.records = records[...]
+                        total += records.count
+                        remaining = max(0, remaining - records.count)
+                        partition.counters.bytesOut.increment(by: records.count)
+                        partition.counters.recordsOut.increment(by: kept.reduce(0) { $0 + Int($1.recordCount) })
+                    } catch let e as BrokerError {
+                        if case .offsetOutOfRange = e { fail(.offsetOutOfRange) } else { fail(.kafkaStorageError) }
+                    } catch {
+                        core.logger.warning("fetch read failed", metadata: ["topic": record.name, "partition": "\(fp.partition)", "error": "\(error)"])
+                        fail(.kafkaStorageError)
+                    }
+                }
+                tr.partitions.append(pd)
+            }
+            response.responses.append(tr)
+        }
+        return Collected(response: response, bytes: total, partitions: opened, hasError: hasError)
+    }
+
+    /// Concatenates the batches, writing each one's base offset and the partition leader epoch
+    /// into the copy (both lie outside the CRC, so the batch stays valid).
+    static func stamp(_ batches: [LogBatch], leaderEpoch: Int32) -> [UInt8] {
+        let size = batches.reduce(0) { $0 + $1.bytes.count }
+        var out = [UInt8](repeating: 0, count: size)
+        out.withUnsafeMutableBytes { raw in
+            var at = 0
+            for b in batches {
+                b.bytes.withUnsafeBytes { src in
+                    raw.baseAddress!.advanced(by: at).copyMemory(from: src.baseAddress!, byteCount: src.count)
+                }
+                if b.bytes.count >= RecordBatchHeader.size {
+                    raw.storeBytes(of: b.baseOffset.bigEndian, toByteOffset: at, as: Int64.self)
+                    raw.storeBytes(of: leaderEpoch.bigEndian, toByteOffset: at + RecordBatchHeader.partitionLeaderEpochOffset, as: Int32.self)
+                }
+                at += b.bytes.count
+            }
+        }
+        return out
+    }
+}

@@ -1,0 +1,102 @@
+import KafkaProtocol
+
+/// Authorized-operations bits reported when a client asks (no ACLs: everything a topic admits).
+let allTopicOperations: Int32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11)
+let allClusterOperations: Int32 = (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12)
+
+/// Metadata (API 3), versions 0–12: the single broker, and topics with one replica per
+/// partition (this broker, the leader). Unknown topics are created when
+/// `auto.create.topics.enable` is true and the request allows it (v4+; always for v0–3).
+public struct MetadataHandler: ApiHandler {
+    public let core: BrokerCore
+    public let apiKey = ApiKey.metadata
+    public let versions: ClosedRange<Int16> = 0...12
+    public init(core: BrokerCore) { self.core = core }
+
+    public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
+        guard case let .metadata(r) = request else { return .close }
+        let version = context.apiVersion
+        let (host, port) = core.advertisedAddress
+        var response = MetadataResponse(
+            brokers: [.init(nodeId: core.nodeId, host: host, port: port, rack: nil)],
+            clusterId: core.clusterId, controllerId: core.nodeId)
+        if r.includeClusterAuthorizedOperations && version >= 8 && version <= 10 {
+            response.clusterAuthorizedOperations = allClusterOperations
+        }
+        // Which topics: v0 [] and v1+ null mean all.
+        var wanted: [(name: String?, id: KafkaUUID)] = []
+        let all: Bool
+        if let topics = r.topics {
+            all = version == 0 && topics.isEmpty
+            wanted = topics.map { ($0.name, $0.topicId) }
+        } else {
+            all = true
+        }
+        if all {
+            wanted = core.registry.topics.map { ($0.name, $0.topicID) }
+        }
+        let allowCreate = version < 4 || r.allowAutoTopicCreation
+        for w in wanted {
+            var t = MetadataResponse.MetadataResponseTopic(name: w.name, topicId: w.id)
+            if r.includeTopicAuthorizedOperations && version >= 8 { t.topicAuthorizedOperations = allTopicOperations }
+            var record: TopicRecord? = nil
+            if let name = w.name, !name.isEmpty {
+                record = core.registry.topic(named: name)
+                if record == nil {
+                    if let problem = TopicRegistry.nameProblem(name) {
+                        t.errorCode = KafkaErrorCode.invalidTopicException.rawValue
+                        core.logger.debug("metadata for an invalid topic name", metadata: ["topic": name, "reason": problem])
+                    } else if allowCreate && core.autoCreateTopics {
+                        do {
+                            record = try await core.autoCreate(name)
+                        } catch {
+                            core.logger.warning("topic auto-creation failed", metadata: ["topic": name, "error": "\(error)"])
+                            t.errorCode = KafkaErrorCode.unknownServerError.rawValue
+                        }
+                    } else {
+                        t.errorCode = KafkaErrorCode.unknownTopicOrPartition.rawValue
+                    }
+                }
+            } else if w.id != .zero {
+                record = core.registry.topic(id: w.id)
+                if record == nil { t.errorCode = KafkaErrorCode.unknownTopicId.rawValue }
+            } else {
+                t.errorCode = KafkaErrorCode.invalidTopicException.rawValue
+            }
+            if let record {
+                t.name = record.name
+                t.topicId = record.topicID
+                t.errorCode = 0
+                t.partitions = record.partitions.map {
+                    .init(errorCode: 0, partitionIndex: $0.index, leaderId: core.nodeId, leaderEpoch: $0.leaderEpoch,
+                          replicaNodes: [core.nodeId], isrNodes: [core.nodeId], offlineReplicas: [])
+                }
+            }
+            response.topics.append(t)
+        }
+        return .response(.metadata(response))
+    }
+}
+
+/// DescribeCluster (API 60), versions 0–1: this broker is the whole cluster and its controller.
+public struct DescribeClusterHandler: ApiHandler {
+    public let core: BrokerCore
+    public let apiKey = ApiKey.describeCluster
+    public let versions: ClosedRange<Int16> = 0...1
+    public init(core: BrokerCore) { self.core = core }
+
+    public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
+        guard case let .describeCluster(r) = request else { return .close }
+        let (host, port) = core.advertisedAddress
+        var response = DescribeClusterResponse(
+            endpointType: r.endpointType, clusterId: core.clusterId, controllerId: core.nodeId,
+            brokers: [.init(brokerId: core.nodeId, host: host, port: port, rack: nil)])
+        if r.endpointType != 1 {
+            response.errorCode = KafkaErrorCode.invalidRequest.rawValue
+            response.errorMessage = "endpoint type \(r.endpointType) is not served; only brokers (1)"
+            response.brokers = []
+        }
+        if r.includeClusterAuthorizedOperations { response.clusterAuthorizedOperations = allClusterOperations }
+        return .response(.describeCluster(response))
+    }
+}

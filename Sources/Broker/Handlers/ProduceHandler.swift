@@ -1,0 +1,187 @@
+import KafkaProtocol
+
+/// Produce (API 0), versions 0–11, RecordBatch v2 only: a legacy message set (magic 0 or 1)
+/// gets INVALID_RECORD (v8+, with a message saying so) or UNSUPPORTED_FOR_MESSAGE_FORMAT.
+/// Versions 0–2 are advertised because librdkafka before 2.10 enables gzip and snappy only
+/// when the broker lists Produce v0 (its "broker supports compression" feature check).
+///
+/// Per partition, in request order: the records are split into batches (zero-copy views of the
+/// request frame) and each is checked — magic 2 (older formats get INVALID_RECORD with a clear
+/// message), structure and CRC32C (CORRUPT_MESSAGE), `max.message.bytes` (MESSAGE_TOO_LARGE),
+/// no transactional or control batches (transactions are not served) — then the partition runs
+/// the idempotent-producer sequence check and assigns offsets synchronously. The answer waits
+/// for WAL durability in a `.deferred` result, so pipelined requests overlap their waits.
+/// acks=1 and acks=all both mean "durable in the WAL" (there are no followers); acks=0 sends
+/// no response, and closes the connection instead when a partition had an error.
+public struct ProduceHandler: ApiHandler {
+    public let core: BrokerCore
+    public let apiKey = ApiKey.produce
+    public let versions: ClosedRange<Int16> = 0...11
+    public init(core: BrokerCore) { self.core = core }
+
+    enum Slot: Sendable {
+        case done(ProduceResponse.PartitionProduceResponse)
+        case pending(index: Int32, partition: Partition, base: Int64, durable: @Sendable () async throws -> Void)
+        case duplicate(index: Int32, partition: Partition, base: Int64, last: Int64)
+    }
+
+    static func error(_ index: Int32, _ code: KafkaErrorCode, _ message: String?) -> ProduceResponse.PartitionProduceResponse {
+        ProduceResponse.PartitionProduceResponse(index: index, errorCode: code.rawValue, baseOffset: -1, errorMessage: message)
+    }
+
+    public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
+        guard case let .produce(r) = request else { return .close }
+        let acks = r.acks
+        var collected: [(String, [Slot])] = []
+        for t in r.topicData {
+            var slots: [Slot] = []
+            let topic = core.registry.topic(named: t.name)
+            let maxBytes = topic.map {
+                Int(core.config.topicConfig("max.message.bytes", explicit: $0.configs, dynamic: core.registry.dynamicBrokerConfigs)?.value ?? "") ?? 1_048_588
+            } ?? 0
+            for p in t.partitionData {
+                if acks != 0 && acks != 1 && acks != -1 {
+                    slots.append(.done(Self.error(p.index, .invalidRequiredAcks, "acks must be 0, 1 or -1 (all), not \(acks)")))
+                    continue
+                }
+                if r.transactionalId != nil {
+                    slots.append(.done(Self.error(p.index, .transactionalIdAuthorizationFailed, "transactions are not supported by this broker")))
+                    continue
+                }
+                guard topic != nil else {
+                    slots.append(.done(Self.error(p.index, .unknownTopicOrPartition, "topic \(t.name) does not exist")))
+                    continue
+                }
+                let partition: Partition
+                do {
+                    guard let opened = try await core.partitions.partition(topic: t.name, index: p.index) else {
+                        slots.append(.done(Self.error(p.index, .unknownTopicOrPartition, "partition \(t.name)-\(p.index) does not exist")))
+                        continue
+                    }
+                    partition = opened
+                } catch {
+                    core.logger.error("partition cannot be opened", metadata: ["topic": t.name, "partition": "\(p.index)", "error": "\(error)"])
+                    slots.append(.done(Self.error(p.index, .kafkaStorageError, "partition \(t.name)-\(p.index) cannot be opened: \(error)")))
+                    continue
+                }
+                switch Self.batches(p.records, maxBytes: maxBytes, name: "\(t.name)-\(p.index)") {
+                case let .failure(e):
+                    let code = e.code == .invalidRecord && context.apiVersion < 8 && e.legacy ? KafkaErrorCode.unsupportedForMessageFormat : e.code
+                    slots.append(.done(Self.error(p.index, code, e.message)))
+                case let .success(batches):
+                    let sizes = batches.map(\.bytes.count)
+                    do {
+                        try await partition.log.reserve(batchSizes: sizes)
+                    } catch {
+                        slots.append(.done(Self.error(p.index, .kafkaStorageError, "storage of \(t.name)-\(p.index) refused the write: \(error)")))
+                        continue
+                    }
+                    switch partition.append(batches) {
+                    case let .rejected(code, message):
+                        partition.log.unreserve(batchSizes: sizes)
+                        slots.append(.done(Self.error(p.index, code, message)))
+                    case let .storageFailed(message, unused):
+                        partition.log.unreserve(batchSizes: unused)
+                        core.logger.error("append failed", metadata: ["topic": t.name, "partition": "\(p.index)", "error": message])
+                        slots.append(.done(Self.error(p.index, .kafkaStorageError, message)))
+                    case let .duplicate(base, last):
+                        partition.log.unreserve(batchSizes: sizes)
+                        slots.append(.duplicate(index: p.index, partition: partition, base: base, last: last))
+                    case let .appended(base, durable, _):
+                        slots.append(.pending(index: p.index, partition: partition, base: base, durable: durable))
+                    }
+                }
+            }
+            collected.append((t.name, slots))
+        }
+        let timeout = Duration.milliseconds(Int64(max(r.timeoutMs, 1000)))
+        let topics = collected
+        let finish: @Sendable () async -> AnyResponse = {
+            var response = ProduceResponse()
+            for (name, slots) in topics {
+                var tr = ProduceResponse.TopicProduceResponse(name: name)
+                for slot in slots {
+                    switch slot {
+                    case let .done(pr):
+                        tr.partitionResponses.append(pr)
+                    case let .pending(index, partition, base, durable):
+                        do {
+                            try await durable()
+                            partition.notifyAppended()
+                            tr.partitionResponses.append(.init(index: index, errorCode: 0, baseOffset: base, logAppendTimeMs: -1,
+                                                               logStartOffset: partition.log.startOffset))
+                        } catch {
+                            tr.partitionResponses.append(Self.error(index, .kafkaStorageError, "write to \(name)-\(index) was not made durable: \(error)"))
+                        }
+                    case let .duplicate(index, partition, base, last):
+                        if await partition.waitDurable(beyond: last, timeout: timeout) {
+                            tr.partitionResponses.append(.init(index: index, errorCode: 0, baseOffset: base, logAppendTimeMs: -1,
+                                                               logStartOffset: partition.log.startOffset))
+                        } else {
+                            tr.partitionResponses.append(Self.error(index, .requestTimedOut, "the original of this duplicate batch is not durable yet"))
+                        }
+                    }
+                }
+                response.responses.append(tr)
+            }
+            if context.apiVersion < 8 {
+                for i in response.responses.indices {
+                    for j in response.responses[i].partitionResponses.indices { response.responses[i].partitionResponses[j].errorMessage = nil }
+                }
+            }
+            return .produce(response)
+        }
+        let waits = topics.contains { $0.1.contains { if case .done = $0 { return false } else { return true } } }
+        if acks == 0 {
+            // As Kafka does: with acks=0 an error can only be signalled by closing the connection,
+            // which makes the producer refresh its metadata and notice.
+            let failed = r.transactionalId != nil || topics.contains { $0.1.contains { if case let .done(pr) = $0 { return pr.errorCode != 0 } else { return false } } }
+            if failed { return .close }
+            guard waits else { return .noResponse }
+            return .deferred {
+                _ = await finish()  // durability still notifies fetchers; nothing is sent
+                return nil
+            }
+        }
+        if !waits { return .response(await finish()) }
+        return .deferred { await finish() }
+    }
+
+    struct BatchProblem: Error {
+        let code: KafkaErrorCode
+        let message: String
+        var legacy = false
+    }
+
+    /// The batches of a partition's `records`, each validated, or the first problem.
+    static func batches(_ records: ArraySlice<UInt8>?, maxBytes: Int, name: String) -> Result<[RecordBatch], BatchProblem> {
+        guard let records, !records.isEmpty else {
+            return .failure(BatchProblem(code: .invalidRecord, message: "no records for \(name)"))
+        }
+        var reader = RecordBatchReader(records, trailingPartialBatch: .reject, verification: .full)
+        var out: [RecordBatch] = []
+        do {
+            while let batch = try reader.next() {
+                if batch.bytes.count > maxBytes {
+                    return .failure(BatchProblem(code: .messageTooLarge,
+                                                 message: "record batch of \(batch.bytes.count) bytes exceeds max.message.bytes \(maxBytes) of \(name)"))
+                }
+                if batch.isTransactional || batch.isControlBatch {
+                    return .failure(BatchProblem(code: .invalidRecord, message: "transactional and control batches are not supported (\(name))"))
+                }
+                if batch.header.recordCount <= 0 {
+                    return .failure(BatchProblem(code: .invalidRecord, message: "record batch with \(batch.header.recordCount) records for \(name)"))
+                }
+                out.append(batch)
+            }
+        } catch {
+            switch error {
+            case .unsupportedMagic:
+                return .failure(BatchProblem(code: .invalidRecord, message: "\(error) (\(name)); use a client that writes the Kafka 0.11+ message format", legacy: true))
+            default:
+                return .failure(BatchProblem(code: .corruptMessage, message: "\(error) (\(name))"))
+            }
+        }
+        return .success(out)
+    }
+}

@@ -1,0 +1,147 @@
+import KafkaProtocol
+import ObjectStore
+import Support
+import Synchronization
+
+/// The partitions this broker serves, opened on first use.
+///
+/// Opening a partition opens its stream and rebuilds its idempotent-producer state: the last
+/// snapshot (`<prefix>producers/<stream>`) plus the batch headers logged after it. Snapshots
+/// are written by `snapshotProducers()` (periodically and at shutdown), holding only durable
+/// batches, so the state is always a function of the log.
+public final class PartitionSet: Sendable {
+    let registry: TopicRegistry
+    let storage: any LogStorage
+    let store: any ObjectStore
+    let prefix: String
+    let metrics: MetricsRegistry?
+    let logger: Logger
+    private let opened = Mutex<[UInt64: Task<Partition, any Error>]>([:])
+
+    public init(registry: TopicRegistry, storage: any LogStorage, store: any ObjectStore, prefix: String,
+                metrics: MetricsRegistry?, logger: Logger) {
+        self.registry = registry
+        self.storage = storage
+        self.store = store
+        self.prefix = prefix
+        self.metrics = metrics
+        self.logger = logger
+    }
+
+    func snapshotKey(_ stream: UInt64) -> String { prefix + "producers/\(stream)" }
+
+    /// The partition, opening it if needed; nil if the topic or partition does not exist.
+    public func partition(topic name: String, index: Int32) async throws -> Partition? {
+        guard let topic = registry.topic(named: name), index >= 0, Int(index) < topic.partitions.count else { return nil }
+        return try await open(topic, topic.partitions[Int(index)])
+    }
+
+    func open(_ topic: TopicRecord, _ record: PartitionRecord) async throws -> Partition {
+        let task = opened.withLock { o -> Task<Partition, any Error> in
+            if let t = o[record.stream] { return t }
+            let t = Task { try await self.load(topic, record) }
+            o[record.stream] = t
+            return t
+        }
+        do {
+            return try await task.value
+        } catch {
+            // A failed open is retried by the next caller.
+            opened.withLock { o in
+                if let t = o[record.stream], t == task { o[record.stream] = nil }
+            }
+            throw error
+        }
+    }
+
+    private func load(_ topic: TopicRecord, _ record: PartitionRecord) async throws -> Partition {
+        let log = try await storage.openLog(stream: record.stream)
+        var table = ProducerStateTable()
+        var from = log.startOffset
+        do {
+            let data = try await store.get(snapshotKey(record.stream), range: nil)
+            let snap = try DocumentEnvelope.decode(ProducerSnapshot.self, from: data.bytes, kind: .producerState,
+                                                   versions: 1...ProducerSnapshot.formatVersion, key: snapshotKey(record.stream))
+            if snap.offset <= log.endOffset && snap.stream == record.stream {
+                table = snap.table
+                from = max(from, snap.offset)
+            }
+        } catch let error as ObjectStoreError {
+            guard case .notFound = error else { throw error }
+        }
+        var replayed = 0
+        while from < log.endOffset {
+            let batches = try await log.read(from: from, maxBytes: 4 << 20)
+            guard !batches.isEmpty else { break }
+            for b in batches where b.endOffset > from {
+                let header = try RecordBatchHeader(parsing: b.bytes)
+                table.replay(header, baseOffset: b.baseOffset)
+                replayed += 1
+            }
+            from = batches.last!.endOffset
+        }
+        logger.debug("partition opened", metadata: [
+            "topic": topic.name, "partition": "\(record.index)", "stream": "\(record.stream)",
+            "start": "\(log.startOffset)", "end": "\(log.endOffset)", "producers": "\(table.producers.count)", "replayed.batches": "\(replayed)"])
+        return Partition(topic: topic.name, index: record.index, stream: record.stream, leaderEpoch: record.leaderEpoch, log: log,
+                         producers: table, counters: PartitionCounters(metrics: metrics, topic: topic.name, partition: record.index))
+    }
+
+    /// Partitions opened so far.
+    public var openPartitions: [Partition] {
+        get async {
+            let tasks = opened.withLock { Array($0.values) }
+            var out: [Partition] = []
+            for t in tasks {
+                do {
+                    out.append(try await t.value)
+                } catch {
+                    continue  // a failed open was reported to its caller and is not an open partition
+                }
+            }
+            return out
+        }
+    }
+
+    /// Writes producer-state snapshots of partitions whose state changed.
+    public func snapshotProducers() async throws {
+        for p in await openPartitions {
+            guard let snap = p.takeSnapshotIfDirty() else { continue }
+            let bytes = try DocumentEnvelope.encode(snap, kind: .producerState, version: ProducerSnapshot.formatVersion)
+            _ = try await store.put(snapshotKey(p.stream), bytes, condition: .none)
+        }
+    }
+
+    /// Applies each open partition's topic retention.
+    public func applyRetention(nowMillis: Int64, brokerConfig: BrokerConfig) async throws {
+        for p in await openPartitions {
+            guard let topic = registry.topic(named: p.topic) else { continue }
+            let configs = brokerConfig.effectiveTopicConfigs(topic.configs, dynamic: registry.dynamicBrokerConfigs)
+            guard (configs["cleanup.policy"] ?? "delete").contains("delete") else { continue }
+            let ms = Int64(configs["retention.ms"] ?? "") ?? -1
+            let bytes = Int64(configs["retention.bytes"] ?? "") ?? -1
+            if ms < 0 && bytes < 0 { continue }
+            try await p.log.applyRetention(maxAgeMillis: ms >= 0 ? ms : nil, maxBytes: bytes >= 0 ? bytes : nil, nowMillis: nowMillis)
+        }
+    }
+
+    /// Forgets a deleted topic's partitions: their data is trimmed away and their state deleted.
+    public func drop(_ topic: TopicRecord) async throws {
+        for record in topic.partitions {
+            let p = try await open(topic, record)
+            opened.withLock { _ = $0.removeValue(forKey: record.stream) }
+            try await p.log.trim(to: p.log.endOffset)
+            try await p.log.close()
+            try await store.delete(snapshotKey(record.stream))
+            p.notifyAppended()
+        }
+    }
+
+    /// Makes every partition's data durable and writes the producer snapshots.
+    public func closeAll() async throws {
+        let parts = await openPartitions
+        for p in parts { try await p.log.close() }
+        try await snapshotProducers()
+        for p in parts { p.notifyAppended() }
+    }
+}

@@ -1,0 +1,236 @@
+import Bytes
+import KafkaProtocol
+import ObjectStore
+import Testing
+@testable import Broker
+
+@Suite struct AdminConfigTests {
+    @Test func createTopicsValidatesAndValidateOnlyCreatesNothing() async throws {
+        let h = try await Harness.make()
+        let handler = CreateTopicsHandler(core: h.core)
+        let req = CreateTopicsRequest(topics: [
+            .init(name: "ok", numPartitions: 3, replicationFactor: 3, configs: [.init(name: "retention.ms", value: "1000")]),
+            .init(name: "bad name!", numPartitions: 1, replicationFactor: 1),
+            .init(name: "badcfg", numPartitions: 1, replicationFactor: 1, configs: [.init(name: "retention.ms", value: "soon")]),
+            .init(name: "unknowncfg", numPartitions: 1, replicationFactor: 1, configs: [.init(name: "no.such", value: "1")]),
+            .init(name: "zero", numPartitions: 0, replicationFactor: 1),
+            .init(name: "defaults", numPartitions: -1, replicationFactor: -1),
+        ], validateOnly: true)
+        guard case let .createTopics(r) = try await h.call(handler, .createTopics(req), version: 7) else { return }
+        #expect(r.topics.map(\.errorCode) == [0, KafkaErrorCode.invalidTopicException.rawValue, KafkaErrorCode.invalidConfig.rawValue,
+                                               KafkaErrorCode.invalidConfig.rawValue, KafkaErrorCode.invalidPartitions.rawValue, 0])
+        #expect(r.topics[2].errorMessage?.contains("retention.ms") == true)
+        #expect(r.topics[0].numPartitions == 3 && r.topics[0].replicationFactor == 3)
+        #expect(r.topics[0].configs?.first { $0.name == "retention.ms" }?.value == "1000")
+        #expect(h.core.registry.topics.isEmpty)
+        var real = req
+        real.validateOnly = false
+        guard case let .createTopics(r2) = try await h.call(handler, .createTopics(real), version: 7) else { return }
+        #expect(r2.topics[0].topicId != .zero)
+        #expect(h.core.registry.topics.map(\.name) == ["defaults", "ok"])
+        guard case let .createTopics(r3) = try await h.call(handler, .createTopics(real), version: 2) else { return }
+        #expect(r3.topics[0].errorCode == KafkaErrorCode.topicAlreadyExists.rawValue)
+    }
+
+    @Test func deleteTopicsAndCreatePartitions() async throws {
+        let h = try await Harness.make()
+        let t = try await h.createTopic("t", partitions: 2)
+        _ = try await h.produce("t", batch: try makeBatch(count: 2))
+        guard case let .createPartitions(cp) = try await h.call(CreatePartitionsHandler(core: h.core), .createPartitions(CreatePartitionsRequest(topics: [
+            .init(name: "t", count: 4), .init(name: "t2", count: 4),
+        ])), version: 3) else { return }
+        #expect(cp.results.map(\.errorCode) == [0, KafkaErrorCode.unknownTopicOrPartition.rawValue])
+        let grown = try #require(h.core.registry.topic(named: "t"))
+        #expect(grown.partitions.count == 4)
+        #expect(Set(grown.partitions.map(\.stream)).count == 4)
+        guard case let .createPartitions(shrink) = try await h.call(CreatePartitionsHandler(core: h.core), .createPartitions(CreatePartitionsRequest(topics: [
+            .init(name: "t", count: 2)])), version: 1) else { return }
+        #expect(shrink.results[0].errorCode == KafkaErrorCode.invalidPartitions.rawValue)
+        // Delete by id (v6) and by name; a recreated topic is empty with fresh streams.
+        guard case let .deleteTopics(d) = try await h.call(DeleteTopicsHandler(core: h.core), .deleteTopics(DeleteTopicsRequest(topics: [
+            .init(name: nil, topicId: t.topicID), .init(name: "missing", topicId: .zero)])), version: 6) else { return }
+        #expect(d.responses.map(\.errorCode) == [0, KafkaErrorCode.unknownTopicOrPartition.rawValue])
+        #expect(d.responses[0].name == "t")
+        #expect(h.core.registry.topic(named: "t") == nil)
+        let again = try await h.createTopic("t")
+        #expect(!grown.partitions.map(\.stream).contains(again.partitions[0].stream))
+        #expect(try await h.fetch("t", offset: 0).highWatermark == 0)
+    }
+
+    @Test func metadataAutoCreatesOnlyWhenAllowed() async throws {
+        let h = try await Harness.make()
+        let handler = MetadataHandler(core: h.core)
+        guard case let .metadata(m) = try await h.call(handler, .metadata(MetadataRequest(topics: [.init(name: "auto")], allowAutoTopicCreation: true)), version: 12) else { return }
+        #expect(m.topics[0].errorCode == 0 && m.topics[0].partitions.count == 1 && m.topics[0].topicId != .zero)
+        #expect(m.brokers.map(\.nodeId) == [0] && m.controllerId == 0 && m.clusterId == "test-cluster")
+        guard case let .metadata(m2) = try await h.call(handler, .metadata(MetadataRequest(topics: [.init(name: "noauto")], allowAutoTopicCreation: false)), version: 9) else { return }
+        #expect(m2.topics[0].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
+        let off = try await Harness.make(settings: ["auto.create.topics.enable": "false"])
+        guard case let .metadata(m3) = try await off.call(MetadataHandler(core: off.core), .metadata(MetadataRequest(topics: [.init(name: "x")])), version: 1) else { return }
+        #expect(m3.topics[0].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
+        // All topics: v0 empty list, v1+ null.
+        guard case let .metadata(all0) = try await h.call(handler, .metadata(MetadataRequest(topics: [])), version: 0) else { return }
+        #expect(all0.topics.map(\.name) == ["auto"])
+        guard case let .metadata(all1) = try await h.call(handler, .metadata(MetadataRequest(topics: nil)), version: 1) else { return }
+        #expect(all1.topics.map(\.name) == ["auto"])
+        guard case let .metadata(none) = try await h.call(handler, .metadata(MetadataRequest(topics: [])), version: 1) else { return }
+        #expect(none.topics.isEmpty)
+    }
+
+    @Test func describeConfigsReportsValuesAndSources() async throws {
+        let h = try await Harness.make(settings: ["log.retention.bytes": "5000"])
+        try await h.createTopic("t", configs: ["retention.ms": "60000"])
+        let req = DescribeConfigsRequest(resources: [
+            .init(resourceType: 2, resourceName: "t", configurationKeys: ["retention.ms", "retention.bytes", "cleanup.policy"]),
+            .init(resourceType: 2, resourceName: "missing"),
+            .init(resourceType: 4, resourceName: "0", configurationKeys: ["num.partitions", "listen"]),
+        ], includeSynonyms: true, includeDocumentation: true)
+        guard case let .describeConfigs(r) = try await h.call(DescribeConfigsHandler(core: h.core), .describeConfigs(req), version: 4) else { return }
+        let topic = Dictionary(uniqueKeysWithValues: r.results[0].configs.map { ($0.name, $0) })
+        #expect(topic["retention.ms"]?.value == "60000" && topic["retention.ms"]?.configSource == ConfigSource.dynamicTopic.rawValue)
+        #expect(topic["retention.bytes"]?.value == "5000" && topic["retention.bytes"]?.configSource == ConfigSource.staticBroker.rawValue)
+        #expect(topic["retention.bytes"]?.synonyms.map(\.name) == ["log.retention.bytes", "log.retention.bytes"])
+        #expect(topic["cleanup.policy"]?.value == "delete" && topic["cleanup.policy"]?.configSource == ConfigSource.default.rawValue)
+        #expect(topic["cleanup.policy"]?.configType == ConfigType.list.rawValue)
+        #expect(r.results[1].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
+        let broker = Dictionary(uniqueKeysWithValues: r.results[2].configs.map { ($0.name, $0) })
+        #expect(broker["num.partitions"]?.value == "1" && broker["num.partitions"]?.readOnly == false)
+        #expect(broker["listen"]?.readOnly == true)
+        // Version 0 has isDefault instead of sources.
+        guard case let .describeConfigs(v0) = try await h.call(DescribeConfigsHandler(core: h.core), .describeConfigs(req), version: 0) else { return }
+        #expect(v0.results[0].configs.first { $0.name == "cleanup.policy" }?.isDefault == true)
+    }
+
+    @Test func alterAndIncrementalAlterConfigs() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t", configs: ["retention.ms": "1000", "cleanup.policy": "delete"])
+        // AlterConfigs replaces the whole set.
+        guard case let .alterConfigs(a) = try await h.call(AlterConfigsHandler(core: h.core), .alterConfigs(AlterConfigsRequest(resources: [
+            .init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.bytes", value: "100")]),
+            .init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.bytes", value: "-7")]),
+        ])), version: 1) else { return }
+        #expect(a.responses.map(\.errorCode) == [0, KafkaErrorCode.invalidConfig.rawValue])
+        #expect(h.core.registry.topic(named: "t")?.configs == ["retention.bytes": "100"])
+        // Incremental: SET, APPEND to a list, then SUBTRACT and DELETE.
+        let inc = IncrementalAlterConfigsHandler(core: h.core)
+        guard case let .incrementalAlterConfigs(i1) = try await h.call(inc, .incrementalAlterConfigs(IncrementalAlterConfigsRequest(resources: [
+            .init(resourceType: 2, resourceName: "t", configs: [
+                .init(name: "retention.ms", configOperation: 0, value: "5000"),
+                .init(name: "cleanup.policy", configOperation: 2, value: "compact"),
+            ]),
+        ])), version: 1) else { return }
+        #expect(i1.responses[0].errorCode == 0)
+        #expect(h.core.registry.topic(named: "t")?.configs == ["retention.bytes": "100", "retention.ms": "5000", "cleanup.policy": "delete,compact"])
+        guard case let .incrementalAlterConfigs(i2) = try await h.call(inc, .incrementalAlterConfigs(IncrementalAlterConfigsRequest(resources: [
+            .init(resourceType: 2, resourceName: "t", configs: [
+                .init(name: "cleanup.policy", configOperation: 3, value: "delete"),
+                .init(name: "retention.bytes", configOperation: 1, value: nil),
+            ]),
+            .init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.ms", configOperation: 2, value: "1")]),
+            .init(resourceType: 4, resourceName: "0", configs: [.init(name: "num.partitions", configOperation: 0, value: "3")]),
+            .init(resourceType: 4, resourceName: "0", configs: [.init(name: "listen", configOperation: 0, value: "1.2.3.4:1")]),
+        ])), version: 0) else { return }
+        #expect(i2.responses.map(\.errorCode) == [0, KafkaErrorCode.invalidConfig.rawValue, 0, KafkaErrorCode.invalidConfig.rawValue])
+        #expect(h.core.registry.topic(named: "t")?.configs == ["retention.ms": "5000", "cleanup.policy": "compact"])
+        #expect(h.core.defaultPartitions == 3)
+        // The dynamic broker config persists.
+        let h2 = try await h.restarted()
+        #expect(h2.core.defaultPartitions == 3)
+        #expect(h2.core.registry.topic(named: "t")?.configs["cleanup.policy"] == "compact")
+    }
+
+    @Test func registryPersistsAndRetriesOnConflict() async throws {
+        let store = MemoryObjectStore(name: "reg")
+        let a = try await TopicRegistry.load(store: store, prefix: "broker/")
+        let b = try await TopicRegistry.load(store: store, prefix: "broker/")
+        try await a.create(name: "one", partitions: 2, replicationFactor: 1, configs: [:])
+        // b's view is stale: its write conflicts, it reloads, re-applies and never reuses a stream id.
+        try await b.create(name: "two", partitions: 1, replicationFactor: 1, configs: [:])
+        let c = try await TopicRegistry.load(store: store, prefix: "broker/")
+        #expect(c.topics.map(\.name) == ["one", "two"])
+        let streams = c.topics.flatMap { $0.partitions.map(\.stream) }
+        #expect(Set(streams).count == 3)
+        // Re-applied changes are re-validated against the newer state.
+        await #expect(throws: TopicError.self) { try await a.create(name: "two", partitions: 1, replicationFactor: 1, configs: [:]) }
+    }
+
+    @Test func corruptRegistryIsReportedWithItsKey() async throws {
+        let store = MemoryObjectStore(name: "bad")
+        let r = try await TopicRegistry.load(store: store, prefix: "broker/")
+        try await r.create(name: "one", partitions: 1, replicationFactor: 1, configs: [:])
+        var bytes = try await store.get("broker/registry", range: nil).bytes
+        bytes[bytes.count - 2] ^= 0x20
+        _ = try await store.put("broker/registry", bytes, condition: .none)
+        do {
+            _ = try await TopicRegistry.load(store: store, prefix: "broker/")
+            Issue.record("a corrupt registry must not load")
+        } catch let e as BrokerError {
+            #expect("\(e)".contains("broker/registry") && "\(e)".contains("CRC32C"))
+        }
+    }
+
+    @Test func configLayersFollowPrecedence() throws {
+        let file = try BrokerConfig.parseProperties("""
+            # comment
+            num.partitions = 4
+            listen: 127.0.0.1:1000
+            log.retention.hours=1
+            long.value=a\\
+              b
+            """, path: "test.properties")
+        #expect(file["long.value"] == "ab")
+        let c = BrokerConfig.resolve(file: file, environment: ["FLOE_NUM_PARTITIONS": "5", "FLOE_NODE_ID": "3", "PATH": "/bin", "FLOE_BOOTSTRAP": "x"],
+                                     flags: ["node.id": "7"])
+        #expect(c["num.partitions"] == "5" && c.sources["num.partitions"] == .environment)
+        #expect(c["node.id"] == "7" && c.sources["node.id"] == .flag)
+        #expect(c["listen"] == "127.0.0.1:1000" && c.sources["listen"] == .file)
+        #expect(c["log.retention.ms"] == "3600000")
+        #expect(c.unknownKeys == ["long.value"])
+        #expect(throws: BrokerError.self) { try BrokerConfig.parseProperties("novalue", path: "x") }
+    }
+
+    @Test func topicConfigValidation() {
+        #expect(TopicConfigs.validate(["retention.ms": "-1", "cleanup.policy": "compact,delete", "min.cleanable.dirty.ratio": "0.2"]) == nil)
+        #expect(TopicConfigs.validate(["retention.ms": "-2"])?.name == "retention.ms")
+        #expect(TopicConfigs.validate(["cleanup.policy": "shred"])?.name == "cleanup.policy")
+        #expect(TopicConfigs.validate(["max.message.bytes": "99999999999"])?.name == "max.message.bytes")
+        #expect(TopicConfigs.validate(["compression.type": "zstd", "message.timestamp.type": "LogAppendTime"]) == nil)
+    }
+
+    /// Every handler answers at every version it advertises with a response that encodes at that
+    /// version (fields that do not exist at a version must stay at their defaults).
+    @Test func everyAdvertisedVersionEncodes() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t", partitions: 2)
+        _ = try await h.produce("t", batch: try makeBatch(count: 3))
+        let t = try #require(h.core.registry.topic(named: "t"))
+        func requests(_ version: Int16) throws -> [AnyRequest] { [
+            .produce(ProduceRequest(acks: -1, timeoutMs: 1000, topicData: [.init(name: "t", partitionData: [.init(index: 0, records: try makeBatch(count: 1)[...]), .init(index: 9, records: nil)])])),
+            .fetch(FetchRequest(maxWaitMs: 0, minBytes: 1, maxBytes: 1 << 20, topics: [.init(topic: "t", topicId: t.topicID, partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)])])),
+            .listOffsets(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: -1), .init(partitionIndex: 7, timestamp: -2)])])),
+            .metadata(MetadataRequest(topics: version == 0 ? [] : nil, includeTopicAuthorizedOperations: version >= 8)),
+            .createTopics(CreateTopicsRequest(topics: [.init(name: "c\(version)", numPartitions: 1, replicationFactor: 1)], validateOnly: version >= 1)),
+            .deleteTopics(version >= 6 ? DeleteTopicsRequest(topics: [.init(name: "nope", topicId: .zero)]) : DeleteTopicsRequest(topicNames: ["nope"])),
+            .createPartitions(CreatePartitionsRequest(topics: [.init(name: "nope", count: 3)])),
+            .describeConfigs(DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: "t"), .init(resourceType: 4, resourceName: "0")], includeSynonyms: version >= 1)),
+            .alterConfigs(AlterConfigsRequest(resources: [.init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.ms", value: "1")])], validateOnly: true)),
+            .incrementalAlterConfigs(IncrementalAlterConfigsRequest(resources: [.init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.ms", configOperation: 0, value: "1")])], validateOnly: true)),
+            .describeCluster(DescribeClusterRequest()),
+            .initProducerId(InitProducerIdRequest()),
+            .offsetForLeaderEpoch(OffsetForLeaderEpochRequest(topics: [.init(topic: "t", partitions: [.init(partition: 0, leaderEpoch: 0)])])),
+            .deleteRecords(DeleteRecordsRequest(topics: [.init(name: "t", partitions: [.init(partitionIndex: 1, offset: 0)])])),
+        ] }
+        let handlers = Broker.standardHandlers(h.core)
+        for handler in handlers {
+            for version in handler.versions {
+                let request = try #require(try requests(version).first { $0.apiKey == handler.apiKey }, "no sample request for \(handler.apiKey)")
+                // Encode then decode the request at this version first, as a client would send it.
+                var w = ByteWriter()
+                try request.encode(to: &w, version: version)
+                var r = ByteReader(w.take())
+                let decoded = try AnyRequest.decode(apiKey: handler.apiKey, version: version, from: &r)
+                _ = try await h.call(handler, decoded, version: version)
+            }
+        }
+    }
+}

@@ -1,0 +1,240 @@
+import Bytes
+import Foundation
+import KafkaProtocol
+import ObjectStore
+import StreamStorage
+import Support
+import Testing
+@testable import Broker
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A Kafka client on one TCP connection, speaking the generated codecs; every call blocks a
+/// dedicated thread, never the cooperative pool.
+final class WireClient: @unchecked Sendable {
+    // @unchecked: `fd` and `correlation` are used by one call at a time (each test awaits its calls).
+    let fd: Int32
+    var correlation: Int32 = 0
+
+    init(port: UInt16) throws { fd = try TestClient.connect(port: port) }
+    deinit { close(fd) }
+
+    func send<M: KafkaMessage>(_ request: M, version: Int16) throws -> Int32 {
+        correlation += 1
+        var w = ByteWriter()
+        try RequestHeader.encodeRequest(request, version: version, correlationId: correlation, clientId: "e2e", into: &w)
+        let bytes = w.take()
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw POSIXError(.EPIPE) }
+            sent += n
+        }
+        return correlation
+    }
+
+    func receive(_ apiKey: ApiKey, version: Int16) throws -> AnyResponse {
+        func readExactly(_ n: Int) throws -> [UInt8] {
+            var out = [UInt8](repeating: 0, count: n)
+            var got = 0
+            while got < n {
+                let r = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
+                guard r > 0 else { throw TestClient.Closed(received: []) }
+                got += r
+            }
+            return out
+        }
+        let size = try readExactly(4)
+        let length = Int(UInt32(size[0]) << 24 | UInt32(size[1]) << 16 | UInt32(size[2]) << 8 | UInt32(size[3]))
+        return try ResponseHeader.decodeResponse(try readExactly(length)[...], apiKey: apiKey, version: version).body
+    }
+
+    /// Sends and waits for the answer on a thread of its own.
+    func call<M: KafkaMessage>(_ request: M, version: Int16) async throws -> AnyResponse {
+        let key = ApiKey(rawValue: M.apiKey)!
+        return try await withCheckedThrowingContinuation { c in
+            Thread {
+                c.resume(with: Result {
+                    _ = try self.send(request, version: version)
+                    return try self.receive(key, version: version)
+                })
+            }.start()
+        }
+    }
+}
+
+/// A broker on real storage (local-directory bucket, file WAL) in a temporary directory.
+struct LiveBroker {
+    let broker: Broker
+    let task: Task<Void, any Error>
+    let root: String
+
+    static func start(root: String) async throws -> LiveBroker {
+        let store = try LocalDirectoryObjectStore(root: root)
+        let url = try StorageURL("file://" + root)
+        var config = BrokerConfig()
+        config.set("listen", "127.0.0.1:0", .flag)
+        let metrics = MetricsRegistry()
+        let storage = try await BrokerStorage.open(store: store, url: url, walKind: "file", config: config, metrics: metrics, logger: .disabled)
+        let broker = try await Broker.start(settings: .init(config: config), store: store, storage: storage, metrics: metrics)
+        let task = Task { try await broker.run() }
+        return LiveBroker(broker: broker, task: task, root: root)
+    }
+
+    func stop() async throws {
+        broker.shutdown()
+        try await task.value
+    }
+}
+
+@Suite(.serialized) struct BrokerEndToEndTests {
+    static func tempRoot() -> String {
+        let path = NSTemporaryDirectory() + "floe-broker-e2e-\(UInt64.random(in: 1...UInt64.max))"
+        return path
+    }
+
+    func produce(_ c: WireClient, _ topic: String, _ batch: [UInt8], acks: Int16, version: Int16 = 9) async throws -> ProduceResponse.PartitionProduceResponse {
+        let r = try await c.call(ProduceRequest(acks: acks, timeoutMs: 5000, topicData: [.init(name: topic, partitionData: [.init(index: 0, records: batch[...])])]), version: version)
+        guard case let .produce(p) = r else { throw HarnessError.unexpected("\(r)") }
+        return p.responses[0].partitionResponses[0]
+    }
+
+    func fetch(_ c: WireClient, _ topic: String, offset: Int64, maxWaitMs: Int32 = 0) async throws -> FetchResponse.PartitionData {
+        let r = try await c.call(FetchRequest(maxWaitMs: maxWaitMs, minBytes: 1, maxBytes: 1 << 20, topics: [
+            .init(topic: topic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])]), version: 11)
+        guard case let .fetch(f) = r else { throw HarnessError.unexpected("\(r)") }
+        return f.responses[0].partitions[0]
+    }
+
+    @Test func clientsProduceFetchAdministerAndRestart() async throws {
+        let root = Self.tempRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }  // cleanup of a temporary directory
+        let live = try await LiveBroker.start(root: root)
+        let port = live.broker.port
+        let c = try WireClient(port: port)
+
+        // ApiVersions v3 lists what is served.
+        guard case let .apiVersions(av) = try await c.call(ApiVersionsRequest(clientSoftwareName: "e2e", clientSoftwareVersion: "1"), version: 3) else { return }
+        #expect(av.errorCode == 0)
+        #expect(av.apiKeys.first { $0.apiKey == ApiKey.produce.rawValue }?.maxVersion == 11)
+        #expect(av.apiKeys.contains { $0.apiKey == ApiKey.joinGroup.rawValue })
+
+        // Topic admin and configs.
+        guard case let .createTopics(ct) = try await c.call(CreateTopicsRequest(topics: [
+            .init(name: "e2e", numPartitions: 1, replicationFactor: 3, configs: [.init(name: "retention.ms", value: "86400000")])]), version: 7) else { return }
+        #expect(ct.topics[0].errorCode == 0)
+        guard case let .describeConfigs(dc) = try await c.call(DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: "e2e", configurationKeys: ["retention.ms"])]), version: 4) else { return }
+        #expect(dc.results[0].configs.first?.value == "86400000")
+
+        // acks=1, acks=all, acks=0.
+        #expect(try await produce(c, "e2e", try makeBatch(count: 3, seed: 1), acks: 1).baseOffset == 0)
+        #expect(try await produce(c, "e2e", try makeBatch(count: 3, seed: 2), acks: -1).baseOffset == 3)
+        _ = try c.send(ProduceRequest(acks: 0, timeoutMs: 5000, topicData: [.init(name: "e2e", partitionData: [.init(index: 0, records: try makeBatch(count: 2, seed: 3)[...])])]), version: 9)
+        // The next answer on the connection is the ListOffsets one: acks=0 got none.
+        guard case let .listOffsets(lo) = try await c.call(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "e2e", partitions: [.init(partitionIndex: 0, timestamp: -1)])]), version: 7) else {
+            Issue.record("acks=0 must not be answered")
+            return
+        }
+        // The acks=0 batch is appended in order; it may still be on its way to durability.
+        #expect(lo.topics[0].partitions[0].offset >= 6)
+
+        // Idempotent producer: duplicate and out of order.
+        guard case let .initProducerId(ip) = try await c.call(InitProducerIdRequest(), version: 4) else { return }
+        let pid = ip.producerId
+        let first = try makeBatch(count: 2, producerId: pid, epoch: 0, sequence: 0, seed: 4)
+        let base = try await produce(c, "e2e", first, acks: -1).baseOffset
+        #expect(base == 8)
+        let dup = try await produce(c, "e2e", first, acks: -1)
+        #expect(dup.errorCode == 0 && dup.baseOffset == base)
+        #expect(try await produce(c, "e2e", try makeBatch(count: 1, producerId: pid, epoch: 0, sequence: 5), acks: -1).errorCode
+                == KafkaErrorCode.outOfOrderSequenceNumber.rawValue)
+
+        // Long poll: a fetch at the end waits (60 s) until a produce on another connection wakes it.
+        let consumer = try WireClient(port: port)
+        async let waiting = fetch(consumer, "e2e", offset: 10, maxWaitMs: 60_000)
+        let producer = try WireClient(port: port)
+        #expect(try await produce(producer, "e2e", try makeBatch(count: 4, seed: 5), acks: 1).baseOffset == 10)
+        let woken = try await waiting
+        #expect(try fetchedRecords(woken.records).map(\.offset) == [10, 11, 12, 13])
+
+        let all = try fetchedRecords(try await fetch(c, "e2e", offset: 0).records)
+        #expect(all.map(\.offset) == Array(0..<14))
+        try await live.stop()
+
+        // Restart over the same bucket and WAL directory.
+        let again = try await LiveBroker.start(root: root)
+        let c2 = try WireClient(port: again.broker.port)
+        guard case let .metadata(md) = try await c2.call(MetadataRequest(topics: nil), version: 12) else { return }
+        #expect(md.topics.map(\.name) == ["e2e"])
+        let after = try fetchedRecords(try await fetch(c2, "e2e", offset: 0).records)
+        #expect(after.map(\.offset) == all.map(\.offset))
+        #expect(after.map(\.value) == all.map(\.value))
+        // Producer state carried over: the old batch is still a duplicate, and the next sequence appends.
+        #expect(try await produce(c2, "e2e", first, acks: -1).baseOffset == base)
+        #expect(try await produce(c2, "e2e", try makeBatch(count: 1, producerId: pid, epoch: 0, sequence: 2), acks: -1).baseOffset == 14)
+        guard case let .initProducerId(ip2) = try await c2.call(InitProducerIdRequest(), version: 0) else { return }
+        #expect(ip2.producerId != pid)
+        try await again.stop()
+    }
+
+    @Test func startupErrorsNameWhatFailed() async throws {
+        let root = Self.tempRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }  // cleanup of a temporary directory
+        let live = try await LiveBroker.start(root: root)
+        var config = BrokerConfig()
+        config.set("listen", "127.0.0.1:\(live.broker.port)", .flag)
+        do {
+            _ = try await Broker.start(settings: .init(config: config), store: MemoryObjectStore(name: "x"), storage: MemoryLogStorage())
+            Issue.record("a taken port must fail")
+        } catch {
+            #expect("\(error)".contains("127.0.0.1:\(live.broker.port)"))
+        }
+        try await live.stop()
+    }
+
+    @Test func probesAndMetrics() async throws {
+        var config = BrokerConfig()
+        config.set("listen", "127.0.0.1:0", .flag)
+        config.set("http", "127.0.0.1:0", .flag)
+        let broker = try await Broker.start(settings: .init(config: config), store: MemoryObjectStore(name: "m"), storage: MemoryLogStorage())
+        let task = Task { try await broker.run() }
+        let httpPort = try #require(broker.httpPort)
+        let c = try WireClient(port: broker.port)
+        _ = try await c.call(CreateTopicsRequest(topics: [.init(name: "m", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        _ = try await produce(c, "m", try makeBatch(count: 5), acks: 1)
+        func get(_ path: String) async throws -> String {
+            try await withCheckedThrowingContinuation { cont in
+                Thread {
+                    cont.resume(with: Result {
+                        let fd = try TestClient.connect(port: httpPort)
+                        defer { close(fd) }
+                        let req = Array("GET \(path) HTTP/1.1\r\nHost: x\r\n\r\n".utf8)
+                        _ = req.withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, 0) }
+                        var out: [UInt8] = []
+                        var chunk = [UInt8](repeating: 0, count: 65536)
+                        while true {
+                            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                            if n <= 0 { break }
+                            out += chunk[0..<n]
+                        }
+                        return String(decoding: out, as: UTF8.self)
+                    })
+                }.start()
+            }
+        }
+        let metrics = try await get("/metrics")
+        #expect(metrics.contains("floe_broker_partition_records_in_total{partition=\"0\",topic=\"m\"} 5"))
+        #expect(metrics.contains("floe_broker_requests_total{api=\"Produce\"} 1"))
+        #expect(metrics.contains("process_resident_memory_bytes"))
+        #expect(metrics.contains("floe_broker_connections 1"))
+        #expect(try await get("/healthz").hasPrefix("HTTP/1.1 200"))
+        #expect(try await get("/readyz").hasPrefix("HTTP/1.1 200"))
+        #expect(try await get("/drain").hasPrefix("HTTP/1.1 200"))
+        #expect(try await get("/readyz").hasPrefix("HTTP/1.1 503"))
+        #expect(try await get("/nope").hasPrefix("HTTP/1.1 404"))
+        broker.shutdown()
+        try await task.value
+    }
+}

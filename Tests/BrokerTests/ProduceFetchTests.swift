@@ -1,0 +1,239 @@
+import Bytes
+import KafkaProtocol
+import ObjectStore
+import Testing
+@testable import Broker
+
+@Suite struct ProduceFetchTests {
+    @Test func producedRecordsComeBackWithAssignedOffsets() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        let b1 = try makeBatch(count: 3, seed: 1)
+        let b2 = try makeBatch(count: 2, seed: 2)
+        let r1 = try #require(try await h.produce("t", batch: b1))
+        let r2 = try #require(try await h.produce("t", batch: b2, acks: 1))
+        #expect(r1.errorCode == 0 && r1.baseOffset == 0)
+        #expect(r2.errorCode == 0 && r2.baseOffset == 3)
+        let f = try await h.fetch("t", offset: 0)
+        #expect(f.errorCode == 0 && f.highWatermark == 5 && f.logStartOffset == 0)
+        let records = try fetchedRecords(f.records)
+        #expect(records.map(\.offset) == [0, 1, 2, 3, 4])
+        // Offsets are stamped into the copy sent; the CRC still verifies (RecordBatchReader checks it).
+        let sentValues = try RecordBatch(validating: b2[...]).records().map { Array($0.value ?? []) }
+        #expect(records[3...].map(\.value) == sentValues)
+    }
+
+    @Test func acksZeroSendsNothingButAppends() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        let r = try await h.produce("t", batch: try makeBatch(count: 4), acks: 0)
+        #expect(r == nil)
+        #expect(try await h.fetch("t", offset: 0).highWatermark == 4)
+    }
+
+    @Test func invalidAcksAndUnknownTopicsAreErrors() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        #expect(try await h.produce("t", batch: try makeBatch(count: 1), acks: 2)?.errorCode == KafkaErrorCode.invalidRequiredAcks.rawValue)
+        #expect(try await h.produce("nope", batch: try makeBatch(count: 1))?.errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(try await h.produce("t", partition: 3, batch: try makeBatch(count: 1))?.errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
+    }
+
+    @Test func corruptAndLegacyBatchesAreRefusedWithClearErrors() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t", configs: ["max.message.bytes": "200"])
+        var corrupt = try makeBatch(count: 2)
+        corrupt[corrupt.count - 1] ^= 0xFF
+        let c = try #require(try await h.produce("t", batch: corrupt))
+        #expect(c.errorCode == KafkaErrorCode.corruptMessage.rawValue)
+        #expect(c.errorMessage?.contains("CRC") == true)
+        var legacy = try makeBatch(count: 1)
+        legacy[RecordBatchHeader.magicOffset] = 1
+        let l = try #require(try await h.produce("t", batch: legacy))
+        #expect(l.errorCode == KafkaErrorCode.invalidRecord.rawValue)
+        #expect(l.errorMessage?.contains("magic 1") == true)
+        let big = try #require(try await h.produce("t", batch: try makeBatch(count: 10, valueSize: 100)))
+        #expect(big.errorCode == KafkaErrorCode.messageTooLarge.rawValue)
+        #expect(try await h.fetch("t", offset: 0).highWatermark == 0)
+    }
+
+    @Test func produceAnswersOnlyOnceDurable() async throws {
+        let h = try await Harness.make()
+        let topic = try await h.createTopic("t")
+        _ = try await h.core.partitions.partition(topic: "t", index: 0)
+        let log = try #require(h.storage.log(topic.partitions[0].stream))
+        log.holdDurability()
+        let request = ProduceRequest(acks: -1, timeoutMs: 5000, topicData: [.init(name: "t", partitionData: [.init(index: 0, records: try makeBatch(count: 2)[...])])])
+        guard case let .deferred(complete) = await h.start(ProduceHandler(core: h.core), .produce(request), version: 9) else {
+            Issue.record("produce with pending durability must be deferred")
+            return
+        }
+        // Not durable: the fetch sees nothing yet, though the offset is assigned.
+        #expect(try await h.fetch("t", offset: 0).highWatermark == 0)
+        #expect(log.nextOffset == 2)
+        log.releaseDurability()
+        guard case let .produce(p) = await complete() else { Issue.record("no produce response"); return }
+        #expect(p.responses[0].partitionResponses[0].baseOffset == 0)
+        #expect(try await h.fetch("t", offset: 0).highWatermark == 2)
+    }
+
+    @Test func idempotentDuplicatesOutOfOrderAndFencing() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        let pid: Int64 = 7
+        let first = try makeBatch(count: 3, producerId: pid, epoch: 0, sequence: 0)
+        let second = try makeBatch(count: 2, producerId: pid, epoch: 0, sequence: 3)
+        #expect(try await h.produce("t", batch: first)?.baseOffset == 0)
+        #expect(try await h.produce("t", batch: second)?.baseOffset == 3)
+        // A retry of the first batch gets its original offset and appends nothing.
+        let dup = try #require(try await h.produce("t", batch: first))
+        #expect(dup.errorCode == 0 && dup.baseOffset == 0)
+        #expect(try await h.fetch("t", offset: 0).highWatermark == 5)
+        // A gap is out of order.
+        let gap = try makeBatch(count: 1, producerId: pid, epoch: 0, sequence: 9)
+        #expect(try await h.produce("t", batch: gap)?.errorCode == KafkaErrorCode.outOfOrderSequenceNumber.rawValue)
+        // A newer epoch must start at 0; then the old epoch is fenced.
+        #expect(try await h.produce("t", batch: try makeBatch(count: 1, producerId: pid, epoch: 1, sequence: 4))?.errorCode
+                == KafkaErrorCode.outOfOrderSequenceNumber.rawValue)
+        #expect(try await h.produce("t", batch: try makeBatch(count: 1, producerId: pid, epoch: 1, sequence: 0))?.baseOffset == 5)
+        #expect(try await h.produce("t", batch: try makeBatch(count: 1, producerId: pid, epoch: 0, sequence: 5))?.errorCode
+                == KafkaErrorCode.invalidProducerEpoch.rawValue)
+    }
+
+    @Test func producerStateSurvivesRestartThroughSnapshotAndLogReplay() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        let a = try makeBatch(count: 2, producerId: 11, epoch: 0, sequence: 0)
+        let b = try makeBatch(count: 2, producerId: 11, epoch: 0, sequence: 2)
+        #expect(try await h.produce("t", batch: a)?.baseOffset == 0)
+        try await h.core.partitions.snapshotProducers()   // snapshot covers a
+        #expect(try await h.produce("t", batch: b)?.baseOffset == 2)   // only in the log
+        let h2 = try await h.restarted()
+        #expect(try await h2.produce("t", batch: a)?.baseOffset == 0)   // from the snapshot
+        #expect(try await h2.produce("t", batch: b)?.baseOffset == 2)   // replayed from the log
+        let c = try makeBatch(count: 1, producerId: 11, epoch: 0, sequence: 5)
+        #expect(try await h2.produce("t", batch: c)?.errorCode == KafkaErrorCode.outOfOrderSequenceNumber.rawValue)
+        #expect(try await h2.fetch("t", offset: 0).highWatermark == 4)
+    }
+
+    @Test func fetchLongPollWakesOnProduce() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        let request = FetchRequest(maxWaitMs: 60_000, minBytes: 1, maxBytes: 1 << 20, topics: [
+            .init(topic: "t", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
+        ])
+        guard case let .deferred(complete) = await h.start(FetchHandler(core: h.core), .fetch(request), version: 11) else {
+            Issue.record("an empty fetch with max wait must be deferred")
+            return
+        }
+        async let answer = complete()
+        // The wait is 60 s: the answer arriving proves the produce woke it.
+        #expect(try await h.produce("t", batch: try makeBatch(count: 2))?.errorCode == 0)
+        guard case let .fetch(f) = await answer else { Issue.record("no fetch response"); return }
+        #expect(try fetchedRecords(f.responses[0].partitions[0].records).count == 2)
+    }
+
+    @Test func fetchHonoursMaxBytesButReturnsOneOversizedBatch() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t", partitions: 2)
+        for _ in 0..<4 { _ = try await h.produce("t", batch: try makeBatch(count: 5, valueSize: 200)) }
+        let size = try makeBatch(count: 5, valueSize: 200).count
+        // Smaller than one batch: still one batch.
+        let one = try await h.fetch("t", offset: 0, partitionMaxBytes: 10)
+        #expect(one.records?.count == size)
+        // Two and a half batches: two.
+        let two = try await h.fetch("t", offset: 0, partitionMaxBytes: Int32(size * 5 / 2))
+        #expect(two.records?.count == 2 * size)
+        // Offset in the middle of a batch returns that batch.
+        let mid = try await h.fetch("t", offset: 7, partitionMaxBytes: 10)
+        #expect(try fetchedRecords(mid.records).first?.offset == 5)
+        // Out of range.
+        #expect(try await h.fetch("t", offset: 21).errorCode == KafkaErrorCode.offsetOutOfRange.rawValue)
+        #expect(try await h.fetch("t", offset: 20).records?.count == 0)
+        // Response limit: the second partition gets nothing once the first filled the response.
+        _ = try await h.produce("t", partition: 1, batch: try makeBatch(count: 5, valueSize: 200))
+        let req = FetchRequest(maxWaitMs: 0, minBytes: 1, maxBytes: Int32(size), topics: [
+            .init(topic: "t", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20),
+                                           .init(partition: 1, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
+        ])
+        guard case let .fetch(f) = try await h.call(FetchHandler(core: h.core), .fetch(req), version: 11) else { return }
+        #expect(f.responses[0].partitions[0].records?.count == size)
+        #expect(f.responses[0].partitions[1].records?.count == 0)
+    }
+
+    @Test func fetchByTopicIdFromVersion13() async throws {
+        let h = try await Harness.make()
+        let t = try await h.createTopic("t")
+        _ = try await h.produce("t", batch: try makeBatch(count: 1))
+        let req = FetchRequest(maxWaitMs: 0, minBytes: 1, maxBytes: 1 << 20, topics: [
+            .init(topicId: t.topicID, partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
+            .init(topicId: KafkaUUID(mostSignificantBits: 1, leastSignificantBits: 2), partitions: [.init(partition: 0, fetchOffset: 0)]),
+        ])
+        guard case let .fetch(f) = try await h.call(FetchHandler(core: h.core), .fetch(req), version: 13) else { return }
+        #expect(f.responses[0].topicId == t.topicID)
+        #expect(try fetchedRecords(f.responses[0].partitions[0].records).count == 1)
+        #expect(f.responses[1].partitions[0].errorCode == KafkaErrorCode.unknownTopicId.rawValue)
+    }
+
+    @Test func listOffsetsEarliestLatestTimestampAndMax() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        _ = try await h.produce("t", batch: try makeBatch(count: 3, timestamp: 1000))   // 1000…1002 at 0…2
+        _ = try await h.produce("t", batch: try makeBatch(count: 3, timestamp: 5000))   // 5000…5002 at 3…5
+        _ = try await h.produce("t", batch: try makeBatch(count: 2, timestamp: 2000))   // 2000…2001 at 6…7
+        func query(_ ts: Int64) async throws -> (Int64, Int64) {
+            let req = ListOffsetsRequest(replicaId: -1, topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: ts)])])
+            guard case let .listOffsets(r) = try await h.call(ListOffsetsHandler(core: h.core), .listOffsets(req), version: 7) else { return (-9, -9) }
+            let p = r.topics[0].partitions[0]
+            return (p.offset, p.timestamp)
+        }
+        #expect(try await query(-1).0 == 8)
+        #expect(try await query(-2).0 == 0)
+        #expect(try await query(1001) == (1, 1001))
+        #expect(try await query(4000) == (3, 5000))
+        #expect(try await query(-3) == (5, 5002))
+        #expect(try await query(9000) == (-1, -1))
+        try await h.core.partitions.partition(topic: "t", index: 0)!.log.trim(to: 3)
+        #expect(try await query(-2).0 == 3)
+    }
+
+    @Test func deleteRecordsMovesTheStartOffset() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        _ = try await h.produce("t", batch: try makeBatch(count: 3))
+        _ = try await h.produce("t", batch: try makeBatch(count: 3))
+        let req = DeleteRecordsRequest(topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, offset: 3), .init(partitionIndex: 5, offset: 1)])])
+        guard case let .deleteRecords(r) = try await h.call(DeleteRecordsHandler(core: h.core), .deleteRecords(req), version: 2) else { return }
+        #expect(r.topics[0].partitions[0].lowWatermark == 3)
+        #expect(r.topics[0].partitions[1].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
+        #expect(try await h.fetch("t", offset: 0).errorCode == KafkaErrorCode.offsetOutOfRange.rawValue)
+        #expect(try fetchedRecords(try await h.fetch("t", offset: 3).records).first?.offset == 3)
+    }
+
+    @Test func initProducerIdIsUniqueAcrossRestarts() async throws {
+        let h = try await Harness.make()
+        var ids: Set<Int64> = []
+        for v: Int16 in [0, 1, 2, 3, 4, 5] {
+            guard case let .initProducerId(r) = try await h.call(InitProducerIdHandler(core: h.core), .initProducerId(InitProducerIdRequest()), version: v) else { return }
+            #expect(r.errorCode == 0 && r.producerEpoch == 0)
+            ids.insert(r.producerId)
+        }
+        let h2 = try await h.restarted()
+        guard case let .initProducerId(r) = try await h2.call(InitProducerIdHandler(core: h2.core), .initProducerId(InitProducerIdRequest()), version: 0) else { return }
+        #expect(!ids.contains(r.producerId))
+        #expect(ids.count == 6)
+        guard case let .initProducerId(t) = try await h.call(InitProducerIdHandler(core: h.core), .initProducerId(InitProducerIdRequest(transactionalId: "tx")), version: 4) else { return }
+        #expect(t.errorCode == KafkaErrorCode.transactionalIdAuthorizationFailed.rawValue)
+    }
+
+    @Test func retentionBySizeDropsOldBatches() async throws {
+        let h = try await Harness.make()
+        let one = try makeBatch(count: 1, valueSize: 100).count
+        try await h.createTopic("t", configs: ["retention.bytes": "\(one * 3)"])
+        for _ in 0..<10 { _ = try await h.produce("t", batch: try makeBatch(count: 1, valueSize: 100)) }
+        try await h.core.partitions.applyRetention(nowMillis: wallMillis(), brokerConfig: h.core.config)
+        let log = try #require(try await h.core.partitions.partition(topic: "t", index: 0)).log
+        #expect(log.startOffset == 7)
+        #expect(log.endOffset == 10)
+    }
+}
