@@ -27,19 +27,20 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
         .target(
             name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"], exclude: ["README.md"]),
-        .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support"], exclude: ["README.md"]),
+        .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support", "CFloeShims"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
         .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage"], exclude: ["README.md"]),
-        .target(name: "KubeAPI", dependencies: ["YAML"], exclude: ["README.md"]),
-        .target(name: "Operator", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
+        .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
+        .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
+        .target(name: "Operator", dependencies: ["KubeAPI", "ControllerRuntime", "Support"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage"]),
-        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "Operator", "YAML"]),
-        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage"]),
+        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),
 
         // Tests: one target per module.
         .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
@@ -49,7 +50,8 @@ let package = Package(
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage"]),
-        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML"]),
+        .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
+        .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),

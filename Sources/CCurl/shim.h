@@ -34,3 +34,8 @@ typedef int (*floe_curl_seek_callback)(void *context, curl_off_t offset, int ori
 static inline CURLcode floe_curl_easy_setopt_seek_callback(CURL *handle, CURLoption option, floe_curl_seek_callback value) {
     return curl_easy_setopt(handle, option, value);
 }
+// A PEM blob (CA bundle, client certificate or key) that libcurl copies before returning.
+static inline CURLcode floe_curl_easy_setopt_blob(CURL *handle, CURLoption option, const void *data, size_t length) {
+    struct curl_blob blob = { (void *)data, length, CURL_BLOB_COPY };
+    return curl_easy_setopt(handle, option, &blob);
+}

@@ -43,11 +43,34 @@ public final class HTTPClient: Sendable {
         let transfer = Transfer(request: request, id: engine.nextTransferID())
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<HTTPResponse, any Error>) in
-                engine.submit(transfer, continuation: continuation)
+                engine.submit(transfer, completion: .response(continuation))
             }
         } onCancel: {
             engine.cancel(transfer)
         }
+    }
+
+    /// Sends `request` and streams the response: the sequence yields ``HTTPStreamPart/head(status:headers:)``
+    /// once, then the body in ``HTTPStreamPart/body(_:)`` chunks as they arrive, and ends when the
+    /// response is complete. Failures to get (the rest of) a response are thrown from the
+    /// sequence as ``HTTPClientError``s. Ending the iteration early (or cancelling the iterating
+    /// task) aborts the transfer.
+    ///
+    /// Bounded: at most `bufferedChunks` chunks wait for the consumer; a consumer that falls
+    /// further behind fails the stream with ``HTTPClientError/streamBufferFull(method:url:limit:)``
+    /// (nothing is dropped silently). `maxResponseBodyBytes` does not apply to streams: a watch
+    /// runs for as long as the server keeps it open (set `request.timeout` accordingly).
+    public func stream(_ request: HTTPRequest, bufferedChunks: Int = 1024) -> AsyncThrowingStream<HTTPStreamPart, any Error> {
+        let (stream, continuation) = AsyncThrowingStream.makeStream(
+            of: HTTPStreamPart.self, throwing: (any Error).self, bufferingPolicy: .bufferingOldest(max(2, bufferedChunks)))
+        let transfer = Transfer(request: request, id: engine.nextTransferID())
+        transfer.streamLimit = max(2, bufferedChunks)
+        let engine = engine
+        continuation.onTermination = { termination in
+            if case .cancelled = termination { engine.cancel(transfer) }
+        }
+        engine.submit(transfer, completion: .stream(continuation))
+        return stream
     }
 
     /// Fails every queued and in-flight request and stops the client's thread. Idempotent.
@@ -65,8 +88,30 @@ final class Transfer: @unchecked Sendable {
     enum Phase {
         case created
         case cancelledEarly
-        case submitted(CheckedContinuation<HTTPResponse, any Error>)
+        case submitted(Completion)
         case finished
+    }
+
+    /// Where the outcome goes: one complete response, or a stream of parts.
+    enum Completion {
+        case response(CheckedContinuation<HTTPResponse, any Error>)
+        case stream(AsyncThrowingStream<HTTPStreamPart, any Error>.Continuation)
+
+        func resume(with result: Result<HTTPResponse, any Error>) {
+            switch self {
+            case .response(let c): c.resume(with: result)
+            case .stream(let c):
+                switch result {
+                case .success(let response):
+                    // Only reached when the head was not yet delivered (empty body).
+                    c.yield(.head(status: response.status, headers: response.headers))
+                    c.finish()
+                case .failure(let error): c.finish(throwing: error)
+                }
+            }
+        }
+
+        func resume(throwing error: any Error) { resume(with: .failure(error)) }
     }
 
     let request: HTTPRequest
@@ -82,20 +127,28 @@ final class Transfer: @unchecked Sendable {
     var responseBody: [UInt8] = []
     var tooLarge = false
     var maxBody = 0
+    // Streaming (engine thread): the sink, whether the head went out, the overflow flag.
+    var streamSink: AsyncThrowingStream<HTTPStreamPart, any Error>.Continuation?
+    var streamLimit = 0
+    var headSent = false
+    var streamOverflow = false
 
     init(request: HTTPRequest, id: UInt64) {
         self.request = request
         self.id = id
     }
 
-    /// Takes the continuation out (exactly once) and marks the transfer finished.
-    func takeContinuation() -> CheckedContinuation<HTTPResponse, any Error>? {
+    /// Takes the completion out (exactly once) and marks the transfer finished.
+    func takeContinuation() -> Completion? {
         phase.withLock { phase in
-            guard case .submitted(let continuation) = phase else { return nil }
+            guard case .submitted(let completion) = phase else { return nil }
             phase = .finished
-            return continuation
+            return completion
         }
     }
+
+    /// The streaming sink while the transfer is still submitted (engine thread only).
+    var isStreaming: Bool { streamSink != nil }
 }
 
 /// The part of the client that owns the multi handle; `run()` is the dedicated thread's body.
@@ -137,7 +190,8 @@ final class Engine: @unchecked Sendable {
         }
     }
 
-    func submit(_ transfer: Transfer, continuation: CheckedContinuation<HTTPResponse, any Error>) {
+    func submit(_ transfer: Transfer, completion continuation: Transfer.Completion) {
+        if case .stream(let sink) = continuation { transfer.streamSink = sink }
         let cancelledEarly = transfer.phase.withLock { phase -> Bool in
             if case .cancelledEarly = phase { return true }
             phase = .submitted(continuation)
@@ -270,7 +324,7 @@ final class Engine: @unchecked Sendable {
             return
         }
         transfer.easy = easy
-        transfer.maxBody = configuration.maxResponseBodyBytes
+        transfer.maxBody = transfer.isStreaming ? Int.max : configuration.maxResponseBodyBytes
         let context = Unmanaged.passUnretained(transfer).toOpaque()
         var ok = true
         func check(_ code: CURLcode) { if code != CURLE_OK { ok = false } }
@@ -292,6 +346,15 @@ final class Engine: @unchecked Sendable {
         let tls = configuration.tls
         if let caFile = tls.caFile { check(floe_curl_easy_setopt_string(easy, CURLOPT_CAINFO, caFile)) }
         if let caPath = tls.caPath { check(floe_curl_easy_setopt_string(easy, CURLOPT_CAPATH, caPath)) }
+        func blob(_ option: CURLoption, _ bytes: [UInt8]) {
+            // libcurl copies the blob (CURL_BLOB_COPY) before returning.
+            check(bytes.withUnsafeBytes { floe_curl_easy_setopt_blob(easy, option, $0.baseAddress, $0.count) })
+        }
+        if let pem = tls.caPEM { blob(CURLOPT_CAINFO_BLOB, pem) }
+        if let file = tls.clientCertificateFile { check(floe_curl_easy_setopt_string(easy, CURLOPT_SSLCERT, file)) }
+        if let file = tls.clientKeyFile { check(floe_curl_easy_setopt_string(easy, CURLOPT_SSLKEY, file)) }
+        if let pem = tls.clientCertificatePEM { blob(CURLOPT_SSLCERT_BLOB, pem) }
+        if let pem = tls.clientKeyPEM { blob(CURLOPT_SSLKEY_BLOB, pem) }
         if tls.insecureSkipVerify {
             check(floe_curl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYPEER, 0))
             check(floe_curl_easy_setopt_long(easy, CURLOPT_SSL_VERIFYHOST, 0))
@@ -337,6 +400,9 @@ final class Engine: @unchecked Sendable {
             if let easy = transfer.easy { _ = floe_curl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status) }
             return .success(HTTPResponse(status: status, headers: transfer.responseHeaders, body: transfer.responseBody))
         }
+        if transfer.streamOverflow {
+            return .failure(HTTPClientError.streamBufferFull(method: request.method, url: request.url, limit: transfer.streamLimit))
+        }
         if transfer.tooLarge {
             return .failure(HTTPClientError.responseTooLarge(method: request.method, url: request.url, limit: transfer.maxBody))
         }
@@ -354,6 +420,10 @@ final class Engine: @unchecked Sendable {
         if let easy = transfer.easy { curl_multi_remove_handle(multi, easy) }
         cleanup(transfer)
         guard let continuation = transfer.takeContinuation() else { return }
+        if case .stream(let sink) = continuation, transfer.headSent, case .success = result {
+            sink.finish()
+            return
+        }
         continuation.resume(with: result)
     }
 
@@ -370,6 +440,27 @@ final class Engine: @unchecked Sendable {
 private let writeCallback: floe_curl_data_callback = { buffer, size, count, context in
     let transfer = Unmanaged<Transfer>.fromOpaque(context!).takeUnretainedValue()
     let length = size * count
+    if let sink = transfer.streamSink {
+        if !transfer.headSent {
+            var status = 0
+            if let easy = transfer.easy { _ = floe_curl_easy_getinfo_long(easy, CURLINFO_RESPONSE_CODE, &status) }
+            transfer.headSent = true
+            if case .dropped = sink.yield(.head(status: status, headers: transfer.responseHeaders)) {
+                transfer.streamOverflow = true
+                return 0
+            }
+        }
+        guard let buffer, length > 0 else { return length }
+        let bytes = buffer.withMemoryRebound(to: UInt8.self, capacity: length) { Array(UnsafeBufferPointer(start: $0, count: length)) }
+        switch sink.yield(.body(bytes)) {
+        case .enqueued: return length
+        case .dropped:
+            transfer.streamOverflow = true
+            return 0
+        case .terminated: return 0
+        @unknown default: return 0
+        }
+    }
     if transfer.responseBody.count + length > transfer.maxBody {
         transfer.tooLarge = true
         return 0

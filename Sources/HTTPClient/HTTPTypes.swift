@@ -62,6 +62,13 @@ public struct HTTPResponse: Sendable {
     public var bodyText: String { String(decoding: body, as: UTF8.self) }
 }
 
+/// One part of a streamed response (``HTTPClient/stream(_:bufferedChunks:)``): the head comes
+/// first and exactly once, then zero or more body chunks in order.
+public enum HTTPStreamPart: Sendable {
+    case head(status: Int, headers: HTTPHeaders)
+    case body([UInt8])
+}
+
 /// TLS settings. Peer verification is on unless ``insecureSkipVerify`` is set explicitly (for
 /// test servers with self-signed certificates only; it is never turned off implicitly).
 public struct TLSOptions: Sendable, Hashable {
@@ -69,11 +76,25 @@ public struct TLSOptions: Sendable, Hashable {
     public var caFile: String?
     /// A directory of hashed CA certificates (OpenSSL `c_rehash` layout).
     public var caPath: String?
+    /// PEM CA certificates given in memory (kubeconfig `certificate-authority-data`).
+    public var caPEM: [UInt8]?
+    /// Client certificate and key for mutual TLS, as files or in-memory PEM (one of each kind).
+    public var clientCertificateFile: String?
+    public var clientKeyFile: String?
+    public var clientCertificatePEM: [UInt8]?
+    public var clientKeyPEM: [UInt8]?
     public var insecureSkipVerify: Bool
 
-    public init(caFile: String? = nil, caPath: String? = nil, insecureSkipVerify: Bool = false) {
+    public init(caFile: String? = nil, caPath: String? = nil, caPEM: [UInt8]? = nil, clientCertificateFile: String? = nil,
+                clientKeyFile: String? = nil, clientCertificatePEM: [UInt8]? = nil, clientKeyPEM: [UInt8]? = nil,
+                insecureSkipVerify: Bool = false) {
         self.caFile = caFile
         self.caPath = caPath
+        self.caPEM = caPEM
+        self.clientCertificateFile = clientCertificateFile
+        self.clientKeyFile = clientKeyFile
+        self.clientCertificatePEM = clientCertificatePEM
+        self.clientKeyPEM = clientKeyPEM
         self.insecureSkipVerify = insecureSkipVerify
     }
 }
@@ -121,6 +142,8 @@ public enum HTTPClientError: Error, CustomStringConvertible {
     case shutDown(method: String, url: String)
     /// The response body exceeded the configured limit.
     case responseTooLarge(method: String, url: String, limit: Int)
+    /// A streamed response's consumer fell more than `limit` chunks behind; the transfer was aborted.
+    case streamBufferFull(method: String, url: String, limit: Int)
     /// The request could not be set up (malformed URL, unusable option).
     case invalidRequest(method: String, url: String, reason: String)
     /// libcurl could not be initialised.
@@ -133,6 +156,7 @@ public enum HTTPClientError: Error, CustomStringConvertible {
         case .queueFull(let m, let u, let limit): "HTTP \(m) \(u): request queue full (\(limit) waiting)"
         case .shutDown(let m, let u): "HTTP \(m) \(u): client shut down"
         case .responseTooLarge(let m, let u, let limit): "HTTP \(m) \(u): response body larger than \(limit) bytes"
+        case .streamBufferFull(let m, let u, let limit): "HTTP \(m) \(u): stream consumer more than \(limit) chunks behind; aborted"
         case .invalidRequest(let m, let u, let reason): "HTTP \(m) \(u): invalid request: \(reason)"
         case .initialization(let reason): "HTTP client: cannot initialise libcurl: \(reason)"
         }

@@ -6,13 +6,59 @@ public enum KubeAPIError: Error, Sendable, Equatable, CustomStringConvertible {
     case encode(type: String, detail: String)
     /// Bytes could not be decoded as `type`; `detail` carries the decoder's coding path.
     case decode(type: String, detail: String)
+    /// The API server answered `verb` on `resource` (`statefulsets.apps`) `namespace/name` with
+    /// an error status; `reason` and `message` come from its `Status` body.
+    case api(verb: String, resource: String, namespace: String?, name: String?, status: Int, reason: String, message: String)
+    /// 409 on an update, patch or apply: the object changed since it was read (stale
+    /// resourceVersion), it already exists, or an apply conflicts with another field manager.
+    /// Re-read and retry (level-triggered: requeue).
+    case conflict(verb: String, resource: String, namespace: String?, name: String?, reason: String, message: String)
+    /// No response: connection refused, TLS failure, timeout (the HTTP client's error text).
+    case transport(verb: String, resource: String, namespace: String?, name: String?, detail: String)
+    /// A watch or a continued list asked for a resourceVersion the server no longer has
+    /// (410 Gone / Expired): relist from scratch.
+    case expired(verb: String, resource: String, namespace: String?, message: String)
+    /// A watch line exceeded the splitter's bound.
+    case watchLineTooLong(limit: Int)
+    /// Client configuration (kubeconfig, in-cluster files, flags) is unusable.
+    case configuration(source: String, detail: String)
 
     public var description: String {
+        func target(_ resource: String, _ namespace: String?, _ name: String?) -> String {
+            var t = resource
+            if let namespace { t += " in namespace \(namespace)" }
+            if let name { t += " named \(name)" }
+            return t
+        }
         switch self {
         case .encode(let type, let detail): return "cannot encode \(type): \(detail)"
         case .decode(let type, let detail): return "cannot decode \(type): \(detail)"
+        case .api(let verb, let resource, let ns, let name, let status, let reason, let message):
+            return "\(verb) \(target(resource, ns, name)): HTTP \(status) \(reason): \(message)"
+        case .conflict(let verb, let resource, let ns, let name, let reason, let message):
+            return "\(verb) \(target(resource, ns, name)): HTTP 409 \(reason): \(message)"
+        case .transport(let verb, let resource, let ns, let name, let detail):
+            return "\(verb) \(target(resource, ns, name)): no response: \(detail)"
+        case .expired(let verb, let resource, let ns, let message):
+            return "\(verb) \(target(resource, ns, nil)): HTTP 410 Expired: \(message)"
+        case .watchLineTooLong(let limit): return "watch stream line longer than \(limit) bytes"
+        case .configuration(let source, let detail): return "Kubernetes client configuration \(source): \(detail)"
         }
     }
+
+    /// The HTTP status the server answered with, if it answered.
+    public var httpStatus: Int? {
+        switch self {
+        case .api(_, _, _, _, let status, _, _): status
+        case .conflict: 409
+        case .expired: 410
+        default: nil
+        }
+    }
+
+    public var isNotFound: Bool { httpStatus == 404 }
+    public var isConflict: Bool { if case .conflict = self { true } else { false } }
+    public var isExpired: Bool { if case .expired = self { true } else { false } }
 }
 
 /// JSON as the Kubernetes API expects it: keys sorted (deterministic output for golden files and

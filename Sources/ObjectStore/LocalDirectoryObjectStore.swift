@@ -152,33 +152,45 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         let ctx = context("GET", key)
         let path = try path(of: key, ctx: ctx)
         if let reason = range?.malformedReason { throw ObjectStoreError.invalidRange(ctx, reason) }
-        return try await onPool(ctx) {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            if fd < 0 {
-                if errno == ENOENT || errno == ENOTDIR { throw ObjectStoreError.notFound(ctx, "no such key (\(path))") }
-                throw ObjectStoreError.io(ctx, LocalFS.describe("open", path))
-            }
-            defer { close(fd) }
-            let (header, size) = try LocalFS.readHeader(fd: fd, path: path, ctx: ctx)
-            let positions: Range<Int>
-            if let range {
-                guard let resolved = range.resolve(size: size) else {
-                    throw ObjectStoreError.invalidRange(ctx, "\(range) is outside an object of \(size) bytes")
-                }
-                positions = resolved
-            } else {
-                positions = 0..<size
-            }
-            let bytes = try LocalFS.pread(fd, count: positions.count, offset: LocalDirectoryObjectStore.headerSize + positions.lowerBound,
-                                          path: path, ctx: ctx)
-            if positions.count == size {
-                let crc = bytes.withUnsafeBytes { CRC32C.update(0, $0) }
-                if crc != header.crc {
-                    throw ObjectStoreError.corrupt(ctx, "\(path): content CRC32C \(crc) does not match the header's \(header.crc)")
-                }
-            }
-            return ObjectData(bytes: bytes, etag: LocalObjectHeader.etag(header.version), objectSize: size, range: positions)
+        return try await onPool(ctx) { try Self.readObject(path: path, range: range, ctx: ctx) }
+    }
+
+    /// `get` run synchronously on the calling thread, for callers that do their blocking reads
+    /// on dedicated threads of their own (the stream storage's catch-up readers, at lower CPU
+    /// priority). Same results and errors as `get`.
+    public func getBlocking(_ key: String, range: ByteRange?) throws -> ObjectData {
+        let ctx = context("GET", key)
+        let path = try path(of: key, ctx: ctx)
+        if let reason = range?.malformedReason { throw ObjectStoreError.invalidRange(ctx, reason) }
+        return try Self.readObject(path: path, range: range, ctx: ctx)
+    }
+
+    private static func readObject(path: String, range: ByteRange?, ctx: ObjectStoreErrorContext) throws -> ObjectData {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        if fd < 0 {
+            if errno == ENOENT || errno == ENOTDIR { throw ObjectStoreError.notFound(ctx, "no such key (\(path))") }
+            throw ObjectStoreError.io(ctx, LocalFS.describe("open", path))
         }
+        defer { close(fd) }
+        let (header, size) = try LocalFS.readHeader(fd: fd, path: path, ctx: ctx)
+        let positions: Range<Int>
+        if let range {
+            guard let resolved = range.resolve(size: size) else {
+                throw ObjectStoreError.invalidRange(ctx, "\(range) is outside an object of \(size) bytes")
+            }
+            positions = resolved
+        } else {
+            positions = 0..<size
+        }
+        let bytes = try LocalFS.pread(fd, count: positions.count, offset: LocalDirectoryObjectStore.headerSize + positions.lowerBound,
+                                      path: path, ctx: ctx)
+        if positions.count == size {
+            let crc = bytes.withUnsafeBytes { CRC32C.update(0, $0) }
+            if crc != header.crc {
+                throw ObjectStoreError.corrupt(ctx, "\(path): content CRC32C \(crc) does not match the header's \(header.crc)")
+            }
+        }
+        return ObjectData(bytes: bytes, etag: LocalObjectHeader.etag(header.version), objectSize: size, range: positions)
     }
 
     public func head(_ key: String) async throws -> ObjectInfo {

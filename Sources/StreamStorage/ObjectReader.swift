@@ -1,4 +1,5 @@
 import ObjectStore
+import Support
 import Synchronization
 
 /// Reads data objects by range through a block cache, with read-ahead for sequential readers.
@@ -8,8 +9,14 @@ import Synchronization
 /// next `readAheadBlocks` blocks of that stream in the same object are fetched with the same
 /// ranged GET and cached, so the following reads are served from memory.
 ///
+/// Cold-read work (the ranged GETs the cache misses, with their read-ahead, and the decoding
+/// and CRC check of the blocks) is kept off the append path as `ColdReadSettings` says: on the
+/// dedicated low-priority threads of a `ColdReadPool`, within a window of bytes in flight and,
+/// optionally, a byte-rate budget. Cache hits are served on the caller's task (a lookup).
+///
 /// Invariants: the cache holds at most `capacityBytes` of block payload (least recently used
-/// blocks go first); every block is CRC-checked when fetched.
+/// blocks go first); every block is CRC-checked when fetched; at most
+/// `settings.maxInFlightBytes` of object data are being fetched at once (or one larger fetch).
 ///
 /// Example: stream 7 holds blocks 0..<100, 100..<200, 200..<300 in object 12. A read at 0 misses
 /// and fetches block 0; the next read at 100 is sequential, so blocks 1...3 come in one GET.
@@ -40,13 +47,56 @@ final class ObjectReader: Sendable {
     let prefix: String
     let capacityBytes: Int
     let readAheadBlocks: Int
+    let settings: ColdReadSettings
+    let pool: ColdReadPool
+    private let window: ByteWindow
+    private let clock: any FloeClock
+    private let rate: Mutex<RateBudget?>
+    private let isolation: Mutex<Bool>
     private let state = Mutex(State())
 
-    init(store: any ObjectStore, prefix: String, capacityBytes: Int, readAheadBlocks: Int) {
+    init(store: any ObjectStore, prefix: String, capacityBytes: Int, readAheadBlocks: Int,
+         settings: ColdReadSettings = ColdReadSettings(), clock: any FloeClock = RealClock()) {
         self.store = store
         self.prefix = prefix
         self.capacityBytes = capacityBytes
         self.readAheadBlocks = max(0, readAheadBlocks)
+        self.settings = settings
+        self.pool = ColdReadPool.shared(threads: settings.threads, priority: settings.priority)
+        self.window = ByteWindow(capacity: settings.maxInFlightBytes)
+        self.clock = clock
+        self.rate = Mutex(settings.bytesPerSecond.map { RateBudget(bytesPerSecond: $0, burstBytes: settings.burstBytes, clock: clock) })
+        self.isolation = Mutex(settings.isolated)
+    }
+
+    /// Whether cold-read work runs on the pool's threads (see `ColdReadSettings.isolated`).
+    var isolated: Bool {
+        get { isolation.withLock { $0 } }
+        set { isolation.withLock { $0 = newValue } }
+    }
+
+    /// Replaces the byte-rate budget (nil: unlimited); the burst stays `settings.burstBytes`.
+    func setRate(bytesPerSecond: Int?) {
+        let budget = bytesPerSecond.map { RateBudget(bytesPerSecond: $0, burstBytes: settings.burstBytes, clock: clock) }
+        rate.withLock { $0 = budget }
+    }
+
+    /// Object bytes being fetched right now.
+    var inFlightBytes: Int { window.inFlight }
+
+    /// One ranged GET of `bytes` bytes and its decoding, within the byte window and rate budget,
+    /// on the cold-read threads when isolated.
+    private func coldGet<T: Sendable>(_ key: String, _ range: ByteRange, bytes: Int,
+                                      _ decode: @escaping @Sendable ([UInt8]) throws -> T) async throws -> T {
+        await window.acquire(bytes)
+        defer { window.release(bytes) }
+        if let budget = rate.withLock({ $0 }) { try await budget.take(bytes) }
+        guard isolated else { return try decode(try await store.get(key, range: range).bytes) }
+        if let blocking = store as? any BlockingRangeReads {
+            return try await pool.run { try decode(try blocking.getBlocking(key, range: range).bytes) }
+        }
+        let data = try await store.get(key, range: range).bytes
+        return try await pool.run { try decode(data) }
     }
 
     static func key(_ prefix: String, _ id: UInt64) -> String {
@@ -60,17 +110,32 @@ final class ObjectReader: Sendable {
         if let cached = state.withLock({ $0.indexes[id] }) { return cached }
         let key = Self.key(prefix, id)
         let tailLength = Int(min(size, 64 * 1024))
-        let tail = try await store.get(key, range: .suffix(tailLength)).bytes
-        let footer = try DataObjectFormat.decodeFooter(tail.suffix(DataObjectFormat.footerSize), key: key)
-        let indexStart = Int(footer.position), indexEnd = indexStart + Int(footer.length)
-        let tailStart = Int(size) - tail.count
-        let indexBytes: ArraySlice<UInt8>
-        if indexStart >= tailStart {
-            indexBytes = tail[(indexStart - tailStart)..<(indexEnd - tailStart)]
-        } else {
-            indexBytes = try await store.get(key, range: .bytes(indexStart..<indexEnd)).bytes[...]
+        enum Tail: Sendable {
+            case index([DataBlockEntry])
+            case elsewhere(Range<Int>, crc: UInt32)
         }
-        let index = try DataObjectFormat.decodeIndex(indexBytes, crc: footer.crc, key: key)
+        let tail = try await coldGet(key, .suffix(tailLength), bytes: tailLength) { tail throws -> Tail in
+            let footer = try DataObjectFormat.decodeFooter(tail.suffix(DataObjectFormat.footerSize), key: key)
+            let indexStart = Int(footer.position), indexEnd = indexStart + Int(footer.length)
+            guard indexEnd <= Int(size) - DataObjectFormat.footerSize else {
+                throw StreamStorageError.corrupt(what: "data object footer", key: key,
+                                                 detail: "index \(indexStart)..<\(indexEnd) runs past the footer of an object of \(size) bytes")
+            }
+            let tailStart = Int(size) - tail.count
+            if indexStart >= tailStart {
+                return .index(try DataObjectFormat.decodeIndex(tail[(indexStart - tailStart)..<(indexEnd - tailStart)], crc: footer.crc, key: key))
+            }
+            return .elsewhere(indexStart..<indexEnd, crc: footer.crc)
+        }
+        let index: [DataBlockEntry]
+        switch tail {
+        case .index(let decoded):
+            index = decoded
+        case .elsewhere(let range, let crc):
+            index = try await coldGet(key, .bytes(range), bytes: range.count) { bytes in
+                try DataObjectFormat.decodeIndex(bytes[...], crc: crc, key: key)
+            }
+        }
         state.withLock { s in
             if s.indexes.count > 4096 { s.indexes.removeAll(keepingCapacity: true) }
             s.indexes[id] = index
@@ -131,17 +196,19 @@ final class ObjectReader: Sendable {
         let key = Self.key(prefix, id)
         let start = Int(blocks.first!.position)
         let end = Int(blocks.last!.position) + Int(blocks.last!.length)
-        let data = try await store.get(key, range: .bytes(start..<end)).bytes
-        guard data.count == end - start else {
-            throw StreamStorageError.corrupt(what: "data object", key: key, detail: "range \(start)..<\(end) returned \(data.count) bytes")
-        }
-        var decoded: [(BlockKey, [StoredBatch], Int)] = []
-        for b in blocks {
-            let s = Int(b.position) - start
-            let slice = data[s..<(s + Int(b.length))]
-            // Copy the block out of the shared buffer so evicting one block frees its memory.
-            let own = Array(slice)
-            decoded.append((BlockKey(objectID: id, position: b.position), try DataObjectFormat.decodeBlock(own[...], entry: b, key: key), own.count))
+        let decoded = try await coldGet(key, .bytes(start..<end), bytes: end - start) { data throws -> [(BlockKey, [StoredBatch], Int)] in
+            guard data.count == end - start else {
+                throw StreamStorageError.corrupt(what: "data object", key: key, detail: "range \(start)..<\(end) returned \(data.count) bytes")
+            }
+            var decoded: [(BlockKey, [StoredBatch], Int)] = []
+            for b in blocks {
+                let s = Int(b.position) - start
+                let slice = data[s..<(s + Int(b.length))]
+                // Copy the block out of the shared buffer so evicting one block frees its memory.
+                let own = Array(slice)
+                decoded.append((BlockKey(objectID: id, position: b.position), try DataObjectFormat.decodeBlock(own[...], entry: b, key: key), own.count))
+            }
+            return decoded
         }
         state.withLock { s in
             for (k, batches, n) in decoded {

@@ -16,6 +16,9 @@ public struct StreamStoreConfig: Sendable {
     public var blockBytes: Int = 512 << 10
     public var blockCacheBytes: Int = 128 << 20
     public var readAheadBlocks: Int = 4
+    /// How cold (catch-up) reads are kept from slowing appends: dedicated low-priority threads,
+    /// bytes in flight, an optional byte-rate budget.
+    public var coldReads = ColdReadSettings()
     /// How often `run()` uploads, compacts, applies retention and collects garbage.
     public var maintenanceInterval: Duration = .seconds(1)
     public var compaction = CompactionPolicy()
@@ -84,7 +87,8 @@ public final class StreamStore: Sendable {
         self.clock = clock
         self.config = config
         self.logger = logger
-        self.reader = ObjectReader(store: objects, prefix: config.dataPrefix, capacityBytes: config.blockCacheBytes, readAheadBlocks: config.readAheadBlocks)
+        self.reader = ObjectReader(store: objects, prefix: config.dataPrefix, capacityBytes: config.blockCacheBytes, readAheadBlocks: config.readAheadBlocks,
+                                   settings: config.coldReads, clock: clock)
         self.core = Mutex(Core(cache: LogCache(capacityBytes: config.logCacheBytes)))
         self.maintainer = Maintainer()
     }
@@ -557,6 +561,15 @@ public final class StreamStore: Sendable {
 
     /// Block-cache hits and misses, for tests and the benchmark.
     public var blockCacheCounters: (hits: Int, misses: Int) { reader.counters }
+    /// `config.coldReads.isolated`, switchable at run time (the benchmark compares both).
+    public var coldReadsIsolated: Bool {
+        get { reader.isolated }
+        set { reader.isolated = newValue }
+    }
+    /// Replaces `config.coldReads.bytesPerSecond` at run time (nil: unlimited).
+    public func setColdReadRate(bytesPerSecond: Int?) { reader.setRate(bytesPerSecond: bytesPerSecond) }
+    /// What the cold-read threads' priority setting gave, one entry per started thread.
+    public var coldReadThreadPriorities: [String] { reader.pool.appliedPriorities }
 }
 
 /// The store's Prometheus instruments (all absent without a registry).

@@ -1748,6 +1748,8 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
 class Handler(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Like a real API server: no Nagle delay between a response's writes on a kept-alive connection.
+    disable_nagle_algorithm = True
     server_version = "FakeKubeAPI/1.0"
 
     # -- plumbing ---------------------------------------------------------------------------

@@ -180,3 +180,69 @@ struct SplitMix64Bytes {
         }
     }
 }
+
+@Suite struct HTTPClientStreamingTests {
+    @Test func streamDeliversHeadThenEveryChunkAndEnds() async throws {
+        let server = try TestHTTPServer()
+        defer { server.stop() }
+        let client = try HTTPClient()
+        defer { client.shutdown() }
+        var status = 0
+        var heads = 0
+        var body: [UInt8] = []
+        for try await part in client.stream(HTTPRequest(method: "GET", url: server.baseURL + "/chunks/50")) {
+            switch part {
+            case .head(let s, let headers):
+                #expect(body.isEmpty, "the head comes before any body")
+                status = s
+                heads += 1
+                #expect(headers["content-type"] == "application/json")
+            case .body(let bytes): body += bytes
+            }
+        }
+        #expect(heads == 1)
+        #expect(status == 200)
+        #expect(String(decoding: body, as: UTF8.self) == (0..<50).map { "line \($0)\n" }.joined())
+    }
+
+    @Test func streamYieldsChunksBeforeTheResponseEndsAndAbortsWhenDropped() async throws {
+        let server = try TestHTTPServer()
+        defer { server.stop() }
+        let client = try HTTPClient()
+        defer { client.shutdown() }
+        var received: [UInt8] = []
+        // The server never ends /trickle: seeing its first line proves chunks are delivered live.
+        for try await part in client.stream(HTTPRequest(method: "GET", url: server.baseURL + "/trickle")) {
+            if case .body(let bytes) = part { received += bytes }
+            if received.last == UInt8(ascii: "\n") { break }
+        }
+        #expect(String(decoding: received, as: UTF8.self) == "line 0\n")
+        // Leaving the loop aborted the transfer: the server sees the hang-up.
+        var hangups = server.hangups.makeAsyncIterator()
+        _ = await hangups.next()
+        #expect(server.state.withLock { $0.closedHangs } == 1)
+    }
+
+    @Test func streamStatusErrorsAreResponsesAndTransportErrorsAreThrown() async throws {
+        let server = try TestHTTPServer()
+        defer { server.stop() }
+        let client = try HTTPClient()
+        defer { client.shutdown() }
+        var status = 0
+        var body: [UInt8] = []
+        for try await part in client.stream(HTTPRequest(method: "GET", url: server.baseURL + "/status/410")) {
+            switch part {
+            case .head(let s, _): status = s
+            case .body(let b): body += b
+            }
+        }
+        #expect(status == 410)
+        #expect(String(decoding: body, as: UTF8.self) == "status 410")
+
+        let closed = try TestHTTPServer()
+        closed.stop()
+        await #expect(throws: HTTPClientError.self) {
+            for try await _ in client.stream(HTTPRequest(method: "GET", url: closed.baseURL + "/chunks/1")) {}
+        }
+    }
+}

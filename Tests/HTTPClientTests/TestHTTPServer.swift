@@ -133,6 +133,29 @@ final class TestHTTPServer: @unchecked Sendable {
                 responseBody = Array("status \(status)".utf8)
             } else if path.hasPrefix("/bytes/") {
                 responseBody = [UInt8](repeating: UInt8(ascii: "x"), count: Int(path.dropFirst("/bytes/".count)) ?? 0)
+            } else if path.hasPrefix("/chunks/") || path == "/trickle" {
+                // Chunked transfer encoding: `/chunks/N` sends N chunks `line i\n` and ends;
+                // `/trickle` sends one chunk, then holds the response open until the client hangs up.
+                let count = path == "/trickle" ? 1 : Int(path.dropFirst("/chunks/".count)) ?? 0
+                var out = Array("HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n".utf8)
+                for i in 0..<count {
+                    let line = Array("line \(i)\n".utf8)
+                    out += Array((String(line.count, radix: 16) + "\r\n").utf8) + line + Array("\r\n".utf8)
+                }
+                if path != "/trickle" { out += Array("0\r\n\r\n".utf8) }
+                var offset = 0
+                while offset < out.count {
+                    let n = out[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+                    if n <= 0 { return }
+                    offset += n
+                }
+                if path == "/trickle" {
+                    while fill() {}
+                    state.withLock { $0.closedHangs += 1 }
+                    hangupsContinuation.yield(())
+                    return
+                }
+                continue
             } else if path == "/hang" {
                 while fill() {}
                 state.withLock { $0.closedHangs += 1 }

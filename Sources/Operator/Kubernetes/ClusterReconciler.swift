@@ -1,0 +1,183 @@
+import ControllerRuntime
+import Foundation
+import KubeAPI
+import Support
+
+/// The caches the reconciler reads (informers over the watched namespaces).
+public struct ClusterCaches: Sendable {
+    public let clusters: InformerGroup<FloeCluster>
+    public let configMaps: InformerGroup<ConfigMap>
+    public let services: InformerGroup<Service>
+    public let statefulSets: InformerGroup<StatefulSet>
+    public let podDisruptionBudgets: InformerGroup<PodDisruptionBudget>
+
+    public var hasSynced: Bool {
+        clusters.hasSynced && configMaps.hasSynced && services.hasSynced && statefulSets.hasSynced && podDisruptionBudgets.hasSynced
+    }
+
+    /// Our labelled objects in `namespace`, as the sync plan sees them.
+    func observed(namespace: String) -> [ObservedObject] {
+        func keyed(_ apiVersion: String, _ kind: String, _ m: ObjectMeta) -> ObservedObject {
+            ObservedObject(key: ObjectKey(apiVersion: apiVersion, kind: kind, namespace: m.namespace ?? "", name: m.name ?? ""), metadata: m)
+        }
+        return configMaps.list(namespace: namespace).map { keyed(ConfigMap.apiVersion, ConfigMap.kind, $0.metadata) }
+            + services.list(namespace: namespace).map { keyed(Service.apiVersion, Service.kind, $0.metadata) }
+            + statefulSets.list(namespace: namespace).map { keyed(StatefulSet.apiVersion, StatefulSet.kind, $0.metadata) }
+            + podDisruptionBudgets.list(namespace: namespace).map { keyed(PodDisruptionBudget.apiVersion, PodDisruptionBudget.kind, $0.metadata) }
+    }
+}
+
+/// Reconciles one FloeCluster per pass: render → server-side apply the desired objects →
+/// prune objects we own that are no longer wanted → compute status once → write it once
+/// (only when it changed) → record Events for what changed.
+///
+/// - Never adopts: a desired name held by an object without our controller reference is a
+///   conflict (Degraded/OwnershipConflict), left untouched. Caches only hold objects labelled
+///   `managed-by=floe-operator`, so before creating, the object is read to be sure.
+/// - An invalid spec renders nothing and yields Degraded/InvalidSpec; the pass succeeds (no
+///   crash loop, no retry storm): the next spec change triggers the next pass.
+/// - Apply or status errors make the pass throw, so the key is requeued with backoff.
+/// - A deleted cluster needs nothing: the garbage collector removes its children by owner reference.
+public struct ClusterReconciler: Reconciler {
+    public let client: KubeClient
+    public let caches: ClusterCaches
+    public let clock: any FloeClock
+    public let logger: Logger
+    public let fieldManager: String
+    let changes: Counter
+
+    public init(client: KubeClient, caches: ClusterCaches, clock: any FloeClock, logger: Logger, metrics: MetricsRegistry,
+                fieldManager: String = Render.managerName) {
+        self.client = client
+        self.caches = caches
+        self.clock = clock
+        self.logger = logger
+        self.fieldManager = fieldManager
+        changes = metrics.counter("floe_reconcile_object_changes_total", help: "Objects created, updated or deleted by the reconciler.")
+    }
+
+    public func reconcile(_ key: ObjectName) async throws -> ReconcileResult {
+        guard let cluster = caches.clusters.get(namespace: key.namespace, name: key.name) else { return .done }
+        if cluster.metadata.deletionTimestamp != nil { return .done }
+        let log = logger.with("reconcile.key", key.description)
+        let problems = FloeClusterValidation.problems(cluster)
+        var conflicts: [ObjectKey] = []
+        var syncError: (any Error)?
+        var appliedStatefulSet: StatefulSet?
+        var changed: [(String, ObjectKey)] = []
+
+        if problems.isEmpty {
+            do {
+                let desired = try Render.render(cluster)
+                let plan = SyncPlan.plan(desired: desired, observed: caches.observed(namespace: key.namespace), ownerUID: cluster.metadata.uid ?? "")
+                conflicts = plan.conflicts
+                for action in plan.actions {
+                    switch action {
+                    case .create(let object):
+                        if try await heldByOther(object, ownerUID: cluster.metadata.uid ?? "") {
+                            conflicts.append(object.key)
+                            continue
+                        }
+                        if let sts = try await apply(object) { appliedStatefulSet = sts }
+                        changed.append(("Created", object.key))
+                    case .update(let object):
+                        if let sts = try await apply(object) { appliedStatefulSet = sts }
+                        changed.append(("Updated", object.key))
+                    case .reapply(let object):
+                        if let sts = try await apply(object) { appliedStatefulSet = sts }
+                    case .delete(let objectKey, let uid):
+                        try await delete(objectKey, uid: uid)
+                        changed.append(("Deleted", objectKey))
+                    }
+                }
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                syncError = error
+            }
+        }
+
+        for (reason, objectKey) in changed {
+            changes.increment()
+            log.info("object changed", metadata: ["change": reason, "object": objectKey.description])
+            await recordEvent(cluster, type: "Normal", reason: reason, message: "\(reason) \(objectKey.kind) \(objectKey.name)")
+        }
+        if !problems.isEmpty, cluster.status?.condition("Degraded")?.reason != "InvalidSpec" {
+            await recordEvent(cluster, type: "Warning", reason: "InvalidSpec", message: problems.joined(separator: "; "))
+        }
+
+        let names = ClusterNames(cluster: key.name, namespace: key.namespace)
+        let statefulSet = appliedStatefulSet ?? caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)
+        let status = StatusComputer.compute(
+            StatusInput(cluster: cluster, statefulSet: statefulSet, problems: problems, conflicts: conflicts.sorted(),
+                        syncError: syncError.map { "\($0)" }, now: clock.wallTime()))
+        if status != cluster.status {
+            var updated = cluster
+            updated.status = status
+            _ = try await client.updateStatus(updated)
+        }
+        if let syncError { throw syncError }
+        return .done
+    }
+
+    /// Whether `object`'s name is taken by an object without our controller reference.
+    private func heldByOther(_ object: ManagedObject, ownerUID: String) async throws -> Bool {
+        let k = object.key
+        do {
+            let meta: ObjectMeta
+            switch object {
+            case .configMap: meta = try await client.get(ConfigMap.self, namespace: k.namespace, name: k.name).metadata
+            case .service: meta = try await client.get(Service.self, namespace: k.namespace, name: k.name).metadata
+            case .statefulSet: meta = try await client.get(StatefulSet.self, namespace: k.namespace, name: k.name).metadata
+            case .podDisruptionBudget: meta = try await client.get(PodDisruptionBudget.self, namespace: k.namespace, name: k.name).metadata
+            }
+            return meta.controllerReference?.uid != ownerUID
+        } catch let e as KubeAPIError where e.isNotFound {
+            return false
+        }
+    }
+
+    /// Server-side apply; returns the StatefulSet as the server stored it (for status).
+    private func apply(_ object: ManagedObject) async throws -> StatefulSet? {
+        switch object {
+        case .configMap(let o): _ = try await client.apply(o, fieldManager: fieldManager)
+        case .service(let o): _ = try await client.apply(o, fieldManager: fieldManager)
+        case .statefulSet(let o): return try await client.apply(o, fieldManager: fieldManager)
+        case .podDisruptionBudget(let o): _ = try await client.apply(o, fieldManager: fieldManager)
+        }
+        return nil
+    }
+
+    private func delete(_ key: ObjectKey, uid: String?) async throws {
+        do {
+            switch key.kind {
+            case ConfigMap.kind: try await client.delete(ConfigMap.self, namespace: key.namespace, name: key.name, uid: uid)
+            case Service.kind: try await client.delete(Service.self, namespace: key.namespace, name: key.name, uid: uid)
+            case StatefulSet.kind: try await client.delete(StatefulSet.self, namespace: key.namespace, name: key.name, uid: uid)
+            case PodDisruptionBudget.kind: try await client.delete(PodDisruptionBudget.self, namespace: key.namespace, name: key.name, uid: uid)
+            default: return
+            }
+        } catch let e as KubeAPIError where e.isNotFound {
+            return  // already gone
+        }
+    }
+
+    /// Records a core/v1 Event on the cluster. Failing to record is logged, never fatal.
+    private func recordEvent(_ cluster: FloeCluster, type: String, reason: String, message: String) async {
+        let now = clock.wallTime()
+        let name = "\(cluster.metadata.name ?? "floecluster").\(String(UInt64(now.timeIntervalSince1970 * 1e9), radix: 16))\(String(UInt32.random(in: 0...0xffff), radix: 16))"
+        let stamp = KubeTime.format(now)
+        let event = Event(
+            metadata: ObjectMeta(name: name, namespace: cluster.metadata.namespace),
+            involvedObject: ObjectReference(apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: cluster.metadata.name,
+                                            namespace: cluster.metadata.namespace, uid: cluster.metadata.uid,
+                                            resourceVersion: cluster.metadata.resourceVersion),
+            reason: reason, message: message, type: type, source: EventSource(component: fieldManager), firstTimestamp: stamp,
+            lastTimestamp: stamp, count: 1, reportingComponent: fieldManager)
+        do {
+            _ = try await client.create(event)
+        } catch {
+            logger.warning("recording an event failed", metadata: ["error": "\(error)", "event.reason": reason])
+        }
+    }
+}

@@ -1,0 +1,126 @@
+"""A few Kafka requests encoded by hand, for the raw-socket tests.
+
+Only what the suite needs and independent of every client library under test: the request
+header v1, ApiVersions v0 (readiness probe and liveness check) and Fetch v4 (to read the
+attributes of stored record batches, which no client exposes).
+"""
+import socket
+import struct
+import time
+
+
+class WireError(Exception):
+    pass
+
+
+def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes, client_id: str = "floe-suite") -> bytes:
+    """Size prefix + request header v1 (key, version, correlation id, client id) + body."""
+    cid = client_id.encode()
+    header = struct.pack(">hhih", api_key, api_version, correlation_id, len(cid)) + cid
+    payload = header + body
+    return struct.pack(">i", len(payload)) + payload
+
+
+def recv_exact(sock: socket.socket, n: int) -> bytes:
+    """Reads exactly n bytes; raises WireError on EOF (the peer closed)."""
+    chunks = []
+    while n > 0:
+        chunk = sock.recv(min(n, 1 << 20))
+        if not chunk:
+            raise WireError("connection closed by the broker")
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def read_response(sock: socket.socket) -> tuple[int, bytes]:
+    """Reads one response frame; returns (correlation id, body after the v0 response header)."""
+    (size,) = struct.unpack(">i", recv_exact(sock, 4))
+    if size < 4 or size > 256 << 20:
+        raise WireError(f"response frame size {size} is not plausible")
+    frame = recv_exact(sock, size)
+    return struct.unpack(">i", frame[:4])[0], frame[4:]
+
+
+def api_versions(sock: socket.socket, correlation_id: int = 1) -> dict[int, tuple[int, int]]:
+    """Sends ApiVersions v0; returns {api key: (min, max)}. Raises WireError on an error code."""
+    sock.sendall(request_frame(18, 0, correlation_id, b""))
+    cid, body = read_response(sock)
+    if cid != correlation_id:
+        raise WireError(f"ApiVersions answer has correlation id {cid}, sent {correlation_id}")
+    (error,) = struct.unpack(">h", body[:2])
+    if error != 0:
+        raise WireError(f"ApiVersions v0 answered error code {error}")
+    (count,) = struct.unpack(">i", body[2:6])
+    out = {}
+    for i in range(count):
+        key, lo, hi = struct.unpack(">hhh", body[6 + 6 * i: 12 + 6 * i])
+        out[key] = (lo, hi)
+    return out
+
+
+def probe(host: str, port: int, timeout: float = 2.0) -> dict[int, tuple[int, int]]:
+    """One fresh connection, one ApiVersions v0 exchange."""
+    with socket.create_connection((host, port), timeout=timeout) as s:
+        s.settimeout(timeout)
+        return api_versions(s)
+
+
+def wait_serving(host: str, port: int, deadline: float, alive=lambda: True) -> None:
+    """Polls until the broker answers ApiVersions, `alive()` turns false, or the deadline passes."""
+    last = None
+    while time.monotonic() < deadline:
+        if not alive():
+            raise WireError(f"the broker process exited before serving on {host}:{port}")
+        try:
+            probe(host, port, timeout=1.0)
+            return
+        except (OSError, WireError) as e:
+            last = e
+        time.sleep(0.05)  # poll interval while waiting for a port, not synchronization
+    raise WireError(f"nothing answered ApiVersions on {host}:{port} in time (last error: {last})")
+
+
+def _string(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+def fetch_batch_attributes(sock: socket.socket, topic: str, partition: int, offset: int,
+                           max_bytes: int = 4 << 20, correlation_id: int = 7) -> list[tuple[int, int, int]]:
+    """Fetch v4 from one partition; returns [(base offset, record count, attributes)] per
+    complete record batch (magic 2) in the answer."""
+    body = struct.pack(">iiiib", -1, 500, 1, max_bytes, 0)
+    body += struct.pack(">i", 1) + _string(topic)
+    body += struct.pack(">i", 1) + struct.pack(">iqi", partition, offset, max_bytes)
+    sock.sendall(request_frame(1, 4, correlation_id, body))
+    cid, resp = read_response(sock)
+    if cid != correlation_id:
+        raise WireError(f"Fetch answer has correlation id {cid}, sent {correlation_id}")
+    pos = 4  # throttle_time_ms
+    (ntopics,) = struct.unpack_from(">i", resp, pos); pos += 4
+    batches = []
+    for _ in range(ntopics):
+        (tlen,) = struct.unpack_from(">h", resp, pos); pos += 2 + tlen
+        (nparts,) = struct.unpack_from(">i", resp, pos); pos += 4
+        for _ in range(nparts):
+            _, error, _, _ = struct.unpack_from(">ihqq", resp, pos); pos += 22
+            if error != 0:
+                raise WireError(f"Fetch {topic}[{partition}] at {offset}: error code {error}")
+            (naborted,) = struct.unpack_from(">i", resp, pos); pos += 4
+            pos += max(0, naborted) * 16
+            (rlen,) = struct.unpack_from(">i", resp, pos); pos += 4
+            records = resp[pos: pos + max(0, rlen)]; pos += max(0, rlen)
+            rp = 0
+            while rp + 61 <= len(records):
+                base, blen = struct.unpack_from(">qi", records, rp)
+                if rp + 12 + blen > len(records):
+                    break  # a partial batch at the end of the answer
+                magic = records[rp + 16]
+                if magic != 2:
+                    raise WireError(f"record batch at offset {base} has magic {magic}")
+                (attributes,) = struct.unpack_from(">h", records, rp + 21)
+                (count,) = struct.unpack_from(">i", records, rp + 57)
+                batches.append((base, count, attributes))
+                rp += 12 + blen
+    return batches

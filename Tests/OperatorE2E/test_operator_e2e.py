@@ -1,0 +1,237 @@
+"""End-to-end: the real `floe-operator run` binary against the Python fake API server
+(HTTPS with a bearer token, `--simulate-workloads`). Every wait polls a condition with a
+deadline; nothing sleeps as synchronisation.
+
+Run: python3 -m pytest -q Tests/OperatorE2E   (builds the binary if needed; FLOE_OPERATOR_BIN overrides)
+"""
+from __future__ import annotations
+
+import signal
+
+from conftest import FC_API, wait_for
+
+NS = "apps"
+FCS = f"{FC_API}/namespaces/{NS}/floeclusters"
+CMS = f"/api/v1/namespaces/{NS}/configmaps"
+SVCS = f"/api/v1/namespaces/{NS}/services"
+STSS = f"/apis/apps/v1/namespaces/{NS}/statefulsets"
+PDBS = f"/apis/policy/v1/namespaces/{NS}/poddisruptionbudgets"
+LEASE = "/apis/coordination.k8s.io/v1/namespaces/floe-system/leases/floe-operator-leader"
+WRITES = {"create", "update", "patch", "delete"}
+FAST_LEASE = ["--leader-elect", "--leader-election-namespace=floe-system", "--lease-duration=3", "--renew-deadline=2",
+              "--retry-period=0.5"]
+
+
+def cluster(name, replicas=2, **spec):
+    s = {"replicas": replicas, "storage": {"bucket": "file:///tmp/floe-data"}}
+    s.update(spec)
+    return {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": name}, "spec": s}
+
+
+def condition(obj, type_):
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def ready(api, name):
+    fc = api.get(f"{FCS}/{name}")
+    c = condition(fc, "Ready")
+    return fc if c and c["status"] == "True" and c["observedGeneration"] == fc["metadata"]["generation"] else None
+
+
+def sts_replicas(api, name):
+    s = api.get(f"{STSS}/{name}-broker")
+    return s and s["spec"]["replicas"]
+
+
+def test_apply_update_scale_prune_delete(env):
+    api, server, start = env
+    op = start("op-a")
+    fc = api.ok("POST", FCS, cluster("demo", replicas=2, config={"log.retention.hours": "12"}))
+    uid = fc["metadata"]["uid"]
+
+    # The rendered objects appear, owned by the cluster, with the right fields.
+    wait_for(lambda: api.get(f"{PDBS}/demo-broker"), what="all objects rendered")
+    sts = api.get(f"{STSS}/demo-broker")
+    cm = api.get(f"{CMS}/demo-config")
+    headless = api.get(f"{SVCS}/demo-brokers")
+    bootstrap = api.get(f"{SVCS}/demo-bootstrap")
+    pdb = api.get(f"{PDBS}/demo-broker")
+    for o in (sts, cm, headless, bootstrap, pdb):
+        refs = o["metadata"]["ownerReferences"]
+        assert refs == [{"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "name": "demo", "uid": uid,
+                         "controller": True, "blockOwnerDeletion": True}]
+        assert o["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "floe-operator"
+        assert [m["manager"] for m in o["metadata"]["managedFields"] if m["operation"] == "Apply"] == ["floe-operator"]
+    assert sts["spec"]["replicas"] == 2
+    assert sts["spec"]["serviceName"] == "demo-brokers"
+    assert sts["spec"]["template"]["spec"]["containers"][0]["command"] == ["/usr/local/bin/floe-broker"]
+    assert "storage.url=file\\:///tmp/floe-data" in cm["data"]["broker.properties"] or \
+        "storage.url=file:///tmp/floe-data" in cm["data"]["broker.properties"]
+    assert "log.retention.hours=12" in cm["data"]["broker.properties"]
+    assert headless["spec"]["clusterIP"] == "None"
+    assert bootstrap["spec"]["ports"][0]["port"] == 9092
+    assert pdb["spec"]["maxUnavailable"] == 1
+
+    # Status: Ready once the (simulated) brokers are ready, with observedGeneration.
+    fc = wait_for(lambda: ready(api, "demo"), what="Ready=True")
+    assert fc["status"]["readyReplicas"] == 2
+    assert fc["status"]["bootstrap"] == "demo-bootstrap.apps.svc:9092"
+    assert all(c["observedGeneration"] == 1 for c in fc["status"]["conditions"])
+    events = api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+    assert {e["reason"] for e in events if e["involvedObject"]["name"] == "demo"} >= {"Created"}
+
+    # Change the spec: the StatefulSet and the ConfigMap follow; status observes generation 2.
+    api.ok("PATCH", f"{FCS}/demo", {"spec": {"replicas": 3, "config": {"log.retention.hours": "24"}}},
+           "application/merge-patch+json")
+    wait_for(lambda: sts_replicas(api, "demo") == 3, what="StatefulSet scaled to 3")
+    wait_for(lambda: "log.retention.hours=24" in api.get(f"{CMS}/demo-config")["data"]["broker.properties"],
+             what="ConfigMap updated")
+    fc = wait_for(lambda: ready(api, "demo"), what="Ready at generation 2")
+    assert fc["metadata"]["generation"] == 2 and fc["status"]["observedGeneration"] == 2
+    assert fc["status"]["readyReplicas"] == 3
+
+    # Scale through the scale subresource (kubectl scale): the StatefulSet follows.
+    scale = api.ok("GET", f"{FCS}/demo/scale")
+    assert scale["spec"]["replicas"] == 3
+    scale["spec"]["replicas"] = 4
+    api.ok("PUT", f"{FCS}/demo/scale", scale)
+    wait_for(lambda: sts_replicas(api, "demo") == 4, what="StatefulSet scaled to 4 via /scale")
+    wait_for(lambda: (ready(api, "demo") or {}).get("status", {}).get("replicas") == 4, what="status.replicas 4")
+
+    # An edit to a field we own is undone on the next pass (server-side apply with force).
+    api.ok("PATCH", f"{STSS}/demo-broker", {"spec": {"replicas": 1}}, "application/merge-patch+json")
+    wait_for(lambda: sts_replicas(api, "demo") == 4, what="drift on spec.replicas corrected")
+
+    # An object we own but no longer render is pruned; one without our owner reference is not.
+    owner = {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "name": "demo", "uid": uid, "controller": True}
+    api.ok("POST", CMS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "demo-stale", "labels": {"app.kubernetes.io/managed-by": "floe-operator"}, "ownerReferences": [owner]}})
+    api.ok("POST", CMS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {
+        "name": "demo-foreign", "labels": {"app.kubernetes.io/managed-by": "floe-operator"}}})
+    wait_for(lambda: api.get(f"{CMS}/demo-stale") is None, what="stale owned ConfigMap pruned")
+    assert api.get(f"{CMS}/demo-foreign") is not None
+
+    # Delete: the children go with the cluster (owner references, garbage collection).
+    api.ok("DELETE", f"{FCS}/demo")
+    for path in (f"{STSS}/demo-broker", f"{CMS}/demo-config", f"{SVCS}/demo-brokers", f"{SVCS}/demo-bootstrap",
+                 f"{PDBS}/demo-broker"):
+        wait_for(lambda: api.get(path) is None, what=f"{path} removed")
+    assert op.proc.poll() is None, op.output()
+
+
+def test_invalid_spec_and_ownership_conflict_are_conditions_not_crashes(env):
+    api, server, start = env
+    op = start("op-a")
+    api.ok("POST", FCS, cluster("bad", storage={"bucket": "ftp://nowhere"}))
+    fc = wait_for(lambda: (lambda f: f if (condition(f, "Degraded") or {}).get("reason") == "InvalidSpec" else None)(
+        api.get(f"{FCS}/bad")), what="Degraded/InvalidSpec")
+    assert condition(fc, "Degraded")["status"] == "True"
+    assert "bucket" in condition(fc, "Degraded")["message"]
+    assert api.get(f"{STSS}/bad-broker") is None
+
+    # A ConfigMap named as ours but not owned by us: never adopted, never overwritten.
+    api.ok("POST", CMS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "taken-config"},
+                         "data": {"mine": "yes"}})
+    api.ok("POST", FCS, cluster("taken"))
+    fc = wait_for(lambda: (lambda f: f if (condition(f, "Degraded") or {}).get("reason") == "OwnershipConflict" else None)(
+        api.get(f"{FCS}/taken")), what="Degraded/OwnershipConflict")
+    assert "taken-config" in condition(fc, "Degraded")["message"]
+    cm = api.get(f"{CMS}/taken-config")
+    assert cm["data"] == {"mine": "yes"} and "ownerReferences" not in cm["metadata"]
+
+    # Fixing the spec clears the condition without a restart.
+    api.ok("PATCH", f"{FCS}/bad", {"spec": {"storage": {"bucket": "file:///tmp/x"}}}, "application/merge-patch+json")
+    wait_for(lambda: ready(api, "bad"), what="fixed cluster becomes Ready")
+    assert op.proc.poll() is None, op.output()
+    status, body = op.probe("/metrics")
+    assert status == 200 and "floe_reconcile_total" in body
+
+
+def test_recovers_from_dropped_watches_and_compacted_history(env):
+    api, server, start = env
+    op = start("op-a")
+    api.ok("POST", FCS, cluster("w", replicas=1))
+    wait_for(lambda: ready(api, "w"), what="Ready")
+    wait_for(lambda: op.probe("/readyz")[0] == 200, what="operator ready")
+
+    # Abruptly drop every watch connection: the operator reconnects and keeps reconciling.
+    api.control(action="close_watches", abrupt=True)
+    api.control(action="wait_watches", count=5, timeout=20)
+    api.ok("PATCH", f"{FCS}/w", {"spec": {"replicas": 2}}, "application/merge-patch+json")
+    wait_for(lambda: sts_replicas(api, "w") == 2, what="reconciled after dropped watches")
+
+    # Forget the history and close the watches cleanly: resuming gets a 410 ERROR event, the
+    # operator relists. (Bookmarks are paused first and an unrelated write moves the server's
+    # resourceVersion past every informer's, so all five resume from before the compaction.)
+    wait_for(lambda: (ready(api, "w") or {}).get("status", {}).get("readyReplicas") == 2, what="Ready with 2")
+    api.control(action="settle")
+    api.control(action="bookmark_interval", seconds=3600)
+    api.control(action="close_watches", abrupt=False)
+    api.control(action="wait_watches", count=5, timeout=20)
+    api.ok("POST", CMS, {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "unrelated"}})
+    lists_before = sum(1 for r in api.requests() if r["verb"] == "list" and "(op-a)" in r["userAgent"])
+    api.control(action="compact")
+    api.control(action="close_watches", abrupt=False)
+    wait_for(lambda: sum(1 for r in api.requests() if r["verb"] == "list" and "(op-a)" in r["userAgent"]) >= lists_before + 5,
+             what="every informer relisted after 410")
+    api.ok("PATCH", f"{FCS}/w", {"spec": {"replicas": 3}}, "application/merge-patch+json")
+    wait_for(lambda: sts_replicas(api, "w") == 3, what="reconciled after 410 relist")
+
+    # A watch answered with HTTP 410 (not an event) is also a relist.
+    lists_before = sum(1 for r in api.requests() if r["verb"] == "list" and "(op-a)" in r["userAgent"])
+    api.control(action="fail", path="/apis/apps/v1/statefulsets", code=410, count=1, watch=True, reason="Expired", message="too old")
+    api.control(action="close_watches", abrupt=True)
+    wait_for(lambda: sum(1 for r in api.requests() if r["verb"] == "list" and "(op-a)" in r["userAgent"]) > lists_before,
+             what="relist after HTTP 410 on a watch")
+    api.ok("PATCH", f"{FCS}/w", {"spec": {"replicas": 3, "image": "floe:e2e"}}, "application/merge-patch+json")
+    wait_for(lambda: api.get(f"{STSS}/w-broker")["spec"]["template"]["spec"]["containers"][0]["image"] == "floe:e2e",
+             what="reconciled after HTTP 410")
+    wait_for(lambda: (ready(api, "w") or {}).get("status", {}).get("readyReplicas") == 3, what="Ready with 3")
+    assert op.proc.poll() is None, op.output()
+
+
+def writes_by(api, identity, exclude_leases=True):
+    return [r for r in api.requests() if f"({identity})" in r["userAgent"] and r["verb"] in WRITES
+            and not (exclude_leases and "/leases" in r["path"])]
+
+
+def holder(api):
+    lease = api.get(LEASE)
+    return lease and lease["spec"].get("holderIdentity")
+
+
+def test_only_the_leader_writes_and_a_standby_takes_over(env):
+    api, server, start = env
+    a = start("op-a", FAST_LEASE)
+    wait_for(lambda: holder(api) == "op-a", what="op-a leads")
+    b = start("op-b", FAST_LEASE)
+    wait_for(lambda: b.probe("/readyz")[0] == 200, what="standby op-b ready")
+    api.ok("POST", FCS, cluster("le", replicas=1))
+    wait_for(lambda: ready(api, "le"), what="Ready under op-a")
+    assert writes_by(api, "op-a"), "the leader wrote"
+    assert writes_by(api, "op-b", exclude_leases=False) == [], "the standby wrote nothing, not even the lease"
+    assert "floe_operator_leader 1" in a.probe("/metrics")[1]
+    assert "floe_operator_leader 0" in b.probe("/metrics")[1]
+
+    # SIGTERM: op-a releases the lease on its way out; op-b takes over and reconciles.
+    assert a.stop(signal.SIGTERM) == 0, a.output()
+    assert "released the lease" in a.output()
+    wait_for(lambda: holder(api) == "op-b", timeout=10, what="op-b takes over after release")
+    api.ok("PATCH", f"{FCS}/le", {"spec": {"replicas": 2}}, "application/merge-patch+json")
+    wait_for(lambda: sts_replicas(api, "le") == 2, what="op-b reconciles")
+    assert any("/statefulsets/le-broker" in r["path"] for r in writes_by(api, "op-b"))
+
+    # SIGKILL: nothing is released; op-c takes over once the lease (3 s) has expired.
+    c = start("op-c", FAST_LEASE)
+    wait_for(lambda: c.probe("/readyz")[0] == 200, what="standby op-c ready")
+    assert writes_by(api, "op-c", exclude_leases=False) == []
+    b.stop(signal.SIGKILL)
+    wait_for(lambda: holder(api) == "op-c", timeout=20, what="op-c takes over after expiry")
+    lease = api.get(LEASE)
+    assert lease["spec"]["leaseTransitions"] >= 2
+    api.ok("PATCH", f"{FCS}/le", {"spec": {"replicas": 3}}, "application/merge-patch+json")
+    wait_for(lambda: sts_replicas(api, "le") == 3, what="op-c reconciles")
+    assert c.proc.poll() is None, c.output()
