@@ -74,7 +74,7 @@ enum BrokerMain {
                 fail("\(error)")
             }
         }
-        var config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: flagValues)
+        let config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: flagValues)
         let unknownFlags = flagValues.keys.filter { !config.accepts($0) }.sorted()
         if let bad = unknownFlags.first { fail("unknown option --\(bad.replacingOccurrences(of: ".", with: "-")) (see --help)", code: 2) }
         let level = Logger.Level(name: config["log.level"] ?? "info") ?? .info

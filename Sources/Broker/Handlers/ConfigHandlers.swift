@@ -127,18 +127,12 @@ public struct AlterConfigsHandler: ApiHandler {
                 case .topic:
                     try await core.registry.setConfigs(topic: res.resourceName, configs, validateOnly: r.validateOnly)
                 case .broker:
-                    guard core.isThisBroker(res.resourceName) else { throw TopicError(.invalidRequest, "broker \(res.resourceName) is not this broker") }
-                    for (k, v) in configs { if let p = core.brokerConfigProblem(k, v) { throw TopicError(.invalidConfig, p) } }
-                    if !r.validateOnly { try await core.registry.setDynamicBrokerConfigs(configs) }
+                    try await core.replaceDynamicBrokerConfigs(broker: res.resourceName, configs, validateOnly: r.validateOnly)
                 case nil:
                     throw TopicError(.invalidRequest, "resource type \(res.resourceType) cannot be altered")
                 }
-            } catch let e as TopicError {
-                result.errorCode = e.code.rawValue
-                result.errorMessage = e.message
             } catch {
-                result.errorCode = KafkaErrorCode.unknownServerError.rawValue
-                result.errorMessage = "altering \(res.resourceName) failed: \(error)"
+                (result.errorCode, result.errorMessage) = alterConfigsFailure(error, resource: res.resourceName)
             }
             response.responses.append(result)
         }
@@ -197,22 +191,33 @@ public struct IncrementalAlterConfigsHandler: ApiHandler {
                     let next = try Self.apply(res.configs, to: topic.configs) { effective[$0] }
                     try await core.registry.setConfigs(topic: topic.name, next, validateOnly: r.validateOnly)
                 case .broker:
-                    guard core.isThisBroker(res.resourceName) else { throw TopicError(.invalidRequest, "broker \(res.resourceName) is not this broker") }
                     let next = try Self.apply(res.configs, to: core.registry.dynamicBrokerConfigs) { core.config[$0] }
-                    for (k, v) in next { if let p = core.brokerConfigProblem(k, v) { throw TopicError(.invalidConfig, p) } }
-                    if !r.validateOnly { try await core.registry.setDynamicBrokerConfigs(next) }
+                    try await core.replaceDynamicBrokerConfigs(broker: res.resourceName, next, validateOnly: r.validateOnly)
                 case nil:
                     throw TopicError(.invalidRequest, "resource type \(res.resourceType) cannot be altered")
                 }
-            } catch let e as TopicError {
-                result.errorCode = e.code.rawValue
-                result.errorMessage = e.message
             } catch {
-                result.errorCode = KafkaErrorCode.unknownServerError.rawValue
-                result.errorMessage = "altering \(res.resourceName) failed: \(error)"
+                (result.errorCode, result.errorMessage) = alterConfigsFailure(error, resource: res.resourceName)
             }
             response.responses.append(result)
         }
         return .response(.incrementalAlterConfigs(response))
     }
+}
+
+extension BrokerCore {
+    /// Replaces this broker's dynamic configs with `configs` after validating every value.
+    func replaceDynamicBrokerConfigs(broker name: String, _ configs: [String: String], validateOnly: Bool) async throws {
+        guard isThisBroker(name) else { throw TopicError(.invalidRequest, "broker \(name) is not this broker") }
+        for (key, value) in configs {
+            if let problem = brokerConfigProblem(key, value) { throw TopicError(.invalidConfig, problem) }
+        }
+        if !validateOnly { try await registry.setDynamicBrokerConfigs(configs) }
+    }
+}
+
+/// The error code and message an (incremental) alter-configs result reports for `error`.
+func alterConfigsFailure(_ error: any Error, resource: String) -> (Int16, String?) {
+    if let e = error as? TopicError { return (e.code.rawValue, e.message) }
+    return (KafkaErrorCode.unknownServerError.rawValue, "altering \(resource) failed: \(error)")
 }
