@@ -122,6 +122,12 @@ public final class FileWAL: WriteAheadLog {
     }
 
     public func close() async throws {
+        await stopWriterThread()
+        budget.fail(StreamStorageError.closed(what: "WAL \(name)"))
+    }
+
+    /// Asks the writer thread to finish and waits until it has stopped.
+    private func stopWriterThread() async {
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let stopped = state.withLock { s -> Bool in
                 s.closing = true
@@ -131,7 +137,6 @@ public final class FileWAL: WriteAheadLog {
             }
             if stopped { c.resume() } else { wake.signal() }
         }
-        budget.fail(StreamStorageError.closed(what: "WAL \(name)"))
     }
 
     public func abandon() async {
@@ -141,15 +146,7 @@ public final class FileWAL: WriteAheadLog {
             return s.pending
         }
         for p in dropped { p.ticket.complete(.failure(StreamStorageError.closed(what: "WAL \(name) (abandoned)"))) }
-        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
-            let stopped = state.withLock { s -> Bool in
-                s.closing = true
-                if s.stopped { return true }
-                s.closeWaiter = c
-                return false
-            }
-            if stopped { c.resume() } else { wake.signal() }
-        }
+        await stopWriterThread()
         budget.fail(StreamStorageError.closed(what: "WAL \(name) (abandoned)"))
     }
 
