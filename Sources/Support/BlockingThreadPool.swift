@@ -15,7 +15,9 @@ public final class BlockingThreadPool: Sendable {
     }
 
     private struct State {
-        var queue: [Job] = []
+        /// Taken jobs are set to nil at once: a run job's closure (and what it captured, such as
+        /// the bytes of an object being written) must not outlive the job.
+        var queue: [Job?] = []
         var head = 0
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
         var shutDown = false
@@ -94,7 +96,7 @@ public final class BlockingThreadPool: Sendable {
             available.wait()
             let (job, waiter): (Job?, CheckedContinuation<Void, Never>?) = state.withLock { s in
                 guard s.head < s.queue.count else { return (nil, nil) }
-                let job = s.queue[s.head]
+                let job = s.queue[s.head].take()
                 s.head += 1
                 if s.head > 256 && s.head * 2 > s.queue.count {
                     s.queue.removeFirst(s.head)
