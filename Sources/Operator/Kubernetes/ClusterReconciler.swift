@@ -15,19 +15,24 @@ public struct ClusterCaches: Sendable {
         clusters.hasSynced && configMaps.hasSynced && services.hasSynced && statefulSets.hasSynced && podDisruptionBudgets.hasSynced
     }
 
-    /// Our labelled objects in `namespace`, as the sync plan sees them.
+    /// Our labelled objects in `namespace`, as the sync plan sees them, with their cached
+    /// content so the plan can skip applying objects that match what we render.
     func observed(namespace: String) -> [ObservedObject] {
-        func keyed(_ apiVersion: String, _ kind: String, _ m: ObjectMeta) -> ObservedObject {
-            ObservedObject(key: ObjectKey(apiVersion: apiVersion, kind: kind, namespace: m.namespace ?? "", name: m.name ?? ""), metadata: m)
+        func keyed(_ object: ManagedObject) -> ObservedObject {
+            let content: JSONValue?
+            do { content = try object.json() } catch { content = nil }  // unknown content: the plan re-applies
+            return ObservedObject(key: object.key, metadata: object.metadata, content: content)
         }
-        return configMaps.list(namespace: namespace).map { keyed(ConfigMap.apiVersion, ConfigMap.kind, $0.metadata) }
-            + services.list(namespace: namespace).map { keyed(Service.apiVersion, Service.kind, $0.metadata) }
-            + statefulSets.list(namespace: namespace).map { keyed(StatefulSet.apiVersion, StatefulSet.kind, $0.metadata) }
-            + podDisruptionBudgets.list(namespace: namespace).map { keyed(PodDisruptionBudget.apiVersion, PodDisruptionBudget.kind, $0.metadata) }
+        return configMaps.list(namespace: namespace).map { keyed(.configMap($0)) }
+            + services.list(namespace: namespace).map { keyed(.service($0)) }
+            + statefulSets.list(namespace: namespace).map { keyed(.statefulSet($0)) }
+            + podDisruptionBudgets.list(namespace: namespace).map { keyed(.podDisruptionBudget($0)) }
     }
 }
 
-/// Reconciles one FloeCluster per pass: render → server-side apply the desired objects →
+/// Reconciles one FloeCluster per pass: render → server-side apply the desired objects that
+/// are missing, changed or drifted (objects whose cached copy has our hash and every field we
+/// render are not sent) →
 /// prune objects we own that are no longer wanted → compute status once → write it once
 /// (only when it changed) → record Events for what changed.
 ///
@@ -85,6 +90,8 @@ public struct ClusterReconciler: Reconciler {
                         changed.append(("Updated", object.key))
                     case .reapply(let object):
                         if let sts = try await apply(object) { appliedStatefulSet = sts }
+                    case .keep:
+                        continue  // the cached copy already carries everything we render
                     case .delete(let objectKey, let uid):
                         try await delete(objectKey, uid: uid)
                         changed.append(("Deleted", objectKey))
