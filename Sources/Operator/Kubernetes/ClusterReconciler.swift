@@ -15,13 +15,18 @@ public struct ClusterCaches: Sendable {
         clusters.hasSynced && configMaps.hasSynced && services.hasSynced && statefulSets.hasSynced && podDisruptionBudgets.hasSynced
     }
 
-    /// Our labelled objects in `namespace`, as the sync plan sees them, with their cached
-    /// content so the plan can skip applying objects that match what we render.
-    func observed(namespace: String) -> [ObservedObject] {
+    /// Our labelled objects in `namespace`, as the sync plan sees them. Those named in
+    /// `contentOf` (the desired keys) carry their cached content, so the plan can skip applying
+    /// objects that match what we render; the others (other clusters' objects, stale ones) only
+    /// need metadata, and encoding them would cost every pass time proportional to the namespace.
+    func observed(namespace: String, contentOf: Set<ObjectKey>) -> [ObservedObject] {
         func keyed(_ object: ManagedObject) -> ObservedObject {
-            let content: JSONValue?
-            do { content = try object.json() } catch { content = nil }  // unknown content: the plan re-applies
-            return ObservedObject(key: object.key, metadata: object.metadata, content: content)
+            let key = object.key
+            var content: JSONValue?
+            if contentOf.contains(key) {
+                do { content = try object.json() } catch { content = nil }  // unknown content: the plan re-applies
+            }
+            return ObservedObject(key: key, metadata: object.metadata, content: content)
         }
         return configMaps.list(namespace: namespace).map { keyed(.configMap($0)) }
             + services.list(namespace: namespace).map { keyed(.service($0)) }
@@ -74,7 +79,7 @@ public struct ClusterReconciler: Reconciler {
         if problems.isEmpty {
             do {
                 let desired = try Render.render(cluster)
-                let plan = SyncPlan.plan(desired: desired, observed: caches.observed(namespace: key.namespace), ownerUID: cluster.metadata.uid ?? "")
+                let plan = SyncPlan.plan(desired: desired, observed: caches.observed(namespace: key.namespace, contentOf: Set(desired.map(\.key))), ownerUID: cluster.metadata.uid ?? "")
                 conflicts = plan.conflicts
                 for action in plan.actions {
                     switch action {
