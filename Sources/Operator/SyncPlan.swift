@@ -6,9 +6,13 @@ public enum SyncAction: Sendable, Equatable {
     case create(ManagedObject)
     /// The object exists and is ours, but its rendered hash differs: apply the new form.
     case update(ManagedObject)
-    /// The object exists, is ours and its hash matches: apply anyway to undo edits to fields we
-    /// own (the API server writes nothing when nothing differs), but record no change.
+    /// The object exists, is ours and its hash matches, but either its observed content is
+    /// unknown or a field we set differs there (someone edited it): apply again to undo the
+    /// edit, but record no change.
     case reapply(ManagedObject)
+    /// The object exists, is ours, its hash matches and every field we set has the same value in
+    /// the observed copy: nothing to send (an apply would be a no-op on the server).
+    case keep(ObjectKey)
     /// The object is ours but no longer rendered (for example the cluster changed shape):
     /// delete it, with a precondition on its uid.
     case delete(ObjectKey, uid: String?)
@@ -16,25 +20,31 @@ public enum SyncAction: Sendable, Equatable {
     public var key: ObjectKey {
         switch self {
         case .create(let o), .update(let o), .reapply(let o): o.key
-        case .delete(let k, _): k
+        case .delete(let k, _), .keep(let k): k
         }
     }
 
     /// Whether carrying it out changes the cluster (worth an Event).
     public var isChange: Bool {
-        if case .reapply = self { return false }
-        return true
+        switch self {
+        case .reapply, .keep: false
+        case .create, .update, .delete: true
+        }
     }
 }
 
-/// An object as observed in the cluster: only what the plan needs.
+/// An object as observed in the cluster: only what the plan needs. `content` is the whole
+/// observed object as JSON (from the informer cache); without it the plan cannot tell drift
+/// and always re-applies unchanged objects.
 public struct ObservedObject: Sendable, Equatable {
     public var key: ObjectKey
     public var metadata: ObjectMeta
+    public var content: JSONValue?
 
-    public init(key: ObjectKey, metadata: ObjectMeta) {
+    public init(key: ObjectKey, metadata: ObjectMeta, content: JSONValue? = nil) {
         self.key = key
         self.metadata = metadata
+        self.content = content
     }
 }
 
@@ -50,7 +60,9 @@ public struct SyncPlan: Sendable, Equatable {
     /// Rules:
     /// 1. A desired object that is not observed is created.
     /// 2. A desired object observed with our controller reference (`uid == ownerUID`) is
-    ///    updated when its `floe.dev/rendered-hash` differs, reapplied otherwise.
+    ///    updated when its `floe.dev/rendered-hash` differs. When it matches, it is kept (no
+    ///    request) if the observed content covers every field we render (`covers`), and
+    ///    reapplied otherwise, so an edit of a field we own is undone.
     /// 3. A desired object observed without our controller reference is a conflict: never
     ///    adopted, never overwritten.
     /// 4. An observed object with our controller reference that is not desired is deleted,
@@ -77,12 +89,61 @@ public struct SyncPlan: Sendable, Equatable {
             }
             let want = object.metadata.annotations?[Render.hashAnnotation]
             let have = existing.metadata.annotations?[Render.hashAnnotation]
-            actions.append(want != nil && want == have ? .reapply(object) : .update(object))
+            if want == nil || want != have {
+                actions.append(.update(object))
+            } else if let content = existing.content, let rendered = renderedJSON(object), covers(observed: content, desired: rendered) {
+                actions.append(.keep(key))
+            } else {
+                actions.append(.reapply(object))
+            }
         }
         let stale = observed.filter { !desiredKeys.contains($0.key) && isOurs($0.metadata) && $0.metadata.deletionTimestamp == nil }
         for o in stale.sorted(by: { $0.key < $1.key }) {
             actions.append(.delete(o.key, uid: o.metadata.uid))
         }
         return SyncPlan(actions: actions, conflicts: conflicts.sorted())
+    }
+
+    /// The desired object as JSON; nil when it cannot be encoded, so it is re-applied and the
+    /// apply reports the encoding error.
+    private static func renderedJSON(_ object: ManagedObject) -> JSONValue? {
+        do { return try object.json() } catch { return nil }
+    }
+
+    /// Whether every field set in `desired` has the same value in `observed`: objects may carry
+    /// more keys (server defaults, status, fields of other managers), arrays must have the same
+    /// length and cover element by element, scalars must be equal. A `null` or empty
+    /// object/array in `desired` is covered by an absent key. Conservative: any doubt (a server
+    /// that normalises a value, an extra list element) answers false, which costs one apply.
+    static func covers(observed: JSONValue, desired: JSONValue) -> Bool {
+        switch (desired, observed) {
+        case (.object(let d), .object(let o)):
+            for (k, v) in d {
+                if let ov = o[k] {
+                    if !covers(observed: ov, desired: v) { return false }
+                } else if !v.isEmptyOrNull {
+                    return false
+                }
+            }
+            return true
+        case (.array(let d), .array(let o)):
+            guard d.count == o.count else { return false }
+            return zip(d, o).allSatisfy { covers(observed: $1, desired: $0) }
+        case (.int(let d), .double(let o)):
+            return Double(d) == o
+        default:
+            return desired == observed
+        }
+    }
+}
+
+extension JSONValue {
+    fileprivate var isEmptyOrNull: Bool {
+        switch self {
+        case .null: true
+        case .array(let a): a.isEmpty
+        case .object(let o): o.isEmpty
+        default: false
+        }
     }
 }

@@ -68,4 +68,121 @@ import Testing
         let plan = SyncPlan.plan(desired: try Render.render(cluster), observed: obs, ownerUID: uid)
         #expect(plan.actions.filter(\.isChange).map(\.key.kind) == ["StatefulSet"])
     }
+
+    // MARK: skipping applies of objects that match the cache
+
+    /// `o` as the API server would store it: our fields plus uid, resourceVersion, a foreign
+    /// annotation and label, server defaults inside lists, and status.
+    func stored(_ o: ManagedObject, owner: String) throws -> ObservedObject {
+        var json = try o.json()
+        edit(&json, ["metadata", "uid"], .string("uid-\(o.key.name)"))
+        edit(&json, ["metadata", "resourceVersion"], .string("42"))
+        edit(&json, ["metadata", "annotations", "someone.else/note"], .string("x"))
+        edit(&json, ["metadata", "labels", "team"], .string("payments"))
+        edit(&json, ["status"], .object(["observedGeneration": .int(3)]))
+        if case .statefulSet = o {
+            edit(&json, ["spec", "minReadySeconds"], .int(0))
+            edit(&json, ["spec", "template", "spec", "containers", "0", "terminationMessagePath"], .string("/dev/termination-log"))
+        }
+        if case .service = o { edit(&json, ["spec", "sessionAffinity"], .string("None")) }
+        var m = o.metadata
+        m.uid = "uid-\(o.key.name)"
+        return ObservedObject(key: o.key, metadata: m, content: json)
+    }
+
+    /// Sets (or with nil removes) the value at `path`; numeric components index arrays.
+    func edit(_ v: inout JSONValue, _ path: [String], _ new: JSONValue?) {
+        guard let head = path.first else {
+            if let new { v = new }
+            return
+        }
+        let rest = Array(path.dropFirst())
+        switch v {
+        case .array(var a):
+            let i = Int(head)!
+            if i == a.count { a.append(.object([:])) }  // one past the end appends
+            if rest.isEmpty, new == nil { a.remove(at: i) } else { edit(&a[i], rest, new) }
+            v = .array(a)
+        default:
+            var o: [String: JSONValue]
+            if case .object(let existing) = v { o = existing } else { o = [:] }
+            if rest.isEmpty, new == nil {
+                o[head] = nil
+            } else {
+                var child = o[head] ?? .object([:])
+                edit(&child, rest, new)
+                o[head] = child
+            }
+            v = .object(o)
+        }
+    }
+
+    @Test func objectsMatchingTheCacheAreKeptWithoutARequest() throws {
+        for sample in ["minimal", "autoscaling", "file-wal", "s3-minio"] {
+            let cluster = try sampleCluster(sample)
+            let uid = cluster.metadata.uid!
+            let desired = try Render.render(cluster)
+            let obs = try desired.map { try stored($0, owner: uid) }
+            let plan = SyncPlan.plan(desired: desired, observed: obs, ownerUID: uid)
+            #expect(plan.actions == desired.map { .keep($0.key) }, "sample \(sample)")
+            #expect(plan.actions.filter(\.isChange).isEmpty)
+        }
+    }
+
+    @Test func anEditedFieldWeOwnIsReappliedOthersKept() throws {
+        let cluster = try sampleCluster("minimal")
+        let uid = cluster.metadata.uid!
+        let desired = try Render.render(cluster)
+        // (object index, path, new value or nil to remove): each an edit of a field we render.
+        let edits: [(Int, [String], JSONValue?)] = [
+            (0, ["data", Render.propertiesFile], .string("storage.url=s3://elsewhere\n")),
+            (1, ["spec", "publishNotReadyAddresses"], .bool(false)),
+            (2, ["spec", "ports", "0", "port"], .int(9999)),
+            (2, ["spec", "ports", "1"], .object(["name": .string("extra"), "port": .int(1)])),  // an element added to our list
+            (3, ["spec", "replicas"], .int(7)),
+            (3, ["spec", "template", "spec", "containers", "0", "image"], .string("evil:latest")),
+            (3, ["metadata", "labels", "app.kubernetes.io/instance"], nil),  // one of our labels removed
+            (3, ["metadata", "ownerReferences", "0", "blockOwnerDeletion"], .bool(false)),
+            (4, ["spec", "maxUnavailable"], .int(2)),
+        ]
+        for (index, path, value) in edits {
+            var obs = try desired.map { try stored($0, owner: uid) }
+            edit(&obs[index].content!, path, value)
+            let plan = SyncPlan.plan(desired: desired, observed: obs, ownerUID: uid)
+            var expected = desired.map { SyncAction.keep($0.key) }
+            expected[index] = .reapply(desired[index])
+            #expect(plan.actions == expected, "edit \(path) of \(desired[index].key)")
+        }
+    }
+
+    @Test func unknownContentOrAChangedHashIsNeverKept() throws {
+        var cluster = try sampleCluster("minimal")
+        let uid = cluster.metadata.uid!
+        let before = try Render.render(cluster)
+        var obs = try before.map { try stored($0, owner: uid) }
+        obs[1].content = nil
+        cluster.spec.replicas = 2
+        let plan = SyncPlan.plan(desired: try Render.render(cluster), observed: obs, ownerUID: uid)
+        #expect(plan.actions.map { action -> String in
+            switch action {
+            case .keep: "keep"
+            case .reapply: "reapply"
+            case .update: "update"
+            case .create, .delete: "other"
+            }
+        } == ["keep", "reapply", "keep", "update", "keep"])
+    }
+
+    @Test func coversIgnoresExtrasAndEmptyDesiredContainers() {
+        let desired: JSONValue = .object(["a": .int(1), "b": .array([]), "c": .object([:]), "d": .null,
+                                          "e": .array([.object(["x": .string("y")])])])
+        #expect(SyncPlan.covers(observed: .object(["a": .int(1), "e": .array([.object(["x": .string("y"), "z": .bool(true)])]), "f": .int(2)]),
+                                desired: desired))
+        #expect(SyncPlan.covers(observed: .object(["a": .double(1), "e": .array([.object(["x": .string("y")])])]), desired: desired))
+        #expect(!SyncPlan.covers(observed: .object(["a": .int(2), "e": .array([.object(["x": .string("y")])])]), desired: desired))
+        #expect(!SyncPlan.covers(observed: .object(["a": .int(1), "e": .array([])]), desired: desired))
+        #expect(!SyncPlan.covers(observed: .object(["a": .int(1), "b": .array([.int(1)]), "e": .array([.object(["x": .string("y")])])]),
+                                 desired: desired))
+        #expect(!SyncPlan.covers(observed: .object(["e": .array([.object(["x": .string("y")])])]), desired: desired))
+    }
 }

@@ -15,19 +15,29 @@ public struct ClusterCaches: Sendable {
         clusters.hasSynced && configMaps.hasSynced && services.hasSynced && statefulSets.hasSynced && podDisruptionBudgets.hasSynced
     }
 
-    /// Our labelled objects in `namespace`, as the sync plan sees them.
-    func observed(namespace: String) -> [ObservedObject] {
-        func keyed(_ apiVersion: String, _ kind: String, _ m: ObjectMeta) -> ObservedObject {
-            ObservedObject(key: ObjectKey(apiVersion: apiVersion, kind: kind, namespace: m.namespace ?? "", name: m.name ?? ""), metadata: m)
+    /// Our labelled objects in `namespace`, as the sync plan sees them. Those named in
+    /// `contentOf` (the desired keys) carry their cached content, so the plan can skip applying
+    /// objects that match what we render; the others (other clusters' objects, stale ones) only
+    /// need metadata, and encoding them would cost every pass time proportional to the namespace.
+    func observed(namespace: String, contentOf: Set<ObjectKey>) -> [ObservedObject] {
+        func keyed(_ object: ManagedObject) -> ObservedObject {
+            let key = object.key
+            var content: JSONValue?
+            if contentOf.contains(key) {
+                do { content = try object.json() } catch { content = nil }  // unknown content: the plan re-applies
+            }
+            return ObservedObject(key: key, metadata: object.metadata, content: content)
         }
-        return configMaps.list(namespace: namespace).map { keyed(ConfigMap.apiVersion, ConfigMap.kind, $0.metadata) }
-            + services.list(namespace: namespace).map { keyed(Service.apiVersion, Service.kind, $0.metadata) }
-            + statefulSets.list(namespace: namespace).map { keyed(StatefulSet.apiVersion, StatefulSet.kind, $0.metadata) }
-            + podDisruptionBudgets.list(namespace: namespace).map { keyed(PodDisruptionBudget.apiVersion, PodDisruptionBudget.kind, $0.metadata) }
+        return configMaps.list(namespace: namespace).map { keyed(.configMap($0)) }
+            + services.list(namespace: namespace).map { keyed(.service($0)) }
+            + statefulSets.list(namespace: namespace).map { keyed(.statefulSet($0)) }
+            + podDisruptionBudgets.list(namespace: namespace).map { keyed(.podDisruptionBudget($0)) }
     }
 }
 
-/// Reconciles one FloeCluster per pass: render → server-side apply the desired objects →
+/// Reconciles one FloeCluster per pass: render → server-side apply the desired objects that
+/// are missing, changed or drifted (objects whose cached copy has our hash and every field we
+/// render are not sent) →
 /// prune objects we own that are no longer wanted → compute status once → write it once
 /// (only when it changed) → record Events for what changed.
 ///
@@ -69,7 +79,7 @@ public struct ClusterReconciler: Reconciler {
         if problems.isEmpty {
             do {
                 let desired = try Render.render(cluster)
-                let plan = SyncPlan.plan(desired: desired, observed: caches.observed(namespace: key.namespace), ownerUID: cluster.metadata.uid ?? "")
+                let plan = SyncPlan.plan(desired: desired, observed: caches.observed(namespace: key.namespace, contentOf: Set(desired.map(\.key))), ownerUID: cluster.metadata.uid ?? "")
                 conflicts = plan.conflicts
                 for action in plan.actions {
                     switch action {
@@ -85,6 +95,8 @@ public struct ClusterReconciler: Reconciler {
                         changed.append(("Updated", object.key))
                     case .reapply(let object):
                         if let sts = try await apply(object) { appliedStatefulSet = sts }
+                    case .keep:
+                        continue  // the cached copy already carries everything we render
                     case .delete(let objectKey, let uid):
                         try await delete(objectKey, uid: uid)
                         changed.append(("Deleted", objectKey))
