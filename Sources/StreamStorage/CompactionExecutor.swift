@@ -50,7 +50,7 @@ enum CompactionExecutor {
 
     static func build(objectID: UInt64, runs: [Run], blockBytes: Int) -> ([UInt8], [(StreamID, ObjectRange)]) {
         var builder = DataObjectBuilder(objectID: objectID, blockBytes: blockBytes,
-                                        capacity: runs.reduce(64) { $0 + $1.batches.reduce(0) { $0 + $1.bytes.count + 24 } })
+                                        capacity: DataObjectBuilder.capacity(runs: runs.map { $0.batches.map(\.bytes.count) }, blockBytes: blockBytes))
         var ranges: [(StreamID, ObjectRange)] = []
         for run in runs {
             builder.add(stream: run.stream, batches: run.batches)

@@ -160,6 +160,30 @@ public struct DataObjectBuilder: Sendable {
     public var isEmpty: Bool { index.isEmpty }
     public var byteCount: Int { writer.count }
 
+    /// The exact upper bound of an object's size for `runs` (each a list of batch payload
+    /// sizes), so the builder's buffer never regrows: header, 24 bytes of framing per batch,
+    /// payloads, the index (4 bytes plus 48 per block; a run ends a block, and a block closes
+    /// once it reaches `blockBytes`) and the footer.
+    public static func capacity(runs: [[Int]], blockBytes: Int) -> Int {
+        let blockBytes = max(1, blockBytes)
+        var total = DataObjectFormat.headerSize + 4 + DataObjectFormat.footerSize
+        for run in runs {
+            var blocks = 1
+            var inBlock = 0
+            for payload in run {
+                let framed = payload + 24
+                total += framed
+                inBlock += framed
+                if inBlock >= blockBytes {
+                    blocks += 1
+                    inBlock = 0
+                }
+            }
+            total += blocks * DataBlockEntry.size
+        }
+        return total
+    }
+
     /// Appends a run of one stream's batches; they must be contiguous in offset order.
     public mutating func add(stream: StreamID, batches: some Collection<StoredBatch>) {
         var blockStart = writer.count

@@ -389,7 +389,7 @@ public final class StreamStore: Sendable {
         if !work.isEmpty {
             let id = try await metadata.prepareObject()
             var builder = DataObjectBuilder(objectID: id, blockBytes: config.blockBytes,
-                                            capacity: work.reduce(64) { $0 + $1.2.reduce(0) { $0 + $1.bytes.count + 24 } })
+                                            capacity: DataObjectBuilder.capacity(runs: work.map { $0.2.map(\.bytes.count) }, blockBytes: config.blockBytes))
             var ranges: [CommitRange] = []
             for (stream, epoch, batches) in work {
                 builder.add(stream: stream, batches: batches)

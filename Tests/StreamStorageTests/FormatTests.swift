@@ -280,3 +280,32 @@ func batch(_ base: Int64, _ count: Int32, _ bytes: [UInt8], time: Int64 = 1000) 
         #expect(cache.read(1, from: 25, maxBytes: 100, below: 100) == [])
     }
 }
+
+@Suite struct DataObjectCapacityTests {
+    /// The capacity estimate bounds the built object from above, tightly: the builder's buffer
+    /// never regrows (a regrow doubles a 32 MiB upload's memory for a moment).
+    @Test func capacityBoundsTheBuiltObject() {
+        var rng = TestRandom(seed: 42)
+        for round in 0..<200 {
+            let blockBytes = [1, 64, 1000, 4096, 65_536][round % 5]
+            let runCount = Int.random(in: 1...6, using: &rng)
+            var builder = DataObjectBuilder(objectID: UInt64(round), blockBytes: blockBytes, capacity: 16)
+            var sizes: [[Int]] = []
+            for stream in 0..<runCount {
+                let lengths = (0..<Int.random(in: 1...40, using: &rng)).map { _ in Int.random(in: 0...3000, using: &rng) }
+                var base: Int64 = 0
+                let batches = lengths.map { length -> StoredBatch in
+                    defer { base += 1 }
+                    return batch(base, 1, randomBytes(length, &rng))
+                }
+                builder.add(stream: UInt64(stream), batches: batches)
+                sizes.append(lengths)
+            }
+            let bytes = builder.finish()
+            let capacity = DataObjectBuilder.capacity(runs: sizes, blockBytes: blockBytes)
+            #expect(bytes.count <= capacity, "round \(round): \(bytes.count) bytes > capacity \(capacity)")
+            // At most one block per run is counted that the builder did not need.
+            #expect(capacity - bytes.count <= runCount * DataBlockEntry.size, "round \(round): slack \(capacity - bytes.count)")
+        }
+    }
+}
