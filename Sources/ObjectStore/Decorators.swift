@@ -33,7 +33,7 @@ public final class RetryingObjectStore: ObjectStore {
     private let retries: Counter?
 
     public init(_ base: any ObjectStore, policy: RetryPolicy = RetryPolicy(), clock: any FloeClock = RealClock(),
-                seed: UInt64 = UInt64.random(in: .min ... .max), logger: Logger = .disabled, metrics: MetricsRegistry? = nil) {
+                seed: UInt64 = UInt64.random(in: .min ... .max), logger: Logger = .discarding, metrics: MetricsRegistry? = nil) {
         self.base = base
         self.policy = policy
         self.clock = clock

@@ -118,7 +118,7 @@ public struct StorageURL: Sendable, CustomStringConvertible {
 
     /// Opens the store the URL names: S3 behind retries, and everything instrumented when a
     /// metrics registry is given.
-    public func open(clock: any FloeClock = RealClock(), logger: Logger = .disabled, metrics: MetricsRegistry? = nil,
+    public func open(clock: any FloeClock = RealClock(), logger: Logger = .discarding, metrics: MetricsRegistry? = nil,
                      environment: [String: String] = ProcessInfo.processInfo.environment) throws -> any ObjectStore {
         var store: any ObjectStore
         switch kind {

@@ -43,7 +43,7 @@ public actor BucketMetadataStore: StreamMetadataStore {
     let logger: Logger
     private var current: Manifest? = nil
 
-    public init(store: any ObjectStore, prefix: String, clock: any FloeClock, graceMillis: Int64 = 10 * 60_000, logger: Logger = .disabled) {
+    public init(store: any ObjectStore, prefix: String, clock: any FloeClock, graceMillis: Int64 = 10 * 60_000, logger: Logger = .discarding) {
         self.store = store
         self.prefix = prefix
         self.clock = clock

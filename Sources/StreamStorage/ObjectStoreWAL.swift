@@ -92,7 +92,7 @@ public final class ObjectStoreWAL: WriteAheadLog {
     /// Takes over the WAL under `prefix` (fencing any previous writer), recovers its records
     /// and starts the flusher. `prefix` should end with "/".
     public static func open(store: any ObjectStore, prefix: String, clock: any FloeClock, config: Config = Config(),
-                            nonce: UInt64 = UInt64.random(in: 1...UInt64.max), logger: Logger = .disabled) async throws -> ObjectStoreWAL {
+                            nonce: UInt64 = UInt64.random(in: 1...UInt64.max), logger: Logger = .discarding) async throws -> ObjectStoreWAL {
         for _ in 0..<16 {
             if let wal = try await attemptTakeover(store: store, prefix: prefix, clock: clock, config: config, nonce: nonce, logger: logger) {
                 wal.start()

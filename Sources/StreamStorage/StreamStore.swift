@@ -100,7 +100,7 @@ public final class StreamStore: Sendable {
     /// never acknowledged), each recovered stream's epoch is raised by one (fencing a previous
     /// owner's uploads), and the replayed data is uploaded and the WAL trimmed.
     public static func open(wal: any WriteAheadLog, metadata: any StreamMetadataStore, objects: any ObjectStore,
-                            clock: any FloeClock, config: StreamStoreConfig = StreamStoreConfig(), logger: Logger = .disabled,
+                            clock: any FloeClock, config: StreamStoreConfig = StreamStoreConfig(), logger: Logger = .discarding,
                             metrics: MetricsRegistry? = nil) async throws -> StreamStore {
         let store = StreamStore(wal: wal, metadata: metadata, objects: objects, clock: clock, config: config, logger: logger, metrics: metrics)
         do {

@@ -46,7 +46,7 @@ public struct Logger: Sendable {
     }
 
     /// A logger that drops everything (for code paths that require one in tests).
-    public static var disabled: Logger { Logger(label: "disabled", level: .error, sink: DiscardingLogSink()) }
+    public static var discarding: Logger { Logger(label: "discarding", level: .error, sink: DiscardingLogSink()) }
 
     /// A copy with one more metadata entry.
     public func with(_ key: String, _ value: String) -> Logger {

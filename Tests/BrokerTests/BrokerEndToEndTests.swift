@@ -77,7 +77,7 @@ struct LiveBroker {
         var config = BrokerConfig()
         config.set("listen", "127.0.0.1:0", .flag)
         let metrics = MetricsRegistry()
-        let storage = try await BrokerStorage.open(store: store, url: url, walKind: "file", config: config, metrics: metrics, logger: .disabled)
+        let storage = try await BrokerStorage.open(store: store, url: url, walKind: "file", config: config, metrics: metrics, logger: .discarding)
         let broker = try await Broker.start(settings: .init(config: config), store: store, storage: storage, metrics: metrics)
         let task = Task { try await broker.run() }
         return LiveBroker(broker: broker, task: task, root: root)

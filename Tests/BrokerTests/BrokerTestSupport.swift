@@ -30,9 +30,9 @@ struct Harness {
         var config = BrokerConfig()
         for (k, v) in settings { config.set(k, v, .file) }
         let registry = try await TopicRegistry.load(store: store, prefix: "broker/")
-        let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: "broker/", metrics: nil, logger: .disabled)
+        let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: "broker/", metrics: nil, logger: .discarding)
         let core = BrokerCore(config: config, nodeId: 0, clusterId: "test-cluster", registry: registry, partitions: partitions,
-                              metrics: nil, logger: .disabled)
+                              metrics: nil, logger: .discarding)
         core.setAdvertised(host: "127.0.0.1", port: 9092)
         return Harness(store: store, storage: storage, core: core)
     }

@@ -65,7 +65,7 @@ struct GroupClientFixtureTests {
         let clock = ManualClock()
         let coordinator = GroupCoordinator(nodeId: 3, host: "floe", port: 9092, store: MemoryObjectStore(name: client), prefix: "groups/",
                                            clock: clock, topics: StaticTopics(topics: Dictionary(uniqueKeysWithValues: topicNames.map { ($0, 8) })),
-                                           logger: .disabled, seed: 1)
+                                           logger: .discarding, seed: 1)
         try await coordinator.load()
         let router = KafkaRouter(handlers: coordinator.handlers)
         let connection = ConnectionInfo(id: 9, peer: "10.0.0.5:40000")

@@ -23,7 +23,7 @@ struct GroupWire {
         self.clock = clock
         self.store = store
         coordinator = GroupCoordinator(nodeId: 7, host: "broker.local", port: 9092, store: store, prefix: "groups/", clock: clock,
-                                       topics: StaticTopics(topics: ["t": 3, "u": 1]), logger: .disabled, config: config, seed: seed)
+                                       topics: StaticTopics(topics: ["t": 3, "u": 1]), logger: .discarding, config: config, seed: seed)
         try await coordinator.load()
         router = KafkaRouter(handlers: coordinator.handlers)
     }
@@ -341,7 +341,7 @@ struct GroupCoordinatorTests {
         bytes[bytes.count - 3] ^= 0xFF
         _ = try await store.put("groups/g", bytes)
         let coordinator = GroupCoordinator(nodeId: 1, host: "h", port: 1, store: store, prefix: "groups/", clock: ManualClock(),
-                                           topics: StaticTopics(topics: [:]), logger: .disabled)
+                                           topics: StaticTopics(topics: [:]), logger: .discarding)
         do {
             try await coordinator.load()
             Issue.record("load should fail")

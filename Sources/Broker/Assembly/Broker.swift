@@ -65,7 +65,7 @@ public final class Broker: Sendable {
     /// Loads state and binds the ports. `extraHandlers` receives the core and returns handlers
     /// for more APIs (they must not repeat an API served here).
     public static func start(settings: Settings, store: any ObjectStore, storage: any LogStorage,
-                             metrics: MetricsRegistry = MetricsRegistry(), logger: Logger = .disabled,
+                             metrics: MetricsRegistry = MetricsRegistry(), logger: Logger = .discarding,
                              extraHandlers: @Sendable (BrokerCore) -> [any ApiHandler] = { _ in [] }) async throws -> Broker {
         let startedAt = ContinuousClock.now
         let config = settings.config
