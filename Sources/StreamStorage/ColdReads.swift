@@ -191,10 +191,8 @@ final class ColdReadPool: Sendable {
     }
 
     private struct State {
-        var jobs: [@Sendable () -> Void] = []
-        var head = 0
-        var completions: [@Sendable () -> Void] = []
-        var completionHead = 0
+        var jobs = FIFOQueue<@Sendable () -> Void>()
+        var completions = FIFOQueue<@Sendable () -> Void>()
         var started = false
         var jobsRun = 0
         /// Per started worker: the priority it asked for and what it got ("nice 10", or the error).
@@ -291,32 +289,15 @@ final class ColdReadPool: Sendable {
         state.withLock { $0.applied.append(outcome) }
         while true {
             jobsReady.wait()
-            let job = state.withLock { s -> (@Sendable () -> Void) in
-                let job = s.jobs[s.head]
-                s.head += 1
-                if s.head > 64 && s.head * 2 > s.jobs.count {
-                    s.jobs.removeFirst(s.head)
-                    s.head = 0
-                }
-                return job
-            }
-            job()
+            // One signal per appended job, so the queue is never empty here.
+            state.withLock { $0.jobs.popFirst() }?()
         }
     }
 
     private func completionLoop() {
         while true {
             completionsReady.wait()
-            let resume = state.withLock { s -> (@Sendable () -> Void) in
-                let resume = s.completions[s.completionHead]
-                s.completionHead += 1
-                if s.completionHead > 64 && s.completionHead * 2 > s.completions.count {
-                    s.completions.removeFirst(s.completionHead)
-                    s.completionHead = 0
-                }
-                return resume
-            }
-            resume()
+            state.withLock { $0.completions.popFirst() }?()
         }
     }
 }

@@ -15,13 +15,12 @@ public final class BlockingThreadPool: Sendable {
     }
 
     private struct State {
-        /// Taken jobs are set to nil at once: a run job's closure (and what it captured, such as
-        /// the bytes of an object being written) must not outlive the job.
-        var queue: [Job?] = []
-        var head = 0
+        /// Releases a job as it is taken: a run job's closure (and what it captured, such as the
+        /// bytes of an object being written) must not outlive the job.
+        var queue = FIFOQueue<Job>()
         var spaceWaiters: [CheckedContinuation<Void, Never>] = []
         var shutDown = false
-        var queued: Int { queue.count - head }
+        var queued: Int { queue.count }
     }
 
     public let name: String
@@ -95,13 +94,7 @@ public final class BlockingThreadPool: Sendable {
         while true {
             available.wait()
             let (job, waiter): (Job?, CheckedContinuation<Void, Never>?) = state.withLock { s in
-                guard s.head < s.queue.count else { return (nil, nil) }
-                let job = s.queue[s.head].take()
-                s.head += 1
-                if s.head > 256 && s.head * 2 > s.queue.count {
-                    s.queue.removeFirst(s.head)
-                    s.head = 0
-                }
+                guard let job = s.queue.popFirst() else { return (nil, nil) }
                 let waiter = s.spaceWaiters.isEmpty ? nil : s.spaceWaiters.removeFirst()
                 return (job, waiter)
             }

@@ -220,3 +220,38 @@ final class Locked<Value: Sendable>: Sendable {
         await #expect(throws: SupportError.shutDown(component: "thread pool test")) { try await pool.run { 1 } }
     }
 }
+
+@Suite struct FIFOQueueTests {
+    final class Payload: Sendable {}
+
+    @Test func popsInOrderAcrossCompactions() {
+        var q = FIFOQueue<Int>()
+        var next = 0
+        for i in 0..<1000 {
+            q.append(i)
+            if i % 3 != 0, let v = q.popFirst() {
+                #expect(v == next)
+                next += 1
+            }
+        }
+        while let v = q.popFirst() {
+            #expect(v == next)
+            next += 1
+        }
+        #expect(next == 1000 && q.isEmpty && q.popFirst() == nil)
+    }
+
+    @Test func releasesAnElementWhenPopped() {
+        var q = FIFOQueue<Payload>()
+        weak var released: Payload?
+        do {
+            let p = Payload()
+            released = p
+            q.append(p)
+            q.append(Payload())
+        }
+        _ = q.popFirst()
+        #expect(released == nil, "a popped element stayed alive in its slot")
+        #expect(q.count == 1)
+    }
+}
