@@ -315,19 +315,11 @@ public struct GroupStateMachine: Sendable {
             member.awaitingJoin = token
             members[member.memberId] = member
             return actions + maybeCompleteJoin(now: now)
-        case .completingRebalance:
-            if unchanged {
-                // The member lost its JoinGroup response: send it again.
-                member.sessionDeadline = now.advanced(by: member.sessionTimeout)
-                members[member.memberId] = member
-                return [.completeJoin(token, currentGenerationOutcome(for: member.memberId))]
-            }
-            update(&member, with: request, now: now)
-            member.awaitingJoin = token
-            members[member.memberId] = member
-            return prepareRebalance(now: now)
-        case .stable:
-            if unchanged && member.memberId != leaderId {
+        case .completingRebalance, .stable:
+            // An unchanged rejoin gets the current generation again (the member lost its
+            // JoinGroup response), except the leader of a stable group, whose rejoin asks for a
+            // new rebalance.
+            if unchanged && (state == .completingRebalance || member.memberId != leaderId) {
                 member.sessionDeadline = now.advanced(by: member.sessionTimeout)
                 members[member.memberId] = member
                 return [.completeJoin(token, currentGenerationOutcome(for: member.memberId))]
