@@ -65,6 +65,17 @@ public struct DataObjectInfo: Sendable, Equatable {
     /// Number of streams with data in the object (1 for a per-stream object).
     public var streamCount: UInt32
     public var createdMillis: Int64
+    /// How many times the object's bytes have been rewritten: 0 for an upload from the WAL,
+    /// one more than its inputs for a compaction output (see `CompactionPolicy.maxLevel`).
+    public var level: UInt8
+
+    public init(objectID: UInt64, size: UInt64, streamCount: UInt32, createdMillis: Int64, level: UInt8 = 0) {
+        self.objectID = objectID
+        self.size = size
+        self.streamCount = streamCount
+        self.createdMillis = createdMillis
+        self.level = level
+    }
 }
 
 /// A range to register by an upload commit.
@@ -96,7 +107,9 @@ public struct Manifest: Sendable, Equatable {
 
     public init() {}
 
-    static let formatVersion: UInt8 = 1
+    static let formatVersion: UInt8 = 2
+    /// Version 1 had no object level; its objects decode at level 0.
+    static let readableVersions: ClosedRange<UInt8> = 1...2
 
     // MARK: mutations (pure; the store persists the result)
 
@@ -245,11 +258,12 @@ public struct Manifest: Sendable, Equatable {
 
     /// Byte layout (big-endian):
     /// ```
-    /// u32 magic "FLSM", u8 version (1), u64 manifest version, u64 next object id
+    /// u32 magic "FLSM", u8 version (2; 1 is still read), u64 manifest version, u64 next object id
     /// u32 stream count, per stream:
     ///     u64 id, u64 epoch, i64 start, i64 end, u32 range count,
     ///     per range: u64 object, i64 start, i64 end, u64 bytes, i64 max append time
-    /// u32 object count, per object: u64 id, u64 size, u32 stream count, i64 created ms
+    /// u32 object count, per object: u64 id, u64 size, u32 stream count, u8 level (not in
+    ///     version 1), i64 created ms
     /// u32 prepared count, per entry: u64 id, i64 deadline ms
     /// u32 deletion count, per entry: u64 id, i64 deadline ms
     /// u32 CRC32C of all preceding bytes
@@ -281,6 +295,7 @@ public struct Manifest: Sendable, Equatable {
             w.writeUInt64(o.objectID)
             w.writeUInt64(o.size)
             w.writeUInt32(o.streamCount)
+            w.writeUInt8(o.level)
             w.writeInt64(o.createdMillis)
         }
         for map in [prepared, deletions] {
@@ -307,7 +322,7 @@ public struct Manifest: Sendable, Equatable {
         var r = ByteReader(bytes.dropLast(4))
         let (magic, formatVersion) = try decoding("stream manifest header", key) { () throws(BytesError) in (try r.readUInt32(), try r.readUInt8()) }
         guard magic == Magic.manifest else { throw .corrupt(what: "stream manifest", key: key, detail: "bad magic \(magic)") }
-        guard formatVersion == Self.formatVersion else {
+        guard Self.readableVersions.contains(formatVersion) else {
             throw .corrupt(what: "stream manifest", key: key, detail: "unsupported version \(formatVersion)")
         }
         let m = try decoding("stream manifest", key) { () throws(BytesError) -> Manifest in
@@ -323,7 +338,9 @@ public struct Manifest: Sendable, Equatable {
                 m.streams[s.streamID] = s
             }
             for _ in 0..<Int(try r.readUInt32()) {
-                let o = DataObjectInfo(objectID: try r.readUInt64(), size: try r.readUInt64(), streamCount: try r.readUInt32(), createdMillis: try r.readInt64())
+                let (id, size, streamCount) = (try r.readUInt64(), try r.readUInt64(), try r.readUInt32())
+                let level = formatVersion >= 2 ? try r.readUInt8() : 0
+                let o = DataObjectInfo(objectID: id, size: size, streamCount: streamCount, createdMillis: try r.readInt64(), level: level)
                 m.objects[o.objectID] = o
             }
             for _ in 0..<Int(try r.readUInt32()) { m.prepared[try r.readUInt64()] = try r.readInt64() }

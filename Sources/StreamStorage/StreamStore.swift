@@ -451,7 +451,7 @@ public final class StreamStore: Sendable {
                     let key = ObjectReader.key(config.dataPrefix, id)
                     _ = try await objects.put(key, bytes, condition: .none)
                     outputs.append((DataObjectInfo(objectID: id, size: UInt64(bytes.count), streamCount: UInt32(Set(ranges.map(\.0)).count),
-                                                   createdMillis: nowMillis), ranges))
+                                                   createdMillis: nowMillis, level: job.outputLevel), ranges))
                 }
                 try await metadata.commitCompaction(inputs: job.inputs, outputs: outputs)
                 instruments.compactions?.increment()

@@ -77,7 +77,7 @@ import Testing
         let wal = try await FileWAL.open(directory: dir)
         let metadata = BucketMetadataStore(store: bucket, prefix: "m/", clock: clock, graceMillis: 1000)
         var config = StreamStoreConfig()
-        config.compaction = CompactionPolicy(smallObjectBytes: 0, splitStreamBytes: .max, maxJobBytes: 0)
+        config.compaction = .disabled
         let store = try await StreamStore.open(wal: wal, metadata: metadata, objects: bucket, clock: clock, config: config)
         let s = try await store.open(1, epoch: 1)
         for round in 0..<4 {  // four objects of 10 records, 1000 bytes each, one minute apart

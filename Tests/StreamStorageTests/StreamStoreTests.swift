@@ -26,7 +26,7 @@ struct Harness: Sendable {
             c.blockBytes = 200
             c.blockCacheBytes = 4096
             c.readAheadBlocks = 2
-            c.compaction = CompactionPolicy(smallObjectBytes: 4096, splitStreamBytes: 2048, maxJobBytes: 64 * 1024)
+            c.compaction = CompactionPolicy(splitStreamBytes: 2048, maxJobBytes: 64 * 1024, minMergeInputs: 2)
         }
         config = c
     }
