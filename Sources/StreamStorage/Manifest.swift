@@ -78,6 +78,17 @@ public struct DataObjectInfo: Sendable, Equatable {
     }
 }
 
+/// An object no metadata references any more, deleted once its grace period has passed (so
+/// readers that looked it up just before it was replaced can still finish).
+public struct PendingDeletion: Sendable, Equatable {
+    public var deadlineMillis: Int64
+    public var bytes: UInt64
+    public init(deadlineMillis: Int64, bytes: UInt64) {
+        self.deadlineMillis = deadlineMillis
+        self.bytes = bytes
+    }
+}
+
 /// A range to register by an upload commit.
 public struct CommitRange: Sendable, Equatable {
     public var streamID: StreamID
@@ -102,8 +113,9 @@ public struct Manifest: Sendable, Equatable {
     public var objects: [UInt64: DataObjectInfo] = [:]
     /// Objects being uploaded, with the wall time (ms) after which they are garbage.
     public var prepared: [UInt64: Int64] = [:]
-    /// Objects no longer referenced, with the wall time (ms) after which they are deleted.
-    public var deletions: [UInt64: Int64] = [:]
+    /// Objects no longer referenced, with the wall time (ms) after which they are deleted and
+    /// their size (the space the grace period costs).
+    public var deletions: [UInt64: PendingDeletion] = [:]
 
     public init() {}
 
@@ -152,7 +164,7 @@ public struct Manifest: Sendable, Equatable {
         }
         prepared[objectID] = nil
         if accepted.isEmpty {
-            deletions[objectID] = nowMillis + graceMillis
+            deletions[objectID] = PendingDeletion(deadlineMillis: nowMillis + graceMillis, bytes: size)
             return rejected
         }
         objects[objectID] = DataObjectInfo(objectID: objectID, size: size, streamCount: UInt32(Set(accepted.map(\.streamID)).count), createdMillis: nowMillis)
@@ -205,8 +217,8 @@ public struct Manifest: Sendable, Equatable {
             objects[info.objectID] = info
         }
         for id in inputs {
+            deletions[id] = PendingDeletion(deadlineMillis: nowMillis + graceMillis, bytes: objects[id]?.size ?? 0)
             objects[id] = nil
-            deletions[id] = nowMillis + graceMillis
         }
         collectUnreferenced(nowMillis: nowMillis, graceMillis: graceMillis)
     }
@@ -228,7 +240,7 @@ public struct Manifest: Sendable, Equatable {
     public func dueGarbage(nowMillis: Int64) -> [UInt64] {
         var due: [UInt64] = []
         for (id, deadline) in prepared where deadline <= nowMillis { due.append(id) }
-        for (id, deadline) in deletions where deadline <= nowMillis { due.append(id) }
+        for (id, d) in deletions where d.deadlineMillis <= nowMillis { due.append(id) }
         return due.sorted()
     }
 
@@ -248,9 +260,9 @@ public struct Manifest: Sendable, Equatable {
     private mutating func collectUnreferenced(nowMillis: Int64, graceMillis: Int64) {
         var referenced = Set<UInt64>()
         for stream in streams.values { for r in stream.ranges { referenced.insert(r.objectID) } }
-        for id in objects.keys where !referenced.contains(id) {
+        for (id, info) in objects where !referenced.contains(id) {
             objects[id] = nil
-            deletions[id] = nowMillis + graceMillis
+            deletions[id] = PendingDeletion(deadlineMillis: nowMillis + graceMillis, bytes: info.size)
         }
     }
 
@@ -265,7 +277,7 @@ public struct Manifest: Sendable, Equatable {
     /// u32 object count, per object: u64 id, u64 size, u32 stream count, u8 level (not in
     ///     version 1), i64 created ms
     /// u32 prepared count, per entry: u64 id, i64 deadline ms
-    /// u32 deletion count, per entry: u64 id, i64 deadline ms
+    /// u32 deletion count, per entry: u64 id, i64 deadline ms, u64 bytes (not in version 1)
     /// u32 CRC32C of all preceding bytes
     /// ```
     /// Entries are written in ascending id order, so equal manifests encode to equal bytes.
@@ -298,12 +310,16 @@ public struct Manifest: Sendable, Equatable {
             w.writeUInt8(o.level)
             w.writeInt64(o.createdMillis)
         }
-        for map in [prepared, deletions] {
-            w.writeUInt32(UInt32(map.count))
-            for (id, deadline) in map.sorted(by: { $0.key < $1.key }) {
-                w.writeUInt64(id)
-                w.writeInt64(deadline)
-            }
+        w.writeUInt32(UInt32(prepared.count))
+        for (id, deadline) in prepared.sorted(by: { $0.key < $1.key }) {
+            w.writeUInt64(id)
+            w.writeInt64(deadline)
+        }
+        w.writeUInt32(UInt32(deletions.count))
+        for (id, d) in deletions.sorted(by: { $0.key < $1.key }) {
+            w.writeUInt64(id)
+            w.writeInt64(d.deadlineMillis)
+            w.writeUInt64(d.bytes)
         }
         w.writeUInt32(CRC32C.checksum(w.bytes))
         return w.take()
@@ -344,7 +360,10 @@ public struct Manifest: Sendable, Equatable {
                 m.objects[o.objectID] = o
             }
             for _ in 0..<Int(try r.readUInt32()) { m.prepared[try r.readUInt64()] = try r.readInt64() }
-            for _ in 0..<Int(try r.readUInt32()) { m.deletions[try r.readUInt64()] = try r.readInt64() }
+            for _ in 0..<Int(try r.readUInt32()) {
+                let (id, deadline) = (try r.readUInt64(), try r.readInt64())
+                m.deletions[id] = PendingDeletion(deadlineMillis: deadline, bytes: formatVersion >= 2 ? try r.readUInt64() : 0)
+            }
             return m
         }
         guard r.isAtEnd else { throw .corrupt(what: "stream manifest", key: key, detail: "\(r.remaining) trailing bytes") }

@@ -16,7 +16,7 @@ public struct CompactionPolicy: Sendable, Equatable {
     /// several objects into one instead of rewriting a pair over and over.
     public var minMergeInputs: Int
 
-    public init(splitStreamBytes: UInt64 = 4 << 20, maxJobBytes: UInt64 = 256 << 20, maxLevel: UInt8 = 3, minMergeInputs: Int = 4) {
+    public init(splitStreamBytes: UInt64 = 4 << 20, maxJobBytes: UInt64 = 64 << 20, maxLevel: UInt8 = 3, minMergeInputs: Int = 4) {
         self.splitStreamBytes = splitStreamBytes
         self.maxJobBytes = maxJobBytes
         self.maxLevel = maxLevel

@@ -131,7 +131,7 @@ import Testing
         for o in bucket.manifest.objects.values {
             #expect(o.streamCount == 1 && o.size >= policy.splitStreamBytes && o.level == 1)
         }
-        #expect(bucket.rewritten <= bucket.ingested)
+        #expect(bucket.rewritten <= bucket.ingested + bucket.ingested / 100)  // once, plus object overhead
         // The exact shape left by the old loop: six single-stream objects of 4,467,004–4,467,018
         // bytes, each a compaction output. They are final.
         var looped = Manifest()

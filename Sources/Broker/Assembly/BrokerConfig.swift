@@ -43,6 +43,10 @@ public struct BrokerConfig: Sendable {
         "upload.trigger.bytes": "33554432",
         "producer.snapshot.interval.ms": "10000",
         "retention.check.interval.ms": "30000",
+        "object.grace.ms": "600000",
+        "compaction.max.job.bytes": "67108864",
+        "compaction.split.stream.bytes": "4194304",
+        "compaction.max.level": "3",
     ]
 
     /// Kafka broker properties served through DescribeConfigs (Kafka 3.x defaults).
