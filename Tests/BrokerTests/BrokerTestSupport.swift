@@ -2,9 +2,17 @@ import Bytes
 import Foundation
 import KafkaProtocol
 import ObjectStore
+import FloeTestSupport
 import Support
 import Testing
 @testable import Broker
+
+/// `response` as an `M`; otherwise the test fails here, naming `M` and what came instead (no
+/// response included), and stops: never `guard case … else { return }`, which lets a wrong
+/// answer pass.
+func requireResponse<M: KafkaMessage>(_ response: AnyResponse?, as type: M.Type, sourceLocation: SourceLocation = #_sourceLocation) throws -> M {
+    try requireType(response?.message, as: M.self, sourceLocation: sourceLocation)
+}
 
 /// Deterministic pseudo-random numbers for tests (SplitMix64).
 struct TestRandom: RandomNumberGenerator {

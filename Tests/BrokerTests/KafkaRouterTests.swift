@@ -35,7 +35,7 @@ struct KafkaRouterTests {
             }
             let (header, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .apiVersions, version: version)
             #expect(header.correlationId == 7)
-            guard case let .apiVersions(r) = body else { Issue.record("wrong body"); continue }
+            let r = try requireResponse(body, as: ApiVersionsResponse.self)
             #expect(r.errorCode == 0)
             #expect(r.apiKeys.map(\.apiKey) == [3, 18])
             #expect(r.apiKeys.first { $0.apiKey == 3 }?.maxVersion == 12)
@@ -61,7 +61,7 @@ struct KafkaRouterTests {
         let request = ApiVersionsRequest(clientSoftwareName: "-bad name", clientSoftwareVersion: "1")
         guard case let .respond(bytes) = await respond(try frame(request, version: 3)) else { Issue.record("no response"); return }
         let (_, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .apiVersions, version: 3)
-        guard case let .apiVersions(r) = body else { Issue.record("wrong body"); return }
+        let r = try requireResponse(body, as: ApiVersionsResponse.self)
         #expect(r.errorCode == KafkaErrorCode.invalidRequest.rawValue)
     }
 
@@ -71,7 +71,7 @@ struct KafkaRouterTests {
             return
         }
         let (_, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .findCoordinator, version: 2)
-        guard case let .findCoordinator(r) = body else { Issue.record("wrong body"); return }
+        let r = try requireResponse(body, as: FindCoordinatorResponse.self)
         #expect(r.errorCode == 35)
     }
 
@@ -90,7 +90,7 @@ struct KafkaRouterTests {
         guard case let .respond(bytes) = await respond(try frame(MetadataRequest(), version: 9)) else { Issue.record("no response"); return }
         let (header, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .metadata, version: 9)
         #expect(header.correlationId == 7)
-        guard case let .metadata(r) = body else { Issue.record("wrong body"); return }
+        let r = try requireResponse(body, as: MetadataResponse.self)
         #expect(r.clusterId == "c")
         #expect(bytes[4] == 0, "response header v1 carries an empty tagged-field section")
     }
