@@ -5,6 +5,7 @@
 //   Kafka schemas in ../shared). A missing peer is a visible skip on a developer's machine and a
 //   test failure when CI=true.
 import Foundation
+import Synchronization
 import Testing
 
 // MARK: - Shapes
@@ -24,7 +25,7 @@ public func requireCase<Value, Payload>(
 /// `value` as a `T`; otherwise a failure naming `T` and what came (nil included), and a throw.
 public func requireType<T>(_ value: Any?, as type: T.Type = T.self, sourceLocation: SourceLocation = #_sourceLocation) throws -> T {
     let cast = value as? T
-    return try #require(cast, "expected a \(T.self), got \(value.map { brief($0) } ?? "nil")", sourceLocation: sourceLocation)
+    return try #require(cast, "expected \(T.self), got \(value.map { brief($0) } ?? "nil")", sourceLocation: sourceLocation)
 }
 
 /// A description of `value` short enough for a failure message (responses can carry records).
@@ -73,7 +74,9 @@ public struct Peer: Sendable, CustomStringConvertible {
 
     private func shouldRun(_ what: String, sourceLocation: SourceLocation) -> Bool {
         if isAvailable || runningInCI { return true }
-        announceSkip(skipMessage(what), sourceLocation: sourceLocation)
+        // A suite's condition is evaluated for the suite and again for each of its tests: say it once.
+        let message = skipMessage(what)
+        if announcedSkips.withLock({ $0.insert(message).inserted }) { announceSkip(message, sourceLocation: sourceLocation) }
         return false
     }
 
@@ -102,6 +105,9 @@ public struct Peer: Sendable, CustomStringConvertible {
         Peer(name: "\(name) at \(path)", remedy: remedy, value: FileManager.default.fileExists(atPath: path) ? path : nil)
     }
 }
+
+/// The skip messages printed so far in this test process.
+private let announcedSkips = Mutex<Set<String>>([])
 
 extension Peer {
     /// moto's S3 server; scripts/test starts one and exports its URL.
