@@ -1,4 +1,5 @@
 import Bytes
+import FloeTestSupport
 import Foundation
 import KafkaProtocol
 import ObjectStore
@@ -336,10 +337,9 @@ struct GroupCoordinatorTests {
         let router = KafkaRouter(handlers: coordinator.handlers)
         var w = ByteWriter()
         try RequestHeader.encodeRequest(HeartbeatRequest(groupId: "g", generationId: 1, memberId: "m"), version: 4, correlationId: 1, clientId: "c", into: &w)
-        guard case let .respond(reply) = await router.handle(ServerRequest(bytes: Array(w.bytes.dropFirst(4)), connection: ConnectionInfo(id: 1, peer: "p"), seq: 0)),
-              case let .heartbeat(hb) = try ResponseHeader.decodeResponse(reply[...], apiKey: .heartbeat, version: 4).1 else {
-            Issue.record("no heartbeat reply"); return
-        }
+        let reply = try await requireCase(router.handle(ServerRequest(bytes: Array(w.bytes.dropFirst(4)), connection: ConnectionInfo(id: 1, peer: "p"), seq: 0)),
+                                          "a heartbeat reply", \.respondBytes)
+        let hb = try requireResponse(ResponseHeader.decodeResponse(reply[...], apiKey: .heartbeat, version: 4).1, as: HeartbeatResponse.self)
         #expect(hb.errorCode == KafkaErrorCode.coordinatorLoadInProgress.rawValue)
     }
 

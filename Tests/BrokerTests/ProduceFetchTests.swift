@@ -1,4 +1,5 @@
 import Bytes
+import FloeTestSupport
 import KafkaProtocol
 import ObjectStore
 import Testing
@@ -64,10 +65,8 @@ import Testing
         let log = try #require(h.storage.log(topic.partitions[0].stream))
         log.holdDurability()
         let request = ProduceRequest(acks: -1, timeoutMs: 5000, topicData: [.init(name: "t", partitionData: [.init(index: 0, records: try makeBatch(count: 2)[...])])])
-        guard case let .deferred(complete) = await h.start(ProduceHandler(core: h.core), .produce(request), version: 9) else {
-            Issue.record("produce with pending durability must be deferred")
-            return
-        }
+        let complete = try await requireCase(h.start(ProduceHandler(core: h.core), .produce(request), version: 9),
+                                             "a deferred answer (produce with pending durability)", \.deferredAnswer)
         // Not durable: the fetch sees nothing yet, though the offset is assigned.
         #expect(try await h.fetch("t", offset: 0).highWatermark == 0)
         #expect(log.nextOffset == 2)
@@ -122,10 +121,8 @@ import Testing
         let request = FetchRequest(maxWaitMs: 60_000, minBytes: 1, maxBytes: 1 << 20, topics: [
             .init(topic: "t", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
         ])
-        guard case let .deferred(complete) = await h.start(FetchHandler(core: h.core), .fetch(request), version: 11) else {
-            Issue.record("an empty fetch with max wait must be deferred")
-            return
-        }
+        let complete = try await requireCase(h.start(FetchHandler(core: h.core), .fetch(request), version: 11),
+                                             "a deferred answer (an empty fetch with max wait)", \.deferredAnswer)
         async let answer = complete()
         // The wait is 60 s: the answer arriving proves the produce woke it.
         #expect(try await h.produce("t", batch: try makeBatch(count: 2))?.errorCode == 0)

@@ -1,6 +1,6 @@
 // Shared by the test targets ("Tests that fail loudly" in the style guide; README "Developing"):
 // - `requireCase` turns "this value should have that shape" into a test failure that names
-//   what was expected and what came, instead of a silent `guard case … else { return }`;
+//   what was expected and what came, instead of a `guard case` that silently returns;
 // - `Peer` describes something a test needs from outside the package (moto's S3 server, the
 //   Kafka schemas in ../shared). A missing peer is a visible skip on a developer's machine and a
 //   test failure when CI=true.
