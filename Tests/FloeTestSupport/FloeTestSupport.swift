@@ -14,6 +14,9 @@ import Testing
 /// value that came, and throws (like `#require`), so the test stops there.
 ///
 ///     let spec = try requireCase(decision.action, ".create") { if case .create(let s) = $0 { s } else { nil } }
+///
+/// or, with an accessor such as `var created: LeaseSpec? { if case .create(let s) = self { s } else { nil } }`,
+/// `try requireCase(decision.action, ".create", \.created)`.
 public func requireCase<Value, Payload>(
     _ value: Value, _ expected: @autoclosure () -> String, sourceLocation: SourceLocation = #_sourceLocation,
     _ extract: (Value) -> Payload?
