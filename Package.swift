@@ -26,7 +26,7 @@ let package = Package(
         .target(name: "Support", exclude: ["README.md"]),
         .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
         .target(
-            name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto"], exclude: ["README.md"]),
+            name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto", "CFloeShims"], exclude: ["README.md"]),
         .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support", "CFloeShims"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
@@ -38,7 +38,7 @@ let package = Package(
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
-        .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage"]),
+        .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage", "CFloeShims"]),
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),
 

@@ -16,3 +16,4 @@ uint32_t floe_crc32c_update_software(uint32_t crc, const void *data, size_t leng
 #endif
 #include "floe_net.h"
 #include "floe_sched.h"
+#include "floe_io.h"
