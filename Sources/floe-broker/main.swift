@@ -18,9 +18,11 @@ let usage = """
     precedence: flag > environment > file > default):
       --listen HOST:PORT       Kafka listener (default 127.0.0.1:9092)
       --advertise HOST[:PORT]  address given to clients (default: the listen address)
-      --storage URL            bucket: file:///path (default file://./floe-data), s3://bucket/prefix?endpoint=...,
+      --storage URL            bucket: file:///path (default file://./floe-data),
+                               s3://bucket/prefix?endpoint=...&region=...&path_style=true&anonymous=true,
                                memory://name (tests)
-      --wal file|object        write-ahead log kind (default: file for file:// storage, object for s3://)
+      --wal file|object        write-ahead log kind (default: file for file:// storage, object for s3://;
+                               memory only with memory:// storage)
       --node-id N              broker id (default 0)
       --http HOST:PORT         /metrics, /healthz, /readyz, GET /drain (default: off)
       --config FILE            Java-style properties file (broker settings and Kafka broker properties)
@@ -77,6 +79,11 @@ enum BrokerMain {
         let config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: flagValues)
         let unknownFlags = flagValues.keys.filter { !config.accepts($0) }.sorted()
         if let bad = unknownFlags.first { fail("unknown option --\(bad.replacingOccurrences(of: ".", with: "-")) (see --help)", code: 2) }
+        do {
+            try config.validate()
+        } catch {
+            fail("\(error)", code: 2)
+        }
         let level = Logger.Level(name: config["log.level"] ?? "info") ?? .info
         let logger = Logger(label: "floe-broker", level: level, sink: StandardErrorLogSink.shared)
         for key in config.unknownKeys { logger.warning("unknown setting ignored", metadata: ["key": key]) }
@@ -120,6 +127,10 @@ enum BrokerMain {
         } catch {
             fail("stopped with an error: \(error)")
         }
+        // The sources must live until here: an optimized build releases a local after its last
+        // use, and a released source delivers nothing (the signal stays ignored). Cancelling
+        // them is that last use.
+        for source in sources { source.cancel() }
         exit(0)
     }
 }
