@@ -1,0 +1,121 @@
+"""End to end with real brokers: the real `floe-operator run` against the fake API server whose
+kubelet simulation (Tests/FakeKubeAPI/kubelet.py) runs every broker pod as a real `floe-broker`
+process (release build), with the rendered command, args, env and ConfigMap volume. A Kafka
+client produces and consumes through the advertised address.
+
+Run: python3 -m pytest -q Tests/OperatorE2E/test_executing_pods.py
+(FLOE_OPERATOR_BIN / FLOE_BROKER_BIN override the binaries; otherwise they are built.)
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import uuid
+
+import pytest
+import yaml
+
+from conftest import FC_API, Api, Operator, wait_for
+from fake_apiserver import FakeAPIServer
+from test_rendered_brokers import swift_binary
+
+NS = "apps"
+FCS = f"{FC_API}/namespaces/{NS}/floeclusters"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+BROKER_COMMAND = "/usr/local/bin/floe-broker"
+
+
+@pytest.fixture(scope="module")
+def broker_bin() -> str:
+    return swift_binary("floe-broker", "FLOE_BROKER_BIN", "release")
+
+
+@pytest.fixture
+def kube(binary, broker_bin, tmp_path):
+    token = "e2e-token"
+    server = FakeAPIServer(port=0, tls_dir=str(tmp_path / "tls"), token=token, simulate_workloads=True,
+                           bookmark_interval=1.0, execute_pods={BROKER_COMMAND: broker_bin},
+                           kubelet_dir=str(tmp_path / "kubelet")).start()
+    api = Api(server, token)
+    crd = yaml.safe_load(subprocess.run([binary, "crd"], check=True, capture_output=True, text=True).stdout)
+    api.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    api.ok("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": server.url, "certificate-authority": server.ca_file}}],
+        "users": [{"name": "op", "user": {"token": token}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "op", "namespace": NS}}],
+    }))
+    op = Operator(binary, str(kubeconfig), "op-exec", log_dir=str(tmp_path))
+    yield api, server, op
+    op.stop(signal.SIGTERM)
+    server.stop()
+
+
+def condition(obj, type_):
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path):
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    api, server, op = kube
+    kubelet = server.kubelet
+    bucket = tmp_path / "bucket"
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "local"},
+                         "spec": {"replicas": 1, "storage": {"bucket": f"file://{bucket}"},
+                                  "config": {"num.partitions": "2", "group.initial.rebalance.delay.ms": "0"}}})
+
+    def pod_ready():
+        pod = api.get(f"{PODS}/local-broker-0")
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" else None
+
+    try:
+        pod = wait_for(pod_ready, timeout=60, what="broker pod Ready (real /readyz)")
+    except AssertionError:
+        raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "local-broker-0") + "\noperator:\n" + op.output()[-3000:])
+    ip = pod["status"]["podIP"]
+    assert ip.startswith("127.") and ip != "127.0.0.1", ip
+    assert kubelet.running() == [(NS, "local-broker-0")]
+
+    fc = wait_for(lambda: (lambda f: f if (condition(f, "Ready") or {}).get("status") == "True" else None)(api.get(f"{FCS}/local")),
+                  timeout=30, what="FloeCluster Ready")
+    assert fc["status"]["readyReplicas"] == 1, fc["status"]
+    assert "unknown setting" not in kubelet.log(NS, "local-broker-0")
+
+    # The advertised address is the pod's DNS name, which the kubelet simulation maps to the pod IP.
+    bootstrap = f"{ip}:9092"
+    topic = "e2e-" + uuid.uuid4().hex[:8]
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    errors = []
+    for i in range(20):
+        producer.produce(topic, value=f"m{i}".encode(), on_delivery=lambda err, msg: errors.append(err) if err else None)
+    assert producer.flush(30) == 0 and errors == [], errors
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + topic, "auto.offset.reset": "earliest"})
+    got = []
+    try:
+        consumer.subscribe([topic])
+        def drained():
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+            return len(got) >= 20
+        wait_for(drained, timeout=45, what="all 20 records consumed", interval=0)
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(f"m{i}" for i in range(20))
+    # The pod mounts an emptyDir at /tmp, so a file:///tmp/... bucket lands in that volume (as it
+    # would in Kubernetes: ephemeral).
+    in_pod = os.path.join(kubelet.workdir, "pods", NS, "local-broker-0", "volumes", "tmp", os.path.relpath(bucket, "/tmp"))
+    assert os.path.isdir(in_pod), f"bucket not at {in_pod}"
+
+    # Deleting the FloeCluster stops the broker process (preStop /drain, then SIGTERM).
+    api.ok("DELETE", f"{FCS}/local")
+    wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
+    assert "broker stopped" in kubelet.log(NS, "local-broker-0"), kubelet.log(NS, "local-broker-0")[-2000:]
+    assert op.proc.poll() is None, op.output()
