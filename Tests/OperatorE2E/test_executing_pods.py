@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import urllib.request
 import uuid
 
 import pytest
@@ -18,7 +19,7 @@ import yaml
 
 from conftest import FC_API, Api, Operator, wait_for
 from fake_apiserver import FakeAPIServer
-from test_rendered_brokers import swift_binary
+from test_rendered_brokers import s3_endpoint, swift_binary  # noqa: F401  (fixture)
 
 NS = "apps"
 FCS = f"{FC_API}/namespaces/{NS}/floeclusters"
@@ -119,3 +120,42 @@ def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path)
     wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
     assert "broker stopped" in kubelet.log(NS, "local-broker-0"), kubelet.log(NS, "local-broker-0")[-2000:]
     assert op.proc.poll() is None, op.output()
+
+
+def test_a_floecluster_on_s3_with_credentials_from_a_secret(kube, request):
+    """Object WAL on moto S3; the credentials reach the broker only through the Secret."""
+    from test_rendered_brokers import create_bucket
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    api, server, op = kube
+    kubelet = server.kubelet
+    bucket = "floe-e2e-" + uuid.uuid4().hex[:8]
+    create_bucket(endpoint, bucket)
+    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
+                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "s3"},
+                         "spec": {"replicas": 1, "storage": {"bucket": f"s3://{bucket}/cluster", "endpoint": endpoint,
+                                                             "pathStyle": True, "credentials": {"secretName": "s3"}}}})
+
+    def pod_ready():
+        pod = api.get(f"{PODS}/s3-broker-0")
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" else None
+
+    try:
+        pod = wait_for(pod_ready, timeout=60, what="S3 broker pod Ready")
+    except AssertionError:
+        raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "s3-broker-0"))
+    log = kubelet.log(NS, "s3-broker-0")
+    assert "wal=object" in log and bucket in log, log
+    bootstrap = f"{pod['status']['podIP']}:9092"
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    errors = []
+    for i in range(5):
+        producer.produce("s3-topic", value=f"s{i}".encode(), on_delivery=lambda err, msg: errors.append(err) if err else None)
+    assert producer.flush(30) == 0 and errors == [], errors
+    # The object WAL wrote to the bucket on moto.
+    with urllib.request.urlopen(f"{endpoint}/{bucket}?list-type=2&prefix=cluster/wal/", timeout=10) as r:
+        assert b"<Key>cluster/wal/" in r.read()
+    api.ok("DELETE", f"{FCS}/s3")
+    wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
