@@ -259,3 +259,21 @@ def test_only_the_leader_writes_and_a_standby_takes_over(env):
     # SIGINT (Ctrl-C) stops it the same way.
     assert c.stop(signal.SIGINT, timeout=5) == 0, c.output()
     assert "released the lease" in c.output()
+
+
+def test_a_restarted_operator_writes_nothing_when_nothing_changed(env):
+    """List responses carry no kind/apiVersion for built-in objects (as a real API server
+    sends them); a restarted operator must still see its objects as unchanged."""
+    api, server, start = env
+    a = start("op-first")
+    api.ok("POST", FCS, cluster("calm", replicas=2, config={"num.partitions": "3"}))
+    wait_for(lambda: ready(api, "calm"), what="Ready")
+    assert a.stop(signal.SIGTERM, timeout=5) == 0, a.output()
+    b = start("op-second")
+    wait_for(lambda: b.probe("/readyz")[0] == 200, what="op-second ready")
+    wait_for(lambda: any("(op-second)" in r["userAgent"] and "/floeclusters" in r["path"] for r in api.requests()),
+             what="op-second listed the clusters")
+    # A measurement window, not synchronisation: several reconcile passes happen in it.
+    time.sleep(3)
+    writes = [(r["verb"], r["path"]) for r in writes_by(api, "op-second")]
+    assert writes == [], writes
