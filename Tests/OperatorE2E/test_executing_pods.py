@@ -159,3 +159,25 @@ def test_a_floecluster_on_s3_with_credentials_from_a_secret(kube, request):
         assert b"<Key>cluster/wal/" in r.read()
     api.ok("DELETE", f"{FCS}/s3")
     wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
+
+
+def test_a_crash_looping_broker_is_a_degraded_condition_naming_the_pod(kube):
+    """A bucket the broker cannot create (under /proc) makes every start fail: the pod crash
+    loops, and the FloeCluster says so instead of 'RollingUpdate'."""
+    api, server, op = kube
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "broken"},
+                         "spec": {"replicas": 1, "storage": {"bucket": "file:///proc/floe-cannot-be-here"}}})
+
+    def degraded():
+        fc = api.get(f"{FCS}/broken")
+        c = condition(fc, "Degraded")
+        return fc if c and c["status"] == "True" and c["reason"] == "CrashLoopBackOff" else None
+
+    try:
+        fc = wait_for(degraded, timeout=60, what="Degraded/CrashLoopBackOff")
+    except AssertionError:
+        raise AssertionError("broker output:\n" + server.kubelet.log(NS, "broken-broker-0") + "\noperator:\n" + op.output()[-3000:])
+    message = condition(fc, "Degraded")["message"]
+    assert "broken-broker-0: CrashLoopBackOff" in message and "exit code 1" in message, message
+    assert condition(fc, "Ready")["status"] == "False"
+    assert "cannot start" in server.kubelet.log(NS, "broken-broker-0")
