@@ -30,6 +30,7 @@ import base64
 import copy
 import os
 import re
+import shutil
 import signal
 import subprocess
 import threading
@@ -139,6 +140,10 @@ class Kubelet(threading.Thread):
                 self._last_spec[key] = pod["spec"]
                 p = self.pods.get(key)
                 if p is None:
+                    # A pod with the same name starts only once the old one's process has
+                    # exited (the StatefulSet guarantee: at most one pod per identity).
+                    if any(q.key == key and q.proc and q.proc.poll() is None for q in self.terminating):
+                        continue
                     ip = self.ips.setdefault(key, f"127.0.0.{2 + len(self.ips) % 250}")
                     wd = os.path.join(self.workdir, "pods", key[0], key[1])
                     os.makedirs(wd, exist_ok=True)
@@ -227,9 +232,13 @@ class Kubelet(threading.Thread):
                 for k, val in data.items():
                     with open(os.path.join(d, k), "w") as f:
                         f.write(val)
-            else:  # emptyDir and anything else: a fresh directory per pod
+            else:  # emptyDir and anything else: a fresh directory per pod (per uid: a new pod starts empty)
                 d = os.path.join(p.workdir, "volumes", m["name"])
+                if os.path.isdir(d) and open_marker(d) != p.uid:
+                    shutil.rmtree(d)
                 os.makedirs(d, exist_ok=True)
+                with open(os.path.join(os.path.dirname(d), f".{m['name']}.uid"), "w") as f:
+                    f.write(p.uid)
             mapping.append(f"{m['mountPath']}={d}")
         env["FLOE_TEST_PATH_MAP"] = ",".join(mapping)
 
@@ -333,6 +342,15 @@ class Kubelet(threading.Thread):
                 return
             c._internal_update(("", "pods"), key, lambda x: x.__setitem__("status", status),
                                manager="fake-kubelet", subresource="status")
+
+
+def open_marker(d):
+    """The uid of the pod an emptyDir was made for ('' when unknown)."""
+    marker = os.path.join(os.path.dirname(d), f".{os.path.basename(d)}.uid")
+    if not os.path.exists(marker):
+        return ""
+    with open(marker) as f:
+        return f.read()
 
 
 class ContainerConfigError(Exception):

@@ -181,3 +181,58 @@ def test_a_crash_looping_broker_is_a_degraded_condition_naming_the_pod(kube):
     assert "broken-broker-0: CrashLoopBackOff" in message and "exit code 1" in message, message
     assert condition(fc, "Ready")["status"] == "False"
     assert "cannot start" in server.kubelet.log(NS, "broken-broker-0")
+
+
+def test_a_rolling_restart_after_a_config_change_keeps_every_acknowledged_record(kube, request):
+    """S3 (moto) with the object WAL: change spec.config, the pod is replaced (drain, SIGTERM,
+    new process with the new properties), and every acknowledged record is still there."""
+    from test_rendered_brokers import create_bucket
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    api, server, op = kube
+    kubelet = server.kubelet
+    bucket = "floe-roll-" + uuid.uuid4().hex[:8]
+    create_bucket(endpoint, bucket)
+    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
+                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "roll"},
+                         "spec": {"replicas": 1, "storage": {"bucket": f"s3://{bucket}", "endpoint": endpoint, "pathStyle": True,
+                                                             "credentials": {"secretName": "s3"}},
+                                  "config": {"group.initial.rebalance.delay.ms": "0"}}})
+
+    def ready_pod(uid_not=None):
+        pod = api.get(f"{PODS}/roll-broker-0")
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" and pod["metadata"]["uid"] != uid_not else None
+
+    first = wait_for(ready_pod, timeout=60, what="roll-broker-0 Ready")
+    bootstrap = f"{first['status']['podIP']}:9092"
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    acked = []
+    for i in range(30):
+        producer.produce("roll", value=f"r{i}".encode(),
+                         on_delivery=lambda err, msg: acked.append(msg.value().decode()) if err is None else None)
+    assert producer.flush(30) == 0
+    assert len(acked) == 30
+
+    api.ok("PATCH", f"{FCS}/roll", {"spec": {"config": {"group.initial.rebalance.delay.ms": "0", "num.partitions": "4"}}},
+           "application/merge-patch+json")
+    second = wait_for(lambda: ready_pod(uid_not=first["metadata"]["uid"]), timeout=90, what="the replaced pod Ready")
+    assert second["status"]["podIP"] == first["status"]["podIP"]
+    log = kubelet.log(NS, "roll-broker-0")
+    assert log.count("--- start") >= 2 and "broker stopped" in log, log[-3000:]
+
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "roll-check", "auto.offset.reset": "earliest"})
+    got = []
+    try:
+        consumer.subscribe(["roll"])
+
+        def drained():
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+            return len(got) >= 30
+        wait_for(drained, timeout=60, what="every acknowledged record after the restart", interval=0)
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(acked)
