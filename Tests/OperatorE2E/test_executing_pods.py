@@ -181,6 +181,9 @@ def test_a_crash_looping_broker_is_a_degraded_condition_naming_the_pod(kube):
     assert "broken-broker-0: CrashLoopBackOff" in message and "exit code 1" in message, message
     assert condition(fc, "Ready")["status"] == "False"
     assert "cannot start" in server.kubelet.log(NS, "broken-broker-0")
+    warnings = [e for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+                if e["involvedObject"]["name"] == "broken" and e["type"] == "Warning" and e["reason"] == "CrashLoopBackOff"]
+    assert warnings and "broken-broker-0" in warnings[0]["message"], warnings
 
 
 def test_a_rolling_restart_after_a_config_change_keeps_every_acknowledged_record(kube, request):

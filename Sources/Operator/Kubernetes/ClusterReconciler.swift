@@ -135,6 +135,12 @@ public struct ClusterReconciler: Reconciler {
         let status = StatusComputer.compute(
             StatusInput(cluster: cluster, statefulSet: statefulSet, problems: problems, conflicts: conflicts.sorted(),
                         syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime()))
+        if let degraded = status.condition("Degraded"), StatusComputer.failingReasons.contains(degraded.reason),
+            cluster.status?.condition("Degraded")?.reason != degraded.reason
+        {
+            // Once per new failure reason, not every pass.
+            await recordEvent(cluster, type: "Warning", reason: degraded.reason, message: degraded.message)
+        }
         if status != cluster.status {
             var updated = cluster
             updated.status = status
