@@ -9,6 +9,7 @@ Run: python3 -m pytest -q Tests/OperatorE2E/test_executing_pods.py
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import urllib.request
@@ -110,6 +111,17 @@ def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path)
     finally:
         consumer.close()
     assert sorted(got) == sorted(f"m{i}" for i in range(20))
+    # kcat (librdkafka's CLI) through the same advertised address.
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kcat is not installed")
+    else:
+        subprocess.run([kcat, "-b", bootstrap, "-P", "-t", topic + "-kcat"], input=b"k1\nk2\nk3\n", check=True, timeout=30)
+        out = subprocess.run([kcat, "-b", bootstrap, "-C", "-t", topic + "-kcat", "-o", "beginning", "-e", "-q", "-c", "3"],
+                             capture_output=True, check=True, timeout=30)
+        assert sorted(out.stdout.decode().split()) == ["k1", "k2", "k3"], out
+
     # The pod mounts an emptyDir at /tmp, so a file:///tmp/... bucket lands in that volume (as it
     # would in Kubernetes: ephemeral).
     in_pod = os.path.join(kubelet.workdir, "pods", NS, "local-broker-0", "volumes", "tmp", os.path.relpath(bucket, "/tmp"))
