@@ -51,7 +51,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings"], exclude: ["Golden"]),

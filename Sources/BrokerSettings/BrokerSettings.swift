@@ -132,7 +132,7 @@ public enum BrokerSettings {
     /// Every setting the broker reads.
     public static let all: [BrokerSetting] = [
         listen, advertise, storage, wal, walDir, nodeID, http, clusterID,
-        .init("log.level", .choice(["trace", "debug", "info", "notice", "warning", "error", "critical"]), default: "info", access: .user,
+        .init("log.level", .choice(["trace", "debug", "info", "notice", "warning", "error"]), default: "info", access: .user,
               "Log level."),
         .init("event.loops", .integer(min: 1, max: 256), default: "2", access: .user, "Network event-loop threads."),
         .init("socket.request.max.bytes", .integer(min: 1024, max: maxInt), default: "104857600", access: .user,

@@ -1,6 +1,8 @@
+import BrokerSettings
 import Foundation
 import ObjectStore
 import StreamStorage
+import Support
 import Testing
 
 @testable import Broker
@@ -40,6 +42,16 @@ import Testing
         }
         #expect(dynamicBrokerKeys.contains("auto.create.topics.enable"))
         #expect(!dynamicBrokerKeys.contains("group.min.session.timeout.ms"))
+    }
+
+    /// Every log level the contract admits is one the logger knows (else it would silently fall back).
+    @Test func declaredLogLevelsAreTheLoggersLevels() throws {
+        let setting = try #require(BrokerSettings.named["log.level"])
+        guard case .choice(let levels) = setting.type else {
+            Issue.record("log.level is not a choice: \(setting.type)")
+            return
+        }
+        #expect(Set(levels) == Set(Logger.Level.allCases.map(\.description)))
     }
 
     @Test func groupSettingsReachTheCoordinator() async throws {
