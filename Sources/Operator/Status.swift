@@ -74,7 +74,30 @@ public enum StatusComputer {
             }
         }
         guard let reason else { return nil }
-        return (reason, "Broker pods are failing: " + parts.joined(separator: "; "))
+        // The CRD caps a condition message at 32768 characters; stay well below it.
+        return (reason, String(("Broker pods are failing: " + parts.joined(separator: "; ")).prefix(8192)))
+    }
+
+    /// Each pod's state for `status.brokers`, sorted by name; nil when there are none.
+    public static func brokerStates(_ pods: [Pod]) -> [BrokerState]? {
+        guard !pods.isEmpty else { return nil }
+        return pods.sorted(by: { ($0.metadata.name ?? "") < ($1.metadata.name ?? "") }).map { pod in
+            let c = pod.status?.containerStatuses?.first
+            var state = pod.status?.phase ?? "Pending"
+            var message: String?
+            if c?.state?.running != nil {
+                state = "Running"
+            } else if let waiting = c?.state?.waiting, let reason = waiting.reason {
+                state = reason
+                message = waiting.message
+            }
+            if let code = c?.lastState?.terminated?.exitCode, state != "Running" {
+                message = (message.map { $0 + " " } ?? "") + "(last exit code \(code))"
+            }
+            return BrokerState(
+                name: pod.metadata.name ?? "", ready: pod.status?.isReady ?? false, state: state, restarts: c?.restartCount,
+                message: message.map { String($0.prefix(1024)) })
+        }
     }
 
     public static func compute(_ input: StatusInput) -> FloeClusterStatus {
@@ -156,6 +179,7 @@ public enum StatusComputer {
             selector: LabelSelector(matchLabels: names.selectorLabels).queryString,
             bootstrap: names.bootstrapAddress(port: kafkaPort),
             load: previous?.load,
-            lastScaling: previous?.lastScaling)
+            lastScaling: previous?.lastScaling,
+            brokers: brokerStates(input.pods))
     }
 }

@@ -88,6 +88,9 @@ def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path)
     fc = wait_for(lambda: (lambda f: f if (condition(f, "Ready") or {}).get("status") == "True" else None)(api.get(f"{FCS}/local")),
                   timeout=30, what="FloeCluster Ready")
     assert fc["status"]["readyReplicas"] == 1, fc["status"]
+    fc = wait_for(lambda: (lambda f: f if (f["status"].get("brokers") or [{}])[0].get("ready") else None)(api.get(f"{FCS}/local")),
+                  timeout=10, what="status.brokers")
+    assert fc["status"]["brokers"] == [{"name": "local-broker-0", "ready": True, "state": "Running", "restarts": 0}], fc["status"]
     assert "unknown setting" not in kubelet.log(NS, "local-broker-0")
 
     # The advertised address is the pod's DNS name, which the kubelet simulation maps to the pod IP.
@@ -192,6 +195,9 @@ def test_a_crash_looping_broker_is_a_degraded_condition_naming_the_pod(kube):
     message = condition(fc, "Degraded")["message"]
     assert "broken-broker-0: CrashLoopBackOff" in message and "exit code 1" in message, message
     assert condition(fc, "Ready")["status"] == "False"
+    broker = fc["status"]["brokers"][0]
+    assert broker["name"] == "broken-broker-0" and not broker["ready"] and broker["state"] == "CrashLoopBackOff", broker
+    assert broker["restarts"] >= 1 and "exit code 1" in broker["message"], broker
     assert "cannot start" in server.kubelet.log(NS, "broken-broker-0")
     warnings = [e for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
                 if e["involvedObject"]["name"] == "broken" and e["type"] == "Warning" and e["reason"] == "CrashLoopBackOff"]

@@ -59,6 +59,13 @@ import Testing
         #expect(message.contains("minio-broker-2: ImagePullBackOff"))
         #expect(!message.contains("minio-broker-0"))
         #expect(s.condition("Ready")?.message == "1/3 brokers ready; broker pods are failing (see Degraded).")
+        #expect(s.brokers == [
+            BrokerState(name: "minio-broker-0", ready: true, state: "Running", restarts: 0),
+            BrokerState(name: "minio-broker-1", ready: false, state: "CrashLoopBackOff", restarts: 4,
+                        message: "back-off restarting failed container (last exit code 2)"),
+            BrokerState(name: "minio-broker-2", ready: false, state: "ImagePullBackOff", restarts: 0,
+                        message: "back-off restarting failed container"),
+        ])
         // Pods that are merely starting are not failures.
         let starting = StatusComputer.compute(StatusInput(
             cluster: cluster, statefulSet: statefulSet(replicas: 3, ready: 1, updated: 3), problems: [],
