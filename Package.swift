@@ -44,22 +44,24 @@ let package = Package(
         .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),
 
-        // Tests: one target per module.
+        // Tests: one target per module, and FloeTestSupport (requireCase, peers that skip visibly
+        // and fail under CI=true) shared by them.
+        .target(name: "FloeTestSupport", path: "Tests/FloeTestSupport"),
         .testTarget(name: "BytesTests", dependencies: ["Bytes"]),
         .testTarget(
             name: "KafkaProtocolTests", dependencies: ["KafkaProtocol", "Bytes"],
             resources: [.copy("Fixtures")]),
-        .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator"]),
+        .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator", "FloeTestSupport"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage", "FloeTestSupport"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
-        .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support"]),
+        .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "BrokerSettingsTests", dependencies: ["BrokerSettings"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
-        .testTarget(name: "StreamStorageTests", dependencies: ["StreamStorage", "ObjectStore", "Bytes", "Support"]),
-        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes"]),
+        .testTarget(name: "StreamStorageTests", dependencies: ["StreamStorage", "ObjectStore", "Bytes", "Support", "FloeTestSupport"]),
+        .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes", "FloeTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

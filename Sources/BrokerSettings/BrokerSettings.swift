@@ -152,6 +152,14 @@ public enum BrokerSettings {
               "How often producer state is snapshotted."),
         .init("retention.check.interval.ms", .integer(min: 100, max: maxLong), default: "30000", access: .user,
               "How often retention runs."),
+        .init("object.grace.ms", .integer(min: 0, max: maxLong), default: "600000", access: .user,
+              "Unreferenced data objects are deleted only after this grace period."),
+        .init("compaction.max.job.bytes", .integer(min: 1, max: maxLong), default: "67108864", access: .user,
+              "Input bytes of one compaction job at most (also bounds compaction's memory)."),
+        .init("compaction.split.stream.bytes", .integer(min: 1, max: maxLong), default: "4194304", access: .user,
+              "A stream with at least this many bytes in a job gets objects of its own."),
+        .init("compaction.max.level", .integer(min: 0, max: 10), default: "3", access: .user,
+              "Highest compaction level (0: compaction off)."),
 
         // Kafka broker properties, served through DescribeConfigs (Kafka 3.x defaults).
         .init("auto.create.topics.enable", .boolean, default: "true", access: .user, dynamic: true,

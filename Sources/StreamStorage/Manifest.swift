@@ -65,6 +65,28 @@ public struct DataObjectInfo: Sendable, Equatable {
     /// Number of streams with data in the object (1 for a per-stream object).
     public var streamCount: UInt32
     public var createdMillis: Int64
+    /// How many times the object's bytes have been rewritten: 0 for an upload from the WAL,
+    /// one more than its inputs for a compaction output (see `CompactionPolicy.maxLevel`).
+    public var level: UInt8
+
+    public init(objectID: UInt64, size: UInt64, streamCount: UInt32, createdMillis: Int64, level: UInt8 = 0) {
+        self.objectID = objectID
+        self.size = size
+        self.streamCount = streamCount
+        self.createdMillis = createdMillis
+        self.level = level
+    }
+}
+
+/// An object no metadata references any more, deleted once its grace period has passed (so
+/// readers that looked it up just before it was replaced can still finish).
+public struct PendingDeletion: Sendable, Equatable {
+    public var deadlineMillis: Int64
+    public var bytes: UInt64
+    public init(deadlineMillis: Int64, bytes: UInt64) {
+        self.deadlineMillis = deadlineMillis
+        self.bytes = bytes
+    }
 }
 
 /// A range to register by an upload commit.
@@ -91,12 +113,15 @@ public struct Manifest: Sendable, Equatable {
     public var objects: [UInt64: DataObjectInfo] = [:]
     /// Objects being uploaded, with the wall time (ms) after which they are garbage.
     public var prepared: [UInt64: Int64] = [:]
-    /// Objects no longer referenced, with the wall time (ms) after which they are deleted.
-    public var deletions: [UInt64: Int64] = [:]
+    /// Objects no longer referenced, with the wall time (ms) after which they are deleted and
+    /// their size (the space the grace period costs).
+    public var deletions: [UInt64: PendingDeletion] = [:]
 
     public init() {}
 
-    static let formatVersion: UInt8 = 1
+    static let formatVersion: UInt8 = 2
+    /// Version 1 had no object level; its objects decode at level 0.
+    static let readableVersions: ClosedRange<UInt8> = 1...2
 
     // MARK: mutations (pure; the store persists the result)
 
@@ -139,7 +164,7 @@ public struct Manifest: Sendable, Equatable {
         }
         prepared[objectID] = nil
         if accepted.isEmpty {
-            deletions[objectID] = nowMillis + graceMillis
+            deletions[objectID] = PendingDeletion(deadlineMillis: nowMillis + graceMillis, bytes: size)
             return rejected
         }
         objects[objectID] = DataObjectInfo(objectID: objectID, size: size, streamCount: UInt32(Set(accepted.map(\.streamID)).count), createdMillis: nowMillis)
@@ -192,8 +217,8 @@ public struct Manifest: Sendable, Equatable {
             objects[info.objectID] = info
         }
         for id in inputs {
+            deletions[id] = PendingDeletion(deadlineMillis: nowMillis + graceMillis, bytes: objects[id]?.size ?? 0)
             objects[id] = nil
-            deletions[id] = nowMillis + graceMillis
         }
         collectUnreferenced(nowMillis: nowMillis, graceMillis: graceMillis)
     }
@@ -215,7 +240,7 @@ public struct Manifest: Sendable, Equatable {
     public func dueGarbage(nowMillis: Int64) -> [UInt64] {
         var due: [UInt64] = []
         for (id, deadline) in prepared where deadline <= nowMillis { due.append(id) }
-        for (id, deadline) in deletions where deadline <= nowMillis { due.append(id) }
+        for (id, d) in deletions where d.deadlineMillis <= nowMillis { due.append(id) }
         return due.sorted()
     }
 
@@ -235,9 +260,9 @@ public struct Manifest: Sendable, Equatable {
     private mutating func collectUnreferenced(nowMillis: Int64, graceMillis: Int64) {
         var referenced = Set<UInt64>()
         for stream in streams.values { for r in stream.ranges { referenced.insert(r.objectID) } }
-        for id in objects.keys where !referenced.contains(id) {
+        for (id, info) in objects where !referenced.contains(id) {
             objects[id] = nil
-            deletions[id] = nowMillis + graceMillis
+            deletions[id] = PendingDeletion(deadlineMillis: nowMillis + graceMillis, bytes: info.size)
         }
     }
 
@@ -245,13 +270,14 @@ public struct Manifest: Sendable, Equatable {
 
     /// Byte layout (big-endian):
     /// ```
-    /// u32 magic "FLSM", u8 version (1), u64 manifest version, u64 next object id
+    /// u32 magic "FLSM", u8 version (2; 1 is still read), u64 manifest version, u64 next object id
     /// u32 stream count, per stream:
     ///     u64 id, u64 epoch, i64 start, i64 end, u32 range count,
     ///     per range: u64 object, i64 start, i64 end, u64 bytes, i64 max append time
-    /// u32 object count, per object: u64 id, u64 size, u32 stream count, i64 created ms
+    /// u32 object count, per object: u64 id, u64 size, u32 stream count, u8 level (not in
+    ///     version 1), i64 created ms
     /// u32 prepared count, per entry: u64 id, i64 deadline ms
-    /// u32 deletion count, per entry: u64 id, i64 deadline ms
+    /// u32 deletion count, per entry: u64 id, i64 deadline ms, u64 bytes (not in version 1)
     /// u32 CRC32C of all preceding bytes
     /// ```
     /// Entries are written in ascending id order, so equal manifests encode to equal bytes.
@@ -281,14 +307,19 @@ public struct Manifest: Sendable, Equatable {
             w.writeUInt64(o.objectID)
             w.writeUInt64(o.size)
             w.writeUInt32(o.streamCount)
+            w.writeUInt8(o.level)
             w.writeInt64(o.createdMillis)
         }
-        for map in [prepared, deletions] {
-            w.writeUInt32(UInt32(map.count))
-            for (id, deadline) in map.sorted(by: { $0.key < $1.key }) {
-                w.writeUInt64(id)
-                w.writeInt64(deadline)
-            }
+        w.writeUInt32(UInt32(prepared.count))
+        for (id, deadline) in prepared.sorted(by: { $0.key < $1.key }) {
+            w.writeUInt64(id)
+            w.writeInt64(deadline)
+        }
+        w.writeUInt32(UInt32(deletions.count))
+        for (id, d) in deletions.sorted(by: { $0.key < $1.key }) {
+            w.writeUInt64(id)
+            w.writeInt64(d.deadlineMillis)
+            w.writeUInt64(d.bytes)
         }
         w.writeUInt32(CRC32C.checksum(w.bytes))
         return w.take()
@@ -307,7 +338,7 @@ public struct Manifest: Sendable, Equatable {
         var r = ByteReader(bytes.dropLast(4))
         let (magic, formatVersion) = try decoding("stream manifest header", key) { () throws(BytesError) in (try r.readUInt32(), try r.readUInt8()) }
         guard magic == Magic.manifest else { throw .corrupt(what: "stream manifest", key: key, detail: "bad magic \(magic)") }
-        guard formatVersion == Self.formatVersion else {
+        guard Self.readableVersions.contains(formatVersion) else {
             throw .corrupt(what: "stream manifest", key: key, detail: "unsupported version \(formatVersion)")
         }
         let m = try decoding("stream manifest", key) { () throws(BytesError) -> Manifest in
@@ -323,11 +354,16 @@ public struct Manifest: Sendable, Equatable {
                 m.streams[s.streamID] = s
             }
             for _ in 0..<Int(try r.readUInt32()) {
-                let o = DataObjectInfo(objectID: try r.readUInt64(), size: try r.readUInt64(), streamCount: try r.readUInt32(), createdMillis: try r.readInt64())
+                let (id, size, streamCount) = (try r.readUInt64(), try r.readUInt64(), try r.readUInt32())
+                let level = formatVersion >= 2 ? try r.readUInt8() : 0
+                let o = DataObjectInfo(objectID: id, size: size, streamCount: streamCount, createdMillis: try r.readInt64(), level: level)
                 m.objects[o.objectID] = o
             }
             for _ in 0..<Int(try r.readUInt32()) { m.prepared[try r.readUInt64()] = try r.readInt64() }
-            for _ in 0..<Int(try r.readUInt32()) { m.deletions[try r.readUInt64()] = try r.readInt64() }
+            for _ in 0..<Int(try r.readUInt32()) {
+                let (id, deadline) = (try r.readUInt64(), try r.readInt64())
+                m.deletions[id] = PendingDeletion(deadlineMillis: deadline, bytes: formatVersion >= 2 ? try r.readUInt64() : 0)
+            }
             return m
         }
         guard r.isAtEnd else { throw .corrupt(what: "stream manifest", key: key, detail: "\(r.remaining) trailing bytes") }

@@ -105,6 +105,8 @@ final class ObjectReader: Sendable {
     }
 
     var counters: (hits: Int, misses: Int) { state.withLock { ($0.hits, $0.misses) } }
+    /// Block payload bytes cached now (at most `capacityBytes`).
+    var cachedBytes: Int { state.withLock { $0.bytes } }
 
     func index(_ id: UInt64, size: UInt64) async throws -> [DataBlockEntry] {
         if let cached = state.withLock({ $0.indexes[id] }) { return cached }

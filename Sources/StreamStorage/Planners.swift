@@ -1,66 +1,94 @@
 /// When compaction rewrites objects.
+///
+/// The shape compaction drives the bucket towards (its fixpoint): every stream's data sits in
+/// objects of its own of at least `splitStreamBytes`, except the tail of streams too slow to
+/// fill one, which shares mixed objects; no byte is rewritten more than `maxLevel` times.
 public struct CompactionPolicy: Sendable, Equatable {
-    /// Objects smaller than this are merged with their neighbours.
-    public var smallObjectBytes: UInt64
-    /// A stream with at least this many bytes in one job gets an object of its own.
+    /// A stream with at least this many live bytes in one job gets an object of its own, and a
+    /// single-stream object at least this big is final (never rewritten).
     public var splitStreamBytes: UInt64
     /// The most input bytes one job reads.
     public var maxJobBytes: UInt64
+    /// An object written by a job is one level above its inputs (uploads are level 0); objects
+    /// at this level are final. Every byte is therefore rewritten at most `maxLevel` times.
+    public var maxLevel: UInt8
+    /// Inputs a merge at level 1 or above needs (level 0 merges need 2), so each level merges
+    /// several objects into one instead of rewriting a pair over and over.
+    public var minMergeInputs: Int
 
-    public init(smallObjectBytes: UInt64 = 8 << 20, splitStreamBytes: UInt64 = 4 << 20, maxJobBytes: UInt64 = 256 << 20) {
-        self.smallObjectBytes = smallObjectBytes
+    public init(splitStreamBytes: UInt64 = 4 << 20, maxJobBytes: UInt64 = 64 << 20, maxLevel: UInt8 = 3, minMergeInputs: Int = 4) {
         self.splitStreamBytes = splitStreamBytes
         self.maxJobBytes = maxJobBytes
+        self.maxLevel = maxLevel
+        self.minMergeInputs = max(2, minMergeInputs)
     }
+
+    /// Compaction off: nothing is ever a candidate.
+    public static let disabled = CompactionPolicy(maxLevel: 0)
 }
 
 /// One compaction job: read `inputs`, write one object per stream in `ownObjectStreams` and
-/// one multi-stream object with `mergedStreams`, then swap them in with one metadata commit.
+/// one multi-stream object with `mergedStreams`, all at `outputLevel`, then swap them in with
+/// one metadata commit.
 public struct CompactionJob: Sendable, Equatable {
     public var inputs: [UInt64]
     public var ownObjectStreams: [StreamID]
     public var mergedStreams: [StreamID]
+    public var outputLevel: UInt8
 }
 
 /// Plans compaction from metadata alone (a pure function; `CompactionExecutor` carries a
 /// plan out).
 ///
-/// Rules: an object is a candidate if it is smaller than `smallObjectBytes`, or if it holds
-/// several streams and one of them has at least `splitStreamBytes` in it. Candidates are taken
-/// in id order (oldest first) into jobs of at most `maxJobBytes`. A job with a single input is
-/// kept only if it splits a stream out. The result of a job is never itself a candidate for
-/// the same reason, so repeated planning converges.
+/// An object is *final* if it is at `maxLevel`, or holds one stream and is at least
+/// `splitStreamBytes` big; every other object is a candidate. Candidates are grouped by level
+/// and taken in id order (oldest first) into jobs of at most `maxJobBytes`. In a job, streams
+/// with at least `splitStreamBytes` live bytes get their own object (final by size), the rest
+/// share one object; outputs are one level above the inputs. A job is kept only if it splits a
+/// multi-stream object or merges enough inputs (2 at level 0, `minMergeInputs` above).
 ///
-/// Example (small 8 MiB, split 4 MiB): objects 1 (2 MiB: streams A, B) and 2 (3 MiB: streams
-/// A, C) with A holding 4.5 MiB in total form one job: A gets its own object, B and C share one.
+/// Why repeated planning converges: a job's inputs are all at level L < `maxLevel` and its
+/// outputs at L + 1, so the sum over live bytes of (`maxLevel` − level) falls with every job and
+/// never rises except by new uploads; each byte is written at most `maxLevel` times by
+/// compaction (write amplification ≤ 1 + `maxLevel`, plus object overhead). Once data stops
+/// arriving, at most about `maxLevel` + 1 rounds of planning find work
+/// (`CompactionConvergenceTests` checks both on random manifests).
+///
+/// Example (split 4 MiB): level-0 objects 1 (2 MiB: streams A, B) and 2 (3 MiB: streams A, C)
+/// with A holding 4.5 MiB in total form one job: A gets its own level-1 object (final), B and C
+/// share one level-1 object, which waits for three more level-1 candidates before it is merged.
 public enum CompactionPlanner {
     public static func plan(_ manifest: Manifest, policy: CompactionPolicy) -> [CompactionJob] {
         var perObject: [UInt64: [StreamID: UInt64]] = [:]
         for stream in manifest.streams.values {
             for r in stream.ranges { perObject[r.objectID, default: [:]][stream.streamID, default: 0] += r.bytes }
         }
-        func needsSplit(_ id: UInt64) -> Bool {
-            guard let streams = perObject[id], streams.count > 1 else { return false }
-            return streams.values.contains { $0 >= policy.splitStreamBytes }
+        func isFinal(_ o: DataObjectInfo) -> Bool {
+            o.level >= policy.maxLevel || (o.streamCount <= 1 && o.size >= policy.splitStreamBytes)
         }
-        let candidates = manifest.objects.values
-            .filter { $0.size < policy.smallObjectBytes || needsSplit($0.objectID) }
-            .sorted { $0.objectID < $1.objectID }
+        let candidates = manifest.objects.values.filter { !isFinal($0) }
+            .sorted { ($0.level, $0.objectID) < ($1.level, $1.objectID) }
         var jobs: [CompactionJob] = []
         var current: [DataObjectInfo] = []
         var currentBytes: UInt64 = 0
         func close() {
             defer { current = []; currentBytes = 0 }
-            guard !current.isEmpty else { return }
+            guard let level = current.first?.level else { return }
             var totals: [StreamID: UInt64] = [:]
-            for o in current { for (s, b) in perObject[o.objectID] ?? [:] { totals[s, default: 0] += b } }
+            var splits = false
+            for o in current {
+                let streams = perObject[o.objectID] ?? [:]
+                for (s, b) in streams { totals[s, default: 0] += b }
+                if streams.count > 1 && streams.values.contains(where: { $0 >= policy.splitStreamBytes }) { splits = true }
+            }
             let own = totals.filter { $0.value >= policy.splitStreamBytes }.keys.sorted()
             let merged = totals.filter { $0.value < policy.splitStreamBytes }.keys.sorted()
-            if current.count == 1 && (own.isEmpty || (own.count == 1 && merged.isEmpty)) { return }
-            jobs.append(CompactionJob(inputs: current.map(\.objectID), ownObjectStreams: own, mergedStreams: merged))
+            let mergesEnough = current.count >= (level == 0 ? 2 : policy.minMergeInputs)
+            guard splits || (mergesEnough && !totals.isEmpty) else { return }
+            jobs.append(CompactionJob(inputs: current.map(\.objectID), ownObjectStreams: own, mergedStreams: merged, outputLevel: level + 1))
         }
         for o in candidates {
-            if !current.isEmpty && currentBytes + o.size > policy.maxJobBytes { close() }
+            if let first = current.first, first.level != o.level || currentBytes + o.size > policy.maxJobBytes { close() }
             current.append(o)
             currentBytes += o.size
         }

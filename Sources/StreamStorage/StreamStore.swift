@@ -64,6 +64,32 @@ public final class StreamStore: Sendable {
         /// once nothing is pinned).
         var highestPosition: WALPosition = 0
         var pinnedWaiters: [CheckedContinuation<Void, any Error>] = []
+        /// One lane per stream: appends to a stream take its lane, not this lock, while the WAL
+        /// record is built (copy and CRC), so streams append in parallel.
+        var lanes: [StreamID: AppendLane] = [:]
+        /// Appends between taking an offset and entering the cache, each with the highest WAL
+        /// position when it started: the WAL is never trimmed past one of them.
+        var appendsInFlight: [UInt64: WALPosition] = [:]
+        var nextAppendToken: UInt64 = 0
+
+        mutating func lane(_ id: StreamID) -> AppendLane {
+            if let lane = lanes[id] { return lane }
+            let lane = AppendLane()
+            lanes[id] = lane
+            return lane
+        }
+
+        /// The WAL position everything up to which is in objects (or was never a record).
+        var trimmablePosition: WALPosition {
+            var through = cache.minPinnedPosition().map { $0 - 1 } ?? highestPosition
+            for floor in appendsInFlight.values { through = min(through, floor) }
+            return through
+        }
+    }
+
+    /// Serializes appends to one stream (offset order = WAL order = cache order for it).
+    final class AppendLane: Sendable {
+        let mutex = Mutex(())
     }
 
     let wal: any WriteAheadLog
@@ -163,7 +189,8 @@ public final class StreamStore: Sendable {
     public func open(_ id: StreamID, epoch: UInt64) async throws -> Stream {
         try checkUsable()
         let meta = try await metadata.openStream(id, epoch: epoch)
-        core.withLock { c in
+        let lane = core.withLock { $0.lane(id) }
+        lane.mutex.withLock { _ in core.withLock { c in
             if var st = c.streams[id], !st.fenced, st.durableEnd >= meta.endOffset, st.nextOffset == st.durableEnd {
                 st.epoch = epoch
                 st.closed = false
@@ -175,7 +202,7 @@ public final class StreamStore: Sendable {
                 c.streams[id] = StreamState(epoch: epoch, startOffset: meta.startOffset, nextOffset: meta.endOffset,
                                             durableEnd: meta.endOffset, committed: meta)
             }
-        }
+        } }
         refresh(try await metadata.snapshot())
         return Stream(store: self, id: id, epoch: epoch)
     }
@@ -225,30 +252,55 @@ public final class StreamStore: Sendable {
         }
         let now = nowMillis
         let started = clock.now()
-        let (ticket, base, pinned): (WALAppendTicket, Int64, Int) = try {
-            do {
-                return try core.withLock { c throws -> (WALAppendTicket, Int64, Int) in
+        let (ticket, base, pinned): (WALAppendTicket, Int64, Int)
+        do {
+            let lane = try core.withLock { c throws -> AppendLane in
+                if let f = c.failure { throw f }
+                if c.closed { throw StreamStorageError.closed(what: "stream store") }
+                guard c.streams[id] != nil else { throw StreamStorageError.unknownStream(stream: id) }
+                return c.lane(id)
+            }
+            (ticket, base, pinned) = try lane.mutex.withLock { _ throws -> (WALAppendTicket, Int64, Int) in
+                // 1. Take the offset (short, under the store lock).
+                let (batch, token) = try core.withLock { c throws -> (StoredBatch, UInt64) in
                     if let f = c.failure { throw f }
                     if c.closed { throw StreamStorageError.closed(what: "stream store") }
-                    guard var st = c.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
+                    guard let st = c.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
                     if st.fenced || st.epoch != epoch {
                         throw StreamStorageError.fenced(stream: id, epoch: epoch, currentEpoch: max(st.epoch, epoch + (st.fenced ? 1 : 0)))
                     }
                     if st.closed { throw StreamStorageError.closed(what: "stream \(id)") }
-                    let batch = StoredBatch(baseOffset: st.nextOffset, recordCount: recordCount, appendTimeMillis: now, bytes: bytes[...])
-                    let ticket = try wal.append(WALRecord(streamID: id, epoch: epoch, batch: batch))
-                    st.nextOffset = batch.endOffset
-                    c.streams[id] = st
-                    c.cache.insert(id, batch, walPosition: ticket.position)
-                    c.lastTicket = ticket
-                    c.highestPosition = max(c.highestPosition, ticket.position)
-                    return (ticket, batch.baseOffset, c.cache.pinnedBytes)
+                    let token = c.nextAppendToken
+                    c.nextAppendToken += 1
+                    c.appendsInFlight[token] = c.highestPosition
+                    return (StoredBatch(baseOffset: st.nextOffset, recordCount: recordCount, appendTimeMillis: now, bytes: bytes[...]), token)
                 }
-            } catch {
-                wal.unreserve(bytes: size)
-                throw error
+                // 2. Build and enqueue the WAL record (copy and CRC) under this stream's lane only.
+                let ticket: WALAppendTicket
+                do {
+                    ticket = try wal.append(WALRecord(streamID: id, epoch: epoch, batch: batch))
+                } catch {
+                    core.withLock { _ = $0.appendsInFlight.removeValue(forKey: token) }
+                    throw error
+                }
+                // 3. Publish: the next offset, the cache entry (short, under the store lock).
+                let pinned = core.withLock { c -> Int in
+                    c.appendsInFlight[token] = nil
+                    if var st = c.streams[id] {
+                        st.nextOffset = batch.endOffset
+                        c.streams[id] = st
+                    }
+                    c.cache.insert(id, batch, walPosition: ticket.position)
+                    if ticket.position > c.lastTicket?.position ?? 0 { c.lastTicket = ticket }
+                    c.highestPosition = max(c.highestPosition, ticket.position)
+                    return c.cache.pinnedBytes
+                }
+                return (ticket, batch.baseOffset, pinned)
             }
-        }()
+        } catch {
+            wal.unreserve(bytes: size)
+            throw error
+        }
         if pinned >= config.uploadTriggerBytes { wake.fire() }
         let byteCount = bytes.count
         let durable: @Sendable () async throws -> Void = { [self] in
@@ -356,6 +408,7 @@ public final class StreamStore: Sendable {
 
     /// Applies metadata to the in-memory views: committed ranges, object sizes, fencing.
     func refresh(_ m: Manifest) {
+        instruments.observe(m)
         core.withLock { c in
             c.objectSizes = m.objects.mapValues(\.size)
             for (id, var st) in c.streams {
@@ -425,7 +478,7 @@ public final class StreamStore: Sendable {
             for w in waiters { w.resume() }
             refresh(try await metadata.snapshot())
         }
-        let trimTo = core.withLock { c -> WALPosition in c.cache.minPinnedPosition().map { $0 - 1 } ?? c.highestPosition }
+        let trimTo = core.withLock { $0.trimmablePosition }
         if trimTo > 0 { try await wal.trim(through: trimTo) }
     }
 
@@ -443,6 +496,7 @@ public final class StreamStore: Sendable {
             let m = try await metadata.snapshot()
             guard job.inputs.allSatisfy({ m.objects[$0] != nil }) else { continue }
             let plan = try await CompactionExecutor.read(job: job, manifest: m, objects: objects, dataPrefix: config.dataPrefix)
+            instruments.compactionReadBytes?.increment(by: Int(job.inputs.reduce(UInt64(0)) { $0 + (m.objects[$1]?.size ?? 0) }))
             var outputs: [(DataObjectInfo, [(StreamID, ObjectRange)])] = []
             do {
                 for group in plan.outputGroups where !group.isEmpty {
@@ -450,8 +504,9 @@ public final class StreamStore: Sendable {
                     let (bytes, ranges) = CompactionExecutor.build(objectID: id, runs: group, blockBytes: config.blockBytes)
                     let key = ObjectReader.key(config.dataPrefix, id)
                     _ = try await objects.put(key, bytes, condition: .none)
+                    instruments.compactionWrittenBytes?.increment(by: bytes.count)
                     outputs.append((DataObjectInfo(objectID: id, size: UInt64(bytes.count), streamCount: UInt32(Set(ranges.map(\.0)).count),
-                                                   createdMillis: nowMillis), ranges))
+                                                   createdMillis: nowMillis, level: job.outputLevel), ranges))
                 }
                 try await metadata.commitCompaction(inputs: job.inputs, outputs: outputs)
                 instruments.compactions?.increment()
@@ -496,7 +551,8 @@ public final class StreamStore: Sendable {
     /// Deletes objects whose grace period has passed (uncommitted uploads, replaced or trimmed objects).
     public func collectGarbage() async throws {
         try await maintainer.serialized {
-            let due = try await self.metadata.snapshot().dueGarbage(nowMillis: self.nowMillis)
+            let manifest = try await self.metadata.snapshot()
+            let due = manifest.dueGarbage(nowMillis: self.nowMillis)
             guard !due.isEmpty else { return }
             var deleted: [UInt64] = []
             for id in due {
@@ -504,6 +560,8 @@ public final class StreamStore: Sendable {
                 do {
                     try await self.objects.delete(key)
                     deleted.append(id)
+                    self.instruments.deletedObjects?.increment()
+                    self.instruments.deletedBytes?.increment(by: Int(manifest.deletions[id]?.bytes ?? 0))
                 } catch ObjectStoreError.notFound {
                     deleted.append(id)
                 } catch {
@@ -512,6 +570,7 @@ public final class StreamStore: Sendable {
             }
             try await self.metadata.forgetGarbage(deleted)
             self.reader.forget(deleted)
+            self.refresh(try await self.metadata.snapshot())
         }
     }
 
@@ -530,7 +589,18 @@ public final class StreamStore: Sendable {
             } catch {
                 logger.warning("stream maintenance round failed", metadata: ["error": "\(error)"])
             }
+            observeMemory()
         }
+    }
+
+    /// The large memory pools, as gauges: the log cache (pinned included) and the block cache.
+    func observeMemory() {
+        guard let registry = instruments.registry else { return }
+        let (cached, pinned) = core.withLock { ($0.cache.totalBytes, $0.cache.pinnedBytes) }
+        registry.gauge("floe_stream_log_cache_bytes", help: "Batch bytes held by the log cache, pinned (not yet uploaded) included.")
+            .set(Double(cached))
+        registry.gauge("floe_stream_pinned_bytes", help: "Appended bytes not yet in data objects.").set(Double(pinned))
+        registry.gauge("floe_stream_block_cache_bytes", help: "Block bytes held by the cold-read block cache.").set(Double(reader.cachedBytes))
     }
 
     /// Stops accepting appends, waits for those in flight, uploads everything, trims and
@@ -572,7 +642,10 @@ public final class StreamStore: Sendable {
     public var coldReadThreadPriorities: [String] { reader.pool.appliedPriorities }
 }
 
-/// The store's Prometheus instruments (all absent without a registry).
+/// The store's Prometheus instruments (all absent without a registry). Write amplification is
+/// (`floe_stream_uploaded_bytes_total` + `floe_stream_compaction_written_bytes_total`) /
+/// `floe_stream_appended_bytes_total`; space amplification is (`floe_stream_object_bytes` +
+/// `floe_stream_garbage_bytes`) / `floe_stream_live_bytes`.
 struct Instruments: Sendable {
     let appendSeconds: Histogram?
     let appendedBytes: Counter?
@@ -580,8 +653,41 @@ struct Instruments: Sendable {
     let uploads: Counter?
     let uploadedBytes: Counter?
     let compactions: Counter?
+    let compactionReadBytes: Counter?
+    let compactionWrittenBytes: Counter?
+    let deletedObjects: Counter?
+    let deletedBytes: Counter?
+    let registry: MetricsRegistry?
+
+    /// Gauges of the committed state: live bytes, object bytes and counts by level, garbage.
+    func observe(_ m: Manifest) {
+        guard let registry else { return }
+        var live: UInt64 = 0
+        for s in m.streams.values { for r in s.ranges { live += r.bytes } }
+        var objectBytes: UInt64 = 0
+        var byLevel: [UInt8: Int] = [:]
+        for o in m.objects.values {
+            objectBytes += o.size
+            byLevel[o.level, default: 0] += 1
+        }
+        registry.gauge("floe_stream_live_bytes", help: "Batch bytes of committed stream ranges (what retention keeps).").set(Double(live))
+        registry.gauge("floe_stream_object_bytes", help: "Bytes of committed data objects.").set(Double(objectBytes))
+        for level in 0...max(3, Int(byLevel.keys.max() ?? 0)) {
+            registry.gauge("floe_stream_objects", help: "Committed data objects, by compaction level (0: uploads).",
+                           labels: ["level": String(level)]).set(Double(byLevel[UInt8(level)] ?? 0))
+        }
+        registry.gauge("floe_stream_garbage_objects", help: "Unreferenced objects waiting for their grace period to pass.")
+            .set(Double(m.deletions.count))
+        registry.gauge("floe_stream_garbage_bytes", help: "Bytes of unreferenced objects waiting for their grace period to pass.")
+            .set(Double(m.deletions.values.reduce(UInt64(0)) { $0 + $1.bytes }))
+    }
 
     init(_ registry: MetricsRegistry?) {
+        self.registry = registry
+        compactionReadBytes = registry?.counter("floe_stream_compaction_read_bytes_total", help: "Bytes of objects read by compaction.")
+        compactionWrittenBytes = registry?.counter("floe_stream_compaction_written_bytes_total", help: "Bytes of objects written by compaction.")
+        deletedObjects = registry?.counter("floe_stream_deleted_objects_total", help: "Data objects deleted after their grace period.")
+        deletedBytes = registry?.counter("floe_stream_deleted_bytes_total", help: "Bytes of data objects deleted after their grace period.")
         appendSeconds = registry?.histogram("floe_stream_append_seconds", help: "Time from append to durable in the WAL.")
         appendedBytes = registry?.counter("floe_stream_appended_bytes_total", help: "Batch bytes appended to streams.")
         pinnedBytes = registry?.gauge("floe_stream_pinned_bytes", help: "Appended bytes not yet in data objects.")

@@ -36,6 +36,8 @@ let kafkaUsage = """
       --in-flight N           unanswered requests per connection (default 5)
       --duration SECONDS      how long to produce (default 10), or
       --records N             how many records to produce in total
+      --rate R                records per second in total (fixed rate; latency counts from each
+                              request's scheduled send time, so a stall is not hidden)
       --consume               instead: Fetch every partition from offset 0 to its end
       --fetch-bytes BYTES     per-partition max bytes of a Fetch (default 1048576)
 
@@ -246,6 +248,8 @@ struct ProducerOptions {
     var inFlight = 5
     var durationSeconds: Double? = 10
     var totalRecords: Int?
+    /// Records per second over all connections (nil: as fast as the window allows).
+    var recordsPerSecond: Double?
 }
 
 /// What one producer connection measured.
@@ -380,7 +384,8 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
         Produce v\(pv), acks=\(o.acks), topic \(o.topic) with \(o.partitions) partition(s); every request holds one \
         uncompressed batch of \(o.batchRecords) records of \(o.recordSize) bytes (null keys) for one partition, \
         partitions round-robin; up to \(o.inFlight) requests in flight per connection; \
-        \(o.totalRecords.map { "\($0) records" } ?? "\(o.durationSeconds ?? 0) s"); latency = request written → response read.
+        \(o.totalRecords.map { "\($0) records" } ?? "\(o.durationSeconds ?? 0) s")\(o.recordsPerSecond.map { String(format: " at a fixed %.0f records/s", $0) } ?? ""); \
+        latency = request \(o.recordsPerSecond == nil ? "written" : "scheduled") → response read.
         """)
 
     let group = DispatchGroup()
@@ -396,18 +401,30 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
         let inFlight = o.inFlight
         let partitions = o.partitions
         let framesCopy = frames
+        // Fixed rate: this connection's n-th request is due at started + (n × connections + i) × interval.
+        let interval = o.recordsPerSecond.map { UInt64(1e9 * Double(o.batchRecords) / $0) }
+        let connectionCount = UInt64(o.producers)
         startThread("producer-\(i)-writer", group) {
             var frames = framesCopy
             var correlation: Int32 = 0
             var p = i % partitions
+            var n: UInt64 = 0
             while control.takeRequest() {
+                var due = monotonicNanos()
+                if let interval {
+                    due = started + (n * connectionCount + UInt64(i)) * interval
+                    n += 1
+                    while case let now = monotonicNanos(), due > now, !control.stop.load(ordering: .relaxed) {
+                        usleep(UInt32(min((due - now) / 1000, 100_000)))
+                    }
+                }
                 if acks != 0 {
                     window.wait()
                     if control.stop.load(ordering: .relaxed) { break }
                 }
                 correlation &+= 1
                 frames[p].patch(correlationId: correlation)
-                if acks != 0 { times.push(monotonicNanos()) }
+                if acks != 0 { times.push(interval == nil ? monotonicNanos() : due) }
                 do {
                     try conn.send(frames[p].bytes)
                 } catch {
@@ -499,7 +516,7 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
     print(String(format: "produce: %d records in %.2f s: %.0f records/s, %.1f MiB/s of values (%.1f MiB/s on the wire), %d requests",
                  records, elapsed, Double(records) / elapsed, mib / elapsed, wireMiB / elapsed, requests))
     if o.acks != 0 {
-        print("latency ms: p50 \(pct(0.50)) p95 \(pct(0.95)) p99 \(pct(0.99)) max \(all.last.map { String(format: "%.2f", Double($0) / 1000) } ?? "n/a")")
+        print("latency ms: p50 \(pct(0.50)) p95 \(pct(0.95)) p99 \(pct(0.99)) p99.9 \(pct(0.999)) max \(all.last.map { String(format: "%.2f", Double($0) / 1000) } ?? "n/a")")
     } else {
         print("latency: not measured with acks=0 (no responses)")
     }
@@ -669,7 +686,7 @@ func runKafkaBenchmark(_ name: String, _ args: CommandLineArguments) {
         exit(0)
     }
     let known: Set<String> = ["bootstrap", "topic", "partitions", "acks", "record-size", "batch-records", "producers",
-                              "in-flight", "duration", "records", "consume", "fetch-bytes"]
+                              "in-flight", "duration", "records", "consume", "fetch-bytes", "rate"]
     let unknown = args.unknown(known: known)
     guard unknown.isEmpty else {
         FileHandle.standardError.write(Data("floe-bench kafka: unknown option --\(unknown[0])\n\(kafkaUsage)\n".utf8))
@@ -700,6 +717,10 @@ func runKafkaBenchmark(_ name: String, _ args: CommandLineArguments) {
         o.batchRecords = try int("batch-records", 16)
         o.producers = try int("producers", 1)
         o.inFlight = try int("in-flight", 5)
+        if let r = args.value("rate") {
+            guard let v = Double(r), v > 0 else { throw KafkaBenchError("--rate must be a positive number, got \(r)") }
+            o.recordsPerSecond = v
+        }
         if let r = args.value("records") {
             guard let n = Int(r), n > 0 else { throw KafkaBenchError("--records must be a positive number, got \(r)") }
             o.totalRecords = n

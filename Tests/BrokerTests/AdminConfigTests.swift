@@ -16,7 +16,7 @@ import Testing
             .init(name: "zero", numPartitions: 0, replicationFactor: 1),
             .init(name: "defaults", numPartitions: -1, replicationFactor: -1),
         ], validateOnly: true)
-        guard case let .createTopics(r) = try await h.call(handler, .createTopics(req), version: 7) else { return }
+        let r = try await requireResponse(h.call(handler, .createTopics(req), version: 7), as: CreateTopicsResponse.self)
         #expect(r.topics.map(\.errorCode) == [0, KafkaErrorCode.invalidTopicException.rawValue, KafkaErrorCode.invalidConfig.rawValue,
                                                KafkaErrorCode.invalidConfig.rawValue, KafkaErrorCode.invalidPartitions.rawValue, 0])
         #expect(r.topics[2].errorMessage?.contains("retention.ms") == true)
@@ -25,10 +25,10 @@ import Testing
         #expect(h.core.registry.topics.isEmpty)
         var real = req
         real.validateOnly = false
-        guard case let .createTopics(r2) = try await h.call(handler, .createTopics(real), version: 7) else { return }
+        let r2 = try await requireResponse(h.call(handler, .createTopics(real), version: 7), as: CreateTopicsResponse.self)
         #expect(r2.topics[0].topicId != .zero)
         #expect(h.core.registry.topics.map(\.name) == ["defaults", "ok"])
-        guard case let .createTopics(r3) = try await h.call(handler, .createTopics(real), version: 2) else { return }
+        let r3 = try await requireResponse(h.call(handler, .createTopics(real), version: 2), as: CreateTopicsResponse.self)
         #expect(r3.topics[0].errorCode == KafkaErrorCode.topicAlreadyExists.rawValue)
     }
 
@@ -36,19 +36,19 @@ import Testing
         let h = try await Harness.make()
         let t = try await h.createTopic("t", partitions: 2)
         _ = try await h.produce("t", batch: try makeBatch(count: 2))
-        guard case let .createPartitions(cp) = try await h.call(CreatePartitionsHandler(core: h.core), .createPartitions(CreatePartitionsRequest(topics: [
+        let cp = try await requireResponse(h.call(CreatePartitionsHandler(core: h.core), .createPartitions(CreatePartitionsRequest(topics: [
             .init(name: "t", count: 4), .init(name: "t2", count: 4),
-        ])), version: 3) else { return }
+        ])), version: 3), as: CreatePartitionsResponse.self)
         #expect(cp.results.map(\.errorCode) == [0, KafkaErrorCode.unknownTopicOrPartition.rawValue])
         let grown = try #require(h.core.registry.topic(named: "t"))
         #expect(grown.partitions.count == 4)
         #expect(Set(grown.partitions.map(\.stream)).count == 4)
-        guard case let .createPartitions(shrink) = try await h.call(CreatePartitionsHandler(core: h.core), .createPartitions(CreatePartitionsRequest(topics: [
-            .init(name: "t", count: 2)])), version: 1) else { return }
+        let shrink = try await requireResponse(h.call(CreatePartitionsHandler(core: h.core), .createPartitions(CreatePartitionsRequest(topics: [
+            .init(name: "t", count: 2)])), version: 1), as: CreatePartitionsResponse.self)
         #expect(shrink.results[0].errorCode == KafkaErrorCode.invalidPartitions.rawValue)
         // Delete by id (v6) and by name; a recreated topic is empty with fresh streams.
-        guard case let .deleteTopics(d) = try await h.call(DeleteTopicsHandler(core: h.core), .deleteTopics(DeleteTopicsRequest(topics: [
-            .init(name: nil, topicId: t.topicID), .init(name: "missing", topicId: .zero)])), version: 6) else { return }
+        let d = try await requireResponse(h.call(DeleteTopicsHandler(core: h.core), .deleteTopics(DeleteTopicsRequest(topics: [
+            .init(name: nil, topicId: t.topicID), .init(name: "missing", topicId: .zero)])), version: 6), as: DeleteTopicsResponse.self)
         #expect(d.responses.map(\.errorCode) == [0, KafkaErrorCode.unknownTopicOrPartition.rawValue])
         #expect(d.responses[0].name == "t")
         #expect(h.core.registry.topic(named: "t") == nil)
@@ -60,20 +60,20 @@ import Testing
     @Test func metadataAutoCreatesOnlyWhenAllowed() async throws {
         let h = try await Harness.make()
         let handler = MetadataHandler(core: h.core)
-        guard case let .metadata(m) = try await h.call(handler, .metadata(MetadataRequest(topics: [.init(name: "auto")], allowAutoTopicCreation: true)), version: 12) else { return }
+        let m = try await requireResponse(h.call(handler, .metadata(MetadataRequest(topics: [.init(name: "auto")], allowAutoTopicCreation: true)), version: 12), as: MetadataResponse.self)
         #expect(m.topics[0].errorCode == 0 && m.topics[0].partitions.count == 1 && m.topics[0].topicId != .zero)
         #expect(m.brokers.map(\.nodeId) == [0] && m.controllerId == 0 && m.clusterId == "test-cluster")
-        guard case let .metadata(m2) = try await h.call(handler, .metadata(MetadataRequest(topics: [.init(name: "noauto")], allowAutoTopicCreation: false)), version: 9) else { return }
+        let m2 = try await requireResponse(h.call(handler, .metadata(MetadataRequest(topics: [.init(name: "noauto")], allowAutoTopicCreation: false)), version: 9), as: MetadataResponse.self)
         #expect(m2.topics[0].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
         let off = try await Harness.make(settings: ["auto.create.topics.enable": "false"])
-        guard case let .metadata(m3) = try await off.call(MetadataHandler(core: off.core), .metadata(MetadataRequest(topics: [.init(name: "x")])), version: 1) else { return }
+        let m3 = try await requireResponse(off.call(MetadataHandler(core: off.core), .metadata(MetadataRequest(topics: [.init(name: "x")])), version: 1), as: MetadataResponse.self)
         #expect(m3.topics[0].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
         // All topics: v0 empty list, v1+ null.
-        guard case let .metadata(all0) = try await h.call(handler, .metadata(MetadataRequest(topics: [])), version: 0) else { return }
+        let all0 = try await requireResponse(h.call(handler, .metadata(MetadataRequest(topics: [])), version: 0), as: MetadataResponse.self)
         #expect(all0.topics.map(\.name) == ["auto"])
-        guard case let .metadata(all1) = try await h.call(handler, .metadata(MetadataRequest(topics: nil)), version: 1) else { return }
+        let all1 = try await requireResponse(h.call(handler, .metadata(MetadataRequest(topics: nil)), version: 1), as: MetadataResponse.self)
         #expect(all1.topics.map(\.name) == ["auto"])
-        guard case let .metadata(none) = try await h.call(handler, .metadata(MetadataRequest(topics: [])), version: 1) else { return }
+        let none = try await requireResponse(h.call(handler, .metadata(MetadataRequest(topics: [])), version: 1), as: MetadataResponse.self)
         #expect(none.topics.isEmpty)
     }
 
@@ -85,7 +85,7 @@ import Testing
             .init(resourceType: 2, resourceName: "missing"),
             .init(resourceType: 4, resourceName: "0", configurationKeys: ["num.partitions", "listen"]),
         ], includeSynonyms: true, includeDocumentation: true)
-        guard case let .describeConfigs(r) = try await h.call(DescribeConfigsHandler(core: h.core), .describeConfigs(req), version: 4) else { return }
+        let r = try await requireResponse(h.call(DescribeConfigsHandler(core: h.core), .describeConfigs(req), version: 4), as: DescribeConfigsResponse.self)
         let topic = Dictionary(uniqueKeysWithValues: r.results[0].configs.map { ($0.name, $0) })
         #expect(topic["retention.ms"]?.value == "60000" && topic["retention.ms"]?.configSource == ConfigSource.dynamicTopic.rawValue)
         #expect(topic["retention.bytes"]?.value == "5000" && topic["retention.bytes"]?.configSource == ConfigSource.staticBroker.rawValue)
@@ -97,7 +97,7 @@ import Testing
         #expect(broker["num.partitions"]?.value == "1" && broker["num.partitions"]?.readOnly == false)
         #expect(broker["listen"]?.readOnly == true)
         // Version 0 has isDefault instead of sources.
-        guard case let .describeConfigs(v0) = try await h.call(DescribeConfigsHandler(core: h.core), .describeConfigs(req), version: 0) else { return }
+        let v0 = try await requireResponse(h.call(DescribeConfigsHandler(core: h.core), .describeConfigs(req), version: 0), as: DescribeConfigsResponse.self)
         #expect(v0.results[0].configs.first { $0.name == "cleanup.policy" }?.isDefault == true)
     }
 
@@ -105,23 +105,23 @@ import Testing
         let h = try await Harness.make()
         try await h.createTopic("t", configs: ["retention.ms": "1000", "cleanup.policy": "delete"])
         // AlterConfigs replaces the whole set.
-        guard case let .alterConfigs(a) = try await h.call(AlterConfigsHandler(core: h.core), .alterConfigs(AlterConfigsRequest(resources: [
+        let a = try await requireResponse(h.call(AlterConfigsHandler(core: h.core), .alterConfigs(AlterConfigsRequest(resources: [
             .init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.bytes", value: "100")]),
             .init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.bytes", value: "-7")]),
-        ])), version: 1) else { return }
+        ])), version: 1), as: AlterConfigsResponse.self)
         #expect(a.responses.map(\.errorCode) == [0, KafkaErrorCode.invalidConfig.rawValue])
         #expect(h.core.registry.topic(named: "t")?.configs == ["retention.bytes": "100"])
         // Incremental: SET, APPEND to a list, then SUBTRACT and DELETE.
         let inc = IncrementalAlterConfigsHandler(core: h.core)
-        guard case let .incrementalAlterConfigs(i1) = try await h.call(inc, .incrementalAlterConfigs(IncrementalAlterConfigsRequest(resources: [
+        let i1 = try await requireResponse(h.call(inc, .incrementalAlterConfigs(IncrementalAlterConfigsRequest(resources: [
             .init(resourceType: 2, resourceName: "t", configs: [
                 .init(name: "retention.ms", configOperation: 0, value: "5000"),
                 .init(name: "cleanup.policy", configOperation: 2, value: "compact"),
             ]),
-        ])), version: 1) else { return }
+        ])), version: 1), as: IncrementalAlterConfigsResponse.self)
         #expect(i1.responses[0].errorCode == 0)
         #expect(h.core.registry.topic(named: "t")?.configs == ["retention.bytes": "100", "retention.ms": "5000", "cleanup.policy": "delete,compact"])
-        guard case let .incrementalAlterConfigs(i2) = try await h.call(inc, .incrementalAlterConfigs(IncrementalAlterConfigsRequest(resources: [
+        let i2 = try await requireResponse(h.call(inc, .incrementalAlterConfigs(IncrementalAlterConfigsRequest(resources: [
             .init(resourceType: 2, resourceName: "t", configs: [
                 .init(name: "cleanup.policy", configOperation: 3, value: "delete"),
                 .init(name: "retention.bytes", configOperation: 1, value: nil),
@@ -129,7 +129,7 @@ import Testing
             .init(resourceType: 2, resourceName: "t", configs: [.init(name: "retention.ms", configOperation: 2, value: "1")]),
             .init(resourceType: 4, resourceName: "0", configs: [.init(name: "num.partitions", configOperation: 0, value: "3")]),
             .init(resourceType: 4, resourceName: "0", configs: [.init(name: "listen", configOperation: 0, value: "1.2.3.4:1")]),
-        ])), version: 0) else { return }
+        ])), version: 0), as: IncrementalAlterConfigsResponse.self)
         #expect(i2.responses.map(\.errorCode) == [0, KafkaErrorCode.invalidConfig.rawValue, 0, KafkaErrorCode.invalidConfig.rawValue])
         #expect(h.core.registry.topic(named: "t")?.configs == ["retention.ms": "5000", "cleanup.policy": "compact"])
         #expect(h.core.defaultPartitions == 3)

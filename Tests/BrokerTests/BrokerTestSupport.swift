@@ -2,9 +2,29 @@ import Bytes
 import Foundation
 import KafkaProtocol
 import ObjectStore
+import FloeTestSupport
 import Support
 import Testing
 @testable import Broker
+
+/// `response` as an `M`; otherwise the test fails here, naming `M` and what came instead (no
+/// response included), and stops. (A `guard case` whose else branch only returns would let a
+/// wrong answer pass.)
+extension HandlerResult {
+    /// The frame a `.respond` sends (nil for any other result), for `requireCase`.
+    var respondBytes: [UInt8]? { if case let .respond(bytes) = self { bytes } else { nil } }
+    /// `()` for `.close` (nil for any other result), for `requireCase`.
+    var closes: Void? { if case .close = self { () } else { nil } }
+}
+
+extension ApiResult {
+    /// The completion of a `.deferred` answer (nil for any other result), for `requireCase`.
+    var deferredAnswer: (@Sendable () async -> AnyResponse?)? { if case let .deferred(complete) = self { complete } else { nil } }
+}
+
+func requireResponse<M: KafkaMessage>(_ response: AnyResponse?, as type: M.Type, sourceLocation: SourceLocation = #_sourceLocation) throws -> M {
+    try requireType(response?.message, as: M.self, sourceLocation: sourceLocation)
+}
 
 /// Deterministic pseudo-random numbers for tests (SplitMix64).
 struct TestRandom: RandomNumberGenerator {

@@ -1,4 +1,5 @@
 import Bytes
+import FloeTestSupport
 import Foundation
 import KafkaProtocol
 import ObjectStore
@@ -135,20 +136,14 @@ struct GroupCoordinatorTests {
     @Test func findCoordinatorNamesThisBrokerAtEveryVersion() async throws {
         let wire = try await GroupWire()
         for version: Int16 in 0...3 {
-            guard case let .findCoordinator(r) = try await wire.call(FindCoordinatorRequest(key: "g"), version: version) else {
-                Issue.record("wrong body"); continue
-            }
+            let r = try await requireResponse(wire.call(FindCoordinatorRequest(key: "g"), version: version), as: FindCoordinatorResponse.self)
             #expect(r.errorCode == 0 && r.nodeId == 7 && r.host == "broker.local" && r.port == 9092)
         }
         for version: Int16 in 4...6 {
-            guard case let .findCoordinator(r) = try await wire.call(FindCoordinatorRequest(coordinatorKeys: ["a", "b"]), version: version) else {
-                Issue.record("wrong body"); continue
-            }
+            let r = try await requireResponse(wire.call(FindCoordinatorRequest(coordinatorKeys: ["a", "b"]), version: version), as: FindCoordinatorResponse.self)
             #expect(r.coordinators.map(\.key) == ["a", "b"] && r.coordinators.allSatisfy { $0.nodeId == 7 && $0.port == 9092 && $0.errorCode == 0 })
         }
-        guard case let .findCoordinator(share) = try await wire.call(FindCoordinatorRequest(keyType: 2, coordinatorKeys: ["s"]), version: 6) else {
-            Issue.record("wrong body"); return
-        }
+        let share = try await requireResponse(wire.call(FindCoordinatorRequest(keyType: 2, coordinatorKeys: ["s"]), version: 6), as: FindCoordinatorResponse.self)
         #expect(share.coordinators.first?.errorCode == KafkaErrorCode.invalidRequest.rawValue)
     }
 
@@ -163,19 +158,15 @@ struct GroupCoordinatorTests {
         #expect(unknown.errorCode == KafkaErrorCode.unknownMemberId.rawValue)
 
         // b leaves with the v3+ batch form (plus an unknown member).
-        guard case let .leaveGroup(left) = try await wire.call(
-            LeaveGroupRequest(groupId: "g", members: [.init(memberId: b), .init(memberId: "ghost")]), version: 5) else {
-            Issue.record("wrong body"); return
-        }
+        let left = try await requireResponse(wire.call(
+            LeaveGroupRequest(groupId: "g", members: [.init(memberId: b), .init(memberId: "ghost")]), version: 5), as: LeaveGroupResponse.self)
         #expect(left.errorCode == 0 && left.members.map(\.errorCode) == [0, KafkaErrorCode.unknownMemberId.rawValue])
         let during = try await wire.call(HeartbeatRequest(groupId: "g", generationId: 1, memberId: a), version: 4).heartbeat!
         #expect(during.errorCode == KafkaErrorCode.rebalanceInProgress.rawValue)
         let rejoin = try await wire.call(consumerJoin(a), version: 7).join!
         #expect(rejoin.generationId == 2 && rejoin.members.map(\.memberId) == [a])
         // v0 LeaveGroup: a single member, error at top level.
-        guard case let .leaveGroup(v0) = try await wire.call(LeaveGroupRequest(groupId: "g", memberId: "ghost"), version: 0) else {
-            Issue.record("wrong body"); return
-        }
+        let v0 = try await requireResponse(wire.call(LeaveGroupRequest(groupId: "g", memberId: "ghost"), version: 0), as: LeaveGroupResponse.self)
         #expect(v0.errorCode == KafkaErrorCode.unknownMemberId.rawValue)
     }
 
@@ -268,9 +259,7 @@ struct GroupCoordinatorTests {
         let (a, b) = try await formGroup(wire)
         _ = try await wire.call(OffsetCommitRequest(groupId: "solo", topics: [.init(name: "u", partitions: [.init(partitionIndex: 0, committedOffset: 5)])]), version: 2)
 
-        guard case let .describeGroups(d) = try await wire.call(DescribeGroupsRequest(groups: ["g", "solo", "none"], includeAuthorizedOperations: true), version: 5) else {
-            Issue.record("wrong body"); return
-        }
+        let d = try await requireResponse(wire.call(DescribeGroupsRequest(groups: ["g", "solo", "none"], includeAuthorizedOperations: true), version: 5), as: DescribeGroupsResponse.self)
         #expect(d.groups.map(\.groupState) == ["Stable", "Empty", "Dead"])
         #expect(d.groups[0].protocolType == "consumer" && d.groups[0].protocolData == "range")
         #expect(d.groups[0].members.map(\.memberId) == [a, b])
@@ -280,18 +269,14 @@ struct GroupCoordinatorTests {
         #expect(d.groups[0].authorizedOperations != Int32.min)
         #expect(d.groups.allSatisfy { $0.errorCode == 0 })
 
-        guard case let .listGroups(all) = try await wire.call(ListGroupsRequest(), version: 3),
-              case let .listGroups(stable) = try await wire.call(ListGroupsRequest(statesFilter: ["stable"]), version: 4),
-              case let .listGroups(typed) = try await wire.call(ListGroupsRequest(typesFilter: ["consumer"]), version: 5) else {
-            Issue.record("wrong body"); return
-        }
+        let all = try await requireResponse(wire.call(ListGroupsRequest(), version: 3), as: ListGroupsResponse.self)
+        let stable = try await requireResponse(wire.call(ListGroupsRequest(statesFilter: ["stable"]), version: 4), as: ListGroupsResponse.self)
+        let typed = try await requireResponse(wire.call(ListGroupsRequest(typesFilter: ["consumer"]), version: 5), as: ListGroupsResponse.self)
         #expect(all.groups.map(\.groupId) == ["g", "solo"] && all.groups.map(\.protocolType) == ["consumer", ""])
         #expect(stable.groups.map(\.groupId) == ["g"] && stable.groups[0].groupState == "Stable")
         #expect(typed.groups.isEmpty, "every group is classic")
 
-        guard case let .deleteGroups(del) = try await wire.call(DeleteGroupsRequest(groupsNames: ["g", "solo", "none"]), version: 2) else {
-            Issue.record("wrong body"); return
-        }
+        let del = try await requireResponse(wire.call(DeleteGroupsRequest(groupsNames: ["g", "solo", "none"]), version: 2), as: DeleteGroupsResponse.self)
         #expect(del.results.map(\.errorCode) == [KafkaErrorCode.nonEmptyGroup.rawValue, 0, KafkaErrorCode.groupIdNotFound.rawValue])
         await wire.coordinator.flushDirty()  // the background writer's job: g's membership
         #expect(try await wire.store.listAll(prefix: "groups/").map(\.key) == ["groups/g"])
@@ -352,10 +337,9 @@ struct GroupCoordinatorTests {
         let router = KafkaRouter(handlers: coordinator.handlers)
         var w = ByteWriter()
         try RequestHeader.encodeRequest(HeartbeatRequest(groupId: "g", generationId: 1, memberId: "m"), version: 4, correlationId: 1, clientId: "c", into: &w)
-        guard case let .respond(reply) = await router.handle(ServerRequest(bytes: Array(w.bytes.dropFirst(4)), connection: ConnectionInfo(id: 1, peer: "p"), seq: 0)),
-              case let .heartbeat(hb) = try ResponseHeader.decodeResponse(reply[...], apiKey: .heartbeat, version: 4).1 else {
-            Issue.record("no heartbeat reply"); return
-        }
+        let reply = try await requireCase(router.handle(ServerRequest(bytes: Array(w.bytes.dropFirst(4)), connection: ConnectionInfo(id: 1, peer: "p"), seq: 0)),
+                                          "a heartbeat reply", \.respondBytes)
+        let hb = try requireResponse(ResponseHeader.decodeResponse(reply[...], apiKey: .heartbeat, version: 4).1, as: HeartbeatResponse.self)
         #expect(hb.errorCode == KafkaErrorCode.coordinatorLoadInProgress.rawValue)
     }
 

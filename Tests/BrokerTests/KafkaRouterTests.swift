@@ -1,4 +1,5 @@
 import Bytes
+import FloeTestSupport
 import Testing
 @testable import Broker
 @testable import KafkaProtocol
@@ -29,13 +30,10 @@ struct KafkaRouterTests {
     @Test func apiVersionsListsHandlersAndItself() async throws {
         for version: Int16 in 0...4 {
             let request = ApiVersionsRequest(clientSoftwareName: "floe-test", clientSoftwareVersion: "1.0")
-            guard case let .respond(bytes) = await respond(try frame(request, version: version)) else {
-                Issue.record("no response at v\(version)")
-                continue
-            }
+            let bytes = try await requireCase(respond(try frame(request, version: version)), "a response at v\(version)", \.respondBytes)
             let (header, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .apiVersions, version: version)
             #expect(header.correlationId == 7)
-            guard case let .apiVersions(r) = body else { Issue.record("wrong body"); continue }
+            let r = try requireResponse(body, as: ApiVersionsResponse.self)
             #expect(r.errorCode == 0)
             #expect(r.apiKeys.map(\.apiKey) == [3, 18])
             #expect(r.apiKeys.first { $0.apiKey == 3 }?.maxVersion == 12)
@@ -48,7 +46,7 @@ struct KafkaRouterTests {
         var w = ByteWriter()
         w.writeInt16(18); w.writeInt16(9); w.writeInt32(42); w.writeInt16(1); w.writeString("x"); w.writeUInt8(0)
         w.writeBytes([0xFF, 0xFE])
-        guard case let .respond(bytes) = await respond(w.bytes) else { Issue.record("no response"); return }
+        let bytes = try await requireCase(respond(w.bytes), "a response", \.respondBytes)
         var reader = ByteReader(bytes)
         #expect(try reader.readInt32() == 42)
         let body = try ApiVersionsResponse(from: &reader, version: 0)
@@ -59,38 +57,32 @@ struct KafkaRouterTests {
 
     @Test func invalidClientSoftwareNameIsInvalidRequest() async throws {
         let request = ApiVersionsRequest(clientSoftwareName: "-bad name", clientSoftwareVersion: "1")
-        guard case let .respond(bytes) = await respond(try frame(request, version: 3)) else { Issue.record("no response"); return }
+        let bytes = try await requireCase(respond(try frame(request, version: 3)), "a response", \.respondBytes)
         let (_, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .apiVersions, version: 3)
-        guard case let .apiVersions(r) = body else { Issue.record("wrong body"); return }
+        let r = try requireResponse(body, as: ApiVersionsResponse.self)
         #expect(r.errorCode == KafkaErrorCode.invalidRequest.rawValue)
     }
 
     @Test func unservedApiWithTopLevelErrorCodeGetsUnsupportedVersion() async throws {
-        guard case let .respond(bytes) = await respond(try frame(FindCoordinatorRequest(key: "g"), version: 2)) else {
-            Issue.record("expected an error response")
-            return
-        }
+        let bytes = try await requireCase(respond(try frame(FindCoordinatorRequest(key: "g"), version: 2)), "an error response", \.respondBytes)
         let (_, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .findCoordinator, version: 2)
-        guard case let .findCoordinator(r) = body else { Issue.record("wrong body"); return }
+        let r = try requireResponse(body, as: FindCoordinatorResponse.self)
         #expect(r.errorCode == 35)
     }
 
     @Test func unservedApiWithoutTopLevelErrorClosesAndBadBodiesClose() async throws {
-        guard case .close = await respond(try frame(ProduceRequest(acks: 1, timeoutMs: 1), version: 7)) else {
-            Issue.record("expected close")
-            return
-        }
+        try await requireCase(respond(try frame(ProduceRequest(acks: 1, timeoutMs: 1), version: 7)), "close for an unserved API", \.closes)
         var truncated = try frame(MetadataRequest(topics: [.init(name: "a")]), version: 4)
         truncated.removeLast(3)
-        guard case .close = await respond(truncated) else { Issue.record("expected close for a truncated body"); return }
-        guard case .close = await respond([0x7F, 0x7F, 0, 0]) else { Issue.record("expected close for an unknown key"); return }
+        try await requireCase(respond(truncated), "close for a truncated body", \.closes)
+        try await requireCase(respond([0x7F, 0x7F, 0, 0]), "close for an unknown key", \.closes)
     }
 
     @Test func handlerResponsesUseTheFlexibleHeader() async throws {
-        guard case let .respond(bytes) = await respond(try frame(MetadataRequest(), version: 9)) else { Issue.record("no response"); return }
+        let bytes = try await requireCase(respond(try frame(MetadataRequest(), version: 9)), "a response", \.respondBytes)
         let (header, body) = try ResponseHeader.decodeResponse(bytes[...], apiKey: .metadata, version: 9)
         #expect(header.correlationId == 7)
-        guard case let .metadata(r) = body else { Issue.record("wrong body"); return }
+        let r = try requireResponse(body, as: MetadataResponse.self)
         #expect(r.clusterId == "c")
         #expect(bytes[4] == 0, "response header v1 carries an empty tagged-field section")
     }

@@ -1,4 +1,5 @@
 import Bytes
+import FloeTestSupport
 import KafkaProtocol
 import ObjectStore
 import Testing
@@ -64,15 +65,13 @@ import Testing
         let log = try #require(h.storage.log(topic.partitions[0].stream))
         log.holdDurability()
         let request = ProduceRequest(acks: -1, timeoutMs: 5000, topicData: [.init(name: "t", partitionData: [.init(index: 0, records: try makeBatch(count: 2)[...])])])
-        guard case let .deferred(complete) = await h.start(ProduceHandler(core: h.core), .produce(request), version: 9) else {
-            Issue.record("produce with pending durability must be deferred")
-            return
-        }
+        let complete = try await requireCase(h.start(ProduceHandler(core: h.core), .produce(request), version: 9),
+                                             "a deferred answer (produce with pending durability)", \.deferredAnswer)
         // Not durable: the fetch sees nothing yet, though the offset is assigned.
         #expect(try await h.fetch("t", offset: 0).highWatermark == 0)
         #expect(log.nextOffset == 2)
         log.releaseDurability()
-        guard case let .produce(p) = await complete() else { Issue.record("no produce response"); return }
+        let p = try await requireResponse(complete(), as: ProduceResponse.self)
         #expect(p.responses[0].partitionResponses[0].baseOffset == 0)
         #expect(try await h.fetch("t", offset: 0).highWatermark == 2)
     }
@@ -122,14 +121,12 @@ import Testing
         let request = FetchRequest(maxWaitMs: 60_000, minBytes: 1, maxBytes: 1 << 20, topics: [
             .init(topic: "t", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
         ])
-        guard case let .deferred(complete) = await h.start(FetchHandler(core: h.core), .fetch(request), version: 11) else {
-            Issue.record("an empty fetch with max wait must be deferred")
-            return
-        }
+        let complete = try await requireCase(h.start(FetchHandler(core: h.core), .fetch(request), version: 11),
+                                             "a deferred answer (an empty fetch with max wait)", \.deferredAnswer)
         async let answer = complete()
         // The wait is 60 s: the answer arriving proves the produce woke it.
         #expect(try await h.produce("t", batch: try makeBatch(count: 2))?.errorCode == 0)
-        guard case let .fetch(f) = await answer else { Issue.record("no fetch response"); return }
+        let f = try await requireResponse(answer, as: FetchResponse.self)
         #expect(try fetchedRecords(f.responses[0].partitions[0].records).count == 2)
     }
 
@@ -156,7 +153,7 @@ import Testing
             .init(topic: "t", partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20),
                                            .init(partition: 1, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
         ])
-        guard case let .fetch(f) = try await h.call(FetchHandler(core: h.core), .fetch(req), version: 11) else { return }
+        let f = try await requireResponse(h.call(FetchHandler(core: h.core), .fetch(req), version: 11), as: FetchResponse.self)
         #expect(f.responses[0].partitions[0].records?.count == size)
         #expect(f.responses[0].partitions[1].records?.count == 0)
     }
@@ -169,7 +166,7 @@ import Testing
             .init(topicId: t.topicID, partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
             .init(topicId: KafkaUUID(mostSignificantBits: 1, leastSignificantBits: 2), partitions: [.init(partition: 0, fetchOffset: 0)]),
         ])
-        guard case let .fetch(f) = try await h.call(FetchHandler(core: h.core), .fetch(req), version: 13) else { return }
+        let f = try await requireResponse(h.call(FetchHandler(core: h.core), .fetch(req), version: 13), as: FetchResponse.self)
         #expect(f.responses[0].topicId == t.topicID)
         #expect(try fetchedRecords(f.responses[0].partitions[0].records).count == 1)
         #expect(f.responses[1].partitions[0].errorCode == KafkaErrorCode.unknownTopicId.rawValue)
@@ -183,7 +180,7 @@ import Testing
         _ = try await h.produce("t", batch: try makeBatch(count: 2, timestamp: 2000))   // 2000…2001 at 6…7
         func query(_ ts: Int64) async throws -> (Int64, Int64) {
             let req = ListOffsetsRequest(replicaId: -1, topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, timestamp: ts)])])
-            guard case let .listOffsets(r) = try await h.call(ListOffsetsHandler(core: h.core), .listOffsets(req), version: 7) else { return (-9, -9) }
+            let r = try await requireResponse(h.call(ListOffsetsHandler(core: h.core), .listOffsets(req), version: 7), as: ListOffsetsResponse.self)
             let p = r.topics[0].partitions[0]
             return (p.offset, p.timestamp)
         }
@@ -203,7 +200,7 @@ import Testing
         _ = try await h.produce("t", batch: try makeBatch(count: 3))
         _ = try await h.produce("t", batch: try makeBatch(count: 3))
         let req = DeleteRecordsRequest(topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, offset: 3), .init(partitionIndex: 5, offset: 1)])])
-        guard case let .deleteRecords(r) = try await h.call(DeleteRecordsHandler(core: h.core), .deleteRecords(req), version: 2) else { return }
+        let r = try await requireResponse(h.call(DeleteRecordsHandler(core: h.core), .deleteRecords(req), version: 2), as: DeleteRecordsResponse.self)
         #expect(r.topics[0].partitions[0].lowWatermark == 3)
         #expect(r.topics[0].partitions[1].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
         #expect(try await h.fetch("t", offset: 0).errorCode == KafkaErrorCode.offsetOutOfRange.rawValue)
@@ -214,15 +211,15 @@ import Testing
         let h = try await Harness.make()
         var ids: Set<Int64> = []
         for v: Int16 in [0, 1, 2, 3, 4, 5] {
-            guard case let .initProducerId(r) = try await h.call(InitProducerIdHandler(core: h.core), .initProducerId(InitProducerIdRequest()), version: v) else { return }
+            let r = try await requireResponse(h.call(InitProducerIdHandler(core: h.core), .initProducerId(InitProducerIdRequest()), version: v), as: InitProducerIdResponse.self)
             #expect(r.errorCode == 0 && r.producerEpoch == 0)
             ids.insert(r.producerId)
         }
         let h2 = try await h.restarted()
-        guard case let .initProducerId(r) = try await h2.call(InitProducerIdHandler(core: h2.core), .initProducerId(InitProducerIdRequest()), version: 0) else { return }
+        let r = try await requireResponse(h2.call(InitProducerIdHandler(core: h2.core), .initProducerId(InitProducerIdRequest()), version: 0), as: InitProducerIdResponse.self)
         #expect(!ids.contains(r.producerId))
         #expect(ids.count == 6)
-        guard case let .initProducerId(t) = try await h.call(InitProducerIdHandler(core: h.core), .initProducerId(InitProducerIdRequest(transactionalId: "tx")), version: 4) else { return }
+        let t = try await requireResponse(h.call(InitProducerIdHandler(core: h.core), .initProducerId(InitProducerIdRequest(transactionalId: "tx")), version: 4), as: InitProducerIdResponse.self)
         #expect(t.errorCode == KafkaErrorCode.transactionalIdAuthorizationFailed.rawValue)
     }
 

@@ -1,4 +1,5 @@
 import ControllerRuntime
+import FloeTestSupport
 import Foundation
 import KubeAPI
 import Support
@@ -88,27 +89,34 @@ import Testing
     }
 }
 
+extension LeaderElector.Action {
+    /// The lease a `.create` writes (nil for any other action), for `requireCase`.
+    var created: LeaseSpec? { if case .create(let spec) = self { spec } else { nil } }
+    /// The lease an `.update` writes (nil for any other action).
+    var updated: LeaseSpec? { if case .update(let spec) = self { spec } else { nil } }
+}
+
 @Suite struct LeaderElectorTests {
     let config = LeaderElectionConfig(namespace: "ns", leaseName: "l", identity: "me", leaseDuration: .seconds(15),
                                       renewDeadline: .seconds(10), retryPeriod: .seconds(2))
     let t0 = MonotonicInstant(nanoseconds: 1_000_000_000)
     let wall = Date(timeIntervalSince1970: 1_700_000_000)
 
-    @Test func acquiresAMissingLeaseAndRenews() {
+    @Test func acquiresAMissingLeaseAndRenews() throws {
         var e = LeaderElector(config: config)
         let (action, transition) = e.decide(lease: nil, now: t0, wall: wall)
-        guard case .create(let spec) = action else { Issue.record("\(action)"); return }
+        let spec = try requireCase(action, ".create", \.created)
         #expect(transition == nil)
         #expect(spec.holderIdentity == "me" && spec.leaseDurationSeconds == 15 && spec.leaseTransitions == 0)
         #expect(e.writeSucceeded(spec, now: t0) == .startedLeading)
         #expect(e.isLeader)
         let (renew, _) = e.decide(lease: spec, now: t0.advanced(by: .seconds(2)), wall: wall.addingTimeInterval(2))
-        guard case .update(let renewed) = renew else { Issue.record("\(renew)"); return }
+        let renewed = try requireCase(renew, ".update", \.updated)
         #expect(renewed.holderIdentity == "me" && renewed.acquireTime == spec.acquireTime && renewed.renewTime != spec.renewTime)
         #expect(e.writeSucceeded(renewed, now: t0.advanced(by: .seconds(2))) == nil)
     }
 
-    @Test func waitsForAnotherHolderUntilItsRecordStopsChangingForTheLeaseDuration() {
+    @Test func waitsForAnotherHolderUntilItsRecordStopsChangingForTheLeaseDuration() throws {
         var e = LeaderElector(config: config)
         // The remote renewTime is far in the past: irrelevant, only our observation time counts.
         let other = LeaseSpec(holderIdentity: "other", leaseDurationSeconds: 15, acquireTime: "2000-01-01T00:00:00.000000Z",
@@ -121,37 +129,37 @@ import Testing
         #expect(e.decide(lease: renewed, now: t0.advanced(by: .seconds(14)), wall: wall).action == .wait(.seconds(2)))
         #expect(e.decide(lease: renewed, now: t0.advanced(by: .seconds(28)), wall: wall).action == .wait(.seconds(2)))
         let (takeover, _) = e.decide(lease: renewed, now: t0.advanced(by: .seconds(29)), wall: wall)
-        guard case .update(let spec) = takeover else { Issue.record("\(takeover)"); return }
+        let spec = try requireCase(takeover, ".update", \.updated)
         #expect(spec.holderIdentity == "me" && spec.leaseTransitions == 4)
     }
 
-    @Test func releasedLeaseIsTakenAtOnce() {
+    @Test func releasedLeaseIsTakenAtOnce() throws {
         var e = LeaderElector(config: config)
         let released = LeaseSpec(holderIdentity: nil, leaseDurationSeconds: 1, leaseTransitions: 1)
-        guard case .update(let spec) = e.decide(lease: released, now: t0, wall: wall).action else { Issue.record("no takeover"); return }
+        let spec = try requireCase(e.decide(lease: released, now: t0, wall: wall).action, ".update (a takeover)", \.updated)
         #expect(spec.holderIdentity == "me" && spec.leaseTransitions == 2)
     }
 
-    @Test func leaderLosesAfterRenewDeadlineOrWhenAnotherHolderAppears() {
+    @Test func leaderLosesAfterRenewDeadlineOrWhenAnotherHolderAppears() throws {
         var e = LeaderElector(config: config)
-        guard case .create(let spec) = e.decide(lease: nil, now: t0, wall: wall).action else { return }
+        let spec = try requireCase(e.decide(lease: nil, now: t0, wall: wall).action, ".create", \.created)
         _ = e.writeSucceeded(spec, now: t0)
         #expect(e.writeFailed(now: t0.advanced(by: .seconds(5))) == nil, "within the renew deadline")
         #expect(e.writeFailed(now: t0.advanced(by: .seconds(10))) == .stoppedLeading)
         #expect(!e.isLeader)
 
         var f = LeaderElector(config: config)
-        guard case .create(let s2) = f.decide(lease: nil, now: t0, wall: wall).action else { return }
+        let s2 = try requireCase(f.decide(lease: nil, now: t0, wall: wall).action, ".create", \.created)
         _ = f.writeSucceeded(s2, now: t0)
         let stolen = LeaseSpec(holderIdentity: "other", leaseDurationSeconds: 15, leaseTransitions: 1)
         #expect(f.decide(lease: stolen, now: t0.advanced(by: .seconds(2)), wall: wall).transition == .stoppedLeading)
         #expect(!f.isLeader)
     }
 
-    @Test func releaseClearsTheHolderOnlyWhenLeading() {
+    @Test func releaseClearsTheHolderOnlyWhenLeading() throws {
         var e = LeaderElector(config: config)
         #expect(e.release(current: LeaseSpec(holderIdentity: "me"), wall: wall) == nil, "not leading: nothing to release")
-        guard case .create(let spec) = e.decide(lease: nil, now: t0, wall: wall).action else { return }
+        let spec = try requireCase(e.decide(lease: nil, now: t0, wall: wall).action, ".create", \.created)
         _ = e.writeSucceeded(spec, now: t0)
         let released = e.release(current: spec, wall: wall)
         #expect(released?.holderIdentity == nil && released?.leaseDurationSeconds == 1 && released?.leaseTransitions == 0)

@@ -146,7 +146,7 @@ import Testing
             + "&credentials_dir=/etc/floe/s3&retries=7&timeout=12.5&connect_timeout=2&max_connections=16&ca_file=/etc/ca.pem"
             + "&check_conditional_writes=false")
         guard case .s3(let c, let retries) = url.kind else {
-            Issue.record("expected s3")
+            Issue.record("expected s3, got \(url.kind)")
             return
         }
         #expect(c.bucket == "my-bucket" && c.prefix == "floe/cluster-1/" && c.endpoint == "http://127.0.0.1:9000")
@@ -166,19 +166,22 @@ import Testing
     }
 
     @Test func defaults() throws {
-        guard case .s3(let c, let retries) = try StorageURL("s3://b").kind else {
-            Issue.record("expected s3")
+        let s3 = try StorageURL("s3://b").kind
+        guard case .s3(let c, let retries) = s3 else {
+            Issue.record("expected s3, got \(s3)")
             return
         }
         #expect(c.prefix == "" && c.endpoint == "https://s3.us-east-1.amazonaws.com" && !c.pathStyle && retries == 5)
         #expect(c.credentials == [.environment, .sharedFile(path: nil, profile: nil)])
-        guard case .file(let path) = try StorageURL("file:///var/lib/floe").kind else {
-            Issue.record("expected file")
+        let file = try StorageURL("file:///var/lib/floe").kind
+        guard case .file(let path) = file else {
+            Issue.record("expected file, got \(file)")
             return
         }
         #expect(path == "/var/lib/floe")
-        guard case .memory(let name) = try StorageURL("memory://t").kind else {
-            Issue.record("expected memory")
+        let memory = try StorageURL("memory://t").kind
+        guard case .memory(let name) = memory else {
+            Issue.record("expected memory, got \(memory)")
             return
         }
         #expect(name == "t")

@@ -1,3 +1,4 @@
+import FloeTestSupport
 import Foundation
 import ObjectStore
 import Support
@@ -7,6 +8,11 @@ import Testing
 enum StoreKind: String, CaseIterable, Sendable, CustomStringConvertible {
     case memory, local, s3
     var description: String { rawValue }
+
+    /// The kinds to run: s3 needs moto (FLOE_TEST_S3_ENDPOINT); without it the s3 cases are left
+    /// out and `ConformanceTests.s3CasesRunAgainstMoto` reports the skip, except under CI=true,
+    /// where they run and fail.
+    static let underTest = Peer.motoS3.arguments(allCases, needing: [.s3])
 }
 
 /// A store under test and how to clean up after it.
@@ -18,29 +24,16 @@ struct StoreUnderTest {
 }
 
 enum Harness {
-    static let skipMessage = "SKIPPED: S3 conformance against moto: FLOE_TEST_S3_ENDPOINT not set; run scripts/test"
     static let bucket = "floe-conformance"
-
-    /// The S3 endpoint from FLOE_TEST_S3_ENDPOINT; records a failure under CI when it is missing,
-    /// prints a loud skip line otherwise.
-    static func s3Endpoint() -> String? {
-        let environment = ProcessInfo.processInfo.environment
-        if let endpoint = environment["FLOE_TEST_S3_ENDPOINT"], !endpoint.isEmpty { return endpoint }
-        if environment["CI"] != nil {
-            Issue.record("FLOE_TEST_S3_ENDPOINT is not set under CI: the S3 conformance suite must run against moto (scripts/test starts it)")
-        } else {
-            print("\n**********\n\(skipMessage)\n**********\n")
-        }
-        return nil
-    }
 
     static func s3Configuration(endpoint: String, prefix: String) -> S3Configuration {
         S3Configuration(bucket: bucket, prefix: prefix, endpoint: endpoint, region: "us-east-1", pathStyle: true,
                         credentials: [.fixed(S3Credentials(accessKeyID: "floe-test", secretAccessKey: "floe-test-secret"))])
     }
 
-    /// A fresh, empty store of `kind`, or nil when S3 is not available here.
-    static func make(_ kind: StoreKind) async throws -> StoreUnderTest? {
+    /// A fresh, empty store of `kind`; for s3 without moto (only under CI=true, see
+    /// `StoreKind.underTest`) a recorded failure and a throw.
+    static func make(_ kind: StoreKind) async throws -> StoreUnderTest {
         switch kind {
         case .memory:
             let store = MemoryObjectStore()
@@ -53,7 +46,7 @@ enum Harness {
                 do { try FileManager.default.removeItem(atPath: root) } catch { Issue.record("cannot remove \(root): \(error)") }
             })
         case .s3:
-            guard let endpoint = s3Endpoint() else { return nil }
+            let endpoint = try Peer.motoS3.require()
             let prefix = "run-\(UUID().uuidString.prefix(8))/"
             let store = try S3ObjectStore(configuration: s3Configuration(endpoint: endpoint, prefix: prefix))
             try await store.createBucket()

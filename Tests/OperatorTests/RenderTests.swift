@@ -74,7 +74,7 @@ import Testing
         let bootstrap = try #require(services.first { $0.metadata.name == "local-bootstrap" })
         #expect(bootstrap.spec?.clusterIP == nil && bootstrap.spec?.ports?.map(\.port) == [9092])
         guard case .podDisruptionBudget(let pdb)? = objects.last else {
-            Issue.record("last object is not the PodDisruptionBudget")
+            Issue.record("expected the last object to be the PodDisruptionBudget, got \(String(describing: objects.last))")
             return
         }
         #expect(pdb.spec?.maxUnavailable == .int(1))

@@ -1,30 +1,23 @@
+import FloeTestSupport
 import Foundation
 import ProtocolGenerator
 import Testing
 
-/// Regenerates every file in memory from ../shared/kafka-protocol/messages and compares it with
-/// the checked-in copy, so hand edits and schema changes cannot go unnoticed.
-@Suite struct DriftTests {
-    static let packageRoot: URL = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-    static let schemaDirectory = packageRoot.appendingPathComponent("../shared/kafka-protocol/messages").standardizedFileURL
+let packageRoot: URL = URL(fileURLWithPath: #filePath)
+    .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    /// nil when the schemas are absent and we are not in CI (the test then says it skipped, loudly).
-    func schemasOrSkip() -> URL? {
-        if FileManager.default.fileExists(atPath: Self.schemaDirectory.path) { return Self.schemaDirectory }
-        if ProcessInfo.processInfo.environment["CI"] != nil {
-            Issue.record("Kafka schemas not found at \(Self.schemaDirectory.path); CI must provide ../shared/kafka-protocol")
-        } else {
-            print("""
-                ************************************************************************
-                SKIPPED: generated-code drift check. Kafka schemas not found at
-                \(Self.schemaDirectory.path)
-                (set CI=1 to make this a failure)
-                ************************************************************************
-                """)
-        }
-        return nil
-    }
+/// The schemas the generator reads: ../shared beside this repository.
+let kafkaSchemas = Peer.path(
+    packageRoot.appendingPathComponent("../shared/kafka-protocol/messages").standardizedFileURL.path,
+    name: "Kafka protocol schemas", remedy: "check out the shared repository beside this one as ../shared")
+
+/// Regenerates every file in memory from ../shared/kafka-protocol/messages and compares it with
+/// the checked-in copy, so hand edits and schema changes cannot go unnoticed. Without the schemas
+/// the suite is reported skipped; under CI=true it runs and fails.
+@Suite(kafkaSchemas.enabled(for: "DriftTests (generated code against the Kafka schemas)"))
+struct DriftTests {
+    /// The schema directory, or a recorded failure and a throw (the suite runs without it only under CI=true).
+    func schemaDirectory() throws -> URL { URL(fileURLWithPath: try kafkaSchemas.require()) }
 
     func compare(expected: [String: String], directory: URL) throws -> [String] {
         var drifted: [String] = []
@@ -45,24 +38,24 @@ import Testing
     }
 
     @Test func generatedSourcesMatchSchemas() throws {
-        guard let schemas = schemasOrSkip() else { return }
+        let schemas = try schemaDirectory()
         let files = try ProtocolGenerator.generate(schemaDirectory: schemas)
         #expect(files.count == 187)  // 186 schemas + ApiKey.swift
         let drifted = try compare(
-            expected: files, directory: Self.packageRoot.appendingPathComponent("Sources/KafkaProtocol/Generated"))
+            expected: files, directory: packageRoot.appendingPathComponent("Sources/KafkaProtocol/Generated"))
         #expect(drifted.isEmpty, "generated code out of date (run `swift run floe-protocol-gen`): \(drifted.joined(separator: ", "))")
     }
 
     @Test func generatedTestSupportMatchesSchemas() throws {
-        guard let schemas = schemasOrSkip() else { return }
+        let schemas = try schemaDirectory()
         let files = try ProtocolGenerator.generateTestSupport(schemaDirectory: schemas)
         let drifted = try compare(
-            expected: files, directory: Self.packageRoot.appendingPathComponent("Tests/KafkaProtocolTests/Generated"))
+            expected: files, directory: packageRoot.appendingPathComponent("Tests/KafkaProtocolTests/Generated"))
         #expect(drifted.isEmpty, "generated test support out of date (run `swift run floe-protocol-gen`): \(drifted.joined(separator: ", "))")
     }
 
     @Test func everyGeneratedFileStartsWithTheHeader() throws {
-        guard let schemas = schemasOrSkip() else { return }
+        let schemas = try schemaDirectory()
         let files = try ProtocolGenerator.generate(schemaDirectory: schemas)
         for (name, text) in files {
             #expect(text.hasPrefix(ProtocolGenerator.headerPrefix), "\(name)")

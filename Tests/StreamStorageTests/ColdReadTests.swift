@@ -1,3 +1,4 @@
+import FloeTestSupport
 import Foundation
 import ObjectStore
 import Support
@@ -167,15 +168,20 @@ private func threadNices() throws -> [(name: String, nice: Int)] {
         let calls = objects.blockingCalls.withLock { $0 }
         #expect(!calls.isEmpty, "the catch-up read should have fetched objects")
         #expect(calls.allSatisfy { $0.onColdThread }, "every object GET of a cold read should run on a cold-read thread")
-        if let baseline = ColdReadPool.currentThreadNice(), baseline < 10 {
+        // The nice-10 checks need a process that runs below nice 10; otherwise they say they were skipped.
+        let baseline = ColdReadPool.currentThreadNice()
+        let canLower = baseline.map { $0 < 10 } ?? false
+        if canLower {
             #expect(calls.allSatisfy { $0.nice == 10 }, "cold-read threads should run at nice 10: \(calls.map(\.nice))")
             #expect(pool.appliedPriorities.allSatisfy { $0 == "nice 10" }, "\(pool.appliedPriorities)")
+        } else {
+            announceSkip("SKIPPED: the nice-10 checks of coldReadsRunOnDedicatedLowPriorityThreads: this process runs at nice \(baseline.map(String.init) ?? "unknown"), not below 10")
         }
         #expect(objects.asyncGets.withLock { $0 } == asyncBefore, "no object GET of the read should run on the store's own pool")
         #expect(pool.jobsRun >= jobsBefore + calls.count)
         #expect(store.reader.inFlightBytes == 0)
         // Only the cold-read threads run at the lowered priority: nothing they resumed inherited it.
-        if let baseline = ColdReadPool.currentThreadNice(), baseline < 10 {
+        if canLower {
             let lowered = try threadNices().filter { $0.nice >= 10 }
             #expect(lowered.allSatisfy { $0.name.hasPrefix("floe-cold-rd-") }, "threads at nice >= 10: \(lowered)")
         }

@@ -39,17 +39,37 @@ public enum BrokerStorage {
         default:
             throw BrokerError.configuration("unknown --wal \(kind); expected file, object or memory")
         }
-        let metadata = BucketMetadataStore(store: store, prefix: "streams/manifest/", clock: clock, logger: logger)
+        let graceMillis = try config.int("object.grace.ms")
+        guard graceMillis >= 0 else {
+            throw BrokerError.invalidConfig(name: "object.grace.ms", value: String(graceMillis), reason: "must be 0 or more")
+        }
+        let metadata = BucketMetadataStore(store: store, prefix: "streams/manifest/", clock: clock, graceMillis: Int64(graceMillis), logger: logger)
         var streamConfig = StreamStoreConfig()
         streamConfig.dataPrefix = "streams/data/"
         streamConfig.logCacheBytes = try config.int("log.cache.bytes")
         streamConfig.blockCacheBytes = try config.int("block.cache.bytes")
         streamConfig.maxPinnedBytes = try config.int("max.pinned.bytes")
         streamConfig.uploadTriggerBytes = try config.int("upload.trigger.bytes")
+        streamConfig.compaction = try compactionPolicy(config)
         let streams = try await StreamStore.open(wal: wal, metadata: metadata, objects: store, clock: clock, config: streamConfig,
                                                  logger: logger, metrics: metrics)
         logger.info("stream storage open", metadata: ["wal": kind, "wal.name": wal.name, "store": store.location])
         return StreamLogStorage(store: streams)
+    }
+
+    /// `compaction.max.job.bytes` also bounds compaction's memory: a job holds its inputs and
+    /// one output at a time.
+    static func compactionPolicy(_ config: BrokerConfig) throws -> CompactionPolicy {
+        let job = try config.int("compaction.max.job.bytes"), split = try config.int("compaction.split.stream.bytes")
+        let level = try config.int("compaction.max.level")
+        guard job > 0 else { throw BrokerError.invalidConfig(name: "compaction.max.job.bytes", value: String(job), reason: "must be positive") }
+        guard split > 0 else {
+            throw BrokerError.invalidConfig(name: "compaction.split.stream.bytes", value: String(split), reason: "must be positive")
+        }
+        guard (0...10).contains(level) else {
+            throw BrokerError.invalidConfig(name: "compaction.max.level", value: String(level), reason: "must be 0 (compaction off) to 10")
+        }
+        return CompactionPolicy(splitStreamBytes: UInt64(split), maxJobBytes: UInt64(job), maxLevel: UInt8(level))
     }
 
     static func defaultWAL(_ url: StorageURL) -> String {
