@@ -24,6 +24,8 @@ let package = Package(
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
         .target(name: "Support", exclude: ["README.md"]),
+        // The broker's configuration contract, shared by the broker and the operator (neither imports the other).
+        .target(name: "BrokerSettings", exclude: ["README.md"]),
         .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
         .target(
             name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto", "CFloeShims"], exclude: ["README.md"]),
@@ -31,10 +33,10 @@ let package = Package(
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
-        .target(name: "Broker", dependencies: ["KafkaProtocol", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["BrokerSettings", "KafkaProtocol", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage"], exclude: ["README.md"]),
         .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
-        .target(name: "Operator", dependencies: ["KubeAPI", "ControllerRuntime", "Support"], exclude: ["README.md"]),
+        .target(name: "Operator", dependencies: ["BrokerSettings", "KubeAPI", "ControllerRuntime", "Support"], exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
@@ -51,11 +53,12 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator", "FloeTestSupport"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage", "FloeTestSupport"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "ObjectStore", "Support", "Bytes", "StreamStorage", "FloeTestSupport"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),
-        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI"], exclude: ["Golden"]),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "BrokerSettingsTests", dependencies: ["BrokerSettings"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
         .testTarget(name: "StreamStorageTests", dependencies: ["StreamStorage", "ObjectStore", "Bytes", "Support", "FloeTestSupport"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes", "FloeTestSupport"]),

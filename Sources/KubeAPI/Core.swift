@@ -120,15 +120,67 @@ public struct PodStatus: Codable, Sendable, Equatable {
     public var phase: String?
     public var podIP: String?
     public var conditions: [PodCondition]?
+    public var containerStatuses: [ContainerStatus]?
 
-    public init(phase: String? = nil, podIP: String? = nil, conditions: [PodCondition]? = nil) {
+    public init(phase: String? = nil, podIP: String? = nil, conditions: [PodCondition]? = nil, containerStatuses: [ContainerStatus]? = nil) {
         self.phase = phase
         self.podIP = podIP
         self.conditions = conditions
+        self.containerStatuses = containerStatuses
     }
 
     /// True when the `Ready` condition is `"True"`.
     public var isReady: Bool { conditions?.contains { $0.type == "Ready" && $0.status == "True" } ?? false }
+}
+
+/// One container's state as the kubelet reports it (the fields the operator reads).
+public struct ContainerStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var ready: Bool?
+    public var restartCount: Int32?
+    public var state: ContainerState?
+    public var lastState: ContainerState?
+
+    public init(name: String, ready: Bool? = nil, restartCount: Int32? = nil, state: ContainerState? = nil, lastState: ContainerState? = nil) {
+        self.name = name
+        self.ready = ready
+        self.restartCount = restartCount
+        self.state = state
+        self.lastState = lastState
+    }
+}
+
+public struct ContainerState: Codable, Sendable, Equatable {
+    public struct Waiting: Codable, Sendable, Equatable {
+        public var reason: String?
+        public var message: String?
+        public init(reason: String? = nil, message: String? = nil) {
+            self.reason = reason
+            self.message = message
+        }
+    }
+
+    public struct Terminated: Codable, Sendable, Equatable {
+        public var exitCode: Int32?
+        public var reason: String?
+        public var message: String?
+        public init(exitCode: Int32? = nil, reason: String? = nil, message: String? = nil) {
+            self.exitCode = exitCode
+            self.reason = reason
+            self.message = message
+        }
+    }
+
+    public var waiting: Waiting?
+    /// `running` carries only `startedAt`, kept opaque.
+    public var running: JSONValue?
+    public var terminated: Terminated?
+
+    public init(waiting: Waiting? = nil, running: JSONValue? = nil, terminated: Terminated? = nil) {
+        self.waiting = waiting
+        self.running = running
+        self.terminated = terminated
+    }
 }
 
 public struct PodCondition: Codable, Sendable, Equatable {

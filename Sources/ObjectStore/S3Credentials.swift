@@ -15,9 +15,13 @@ public enum S3CredentialSource: Sendable, Hashable, CustomStringConvertible {
     /// `secret-access-key` and optionally `session-token`. Re-read when older than the refresh
     /// interval, so rotated Secrets are picked up.
     case directory(String)
+    /// No credentials: requests go unsigned (a public bucket, or a test server that allows
+    /// anonymous access). Used alone; `S3ObjectStore` then sends no `Authorization` header.
+    case anonymous
 
     public var description: String {
         switch self {
+        case .anonymous: "anonymous (unsigned requests)"
         case .fixed: "fixed credentials"
         case .environment: "environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)"
         case .sharedFile(let path, let profile): "shared credentials file \(path ?? "(default)") profile \(profile ?? "(default)")"
@@ -65,6 +69,8 @@ public final class S3CredentialsProvider: Sendable {
         var reasons: [String] = []
         for source in sources {
             switch source {
+            case .anonymous:
+                reasons.append("anonymous access has no credentials")
             case .fixed(let credentials):
                 return credentials
             case .environment:

@@ -114,14 +114,20 @@ public final class S3ObjectStore: ObjectStore {
         let (host, path) = target(objectKey)
         let amzDate = SigV4Signer.amzDate(clock.wallTime())
         let payloadHash = Digest.hex(Digest.sha256(body))
-        let creds = try await credentials.credentials()
         var signed: [(String, String)] = [("host", host), ("x-amz-date", amzDate), ("x-amz-content-sha256", payloadHash)]
-        if let token = creds.sessionToken { signed.append(("x-amz-security-token", token)) }
-        signed += extra
-        let request = SigV4Signer.Request(method: method, path: path, query: query, headers: signed, payloadHash: payloadHash)
-        let authorization = signer.authorization(request, amzDate: amzDate, credentials: creds)
-        var headers = HTTPHeaders(signed)
-        headers.add("Authorization", authorization)
+        var headers: HTTPHeaders
+        if configuration.credentials == [.anonymous] {
+            signed += extra
+            headers = HTTPHeaders(signed)
+        } else {
+            let creds = try await credentials.credentials()
+            if let token = creds.sessionToken { signed.append(("x-amz-security-token", token)) }
+            signed += extra
+            let request = SigV4Signer.Request(method: method, path: path, query: query, headers: signed, payloadHash: payloadHash)
+            let authorization = signer.authorization(request, amzDate: amzDate, credentials: creds)
+            headers = HTTPHeaders(signed)
+            headers.add("Authorization", authorization)
+        }
         let queryString = SigV4Signer.canonicalQuery(query)
         let url = "\(scheme)://\(host)\(SigV4Signer.uriEncode(path, keepSlash: true))" + (queryString.isEmpty ? "" : "?" + queryString)
         do {

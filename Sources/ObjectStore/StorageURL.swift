@@ -9,7 +9,8 @@ import Support
 /// - `s3://bucket/prefix?endpoint=...&region=...&path_style=true`: an ``S3ObjectStore`` wrapped
 ///   in a ``RetryingObjectStore``. Query parameters (all optional):
 ///   `endpoint` (`http(s)://host[:port]`, default AWS for the region), `region` (default
-///   `us-east-1`), `path_style` (`true`/`false`, default false), `credentials_dir` (a mounted
+///   `us-east-1`), `path_style` (`true`/`false`, default false), `anonymous` (`true`: unsigned
+///   requests, no credentials; exclusive with the credential parameters), `credentials_dir` (a mounted
 ///   Secret with `access-key-id`, `secret-access-key`, optional `session-token`; when set it is
 ///   the only source), `credentials_file` and `profile` (shared credentials file), `retries`
 ///   (attempts in total, default 5), `timeout` and `connect_timeout` (seconds, defaults 60 and 5),
@@ -30,7 +31,7 @@ public struct StorageURL: Sendable, CustomStringConvertible {
     public let kind: Kind
 
     static let s3Parameters: Set<String> = [
-        "endpoint", "region", "path_style", "credentials_dir", "credentials_file", "profile", "retries", "timeout",
+        "endpoint", "region", "path_style", "anonymous", "credentials_dir", "credentials_file", "profile", "retries", "timeout",
         "connect_timeout", "max_connections", "ca_file", "ca_path", "check_conditional_writes",
     ]
 
@@ -93,7 +94,12 @@ public struct StorageURL: Sendable, CustomStringConvertible {
                 throw invalid("endpoint must start with http:// or https://, got '\(endpoint)'")
             }
             var sources: [S3CredentialSource]
-            if let directory = parameters["credentials_dir"] {
+            if try bool("anonymous", false) {
+                for other in ["credentials_dir", "credentials_file", "profile"] where parameters[other] != nil {
+                    throw invalid("anonymous=true excludes \(other)")
+                }
+                sources = [.anonymous]
+            } else if let directory = parameters["credentials_dir"] {
                 sources = [.directory(directory)]
             } else {
                 sources = [.environment, .sharedFile(path: parameters["credentials_file"], profile: parameters["profile"])]

@@ -259,6 +259,18 @@ extension FloeClusterStatus: SchemaDescribed {
                     case .reason: .string("Why.")
                     }
                 }
+            case .brokers:
+                .array(
+                    of: .object(BrokerState.CodingKeys.self, "One broker pod.", required: [.name, .ready, .state]) { key in
+                        switch key {
+                        case .name: .string("Pod name.")
+                        case .ready: Schema(["type": "boolean", "description": "Whether the pod is Ready."])
+                        case .state: .string("Running, the container's waiting reason (CrashLoopBackOff, ImagePullBackOff, ...), or the pod phase.")
+                        case .restarts: .int32("Container restarts.")
+                        case .message: .string("Why it is not running, from the kubelet (and the last exit code).").maxLength(4096)
+                        }
+                    }, "Each broker pod's state."
+                ).listMapKeyed("name")
             }
         }
     }

@@ -289,6 +289,32 @@ public struct BalancingSpec: Codable, Sendable, Equatable {
     }
 }
 
+/// One broker pod as the status reports it: ready or not and why, and its restarts.
+///
+/// Example: `{name: events-broker-1, ready: false, state: CrashLoopBackOff, restarts: 4,
+/// message: "back-off restarting failed container (exit code 1)"}`.
+public struct BrokerState: Codable, Sendable, Equatable {
+    public var name: String
+    public var ready: Bool
+    /// `Running`, or the container's waiting reason (`ContainerCreating`, `CrashLoopBackOff`,
+    /// `ImagePullBackOff`, …), or the pod phase when no container status exists yet.
+    public var state: String
+    public var restarts: Int32?
+    public var message: String?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, ready, state, restarts, message
+    }
+
+    public init(name: String, ready: Bool, state: String, restarts: Int32? = nil, message: String? = nil) {
+        self.name = name
+        self.ready = ready
+        self.state = state
+        self.restarts = restarts
+        self.message = message
+    }
+}
+
 /// Written once per reconcile pass. Every condition carries the `metadata.generation` it was
 /// computed from; `observedGeneration` is that generation too.
 public struct FloeClusterStatus: Codable, Sendable, Equatable {
@@ -302,15 +328,19 @@ public struct FloeClusterStatus: Codable, Sendable, Equatable {
     public var bootstrap: String?
     public var load: ClusterLoad?
     public var lastScaling: ScalingDecision?
+    /// Each broker pod's state, by pod name (absent when there are no pods).
+    public var brokers: [BrokerState]?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case observedGeneration, conditions, replicas, readyReplicas, selector, bootstrap, load, lastScaling
+        case observedGeneration, conditions, replicas, readyReplicas, selector, bootstrap, load, lastScaling, brokers
     }
 
     public init(
         observedGeneration: Int64? = nil, conditions: [Condition]? = nil, replicas: Int32? = nil, readyReplicas: Int32? = nil,
-        selector: String? = nil, bootstrap: String? = nil, load: ClusterLoad? = nil, lastScaling: ScalingDecision? = nil
+        selector: String? = nil, bootstrap: String? = nil, load: ClusterLoad? = nil, lastScaling: ScalingDecision? = nil,
+        brokers: [BrokerState]? = nil
     ) {
+        self.brokers = brokers
         self.observedGeneration = observedGeneration
         self.conditions = conditions
         self.replicas = replicas

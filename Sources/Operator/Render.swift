@@ -1,3 +1,4 @@
+import BrokerSettings
 import KubeAPI
 
 /// Identity of a Kubernetes object: group/version, kind, namespace and name.
@@ -188,50 +189,63 @@ public enum Render {
         }
     }
 
-    /// The broker's properties file: operator-owned keys, then the user's `spec.config`, one
-    /// `key=value` per line, keys sorted, values escaped as Java properties.
+    /// The broker's properties file: the operator-owned settings (`storage`, `wal`, `wal.dir`),
+    /// then the user's `spec.config`, one `key=value` per line, keys sorted, written with the
+    /// codec the broker reads (`PropertiesFile`). Every key is declared in `BrokerSettings`; the
+    /// per-pod settings (listen, advertise, node id, HTTP) are flags (`brokerArguments`).
+    ///
+    /// Example (S3 on MinIO): `storage=s3://floe-data/cluster-a?endpoint=http://minio.minio.svc:9000&path_style=true&region=us-east-1`
+    /// and `wal=object`; credentials come from the Secret as `AWS_*` environment variables.
     public static func brokerProperties(_ spec: FloeClusterSpec) -> String {
         var entries: [String: String] = [:]
-        let s = spec.storage
-        entries["storage.url"] = s.bucket
-        if s.bucket.hasPrefix("s3://") {
-            entries["storage.s3.region"] = s.region ?? FloeDefaults.region
-            entries["storage.s3.path.style"] = String(s.pathStyle ?? false)
-            if let e = s.endpoint { entries["storage.s3.endpoint"] = e }
-            if s.anonymous == true { entries["storage.s3.anonymous"] = "true" }
-        }
-        let walKind = s.wal?.kind ?? FloeDefaults.walKind
-        entries["wal.kind"] = walKind
-        if walKind == "file" { entries["wal.dir"] = walDir }
-        var user = ""
-        for (k, v) in (spec.config ?? [:]).sorted(by: { $0.key < $1.key }) {
-            user += escapeProperty(k, isKey: true) + "=" + escapeProperty(v, isKey: false) + "\n"
-        }
-        var text = "# Written by floe-operator; edit spec.config of the FloeCluster instead.\n"
-        for (k, v) in entries.sorted(by: { $0.key < $1.key }) {
-            text += k + "=" + escapeProperty(v, isKey: false) + "\n"
-        }
-        if !user.isEmpty { text += "# spec.config\n" + user }
+        entries[BrokerSettings.storage.name] = storageURL(spec.storage)
+        let walKind = spec.storage.wal?.kind ?? FloeDefaults.walKind
+        entries[BrokerSettings.wal.name] = walKind
+        if walKind == "file" { entries[BrokerSettings.walDir.name] = walDir }
+        var text = PropertiesFile.encode(entries, header: "Written by floe-operator; edit spec.config of the FloeCluster instead.")
+        let user = spec.config ?? [:]
+        if !user.isEmpty { text += PropertiesFile.encode(user, header: "spec.config") }
         return text
     }
 
-    static func escapeProperty(_ s: String, isKey: Bool) -> String {
+    /// The broker's `storage` URL for a storage spec: `file:///path` as given; for S3 the bucket
+    /// URL with the connection settings as query parameters (`StorageURL` in the broker), sorted:
+    /// `anonymous`, `endpoint`, `path_style`, `region`.
+    public static func storageURL(_ s: StorageSpec) -> String {
+        guard s.bucket.hasPrefix("s3://") else { return s.bucket }
+        var query: [(String, String)] = []
+        if s.anonymous == true { query.append(("anonymous", "true")) }
+        if let e = s.endpoint { query.append(("endpoint", e)) }
+        query.append(("path_style", String(s.pathStyle ?? false)))
+        query.append(("region", s.region ?? FloeDefaults.region))
+        return s.bucket + "?" + query.map { $0.0 + "=" + percentEncode($0.1) }.joined(separator: "&")
+    }
+
+    /// Percent-encodes everything but unreserved characters, `:` and `/` (so endpoints stay readable).
+    static func percentEncode(_ s: String) -> String {
         var out = ""
-        for (i, c) in s.enumerated() {
-            switch c {
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case "=", ":", "#", "!", " ":
-                // Separators and comment marks are literal in a key only when escaped; in a
-                // value only a leading space would be lost.
-                if isKey || (c == " " && i == 0) { out += "\\" }
+        for byte in s.utf8 {
+            let c = Character(UnicodeScalar(byte))
+            if byte < 0x80 && (c.isLetter || c.isNumber || "-._~:/".contains(c)) {
                 out.append(c)
-            default: out.append(c)
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
             }
         }
         return out
+    }
+
+    /// The broker container's arguments: the properties file, then the per-pod settings as flags
+    /// (declared in `BrokerSettings`; the kubelet expands `$(VAR)` from the container's env).
+    static func brokerArguments(kafkaPort: Int32, httpPort: Int32, advertisedHost: String) -> [String] {
+        [
+            "--config=\(configDir)/\(propertiesFile)",
+            BrokerSettings.listen.flag + "=0.0.0.0:\(kafkaPort)",
+            BrokerSettings.advertise.flag + "=\(advertisedHost):\(kafkaPort)",
+            BrokerSettings.nodeID.flag + "=$(NODE_ID)",
+            BrokerSettings.http.flag + "=:\(httpPort)",
+        ]
     }
 
     static func brokerStatefulSet(
@@ -267,14 +281,7 @@ public enum Render {
             image: spec.image ?? FloeDefaults.image,
             imagePullPolicy: spec.imagePullPolicy ?? FloeDefaults.imagePullPolicy,
             command: [brokerCommand],
-            args: [
-                "--config=\(configDir)/\(propertiesFile)",
-                "--listen=0.0.0.0:\(kafkaPort)",
-                "--advertise=\(advertisedHost):\(kafkaPort)",
-                "--storage=\(storage.bucket)",
-                "--node-id=$(NODE_ID)",
-                "--http=:\(httpPort)",
-            ],
+            args: brokerArguments(kafkaPort: kafkaPort, httpPort: httpPort, advertisedHost: advertisedHost),
             env: env,
             ports: [
                 ContainerPort(name: "kafka", containerPort: kafkaPort, protocol: "TCP"),

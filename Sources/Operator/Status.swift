@@ -12,14 +12,17 @@ public struct StatusInput: Sendable {
     public var conflicts: [ObjectKey]
     /// The error of the last apply, if the pass failed part-way.
     public var syncError: String?
+    /// The cluster's broker pods (from the pod cache).
+    public var pods: [Pod]
     public var now: Date
 
     public init(
         cluster: FloeCluster, statefulSet: StatefulSet?, problems: [String], conflicts: [ObjectKey] = [], syncError: String? = nil,
-        now: Date
+        pods: [Pod] = [], now: Date
     ) {
         self.cluster = cluster
         self.statefulSet = statefulSet
+        self.pods = pods
         self.problems = problems
         self.conflicts = conflicts
         self.syncError = syncError
@@ -32,14 +35,71 @@ public struct StatusInput: Sendable {
 /// Conditions, each with `observedGeneration = metadata.generation`:
 /// - `Degraded` True when the spec is invalid (`InvalidSpec`, problems in the message), an
 ///   object we need is owned by someone else (`OwnershipConflict`) or applying failed
-///   (`SyncFailed`); otherwise False (`AsExpected`).
+///   (`SyncFailed`), or a broker pod is failing (the pod's waiting reason: `CrashLoopBackOff`,
+///   `ImagePullBackOff`, `CreateContainerConfigError`, …, every failing pod in the message);
+///   otherwise False (`AsExpected`).
 /// - `Progressing` True while the StatefulSet is missing, not yet observed at its latest
 ///   generation, or has brokers not updated or not ready (`Creating`, `RollingUpdate`,
 ///   `ScalingUp`, `ScalingDown`); False (`Stable` or the Degraded reason) otherwise.
-/// - `Ready` True when every desired broker runs the current spec and is ready (`AllBrokersReady`).
+/// - `Ready` True when every desired broker runs the current spec and is ready (`AllBrokersReady`);
+///   with `replicas: 0` it is False (`NoBrokers`): nothing serves clients.
 /// A condition's `lastTransitionTime` is kept from the previous status while its `status`
 /// value is unchanged. Load and the last scaling decision are carried over untouched.
 public enum StatusComputer {
+    /// Container states that will not resolve by waiting: the broker crash-loops, its image
+    /// cannot be pulled, or its configuration (a Secret key, a ConfigMap) is missing.
+    public static let failingReasons: Set<String> = [
+        "CrashLoopBackOff", "ImagePullBackOff", "ErrImagePull", "InvalidImageName", "CreateContainerConfigError",
+        "CreateContainerError", "RunContainerError",
+    ]
+
+    /// The broker pods that are failing, as a Degraded reason (the first failing pod's, by name)
+    /// and a message naming every failing pod with its reason, restarts and the kubelet's message;
+    /// nil when none fails.
+    ///
+    /// Example: `("CrashLoopBackOff", "Broker pods are failing: events-broker-1: CrashLoopBackOff
+    /// after 4 restarts (last exit code 1): back-off restarting failed container")`.
+    public static func brokerFailures(_ pods: [Pod]) -> (reason: String, message: String)? {
+        var reason: String?
+        var parts: [String] = []
+        for pod in pods.sorted(by: { ($0.metadata.name ?? "") < ($1.metadata.name ?? "") }) {
+            for c in pod.status?.containerStatuses ?? [] {
+                guard let waiting = c.state?.waiting, let r = waiting.reason, failingReasons.contains(r) else { continue }
+                reason = reason ?? r
+                var text = "\(pod.metadata.name ?? "?"): \(r)"
+                if let n = c.restartCount, n > 0 { text += " after \(n) restart\(n == 1 ? "" : "s")" }
+                if let code = c.lastState?.terminated?.exitCode { text += " (last exit code \(code))" }
+                if let m = waiting.message, !m.isEmpty { text += ": " + m }
+                parts.append(text)
+            }
+        }
+        guard let reason else { return nil }
+        // The CRD caps a condition message at 32768 characters; stay well below it.
+        return (reason, String(("Broker pods are failing: " + parts.joined(separator: "; ")).prefix(8192)))
+    }
+
+    /// Each pod's state for `status.brokers`, sorted by name; nil when there are none.
+    public static func brokerStates(_ pods: [Pod]) -> [BrokerState]? {
+        guard !pods.isEmpty else { return nil }
+        return pods.sorted(by: { ($0.metadata.name ?? "") < ($1.metadata.name ?? "") }).map { pod in
+            let c = pod.status?.containerStatuses?.first
+            var state = pod.status?.phase ?? "Pending"
+            var message: String?
+            if c?.state?.running != nil {
+                state = "Running"
+            } else if let waiting = c?.state?.waiting, let reason = waiting.reason {
+                state = reason
+                message = waiting.message
+            }
+            if let code = c?.lastState?.terminated?.exitCode, state != "Running" {
+                message = (message.map { $0 + " " } ?? "") + "(last exit code \(code))"
+            }
+            return BrokerState(
+                name: pod.metadata.name ?? "", ready: pod.status?.isReady ?? false, state: state, restarts: c?.restartCount,
+                message: message.map { String($0.prefix(1024)) })
+        }
+    }
+
     public static func compute(_ input: StatusInput) -> FloeClusterStatus {
         let cluster = input.cluster
         let generation = cluster.metadata.generation ?? 0
@@ -63,6 +123,8 @@ public enum StatusComputer {
             )
         } else if let e = input.syncError {
             degraded = (true, "SyncFailed", "Applying the rendered objects failed: \(e)")
+        } else if let failing = brokerFailures(input.pods) {
+            degraded = (true, failing.reason, failing.message)
         }
 
         var progressing: (Bool, String, String)
@@ -74,7 +136,12 @@ public enum StatusComputer {
                 // Brokers may still be serving the previous spec; say so.
                 let r = sts.status?.readyReplicas ?? 0
                 readyCond.2 = "Not ready while degraded; \(r) broker(s) of the previous spec are ready."
+            } else {
+                readyCond.2 = "\(ready)/\(desired) brokers ready; broker pods are failing (see Degraded)."
             }
+        } else if desired == 0 {
+            progressing = (current > 0, current > 0 ? "ScalingDown" : "Stable", current > 0 ? "Scaling down to 0 brokers." : "No brokers requested.")
+            readyCond = (false, "NoBrokers", "spec.replicas is 0: no broker serves clients.")
         } else if sts == nil {
             progressing = (true, "Creating", "Creating the broker StatefulSet.")
             readyCond = (false, "Creating", "The broker StatefulSet does not exist yet.")
@@ -112,6 +179,7 @@ public enum StatusComputer {
             selector: LabelSelector(matchLabels: names.selectorLabels).queryString,
             bootstrap: names.bootstrapAddress(port: kafkaPort),
             load: previous?.load,
-            lastScaling: previous?.lastScaling)
+            lastScaling: previous?.lastScaling,
+            brokers: brokerStates(input.pods))
     }
 }

@@ -104,10 +104,22 @@ public struct SyncPlan: Sendable, Equatable {
         return SyncPlan(actions: actions, conflicts: conflicts.sorted())
     }
 
-    /// The desired object as JSON; nil when it cannot be encoded, so it is re-applied and the
-    /// apply reports the encoding error.
-    private static func renderedJSON(_ object: ManagedObject) -> JSONValue? {
-        do { return try object.json() } catch { return nil }
+    /// The desired object as JSON, without `apiVersion` and `kind`; nil when it cannot be
+    /// encoded, so it is re-applied and the apply reports the encoding error.
+    ///
+    /// The type is already in the key, and objects from list responses carry no
+    /// `apiVersion`/`kind` (a real API server omits them on built-in list items), so comparing
+    /// them made every object look edited after an operator restart: each was re-patched once,
+    /// and objects never refreshed by a watch event kept being re-patched.
+    static func renderedJSON(_ object: ManagedObject) -> JSONValue? {
+        do {
+            guard case .object(var fields) = try object.json() else { return nil }
+            fields["apiVersion"] = nil
+            fields["kind"] = nil
+            return .object(fields)
+        } catch {
+            return nil
+        }
     }
 
     /// Whether every field set in `desired` has the same value in `observed`: objects may carry

@@ -1,9 +1,10 @@
+import BrokerSettings
 import KubeAPI
 
 /// Checks a FloeCluster beyond what a manifest parser can: the same cross-field rules the CRD
 /// gives the API server (so a cluster that reached us without them — an older CRD, the local
 /// runtime, `floe-operator render` — is judged the same), plus rules only the operator knows
-/// (name lengths of rendered objects, configuration keys it owns).
+/// (name lengths of rendered objects, the broker's configuration contract in `BrokerSettings`).
 ///
 /// Returns human-readable problems, each naming the field; empty means valid. An invalid
 /// cluster is not rendered: its status gets `Degraded` with these problems in the message.
@@ -12,11 +13,22 @@ public enum FloeClusterValidation {
     /// a revision hash label) exceed Kubernetes' 63-character label limit.
     public static let maxNameLength = 45
 
-    /// Broker configuration keys the operator sets itself; `spec.config` may not override them.
-    public static let reservedConfigKeys: Set<String> = [
-        "node.id", "listeners", "advertised.listeners", "storage.url", "storage.s3.endpoint", "storage.s3.region",
-        "storage.s3.path.style", "storage.s3.anonymous", "wal.kind", "wal.dir", "http.listen",
-    ]
+    /// Why a `spec.config` entry cannot be rendered, or nil: the key must be a declared broker
+    /// setting (`BrokerSettings`) that users may set, with a value of its type. Operator-owned
+    /// settings (storage, WAL, listeners, node id) come from the spec's own fields.
+    public static func configProblem(_ key: String, _ value: String) -> String? {
+        guard let setting = BrokerSettings.named[key] else {
+            return "spec.config key \"\(key)\" is not a broker setting (docs/broker.md lists them)"
+        }
+        switch setting.access {
+        case .operator:
+            return "spec.config key \"\(key)\" is set by the operator and cannot be overridden"
+        case .readOnly:
+            return "spec.config key \"\(key)\" is read-only in Floe: \(setting.summary)"
+        case .user:
+            return setting.problem(value).map { "spec.config key \"\(key)\" value \"\(value)\": \($0)" }
+        }
+    }
 
     public static func problems(_ cluster: FloeCluster) -> [String] {
         var problems: [String] = []
@@ -57,8 +69,8 @@ public enum FloeClusterValidation {
             }
         }
 
-        for key in (spec.config ?? [:]).keys.sorted() where reservedConfigKeys.contains(key) {
-            problems.append("spec.config key \"\(key)\" is set by the operator and cannot be overridden")
+        for (key, value) in (spec.config ?? [:]).sorted(by: { $0.key < $1.key }) {
+            if let problem = configProblem(key, value) { problems.append(problem) }
         }
 
         if let a = spec.autoscaling {

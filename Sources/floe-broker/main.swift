@@ -19,9 +19,11 @@ let usage = """
     precedence: flag > environment > file > default):
       --listen HOST:PORT       Kafka listener (default 127.0.0.1:9092)
       --advertise HOST[:PORT]  address given to clients (default: the listen address)
-      --storage URL            bucket: file:///path (default file://./floe-data), s3://bucket/prefix?endpoint=...,
+      --storage URL            bucket: file:///path (default file://./floe-data),
+                               s3://bucket/prefix?endpoint=...&region=...&path_style=true&anonymous=true,
                                memory://name (tests)
-      --wal file|object        write-ahead log kind (default: file for file:// storage, object for s3://)
+      --wal file|object        write-ahead log kind (default: file for file:// storage, object for s3://;
+                               memory only with memory:// storage)
       --node-id N              broker id (default 0)
       --http HOST:PORT         /metrics, /healthz, /readyz, GET /drain (default: off)
       --config FILE            Java-style properties file (broker settings and Kafka broker properties)
@@ -65,7 +67,9 @@ enum BrokerMain {
         }
         var fileValues: [String: String] = [:]
         let environment = ProcessInfo.processInfo.environment
-        if let path = args.value("config") ?? environment["FLOE_CONFIG"] {
+        let pathMap = PathMap(environment["FLOE_TEST_PATH_MAP"] ?? "")
+        if let configured = args.value("config") ?? environment["FLOE_CONFIG"] {
+            let path = pathMap.apply(configured)
             let text: String
             do {
                 text = try String(contentsOfFile: path, encoding: .utf8)
@@ -78,9 +82,22 @@ enum BrokerMain {
                 fail("\(error)")
             }
         }
-        let config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: flagValues)
+        var config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: flagValues)
+        if !pathMap.isEmpty {
+            // Tests only (the fake kubelet): container paths live under a temporary directory.
+            if let dir = config["wal.dir"], !dir.isEmpty { config.set("wal.dir", pathMap.apply(dir), config.sources["wal.dir"] ?? .flag) }
+            if let storage = config["storage"], storage.hasPrefix("file:///") {
+                let mapped = "file://" + pathMap.apply(String(storage.dropFirst("file://".count)))
+                config.set("storage", mapped, config.sources["storage"] ?? .flag)
+            }
+        }
         let unknownFlags = flagValues.keys.filter { !config.accepts($0) }.sorted()
         if let bad = unknownFlags.first { fail("unknown option --\(bad.replacingOccurrences(of: ".", with: "-")) (see --help)", code: 2) }
+        do {
+            try config.validate()
+        } catch {
+            fail("\(error)", code: 2)
+        }
         let level = Logger.Level(name: config["log.level"] ?? "info") ?? .info
         let logger = Logger(label: "floe-broker", level: level, sink: StandardErrorLogSink.shared)
         for key in config.unknownKeys { logger.warning("unknown setting ignored", metadata: ["key": key]) }
@@ -124,6 +141,10 @@ enum BrokerMain {
         } catch {
             fail("stopped with an error: \(error)")
         }
+        // The sources must live until here: an optimized build releases a local after its last
+        // use, and a released source delivers nothing (the signal stays ignored). Cancelling
+        // them is that last use.
+        for source in sources { source.cancel() }
         exit(0)
     }
 }
@@ -131,6 +152,31 @@ enum BrokerMain {
 func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("floe-broker: \(message)\n".utf8))
     exit(code)
+}
+
+/// `FLOE_TEST_PATH_MAP=/etc/floe=/tmp/pod-0/etc/floe,/var/lib/floe/wal=/tmp/pod-0/wal`: container
+/// paths and where they are on this machine, for the fake API server's kubelet simulation
+/// (docs/fake-apiserver.md), which runs pods as plain processes. Applied to the `--config` path,
+/// `wal.dir` and a `file://` storage path; the longest matching prefix wins. Not a setting:
+/// production never sets it.
+struct PathMap {
+    let entries: [(from: String, to: String)]
+
+    init(_ text: String) {
+        entries = text.split(separator: ",").compactMap { item in
+            guard let eq = item.firstIndex(of: "=") else { return nil }
+            return (String(item[..<eq]), String(item[item.index(after: eq)...]))
+        }.sorted { $0.from.count > $1.from.count }
+    }
+
+    var isEmpty: Bool { entries.isEmpty }
+
+    func apply(_ path: String) -> String {
+        for (from, to) in entries where path == from || path.hasPrefix(from.hasSuffix("/") ? from : from + "/") {
+            return to + path.dropFirst(from.count)
+        }
+        return path
+    }
 }
 
 /// `file://./x` and `file://x` name a directory relative to the working directory.

@@ -120,18 +120,20 @@ case "run":
         source.resume()
         return source
     }
-    do {
-        try await main.value
+    // Wait for the runtime (it releases the Lease when cancelled), then use the sources: an
+    // optimized build releases a local after its last use, and a released DispatchSource
+    // delivers nothing, so without this use the release binary ignored SIGTERM and SIGINT (the
+    // debug build keeps locals to the end of the scope, which hid it).
+    let outcome = await main.result
+    for source in signalSources { source.cancel() }
+    switch outcome {
+    case .success, .failure(is CancellationError):
         runtime.logger.notice("stopped")
         exit(0)
-    } catch is CancellationError {
-        runtime.logger.notice("stopped")
-        exit(0)
-    } catch {
+    case .failure(let error):
         runtime.logger.error("operator stopped with an error", metadata: ["error": "\(error)"])
         exit(1)
     }
-    _ = signalSources
 case nil:
     fail("no command given; commands: crd, render, run. See --help.")
 case let other?:

@@ -666,6 +666,7 @@ class Cluster:
         self.objects = {}
         self.watchers = set()
         self.simulate_workloads = simulate_workloads
+        self.execute_pods = False
         self.controller_done_rv = -1
         self.service_ip = 10
         for rt in builtin_types():
@@ -1576,7 +1577,8 @@ class Cluster:
                                                          "blockOwnerDeletion": True}]},
                        "spec": dict(copy.deepcopy(template.get("spec") or {}),
                                     hostname=pname, subdomain=spec.get("serviceName", "")),
-                       "status": self._running_status(i)}
+                       # Executing pods: the kubelet simulation (kubelet.py) writes the status.
+                       "status": {"phase": "Pending"} if self.execute_pods else self._running_status(i)}
                 track_update(None, pod, "fake-statefulset-controller", "", "all", "v1")
                 self._put(pod_rt, pod, None)
                 pods[(ns, pname)] = pod
@@ -2162,8 +2164,15 @@ class FakeAPIServer:
     thread (garbage collector, namespace finalizer, optional workload simulation)."""
 
     def __init__(self, port=0, tls_dir=None, token=None, history=1000, simulate_workloads=False,
-                 bookmark_interval=5.0, watch_timeout=1800.0, verbose=False):
+                 bookmark_interval=5.0, watch_timeout=1800.0, verbose=False, execute_pods=None, kubelet_dir=None):
+        """`execute_pods`: {container command path: local binary}; when given (with
+        `simulate_workloads`), pods run as real processes (kubelet.py) under `kubelet_dir`."""
         self.cluster = Cluster(history=history, simulate_workloads=simulate_workloads)
+        self.cluster.execute_pods = bool(execute_pods)
+        self.kubelet = None
+        if execute_pods:
+            from kubelet import Kubelet
+            self.kubelet = Kubelet(self.cluster, kubelet_dir or tempfile.mkdtemp(prefix="fake-kubelet."), execute_pods)
         self.port = port
         self.tls_dir = tls_dir
         self.token = token
@@ -2193,6 +2202,8 @@ class FakeAPIServer:
                                                 do_handshake_on_connect=False)
         self.port = self.httpd.server_address[1]
         self.controllers.start()
+        if self.kubelet:
+            self.kubelet.start()
         self.thread = threading.Thread(target=self.httpd.serve_forever, name="fake-apiserver",
                                        kwargs={"poll_interval": 0.05}, daemon=True)
         self.thread.start()
@@ -2211,6 +2222,8 @@ class FakeAPIServer:
             except OSError:
                 pass
         self.httpd.server_close()
+        if self.kubelet:
+            self.kubelet.stop()
         self.controllers.stop()
         self.controllers.join(5)
         self.thread.join(5)

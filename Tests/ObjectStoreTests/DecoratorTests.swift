@@ -156,6 +156,15 @@ import Testing
         #expect(c.http.maxConcurrentRequests == 16 && c.http.tls.caFile == "/etc/ca.pem")
     }
 
+    @Test func anonymousMeansUnsignedRequests() throws {
+        let url = try StorageURL("s3://public-bucket?anonymous=true&endpoint=http://127.0.0.1:9000&path_style=true")
+        guard case .s3(let c, _) = url.kind else {
+            Issue.record("expected s3, got \(url.kind)")
+            return
+        }
+        #expect(c.credentials == [.anonymous])
+    }
+
     @Test func defaults() throws {
         let s3 = try StorageURL("s3://b").kind
         guard case .s3(let c, let retries) = s3 else {
@@ -189,6 +198,7 @@ import Testing
         ("s3://b?region=a&region=b", "given twice"),
         ("ftp://x", "unknown scheme 'ftp'"),
         ("file:///x?y=1", "take no parameters"),
+        ("s3://b?anonymous=true&credentials_dir=/x", "anonymous=true excludes credentials_dir"),
     ])
     func rejectsBadURLsClearly(text: String, reason: String) {
         do {

@@ -1,3 +1,4 @@
+import BrokerSettings
 import Foundation
 import KubeAPI
 import Testing
@@ -49,7 +50,8 @@ import Testing
         let c = try #require(pod.containers.first)
         #expect(c.args?.contains("--advertise=$(POD_NAME).minio-brokers.floe-test.svc:9092") == true)
         #expect(c.args?.contains("--node-id=$(NODE_ID)") == true)
-        #expect(c.args?.contains("--storage=s3://floe-data/cluster-a") == true)
+        // The bucket and its connection settings are in the properties file, not a flag.
+        #expect(c.args?.contains { $0.hasPrefix("--storage") } == false)
         #expect(c.args?.contains("--http=:8080") == true)
         #expect(c.readinessProbe?.httpGet?.path == "/readyz" && c.livenessProbe?.httpGet?.path == "/healthz")
         #expect(c.lifecycle?.preStop?.httpGet?.path == "/drain")
@@ -124,13 +126,39 @@ import Testing
         #expect(sts.spec?.template.metadata?.labels?["team"] == "a")
     }
 
-    @Test func propertiesAreEscaped() {
+    @Test func propertiesAreEscaped() throws {
         var spec = FloeClusterSpec(storage: StorageSpec(bucket: "file:///data"))
         spec.config = ["a key=x": " lead\\ing\nnext", "plain": "v=1:2"]
         let text = Render.brokerProperties(spec)
         #expect(text.contains("a\\ key\\=x=\\ lead\\\\ing\\nnext\n"))
         #expect(text.contains("plain=v=1:2\n"))
-        #expect(text.contains("storage.url=file:///data\n") && !text.contains("storage.s3"))
+        #expect(text.contains("storage=file:///data\n") && text.contains("wal=object\n"))
+        #expect(try PropertiesFile.decode(text) == ["storage": "file:///data", "wal": "object", "a key=x": " lead\\ing\nnext", "plain": "v=1:2"])
+    }
+
+    /// The contract: every key the operator renders (properties and flags) is a declared broker
+    /// setting, and the S3 connection settings reach the broker in the storage URL it parses.
+    @Test(arguments: sampleNames) func renderedKeysAreDeclaredBrokerSettings(name: String) throws {
+        let objects = try Render.render(try sampleCluster(name))
+        let properties = try #require(objects.compactMap(\.configMap).first?.data?[Render.propertiesFile])
+        for (key, value) in try PropertiesFile.decode(properties) {
+            #expect(BrokerSettings.problem(key, value) == nil, "\(name): \(key)=\(value)")
+        }
+        let container = try #require(objects.compactMap(\.statefulSet).first?.spec?.template.spec?.containers.first)
+        for arg in container.args ?? [] where arg != "--config=\(Render.configDir)/\(Render.propertiesFile)" {
+            let flag = try #require(arg.split(separator: "=", maxSplits: 1).first.map(String.init))
+            #expect(BrokerSettings.all.contains { $0.flag == flag }, "\(name): \(arg) is not a declared setting's flag")
+        }
+    }
+
+    @Test func s3ConnectionSettingsAreInTheStorageURL() throws {
+        var storage = StorageSpec(bucket: "s3://floe-data/cluster-a", endpoint: "http://minio.minio.svc:9000", pathStyle: true)
+        #expect(Render.storageURL(storage) == "s3://floe-data/cluster-a?endpoint=http://minio.minio.svc:9000&path_style=true&region=us-east-1")
+        storage.endpoint = nil
+        storage.anonymous = true
+        storage.region = "eu west"
+        #expect(Render.storageURL(storage) == "s3://floe-data/cluster-a?anonymous=true&path_style=true&region=eu%20west")
+        #expect(Render.storageURL(StorageSpec(bucket: "file:///var/lib/floe")) == "file:///var/lib/floe")
     }
 
     @Test func invalidOrIncompleteClustersAreNotRendered() throws {

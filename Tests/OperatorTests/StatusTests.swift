@@ -31,6 +31,57 @@ import Testing
         #expect(s.conditions?.allSatisfy { $0.observedGeneration == 7 && $0.lastTransitionTime == "2023-11-14T22:13:20Z" } == true)
     }
 
+    func pod(_ name: String, ready: Bool, waiting: String? = nil, restarts: Int32 = 0, exitCode: Int32? = nil) -> Pod {
+        let state = waiting.map { ContainerState(waiting: .init(reason: $0, message: "back-off restarting failed container")) }
+            ?? ContainerState(running: .object([:]))
+        return Pod(
+            metadata: ObjectMeta(name: name, namespace: "floe-test"),
+            status: PodStatus(
+                phase: "Running", conditions: [PodCondition(type: "Ready", status: ready ? "True" : "False")],
+                containerStatuses: [
+                    ContainerStatus(name: "broker", ready: ready, restartCount: restarts, state: state,
+                                    lastState: exitCode.map { ContainerState(terminated: .init(exitCode: $0)) })
+                ]))
+    }
+
+    @Test func crashLoopingBrokersAreDegradedNamingThePods() throws {
+        var cluster = try sampleCluster("s3-minio")
+        cluster.metadata.generation = 2
+        let pods = [
+            pod("minio-broker-0", ready: true), pod("minio-broker-2", ready: false, waiting: "ImagePullBackOff"),
+            pod("minio-broker-1", ready: false, waiting: "CrashLoopBackOff", restarts: 4, exitCode: 2),
+        ]
+        let s = StatusComputer.compute(StatusInput(
+            cluster: cluster, statefulSet: statefulSet(replicas: 3, ready: 1, updated: 3), problems: [], pods: pods, now: t0))
+        #expect(conditions(s) == ["Degraded": "True/CrashLoopBackOff", "Ready": "False/CrashLoopBackOff", "Progressing": "False/CrashLoopBackOff"])
+        let message = try #require(s.condition("Degraded")?.message)
+        #expect(message.contains("minio-broker-1: CrashLoopBackOff after 4 restarts (last exit code 2)"))
+        #expect(message.contains("minio-broker-2: ImagePullBackOff"))
+        #expect(!message.contains("minio-broker-0"))
+        #expect(s.condition("Ready")?.message == "1/3 brokers ready; broker pods are failing (see Degraded).")
+        #expect(s.brokers == [
+            BrokerState(name: "minio-broker-0", ready: true, state: "Running", restarts: 0),
+            BrokerState(name: "minio-broker-1", ready: false, state: "CrashLoopBackOff", restarts: 4,
+                        message: "back-off restarting failed container (last exit code 2)"),
+            BrokerState(name: "minio-broker-2", ready: false, state: "ImagePullBackOff", restarts: 0,
+                        message: "back-off restarting failed container"),
+        ])
+        // Pods that are merely starting are not failures.
+        let starting = StatusComputer.compute(StatusInput(
+            cluster: cluster, statefulSet: statefulSet(replicas: 3, ready: 1, updated: 3), problems: [],
+            pods: [pod("minio-broker-0", ready: false, waiting: "ContainerCreating")], now: t0))
+        #expect(conditions(starting)["Degraded"] == "False/AsExpected")
+    }
+
+    @Test func zeroReplicasIsNotReady() throws {
+        var cluster = try sampleCluster("s3-minio")
+        cluster.metadata.generation = 2
+        cluster.spec.replicas = 0
+        let s = StatusComputer.compute(StatusInput(
+            cluster: cluster, statefulSet: statefulSet(replicas: 0, ready: 0, updated: 0), problems: [], now: t0))
+        #expect(conditions(s) == ["Degraded": "False/AsExpected", "Ready": "False/NoBrokers", "Progressing": "False/Stable"])
+    }
+
     @Test func lifecycleFromCreatingToReady() throws {
         var cluster = try sampleCluster("s3-minio")
         cluster.metadata.generation = 2

@@ -129,6 +129,22 @@ import Testing
         }
     }
 
+    /// Built-in objects from a list response have no apiVersion/kind (a real API server omits
+    /// them); they are still recognised as unchanged.
+    @Test func objectsFromAListWithoutKindAreKept() throws {
+        let cluster = try sampleCluster("s3-minio")
+        let uid = cluster.metadata.uid!
+        let desired = try Render.render(cluster)
+        let obs = try desired.map { o in
+            var stored = try stored(o, owner: uid)
+            edit(&stored.content!, ["apiVersion"], nil)
+            edit(&stored.content!, ["kind"], nil)
+            return stored
+        }
+        let plan = SyncPlan.plan(desired: desired, observed: obs, ownerUID: uid)
+        #expect(plan.actions == desired.map { .keep($0.key) })
+    }
+
     @Test func anEditedFieldWeOwnIsReappliedOthersKept() throws {
         let cluster = try sampleCluster("minimal")
         let uid = cluster.metadata.uid!

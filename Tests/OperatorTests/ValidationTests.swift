@@ -23,6 +23,12 @@ import Testing
             ("wal.volumeSize is required", { $0.spec.storage.wal = WALSpec(kind: "file") }),
             ("wal.kind \"disk\"", { $0.spec.storage.wal = WALSpec(kind: "disk") }),
             ("key \"node.id\" is set by the operator", { $0.spec.config = ["node.id": "3"] }),
+            ("key \"wal\" is set by the operator", { $0.spec.config = ["wal": "memory"] }),
+            ("key \"storage\" is set by the operator", { $0.spec.config = ["storage": "file:///tmp"] }),
+            ("key \"wal.kind\" is not a broker setting", { $0.spec.config = ["wal.kind": "file"] }),
+            ("key \"group.max.session.timout.ms\" is not a broker setting", { $0.spec.config = ["group.max.session.timout.ms": "1"] }),
+            ("key \"offsets.topic.replication.factor\" is read-only", { $0.spec.config = ["offsets.topic.replication.factor": "3"] }),
+            ("key \"num.partitions\" value \"many\": not an integer", { $0.spec.config = ["num.partitions": "many"] }),
             ("longer than 45 characters", { $0.metadata.name = String(repeating: "a", count: 46) }),
             ("metadata.name \"Events\"", { $0.metadata.name = "Events" }),
             ("kafkaPort and httpPort are both 8080", { $0.spec.listeners = ListenersSpec(kafkaPort: 8080) }),
@@ -40,6 +46,13 @@ import Testing
             let problems = FloeClusterValidation.problems(c)
             #expect(problems.count == 1 && problems[0].contains(expected), "expected one problem containing '\(expected)', got \(problems)")
         }
+    }
+
+    @Test func userSettingsWithValidValuesAreAccepted() throws {
+        var c = try sampleCluster("minimal")
+        c.spec.config = ["group.min.session.timeout.ms": "1000", "offsets.retention.minutes": "60", "log.level": "debug",
+                         "auto.create.topics.enable": "false"]
+        #expect(FloeClusterValidation.problems(c) == [])
     }
 
     @Test func replicasOutsideRangeIsFineWhileAutoscalingIsOff() throws {

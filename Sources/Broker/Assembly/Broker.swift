@@ -107,7 +107,7 @@ public final class Broker: Sendable {
         var groups: GroupCoordinator? = nil
         if settings.groups {
             let coordinator = GroupCoordinator(nodeId: nodeId, host: host, port: port, store: store, prefix: settings.prefix + "groups/",
-                                               clock: RealClock(), topics: core, logger: logger)
+                                               clock: RealClock(), topics: core, logger: logger, config: try config.groupConfig())
             try await coordinator.load()
             groups = coordinator
         }

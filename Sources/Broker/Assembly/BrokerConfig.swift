@@ -1,9 +1,11 @@
+import BrokerSettings
 import Foundation
 
 /// The broker's settings, merged from defaults, a Java-style properties file, `FLOE_*`
 /// environment variables and flags (flag > env > file > default).
 ///
-/// Two kinds of keys share one namespace:
+/// Every key is declared in `BrokerSettings` (the contract the operator renders from); `validate()`
+/// checks values against it at start-up. Two kinds of keys share one namespace:
 /// - Floe settings: `listen`, `advertise`, `storage`, `wal`, `node.id`, `http`, `log.level`,
 ///   `cluster.id` (flags `--listen`, env `FLOE_LISTEN`, properties `listen=`…);
 /// - Kafka broker properties that clients can see through DescribeConfigs and that supply topic
@@ -21,59 +23,16 @@ public struct BrokerConfig: Sendable {
         case `default`, file, environment, flag
     }
 
-    /// Floe's own settings with their defaults.
-    public static let floeDefaults: [String: String] = [
-        "listen": "127.0.0.1:9092",
-        "advertise": "",
-        "storage": "file://./floe-data",
-        "wal": "",
-        "wal.dir": "",
-        "node.id": "0",
-        "http": "",
-        "log.level": "info",
-        "cluster.id": "",
-        "event.loops": "2",
-        "socket.request.max.bytes": "104857600",
-        "max.connections": "10000",
-        "connections.max.idle.ms": "600000",
-        "wal.flush.interval.ms": "20",
-        "log.cache.bytes": "134217728",
-        "block.cache.bytes": "67108864",
-        "max.pinned.bytes": "134217728",
-        "upload.trigger.bytes": "33554432",
-        "producer.snapshot.interval.ms": "10000",
-        "retention.check.interval.ms": "30000",
-        "object.grace.ms": "600000",
-        "compaction.max.job.bytes": "67108864",
-        "compaction.split.stream.bytes": "4194304",
-        "compaction.max.level": "3",
-    ]
-
-    /// Kafka broker properties served through DescribeConfigs (Kafka 3.x defaults).
-    public static let kafkaDefaults: [String: String] = [
-        "auto.create.topics.enable": "true",
-        "num.partitions": "1",
-        "default.replication.factor": "1",
-        "delete.topic.enable": "true",
-        "log.retention.ms": "604800000",
-        "log.retention.bytes": "-1",
-        "log.cleanup.policy": "delete",
-        "message.max.bytes": "1048588",
-        "log.segment.bytes": "1073741824",
-        "log.roll.ms": "604800000",
-        "compression.type": "producer",
-        "min.insync.replicas": "1",
-        "log.message.timestamp.type": "CreateTime",
-        "offsets.topic.replication.factor": "1",
-        "transaction.state.log.replication.factor": "1",
-        "group.initial.rebalance.delay.ms": "3000",
-        "group.min.session.timeout.ms": "6000",
-        "group.max.session.timeout.ms": "1800000",
-        "offsets.retention.minutes": "10080",
-    ]
+    /// Defaults of every declared setting (`BrokerSettings.all`, the contract the operator
+    /// renders from); settings without a default are absent until given.
+    public static let defaults: [String: String] = {
+        var d: [String: String] = [:]
+        for setting in BrokerSettings.all { if let v = setting.defaultValue { d[setting.name] = v } }
+        return d
+    }()
 
     public init(values: [String: String] = [:], sources: [String: Source] = [:]) {
-        var v = Self.floeDefaults.merging(Self.kafkaDefaults) { a, _ in a }
+        var v = Self.defaults
         var s = v.mapValues { _ in Source.default }
         for (k, value) in values {
             v[k] = value
@@ -98,8 +57,40 @@ public struct BrokerConfig: Sendable {
     }
 
     /// Whether `key` is a setting this broker knows (unknown file keys are kept and reported).
-    public func accepts(_ key: String) -> Bool {
-        Self.floeDefaults[key] != nil || Self.kafkaDefaults[key] != nil || key == "log.retention.hours" || key == "log.retention.minutes"
+    public func accepts(_ key: String) -> Bool { BrokerSettings.named[key] != nil }
+
+    /// Checks every declared value against the contract (`BrokerSettings`) and the rules that
+    /// span settings; throws the first problem as one line naming the key. Run at start-up,
+    /// before anything is opened.
+    ///
+    /// Example: `node.id=x` fails with "invalid setting node.id=x (from file): not an integer".
+    public func validate() throws {
+        for key in values.keys.sorted() {
+            guard let setting = BrokerSettings.named[key], let value = values[key] else { continue }
+            if let reason = setting.problem(value) {
+                throw BrokerError.configuration("invalid setting \(key)=\(value) (from \(sources[key]?.rawValue ?? "default")): \(reason)")
+            }
+        }
+        if values["wal"]?.trimmingSpaces == "memory" && !(values["storage"] ?? "").hasPrefix("memory://") {
+            throw BrokerError.configuration(
+                "invalid setting wal=memory: acknowledged records would not be durable; it is allowed only with memory:// storage (tests)")
+        }
+        let minSession = try int("group.min.session.timeout.ms")
+        let maxSession = try int("group.max.session.timeout.ms")
+        if minSession > maxSession {
+            throw BrokerError.configuration(
+                "invalid setting group.min.session.timeout.ms=\(minSession): exceeds group.max.session.timeout.ms=\(maxSession)")
+        }
+    }
+
+    /// The group coordinator's settings (`group.*`, `offsets.retention.minutes`).
+    public func groupConfig() throws -> GroupConfig {
+        var g = GroupConfig()
+        g.minSessionTimeout = .milliseconds(Int64(try int("group.min.session.timeout.ms")))
+        g.maxSessionTimeout = .milliseconds(Int64(try int("group.max.session.timeout.ms")))
+        g.initialRebalanceDelay = .milliseconds(Int64(try int("group.initial.rebalance.delay.ms")))
+        g.offsetsRetention = .seconds(Int64(try int("offsets.retention.minutes")) * 60)
+        return g
     }
 
     public mutating func set(_ key: String, _ value: String, _ source: Source) {
@@ -159,31 +150,12 @@ public struct BrokerConfig: Sendable {
         return (def.defaultValue, .default)
     }
 
-    /// Parses a Java-style properties file: `key=value` or `key: value` lines, `#`/`!` comments,
-    /// blank lines; a trailing backslash continues a line.
+    /// Parses a Java-style properties file (`PropertiesFile`, the codec the operator writes with).
     public static func parseProperties(_ text: String, path: String) throws -> [String: String] {
-        var out: [String: String] = [:]
-        var pending = ""
-        var lineNumber = 0
-        for raw in text.split(separator: "\n", omittingEmptySubsequences: false) {
-            lineNumber += 1
-            var line = String(raw).trimmingSpaces
-            if line.hasSuffix("\r") { line.removeLast() }
-            if pending.isEmpty && (line.isEmpty || line.hasPrefix("#") || line.hasPrefix("!")) { continue }
-            if line.hasSuffix("\\") {
-                pending += String(line.dropLast())
-                continue
-            }
-            line = pending + line
-            pending = ""
-            guard let sep = line.firstIndex(where: { $0 == "=" || $0 == ":" }) else {
-                throw BrokerError.configuration("config file \(path) line \(lineNumber): expected key=value, found \(line)")
-            }
-            let key = String(line[..<sep]).trimmingSpaces
-            let value = String(line[line.index(after: sep)...]).trimmingSpaces
-            guard !key.isEmpty else { throw BrokerError.configuration("config file \(path) line \(lineNumber): empty key") }
-            out[key] = value
+        do {
+            return try PropertiesFile.decode(text)
+        } catch {
+            throw BrokerError.configuration("config file \(path) \(error)")
         }
-        return out
     }
 }

@@ -1,3 +1,4 @@
+import BrokerSettings
 import KafkaProtocol
 
 enum ResourceType: Int8 {
@@ -5,12 +6,9 @@ enum ResourceType: Int8 {
     case broker = 4
 }
 
-/// Broker properties that AlterConfigs may change at run time (stored in the registry).
-let dynamicBrokerKeys: Set<String> = {
-    var keys: Set<String> = ["auto.create.topics.enable", "num.partitions", "default.replication.factor", "delete.topic.enable"]
-    for def in TopicConfigs.all.values { if let s = def.brokerSynonym, BrokerConfig.kafkaDefaults[s] != nil { keys.insert(s) } }
-    return keys
-}()
+/// Broker properties that AlterConfigs may change at run time (stored in the registry): the
+/// settings declared `dynamic` in `BrokerSettings`.
+let dynamicBrokerKeys: Set<String> = BrokerSettings.dynamicNames
 
 extension BrokerCore {
     /// Validates a broker-level change: alterable key and, for topic-default synonyms, a value

@@ -10,9 +10,21 @@ public struct ClusterCaches: Sendable {
     public let services: InformerGroup<Service>
     public let statefulSets: InformerGroup<StatefulSet>
     public let podDisruptionBudgets: InformerGroup<PodDisruptionBudget>
+    /// Broker pods (labelled `managed-by=floe-operator` through the pod template), for status.
+    public let pods: InformerGroup<Pod>
 
     public var hasSynced: Bool {
         clusters.hasSynced && configMaps.hasSynced && services.hasSynced && statefulSets.hasSynced && podDisruptionBudgets.hasSynced
+            && pods.hasSynced
+    }
+
+    /// The broker pods of one cluster (selected by the StatefulSet's selector labels).
+    func brokerPods(_ names: ClusterNames) -> [Pod] {
+        let selector = names.selectorLabels
+        return pods.list(namespace: names.namespace).filter { pod in
+            let labels = pod.metadata.labels ?? [:]
+            return selector.allSatisfy { labels[$0.key] == $0.value }
+        }
     }
 
     /// Our labelled objects in `namespace`, as the sync plan sees them. Those named in
@@ -122,7 +134,13 @@ public struct ClusterReconciler: Reconciler {
         let statefulSet = appliedStatefulSet ?? caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)
         let status = StatusComputer.compute(
             StatusInput(cluster: cluster, statefulSet: statefulSet, problems: problems, conflicts: conflicts.sorted(),
-                        syncError: syncError.map { "\($0)" }, now: clock.wallTime()))
+                        syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime()))
+        if let degraded = status.condition("Degraded"), StatusComputer.failingReasons.contains(degraded.reason),
+            cluster.status?.condition("Degraded")?.reason != degraded.reason
+        {
+            // Once per new failure reason, not every pass.
+            await recordEvent(cluster, type: "Warning", reason: degraded.reason, message: degraded.message)
+        }
         if status != cluster.status {
             var updated = cluster
             updated.status = status

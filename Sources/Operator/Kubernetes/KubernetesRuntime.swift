@@ -136,6 +136,12 @@ public final class KubernetesRuntime: Sendable {
             },
             podDisruptionBudgets: InformerGroup(client: client, namespaces: ns, labelSelector: owned, clock: clock, resyncPeriod: resync, logger: log) {
                 enqueueOwner($0.object.metadata)
+            },
+            // Pods are owned by the StatefulSet; their cluster is the instance label.
+            pods: InformerGroup(client: client, namespaces: ns, labelSelector: owned, clock: clock, resyncPeriod: resync, logger: log) {
+                let m = $0.object.metadata
+                guard let cluster = m.labels?["app.kubernetes.io/instance"] else { return }
+                queue.add(ObjectName(namespace: m.namespace ?? "", name: cluster))
             })
         self.caches.withLock { $0 = caches }
         defer { self.caches.withLock { $0 = nil } }
@@ -148,6 +154,7 @@ public final class KubernetesRuntime: Sendable {
             group.addTask { await caches.services.run() }
             group.addTask { await caches.statefulSets.run() }
             group.addTask { await caches.podDisruptionBudgets.run() }
+            group.addTask { await caches.pods.run() }
             group.addTask {
                 // Reconcile only from synced caches (else "not observed" would look like "absent").
                 while !caches.hasSynced {

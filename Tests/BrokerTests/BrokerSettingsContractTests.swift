@@ -1,0 +1,73 @@
+import BrokerSettings
+import Foundation
+import ObjectStore
+import StreamStorage
+import Support
+import Testing
+
+@testable import Broker
+
+/// The broker side of the configuration contract (`BrokerSettings`): defaults, start-up
+/// validation, and settings clients can see actually taking effect.
+@Suite struct BrokerSettingsContractTests {
+    @Test func badValuesAreOneLineErrorsNamingTheKey() throws {
+        let cases: [([String: String], String)] = [
+            (["node.id": "x"], "node.id=x"),
+            (["group.min.session.timeout.ms": "-5"], "group.min.session.timeout.ms=-5"),
+            (["wal": "disk"], "wal=disk"),
+            (["wal": "memory", "storage": "file:///data"], "wal=memory"),
+            (["offsets.topic.replication.factor": "3"], "offsets.topic.replication.factor=3"),
+            (["group.min.session.timeout.ms": "9000", "group.max.session.timeout.ms": "8000"], "group.min.session.timeout.ms=9000"),
+        ]
+        for (file, named) in cases {
+            let config = BrokerConfig.resolve(file: file, environment: [:], flags: [:])
+            do {
+                try config.validate()
+                Issue.record("\(file) must be refused")
+            } catch {
+                let text = "\(error)"
+                #expect(text.contains(named) && !text.contains("\n"), "\(text)")
+            }
+        }
+        try BrokerConfig.resolve(file: ["wal": "memory", "storage": "memory://t"], environment: [:], flags: [:]).validate()
+        try BrokerConfig().validate()
+    }
+
+    /// The dynamic broker keys are exactly the declared dynamic settings, and every topic
+    /// config's broker synonym that the broker declares is one of them.
+    @Test func dynamicKeysComeFromTheDeclaration() {
+        for def in TopicConfigs.all.values {
+            guard let synonym = def.brokerSynonym, BrokerConfig.defaults[synonym] != nil else { continue }
+            #expect(dynamicBrokerKeys.contains(synonym), "\(synonym)")
+        }
+        #expect(dynamicBrokerKeys.contains("auto.create.topics.enable"))
+        #expect(!dynamicBrokerKeys.contains("group.min.session.timeout.ms"))
+    }
+
+    /// Every log level the contract admits is one the logger knows (else it would silently fall back).
+    @Test func declaredLogLevelsAreTheLoggersLevels() throws {
+        let setting = try #require(BrokerSettings.named["log.level"])
+        guard case .choice(let levels) = setting.type else {
+            Issue.record("log.level is not a choice: \(setting.type)")
+            return
+        }
+        #expect(Set(levels) == Set(Logger.Level.allCases.map(\.description)))
+    }
+
+    @Test func groupSettingsReachTheCoordinator() async throws {
+        var config = BrokerConfig()
+        config.set("listen", "127.0.0.1:0", .flag)
+        config.set("group.min.session.timeout.ms", "1000", .file)
+        config.set("group.max.session.timeout.ms", "20000", .file)
+        config.set("group.initial.rebalance.delay.ms", "0", .file)
+        config.set("offsets.retention.minutes", "60", .file)
+        let broker = try await Broker.start(settings: .init(config: config), store: MemoryObjectStore(name: "g"), storage: MemoryLogStorage())
+        let groups = try #require(broker.groups)
+        #expect(groups.config.minSessionTimeout == .milliseconds(1000))
+        #expect(groups.config.maxSessionTimeout == .milliseconds(20000))
+        #expect(groups.config.initialRebalanceDelay == .zero)
+        #expect(groups.config.offsetsRetention == .seconds(3600))
+        broker.shutdown()
+        try await broker.run()
+    }
+}

@@ -1,0 +1,259 @@
+"""End to end with real brokers: the real `floe-operator run` against the fake API server whose
+kubelet simulation (Tests/FakeKubeAPI/kubelet.py) runs every broker pod as a real `floe-broker`
+process (release build), with the rendered command, args, env and ConfigMap volume. A Kafka
+client produces and consumes through the advertised address.
+
+Run: python3 -m pytest -q Tests/OperatorE2E/test_executing_pods.py
+(FLOE_OPERATOR_BIN / FLOE_BROKER_BIN override the binaries; otherwise they are built.)
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import urllib.request
+import uuid
+
+import pytest
+import yaml
+
+from conftest import FC_API, Api, Operator, wait_for
+from fake_apiserver import FakeAPIServer
+from test_rendered_brokers import s3_endpoint, swift_binary  # noqa: F401  (fixture)
+
+NS = "apps"
+FCS = f"{FC_API}/namespaces/{NS}/floeclusters"
+PODS = f"/api/v1/namespaces/{NS}/pods"
+BROKER_COMMAND = "/usr/local/bin/floe-broker"
+
+
+@pytest.fixture(scope="module")
+def broker_bin() -> str:
+    return swift_binary("floe-broker", "FLOE_BROKER_BIN", "release")
+
+
+@pytest.fixture
+def kube(binary, broker_bin, tmp_path):
+    token = "e2e-token"
+    server = FakeAPIServer(port=0, tls_dir=str(tmp_path / "tls"), token=token, simulate_workloads=True,
+                           bookmark_interval=1.0, execute_pods={BROKER_COMMAND: broker_bin},
+                           kubelet_dir=str(tmp_path / "kubelet")).start()
+    api = Api(server, token)
+    crd = yaml.safe_load(subprocess.run([binary, "crd"], check=True, capture_output=True, text=True).stdout)
+    api.ok("POST", "/apis/apiextensions.k8s.io/v1/customresourcedefinitions", crd)
+    api.ok("POST", "/api/v1/namespaces", {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}})
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(yaml.safe_dump({
+        "apiVersion": "v1", "kind": "Config", "current-context": "fake",
+        "clusters": [{"name": "fake", "cluster": {"server": server.url, "certificate-authority": server.ca_file}}],
+        "users": [{"name": "op", "user": {"token": token}}],
+        "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "op", "namespace": NS}}],
+    }))
+    op = Operator(binary, str(kubeconfig), "op-exec", log_dir=str(tmp_path))
+    yield api, server, op
+    op.stop(signal.SIGTERM)
+    server.stop()
+
+
+def condition(obj, type_):
+    for c in ((obj or {}).get("status") or {}).get("conditions") or []:
+        if c["type"] == type_:
+            return c
+    return None
+
+
+def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path):
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    api, server, op = kube
+    kubelet = server.kubelet
+    bucket = tmp_path / "bucket"
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "local"},
+                         "spec": {"replicas": 1, "storage": {"bucket": f"file://{bucket}"},
+                                  "config": {"num.partitions": "2", "group.initial.rebalance.delay.ms": "0"}}})
+
+    def pod_ready():
+        pod = api.get(f"{PODS}/local-broker-0")
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" else None
+
+    try:
+        pod = wait_for(pod_ready, timeout=60, what="broker pod Ready (real /readyz)")
+    except AssertionError:
+        raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "local-broker-0") + "\noperator:\n" + op.output()[-3000:])
+    ip = pod["status"]["podIP"]
+    assert ip.startswith("127.") and ip != "127.0.0.1", ip
+    assert kubelet.running() == [(NS, "local-broker-0")]
+
+    fc = wait_for(lambda: (lambda f: f if (condition(f, "Ready") or {}).get("status") == "True" else None)(api.get(f"{FCS}/local")),
+                  timeout=30, what="FloeCluster Ready")
+    assert fc["status"]["readyReplicas"] == 1, fc["status"]
+    fc = wait_for(lambda: (lambda f: f if (f["status"].get("brokers") or [{}])[0].get("ready") else None)(api.get(f"{FCS}/local")),
+                  timeout=10, what="status.brokers")
+    assert fc["status"]["brokers"] == [{"name": "local-broker-0", "ready": True, "state": "Running", "restarts": 0}], fc["status"]
+    assert "unknown setting" not in kubelet.log(NS, "local-broker-0")
+
+    # The advertised address is the pod's DNS name, which the kubelet simulation maps to the pod IP.
+    bootstrap = f"{ip}:9092"
+    topic = "e2e-" + uuid.uuid4().hex[:8]
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    errors = []
+    for i in range(20):
+        producer.produce(topic, value=f"m{i}".encode(), on_delivery=lambda err, msg: errors.append(err) if err else None)
+    assert producer.flush(30) == 0 and errors == [], errors
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + topic, "auto.offset.reset": "earliest"})
+    got = []
+    try:
+        consumer.subscribe([topic])
+        def drained():
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+            return len(got) >= 20
+        wait_for(drained, timeout=45, what="all 20 records consumed", interval=0)
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(f"m{i}" for i in range(20))
+    # kcat (librdkafka's CLI) through the same advertised address.
+    kcat = shutil.which("kcat")
+    if kcat is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("kcat is not installed")
+    else:
+        subprocess.run([kcat, "-b", bootstrap, "-P", "-t", topic + "-kcat"], input=b"k1\nk2\nk3\n", check=True, timeout=30)
+        out = subprocess.run([kcat, "-b", bootstrap, "-C", "-t", topic + "-kcat", "-o", "beginning", "-e", "-q", "-c", "3"],
+                             capture_output=True, check=True, timeout=30)
+        assert sorted(out.stdout.decode().split()) == ["k1", "k2", "k3"], out
+
+    # The pod mounts an emptyDir at /tmp, so a file:///tmp/... bucket lands in that volume (as it
+    # would in Kubernetes: ephemeral).
+    in_pod = os.path.join(kubelet.workdir, "pods", NS, "local-broker-0", "volumes", "tmp", os.path.relpath(bucket, "/tmp"))
+    assert os.path.isdir(in_pod), f"bucket not at {in_pod}"
+
+    # Deleting the FloeCluster stops the broker process (preStop /drain, then SIGTERM).
+    api.ok("DELETE", f"{FCS}/local")
+    wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
+    assert "broker stopped" in kubelet.log(NS, "local-broker-0"), kubelet.log(NS, "local-broker-0")[-2000:]
+    assert op.proc.poll() is None, op.output()
+
+
+def test_a_floecluster_on_s3_with_credentials_from_a_secret(kube, request):
+    """Object WAL on moto S3; the credentials reach the broker only through the Secret."""
+    from test_rendered_brokers import create_bucket
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    api, server, op = kube
+    kubelet = server.kubelet
+    bucket = "floe-e2e-" + uuid.uuid4().hex[:8]
+    create_bucket(endpoint, bucket)
+    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
+                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "s3"},
+                         "spec": {"replicas": 1, "storage": {"bucket": f"s3://{bucket}/cluster", "endpoint": endpoint,
+                                                             "pathStyle": True, "credentials": {"secretName": "s3"}}}})
+
+    def pod_ready():
+        pod = api.get(f"{PODS}/s3-broker-0")
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" else None
+
+    try:
+        pod = wait_for(pod_ready, timeout=60, what="S3 broker pod Ready")
+    except AssertionError:
+        raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "s3-broker-0"))
+    log = kubelet.log(NS, "s3-broker-0")
+    assert "wal=object" in log and bucket in log, log
+    bootstrap = f"{pod['status']['podIP']}:9092"
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    errors = []
+    for i in range(5):
+        producer.produce("s3-topic", value=f"s{i}".encode(), on_delivery=lambda err, msg: errors.append(err) if err else None)
+    assert producer.flush(30) == 0 and errors == [], errors
+    # The object WAL wrote to the bucket on moto.
+    with urllib.request.urlopen(f"{endpoint}/{bucket}?list-type=2&prefix=cluster/wal/", timeout=10) as r:
+        assert b"<Key>cluster/wal/" in r.read()
+    api.ok("DELETE", f"{FCS}/s3")
+    wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
+
+
+def test_a_crash_looping_broker_is_a_degraded_condition_naming_the_pod(kube):
+    """A bucket the broker cannot create (under /proc) makes every start fail: the pod crash
+    loops, and the FloeCluster says so instead of 'RollingUpdate'."""
+    api, server, op = kube
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "broken"},
+                         "spec": {"replicas": 1, "storage": {"bucket": "file:///proc/floe-cannot-be-here"}}})
+
+    def degraded():
+        fc = api.get(f"{FCS}/broken")
+        c = condition(fc, "Degraded")
+        return fc if c and c["status"] == "True" and c["reason"] == "CrashLoopBackOff" else None
+
+    try:
+        fc = wait_for(degraded, timeout=60, what="Degraded/CrashLoopBackOff")
+    except AssertionError:
+        raise AssertionError("broker output:\n" + server.kubelet.log(NS, "broken-broker-0") + "\noperator:\n" + op.output()[-3000:])
+    message = condition(fc, "Degraded")["message"]
+    assert "broken-broker-0: CrashLoopBackOff" in message and "exit code 1" in message, message
+    assert condition(fc, "Ready")["status"] == "False"
+    broker = fc["status"]["brokers"][0]
+    assert broker["name"] == "broken-broker-0" and not broker["ready"] and broker["state"] == "CrashLoopBackOff", broker
+    assert broker["restarts"] >= 1 and "exit code 1" in broker["message"], broker
+    assert "cannot start" in server.kubelet.log(NS, "broken-broker-0")
+    warnings = [e for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+                if e["involvedObject"]["name"] == "broken" and e["type"] == "Warning" and e["reason"] == "CrashLoopBackOff"]
+    assert warnings and "broken-broker-0" in warnings[0]["message"], warnings
+
+
+def test_a_rolling_restart_after_a_config_change_keeps_every_acknowledged_record(kube, request):
+    """S3 (moto) with the object WAL: change spec.config, the pod is replaced (drain, SIGTERM,
+    new process with the new properties), and every acknowledged record is still there."""
+    from test_rendered_brokers import create_bucket
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    api, server, op = kube
+    kubelet = server.kubelet
+    bucket = "floe-roll-" + uuid.uuid4().hex[:8]
+    create_bucket(endpoint, bucket)
+    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
+                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "roll"},
+                         "spec": {"replicas": 1, "storage": {"bucket": f"s3://{bucket}", "endpoint": endpoint, "pathStyle": True,
+                                                             "credentials": {"secretName": "s3"}},
+                                  "config": {"group.initial.rebalance.delay.ms": "0"}}})
+
+    def ready_pod(uid_not=None):
+        pod = api.get(f"{PODS}/roll-broker-0")
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" and pod["metadata"]["uid"] != uid_not else None
+
+    first = wait_for(ready_pod, timeout=60, what="roll-broker-0 Ready")
+    bootstrap = f"{first['status']['podIP']}:9092"
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
+    acked = []
+    for i in range(30):
+        producer.produce("roll", value=f"r{i}".encode(),
+                         on_delivery=lambda err, msg: acked.append(msg.value().decode()) if err is None else None)
+    assert producer.flush(30) == 0
+    assert len(acked) == 30
+
+    api.ok("PATCH", f"{FCS}/roll", {"spec": {"config": {"group.initial.rebalance.delay.ms": "0", "num.partitions": "4"}}},
+           "application/merge-patch+json")
+    second = wait_for(lambda: ready_pod(uid_not=first["metadata"]["uid"]), timeout=90, what="the replaced pod Ready")
+    assert second["status"]["podIP"] == first["status"]["podIP"]
+    log = kubelet.log(NS, "roll-broker-0")
+    assert log.count("--- start") >= 2 and "broker stopped" in log, log[-3000:]
+
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "roll-check", "auto.offset.reset": "earliest"})
+    got = []
+    try:
+        consumer.subscribe(["roll"])
+
+        def drained():
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+            return len(got) >= 30
+        wait_for(drained, timeout=60, what="every acknowledged record after the restart", interval=0)
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(acked)
