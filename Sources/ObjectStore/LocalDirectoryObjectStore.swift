@@ -538,14 +538,14 @@ enum LocalFS {
         ok = true
     }
 
-    /// Bytes written before writeback of them starts (see `writePaced`): 1 MiB, or
+    /// Bytes written before writeback of them starts (see `writePaced`): 256 KiB, or
     /// `FLOE_LOCAL_WRITEBACK_BYTES` from the environment (0 turns pacing off; for benchmarks).
     static let writebackChunk: Int = {
-        guard let text = ProcessInfo.processInfo.environment["FLOE_LOCAL_WRITEBACK_BYTES"], let n = Int(text), n >= 0 else { return 1 << 20 }
+        guard let text = ProcessInfo.processInfo.environment["FLOE_LOCAL_WRITEBACK_BYTES"], let n = Int(text), n >= 0 else { return 256 << 10 }
         return n
     }()
 
-    /// Writes `bytes` at file offset `start` in chunks, starting writeback of each chunk as it
+    /// Writes `bytes` at file offset `start` in chunks (256 KiB by default), starting writeback of each chunk as it
     /// is written and waiting for the one before: at most two chunks are dirty at a time, so the
     /// closing fsync has little left to flush and other files' fsyncs (the file WAL's, on the
     /// same disk) do not queue behind tens of MiB of this object. Measured: produce p99 at a
