@@ -38,7 +38,8 @@ start_moto() {
     local port log
     port=$(free_port)
     log=$(mktemp -t floe-moto.XXXXXX)
-    moto_server -H 127.0.0.1 -p "$port" >"$log" 2>&1 &
+    # One request at a time: moto's conditional writes are check-then-write (scripts/moto-serialized).
+    python3 scripts/moto-serialized 127.0.0.1 "$port" >"$log" 2>&1 &
     STARTED_PIDS+=($!)
     for _ in $(seq 1 100); do
         if curl -s -o /dev/null "http://127.0.0.1:$port/"; then
