@@ -1,0 +1,442 @@
+import Bytes
+import Foundation
+import KafkaProtocol
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One TCP connection to a Kafka broker, shared by any number of concurrent callers.
+///
+/// Requests are pipelined: each `send` encodes its frame with a fresh correlation ID, registers
+/// a continuation under that ID, and writes the frame; one I/O thread per connection reads
+/// size-prefixed response frames and resumes the continuation whose ID the frame carries.
+///
+/// Invariants:
+/// - Every registered continuation is resumed exactly once: by its response, by its timeout,
+///   by the caller's task being cancelled, or by the connection closing (`close()`, peer EOF,
+///   a socket error, a bad frame, an unknown correlation ID, or another call's timeout). All
+///   resumes happen after removing the entry from `pending` under the state lock.
+/// - Once closed, a connection stays closed; every later `send` fails at once with `.closed`
+///   naming the first reason. `KafkaConnectionPool` replaces closed connections.
+/// - Callers never block on socket writes: a write that would block leaves its remainder in the
+///   outbound buffer, which the I/O thread flushes when the socket is writable. The buffer
+///   holds at most the frames of calls still waiting for their answers.
+/// - A call that exceeds its timeout fails with `.requestTimeout` and closes the connection
+///   (later answers could no longer be told apart), failing every other pending call.
+///
+/// Example:
+///
+///     let c = try await KafkaConnection.connect(host: "127.0.0.1", port: 9092)
+///     let r = try await c.send(MetadataRequest(topics: []), version: 12)
+///     let metadata = try KafkaResponse.expect(r, MetadataResponse.self)
+///
+/// A Produce request with `acks == 0` gets no answer from Kafka: `send` returns an empty
+/// `.produce(ProduceResponse())` once the frame is handed to the socket.
+public final class KafkaConnection: Sendable {
+    private let core: ConnectionCore
+
+    /// The peer as "host:port".
+    public var address: String { core.address }
+    public var clientId: String { core.clientId }
+
+    private init(core: ConnectionCore) {
+        self.core = core
+    }
+
+    deinit { core.close(reason: "the KafkaConnection was released") }
+
+    /// Connects (TCP_NODELAY) within `timeout`. `host` may be a name or an IPv4/IPv6 literal;
+    /// every address getaddrinfo returns is tried in turn.
+    public static func connect(
+        host: String, port: Int, clientId: String = "floe", timeout: Duration = .seconds(5)
+    ) async throws -> KafkaConnection {
+        let fd = try await SocketConnect.onThread { () throws(KafkaClientError) -> Int32 in
+            try SocketConnect.connect(host: host, port: port, timeout: timeout)
+        }
+        let address = SocketConnect.address(host: host, port: port)
+        let core = try ConnectionCore(fd: fd, address: address, clientId: clientId)
+        core.startIOThread()
+        return KafkaConnection(core: core)
+    }
+
+    /// Sends `request` at `version` and returns the decoded response body.
+    ///
+    /// Fails with `KafkaClientError`: `.requestTimeout` when no answer came within `timeout`
+    /// (the connection is then closed), `.closed` when the connection is or becomes closed,
+    /// `.encode`/`.decode` for codec failures. Throws `CancellationError` when the calling task
+    /// is cancelled while waiting (the connection stays open; the late answer is dropped).
+    public func send<M: KafkaMessage>(_ request: M, version: Int16, timeout: Duration = .seconds(30)) async throws -> AnyResponse {
+        guard let apiKey = ApiKey(rawValue: M.apiKey) else {
+            throw KafkaClientError(address: address, kind: .encode(api: nil, version: version, error: .unknownApiKey(M.apiKey)))
+        }
+        let noAnswer = (request as? ProduceRequest)?.acks == 0
+        return try await core.call(apiKey: apiKey, version: version, timeout: timeout, expectsAnswer: !noAnswer) {
+            (writer: inout ByteWriter) throws(KafkaProtocolError) in
+            try request.encode(to: &writer, version: version)
+        }
+    }
+
+    /// Sends an already-decoded request (for forwarding) at `version`. `apiKey` must be
+    /// `request.apiKey`, else this throws `.apiKeyMismatch`.
+    public func send(_ request: AnyRequest, apiKey: ApiKey, version: Int16, timeout: Duration = .seconds(30)) async throws -> AnyResponse {
+        guard request.apiKey == apiKey else {
+            throw KafkaClientError(address: address, kind: .apiKeyMismatch(given: apiKey, request: request.apiKey))
+        }
+        var noAnswer = false
+        if case let .produce(p) = request, p.acks == 0 { noAnswer = true }
+        return try await core.call(apiKey: apiKey, version: version, timeout: timeout, expectsAnswer: !noAnswer) {
+            (writer: inout ByteWriter) throws(KafkaProtocolError) in
+            try request.encode(to: &writer, version: version)
+        }
+    }
+
+    /// `send`, then the body as `R` (`.unexpectedResponse` otherwise). Kafka-level error codes
+    /// inside the body are the caller's to check.
+    public func send<M: KafkaMessage, R: KafkaMessage>(
+        _ request: M, version: Int16, expecting type: R.Type, timeout: Duration = .seconds(30)
+    ) async throws -> R {
+        let response = try await send(request, version: version, timeout: timeout)
+        guard let body = response.message as? R else {
+            throw KafkaClientError(address: address, kind: .unexpectedResponse(expected: "\(R.self)", got: response.apiKey))
+        }
+        return body
+    }
+
+    public var isClosed: Bool { core.isClosed }
+
+    /// Closes the connection; pending calls fail with `.closed`. Idempotent.
+    public func close() { core.close(reason: "closed by the client") }
+}
+
+/// The shared state of one connection: the pending calls, the outbound buffer and the socket.
+/// Referenced by the `KafkaConnection`, its I/O thread and the calls' timers; the socket is
+/// closed by the I/O thread when it exits, the wake pipe when the last reference goes.
+final class ConnectionCore: Sendable {
+    /// Response frames larger than this close the connection (Kafka's socket.request.max.bytes).
+    static let maxFrameSize = FrameDecoder.defaultMaxFrameSize
+
+    let address: String
+    let clientId: String
+    private let fd: Int32
+    /// A pipe whose write end wakes the I/O thread out of `poll` (new outbound bytes, close).
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let calls = Mutex(Calls())
+    private let output = Mutex(Output())
+
+    private struct Pending {
+        var apiKey: ApiKey
+        var version: Int16
+        /// nil once the caller was cancelled: the answer is read and dropped.
+        var continuation: CheckedContinuation<[UInt8], any Error>?
+        var timer: Task<Void, Never>?
+    }
+
+    private struct Calls {
+        var nextCorrelationId: Int32 = 1
+        var pending: [Int32: Pending] = [:]
+        /// Set once, by the first reason the connection closed.
+        var closedError: KafkaClientError?
+    }
+
+    private struct Output {
+        /// Bytes accepted but not yet written: `buffer[sent...]`.
+        var buffer: [UInt8] = []
+        var sent = 0
+        /// False once the I/O thread closed the socket; `fd` must not be used after that.
+        var socketOpen = true
+        var unsent: Int { buffer.count - sent }
+    }
+
+    init(fd: Int32, address: String, clientId: String) throws(KafkaClientError) {
+        var ends: [Int32] = [0, 0]
+        guard pipe(&ends) == 0 else {
+            let code = errno
+            Glibc.close(fd)
+            throw KafkaClientError(address: address, kind: .io(operation: "pipe", code: code))
+        }
+        for end in ends {
+            _ = fcntl(end, F_SETFL, fcntl(end, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(end, F_SETFD, FD_CLOEXEC)
+        }
+        self.fd = fd
+        self.address = address
+        self.clientId = clientId
+        self.wakeRead = ends[0]
+        self.wakeWrite = ends[1]
+    }
+
+    deinit {
+        Glibc.close(wakeRead)
+        Glibc.close(wakeWrite)
+    }
+
+    var isClosed: Bool { calls.withLock { $0.closedError != nil } }
+
+    func startIOThread() {
+        let thread = Thread { [self] in runIO() }
+        thread.name = "kafka-conn \(address)"
+        thread.start()
+    }
+
+    // MARK: Calls
+
+    func call(
+        apiKey: ApiKey, version: Int16, timeout: Duration, expectsAnswer: Bool,
+        body: (inout ByteWriter) throws(KafkaProtocolError) -> Void
+    ) async throws -> AnyResponse {
+        let id = try calls.withLock { (c: inout Calls) throws(KafkaClientError) -> Int32 in
+            if let error = c.closedError { throw error }
+            let id = c.nextCorrelationId
+            c.nextCorrelationId = id == Int32.max ? 1 : id + 1
+            return id
+        }
+        var writer = ByteWriter(capacity: 256)
+        do {
+            let sizeAt = writer.reserveInt32()
+            try RequestHeader(requestApiKey: apiKey.rawValue, requestApiVersion: version, correlationId: id, clientId: clientId)
+                .encode(to: &writer, version: apiKey.requestHeaderVersion(apiVersion: version))
+            try body(&writer)
+            writer.patchInt32(at: sizeAt, Int32(writer.count - sizeAt - 4))
+        } catch {
+            throw KafkaClientError(address: address, kind: .encode(api: apiKey, version: version, error: error))
+        }
+        let frame = writer.take()
+
+        guard expectsAnswer else {
+            if let error = write(frame) { throw error }
+            return .produce(ProduceResponse())
+        }
+        try Task.checkCancellation()
+        let answer = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+                let refused = calls.withLock { (c: inout Calls) -> KafkaClientError? in
+                    if let error = c.closedError { return error }
+                    let timer = Task { [self] in
+                        do { try await Task.sleep(for: timeout) } catch { return }
+                        timedOut(id, after: timeout)
+                    }
+                    c.pending[id] = Pending(apiKey: apiKey, version: version, continuation: continuation, timer: timer)
+                    return nil
+                }
+                if let refused {
+                    continuation.resume(throwing: refused)
+                    return
+                }
+                // A failed write closes the connection, which resumes the continuation.
+                _ = write(frame)
+            }
+        } onCancel: {
+            cancelled(id)
+        }
+        do {
+            return try ResponseHeader.decodeResponse(answer[...], apiKey: apiKey, version: version).body
+        } catch {
+            throw KafkaClientError(address: address, kind: .decode(api: apiKey, version: version, error: error))
+        }
+    }
+
+    /// Writes what the socket takes now; leaves the rest for the I/O thread. Returns the error
+    /// that closed the connection, if writing failed or the socket is gone.
+    private func write(_ frame: [UInt8]) -> KafkaClientError? {
+        var failure: KafkaClientError?
+        var wake = false
+        output.withLock { out in
+            guard out.socketOpen else {
+                failure = KafkaClientError(address: address, kind: .closed(reason: "the socket is closed"))
+                return
+            }
+            if out.unsent > 0 {
+                out.buffer.append(contentsOf: frame)  // the I/O thread is already flushing
+                return
+            }
+            var sent = 0
+            while sent < frame.count {
+                let n = frame.withUnsafeBytes { raw in
+                    Glibc.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+                if n > 0 {
+                    sent += n
+                    continue
+                }
+                let code = errno
+                if n < 0 && code == EINTR { continue }
+                if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) { break }
+                failure = KafkaClientError(address: address, kind: .io(operation: "send", code: code))
+                return
+            }
+            if sent < frame.count {
+                out.buffer.removeAll(keepingCapacity: true)
+                out.sent = 0
+                out.buffer.append(contentsOf: frame[sent...])
+                wake = true
+            }
+        }
+        if let failure {
+            fail(failure)
+            return calls.withLock { $0.closedError } ?? failure
+        }
+        if wake { self.wake() }
+        return nil
+    }
+
+    /// Closes the connection with `reason`; idempotent (the first reason sticks).
+    func close(reason: String) {
+        fail(KafkaClientError(address: address, kind: .closed(reason: reason)))
+    }
+
+    /// Marks the connection closed with `error` (unless already closed) and fails every
+    /// pending call with the connection's closing error.
+    private func fail(_ error: KafkaClientError) {
+        let (victims, closing) = calls.withLock { c -> ([Pending], KafkaClientError) in
+            if c.closedError == nil { c.closedError = error }
+            let victims = Array(c.pending.values)
+            c.pending.removeAll()
+            return (victims, c.closedError!)
+        }
+        for victim in victims {
+            victim.timer?.cancel()
+            victim.continuation?.resume(throwing: closing)
+        }
+        wake()
+    }
+
+    private func timedOut(_ id: Int32, after timeout: Duration) {
+        let ms = SocketConnect.milliseconds(timeout)
+        let expired = calls.withLock { c -> Pending? in
+            guard let mine = c.pending.removeValue(forKey: id) else { return nil }
+            if c.closedError == nil {
+                c.closedError = KafkaClientError(
+                    address: address, kind: .closed(reason: "\(mine.apiKey.name) call \(id) got no answer within \(ms) ms"))
+            }
+            return mine
+        }
+        guard let expired else { return }
+        expired.continuation?.resume(
+            throwing: KafkaClientError(
+                address: address,
+                kind: .requestTimeout(api: expired.apiKey, version: expired.version, correlationId: id, milliseconds: ms)))
+        fail(KafkaClientError(address: address, kind: .closed(reason: "a call timed out")))
+    }
+
+    private func cancelled(_ id: Int32) {
+        let continuation = calls.withLock { c -> CheckedContinuation<[UInt8], any Error>? in
+            guard var entry = c.pending[id], let continuation = entry.continuation else { return nil }
+            entry.timer?.cancel()
+            entry.timer = nil
+            entry.continuation = nil
+            c.pending[id] = entry
+            return continuation
+        }
+        continuation?.resume(throwing: CancellationError())
+    }
+
+    private func wake() {
+        var byte: UInt8 = 1
+        _ = Glibc.write(wakeWrite, &byte, 1)  // EAGAIN: a wake-up is already pending
+    }
+
+    // MARK: I/O thread
+
+    /// Reads frames and flushes the outbound buffer until the connection closes, then closes the
+    /// socket.
+    private func runIO() {
+        var decoder = FrameDecoder(maxFrameSize: Self.maxFrameSize)
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        var scratch = [UInt8](repeating: 0, count: 64)
+        loop: while true {
+            if isClosed { break }
+            let wantWrite = output.withLock { $0.unsent > 0 }
+            var fds = [
+                pollfd(fd: fd, events: Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0), revents: 0),
+                pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
+            ]
+            let ready = poll(&fds, 2, -1)
+            if ready < 0 {
+                if errno == EINTR { continue }
+                fail(KafkaClientError(address: address, kind: .io(operation: "poll", code: errno)))
+                break
+            }
+            if fds[1].revents != 0 {
+                while Glibc.read(wakeRead, &scratch, scratch.count) > 0 {}
+            }
+            if isClosed { break }
+            let events = Int32(fds[0].revents)
+            if events & Int32(POLLOUT) != 0, let error = flush() {
+                fail(error)
+                break
+            }
+            if events & Int32(POLLIN | POLLHUP | POLLERR) != 0 {
+                let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+                if n == 0 {
+                    fail(KafkaClientError(address: address, kind: .closed(reason: "the peer closed the connection")))
+                    break
+                }
+                if n < 0 {
+                    let code = errno
+                    if code == EINTR || code == EAGAIN || code == EWOULDBLOCK { continue }
+                    fail(KafkaClientError(address: address, kind: .io(operation: "recv", code: code)))
+                    break
+                }
+                decoder.feed(chunk[0..<n])
+                do {
+                    while let frame = try decoder.nextFrame() {
+                        if !deliver(frame) { break loop }
+                    }
+                } catch {
+                    fail(KafkaClientError(address: address, kind: .badFrame(error: error)))
+                    break
+                }
+            }
+        }
+        fail(KafkaClientError(address: address, kind: .closed(reason: "the connection ended")))
+        output.withLock { out in
+            out.socketOpen = false
+            out.buffer = []
+            out.sent = 0
+            Glibc.close(fd)
+        }
+    }
+
+    /// Writes as much of the outbound buffer as the socket takes.
+    private func flush() -> KafkaClientError? {
+        output.withLock { out -> KafkaClientError? in
+            while out.unsent > 0 {
+                let sent = out.sent
+                let n = out.buffer.withUnsafeBytes { raw in
+                    Glibc.send(fd, raw.baseAddress! + sent, raw.count - sent, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+                }
+                if n > 0 {
+                    out.sent += n
+                    continue
+                }
+                let code = errno
+                if n < 0 && code == EINTR { continue }
+                if n < 0 && (code == EAGAIN || code == EWOULDBLOCK) { return nil }
+                return KafkaClientError(address: address, kind: .io(operation: "send", code: code))
+            }
+            out.buffer.removeAll(keepingCapacity: out.buffer.capacity <= 1 << 20)
+            out.sent = 0
+            return nil
+        }
+    }
+
+    /// Hands `frame` to the call waiting for its correlation ID. False (and the connection
+    /// closed) when no call is.
+    private func deliver(_ frame: [UInt8]) -> Bool {
+        guard frame.count >= 4 else {
+            fail(KafkaClientError(address: address, kind: .badFrame(error: .invalidFrameSize(Int32(frame.count)))))
+            return false
+        }
+        let id = Int32(bitPattern: UInt32(frame[0]) << 24 | UInt32(frame[1]) << 16 | UInt32(frame[2]) << 8 | UInt32(frame[3]))
+        guard let entry = calls.withLock({ $0.pending.removeValue(forKey: id) }) else {
+            fail(KafkaClientError(address: address, kind: .unexpectedCorrelationId(id)))
+            return false
+        }
+        entry.timer?.cancel()
+        entry.continuation?.resume(returning: frame)
+        return true
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Blocking socket helpers for `KafkaConnection`; called on dedicated threads only.
+enum SocketConnect {
+    /// "host:port", with brackets around IPv6 literals.
+    static func address(host: String, port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// Resolves `host` with getaddrinfo and tries each address in turn within one overall
+    /// `timeout`. Returns a connected, non-blocking socket with TCP_NODELAY and close-on-exec.
+    static func connect(host: String, port: Int, timeout: Duration) throws(KafkaClientError) -> Int32 {
+        let address = address(host: host, port: port)
+        guard (0...65535).contains(port) else {
+            throw KafkaClientError(address: address, kind: .resolveFailed(reason: "port \(port) out of range"))
+        }
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let rc = getaddrinfo(host, String(port), &hints, &list)
+        guard rc == 0 else {
+            throw KafkaClientError(address: address, kind: .resolveFailed(reason: String(cString: gai_strerror(rc))))
+        }
+        defer { freeaddrinfo(list) }
+
+        let deadline = ContinuousClock.now + timeout
+        var lastError = KafkaClientError(address: address, kind: .resolveFailed(reason: "no addresses"))
+        var node = list
+        while let ai = node {
+            node = ai.pointee.ai_next
+            let remaining = ContinuousClock.now.duration(to: deadline)
+            if remaining <= .zero {
+                return try fail(address, .connectTimeout(milliseconds: milliseconds(timeout)))
+            }
+            let fd = socket(ai.pointee.ai_family, ai.pointee.ai_socktype | Int32(SOCK_CLOEXEC.rawValue), ai.pointee.ai_protocol)
+            if fd < 0 {
+                lastError = KafkaClientError(address: address, kind: .io(operation: "socket", code: errno))
+                continue
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            var result = Glibc.connect(fd, ai.pointee.ai_addr, ai.pointee.ai_addrlen)
+            var code: Int32 = result == 0 ? 0 : errno
+            if result != 0 && code == EINPROGRESS {
+                var pfd = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+                repeat {
+                    let left = max(0, milliseconds(ContinuousClock.now.duration(to: deadline)))
+                    result = poll(&pfd, 1, Int32(clamping: left))
+                } while result < 0 && errno == EINTR
+                if result == 0 {
+                    close(fd)
+                    return try fail(address, .connectTimeout(milliseconds: milliseconds(timeout)))
+                }
+                var soError: Int32 = 0
+                var length = socklen_t(MemoryLayout<Int32>.size)
+                if result < 0 {
+                    code = errno
+                } else if getsockopt(fd, SOL_SOCKET, SO_ERROR, &soError, &length) != 0 {
+                    code = errno
+                } else {
+                    code = soError
+                }
+            }
+            if code != 0 {
+                close(fd)
+                lastError = KafkaClientError(address: address, kind: .connectFailed(code: code, reason: errnoText(code)))
+                continue
+            }
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            return fd
+        }
+        throw lastError
+    }
+
+    private static func fail(_ address: String, _ kind: KafkaClientError.Kind) throws(KafkaClientError) -> Int32 {
+        throw KafkaClientError(address: address, kind: kind)
+    }
+
+    static func milliseconds(_ d: Duration) -> Int64 {
+        let (seconds, attoseconds) = d.components
+        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
+    }
+
+    /// Runs `work` on a thread of its own and returns its result (for getaddrinfo and connect,
+    /// which block).
+    static func onThread<T: Sendable>(_ work: @escaping @Sendable () throws(KafkaClientError) -> T) async throws(KafkaClientError) -> T {
+        let result: Result<T, KafkaClientError> = await withCheckedContinuation { continuation in
+            let thread = Thread {
+                do throws(KafkaClientError) {
+                    continuation.resume(returning: .success(try work()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+            thread.name = "kafka-connect"
+            thread.start()
+        }
+        return try result.get()
+    }
+}
