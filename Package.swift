@@ -33,7 +33,7 @@ let package = Package(
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
-        .target(name: "Broker", dependencies: ["BrokerSettings", "KafkaProtocol", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["BrokerSettings", "KafkaProtocol", "KafkaClient", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage"], exclude: ["README.md"]),
         .target(name: "KafkaClient", dependencies: ["KafkaProtocol", "Bytes"], exclude: ["README.md"]),
         .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import KafkaProtocol
+import StreamStorage
 
 /// Every error the broker module raises. Each case names what failed and with which input.
 public enum BrokerError: Error, CustomStringConvertible, Equatable {
@@ -17,6 +18,14 @@ public enum BrokerError: Error, CustomStringConvertible, Equatable {
     case invalidConfig(name: String, value: String, reason: String)
     /// A configuration source (file, flag, environment) could not be used.
     case configuration(String)
+    /// A metadata change needs the active controller and this broker is not it (or was deposed).
+    case notController(epoch: UInt64, current: UInt64)
+    /// The partition is owned by another broker, or is being handed over.
+    case notLeader(topic: String, partition: Int32, owner: Int32)
+    /// No controller answers (election in progress, or the controller is unreachable).
+    case controllerUnavailable(String)
+    /// The cluster refused this broker's registration.
+    case registrationRefused(String)
 
     public var description: String {
         switch self {
@@ -32,6 +41,14 @@ public enum BrokerError: Error, CustomStringConvertible, Equatable {
             return "invalid value \(value) for configuration \(name): \(reason)"
         case let .configuration(text):
             return text
+        case let .notController(epoch, current):
+            return "this broker is not the active controller (its epoch \(epoch), the cluster's \(current))"
+        case let .notLeader(topic, partition, owner):
+            return "partition \(topic)-\(partition) is not served by this broker (owner \(owner))"
+        case let .controllerUnavailable(text):
+            return "no controller available: \(text)"
+        case let .registrationRefused(text):
+            return "broker registration refused: \(text)"
         }
     }
 }
@@ -41,4 +58,25 @@ public func wallMillis() -> Int64 {
     var ts = timespec()
     clock_gettime(CLOCK_REALTIME, &ts)
     return Int64(ts.tv_sec) * 1000 + Int64(ts.tv_nsec) / 1_000_000
+}
+
+extension BrokerError {
+    /// The Kafka error code a partition-level failure becomes: ownership problems tell the client
+    /// to refresh its metadata and retry elsewhere; anything else is a storage error.
+    static func partitionCode(_ error: any Error) -> KafkaErrorCode {
+        if let e = error as? BrokerError {
+            switch e {
+            case .notLeader: return .notLeaderOrFollower
+            case .offsetOutOfRange: return .offsetOutOfRange
+            default: return .kafkaStorageError
+            }
+        }
+        if let e = error as? StreamStorageError {
+            switch e {
+            case .fenced, .closed: return .notLeaderOrFollower
+            default: return .kafkaStorageError
+            }
+        }
+        return .kafkaStorageError
+    }
 }

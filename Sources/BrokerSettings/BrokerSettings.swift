@@ -160,6 +160,10 @@ public enum BrokerSettings {
               "A stream with at least this many bytes in a job gets objects of its own."),
         .init("compaction.max.level", .integer(min: 0, max: 10), default: "3", access: .user,
               "Highest compaction level (0: compaction off)."),
+        .init("broker.session.timeout.ms", .integer(min: 500, max: maxInt), default: "6000", access: .user,
+              "A broker that has not heartbeated the controller for this long is fenced and its partitions fail over; also the controller lease's duration."),
+        .init("broker.heartbeat.interval.ms", .integer(min: 50, max: maxInt), default: "500", access: .user,
+              "How often a broker heartbeats the controller (and candidates read the controller lease)."),
 
         // Kafka broker properties, served through DescribeConfigs (Kafka 3.x defaults).
         .init("auto.create.topics.enable", .boolean, default: "true", access: .user, dynamic: true,

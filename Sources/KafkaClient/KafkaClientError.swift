@@ -17,20 +17,22 @@ public struct KafkaClientError: Error, CustomStringConvertible, Sendable, Equata
         case connectTimeout(milliseconds: Int64)
         /// No answer to this call within its timeout; the connection was closed.
         case requestTimeout(api: ApiKey, version: Int16, correlationId: Int32, milliseconds: Int64)
-        /// The connection is closed (by `close()`, by the peer, after a timeout or an error);
-        /// `reason` says which. Every call pending on it fails with this.
+        /// The connection is closed (by `close()`, by the peer, after a timeout, a socket error,
+        /// a bad frame or an unknown correlation ID); `reason` says which, with the cause's text.
+        /// Every call pending on it, and every later call, fails with this one error.
         case closed(reason: String)
-        /// A socket call failed.
+        /// A socket call failed while connecting (once connected, socket failures close the
+        /// connection and surface as `.closed`).
         case io(operation: String, code: Int32)
         /// The request could not be encoded (e.g. a version the codec does not define).
         case encode(api: ApiKey?, version: Int16, error: KafkaProtocolError)
         /// The response frame could not be decoded at the request's version.
         case decode(api: ApiKey, version: Int16, error: KafkaProtocolError)
-        /// The peer sent a frame larger than the limit or with a bad size prefix; the
-        /// connection was closed.
+        /// The peer sent a frame larger than the limit or with a bad size prefix (the reason of
+        /// the `.closed` error the connection then fails with).
         case badFrame(error: KafkaProtocolError)
-        /// The peer answered with a correlation ID no call is waiting for; the connection was
-        /// closed (the stream can no longer be trusted).
+        /// The peer answered with a correlation ID no call is waiting for (the reason of the
+        /// `.closed` error the connection then fails with: the stream can no longer be trusted).
         case unexpectedCorrelationId(Int32)
         /// A response body of another API than the caller expected.
         case unexpectedResponse(expected: String, got: ApiKey)
@@ -48,7 +50,10 @@ public struct KafkaClientError: Error, CustomStringConvertible, Sendable, Equata
         self.kind = kind
     }
 
-    public var description: String {
+    public var description: String { address.isEmpty ? detail : "\(address): \(detail)" }
+
+    /// What failed, without the address.
+    public var detail: String {
         let what: String
         switch kind {
         case let .resolveFailed(reason):
@@ -76,7 +81,7 @@ public struct KafkaClientError: Error, CustomStringConvertible, Sendable, Equata
         case let .apiKeyMismatch(given, request):
             what = "apiKey \(given.name) does not match the request's API \(request.name)"
         }
-        return address.isEmpty ? what : "\(address): \(what)"
+        return what
     }
 }
 

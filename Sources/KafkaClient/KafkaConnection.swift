@@ -18,8 +18,9 @@ import Glibc
 ///   by the caller's task being cancelled, or by the connection closing (`close()`, peer EOF,
 ///   a socket error, a bad frame, an unknown correlation ID, or another call's timeout). All
 ///   resumes happen after removing the entry from `pending` under the state lock.
-/// - Once closed, a connection stays closed; every later `send` fails at once with `.closed`
-///   naming the first reason. `KafkaConnectionPool` replaces closed connections.
+/// - Once closed, a connection stays closed; pending calls and every later `send` fail with
+///   one `.closed` error naming the first reason (a timed-out call itself gets
+///   `.requestTimeout`). `KafkaConnectionPool` replaces closed connections.
 /// - Callers never block on socket writes: a write that would block leaves its remainder in the
 ///   outbound buffer, which the I/O thread flushes when the socket is writable. The buffer
 ///   holds at most the frames of calls still waiting for their answers.
@@ -276,7 +277,7 @@ final class ConnectionCore: Sendable {
         }
         if let failure {
             fail(failure)
-            return calls.withLock { $0.closedError } ?? failure
+            return calls.withLock { $0.closedError } ?? KafkaClientError(address: address, kind: .closed(reason: failure.detail))
         }
         if wake { self.wake() }
         return nil
@@ -287,9 +288,16 @@ final class ConnectionCore: Sendable {
         fail(KafkaClientError(address: address, kind: .closed(reason: reason)))
     }
 
-    /// Marks the connection closed with `error` (unless already closed) and fails every
-    /// pending call with the connection's closing error.
-    private func fail(_ error: KafkaClientError) {
+    /// Marks the connection closed because of `cause` (unless already closed) and fails every
+    /// pending call with the connection's closing error, always a `.closed` whose reason is the
+    /// first cause's text.
+    private func fail(_ cause: KafkaClientError) {
+        let error: KafkaClientError
+        if case .closed = cause.kind {
+            error = cause
+        } else {
+            error = KafkaClientError(address: address, kind: .closed(reason: cause.detail))
+        }
         let (victims, closing) = calls.withLock { c -> ([Pending], KafkaClientError) in
             if c.closedError == nil { c.closedError = error }
             let victims = Array(c.pending.values)

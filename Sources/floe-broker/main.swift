@@ -116,7 +116,10 @@ enum BrokerMain {
             let store = try storageURL.open(logger: logger, metrics: metrics)
             let storage = try await BrokerStorage.open(store: store, url: storageURL, walKind: config["wal"] ?? "", config: config,
                                                        metrics: metrics, logger: logger)
-            broker = try await Broker.start(settings: .init(config: config), store: store, storage: storage, metrics: metrics, logger: logger)
+            var settings = Broker.Settings(config: config)
+            settings.objectWAL = BrokerStorage.resolvedWALKind(url: storageURL, walKind: config["wal"] ?? "") == "object"
+            settings.recoverWAL = BrokerStorage.walRecoverer(store: store, config: config, logger: logger)
+            broker = try await Broker.start(settings: settings, store: store, storage: storage, metrics: metrics, logger: logger)
         } catch {
             fail("cannot start: \(error)")
         }

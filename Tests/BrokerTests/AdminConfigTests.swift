@@ -139,33 +139,80 @@ import Testing
         #expect(h2.core.registry.topic(named: "t")?.configs["cleanup.policy"] == "compact")
     }
 
-    @Test func registryPersistsAndRetriesOnConflict() async throws {
+    @Test func metadataLogFencesADeposedControllerAndNeverReusesStreams() async throws {
         let store = MemoryObjectStore(name: "reg")
         let a = try await TopicRegistry.load(store: store, prefix: "broker/")
-        let b = try await TopicRegistry.load(store: store, prefix: "broker/")
+        try await a.becomeController(epoch: 1, node: 1)
         try await a.create(name: "one", partitions: 2, replicationFactor: 1, configs: [:])
-        // b's view is stale: its write conflicts, it reloads, re-applies and never reuses a stream id.
+        // b wins the lease at epoch 2: its epoch record deposes a.
+        let b = try await TopicRegistry.load(store: store, prefix: "broker/")
+        try await b.becomeController(epoch: 2, node: 2)
+        await #expect(throws: BrokerError.self) { try await a.create(name: "two", partitions: 1, replicationFactor: 1, configs: [:]) }
+        #expect(a.controllerEpoch == nil)
         try await b.create(name: "two", partitions: 1, replicationFactor: 1, configs: [:])
+        // A late write of the deposed controller that lands after b's entries is ignored by replay.
+        let late = MetadataLogEntry(offset: b.log.offset + 1, controllerEpoch: 1, writtenMillis: 0,
+                                    records: [.deleteTopic("one"), .nextStream(1)])
+        _ = try await store.put(b.log.entryKey(late.offset), DocumentEnvelope.encode(late, kind: .metadataLogEntry, version: 1), condition: .ifAbsent)
         let c = try await TopicRegistry.load(store: store, prefix: "broker/")
         #expect(c.topics.map(\.name) == ["one", "two"])
+        #expect(c.log.offset == late.offset)
         let streams = c.topics.flatMap { $0.partitions.map(\.stream) }
         #expect(Set(streams).count == 3)
-        // Re-applied changes are re-validated against the newer state.
-        await #expect(throws: TopicError.self) { try await a.create(name: "two", partitions: 1, replicationFactor: 1, configs: [:]) }
+        #expect(c.state.nextStream == 4)
+        // Changes are validated against the newest state.
+        await #expect(throws: TopicError.self) { try await b.create(name: "two", partitions: 1, replicationFactor: 1, configs: [:]) }
     }
 
-    @Test func corruptRegistryIsReportedWithItsKey() async throws {
+    @Test func snapshotsBoundReplayAndLaggingFollowersReload() async throws {
+        let store = MemoryObjectStore(name: "snap")
+        let log = MetadataLog(store: store, prefix: "c/", snapshotEvery: 10, keepBehindSnapshot: 3)
+        let follower = MetadataLog(store: store, prefix: "c/", snapshotEvery: 10, keepBehindSnapshot: 3)
+        try await follower.load()
+        for i in 0..<25 { try await log.append([.nextStream(UInt64(i + 2))], epoch: 1) }
+        // Snapshots at 10 and 20; entries below 20 - 3 are gone, and so is the snapshot at 10.
+        let keys = try await store.listAll(prefix: "c/").map(\.key)
+        #expect(keys.filter { $0.hasPrefix("c/snapshot/") } == ["c/snapshot/00000000000000000020"])
+        #expect(!keys.contains("c/log/00000000000000000016") && keys.contains("c/log/00000000000000000017"))
+        // A fresh reader replays the snapshot and 5 entries.
+        let fresh = MetadataLog(store: store, prefix: "c/")
+        try await fresh.load()
+        #expect(fresh.offset == 25 && fresh.current.nextStream == 26)
+        // A follower left at offset 0 finds entry 1 gone; told the end, it reloads from the snapshot.
+        try await follower.catchUp()
+        #expect(follower.offset == 0)
+        try await follower.catchUp(expectedEnd: 25)
+        #expect(follower.offset == 25 && follower.current == log.current)
+    }
+
+    @Test func preClusterRegistryIsImportedByTheFirstController() async throws {
+        let store = MemoryObjectStore(name: "legacy")
+        var doc = RegistryDocument()
+        doc.nextStream = 3
+        doc.clusterID = "old-cluster"
+        doc.topics["t"] = TopicRecord(name: "t", id: KafkaUUID.random().hex, partitions: [
+            PartitionRecord(index: 0, stream: 1, leaderEpoch: 0, owner: -1), PartitionRecord(index: 1, stream: 2, leaderEpoch: 0, owner: -1)],
+            configs: [:], requestedReplicationFactor: 1, createdMillis: 0)
+        _ = try await store.put("broker/registry", DocumentEnvelope.encode(doc, kind: .registry, version: 1), condition: .ifAbsent)
+        let r = try await TopicRegistry.load(store: store, prefix: "broker/")
+        try await r.becomeController(epoch: 1, node: 0)
+        #expect(r.clusterID == "old-cluster" && r.state.nextStream == 3 && r.topic(named: "t")?.partitions.count == 2)
+    }
+
+    @Test func corruptMetadataIsReportedWithItsKey() async throws {
         let store = MemoryObjectStore(name: "bad")
         let r = try await TopicRegistry.load(store: store, prefix: "broker/")
+        try await r.becomeController(epoch: 1, node: 0)
         try await r.create(name: "one", partitions: 1, replicationFactor: 1, configs: [:])
-        var bytes = try await store.get("broker/registry", range: nil).bytes
+        let key = r.log.entryKey(2)
+        var bytes = try await store.get(key, range: nil).bytes
         bytes[bytes.count - 2] ^= 0x20
-        _ = try await store.put("broker/registry", bytes, condition: .none)
+        _ = try await store.put(key, bytes, condition: .none)
         do {
             _ = try await TopicRegistry.load(store: store, prefix: "broker/")
-            Issue.record("a corrupt registry must not load")
+            Issue.record("a corrupt metadata log must not load")
         } catch let e as BrokerError {
-            #expect("\(e)".contains("broker/registry") && "\(e)".contains("CRC32C"))
+            #expect("\(e)".contains(key) && "\(e)".contains("CRC32C"))
         }
     }
 
@@ -219,8 +266,17 @@ import Testing
             .initProducerId(InitProducerIdRequest()),
             .offsetForLeaderEpoch(OffsetForLeaderEpochRequest(topics: [.init(topic: "t", partitions: [.init(partition: 0, leaderEpoch: 0)])])),
             .deleteRecords(DeleteRecordsRequest(topics: [.init(name: "t", partitions: [.init(partitionIndex: 1, offset: 0)])])),
+            .alterPartitionReassignments(AlterPartitionReassignmentsRequest(topics: [.init(name: "t", partitions: [
+                .init(partitionIndex: 0, replicas: [0]), .init(partitionIndex: 1, replicas: nil), .init(partitionIndex: 5, replicas: [0])])])),
+            .listPartitionReassignments(ListPartitionReassignmentsRequest(topics: nil)),
+            .brokerRegistration(BrokerRegistrationRequest(brokerId: 0, clusterId: "x", incarnationId: .zero,
+                                                          listeners: [.init(name: "PLAINTEXT", host: "127.0.0.1", port: 9092, securityProtocol: 0)])),
+            .brokerHeartbeat(BrokerHeartbeatRequest(brokerId: 5, brokerEpoch: 1, currentMetadataOffset: 0)),
+            .stopReplica(StopReplicaRequest(controllerId: 0, controllerEpoch: 0, brokerEpoch: 1, topicStates: [.init(topicName: "nope", partitionStates: [.init(partitionIndex: 0)])])),
+            .updateMetadata(UpdateMetadataRequest(controllerId: 0)),
+            .allocateProducerIds(AllocateProducerIdsRequest(brokerId: 0, brokerEpoch: 1)),
         ] }
-        let handlers = Broker.standardHandlers(h.core)
+        let handlers = Broker.standardHandlers(h.core) + Broker.clusterHandlers(h.core)
         for handler in handlers {
             for version in handler.versions {
                 let request = try #require(try requests(version).first { $0.apiKey == handler.apiKey }, "no sample request for \(handler.apiKey)")

@@ -51,8 +51,12 @@ struct Harness {
         for (k, v) in settings { config.set(k, v, .file) }
         let registry = try await TopicRegistry.load(store: store, prefix: "broker/")
         let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: "broker/", metrics: nil, logger: .discarding)
+        // A cluster of one: this broker wins the lease, becomes the controller and registers.
+        let member = ClusterMember(registry: registry, partitions: partitions, store: store, prefix: "broker/", node: 0, objectWAL: false,
+                                   timing: try ClusterTiming(config), clock: RealClock(), logger: .discarding, recoverWAL: { _ in })
+        try await member.join(host: "127.0.0.1", port: 9092, timeout: .seconds(10))
         let core = BrokerCore(config: config, nodeId: 0, clusterId: "test-cluster", registry: registry, partitions: partitions,
-                              metrics: nil, logger: .discarding)
+                              member: member, metrics: nil, logger: .discarding)
         core.setAdvertised(host: "127.0.0.1", port: 9092)
         return Harness(store: store, storage: storage, core: core)
     }

@@ -19,13 +19,17 @@ struct GroupWire {
     let clock: ManualClock
     let store: any ObjectStore
 
+    /// `preload`: read every group object up front (``GroupCoordinator/load()``); without it
+    /// groups are read on first use.
     init(store: any ObjectStore = MemoryObjectStore(name: "groups-test"), clock: ManualClock = ManualClock(),
-         config: GroupConfig = GroupConfig(), seed: UInt64 = 42) async throws {
+         config: GroupConfig = GroupConfig(), seed: UInt64 = 42, nodeId: Int32 = 7, placement: (any GroupPlacement)? = nil,
+         preload: Bool = true) async throws {
         self.clock = clock
         self.store = store
-        coordinator = GroupCoordinator(nodeId: 7, host: "broker.local", port: 9092, store: store, prefix: "groups/", clock: clock,
-                                       topics: StaticTopics(topics: ["t": 3, "u": 1]), logger: .discarding, config: config, seed: seed)
-        try await coordinator.load()
+        coordinator = GroupCoordinator(nodeId: nodeId, host: "broker.local", port: 9092, store: store, prefix: "groups/", clock: clock,
+                                       topics: StaticTopics(topics: ["t": 3, "u": 1]), logger: .discarding, config: config,
+                                       placement: placement, seed: seed)
+        if preload { try await coordinator.load() }
         router = KafkaRouter(handlers: coordinator.handlers)
     }
 

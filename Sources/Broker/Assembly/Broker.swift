@@ -24,6 +24,15 @@ public final class Broker: Sendable {
         public var prefix: String = "broker/"
         /// Serve the consumer-group APIs (the group coordinator keeps its state under `<prefix>groups/`).
         public var groups = true
+        /// Whether this broker's WAL is in the bucket (then the controller can recover it after a
+        /// crash and move its partitions; a file WAL's partitions wait for their broker).
+        public var objectWAL = false
+        /// Recovers another broker's object-store WAL (used by the controller after fencing it).
+        public var recoverWAL: @Sendable (Int32) async throws -> Void = { node in
+            throw BrokerError.storage("this broker's storage cannot recover the WAL of broker \(node)")
+        }
+        /// How long `start` waits to join the cluster (a controller elected, this broker registered).
+        public var joinTimeout: Duration = .seconds(60)
         public init(config: BrokerConfig = BrokerConfig()) { self.config = config }
         public init(listen: String) {
             var c = BrokerConfig()
@@ -71,12 +80,9 @@ public final class Broker: Sendable {
         let config = settings.config
         let nodeId = Int32(try config.int("node.id"))
         let listen = try SocketAddress(parsing: config["listen"] ?? "127.0.0.1:9092")
-        let registry = try await TopicRegistry.load(store: store, prefix: settings.prefix)
-        var clusterId = config["cluster.id"] ?? ""
-        if clusterId.isEmpty { clusterId = try await registry.clusterID() }
-        let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: settings.prefix, metrics: metrics, logger: logger)
-        let core = BrokerCore(config: config, nodeId: nodeId, clusterId: clusterId, registry: registry, partitions: partitions,
-                              metrics: metrics, logger: logger)
+        let registry = try await TopicRegistry.load(store: store, prefix: settings.prefix, logger: logger)
+        let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: settings.prefix, metrics: metrics,
+                                      logger: logger, node: nodeId)
         // The server binds first (its port may be 0); the router, which needs the advertised
         // address for the group coordinator, is installed right after, before `run()` serves.
         let routerBox = RouterBox()
@@ -102,16 +108,32 @@ public final class Broker: Sendable {
         } else if host == "0.0.0.0" {
             host = ProcessInfo.processInfo.hostName
         }
+        let member = ClusterMember(registry: registry, partitions: partitions, store: store, prefix: settings.prefix, node: nodeId,
+                                   objectWAL: settings.objectWAL, timing: try ClusterTiming(config), clock: RealClock(), logger: logger,
+                                   recoverWAL: settings.recoverWAL)
+        // Requests that arrive while joining wait: `run()` serves them.
+        do {
+            try await member.join(host: host, port: port, timeout: settings.joinTimeout)
+        } catch {
+            server.shutdown()
+            throw error
+        }
+        var clusterId = config["cluster.id"] ?? ""
+        if clusterId.isEmpty { clusterId = registry.clusterID }
+        let core = BrokerCore(config: config, nodeId: nodeId, clusterId: clusterId, registry: registry, partitions: partitions,
+                              member: member, metrics: metrics, logger: logger)
         core.setAdvertised(host: host, port: port)
 
         var groups: GroupCoordinator? = nil
         if settings.groups {
             let coordinator = GroupCoordinator(nodeId: nodeId, host: host, port: port, store: store, prefix: settings.prefix + "groups/",
-                                               clock: RealClock(), topics: core, logger: logger, config: try config.groupConfig())
-            try await coordinator.load()
+                                               clock: RealClock(), topics: core, logger: logger, config: try config.groupConfig(),
+                                               placement: ClusterGroupPlacement(registry: registry))
+            member.onPlacementChange { await coordinator.placementChanged() }
+            // Groups are read from the bucket on first use, not all at start.
             groups = coordinator
         }
-        var handlers: [any ApiHandler] = Self.standardHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
+        var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
         handlers = handlers.map { InstrumentedHandler($0, metrics: metrics) }
         let routerLogger = logger
         routerBox.install(KafkaRouter(handlers: handlers) { message, fields in routerLogger.info(message, metadata: fields) })
@@ -132,14 +154,25 @@ public final class Broker: Sendable {
         return broker
     }
 
-    /// Every API this module serves.
+    /// Every API this module serves. Metadata changes run on the controller (forwarded there).
     public static func standardHandlers(_ core: BrokerCore) -> [any ApiHandler] {
-        [
-            ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
+        let forwarded: [any ApiHandler] = [
             CreateTopicsHandler(core: core), DeleteTopicsHandler(core: core), CreatePartitionsHandler(core: core),
-            DescribeConfigsHandler(core: core), AlterConfigsHandler(core: core), IncrementalAlterConfigsHandler(core: core),
-            DescribeClusterHandler(core: core), InitProducerIdHandler(core: core), OffsetForLeaderEpochHandler(core: core),
-            DeleteRecordsHandler(core: core),
+            AlterConfigsHandler(core: core), IncrementalAlterConfigsHandler(core: core),
+            AlterPartitionReassignmentsHandler(member: core.member),
+        ]
+        return [
+            ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
+            DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), InitProducerIdHandler(core: core),
+            OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
+        ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
+    }
+
+    /// The APIs brokers use among themselves (registration, heartbeats, hand-overs, nudges).
+    static func clusterHandlers(_ core: BrokerCore) -> [any ApiHandler] {
+        [
+            BrokerRegistrationHandler(member: core.member), BrokerHeartbeatHandler(member: core.member), StopReplicaHandler(core: core),
+            UpdateMetadataHandler(member: core.member), AllocateProducerIdsHandler(core: core, member: core.member),
         ]
     }
 
@@ -176,6 +209,7 @@ public final class Broker: Sendable {
                     }
                 }
             }
+            group.addTask { await core.member.run() }
             group.addTask { await Self.every(snapshotEvery, logger, "producer snapshot") { try await core.partitions.snapshotProducers() } }
             group.addTask {
                 await Self.every(retentionEvery, logger, "retention") {
@@ -190,6 +224,7 @@ public final class Broker: Sendable {
         ready.store(false, ordering: .relaxed)
         logger.info("broker stopped serving; making data durable", metadata: [:])
         try await core.partitions.closeAll()
+        await core.member.leave()
         try await storage.close()
         probe?.stop()
         logger.info("broker stopped", metadata: [:])

@@ -14,16 +14,19 @@ public final class BrokerCore: Sendable {
     public let producerIds: ProducerIdAllocator
     public let metrics: MetricsRegistry?
     public let logger: Logger
+    /// This broker's membership in the cluster (controller calls go through it).
+    public let member: ClusterMember
     private let advertised = Mutex<(host: String, port: Int32)>(("127.0.0.1", 9092))
 
     public init(config: BrokerConfig, nodeId: Int32, clusterId: String, registry: TopicRegistry, partitions: PartitionSet,
-                metrics: MetricsRegistry?, logger: Logger) {
+                member: ClusterMember, metrics: MetricsRegistry?, logger: Logger) {
+        self.member = member
         self.config = config
         self.nodeId = nodeId
         self.clusterId = clusterId
         self.registry = registry
         self.partitions = partitions
-        self.producerIds = ProducerIdAllocator(registry: registry)
+        self.producerIds = ProducerIdAllocator(registry: registry, member: member)
         self.metrics = metrics
         self.logger = logger
     }
@@ -47,8 +50,14 @@ public final class BrokerCore: Sendable {
     }
 
     /// Creates a topic with the broker defaults (auto-creation); an existing topic is returned.
+    /// Off the controller, a CreateTopics request goes to the controller.
     func autoCreate(_ name: String) async throws -> TopicRecord? {
         if let t = registry.topic(named: name) { return t }
+        if !member.isController {
+            let request = CreateTopicsRequest(topics: [.init(name: name, numPartitions: -1, replicationFactor: -1)], timeoutMs: 30_000)
+            _ = try await member.forward(.createTopics(request), apiKey: .createTopics, version: 5)
+            return registry.topic(named: name)
+        }
         do {
             let t = try await registry.create(name: name, partitions: defaultPartitions, replicationFactor: defaultReplicationFactor, configs: [:])
             logger.info("topic auto-created", metadata: ["topic": name, "partitions": "\(t.partitions.count)"])
@@ -64,10 +73,24 @@ public final class BrokerCore: Sendable {
 public final class ProducerIdAllocator: Sendable {
     static let blockSize: Int64 = 1000
     let registry: TopicRegistry
+    let member: ClusterMember
     private let state = Mutex<(next: Int64, end: Int64)>((0, 0))
     private let refill = AsyncLock()
 
-    init(registry: TopicRegistry) { self.registry = registry }
+    init(registry: TopicRegistry, member: ClusterMember) {
+        self.registry = registry
+        self.member = member
+    }
+
+    /// A block of `blockSize` ids: from the registry on the controller, else by AllocateProducerIds.
+    func reserveBlock() async throws -> Int64 {
+        if member.isController { return try await registry.reserveProducerIDs(Self.blockSize) }
+        let response = try await member.callController(AllocateProducerIdsRequest(brokerId: member.node, brokerEpoch: member.epoch ?? -1), version: 0)
+        guard case let .allocateProducerIds(r) = response, r.errorCode == 0, Int64(r.producerIdLen) == Self.blockSize else {
+            throw BrokerError.controllerUnavailable("AllocateProducerIds answered \(response)")
+        }
+        return r.producerIdStart
+    }
 
     public func next() async throws -> Int64 {
         while true {
@@ -79,7 +102,7 @@ public final class ProducerIdAllocator: Sendable {
             try await refill.withLock {
                 let empty = state.withLock { $0.next >= $0.end }
                 guard empty else { return }
-                let first = try await registry.reserveProducerIDs(Self.blockSize)
+                let first = try await reserveBlock()
                 state.withLock { $0 = (first, first + Self.blockSize) }
             }
         }

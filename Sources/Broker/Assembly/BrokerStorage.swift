@@ -39,11 +39,43 @@ public enum BrokerStorage {
         default:
             throw BrokerError.configuration("unknown --wal \(kind); expected file, object or memory")
         }
+        let streams = try await StreamStore.open(wal: wal, metadata: try metadataStore(store: store, config: config, clock: clock, logger: logger),
+                                                 objects: store, clock: clock, config: try streamConfig(config), logger: logger, metrics: metrics)
+        logger.info("stream storage open", metadata: ["wal": kind, "wal.name": wal.name, "store": store.location])
+        return StreamLogStorage(store: streams)
+    }
+
+    /// The WAL kind `open` uses for these settings.
+    public static func resolvedWALKind(url: StorageURL, walKind: String) -> String { walKind.isEmpty ? defaultWAL(url) : walKind }
+
+    /// Recovers broker `node`'s object-store WAL into objects: takes it over (fencing that
+    /// broker's further WAL writes), replays it into its streams (raising their epochs, which
+    /// fences that broker's uploads) and uploads. The controller does this before moving the
+    /// partitions of a broker that died.
+    public static func walRecoverer(store: any ObjectStore, config: BrokerConfig, logger: Logger,
+                                    clock: any FloeClock = RealClock()) -> @Sendable (Int32) async throws -> Void {
+        { node in
+            var walConfig = ObjectStoreWAL.Config()
+            walConfig.flushInterval = .milliseconds(Int64(try config.int("wal.flush.interval.ms")))
+            let wal = try await ObjectStoreWAL.open(store: store, prefix: "wal/node-\(node)/", clock: clock, config: walConfig, logger: logger)
+            var streamConfig = try streamConfig(config)
+            streamConfig.logCacheBytes = 16 << 20
+            streamConfig.blockCacheBytes = 0
+            let streams = try await StreamStore.open(wal: wal, metadata: try metadataStore(store: store, config: config, clock: clock, logger: logger),
+                                                     objects: store, clock: clock, config: streamConfig, logger: logger, metrics: nil)
+            try await streams.close()
+        }
+    }
+
+    static func metadataStore(store: any ObjectStore, config: BrokerConfig, clock: any FloeClock, logger: Logger) throws -> BucketMetadataStore {
         let graceMillis = try config.int("object.grace.ms")
         guard graceMillis >= 0 else {
             throw BrokerError.invalidConfig(name: "object.grace.ms", value: String(graceMillis), reason: "must be 0 or more")
         }
-        let metadata = BucketMetadataStore(store: store, prefix: "streams/manifest/", clock: clock, graceMillis: Int64(graceMillis), logger: logger)
+        return BucketMetadataStore(store: store, prefix: "streams/manifest/", clock: clock, graceMillis: Int64(graceMillis), logger: logger)
+    }
+
+    static func streamConfig(_ config: BrokerConfig) throws -> StreamStoreConfig {
         var streamConfig = StreamStoreConfig()
         streamConfig.dataPrefix = "streams/data/"
         streamConfig.logCacheBytes = try config.int("log.cache.bytes")
@@ -51,10 +83,7 @@ public enum BrokerStorage {
         streamConfig.maxPinnedBytes = try config.int("max.pinned.bytes")
         streamConfig.uploadTriggerBytes = try config.int("upload.trigger.bytes")
         streamConfig.compaction = try compactionPolicy(config)
-        let streams = try await StreamStore.open(wal: wal, metadata: metadata, objects: store, clock: clock, config: streamConfig,
-                                                 logger: logger, metrics: metrics)
-        logger.info("stream storage open", metadata: ["wal": kind, "wal.name": wal.name, "store": store.location])
-        return StreamLogStorage(store: streams)
+        return streamConfig
     }
 
     /// `compaction.max.job.bytes` also bounds compaction's memory: a job holds its inputs and

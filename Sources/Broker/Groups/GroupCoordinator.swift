@@ -57,8 +57,8 @@ public struct GroupDescription: Sendable, Equatable {
     public var members: [Member]
 }
 
-/// The consumer-group coordinator of a broker: owns every group (this broker is the coordinator
-/// for all of them), their committed offsets, and their durable copy in the bucket.
+/// The consumer-group coordinator of a broker: serves the groups that ``GroupPlacement`` places
+/// on this broker, their committed offsets, and their durable copy in the bucket.
 ///
 /// - Group logic is ``GroupStateMachine``; this actor performs its actions: it completes the
 ///   deferred JoinGroup/SyncGroup replies and writes groups to the store.
@@ -71,11 +71,18 @@ public struct GroupDescription: Sendable, Equatable {
 ///   per group; groups are written concurrently).
 /// - Membership changes are written in the background (``run()``); losing one only makes
 ///   members rejoin after a restart.
-/// - ``load()`` reads every group object; until it has, requests get
-///   COORDINATOR_LOAD_IN_PROGRESS. ``run()`` loads, then drives timers (sessions, rebalance
-///   timeouts, offset retention) and background writes until cancelled or ``shutdown()``.
+/// - A group is read from its object on first use (absent: a new empty group); concurrent
+///   first uses share one read. Until it is read, requests for it wait; if the read fails they
+///   get COORDINATOR_LOAD_IN_PROGRESS. ``run()`` drives timers (sessions, rebalance timeouts,
+///   offset retention) and background writes until cancelled or ``shutdown()``.
+/// - Requests for a group placed on another broker get NOT_COORDINATOR. ``release(where:)``
+///   (and ``placementChanged()``) writes a group's pending state, answers its parked
+///   JoinGroup/SyncGroup with NOT_COORDINATOR and forgets it; its next use reads the object
+///   again. A conditional write that finds the object changed by another writer (a newer
+///   coordinator) drops the group the same way: this broker is no longer its coordinator.
 ///
-/// Memory is bounded by `config.maxGroups` groups, `maxMembersPerGroup` members each, and the
+/// Memory is bounded by `config.maxGroups` new groups (groups read from the bucket are not
+/// refused), `maxMembersPerGroup` members each, and the
 /// offsets committed (one per partition per group, expired after `offsetsRetention` once the
 /// group is empty).
 public actor GroupCoordinator {
@@ -88,6 +95,7 @@ public actor GroupCoordinator {
     nonisolated let clock: any FloeClock
     nonisolated let topics: any GroupTopicLookup
     nonisolated let logger: Logger
+    public nonisolated let placement: any GroupPlacement
 
     struct PendingCommit {
         var token: RequestToken
@@ -103,9 +111,21 @@ public actor GroupCoordinator {
         var queued: [PendingCommit] = []
         var metadataDirty = false
         var deleteWaiters: [RequestToken] = []
+        /// Distinguishes this residence of the group from a later one (after a release and a
+        /// re-read), so a release that waited does not drop its successor.
+        var incarnation: UInt64 = 0
+        /// Being released: requests get NOT_COORDINATOR, pending work is written.
+        var releasing = false
+        /// Fenced by another writer: dropped once the running write loop ends.
+        var fenced = false
+        /// Released waiting for the running write loop to end.
+        var writerWaiters: [CheckedContinuation<Void, Never>] = []
     }
 
     var groups: [String: Entry] = [:]
+    /// Reads of group objects in flight, shared by concurrent first uses of a group.
+    var loads: [String: Task<Int16, Never>] = [:]
+    var nextIncarnation: UInt64 = 0
     var deadlines: [String: MonotonicInstant] = [:]
     var dirty: Set<String> = []
     var loaded = false
@@ -121,10 +141,14 @@ public actor GroupCoordinator {
     ///   - nodeId, host, port: this broker, as FindCoordinator names it.
     ///   - store, prefix: where group objects live; the prefix must hold nothing else
     ///     (for example `groups/`).
+    ///   - placement: which broker coordinates each group; nil: this one, for every group
+    ///     (``SingleBrokerPlacement``).
     ///   - seed: seeds member-id generation (tests pass a fixed one).
     public init(nodeId: Int32, host: String, port: Int32, store: any ObjectStore, prefix: String,
                 clock: any FloeClock, topics: any GroupTopicLookup, logger: Logger,
-                config: GroupConfig = GroupConfig(), seed: UInt64 = UInt64.random(in: .min ... .max)) {
+                config: GroupConfig = GroupConfig(), placement: (any GroupPlacement)? = nil,
+                seed: UInt64 = UInt64.random(in: .min ... .max)) {
+        self.placement = placement ?? SingleBrokerPlacement(nodeId: nodeId, host: host, port: port)
         self.nodeId = nodeId
         self.host = host
         self.port = port
@@ -148,31 +172,33 @@ public actor GroupCoordinator {
 
     // MARK: Lifecycle
 
-    /// Reads every group object under the prefix. Idempotent; throws the store's error or a
+    /// Reads every group object under the prefix and keeps those placed on this broker that are
+    /// not in memory yet. Not needed (groups are read on first use); kept for tools and tests
+    /// that want every error up front. Idempotent; throws the store's error or a
     /// ``GroupStoreError`` naming the object that cannot be read.
     public func load() async throws {
         if loaded { return }
         let objects = try await store.listAll(prefix: prefix)
-        var restored: [String: Entry] = [:]
+        var restored: [String: (GroupRecord, String)] = [:]
         for info in objects {
             let data = try await store.get(info.key)
             let record = try GroupRecord(decoding: data.bytes, key: info.key)
             guard groupKey(record.groupId) == info.key else {
                 throw GroupStoreError.mismatchedGroup(key: info.key, expected: groupKey(record.groupId), found: record.groupId)
             }
-            let machine = GroupStateMachine(groupId: record.groupId, config: config, restoring: record.snapshot, now: clock.now())
-            restored[record.groupId] = Entry(machine: machine, offsets: record.offsets, etag: data.etag)
+            restored[record.groupId] = (record, data.etag)
         }
         if loaded { return }
-        groups = restored
-        for (id, entry) in groups { deadlines[id] = entry.machine.nextDeadline }
+        for (id, (record, etag)) in restored where groups[id] == nil && loads[id] == nil && isCoordinator(of: id) {
+            install(record, etag: etag)
+        }
         loaded = true
         logger.info("group coordinator loaded", metadata: ["groups": "\(groups.count)", "store": store.location])
     }
 
-    /// Loads, then runs the timers and background writes until cancelled or shut down.
+    /// Runs the timers and background writes until cancelled or shut down. Groups are read
+    /// from the bucket on first use, not here.
     public func run() async throws {
-        try await load()
         await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.timerLoop() }
             group.addTask { await self.persistLoop() }
@@ -258,6 +284,120 @@ public actor GroupCoordinator {
         }
     }
 
+    // MARK: Placement and residency
+
+    /// Whether the placement names this broker as the coordinator of `groupId`.
+    public nonisolated func isCoordinator(of groupId: String) -> Bool {
+        placement.coordinator(for: groupId)?.nodeId == nodeId
+    }
+
+    /// Makes a group this broker coordinates resident: returns nil when the request may go on
+    /// (the group is in memory, or has no object and is not), or the error code to answer.
+    /// Empty and unstorable group ids are left to the caller (INVALID_GROUP_ID or "no group").
+    func resident(_ groupId: String) async -> Int16? {
+        if stopped { return KafkaErrorCode.notCoordinator.rawValue }
+        if groupId.isEmpty || groupKeyProblem(groupId) != nil { return nil }
+        guard isCoordinator(of: groupId) else { return KafkaErrorCode.notCoordinator.rawValue }
+        if let entry = groups[groupId] { return entry.releasing ? KafkaErrorCode.notCoordinator.rawValue : nil }
+        let read: Task<Int16, Never>
+        if let running = loads[groupId] {
+            read = running
+        } else {
+            read = Task { await self.readGroup(groupId) }
+            loads[groupId] = read
+        }
+        let code = await read.value
+        if code != 0 { return code }
+        // The placement may have changed, or a release begun, while the object was read.
+        if stopped || !isCoordinator(of: groupId) || groups[groupId]?.releasing == true {
+            return KafkaErrorCode.notCoordinator.rawValue
+        }
+        return nil
+    }
+
+    /// Reads one group's object and keeps it (the shared body of ``resident(_:)``). Returns 0,
+    /// or COORDINATOR_LOAD_IN_PROGRESS when the object cannot be read or decoded.
+    func readGroup(_ groupId: String) async -> Int16 {
+        defer { loads[groupId] = nil }
+        let key = groupKey(groupId)
+        let found: (GroupRecord, String)?
+        do {
+            let data = try await store.get(key)
+            let record = try GroupRecord(decoding: data.bytes, key: key)
+            guard record.groupId == groupId else {
+                throw GroupStoreError.mismatchedGroup(key: key, expected: key, found: record.groupId)
+            }
+            found = (record, data.etag)
+        } catch ObjectStoreError.notFound {
+            found = nil
+        } catch {
+            logger.error("cannot read group object", metadata: ["group.id": groupId, "key": key, "store": store.location, "error": "\(error)"])
+            return KafkaErrorCode.coordinatorLoadInProgress.rawValue
+        }
+        if let (record, etag) = found, !stopped, groups[groupId] == nil, isCoordinator(of: groupId) {
+            install(record, etag: etag)
+        }
+        return 0
+    }
+
+    /// Keeps a group read from the bucket.
+    func install(_ record: GroupRecord, etag: String) {
+        let machine = GroupStateMachine(groupId: record.groupId, config: config, restoring: record.snapshot, now: clock.now())
+        nextIncarnation += 1
+        groups[record.groupId] = Entry(machine: machine, offsets: record.offsets, etag: etag, incarnation: nextIncarnation)
+        deadlines[record.groupId] = machine.nextDeadline
+    }
+
+    /// Gives up every group in memory for which `shouldRelease` is true: writes its pending
+    /// commits and membership (the usual write path; a failure is logged and answered to the
+    /// commits it carried), answers its parked JoinGroup/SyncGroup, queued commits and
+    /// deletions with NOT_COORDINATOR, and forgets it. A later use reads its object again.
+    /// Requests for a group being released get NOT_COORDINATOR.
+    public func release(where shouldRelease: (String) -> Bool) async {
+        let chosen = groups.filter { shouldRelease($0.key) }.map { ($0.key, $0.value.incarnation) }.sorted { $0.0 < $1.0 }
+        for (id, _) in chosen { groups[id]?.releasing = true }
+        for (id, incarnation) in chosen { await releaseGroup(id, incarnation: incarnation) }
+    }
+
+    /// Releases every group in memory that the placement no longer puts on this broker.
+    public func placementChanged() async {
+        await release { !isCoordinator(of: $0) }
+    }
+
+    func releaseGroup(_ groupId: String, incarnation: UInt64) async {
+        // Let the running write loop end, then write whatever it left.
+        while let entry = groups[groupId], entry.incarnation == incarnation, entry.writing {
+            await withCheckedContinuation { groups[groupId]!.writerWaiters.append($0) }
+        }
+        guard groups[groupId]?.incarnation == incarnation else { return }
+        await flush(groupId)  // returns at once when nothing is pending
+        guard groups[groupId]?.incarnation == incarnation else { return }
+        forget(groupId, errorCode: KafkaErrorCode.notCoordinator.rawValue)
+        logger.info("released group", metadata: ["group.id": groupId])
+    }
+
+    /// Drops a group from memory, answering everything that waits on it with `errorCode`.
+    func forget(_ groupId: String, errorCode: Int16) {
+        guard let entry = groups.removeValue(forKey: groupId) else { return }
+        deadlines[groupId] = nil
+        dirty.remove(groupId)
+        for action in entry.machine.abandon(errorCode: errorCode) {
+            switch action {
+            case let .completeJoin(token, outcome): resolve(token, .join(outcome))
+            case let .completeSync(token, outcome): resolve(token, .sync(outcome))
+            case .persist: break
+            }
+        }
+        for commit in entry.queued {
+            resolve(commit.token, .commit(commit.entries.map {
+                PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
+                                errorCode: $0.errorCode != 0 ? $0.errorCode : errorCode)
+            }))
+        }
+        for token in entry.deleteWaiters { resolve(token, .delete(errorCode)) }
+        for waiter in entry.writerWaiters { waiter.resume() }
+    }
+
     // MARK: Replies
 
     func newToken() -> RequestToken {
@@ -303,7 +443,6 @@ public actor GroupCoordinator {
     /// The code for a request that cannot be served at all right now, or nil.
     func unavailableCode() -> Int16? {
         if stopped { return KafkaErrorCode.notCoordinator.rawValue }
-        if !loaded { return KafkaErrorCode.coordinatorLoadInProgress.rawValue }
         return nil
     }
 
@@ -314,7 +453,8 @@ public actor GroupCoordinator {
             logger.warning("group limit reached; refusing a new group", metadata: ["group.id": groupId, "limit": "\(config.maxGroups)"])
             return false
         }
-        groups[groupId] = Entry(machine: GroupStateMachine(groupId: groupId, config: config))
+        nextIncarnation += 1
+        groups[groupId] = Entry(machine: GroupStateMachine(groupId: groupId, config: config), incarnation: nextIncarnation)
         return true
     }
 
@@ -340,11 +480,11 @@ public actor GroupCoordinator {
 
     // MARK: Group membership APIs
 
-    public func join(groupId: String, request: JoinRequest) -> Ticket<JoinOutcome> {
-        if let code = unavailableCode() { return .done(.error(code, memberId: request.memberId)) }
+    public func join(groupId: String, request: JoinRequest) async -> Ticket<JoinOutcome> {
         if groupId.isEmpty || groupKeyProblem(groupId) != nil {
             return .done(.error(KafkaErrorCode.invalidGroupId.rawValue, memberId: request.memberId))
         }
+        if let code = await resident(groupId) { return .done(.error(code, memberId: request.memberId)) }
         guard ensureGroup(groupId) else { return .done(.error(KafkaErrorCode.coordinatorNotAvailable.rawValue, memberId: request.memberId)) }
         let token = newToken()
         var memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
@@ -360,9 +500,9 @@ public actor GroupCoordinator {
     }
 
     public func sync(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32,
-                     protocolType: String?, protocolName: String?, assignments: [String: [UInt8]]) -> Ticket<SyncOutcome> {
-        if let code = unavailableCode() { return .done(.error(code)) }
+                     protocolType: String?, protocolName: String?, assignments: [String: [UInt8]]) async -> Ticket<SyncOutcome> {
         if groupId.isEmpty { return .done(.error(KafkaErrorCode.invalidGroupId.rawValue)) }
+        if let code = await resident(groupId) { return .done(.error(code)) }
         guard groups[groupId] != nil else { return .done(.error(KafkaErrorCode.unknownMemberId.rawValue)) }
         let token = newToken()
         let actions = groups[groupId]!.machine.sync(
@@ -373,9 +513,9 @@ public actor GroupCoordinator {
         return .pending(token)
     }
 
-    public func heartbeat(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32) -> Int16 {
-        if let code = unavailableCode() { return code }
+    public func heartbeat(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32) async -> Int16 {
         if groupId.isEmpty { return KafkaErrorCode.invalidGroupId.rawValue }
+        if let code = await resident(groupId) { return code }
         guard groups[groupId] != nil else { return KafkaErrorCode.unknownMemberId.rawValue }
         let code = groups[groupId]!.machine.heartbeat(memberId: memberId, groupInstanceId: groupInstanceId,
                                                       generationId: generationId, now: clock.now())
@@ -384,9 +524,9 @@ public actor GroupCoordinator {
     }
 
     /// Returns a group-level error code (0 if none) and one code per identity.
-    public func leave(groupId: String, members identities: [(memberId: String, groupInstanceId: String?)]) -> (Int16, [Int16]) {
-        if let code = unavailableCode() { return (code, []) }
+    public func leave(groupId: String, members identities: [(memberId: String, groupInstanceId: String?)]) async -> (Int16, [Int16]) {
         if groupId.isEmpty { return (KafkaErrorCode.invalidGroupId.rawValue, []) }
+        if let code = await resident(groupId) { return (code, []) }
         guard groups[groupId] != nil else { return (0, identities.map { _ in KafkaErrorCode.unknownMemberId.rawValue }) }
         let (codes, actions) = groups[groupId]!.machine.leave(identities, now: clock.now())
         perform(actions, groupId: groupId)
@@ -400,12 +540,12 @@ public actor GroupCoordinator {
     /// exist and the commit is not a standalone one (UNKNOWN_MEMBER_ID, or GROUP_ID_NOT_FOUND
     /// from v9). A pending ticket is completed by ``waitDurable(_:groupId:)``.
     public func commit(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32,
-                       entries: [OffsetCommitEntry], unknownGroupCode: Int16) -> Ticket<[PartitionResult]> {
+                       entries: [OffsetCommitEntry], unknownGroupCode: Int16) async -> Ticket<[PartitionResult]> {
         func all(_ code: Int16) -> Ticket<[PartitionResult]> {
             .done(entries.map { PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition, errorCode: code) })
         }
-        if let code = unavailableCode() { return all(code) }
         if groupId.isEmpty || groupKeyProblem(groupId) != nil { return all(KafkaErrorCode.invalidGroupId.rawValue) }
+        if let code = await resident(groupId) { return all(code) }
         let standalone = generationId < 0 && memberId.isEmpty && groupInstanceId == nil
         if groups[groupId] == nil {
             guard standalone else { return all(unknownGroupCode) }
@@ -429,8 +569,8 @@ public actor GroupCoordinator {
 
     /// Committed offsets of a group: of the given partitions (nil: all it has). Returns nil
     /// with an error code when the coordinator cannot answer.
-    public func committedOffsets(groupId: String, partitions: [TopicPartition]?) -> Result<[TopicPartition: CommittedOffset], GroupUnavailable> {
-        if let code = unavailableCode() { return .failure(GroupUnavailable(errorCode: code)) }
+    public func committedOffsets(groupId: String, partitions: [TopicPartition]?) async -> Result<[TopicPartition: CommittedOffset], GroupUnavailable> {
+        if let code = await resident(groupId) { return .failure(GroupUnavailable(errorCode: code)) }
         guard let entry = groups[groupId] else { return .success([:]) }
         guard let partitions else { return .success(entry.offsets) }
         var found: [TopicPartition: CommittedOffset] = [:]
@@ -440,20 +580,34 @@ public actor GroupCoordinator {
 
     // MARK: Admin
 
-    public func listGroups(states: [String], types: [String]) -> (Int16, [(groupId: String, protocolType: String, state: GroupState)]) {
+    /// The groups this broker coordinates: those in memory and those with an object in the
+    /// bucket (listed, and read on first listing so their state is known).
+    public func listGroups(states: [String], types: [String]) async -> (Int16, [(groupId: String, protocolType: String, state: GroupState)]) {
         if let code = unavailableCode() { return (code, []) }
         let wanted = Set(states.map { $0.lowercased() })
         let typesOK = types.isEmpty || types.contains { $0.lowercased() == "classic" }
         guard typesOK else { return (0, []) }
-        let list = groups.values.map(\.machine).filter { $0.state != .dead }
+        let stored: [ObjectInfo]
+        do {
+            stored = try await store.listAll(prefix: prefix)
+        } catch {
+            logger.error("cannot list group objects", metadata: ["prefix": prefix, "store": store.location, "error": "\(error)"])
+            return (KafkaErrorCode.coordinatorNotAvailable.rawValue, [])
+        }
+        for info in stored {
+            guard let id = groupId(ofKey: info.key), isCoordinator(of: id), groups[id] == nil else { continue }
+            if let code = await resident(id), code != KafkaErrorCode.notCoordinator.rawValue { return (code, []) }
+        }
+        let list = groups.values.filter { !$0.releasing && isCoordinator(of: $0.machine.groupId) }.map(\.machine)
+            .filter { $0.state != .dead }
             .filter { wanted.isEmpty || wanted.contains($0.state.rawValue.lowercased()) }
             .sorted { $0.groupId < $1.groupId }
             .map { (groupId: $0.groupId, protocolType: $0.protocolType ?? "", state: $0.state) }
         return (0, list)
     }
 
-    public func describe(groupId: String) -> Result<GroupDescription, GroupUnavailable> {
-        if let code = unavailableCode() { return .failure(GroupUnavailable(errorCode: code)) }
+    public func describe(groupId: String) async -> Result<GroupDescription, GroupUnavailable> {
+        if let code = await resident(groupId) { return .failure(GroupUnavailable(errorCode: code)) }
         guard let m = groups[groupId]?.machine else {
             return .success(GroupDescription(groupId: groupId, state: .dead, protocolType: "", protocolName: "", members: []))
         }
@@ -469,9 +623,9 @@ public actor GroupCoordinator {
 
     /// Starts deleting a group: GROUP_ID_NOT_FOUND, NON_EMPTY_GROUP, or pending until its object
     /// is deleted (complete it with ``waitDurable(_:groupId:)``).
-    public func delete(groupId: String) -> Ticket<Int16> {
-        if let code = unavailableCode() { return .done(code) }
+    public func delete(groupId: String) async -> Ticket<Int16> {
         if groupId.isEmpty { return .done(KafkaErrorCode.invalidGroupId.rawValue) }
+        if let code = await resident(groupId) { return .done(code) }
         guard let entry = groups[groupId], entry.machine.state != .dead else { return .done(KafkaErrorCode.groupIdNotFound.rawValue) }
         guard entry.machine.isEmpty, entry.machine.state == .empty else { return .done(KafkaErrorCode.nonEmptyGroup.rawValue) }
         if entry.etag == nil && !entry.writing && entry.queued.isEmpty {
@@ -505,18 +659,44 @@ public actor GroupCoordinator {
         return out
     }
 
+    /// The group id of an object key made by ``groupKey(_:)``, or nil if the key is not one.
+    public nonisolated func groupId(ofKey key: String) -> String? {
+        guard key.hasPrefix(prefix) else { return nil }
+        var bytes: [UInt8] = []
+        var rest = Substring(key.dropFirst(prefix.count)).utf8[...]
+        while let byte = rest.first {
+            rest = rest.dropFirst()
+            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
+            guard rest.count >= 2, let value = UInt8(String(decoding: rest.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(value)
+            rest = rest.dropFirst(2)
+        }
+        guard let id = String(validating: bytes, as: UTF8.self), groupKey(id) == key else { return nil }
+        return id
+    }
+
     nonisolated func groupKeyProblem(_ groupId: String) -> String? {
         ObjectKey.problem(groupKey(groupId))
     }
 
     /// The single writer of one group: writes queued commits and membership changes (or deletes
     /// the group's object when it is Dead) until nothing is left, then returns. Concurrent
-    /// callers return at once; their work is picked up by the running loop.
+    /// callers return at once; their work is picked up by the running loop. A group fenced by
+    /// another writer is forgotten (everything waiting on it gets NOT_COORDINATOR).
     func flush(_ groupId: String) async {
         guard let first = groups[groupId], !first.writing else { return }
         groups[groupId]!.writing = true
         let key = groupKey(groupId)
-        while let entry = groups[groupId], !entry.queued.isEmpty || entry.metadataDirty || entry.machine.state == .dead {
+        defer {
+            if groups[groupId]?.fenced == true {
+                forget(groupId, errorCode: KafkaErrorCode.notCoordinator.rawValue)
+            } else if let waiting = groups[groupId]?.writerWaiters {
+                groups[groupId]!.writing = false
+                groups[groupId]!.writerWaiters = []
+                for waiter in waiting { waiter.resume() }
+            }
+        }
+        while let entry = groups[groupId], !entry.fenced, !entry.queued.isEmpty || entry.metadataDirty || entry.machine.state == .dead {
             if entry.queued.isEmpty && !entry.metadataDirty {
                 // Dead, with every commit written: delete the object (on failure the group is
                 // Empty again and the loop ends).
@@ -540,7 +720,6 @@ public actor GroupCoordinator {
                 }))
             }
         }
-        groups[groupId]?.writing = false
     }
 
     /// One conditional write; returns 0 or the error code to answer the commits it carried.
@@ -550,39 +729,57 @@ public actor GroupCoordinator {
             groups[groupId]?.etag = newTag
             return 0
         } catch ObjectStoreError.preconditionFailed {
-            // Our earlier write may have been applied although it failed, or another
-            // coordinator wrote the group: adopt what the bucket holds.
+            // Our earlier write may have been applied although it failed (then the bucket holds
+            // exactly these bytes). Otherwise another coordinator wrote or deleted the group:
+            // this broker is fenced, and forgets the group when the write loop ends; its next
+            // use (if it is placed here again) reads what the bucket holds.
             do {
                 let current = try await store.get(key)
-                groups[groupId]?.etag = current.etag
-                if current.bytes == bytes { return 0 }
-                let record = try GroupRecord(decoding: current.bytes, key: key)
-                groups[groupId]?.offsets = record.offsets
-                logger.error("group object changed by another writer; adopted its offsets",
-                             metadata: ["group.id": groupId, "key": key, "store": store.location])
-                return KafkaErrorCode.notCoordinator.rawValue
+                if current.bytes == bytes {
+                    groups[groupId]?.etag = current.etag
+                    return 0
+                }
+                logger.warning("group object changed by another writer; giving the group up",
+                               metadata: ["group.id": groupId, "key": key, "store": store.location])
             } catch ObjectStoreError.notFound {
-                groups[groupId]?.etag = nil
-                return KafkaErrorCode.coordinatorNotAvailable.rawValue
+                logger.warning("group object deleted by another writer; giving the group up",
+                               metadata: ["group.id": groupId, "key": key, "store": store.location])
             } catch {
-                logger.error("cannot re-read group object after a conflicting write",
+                logger.error("cannot re-read group object after a conflicting write; giving the group up",
                              metadata: ["group.id": groupId, "key": key, "error": "\(error)"])
-                return KafkaErrorCode.coordinatorNotAvailable.rawValue
             }
+            groups[groupId]?.fenced = true
+            return KafkaErrorCode.notCoordinator.rawValue
         } catch {
             logger.warning("writing group object failed", metadata: ["group.id": groupId, "key": key, "error": "\(error)"])
             return KafkaErrorCode.coordinatorNotAvailable.rawValue
         }
     }
 
+    /// Deletes the object of a Dead group. Deletes are not conditional in the store, so the
+    /// ETag is checked first: a group another coordinator has written since is given up, not
+    /// deleted (a write racing this check can still be lost).
     func deleteObject(_ groupId: String, key: String) async {
         do {
+            if let etag = groups[groupId]?.etag {
+                let current: String?
+                do {
+                    current = try await store.head(key).etag
+                } catch ObjectStoreError.notFound {
+                    current = nil
+                }
+                if let current, current != etag {
+                    logger.warning("group object changed by another writer; giving the group up",
+                                   metadata: ["group.id": groupId, "key": key, "store": store.location])
+                    groups[groupId]?.fenced = true
+                    return
+                }
+            }
             try await store.delete(key)
             let waiting = groups[groupId]?.deleteWaiters ?? []
-            groups[groupId] = nil
-            deadlines[groupId] = nil
-            dirty.remove(groupId)
+            groups[groupId]?.deleteWaiters = []
             for token in waiting { resolve(token, .delete(0)) }
+            forget(groupId, errorCode: KafkaErrorCode.notCoordinator.rawValue)
         } catch {
             logger.warning("deleting group object failed", metadata: ["group.id": groupId, "key": key, "error": "\(error)"])
             let waiting = groups[groupId]?.deleteWaiters ?? []

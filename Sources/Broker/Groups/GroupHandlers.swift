@@ -9,35 +9,58 @@ func clientHost(_ peer: String) -> String {
     return "/" + peer[..<colon]
 }
 
-/// FindCoordinator v0–v6: this broker coordinates every group (and answers for transactional
-/// ids too, key type 1). Version 4+ answers each of the batched keys; share-group keys (type 2)
-/// get INVALID_REQUEST.
+/// FindCoordinator v0–v6: group keys (type 0) are answered from the coordinator's
+/// ``GroupPlacement`` (COORDINATOR_NOT_AVAILABLE while it names none); transactional ids
+/// (type 1) are coordinated by this broker. Version 4+ answers each of the batched keys;
+/// share-group keys (type 2) get INVALID_REQUEST.
 public struct FindCoordinatorHandler: ApiHandler {
     let coordinator: GroupCoordinator
     public var apiKey: ApiKey { .findCoordinator }
     public var versions: ClosedRange<Int16> { 0...6 }
 
+    /// The answer for one key: the coordinator, or an error code and message.
+    func locate(_ key: String, keyType: Int8) -> Result<(nodeId: Int32, host: String, port: Int32), FindCoordinatorError> {
+        switch keyType {
+        case 0:
+            guard let found = coordinator.placement.coordinator(for: key) else {
+                return .failure(FindCoordinatorError(code: KafkaErrorCode.coordinatorNotAvailable.rawValue,
+                                                     message: "no coordinator available for group"))
+            }
+            return .success(found)
+        case 1:
+            return .success((coordinator.nodeId, coordinator.host, coordinator.port))
+        default:
+            return .failure(FindCoordinatorError(code: KafkaErrorCode.invalidRequest.rawValue,
+                                                 message: "unsupported coordinator key type \(keyType)"))
+        }
+    }
+
+    struct FindCoordinatorError: Error {
+        var code: Int16
+        var message: String
+    }
+
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .findCoordinator(r) = request else { return .close }
-        let valid = r.keyType == 0 || r.keyType == 1
         if context.apiVersion >= 4 {
             let answers = r.coordinatorKeys.map { key in
-                valid
-                    ? FindCoordinatorResponse.Coordinator(key: key, nodeId: coordinator.nodeId, host: coordinator.host, port: coordinator.port)
-                    : FindCoordinatorResponse.Coordinator(key: key, nodeId: -1, host: "", port: -1,
-                                                          errorCode: KafkaErrorCode.invalidRequest.rawValue,
-                                                          errorMessage: "unsupported coordinator key type \(r.keyType)")
+                switch locate(key, keyType: r.keyType) {
+                case let .success(c):
+                    FindCoordinatorResponse.Coordinator(key: key, nodeId: c.nodeId, host: c.host, port: c.port)
+                case let .failure(e):
+                    FindCoordinatorResponse.Coordinator(key: key, nodeId: -1, host: "", port: -1, errorCode: e.code, errorMessage: e.message)
+                }
             }
             return .response(.findCoordinator(FindCoordinatorResponse(coordinators: answers)))
         }
-        guard valid else {
+        switch locate(r.key, keyType: r.keyType) {
+        case let .success(c):
             return .response(.findCoordinator(FindCoordinatorResponse(
-                errorCode: KafkaErrorCode.invalidRequest.rawValue, errorMessage: "unsupported coordinator key type \(r.keyType)",
-                nodeId: -1, host: "", port: -1)))
+                errorCode: 0, errorMessage: context.apiVersion >= 1 ? "NONE" : nil, nodeId: c.nodeId, host: c.host, port: c.port)))
+        case let .failure(e):
+            return .response(.findCoordinator(FindCoordinatorResponse(
+                errorCode: e.code, errorMessage: context.apiVersion >= 1 ? e.message : nil, nodeId: -1, host: "", port: -1)))
         }
-        return .response(.findCoordinator(FindCoordinatorResponse(
-            errorCode: 0, errorMessage: context.apiVersion >= 1 ? "NONE" : nil,
-            nodeId: coordinator.nodeId, host: coordinator.host, port: coordinator.port)))
     }
 }
 

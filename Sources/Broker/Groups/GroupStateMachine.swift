@@ -263,6 +263,19 @@ public struct GroupStateMachine: Sendable {
 
     public var isEmpty: Bool { members.isEmpty && pendingMembers.isEmpty }
 
+    /// The replies that answer every parked JoinGroup and SyncGroup with `errorCode`, for a
+    /// group this coordinator gives up (it moved to another broker, or another writer fenced
+    /// it). The machine is discarded afterwards, so nothing is changed here.
+    public func abandon(errorCode: Int16) -> [GroupAction] {
+        var actions: [GroupAction] = []
+        for id in memberOrder {
+            guard let member = members[id] else { continue }
+            if let token = member.awaitingJoin { actions.append(.completeJoin(token, .error(errorCode, memberId: member.memberId))) }
+            if let token = member.awaitingSync { actions.append(.completeSync(token, .error(errorCode))) }
+        }
+        return actions
+    }
+
     // MARK: JoinGroup
 
     /// Handles a JoinGroup. `newMemberId` is used if the request needs a member id assigned.

@@ -70,8 +70,16 @@ public final class StreamLogStorage: LogStorage {
     public init(store: StreamStore) { self.store = store }
 
     public func openLog(stream id: UInt64) async throws -> any PartitionLog {
-        let epoch = (try await store.currentEpoch(id) ?? 0) + 1
-        return StreamPartitionLog(stream: try await store.open(id, epoch: epoch))
+        var epoch = (try await store.currentEpoch(id) ?? 0) + 1
+        // Another broker may have raised the epoch since this one last read the metadata.
+        for _ in 0..<8 {
+            do {
+                return StreamPartitionLog(stream: try await store.open(id, epoch: epoch))
+            } catch let StreamStorageError.fenced(_, _, current) {
+                epoch = current + 1
+            }
+        }
+        throw StreamStorageError.metadataConflict(detail: "stream \(id): its epoch kept moving while opening")
     }
 
     public func run() async throws { try await store.run() }

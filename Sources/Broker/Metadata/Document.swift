@@ -6,7 +6,8 @@ import Foundation
 ///
 /// ```
 /// 0  magic   "FLBD" (4 bytes)
-/// 4  kind    uint8   (1 registry, 2 producer state)
+/// 4  kind    uint8   (1 registry, 2 producer state, 3 metadata log entry, 4 metadata snapshot,
+///                     5 controller lease)
 /// 5  version uint16  (format version of the payload)
 /// 7  length  uint32  (payload bytes)
 /// 11 crc     uint32  (CRC32C of the payload)
@@ -22,6 +23,9 @@ enum DocumentEnvelope {
     enum Kind: UInt8 {
         case registry = 1
         case producerState = 2
+        case metadataLogEntry = 3
+        case metadataSnapshot = 4
+        case controllerLease = 5
     }
 
     static func encode<T: Encodable>(_ value: T, kind: Kind, version: UInt16) throws -> [UInt8] {

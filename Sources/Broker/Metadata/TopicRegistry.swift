@@ -1,12 +1,32 @@
 import KafkaProtocol
 import ObjectStore
+import Support
 import Synchronization
 
-/// One partition of a topic: its index, the stream holding its records, and its leader epoch.
+/// One partition of a topic: its index, the stream holding its records, its owner broker and
+/// its partition epoch (Kafka's leader epoch: raised at every change of owner).
 public struct PartitionRecord: Codable, Sendable, Equatable {
     public var index: Int32
     public var stream: UInt64
     public var leaderEpoch: Int32
+    /// The broker serving the partition (-1: none).
+    public var owner: Int32
+
+    public init(index: Int32, stream: UInt64, leaderEpoch: Int32, owner: Int32) {
+        self.index = index
+        self.stream = stream
+        self.leaderEpoch = leaderEpoch
+        self.owner = owner
+    }
+
+    // Registry documents written before clusters had no owner: the single broker owned all.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        index = try c.decode(Int32.self, forKey: .index)
+        stream = try c.decode(UInt64.self, forKey: .stream)
+        leaderEpoch = try c.decode(Int32.self, forKey: .leaderEpoch)
+        owner = try c.decodeIfPresent(Int32.self, forKey: .owner) ?? -1
+    }
 }
 
 /// A topic as the registry stores it.
@@ -27,101 +47,127 @@ public struct TopicRecord: Codable, Sendable, Equatable {
     public var topicID: KafkaUUID { KafkaUUID(hex: id) ?? .zero }
 }
 
-/// The registry document persisted in the bucket.
+/// The registry document a single broker persisted in the bucket before clusters existed
+/// (`<prefix>registry`); the first controller imports it into the metadata log.
 struct RegistryDocument: Codable, Sendable, Equatable {
     static let formatVersion: UInt16 = 1
     var generation: UInt64 = 0
     var nextStream: UInt64 = 1
-    /// Producer ids below this are handed out (blocks are reserved before use).
     var producerIDReserved: Int64 = 0
     var topics: [String: TopicRecord] = [:]
-    /// Broker settings changed through AlterConfigs on the broker resource.
     var dynamicBrokerConfigs: [String: String] = [:]
-    /// Generated on the first write; stable for the bucket's life.
     var clusterID: String = ""
 }
 
-/// The topics and partitions of a single broker, persisted in the bucket as one document
-/// (`<prefix>registry`, see `DocumentEnvelope`) changed only by conditional writes.
+/// Topics, partitions and the rest of the cluster metadata as this broker sees it: a view of
+/// the replicated `MetadataLog` (`<prefix>cluster/`), changed only by the active controller.
 ///
 /// Reads (`topic(named:)`, `topics`) are lock-protected snapshots and never wait for I/O.
-/// Changes run one at a time: read-modify-write against the last known ETag (`If-Match`, or
-/// `If-None-Match` for the first write); on a conflict the document is reloaded and the change
-/// re-applied and re-validated, at most a few times.
+/// Changes (`create`, `delete`, …) run one at a time on the controller: the change is applied to
+/// the current state, the difference is appended to the log as records, and every broker
+/// replays them. On any other broker a change throws `BrokerError.notController`; its handlers
+/// forward the request to the controller instead.
 ///
-/// Example: `create(name: "orders", partitions: 3, ...)` assigns three fresh stream ids
-/// (never reused, even after the topic is deleted) and a random topic id.
+/// Example: `create(name: "orders", partitions: 3, ...)` on the controller assigns three fresh
+/// stream ids (never reused, even after the topic is deleted), a random topic id, and owners
+/// spread over the live brokers that are not draining.
 public final class TopicRegistry: Sendable {
     let store: any ObjectStore
+    /// Where a pre-cluster registry document may be (imported once).
     public let key: String
-    private let state = Mutex<(doc: RegistryDocument, etag: String?)>((RegistryDocument(), nil))
+    public let log: MetadataLog
+    private let role = Mutex<UInt64?>(nil)
     private let writer = AsyncLock()
 
     public static let maxAttempts = 5
 
-    private init(store: any ObjectStore, key: String) {
+    private init(store: any ObjectStore, prefix: String, logger: Logger) {
         self.store = store
-        self.key = key
+        self.key = prefix + "registry"
+        self.log = MetadataLog(store: store, prefix: prefix + "cluster/", logger: logger)
     }
 
-    /// Loads the registry (an absent document is an empty registry).
-    public static func load(store: any ObjectStore, prefix: String) async throws -> TopicRegistry {
-        let r = TopicRegistry(store: store, key: prefix + "registry")
-        try await r.reload()
+    /// Loads the metadata log (a bucket without one is an empty cluster).
+    public static func load(store: any ObjectStore, prefix: String, logger: Logger = .discarding) async throws -> TopicRegistry {
+        let r = TopicRegistry(store: store, prefix: prefix, logger: logger)
+        try await r.log.load()
         return r
-    }
-
-    func reload() async throws {
-        do {
-            let data = try await store.get(key, range: nil)
-            let doc = try DocumentEnvelope.decode(
-                RegistryDocument.self, from: data.bytes, kind: .registry, versions: 1...RegistryDocument.formatVersion, key: key)
-            state.withLock { $0 = (doc, data.etag) }
-        } catch let error as ObjectStoreError {
-            if case .notFound = error {
-                state.withLock { $0 = (RegistryDocument(), nil) }
-                return
-            }
-            throw error
-        }
     }
 
     // MARK: reads
 
-    public var topics: [TopicRecord] { state.withLock { Array($0.doc.topics.values) }.sorted { $0.name < $1.name } }
-    public func topic(named name: String) -> TopicRecord? { state.withLock { $0.doc.topics[name] } }
-    public func topic(id: KafkaUUID) -> TopicRecord? {
-        state.withLock { s in s.doc.topics.values.first { $0.topicID == id } }
+    public var state: ClusterState { log.current }
+    public var topics: [TopicRecord] { Array(log.current.topics.values).sorted { $0.name < $1.name } }
+    public func topic(named name: String) -> TopicRecord? { log.current.topics[name] }
+    public func topic(id: KafkaUUID) -> TopicRecord? { log.current.topics.values.first { $0.topicID == id } }
+    public var dynamicBrokerConfigs: [String: String] { log.current.dynamicBrokerConfigs }
+    /// The controller epoch this broker writes with, if it is the active controller.
+    public var controllerEpoch: UInt64? { role.withLock { $0 } }
+
+    // MARK: controller role
+
+    /// Makes this broker the writer of the log at `epoch` (a lease just won): catches up, writes
+    /// the epoch record (deposing any older controller) and, on a new cluster, the cluster id and
+    /// any pre-cluster registry document.
+    public func becomeController(epoch: UInt64, node: Int32) async throws {
+        try await writer.withLock {
+            try await log.catchUp()
+            var records: [MetadataRecord] = [.controller(epoch: epoch, node: node)]
+            var imported = log.current
+            if log.offset == 0, let legacy = try await loadLegacy() {
+                imported.topics = legacy.topics
+                imported.nextStream = legacy.nextStream
+                imported.producerIDReserved = legacy.producerIDReserved
+                imported.dynamicBrokerConfigs = legacy.dynamicBrokerConfigs
+                imported.clusterID = legacy.clusterID
+            }
+            if imported.clusterID.isEmpty { imported.clusterID = KafkaUUID.random().description }
+            records += MetadataRecord.diff(from: log.current, to: imported)
+            try await log.append(records, epoch: epoch)
+            role.withLock { $0 = epoch }
+        }
     }
-    public var dynamicBrokerConfigs: [String: String] { state.withLock { $0.doc.dynamicBrokerConfigs } }
-    var generation: UInt64 { state.withLock { $0.doc.generation } }
+
+    /// Stops writing (the lease was lost or the broker shuts down).
+    public func resignController() { role.withLock { $0 = nil } }
+
+    private func loadLegacy() async throws -> RegistryDocument? {
+        do {
+            let data = try await store.get(key, range: nil)
+            return try DocumentEnvelope.decode(RegistryDocument.self, from: data.bytes, kind: .registry,
+                                               versions: 1...RegistryDocument.formatVersion, key: key)
+        } catch ObjectStoreError.notFound {
+            return nil
+        }
+    }
 
     // MARK: changes
 
-    /// Applies `change` to the newest document and writes it conditionally; returns what the
-    /// change returned. A change that throws leaves the registry untouched.
-    func mutate<T: Sendable>(_ change: @Sendable (inout RegistryDocument) throws -> T) async throws -> T {
+    /// Applies `change` to the current state and appends the difference to the log; returns
+    /// what the change returned. A change that throws leaves everything untouched. Only the
+    /// active controller may call this (`BrokerError.notController` otherwise).
+    func mutate<T: Sendable>(_ change: @Sendable (inout ClusterState) throws -> T) async throws -> T {
         try await writer.withLock {
-            var attempt = 0
-            while true {
-                attempt += 1
-                let (current, etag) = state.withLock { $0 }
-                var doc = current
-                let result = try change(&doc)
-                if doc == current { return result }
-                doc.generation += 1
-                let bytes = try DocumentEnvelope.encode(doc, kind: .registry, version: RegistryDocument.formatVersion)
-                do {
-                    let newTag = try await store.put(key, bytes, condition: etag.map { .ifMatch($0) } ?? .ifAbsent)
-                    state.withLock { $0 = (doc, newTag) }
-                    return result
-                } catch let error as ObjectStoreError {
-                    guard case .preconditionFailed = error else { throw error }
-                    if attempt >= Self.maxAttempts { throw BrokerError.conflict(key: key, attempts: attempt) }
-                    try await reload()
-                }
+            guard let epoch = role.withLock({ $0 }) else {
+                throw BrokerError.notController(epoch: 0, current: log.current.controllerEpoch)
             }
+            let base = log.current
+            var next = base
+            let result = try change(&next)
+            if next == base { return result }
+            do {
+                try await log.append(MetadataRecord.diff(from: base, to: next), epoch: epoch)
+            } catch let e as BrokerError {
+                if case .notController = e { role.withLock { $0 = nil } }
+                throw e
+            }
+            return result
         }
+    }
+
+    /// Applies a change the controller computed itself (registration, moves, fencing).
+    public func change<T: Sendable>(_ body: @Sendable (inout ClusterState) throws -> T) async throws -> T {
+        try await mutate(body)
     }
 
     /// Why a topic name is invalid, or nil (Kafka's rules: 1…249 of `[a-zA-Z0-9._-]`, not `.` or `..`).
@@ -148,11 +194,14 @@ public final class TopicRegistry: Sendable {
             throw TopicError(.invalidReplicationFactor, "replication factor must be at least 1, not \(replicationFactor)")
         }
         if let (_, reason) = TopicConfigs.validate(configs) { throw TopicError(.invalidConfig, reason) }
-        let build: @Sendable (inout RegistryDocument) throws -> TopicRecord = { doc in
+        let build: @Sendable (inout ClusterState) throws -> TopicRecord = { doc in
             if doc.topics[name] != nil { throw TopicError(.topicAlreadyExists, "topic \(name) already exists") }
             var parts: [PartitionRecord] = []
+            var counts = doc.ownedCounts
+            let placeable = doc.placeableBrokers.map(\.id)
             for i in 0..<partitions {
-                parts.append(PartitionRecord(index: i, stream: doc.nextStream, leaderEpoch: 0))
+                parts.append(PartitionRecord(index: i, stream: doc.nextStream, leaderEpoch: 0,
+                                             owner: ClusterState.leastLoaded(placeable, &counts)))
                 doc.nextStream += 1
             }
             let id = KafkaUUID.random()
@@ -162,7 +211,7 @@ public final class TopicRegistry: Sendable {
             return topic
         }
         if validateOnly {
-            var copy = state.withLock { $0.doc }
+            var copy = log.current
             return try build(&copy)
         }
         return try await mutate(build)
@@ -182,22 +231,25 @@ public final class TopicRegistry: Sendable {
     /// Grows a topic to `count` partitions.
     @discardableResult
     public func createPartitions(name: String, count: Int32, validateOnly: Bool = false) async throws -> TopicRecord {
-        let grow: @Sendable (inout RegistryDocument) throws -> TopicRecord = { doc in
+        let grow: @Sendable (inout ClusterState) throws -> TopicRecord = { doc in
             guard var t = doc.topics[name] else { throw TopicError(.unknownTopicOrPartition, "topic \(name) does not exist") }
             let have = Int32(t.partitions.count)
             guard count > have else {
                 throw TopicError(.invalidPartitions, "topic \(name) has \(have) partitions; the new count \(count) must be larger")
             }
             guard count <= 100_000 else { throw TopicError(.invalidPartitions, "number of partitions must be at most 100000") }
+            var counts = doc.ownedCounts
+            let placeable = doc.placeableBrokers.map(\.id)
             for i in have..<count {
-                t.partitions.append(PartitionRecord(index: i, stream: doc.nextStream, leaderEpoch: 0))
+                t.partitions.append(PartitionRecord(index: i, stream: doc.nextStream, leaderEpoch: 0,
+                                                    owner: ClusterState.leastLoaded(placeable, &counts)))
                 doc.nextStream += 1
             }
             doc.topics[name] = t
             return t
         }
         if validateOnly {
-            var copy = state.withLock { $0.doc }
+            var copy = log.current
             return try grow(&copy)
         }
         return try await mutate(grow)
@@ -215,15 +267,8 @@ public final class TopicRegistry: Sendable {
         }
     }
 
-    /// The cluster id stored in the registry, created (22-character base64 of a random UUID) if absent.
-    public func clusterID() async throws -> String {
-        let existing = state.withLock { $0.doc.clusterID }
-        if !existing.isEmpty { return existing }
-        return try await mutate { doc in
-            if doc.clusterID.isEmpty { doc.clusterID = KafkaUUID.random().description }
-            return doc.clusterID
-        }
-    }
+    /// The cluster id recorded in the metadata log (written by the first controller).
+    public var clusterID: String { log.current.clusterID }
 
     /// Replaces the dynamic broker configs.
     public func setDynamicBrokerConfigs(_ configs: [String: String]) async throws {

@@ -215,5 +215,15 @@ public final class Partition: Sendable {
         }
     }
 
+    /// The producer state as of the durable end, whether or not it changed (hand-over: the next
+    /// owner then replays nothing).
+    func takeSnapshot() -> ProducerSnapshot {
+        state.withLock { s in
+            let end = log.endOffset
+            s.dirty = false
+            return ProducerSnapshot(stream: stream, offset: end, table: s.producers.truncated(below: end))
+        }
+    }
+
     var producerTable: ProducerStateTable { state.withLock { $0.producers } }
 }

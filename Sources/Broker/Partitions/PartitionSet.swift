@@ -3,7 +3,9 @@ import ObjectStore
 import Support
 import Synchronization
 
-/// The partitions this broker serves, opened on first use.
+/// The partitions this broker serves, opened on first use: those the cluster metadata says it
+/// owns. A partition owned elsewhere, or being handed over, is refused with
+/// `BrokerError.notLeader` (clients get NOT_LEADER_OR_FOLLOWER, refresh metadata and move).
 ///
 /// Opening a partition opens its stream and rebuilds its idempotent-producer state: the last
 /// snapshot (`<prefix>producers/<stream>`) plus the batch headers logged after it. Snapshots
@@ -16,10 +18,16 @@ public final class PartitionSet: Sendable {
     let prefix: String
     let metrics: MetricsRegistry?
     let logger: Logger
+    /// This broker's node id (ownership is checked against it).
+    let node: Int32
     private let opened = Mutex<[UInt64: Task<Partition, any Error>]>([:])
+    /// Streams handed over, with the partition epoch they were handed over at: not served again
+    /// until the metadata names this broker at a newer epoch.
+    private let leaving = Mutex<[UInt64: Int32]>([:])
 
     public init(registry: TopicRegistry, storage: any LogStorage, store: any ObjectStore, prefix: String,
-                metrics: MetricsRegistry?, logger: Logger) {
+                metrics: MetricsRegistry?, logger: Logger, node: Int32 = 0) {
+        self.node = node
         self.registry = registry
         self.storage = storage
         self.store = store
@@ -33,7 +41,60 @@ public final class PartitionSet: Sendable {
     /// The partition, opening it if needed; nil if the topic or partition does not exist.
     public func partition(topic name: String, index: Int32) async throws -> Partition? {
         guard let topic = registry.topic(named: name), index >= 0, Int(index) < topic.partitions.count else { return nil }
-        return try await open(topic, topic.partitions[Int(index)])
+        let record = topic.partitions[Int(index)]
+        guard record.owner == node, leaving.withLock({ $0[record.stream].map { record.leaderEpoch > $0 } ?? true }) else {
+            throw BrokerError.notLeader(topic: name, partition: index, owner: record.owner)
+        }
+        return try await open(topic, record)
+    }
+
+    /// Stops serving a partition for a reassignment: refuses new requests, waits for appends in
+    /// flight, makes everything acknowledged durable in objects and writes the producer state.
+    /// Idempotent; a partition never opened here has nothing to hand over.
+    public func handOver(topic name: String, index: Int32, leaderEpoch: Int32) async throws {
+        guard let topic = registry.topic(named: name), index >= 0, Int(index) < topic.partitions.count else { return }
+        let record = topic.partitions[Int(index)]
+        leaving.withLock { $0[record.stream] = max($0[record.stream] ?? leaderEpoch, leaderEpoch) }
+        try await release(stream: record.stream)
+    }
+
+    /// Closes an open partition's stream (uploading what it holds) and snapshots its producers.
+    func release(stream: UInt64) async throws {
+        guard let task = opened.withLock({ $0[stream] }) else { return }
+        guard let p = try? await task.value else {
+            opened.withLock { o in if o[stream] == task { o[stream] = nil } }
+            return
+        }
+        try await p.log.close()
+        let snap = p.takeSnapshot()
+        let bytes = try DocumentEnvelope.encode(snap, kind: .producerState, version: ProducerSnapshot.formatVersion)
+        _ = try await store.put(snapshotKey(stream), bytes, condition: .none)
+        opened.withLock { o in if o[stream] == task { o[stream] = nil } }
+        p.notifyAppended()
+    }
+
+    /// Reacts to new metadata: partitions that moved away are closed (after a failover the old
+    /// owner may still have them open).
+    func ownershipChanged(from old: ClusterState, to new: ClusterState, node: Int32) {
+        var gone: [UInt64] = []
+        for (name, t) in old.topics {
+            for p in t.partitions where p.owner == node {
+                let now = new.topics[name].flatMap { Int(p.index) < $0.partitions.count ? $0.partitions[Int(p.index)] : nil }
+                if now == nil || now!.owner != node {
+                    gone.append(p.stream)
+                    leaving.withLock { $0[p.stream] = max($0[p.stream] ?? p.leaderEpoch, now?.leaderEpoch ?? p.leaderEpoch) }
+                }
+            }
+        }
+        guard !gone.isEmpty else { return }
+        let logger = self.logger
+        Task {
+            for s in gone {
+                do { try await self.release(stream: s) } catch {
+                    logger.warning("closing a partition that moved away failed", metadata: ["stream": "\(s)", "error": "\(error)"])
+                }
+            }
+        }
     }
 
     func open(_ topic: TopicRecord, _ record: PartitionRecord) async throws -> Partition {
