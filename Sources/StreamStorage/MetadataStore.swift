@@ -8,8 +8,10 @@ import Support
 /// Invariants: every operation is atomic and linearizable; operations naming a stream and an
 /// epoch fail with `StreamStorageError.fenced` if the stream's epoch is newer.
 public protocol StreamMetadataStore: Sendable {
-    /// The current state (all streams, objects, pending deletions).
+    /// The current state (all streams, objects, pending deletions), possibly as last seen.
     func snapshot() async throws -> Manifest
+    /// The newest state in the store (other writers' changes included).
+    func latest() async throws -> Manifest
     /// Registers the stream at `epoch` (creating it empty) or raises its epoch; fails if
     /// `epoch` is older than the stream's.
     func openStream(_ id: StreamID, epoch: UInt64) async throws -> StreamMetadata
@@ -26,15 +28,19 @@ public protocol StreamMetadataStore: Sendable {
     func forgetGarbage(_ ids: [UInt64]) async throws
 }
 
-/// Stream metadata persisted in the bucket as numbered manifest objects
-/// `<prefix><20-digit version>`, each created with put-if-absent (SlateDB-style). A change is a
-/// read-modify-write: apply it to the newest manifest and create the next number; if another
-/// writer created that number first, reload and apply again (the change re-validates epochs and
-/// offsets against the newer state).
+/// Stream metadata persisted in the bucket as one manifest object `<prefix>current`, changed
+/// only by compare-and-swap on its ETag (put if-match; put-if-absent for the first). A change is
+/// a read-modify-write: apply it to the cached manifest and write it if the object is still the
+/// one read; if another writer (another broker) changed it meanwhile, reload and apply again
+/// (the change re-validates epochs and offsets against the newer state).
 ///
-/// Example: versions 41 and 42 exist; a commit writes 43 with put-if-absent. If 43 appeared
-/// meanwhile, the store loads 43, re-applies the commit, and tries 44. Versions older than the
-/// two newest are deleted after each successful write.
+/// Why not numbered versions: with old versions deleted, a writer holding a stale copy could
+/// create a deleted number again and fork the history (seen with two brokers on one bucket).
+/// Buckets written as numbered versions (`<prefix><20 digits>`) are read once and migrated.
+///
+/// Example: a commit reads the manifest (version 42, ETag e1), applies itself and writes version
+/// 43 if-match e1. If another broker wrote meanwhile, the write fails; the store reloads (version
+/// 43 of the other broker), re-applies the commit and writes version 44.
 public actor BucketMetadataStore: StreamMetadataStore {
     let store: any ObjectStore
     let prefix: String
@@ -42,6 +48,10 @@ public actor BucketMetadataStore: StreamMetadataStore {
     let graceMillis: Int64
     let logger: Logger
     private var current: Manifest? = nil
+    /// ETag of `current` in the store; nil: the single object does not exist yet.
+    private var etag: String? = nil
+    /// Numbered versions found at load (pre-migration), deleted after the first write.
+    private var legacyKeys: [String] = []
 
     public init(store: any ObjectStore, prefix: String, clock: any FloeClock, graceMillis: Int64 = 10 * 60_000, logger: Logger = .discarding) {
         self.store = store
@@ -51,6 +61,8 @@ public actor BucketMetadataStore: StreamMetadataStore {
         self.logger = logger
     }
 
+    var currentKey: String { prefix + "current" }
+
     func key(_ version: UInt64) -> String {
         let digits = String(version)
         return prefix + String(repeating: "0", count: max(0, 20 - digits.count)) + digits
@@ -58,38 +70,61 @@ public actor BucketMetadataStore: StreamMetadataStore {
 
     var nowMillis: Int64 { Int64(clock.wallTime().timeIntervalSince1970 * 1000) }
 
-    /// Loads the newest manifest from the bucket (an empty one if there is none).
-    func loadLatest() async throws -> Manifest {
-        let versions = try await store.listAll(prefix: prefix).compactMap { UInt64($0.key.dropFirst(prefix.count)) }
-        guard let latest = versions.max() else { return Manifest() }
+    /// Loads the manifest from the bucket (an empty one if there is none) into the cache.
+    func loadLatest() async throws {
+        do {
+            let data = try await store.get(currentKey)
+            current = try Manifest.decode(data.bytes[...], key: currentKey)
+            etag = data.etag
+            return
+        } catch ObjectStoreError.notFound {}
+        let numbered = try await store.listAll(prefix: prefix).filter { UInt64($0.key.dropFirst(prefix.count)) != nil }
+        legacyKeys = numbered.map(\.key)
+        etag = nil
+        guard let latest = numbered.compactMap({ UInt64($0.key.dropFirst(prefix.count)) }).max() else {
+            current = Manifest()
+            return
+        }
         let k = key(latest)
-        let data = try await store.get(k)
-        let m = try Manifest.decode(data.bytes[...], key: k)
+        let m = try Manifest.decode(try await store.get(k).bytes[...], key: k)
         guard m.version == latest else {
             throw StreamStorageError.corrupt(what: "stream manifest", key: k, detail: "holds version \(m.version)")
         }
-        return m
+        current = m
     }
 
     private func update<R: Sendable>(_ change: (inout Manifest, Int64) throws -> R) async throws -> R {
-        if current == nil { current = try await loadLatest() }
+        if current == nil { try await loadLatest() }
+        var fresh = false
         for _ in 0..<32 {
             let base = current!
             var next = base
-            let result = try change(&next, nowMillis)
+            let result: R
+            do {
+                result = try change(&next, nowMillis)
+            } catch let error as StreamStorageError where !fresh {
+                // Other brokers write this manifest too: a change refused by a cached copy is
+                // re-checked against the newest version before the refusal stands.
+                _ = error
+                try await loadLatest()
+                fresh = true
+                continue
+            }
             if next == base { return result }
             next.version = base.version + 1
             do {
-                _ = try await store.put(key(next.version), next.encode(), condition: .ifAbsent)
+                etag = try await store.put(currentKey, next.encode(), condition: etag.map { .ifMatch($0) } ?? .ifAbsent)
             } catch ObjectStoreError.preconditionFailed {
-                current = try await loadLatest()
+                try await loadLatest()
+                fresh = true
                 continue
             }
             current = next
-            if next.version >= 3 {
-                let old = key(next.version - 2)
-                do { try await store.delete(old) } catch ObjectStoreError.notFound {} catch {
-                    logger.warning("could not delete an old stream manifest", metadata: ["key": old, "error": "\(error)"])
+            if !legacyKeys.isEmpty {
+                let old = legacyKeys
+                legacyKeys = []
+                do { _ = try await store.deleteMany(old) } catch {
+                    logger.warning("could not delete pre-migration stream manifests", metadata: ["count": "\(old.count)", "error": "\(error)"])
                 }
             }
             return result
@@ -101,7 +136,12 @@ public actor BucketMetadataStore: StreamMetadataStore {
     public func invalidate() { current = nil }
 
     public func snapshot() async throws -> Manifest {
-        if current == nil { current = try await loadLatest() }
+        if current == nil { try await loadLatest() }
+        return current!
+    }
+
+    public func latest() async throws -> Manifest {
+        try await loadLatest()
         return current!
     }
 

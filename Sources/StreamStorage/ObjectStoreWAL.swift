@@ -149,7 +149,9 @@ public final class ObjectStoreWAL: WriteAheadLog {
         var live: [(UInt64, WALPosition)] = []
         for seq in objects.keys.sorted() where seq < fenceSeq {
             let (h, rs) = objects[seq]!
-            live.append((seq, h.recordCount == 0 ? 0 : h.firstPosition + UInt64(h.recordCount) - 1))
+            // Hole markers and fences are never deleted: a deposed writer that resumes must keep
+            // finding every number it could still write taken (see docs/stream-storage.md).
+            if h.kind == .data { live.append((seq, h.recordCount == 0 ? 0 : h.firstPosition + UInt64(h.recordCount) - 1)) }
             if h.kind == .holeMarker || h.epoch < maxEpoch { continue }
             maxEpoch = h.epoch
             for (i, r) in rs.enumerated() { records.append((h.firstPosition + UInt64(i), r)) }

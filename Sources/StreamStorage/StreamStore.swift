@@ -363,8 +363,9 @@ public final class StreamStore: Sendable {
                 return try await reader.read(id, range: range, size: size, from: offset,
                                              below: min(cacheFirst ?? st.durableEnd, st.durableEnd), maxBytes: maxBytes)
             } catch ObjectStoreError.notFound where attempt == 0 {
-                // Compacted and deleted meanwhile: refresh the ranges and try once more.
-                refresh(try await metadata.snapshot())
+                // Compacted and deleted meanwhile (maybe by another broker): refresh the ranges
+                // from the newest metadata and try once more.
+                refresh(try await metadata.latest())
             }
         }
         throw StreamStorageError.corrupt(what: "stream metadata", key: "stream \(id)", detail: "object for offset \(offset) vanished twice")

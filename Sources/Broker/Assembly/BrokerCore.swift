@@ -35,6 +35,16 @@ public final class BrokerCore: Sendable {
     public var advertisedAddress: (host: String, port: Int32) { advertised.withLock { $0 } }
     public func setAdvertised(host: String, port: Int32) { advertised.withLock { $0 = (host, port) } }
 
+    /// The brokers clients are told about: live ones from the metadata, or this one while the
+    /// metadata has none (joining).
+    var liveBrokers: [BrokerInfo] {
+        let live = registry.state.liveBrokers
+        if !live.isEmpty { return live }
+        let (host, port) = advertisedAddress
+        return [BrokerInfo(id: nodeId, epoch: 0, incarnation: "", host: host, port: port, objectWAL: false, fenced: false, draining: false,
+                           stoppedCleanly: false)]
+    }
+
     /// The broker properties with dynamic overrides applied.
     public func brokerProperty(_ key: String) -> String? {
         registry.dynamicBrokerConfigs[key] ?? config[key]

@@ -48,8 +48,9 @@ final class ClusterController: Sendable {
 
     /// Registers (or re-registers) a broker; returns its new broker epoch.
     func register(id: Int32, incarnation: String, host: String, port: Int32, objectWAL: Bool) async throws -> Int64 {
-        let at = Int64(registry.log.offset + 1)
+        let log = registry.log
         let epoch = try await registry.change { s -> Int64 in
+            let at = Int64(log.offset + 1)  // the offset this change is written at (the writer lock is held)
             let draining = s.brokers[id]?.draining ?? false
             s.brokers[id] = BrokerInfo(id: id, epoch: at, incarnation: incarnation, host: host, port: port, objectWAL: objectWAL,
                                        fenced: false, draining: draining, stoppedCleanly: false)

@@ -85,8 +85,11 @@ public struct FetchHandler: ApiHandler {
                     }
                     partition = p
                 } catch {
-                    core.logger.error("partition cannot be opened", metadata: ["topic": record.name, "partition": "\(fp.partition)", "error": "\(error)"])
-                    fail(.kafkaStorageError)
+                    let code = BrokerError.partitionCode(error)
+                    if code == .kafkaStorageError {
+                        core.logger.error("partition cannot be opened", metadata: ["topic": record.name, "partition": "\(fp.partition)", "error": "\(error)"])
+                    }
+                    fail(code)
                     tr.partitions.append(pd)
                     continue
                 }

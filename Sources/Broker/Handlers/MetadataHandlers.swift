@@ -4,8 +4,9 @@ import KafkaProtocol
 let allTopicOperations: Int32 = (1 << 3) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 10) | (1 << 11)
 let allClusterOperations: Int32 = (1 << 4) | (1 << 5) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12)
 
-/// Metadata (API 3), versions 0–12: the single broker, and topics with one replica per
-/// partition (this broker, the leader). Unknown topics are created when
+/// Metadata (API 3), versions 0–12: the cluster's live brokers, and topics with one replica per
+/// partition, its owner (the leader, at the partition epoch; -1 with LEADER_NOT_AVAILABLE while
+/// the owner is fenced and its partitions wait). Unknown topics are created when
 /// `auto.create.topics.enable` is true and the request allows it (v4+; always for v0–3).
 public struct MetadataHandler: ApiHandler {
     public let core: BrokerCore
@@ -16,10 +17,10 @@ public struct MetadataHandler: ApiHandler {
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .metadata(r) = request else { return .close }
         let version = context.apiVersion
-        let (host, port) = core.advertisedAddress
+        let cluster = core.registry.state
         var response = MetadataResponse(
-            brokers: [.init(nodeId: core.nodeId, host: host, port: port, rack: nil)],
-            clusterId: core.clusterId, controllerId: core.nodeId)
+            brokers: core.liveBrokers.map { .init(nodeId: $0.id, host: $0.host, port: $0.port, rack: nil) },
+            clusterId: core.clusterId, controllerId: cluster.controllerID)
         if r.includeClusterAuthorizedOperations && version >= 8 && version <= 10 {
             response.clusterAuthorizedOperations = allClusterOperations
         }
@@ -67,9 +68,12 @@ public struct MetadataHandler: ApiHandler {
                 t.name = record.name
                 t.topicId = record.topicID
                 t.errorCode = 0
-                t.partitions = record.partitions.map {
-                    .init(errorCode: 0, partitionIndex: $0.index, leaderId: core.nodeId, leaderEpoch: $0.leaderEpoch,
-                          replicaNodes: [core.nodeId], isrNodes: [core.nodeId], offlineReplicas: [])
+                let state = core.registry.state
+                t.partitions = record.partitions.map { p in
+                    let online = state.brokers[p.owner].map { !$0.fenced } ?? false
+                    return .init(errorCode: online ? 0 : KafkaErrorCode.leaderNotAvailable.rawValue, partitionIndex: p.index,
+                                 leaderId: online ? p.owner : -1, leaderEpoch: p.leaderEpoch,
+                                 replicaNodes: [p.owner], isrNodes: online ? [p.owner] : [], offlineReplicas: online ? [] : [p.owner])
                 }
             }
             response.topics.append(t)
@@ -87,10 +91,9 @@ public struct DescribeClusterHandler: ApiHandler {
 
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .describeCluster(r) = request else { return .close }
-        let (host, port) = core.advertisedAddress
         var response = DescribeClusterResponse(
-            endpointType: r.endpointType, clusterId: core.clusterId, controllerId: core.nodeId,
-            brokers: [.init(brokerId: core.nodeId, host: host, port: port, rack: nil)])
+            endpointType: r.endpointType, clusterId: core.clusterId, controllerId: core.registry.state.controllerID,
+            brokers: core.liveBrokers.map { .init(brokerId: $0.id, host: $0.host, port: $0.port, rack: nil) })
         if r.endpointType != 1 {
             response.errorCode = KafkaErrorCode.invalidRequest.rawValue
             response.errorMessage = "endpoint type \(r.endpointType) is not served; only brokers (1)"

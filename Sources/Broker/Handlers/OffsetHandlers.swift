@@ -46,8 +46,10 @@ public struct ListOffsetsHandler: ApiHandler {
                     pr.offset = offset
                     pr.timestamp = timestamp
                 } catch {
-                    core.logger.warning("list offsets failed", metadata: ["topic": t.name, "partition": "\(lp.partitionIndex)", "error": "\(error)"])
-                    pr.errorCode = KafkaErrorCode.kafkaStorageError.rawValue
+                    pr.errorCode = BrokerError.partitionCode(error).rawValue
+                    if pr.errorCode == KafkaErrorCode.kafkaStorageError.rawValue {
+                        core.logger.warning("list offsets failed", metadata: ["topic": t.name, "partition": "\(lp.partitionIndex)", "error": "\(error)"])
+                    }
                 }
                 tr.partitions.append(pr)
             }
@@ -130,7 +132,7 @@ public struct OffsetForLeaderEpochHandler: ApiHandler {
                         e.errorCode = KafkaErrorCode.unknownTopicOrPartition.rawValue
                     }
                 } catch {
-                    e.errorCode = KafkaErrorCode.kafkaStorageError.rawValue
+                    e.errorCode = BrokerError.partitionCode(error).rawValue
                 }
                 tr.partitions.append(e)
             }
@@ -168,8 +170,10 @@ public struct DeleteRecordsHandler: ApiHandler {
                         pr.errorCode = KafkaErrorCode.unknownTopicOrPartition.rawValue
                     }
                 } catch {
-                    core.logger.warning("delete records failed", metadata: ["topic": t.name, "partition": "\(dp.partitionIndex)", "error": "\(error)"])
-                    pr.errorCode = KafkaErrorCode.kafkaStorageError.rawValue
+                    pr.errorCode = BrokerError.partitionCode(error).rawValue
+                    if pr.errorCode == KafkaErrorCode.kafkaStorageError.rawValue {
+                        core.logger.warning("delete records failed", metadata: ["topic": t.name, "partition": "\(dp.partitionIndex)", "error": "\(error)"])
+                    }
                 }
                 tr.partitions.append(pr)
             }

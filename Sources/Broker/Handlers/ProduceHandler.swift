@@ -60,8 +60,11 @@ public struct ProduceHandler: ApiHandler {
                     }
                     partition = opened
                 } catch {
-                    core.logger.error("partition cannot be opened", metadata: ["topic": t.name, "partition": "\(p.index)", "error": "\(error)"])
-                    slots.append(.done(Self.error(p.index, .kafkaStorageError, "partition \(t.name)-\(p.index) cannot be opened: \(error)")))
+                    let code = BrokerError.partitionCode(error)
+                    if code == .kafkaStorageError {
+                        core.logger.error("partition cannot be opened", metadata: ["topic": t.name, "partition": "\(p.index)", "error": "\(error)"])
+                    }
+                    slots.append(.done(Self.error(p.index, code, "partition \(t.name)-\(p.index): \(error)")))
                     continue
                 }
                 switch Self.batches(p.records, maxBytes: maxBytes, name: "\(t.name)-\(p.index)") {
@@ -73,17 +76,19 @@ public struct ProduceHandler: ApiHandler {
                     do {
                         try await partition.log.reserve(batchSizes: sizes)
                     } catch {
-                        slots.append(.done(Self.error(p.index, .kafkaStorageError, "storage of \(t.name)-\(p.index) refused the write: \(error)")))
+                        slots.append(.done(Self.error(p.index, BrokerError.partitionCode(error), "storage of \(t.name)-\(p.index) refused the write: \(error)")))
                         continue
                     }
                     switch partition.append(batches) {
                     case let .rejected(code, message):
                         partition.log.unreserve(batchSizes: sizes)
                         slots.append(.done(Self.error(p.index, code, message)))
-                    case let .storageFailed(message, unused):
+                    case let .storageFailed(message, code, unused):
                         partition.log.unreserve(batchSizes: unused)
-                        core.logger.error("append failed", metadata: ["topic": t.name, "partition": "\(p.index)", "error": message])
-                        slots.append(.done(Self.error(p.index, .kafkaStorageError, message)))
+                        if code == .kafkaStorageError {
+                            core.logger.error("append failed", metadata: ["topic": t.name, "partition": "\(p.index)", "error": message])
+                        }
+                        slots.append(.done(Self.error(p.index, code, message)))
                     case let .duplicate(base, last):
                         partition.log.unreserve(batchSizes: sizes)
                         slots.append(.duplicate(index: p.index, partition: partition, base: base, last: last))
@@ -111,7 +116,7 @@ public struct ProduceHandler: ApiHandler {
                             tr.partitionResponses.append(.init(index: index, errorCode: 0, baseOffset: base, logAppendTimeMs: -1,
                                                                logStartOffset: partition.log.startOffset))
                         } catch {
-                            tr.partitionResponses.append(Self.error(index, .kafkaStorageError, "write to \(name)-\(index) was not made durable: \(error)"))
+                            tr.partitionResponses.append(Self.error(index, BrokerError.partitionCode(error), "write to \(name)-\(index) was not made durable: \(error)"))
                         }
                     case let .duplicate(index, partition, base, last):
                         if await partition.waitDurable(beyond: last, timeout: timeout) {

@@ -71,7 +71,7 @@ enum AppendOutcome: Sendable {
     case rejected(KafkaErrorCode, String)
     /// The log failed while appending; `unused` are the sizes of the batches whose reservation
     /// the caller still holds (the failing batch's was returned by the log).
-    case storageFailed(String, unused: [Int])
+    case storageFailed(String, code: KafkaErrorCode, unused: [Int])
 }
 
 /// One partition served by this broker: its log, its idempotent-producer state, and the
@@ -144,7 +144,7 @@ public final class Partition: Sendable {
                 do {
                     p = try log.append(batch.bytes, recordCount: h.recordCount)
                 } catch {
-                    return .storageFailed("append to \(topic)-\(index) failed: \(error)", unused: batches[(i + 1)...].map(\.bytes.count))
+                    return .storageFailed("append to \(topic)-\(index) failed: \(error)", code: BrokerError.partitionCode(error), unused: batches[(i + 1)...].map(\.bytes.count))
                 }
                 let lastOffset = p.baseOffset + Int64(h.lastOffsetDelta)
                 if h.producerId >= 0 {
