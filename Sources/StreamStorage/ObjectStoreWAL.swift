@@ -110,9 +110,27 @@ public final class ObjectStoreWAL: WriteAheadLog {
             let data = try await store.get(key)
             objects[seq] = try WALObjectHeader.decodeObject(data.bytes[...], key: key)
         }
-        for info in try await store.listAll(prefix: prefix) {
-            guard let seq = UInt64(info.key.dropFirst(prefix.count)) else { continue }
-            try await fetch(seq)
+        // Read every object, 16 at a time (S3 serves parallel GETs; recovery time is what a
+        // failover waits for).
+        let listed = try await store.listAll(prefix: prefix).compactMap { UInt64($0.key.dropFirst(prefix.count)) }
+        for chunk in stride(from: 0, to: listed.count, by: 16).map({ Array(listed[$0..<min($0 + 16, listed.count)]) }) {
+            let fetched = try await withThrowingTaskGroup(of: (UInt64, (WALObjectHeader, [WALRecord]))?.self) { group in
+                for seq in chunk {
+                    group.addTask {
+                        let key = key(prefix, seq)
+                        do {
+                            let data = try await store.get(key)
+                            return (seq, try WALObjectHeader.decodeObject(data.bytes[...], key: key))
+                        } catch ObjectStoreError.notFound {
+                            return nil  // trimmed by the writer since the listing: its records are in objects
+                        }
+                    }
+                }
+                var out: [(UInt64, (WALObjectHeader, [WALRecord]))] = []
+                for try await r in group { if let r { out.append(r) } }
+                return out
+            }
+            for (seq, o) in fetched { objects[seq] = o }
         }
         let newEpoch = (objects.values.map(\.0.epoch).max() ?? 0) + 1
         var nextPosition = objects.values.map { $0.0.firstPosition + UInt64($0.0.recordCount) }.max() ?? 1
@@ -121,8 +139,11 @@ public final class ObjectStoreWAL: WriteAheadLog {
             WALObjectHeader.encodeObject(header: WALObjectHeader(kind: kind, epoch: newEpoch, writerNonce: nonce, sequence: seq,
                                                                  firstPosition: kind == .holeMarker ? 0 : nextPosition, recordCount: 0), records: [])
         }
+        // Only numbers within one window below the highest object can be writes of the previous
+        // writer still in flight (it completes in sequence order, at most `maxWindow` ahead);
+        // older gaps are objects it trimmed, which it never writes again.
         if let low = objects.keys.min(), let high = objects.keys.max() {
-            for seq in low...high where objects[seq] == nil {
+            for seq in max(low, high >= maxWindow ? high - maxWindow : 0)...high where objects[seq] == nil {
                 do {
                     _ = try await store.put(key(prefix, seq), marker(.holeMarker, seq), condition: .ifAbsent)
                     objects[seq] = (WALObjectHeader(kind: .holeMarker, epoch: newEpoch, writerNonce: nonce, sequence: seq, firstPosition: 0, recordCount: 0), [])
@@ -156,6 +177,14 @@ public final class ObjectStoreWAL: WriteAheadLog {
             maxEpoch = h.epoch
             for (i, r) in rs.enumerated() { records.append((h.firstPosition + UInt64(i), r)) }
             nextPosition = max(nextPosition, h.firstPosition + UInt64(h.recordCount))
+        }
+        // Markers and fences of takeovers before the previous one fence writers that are long gone
+        // (the previous takeover's fence stops them first); delete them so they do not pile up.
+        let stale = objects.filter { $0.key < fenceSeq && $0.value.0.kind != .data && $0.value.0.epoch + 1 < newEpoch }.map { key(prefix, $0.key) }
+        if !stale.isEmpty {
+            do { _ = try await store.deleteMany(stale) } catch {
+                logger.warning("could not delete old WAL markers", metadata: ["wal.prefix": prefix, "count": "\(stale.count)", "error": "\(error)"])
+            }
         }
         logger.info("object-store WAL taken over", metadata: [
             "wal.prefix": prefix, "wal.epoch": "\(newEpoch)", "wal.fence": "\(fenceSeq)", "wal.recovered": "\(records.count)"])

@@ -113,7 +113,7 @@ final class ClusterController: Sendable {
         let expired = sessions.withLock { s in
             registry.state.liveBrokers.filter { $0.id != node && now.duration(since: s[$0.id] ?? now) >= sessionTimeout }.map(\.id)
         }
-        sessions.withLock { s in if s[node] == nil || true { s[node] = now } }
+        sessions.withLock { $0[node] = now }
         for id in expired { try await fence(id, cleanly: false) }
         try await placePartitions()
         try await executeMoves()

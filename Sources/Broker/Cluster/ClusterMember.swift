@@ -140,7 +140,7 @@ public final class ClusterMember: ClusterActions, Sendable {
     /// One round of the election; becoming controller writes the epoch record.
     private func electionRound() async throws {
         switch try await lease.tick() {
-        case let .leading(epoch, acquired):
+        case let .leading(epoch, acquired, expiredHolder):
             if acquired || activeController == nil {
                 do {
                     try await registry.becomeController(epoch: epoch, node: node)
@@ -153,7 +153,14 @@ public final class ClusterMember: ClusterActions, Sendable {
                 controller.withLock { $0 = c }
                 leaseHolder.withLock { $0 = nil }
                 logger.info("this broker is the controller", metadata: ["controller.epoch": "\(epoch)", "node.id": "\(node)"])
-                try await c.tick()
+                if let gone = expiredHolder {
+                    // The previous controller stopped renewing for a whole lease: it is dead or cut
+                    // off from the bucket. Fence it now rather than after another session timeout.
+                    try await c.fence(gone, cleanly: false)
+                }
+                // The controller's work (WAL recovery may take seconds) runs in its own loop, never
+                // here: the lease must keep being renewed meanwhile.
+                c.wake.fire()
             }
         case let .following(holder, lost):
             leaseHolder.withLock { $0 = holder }
@@ -311,6 +318,13 @@ public final class ClusterMember: ClusterActions, Sendable {
             followWake.fire()
         }
         if fenced && !wantShutDown && !stopping.load(ordering: .relaxed) {
+            if objectWAL {
+                // The controller recovered this broker's WAL (fencing its writes) and moved its
+                // partitions: nothing it holds is needed, and its storage cannot write any more.
+                logger.error("this broker was fenced and its WAL recovered by the controller; exiting so it restarts with a fresh WAL",
+                             metadata: ["broker.epoch": "\(epoch)"])
+                Foundation.exit(75)
+            }
             logger.warning("the controller fenced this broker; registering again", metadata: ["broker.epoch": "\(epoch)"])
             brokerEpoch.withLock { $0 = nil }
             try await registerWithController()

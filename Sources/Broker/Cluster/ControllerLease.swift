@@ -46,8 +46,9 @@ public final class ControllerLease: Sendable {
     }
 
     public enum Outcome: Sendable, Equatable {
-        /// We hold the lease at this epoch (newly or still).
-        case leading(epoch: UInt64, acquired: Bool)
+        /// We hold the lease at this epoch (newly or still). `expiredHolder`: the broker whose
+        /// expired lease we just took (it stopped renewing for a whole lease duration).
+        case leading(epoch: UInt64, acquired: Bool, expiredHolder: Int32? = nil)
         /// Someone else holds it (nil: nobody could be read).
         case following(LeaseDocument?, lostLeadership: Bool)
     }
@@ -146,7 +147,8 @@ public final class ControllerLease: Sendable {
             let doc = document(epoch: current.epoch + 1)
             if let tag = try await write(doc, condition: .ifMatch(etag)) {
                 state.withLock { $0.held = (doc, tag, now) }
-                return .leading(epoch: doc.epoch, acquired: true)
+                let gone = expired && current.holder >= 0 && current.holder != node ? current.holder : nil
+                return .leading(epoch: doc.epoch, acquired: true, expiredHolder: gone)
             }
         }
         return .following(current, lostLeadership: lost)

@@ -189,8 +189,12 @@ public struct IncrementalAlterConfigsHandler: ApiHandler {
                     let next = try Self.apply(res.configs, to: topic.configs) { effective[$0] }
                     try await core.registry.setConfigs(topic: topic.name, next, validateOnly: r.validateOnly)
                 case .broker:
-                    let next = try Self.apply(res.configs, to: core.registry.dynamicBrokerConfigs) { core.config[$0] }
-                    try await core.replaceDynamicBrokerConfigs(broker: res.resourceName, next, validateOnly: r.validateOnly)
+                    let (draining, rest) = try core.drainingChange(res.configs, broker: res.resourceName)
+                    let next = try Self.apply(rest, to: core.registry.dynamicBrokerConfigs) { core.config[$0] }
+                    if !rest.isEmpty || draining == nil {
+                        try await core.replaceDynamicBrokerConfigs(broker: res.resourceName, next, validateOnly: r.validateOnly)
+                    }
+                    if let (broker, on) = draining, !r.validateOnly { try await core.setDraining(broker, on) }
                 case nil:
                     throw TopicError(.invalidRequest, "resource type \(res.resourceType) cannot be altered")
                 }
@@ -204,9 +208,41 @@ public struct IncrementalAlterConfigsHandler: ApiHandler {
 }
 
 extension BrokerCore {
-    /// Replaces this broker's dynamic configs with `configs` after validating every value.
+    /// The per-broker key that marks a broker as draining (IncrementalAlterConfigs on the BROKER
+    /// resource named by its id: SET true/false, DELETE = false). A draining broker gets no new
+    /// partitions or group coordinators; moving what it has is the operator's job.
+    static let drainingKey = "floe.broker.draining"
+
+    /// Splits a draining change off a broker resource's operations: (broker, draining?) and the
+    /// remaining operations.
+    func drainingChange(_ ops: [IncrementalAlterConfigsRequest.AlterableConfig], broker name: String) throws
+        -> ((Int32, Bool)?, [IncrementalAlterConfigsRequest.AlterableConfig]) {
+        guard let op = ops.first(where: { $0.name == Self.drainingKey }) else { return (nil, ops) }
+        guard let id = Int32(name), registry.state.brokers[id] != nil else {
+            throw TopicError(.invalidRequest, "\(Self.drainingKey) needs the resource name of a registered broker id, not '\(name)'")
+        }
+        let on: Bool
+        switch (op.configOperation, op.value?.lowercased()) {
+        case (0, "true"): on = true
+        case (0, "false"), (1, _): on = false
+        default: throw TopicError(.invalidConfig, "\(Self.drainingKey) takes SET true/false or DELETE")
+        }
+        return ((id, on), ops.filter { $0.name != Self.drainingKey })
+    }
+
+    /// Marks a broker as draining or not (on the controller; the request was forwarded there).
+    func setDraining(_ broker: Int32, _ on: Bool) async throws {
+        guard let c = member.activeController else { throw TopicError(.notController, "this broker is not the controller") }
+        try await c.setDraining(broker, on)
+    }
+
+    /// Replaces the cluster's dynamic broker configs with `configs` after validating every value.
+    /// The resource names the cluster default ("") or any registered broker: dynamic broker
+    /// settings apply to every broker of the cluster.
     func replaceDynamicBrokerConfigs(broker name: String, _ configs: [String: String], validateOnly: Bool) async throws {
-        guard isThisBroker(name) else { throw TopicError(.invalidRequest, "broker \(name) is not this broker") }
+        guard isThisBroker(name) || Int32(name).map({ registry.state.brokers[$0] != nil }) == true else {
+            throw TopicError(.invalidRequest, "broker \(name) is not registered in this cluster")
+        }
         for (key, value) in configs {
             if let problem = brokerConfigProblem(key, value) { throw TopicError(.invalidConfig, problem) }
         }
