@@ -14,7 +14,7 @@ public struct ClusterTiming: Sendable {
     public var lease = ControllerLease.Timing()
     /// How often a broker reads the log even without a hint (the heartbeat answer carries the
     /// controller's log end, so this is only a fallback).
-    public var followInterval: Duration = .seconds(5)
+    public var followInterval: Duration = .seconds(30)
     /// How often the controller looks at sessions, orphans and reassignments (it also wakes on
     /// every registration and reassignment request).
     public var controllerInterval: Duration = .milliseconds(250)
@@ -66,6 +66,9 @@ public final class ClusterMember: ClusterActions, Sendable {
     private let followWake = Signal()
     private let hint = Mutex<UInt64>(0)
     private let stopping = Atomic<Bool>(false)
+    /// When this broker last read the lease, and whether its last heartbeat failed: a follower
+    /// whose heartbeats succeed reads the lease only every half lease (the bucket's request bill).
+    private let leaseRead = Mutex<(at: MonotonicInstant?, heartbeatFailing: Bool)>((nil, true))
 
     init(registry: TopicRegistry, partitions: PartitionSet, store: any ObjectStore, prefix: String, node: Int32, objectWAL: Bool,
          timing: ClusterTiming, clock: any FloeClock, logger: Logger, recoverWAL: @escaping @Sendable (Int32) async throws -> Void) {
@@ -135,6 +138,20 @@ public final class ClusterMember: ClusterActions, Sendable {
         }
         throw BrokerError.registrationRefused(
             "node.id \(node) is in use by a live broker at \(b.host):\(b.port) (broker epoch \(b.epoch)); stop it or choose another node.id")
+    }
+
+    /// The leader renews every third of the lease; a follower reads the lease every half lease,
+    /// or every retry period while its heartbeats fail (the controller may be gone).
+    private func electionIfDue() async throws {
+        let now = clock.now()
+        let due = leaseRead.withLock { r -> Bool in
+            guard let at = r.at else { return true }
+            let every = isController ? timing.lease.duration / 3 : (r.heartbeatFailing ? timing.lease.retry : timing.lease.duration / 2)
+            return now.duration(since: at) >= every
+        }
+        guard due else { return }
+        leaseRead.withLock { $0.at = now }
+        try await electionRound()
     }
 
     /// One round of the election; becoming controller writes the epoch record.
@@ -244,7 +261,7 @@ public final class ClusterMember: ClusterActions, Sendable {
     /// Election, controller duties, heartbeats and log following, until cancelled.
     func run() async {
         await withTaskGroup(of: Void.self) { group in
-            group.addTask { await self.loop(self.timing.lease.retry, "controller election") { try await self.electionRound() } }
+            group.addTask { await self.loop(self.timing.lease.retry, "controller election") { try await self.electionIfDue() } }
             group.addTask { await self.controllerLoop() }
             group.addTask { await self.loop(self.timing.heartbeatInterval, "heartbeat") { try await self.heartbeat(wantShutDown: false) } }
             group.addTask { await self.followLoop() }
@@ -296,6 +313,16 @@ public final class ClusterMember: ClusterActions, Sendable {
 
     /// Heartbeats the controller; re-registers when told it is fenced; reads the log when behind.
     func heartbeat(wantShutDown: Bool) async throws {
+        do {
+            try await heartbeatOnce(wantShutDown: wantShutDown)
+            leaseRead.withLock { $0.heartbeatFailing = false }
+        } catch {
+            leaseRead.withLock { $0.heartbeatFailing = true }
+            throw error
+        }
+    }
+
+    private func heartbeatOnce(wantShutDown: Bool) async throws {
         guard let epoch = brokerEpoch.withLock({ $0 }) else {
             try await registerWithController()
             return

@@ -121,6 +121,15 @@ public final class ControllerLease: Sendable {
     /// that keeps failing loses the lease at its renew deadline).
     public func tick() async throws -> Outcome {
         let wasLeading = leaderEpoch != nil
+        // A holder renews with the ETag it wrote last, without reading first (one request).
+        if let held = state.withLock({ $0.held }) {
+            let doc = document(epoch: held.doc.epoch)
+            let now = clock.now()
+            if let tag = try await write(doc, condition: .ifMatch(held.etag)) {
+                state.withLock { $0.held = (doc, tag, now) }
+                return .leading(epoch: doc.epoch, acquired: !wasLeading)
+            }
+        }
         guard let (current, etag) = try await read() else {
             let doc = document(epoch: 1)
             if let tag = try await write(doc, condition: .ifAbsent) {
