@@ -260,11 +260,20 @@ class Cluster:
 
     def controller(self) -> int:
         """The controller as kafka-python's describe_cluster() reports it (-1: none)."""
-        a = self.admin()
-        try:
-            return a.describe_cluster()["controller_id"]
-        finally:
-            a.close()
+        def ask():
+            # kafka-python may pick a broker its cached metadata still lists but that is dead.
+            from kafka.errors import KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError
+            try:
+                a = self.admin()
+            except (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError):
+                return None
+            try:
+                return (a.describe_cluster()["controller_id"],)
+            except (KafkaConnectionError, KafkaTimeoutError, NodeNotReadyError):
+                return None
+            finally:
+                a.close()
+        return wait_for(ask, 20, "describe_cluster to answer from a live broker")[0]
 
     def controller_seen_by_all(self) -> int | None:
         """The controller id if every live broker's Metadata names the same live broker, else None."""
