@@ -395,15 +395,29 @@ public final class StreamStore: Sendable {
 
     /// Refuses further appends on the stream, waits for the ones in flight (in WAL order, so
     /// waiting for the newest ticket covers them), then uploads everything acknowledged.
+    ///
+    /// The stream's lane is taken while marking it closed, so no append is half-way (offset taken,
+    /// not yet in the cache) when the upload starts; and the appends are marked durable here, not
+    /// only when their callers get to await them, so the upload includes every one of them. (A
+    /// hand-over that missed either lost acknowledged records: the next owner's epoch then
+    /// refused this broker's late upload.)
     func closeStream(_ id: StreamID, epoch: UInt64) async throws {
-        let last = core.withLock { c -> WALAppendTicket? in
-            guard var st = c.streams[id], st.epoch == epoch else { return nil }
-            st.closed = true
-            c.streams[id] = st
-            return c.lastTicket
+        let lane = core.withLock { $0.lane(id) }
+        let last = lane.mutex.withLock { _ in
+            core.withLock { c -> WALAppendTicket? in
+                guard var st = c.streams[id], st.epoch == epoch else { return nil }
+                st.closed = true
+                c.streams[id] = st
+                return c.lastTicket
+            }
         }
         wal.flush()
         if let last { _ = try await last.wait() }
+        core.withLock { c in
+            guard var st = c.streams[id], st.epoch == epoch, st.closed else { return }
+            st.durableEnd = max(st.durableEnd, st.nextOffset)
+            c.streams[id] = st
+        }
         try await uploadNow()
     }
 

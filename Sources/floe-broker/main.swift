@@ -114,6 +114,8 @@ enum BrokerMain {
         let broker: Broker
         do {
             let store = try storageURL.open(logger: logger, metrics: metrics)
+            // Before the WAL: opening it would fence a live broker that has this node id.
+            try await ClusterMember.refuseLiveDuplicate(store: store, prefix: Broker.Settings().prefix, node: Int32(try config.int("node.id")))
             let storage = try await BrokerStorage.open(store: store, url: storageURL, walKind: config["wal"] ?? "", config: config,
                                                        metrics: metrics, logger: logger)
             var settings = Broker.Settings(config: config)

@@ -129,6 +129,19 @@ public final class ClusterMember: ClusterActions, Sendable {
         try await registry.log.catchUp()
         guard let b = registry.state.brokers[node], !b.fenced, b.incarnation != incarnation else { return }
         if b.host == host && b.port == port { return }  // our own address: the old process is gone (we bound it)
+        try await Self.refuseIfAnswering(b, node: node)
+    }
+
+    /// The same check before anything is opened (`floe-broker` runs it before its WAL, whose
+    /// takeover would fence the live broker): reads the metadata log of the bucket.
+    public static func refuseLiveDuplicate(store: any ObjectStore, prefix: String, node: Int32) async throws {
+        let log = MetadataLog(store: store, prefix: prefix + "cluster/")
+        try await log.load()
+        guard let b = log.current.brokers[node], !b.fenced else { return }
+        try await refuseIfAnswering(b, node: node)
+    }
+
+    static func refuseIfAnswering(_ b: BrokerInfo, node: Int32) async throws {
         do {
             let c = try await KafkaConnection.connect(host: b.host, port: Int(b.port), clientId: "floe-duplicate-check", timeout: .seconds(1))
             defer { c.close() }
