@@ -49,7 +49,7 @@ final class ClusterController: Sendable {
     /// Registers (or re-registers) a broker; returns its new broker epoch.
     func register(id: Int32, incarnation: String, host: String, port: Int32, objectWAL: Bool) async throws -> Int64 {
         let log = registry.log
-        let epoch = try await registry.change { s -> Int64 in
+        let epoch = try await registry.mutate { s -> Int64 in
             let at = Int64(log.offset + 1)  // the offset this change is written at (the writer lock is held)
             let draining = s.brokers[id]?.draining ?? false
             s.brokers[id] = BrokerInfo(id: id, epoch: at, incarnation: incarnation, host: host, port: port, objectWAL: objectWAL,
@@ -84,7 +84,7 @@ final class ClusterController: Sendable {
     }
 
     func fence(_ id: Int32, cleanly: Bool) async throws {
-        try await registry.change { s in
+        try await registry.mutate { s in
             guard var b = s.brokers[id], !b.fenced else { return }
             b.fenced = true
             b.stoppedCleanly = cleanly
@@ -97,7 +97,7 @@ final class ClusterController: Sendable {
 
     /// Marks a broker as draining (no new placements) or not.
     func setDraining(_ id: Int32, _ draining: Bool) async throws {
-        try await registry.change { s in
+        try await registry.mutate { s in
             guard var b = s.brokers[id] else { throw TopicError(.brokerIdNotRegistered, "broker \(id) is not registered") }
             b.draining = draining
             s.brokers[id] = b
@@ -156,7 +156,7 @@ final class ClusterController: Sendable {
         }
         guard !free.isEmpty else { return }
         let freed = free
-        let changed = try await registry.change { s -> Int in
+        let changed = try await registry.mutate { s -> Int in
             var counts = s.ownedCounts
             let placeable = s.placeableBrokers.map(\.id)
             guard !placeable.isEmpty else { return 0 }
@@ -229,7 +229,7 @@ final class ClusterController: Sendable {
         let completed = direct + handedOver
         guard !completed.isEmpty || !cancelled.isEmpty else { return }
         let dropped = cancelled
-        try await registry.change { s in
+        try await registry.mutate { s in
             for key in dropped { s.moves[key] = nil }
             for w in completed {
                 guard s.moves[w.key]?.target == w.target, var t = s.topics[w.topic], Int(w.index) < t.partitions.count else { continue }
@@ -305,7 +305,7 @@ final class ClusterController: Sendable {
         }
         if !accepted.isEmpty {
             let changes = accepted
-            try await registry.change { s in for (key, move) in changes { s.moves[key] = move } }
+            try await registry.mutate { s in for (key, move) in changes { s.moves[key] = move } }
             wake.fire()
         }
         return results

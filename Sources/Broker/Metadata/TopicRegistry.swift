@@ -165,11 +165,6 @@ public final class TopicRegistry: Sendable {
         }
     }
 
-    /// Applies a change the controller computed itself (registration, moves, fencing).
-    public func change<T: Sendable>(_ body: @Sendable (inout ClusterState) throws -> T) async throws -> T {
-        try await mutate(body)
-    }
-
     /// Why a topic name is invalid, or nil (Kafka's rules: 1…249 of `[a-zA-Z0-9._-]`, not `.` or `..`).
     public static func nameProblem(_ name: String) -> String? {
         if name.isEmpty { return "topic name is empty" }
