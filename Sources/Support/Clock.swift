@@ -38,6 +38,9 @@ extension Duration {
         return sum
     }
 
+    /// The duration in whole milliseconds (for logs).
+    public var millisecondsClamped: Int64 { nanosecondsClamped / 1_000_000 }
+
     /// The duration in seconds as a floating-point number (for metrics and reports).
     public var secondsDouble: Double {
         let (seconds, attoseconds) = components

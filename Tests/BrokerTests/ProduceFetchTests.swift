@@ -233,4 +233,44 @@ import Testing
         #expect(log.startOffset == 7)
         #expect(log.endOffset == 10)
     }
+
+    /// KIP-951: a partition owned by another broker answers NOT_LEADER_OR_FOLLOWER with its owner
+    /// and epoch (Produce v10+, Fetch v12+) and the owner's endpoint (Produce v10+, Fetch v16+),
+    /// encoded on the wire; older versions carry no hint.
+    @Test func notLeaderAnswersNameTheCurrentOwner() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        try await h.core.registry.mutate { s in
+            s.brokers[7] = BrokerInfo(id: 7, epoch: 1, incarnation: "other", host: "10.0.0.7", port: 9093, objectWAL: false,
+                                      fenced: false, draining: false, stoppedCleanly: false)
+            s.topics["t"]!.partitions[0].owner = 7
+            s.topics["t"]!.partitions[0].leaderEpoch = 3
+        }
+        let produce = ProduceRequest(acks: -1, timeoutMs: 5000, topicData: [
+            .init(name: "t", partitionData: [.init(index: 0, records: try makeBatch(count: 1)[...])]),
+        ])
+        let p10 = try await requireResponse(h.call(ProduceHandler(core: h.core), .produce(produce), version: 10), as: ProduceResponse.self)
+        let pr = try #require(p10.responses.first?.partitionResponses.first)
+        #expect(pr.errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue)
+        #expect(pr.currentLeader == .init(leaderId: 7, leaderEpoch: 3))
+        #expect(p10.nodeEndpoints == [.init(nodeId: 7, host: "10.0.0.7", port: 9093, rack: nil)])
+        var w = ByteWriter()
+        try p10.encode(to: &w, version: 10)
+        var r = ByteReader(w.take())
+        let decoded = try ProduceResponse(from: &r, version: 10)
+        #expect(decoded.nodeEndpoints == p10.nodeEndpoints && decoded.responses[0].partitionResponses[0].currentLeader == pr.currentLeader)
+        let p9 = try await requireResponse(h.call(ProduceHandler(core: h.core), .produce(produce), version: 9), as: ProduceResponse.self)
+        #expect(p9.nodeEndpoints.isEmpty && p9.responses[0].partitionResponses[0].currentLeader == .init())
+
+        let f12 = try await h.fetch("t", offset: 0, version: 12)
+        #expect(f12.errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue)
+        #expect(f12.currentLeader == .init(leaderId: 7, leaderEpoch: 3))
+        let request = FetchRequest(maxWaitMs: 0, minBytes: 1, maxBytes: 1 << 20, topics: [
+            .init(topicId: try #require(h.core.registry.topic(named: "t")).topicID, partitions: [.init(partition: 0, fetchOffset: 0, partitionMaxBytes: 1 << 20)]),
+        ])
+        let f16 = try await requireResponse(h.call(FetchHandler(core: h.core), .fetch(request), version: 16), as: FetchResponse.self)
+        #expect(f16.nodeEndpoints.map(\.nodeId) == [7] && f16.responses[0].partitions[0].currentLeader.leaderId == 7)
+        let f11 = try await h.fetch("t", offset: 0, version: 11)
+        #expect(f11.errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue && f11.currentLeader == .init())
+    }
 }

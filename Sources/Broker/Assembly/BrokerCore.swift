@@ -45,6 +45,18 @@ public final class BrokerCore: Sendable {
                            stoppedCleanly: false)]
     }
 
+    /// Where a partition lives now, for the leader hints of Produce and Fetch answers that say
+    /// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH (KIP-951): the owner, its partition epoch
+    /// and its address, so a client can go there without a Metadata round trip. Nil when the
+    /// owner is unknown or fenced.
+    func leaderHint(topic: String, partition: Int32) -> (id: Int32, epoch: Int32, host: String, port: Int32)? {
+        let state = registry.state
+        guard let t = state.topics[topic], partition >= 0, Int(partition) < t.partitions.count else { return nil }
+        let p = t.partitions[Int(partition)]
+        guard let owner = state.brokers[p.owner], !owner.fenced else { return nil }
+        return (owner.id, p.leaderEpoch, owner.host, owner.port)
+    }
+
     /// The broker properties with dynamic overrides applied.
     public func brokerProperty(_ key: String) -> String? {
         registry.dynamicBrokerConfigs[key] ?? config[key]

@@ -210,6 +210,7 @@ final class ClusterController: Sendable {
             }
         }
         let actions = self.actions, epoch = self.epoch, logger = self.logger
+        let started = ContinuousClock.now
         let handedOver = await withTaskGroup(of: Work?.self) { group -> [Work] in
             for w in handOvers {
                 group.addTask {
@@ -229,6 +230,7 @@ final class ClusterController: Sendable {
         let completed = direct + handedOver
         guard !completed.isEmpty || !cancelled.isEmpty else { return }
         let dropped = cancelled
+        let handOverEnded = ContinuousClock.now
         try await registry.mutate { s in
             for key in dropped { s.moves[key] = nil }
             for w in completed {
@@ -244,7 +246,9 @@ final class ClusterController: Sendable {
             }
         }
         if !completed.isEmpty {
-            logger.info("partitions reassigned", metadata: ["moves": "\(completed.count)"])
+            logger.info("partitions reassigned", metadata: [
+                "moves": "\(completed.count)", "handover.ms": "\((handOverEnded - started).millisecondsClamped)",
+                "commit.ms": "\((ContinuousClock.now - handOverEnded).millisecondsClamped)"])
             await actions.nudge(registry.state.liveBrokers)
         }
     }

@@ -92,7 +92,7 @@ public final class ControllerLease: Sendable {
     func document(epoch: UInt64) -> LeaseDocument {
         let (host, port) = address.withLock { $0 }
         return LeaseDocument(holder: node, incarnation: incarnation, epoch: epoch, host: host, port: port,
-                             durationMillis: Int64(timing.duration.components.seconds * 1000 + timing.duration.components.attoseconds / 1_000_000_000_000_000),
+                             durationMillis: timing.duration.millisecondsClamped,
                              renewedMillis: Int64(clock.wallTime().timeIntervalSince1970 * 1000))
     }
 

@@ -140,7 +140,25 @@ public struct FetchHandler: ApiHandler {
             }
             response.responses.append(tr)
         }
+        if version >= 12 { Self.addLeaderHints(&response, version: version, core: core) }
         return Collected(response: response, bytes: total, partitions: opened, hasError: hasError)
+    }
+
+    /// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH name their
+    /// current owner and epoch (v12+), and from v16 the response lists those owners' endpoints.
+    static func addLeaderHints(_ response: inout FetchResponse, version: Int16, core: BrokerCore) {
+        let moved: Set<Int16> = [KafkaErrorCode.notLeaderOrFollower.rawValue, KafkaErrorCode.fencedLeaderEpoch.rawValue]
+        var endpoints: [Int32: FetchResponse.NodeEndpoint] = [:]
+        for i in response.responses.indices {
+            let t = response.responses[i]
+            guard let name = version >= 13 ? core.registry.topic(id: t.topicId)?.name : t.topic else { continue }
+            for j in t.partitions.indices where moved.contains(t.partitions[j].errorCode) {
+                guard let hint = core.leaderHint(topic: name, partition: t.partitions[j].partitionIndex) else { continue }
+                response.responses[i].partitions[j].currentLeader = .init(leaderId: hint.id, leaderEpoch: hint.epoch)
+                endpoints[hint.id] = .init(nodeId: hint.id, host: hint.host, port: hint.port, rack: nil)
+            }
+        }
+        if version >= 16 { response.nodeEndpoints = endpoints.keys.sorted().map { endpoints[$0]! } }
     }
 
     /// Concatenates the batches, writing each one's base offset and the partition leader epoch

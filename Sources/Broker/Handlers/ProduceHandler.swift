@@ -12,7 +12,8 @@ import KafkaProtocol
 /// the idempotent-producer sequence check and assigns offsets synchronously. The answer waits
 /// for WAL durability in a `.deferred` result, so pipelined requests overlap their waits.
 /// acks=1 and acks=all both mean "durable in the WAL" (there are no followers); acks=0 sends
-/// no response, and closes the connection instead when a partition had an error.
+/// no response, and closes the connection instead when a partition had an error. From v10 a
+/// NOT_LEADER_OR_FOLLOWER answer carries the partition's current owner (KIP-951).
 public struct ProduceHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.produce
@@ -129,6 +130,7 @@ public struct ProduceHandler: ApiHandler {
                 }
                 response.responses.append(tr)
             }
+            if context.apiVersion >= 10 { Self.addLeaderHints(&response, core: core) }
             if context.apiVersion < 8 {
                 for i in response.responses.indices {
                     for j in response.responses[i].partitionResponses.indices { response.responses[i].partitionResponses[j].errorMessage = nil }
@@ -150,6 +152,23 @@ public struct ProduceHandler: ApiHandler {
         }
         if !waits { return .response(await finish()) }
         return .deferred { await finish() }
+    }
+
+    /// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER name their current owner and epoch,
+    /// and the response lists those owners' endpoints, so the producer retries there at once.
+    static func addLeaderHints(_ response: inout ProduceResponse, core: BrokerCore) {
+        var endpoints: [Int32: ProduceResponse.NodeEndpoint] = [:]
+        for i in response.responses.indices {
+            let name = response.responses[i].name
+            for j in response.responses[i].partitionResponses.indices {
+                let pr = response.responses[i].partitionResponses[j]
+                guard pr.errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue,
+                      let hint = core.leaderHint(topic: name, partition: pr.index) else { continue }
+                response.responses[i].partitionResponses[j].currentLeader = .init(leaderId: hint.id, leaderEpoch: hint.epoch)
+                endpoints[hint.id] = .init(nodeId: hint.id, host: hint.host, port: hint.port, rack: nil)
+            }
+        }
+        response.nodeEndpoints = endpoints.keys.sorted().map { endpoints[$0]! }
     }
 
     struct BatchProblem: Error {

@@ -116,7 +116,9 @@ public final class PartitionSet: Sendable {
     }
 
     private func load(_ topic: TopicRecord, _ record: PartitionRecord) async throws -> Partition {
+        let started = ContinuousClock.now
         let log = try await storage.openLog(stream: record.stream)
+        let streamOpened = ContinuousClock.now
         var table = ProducerStateTable()
         var from = log.startOffset
         do {
@@ -143,7 +145,8 @@ public final class PartitionSet: Sendable {
         }
         logger.debug("partition opened", metadata: [
             "topic": topic.name, "partition": "\(record.index)", "stream": "\(record.stream)",
-            "start": "\(log.startOffset)", "end": "\(log.endOffset)", "producers": "\(table.producers.count)", "replayed.batches": "\(replayed)"])
+            "start": "\(log.startOffset)", "end": "\(log.endOffset)", "producers": "\(table.producers.count)", "replayed.batches": "\(replayed)",
+            "open.ms": "\((streamOpened - started).millisecondsClamped)", "total.ms": "\((ContinuousClock.now - started).millisecondsClamped)"])
         return Partition(topic: topic.name, index: record.index, stream: record.stream, leaderEpoch: record.leaderEpoch, log: log,
                          producers: table, counters: PartitionCounters(metrics: metrics, topic: topic.name, partition: record.index))
     }
