@@ -273,4 +273,30 @@ import Testing
         let f11 = try await h.fetch("t", offset: 0, version: 11)
         #expect(f11.errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue && f11.currentLeader == .init())
     }
+
+    /// A produce that arrives while its partition is handed over is held until the move
+    /// commits, and its NOT_LEADER_OR_FOLLOWER answer then names the new owner (an answer given
+    /// at once would name this broker, still the owner in the metadata).
+    @Test func produceDuringHandOverWaitsAndNamesTheNewOwner() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("t")
+        #expect(try await h.produce("t", batch: try makeBatch(count: 1), version: 10)?.errorCode == 0)
+        let epoch = try #require(h.core.registry.topic(named: "t")).partitions[0].leaderEpoch
+        try await h.core.partitions.handOver(topic: "t", index: 0, leaderEpoch: epoch)
+        let batch = try makeBatch(count: 1)
+        let held = Task { try await h.produce("t", batch: batch, version: 10) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while h.core.partitions.heldRequests == 0 && ContinuousClock.now < deadline { await Task.yield() }
+        #expect(h.core.partitions.heldRequests == 1)
+        try await h.core.registry.mutate { s in
+            s.brokers[7] = BrokerInfo(id: 7, epoch: 1, incarnation: "other", host: "10.0.0.7", port: 9093, objectWAL: false,
+                                      fenced: false, draining: false, stoppedCleanly: false)
+            s.topics["t"]!.partitions[0].owner = 7
+            s.topics["t"]!.partitions[0].leaderEpoch = epoch + 1
+        }
+        let answer = try #require(try await held.value)
+        #expect(answer.errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue)
+        #expect(answer.currentLeader == .init(leaderId: 7, leaderEpoch: epoch + 1))
+        #expect(h.core.partitions.heldRequests == 0)
+    }
 }

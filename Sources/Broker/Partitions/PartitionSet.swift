@@ -4,8 +4,9 @@ import Support
 import Synchronization
 
 /// The partitions this broker serves, opened on first use: those the cluster metadata says it
-/// owns. A partition owned elsewhere, or being handed over, is refused with
-/// `BrokerError.notLeader` (clients get NOT_LEADER_OR_FOLLOWER, refresh metadata and move).
+/// owns. A partition owned elsewhere is refused with `BrokerError.notLeader` (clients get
+/// NOT_LEADER_OR_FOLLOWER naming the owner, refresh metadata and move); a request for a
+/// partition being handed over waits for the move to commit first.
 ///
 /// Opening a partition opens its stream and rebuilds its idempotent-producer state: the last
 /// snapshot (`<prefix>producers/<stream>`) plus the batch headers logged after it. Snapshots
@@ -24,6 +25,12 @@ public final class PartitionSet: Sendable {
     /// Streams handed over, with the partition epoch they were handed over at: not served again
     /// until the metadata names this broker at a newer epoch.
     private let leaving = Mutex<[UInt64: Int32]>([:])
+    /// Requests held while their partition is handed over, woken by every metadata change.
+    private let metadataWatchers = Mutex<[ObjectIdentifier: AppendSignal]>([:])
+    /// How long such a request is held at most.
+    let handOverHold: Duration = .seconds(2)
+    /// Requests held now (for tests and diagnostics).
+    var heldRequests: Int { metadataWatchers.withLock { $0.count } }
 
     public init(registry: TopicRegistry, storage: any LogStorage, store: any ObjectStore, prefix: String,
                 metrics: MetricsRegistry?, logger: Logger, node: Int32 = 0) {
@@ -41,11 +48,43 @@ public final class PartitionSet: Sendable {
     /// The partition, opening it if needed; nil if the topic or partition does not exist.
     public func partition(topic name: String, index: Int32) async throws -> Partition? {
         guard let topic = registry.topic(named: name), index >= 0, Int(index) < topic.partitions.count else { return nil }
-        let record = topic.partitions[Int(index)]
-        guard record.owner == node, leaving.withLock({ $0[record.stream].map { record.leaderEpoch > $0 } ?? true }) else {
+        var record = topic.partitions[Int(index)]
+        if record.owner == node && isLeaving(record) {
+            record = await holdDuringHandOver(topic: name, index: index, record)
+        }
+        guard record.owner == node, !isLeaving(record) else {
             throw BrokerError.notLeader(topic: name, partition: index, owner: record.owner)
         }
         return try await open(topic, record)
+    }
+
+    /// Whether `record` is being (or was) handed over by this broker at its current epoch.
+    private func isLeaving(_ record: PartitionRecord) -> Bool {
+        leaving.withLock { $0[record.stream].map { record.leaderEpoch <= $0 } ?? false }
+    }
+
+    /// A request for a partition in the middle of its hand-over waits for the move to commit
+    /// (the controller names the new owner right after the hand-over, tens of milliseconds), so
+    /// that its NOT_LEADER_OR_FOLLOWER answer names the new owner and clients go straight there
+    /// instead of retrying with backoff against metadata that has not changed yet. Bounded by
+    /// `handOverHold`; returns the partition's record as the metadata has it then.
+    private func holdDuringHandOver(topic name: String, index: Int32, _ record: PartitionRecord) async -> PartitionRecord {
+        let deadline = ContinuousClock.now + handOverHold
+        var current = record
+        while current.owner == node && isLeaving(current) {
+            let left = deadline - ContinuousClock.now
+            guard left > .zero else { break }
+            let signal = AppendSignal()
+            metadataWatchers.withLock { $0[ObjectIdentifier(signal)] = signal }
+            // Read again after watching, so a change in between is not missed.
+            guard let t = registry.topic(named: name), Int(index) < t.partitions.count else { break }
+            current = t.partitions[Int(index)]
+            if current.owner == node && isLeaving(current) { await signal.wait(timeout: left) }
+            metadataWatchers.withLock { _ = $0.removeValue(forKey: ObjectIdentifier(signal)) }
+            guard let t2 = registry.topic(named: name), Int(index) < t2.partitions.count else { break }
+            current = t2.partitions[Int(index)]
+        }
+        return current
     }
 
     /// Stops serving a partition for a reassignment: refuses new requests, waits for appends in
@@ -76,6 +115,10 @@ public final class PartitionSet: Sendable {
     /// Reacts to new metadata: partitions that moved away are closed (after a failover the old
     /// owner may still have them open).
     func ownershipChanged(from old: ClusterState, to new: ClusterState, node: Int32) {
+        defer {
+            let held = metadataWatchers.withLock { Array($0.values) }
+            for w in held { w.fire() }
+        }
         var gone: [UInt64] = []
         for (name, t) in old.topics {
             for p in t.partitions where p.owner == node {
