@@ -57,6 +57,8 @@ public final class StreamStore: Sendable {
         var cache: LogCache
         var streams: [StreamID: StreamState] = [:]
         var objectSizes: [UInt64: UInt64] = [:]
+        /// The manifest version `refresh` last applied.
+        var appliedManifestVersion: UInt64 = 0
         var failure: (any Error)? = nil
         var closed = false
         var lastTicket: WALAppendTicket? = nil
@@ -100,7 +102,15 @@ public final class StreamStore: Sendable {
     let logger: Logger
     let reader: ObjectReader
     let core: Mutex<Core>
+    /// Compaction, retention and garbage collection, one at a time.
     let maintainer: Maintainer
+    /// Uploads (and the hand-over of a closing stream), one at a time, never behind a long
+    /// compaction: the two commit through the manifest's compare-and-swap, which keeps them
+    /// consistent, and touch different objects.
+    let uploader: Maintainer
+    /// Whether this store runs the bucket-wide work (compaction, garbage collection) in `run()`.
+    /// Brokers sharing a bucket give it to one of them (the controller); alone, a store does it.
+    private let bucketWide = Mutex<@Sendable () -> Bool>({ true })
     let wake = Signal()
     let instruments: Instruments
 
@@ -117,6 +127,14 @@ public final class StreamStore: Sendable {
                                    settings: config.coldReads, clock: clock)
         self.core = Mutex(Core(cache: LogCache(capacityBytes: config.logCacheBytes)))
         self.maintainer = Maintainer()
+        self.uploader = Maintainer()
+    }
+
+    /// Decides, at each maintenance round, whether this store compacts and collects garbage
+    /// (work over every object of the bucket, which one process among those sharing the
+    /// manifest should do). Uploads and retention of its own streams always run.
+    public func setBucketWideMaintenance(_ decide: @escaping @Sendable () -> Bool) {
+        bucketWide.withLock { $0 = decide }
     }
 
     var nowMillis: Int64 { Int64(clock.wallTime().timeIntervalSince1970 * 1000) }
@@ -425,6 +443,9 @@ public final class StreamStore: Sendable {
     func refresh(_ m: Manifest) {
         instruments.observe(m)
         core.withLock { c in
+            // Uploads and compactions refresh concurrently: never go back to an older manifest.
+            guard m.version >= c.appliedManifestVersion else { return }
+            c.appliedManifestVersion = m.version
             c.objectSizes = m.objects.mapValues(\.size)
             for (id, var st) in c.streams {
                 guard let meta = m.streams[id] else { continue }
@@ -441,7 +462,7 @@ public final class StreamStore: Sendable {
     /// Uploads every acknowledged record not yet in an object into one data object
     /// (prepare → upload → commit), then trims the WAL.
     public func uploadNow() async throws {
-        try await maintainer.serialized { try await self.upload() }
+        try await uploader.serialized { try await self.upload() }
     }
 
     private func upload() async throws {
@@ -598,9 +619,10 @@ public final class StreamStore: Sendable {
             if Task.isCancelled { break }
             do {
                 try await uploadNow()
-                try await compactNow()
+                let shared = bucketWide.withLock { $0 }()
+                if shared { try await compactNow() }
                 if let retention = config.retention { try await applyRetention(retention) }
-                try await collectGarbage()
+                if shared { try await collectGarbage() }
             } catch {
                 logger.warning("stream maintenance round failed", metadata: ["error": "\(error)"])
             }
@@ -788,8 +810,8 @@ public final class Stream: Sendable {
     }
 }
 
-/// Runs maintenance operations one at a time (FIFO), so uploads, compactions and retention
-/// never interleave their metadata changes.
+/// Runs operations one at a time (FIFO): one instance for uploads, one for compaction,
+/// retention and garbage collection.
 actor Maintainer {
     private var busy = false
     private var waiters: [CheckedContinuation<Void, Never>] = []

@@ -1,3 +1,4 @@
+import Synchronization
 import FloeTestSupport
 import Foundation
 import ObjectStore
@@ -151,6 +152,40 @@ import Testing
         }
         try await store.close()
         #expect(try await bucket.listAll(prefix: config.dataPrefix).count >= 1)
+    }
+
+    /// Compaction and garbage collection run in `run()` only while the store is given the
+    /// bucket-wide work (brokers sharing a bucket leave it to the controller); uploads always.
+    @Test func bucketWideMaintenanceOnlyWhenGiven() async throws {
+        let bucket = MemoryObjectStore()
+        let clock = ManualClock()
+        var config = StreamStoreConfig()
+        config.maintenanceInterval = .seconds(1)
+        let wal = try await FileWAL.open(directory: temporaryDirectory("bucket-wide-wal"))
+        let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: clock),
+                                               objects: bucket, clock: clock, config: config)
+        let given = Mutex(false)
+        store.setBucketWideMaintenance { given.withLock { $0 } }
+        let s = try await store.open(1, epoch: 1)
+        func dataObjects() async throws -> Int { try await bucket.listAll(prefix: config.dataPrefix).count }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await store.run() }
+            // Three rounds, each uploading one small object: compaction candidates, left alone.
+            for round in 1...3 {
+                await clock.waitForSleepers(1)
+                _ = try await s.append(Array(repeating: UInt8(round), count: 100), recordCount: 1)
+                clock.advance(by: .seconds(1))
+                await clock.waitForSleepers(1)
+                #expect(try await dataObjects() == round)
+            }
+            // Given the work, the next round compacts the three into one.
+            given.withLock { $0 = true }
+            clock.advance(by: .seconds(1))
+            await clock.waitForSleepers(1)
+            #expect(try await store.metadata.snapshot().objects.count == 1)
+            group.cancelAll()
+        }
+        try await store.close()
     }
 }
 

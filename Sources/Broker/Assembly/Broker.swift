@@ -111,6 +111,11 @@ public final class Broker: Sendable {
         let member = ClusterMember(registry: registry, partitions: partitions, store: store, prefix: settings.prefix, node: nodeId,
                                    objectWAL: settings.objectWAL, timing: try ClusterTiming(config), clock: RealClock(), logger: logger,
                                    recoverWAL: settings.recoverWAL)
+        // Compaction and garbage collection work on every object in the bucket: the controller
+        // alone does them, so brokers do not rewrite the same objects in competition.
+        if let streams = storage as? StreamLogStorage {
+            streams.store.setBucketWideMaintenance { [weak member] in member?.isController ?? false }
+        }
         // Requests that arrive while joining wait: `run()` serves them.
         do {
             try await member.join(host: host, port: port, timeout: settings.joinTimeout)
