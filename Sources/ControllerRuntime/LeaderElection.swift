@@ -25,22 +25,14 @@ public struct LeaderElectionConfig: Sendable, Equatable {
     }
 }
 
-/// Leader election on a `coordination.k8s.io/v1` Lease as a state machine that returns
+/// Leader election on a `coordination.k8s.io/v1` Lease: Support's ``LeaseElector`` (the rules,
+/// shared with the brokers' election through the bucket) with Kubernetes' record. It returns
 /// actions; the owner does the reads and writes and reports back. Time is passed in.
 ///
-/// Rules:
-/// 1. No lease: create it holding it (`.create`).
-/// 2. We hold it: renew (`.update` with a new renewTime) every retry period.
-/// 3. Someone else holds it: it is expired only when its record (holder, renewTime,
-///    transitions) has not changed for `leaseDurationSeconds` **of our own clock** since we
-///    first saw that record — remote timestamps are never compared with local time (clock
-///    skew). Then take it over (`.update`, transitions + 1); else `.wait`.
-/// 4. An empty holder (released lease) is free: take it at once.
-/// 5. A leader whose last successful renew is older than `renewDeadline` has lost leadership
-///    (``writeFailed(now:)`` says so), and so has one that observes another holder.
-/// 6. On shutdown a leader releases: holder cleared, duration 1 s (``release(wall:)``).
-/// Writes carry the observed resourceVersion, so two candidates racing for a lease cannot
-/// both win: the loser gets a 409 and follows rule 3.
+/// The lease's version is its spec (holder, renewTime, transitions); a take-over raises
+/// `leaseTransitions`; an empty holder is a released lease, free at once. On shutdown a leader
+/// releases: holder cleared, duration 1 s (``release(current:wall:)``). Writes carry the observed
+/// resourceVersion, so two candidates racing for a lease cannot both win: the loser gets a 409.
 public struct LeaderElector: Sendable {
     public enum Action: Sendable, Equatable {
         case create(LeaseSpec)
@@ -54,13 +46,13 @@ public struct LeaderElector: Sendable {
     }
 
     public let config: LeaderElectionConfig
-    public private(set) var isLeader = false
-    private var lastRenew: MonotonicInstant?
-    private var observedRecord: LeaseSpec?
-    private var observedAt: MonotonicInstant?
-    private var pendingAcquire = false
+    private var elector: LeaseElector<LeaseSpec>
+    public var isLeader: Bool { elector.isLeader }
 
-    public init(config: LeaderElectionConfig) { self.config = config }
+    public init(config: LeaderElectionConfig) {
+        self.config = config
+        elector = LeaseElector(timing: .init(duration: config.leaseDuration, renewDeadline: config.renewDeadline, retry: config.retryPeriod))
+    }
 
     static func microTime(_ date: Date) -> String {
         let f = ISO8601DateFormatter()
@@ -74,61 +66,38 @@ public struct LeaderElector: Sendable {
     public mutating func decide(lease: LeaseSpec?, now: MonotonicInstant, wall: Date) -> (action: Action, transition: Transition?) {
         let seconds = Int32(config.leaseDuration.components.seconds)
         let stamp = Self.microTime(wall)
-        guard let lease else {
-            pendingAcquire = true
-            return (.create(LeaseSpec(holderIdentity: config.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp, leaseTransitions: 0)), nil)
+        let observation = lease.map { l -> LeaseElector<LeaseSpec>.Observation in
+            let holder = l.holderIdentity ?? ""
+            return .init(holder: holder.isEmpty ? .free : holder == config.identity ? .us : .other, version: l,
+                         duration: l.leaseDurationSeconds.map { Duration.seconds(Int64($0)) })
         }
-        if lease != observedRecord {
-            observedRecord = lease
-            observedAt = now
-        }
-        let holder = lease.holderIdentity ?? ""
-        if holder == config.identity {
-            var renewed = lease
+        let (decision, lost) = elector.decide(observation, now: now)
+        let transition: Transition? = lost ? .stoppedLeading : nil
+        switch decision {
+        case .create:
+            return (.create(LeaseSpec(holderIdentity: config.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp,
+                                      leaseTransitions: 0)), transition)
+        case .renew:
+            var renewed = lease!
             renewed.renewTime = stamp
             renewed.leaseDurationSeconds = seconds
-            pendingAcquire = !isLeader
-            return (.update(renewed), nil)
-        }
-        var transition: Transition?
-        if isLeader {
-            isLeader = false
-            lastRenew = nil
-            transition = .stoppedLeading
-        }
-        let duration = lease.leaseDurationSeconds.map { Duration.seconds(Int64($0)) } ?? config.leaseDuration
-        let expired = holder.isEmpty || (observedAt.map { now.duration(since: $0) >= duration } ?? false)
-        if expired {
-            pendingAcquire = true
+            return (.update(renewed), transition)
+        case .takeOver:
             return (.update(LeaseSpec(holderIdentity: config.identity, leaseDurationSeconds: seconds, acquireTime: stamp, renewTime: stamp,
-                                      leaseTransitions: (lease.leaseTransitions ?? 0) + 1)), transition)
+                                      leaseTransitions: (lease!.leaseTransitions ?? 0) + 1)), transition)
+        case .wait:
+            return (.wait(config.retryPeriod), transition)
         }
-        return (.wait(config.retryPeriod), transition)
     }
 
     /// The write of `.create`/`.update` succeeded: we hold the lease as of `now`.
     public mutating func writeSucceeded(_ written: LeaseSpec, now: MonotonicInstant) -> Transition? {
-        observedRecord = written
-        observedAt = now
-        lastRenew = now
-        pendingAcquire = false
-        if !isLeader {
-            isLeader = true
-            return .startedLeading
-        }
-        return nil
+        elector.written(now: now) ? .startedLeading : nil
     }
 
     /// A read or write failed (conflict, transport). A leader past its renew deadline stops.
     public mutating func writeFailed(now: MonotonicInstant) -> Transition? {
-        pendingAcquire = false
-        guard isLeader, let lastRenew else { return nil }
-        if now.duration(since: lastRenew) >= config.renewDeadline {
-            isLeader = false
-            self.lastRenew = nil
-            return .stoppedLeading
-        }
-        return nil
+        elector.failed(now: now) ? .stoppedLeading : nil
     }
 
     /// When to act next: a leader renews every retry period; a follower retries as often.
@@ -137,11 +106,8 @@ public struct LeaderElector: Sendable {
     /// The lease to write on shutdown if we lead (holder cleared so a standby takes over at
     /// once), or nil. Leadership ends here either way.
     public mutating func release(current: LeaseSpec?, wall: Date) -> LeaseSpec? {
-        defer {
-            isLeader = false
-            lastRenew = nil
-        }
-        guard isLeader, var spec = current, spec.holderIdentity == config.identity else { return nil }
+        let wasLeader = elector.conflicted()
+        guard wasLeader, var spec = current, spec.holderIdentity == config.identity else { return nil }
         spec.holderIdentity = nil
         spec.leaseDurationSeconds = 1
         spec.renewTime = Self.microTime(wall)

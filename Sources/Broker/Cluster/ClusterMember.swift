@@ -11,7 +11,7 @@ public struct ClusterTiming: Sendable {
     /// `broker.session.timeout.ms`).
     public var sessionTimeout: Duration = .seconds(6)
     public var heartbeatInterval: Duration = .milliseconds(500)
-    public var lease = ControllerLease.Timing()
+    public var lease = ControllerLease.Timing(duration: .seconds(6), renewDeadline: .seconds(4), retry: .milliseconds(500))
     /// How often a broker reads the log even without a hint (the heartbeat answer carries the
     /// controller's log end, so this is only a fallback).
     public var followInterval: Duration = .seconds(30)

@@ -19,31 +19,19 @@ public struct LeaseDocument: Codable, Sendable, Equatable {
     public var renewedMillis: Int64
 }
 
-/// Controller election through the bucket.
+/// Controller election through the bucket: Support's ``LeaseElector`` (the rules, shared with
+/// the operator's Kubernetes election) over an object written only with conditional writes.
 ///
-/// Rules (the same as Kubernetes' client-go election, over an object instead of a Lease):
-/// 1. No lease object: create it (put-if-absent) holding it at epoch 1.
-/// 2. We hold it: renew (put if-match) every `renewInterval`.
-/// 3. Another holder: the lease is expired only when the object has not changed for
-///    `duration` **of our own monotonic clock** since we first saw that version (remote clocks
-///    are never compared with ours); then take it (if-match, epoch + 1). A released lease
-///    (holder -1) is free at once, and so is one held by an earlier process with our own node id
-///    (that process is gone: this one already took over its WAL).
-/// 4. A leader that has not renewed successfully for `renewDeadline` has lost the lease and
-///    must stop writing; the epoch record it wrote into the metadata log fences it anyway.
-/// Two candidates racing for the lease cannot both win: the loser's conditional write fails.
+/// The lease's version is the object's ETag. No object: create it (put-if-absent) at epoch 1. We
+/// hold it: renew with if-match on the ETag we wrote last, without reading first (one request).
+/// Another holder: wait until the object has not changed for its duration of our own clock, then
+/// take it with if-match at epoch + 1. A released lease (holder -1) is free at once, and so is
+/// one held by an earlier process with our own node id (that process is gone: this one already
+/// took over its WAL). A leader that has not renewed for `renewDeadline`, or whose conditional
+/// write is refused, has lost the lease and must stop writing; the epoch record it wrote into the
+/// metadata log fences it anyway.
 public final class ControllerLease: Sendable {
-    public struct Timing: Sendable {
-        public var duration: Duration
-        public var renewDeadline: Duration
-        public var retry: Duration
-        public init(duration: Duration = .seconds(6), renewDeadline: Duration = .seconds(4), retry: Duration = .milliseconds(500)) {
-            precondition(retry < renewDeadline && renewDeadline < duration, "lease timing needs retry < renewDeadline < duration")
-            self.duration = duration
-            self.renewDeadline = renewDeadline
-            self.retry = retry
-        }
-    }
+    public typealias Timing = LeaseElector<String>.Timing
 
     public enum Outcome: Sendable, Equatable {
         /// We hold the lease at this epoch (newly or still). `expiredHolder`: the broker whose
@@ -54,8 +42,9 @@ public final class ControllerLease: Sendable {
     }
 
     struct State {
-        var held: (doc: LeaseDocument, etag: String, renewedAt: MonotonicInstant)?
-        var observed: (etag: String, at: MonotonicInstant)?
+        var elector: LeaseElector<String>
+        /// The lease as we last wrote it, while we hold it.
+        var held: (doc: LeaseDocument, etag: String)?
     }
 
     let store: any ObjectStore
@@ -65,10 +54,11 @@ public final class ControllerLease: Sendable {
     let timing: Timing
     let clock: any FloeClock
     private let address: Mutex<(String, Int32)>
-    private let state = Mutex(State())
+    private let state: Mutex<State>
 
     public init(store: any ObjectStore, key: String, node: Int32, incarnation: String, host: String, port: Int32,
-                timing: Timing = Timing(), clock: any FloeClock = RealClock()) {
+                timing: Timing = Timing(duration: .seconds(6), renewDeadline: .seconds(4), retry: .milliseconds(500)),
+                clock: any FloeClock = RealClock()) {
         self.store = store
         self.key = key
         self.node = node
@@ -76,6 +66,7 @@ public final class ControllerLease: Sendable {
         self.timing = timing
         self.clock = clock
         self.address = Mutex((host, port))
+        self.state = Mutex(State(elector: LeaseElector(timing: timing)))
     }
 
     /// The address written into the lease (where other brokers reach the controller).
@@ -83,10 +74,7 @@ public final class ControllerLease: Sendable {
 
     /// The epoch we hold the lease at, if we still hold it within the renew deadline.
     public var leaderEpoch: UInt64? {
-        state.withLock { s in
-            guard let h = s.held, clock.now().duration(since: h.renewedAt) < timing.renewDeadline else { return nil }
-            return h.doc.epoch
-        }
+        state.withLock { s in s.elector.leads(at: clock.now()) ? s.held?.doc.epoch : nil }
     }
 
     func document(epoch: UInt64) -> LeaseDocument {
@@ -108,72 +96,95 @@ public final class ControllerLease: Sendable {
         }
     }
 
-    private func write(_ doc: LeaseDocument, condition: WriteCondition) async throws -> String? {
+    /// Writes `doc` under `condition` and records the outcome in the elector; returns whether it
+    /// landed (false: someone else changed the lease).
+    private func write(_ doc: LeaseDocument, condition: WriteCondition, at now: MonotonicInstant) async throws -> Bool {
         let bytes = try DocumentEnvelope.encode(doc, kind: .controllerLease, version: LeaseDocument.formatVersion)
+        let tag: String
         do {
-            return try await store.put(key, bytes, condition: condition)
+            tag = try await store.put(key, bytes, condition: condition)
         } catch ObjectStoreError.preconditionFailed {
-            return nil
+            state.withLock { s in
+                s.elector.conflicted()
+                s.held = nil
+            }
+            return false
+        } catch {
+            let lost = state.withLock { s in s.elector.failed(now: clock.now()) }
+            if lost { state.withLock { $0.held = nil } }
+            throw error
         }
+        state.withLock { s in
+            s.held = (doc, tag)
+            _ = s.elector.written(now: now)
+        }
+        return true
     }
 
     /// One round of the election: read, decide, write. Errors of the store are thrown (a leader
     /// that keeps failing loses the lease at its renew deadline).
     public func tick() async throws -> Outcome {
-        let wasLeading = leaderEpoch != nil
-        // A holder renews with the ETag it wrote last, without reading first (one request).
+        let wasLeading = state.withLock { $0.elector.isLeader }
         if let held = state.withLock({ $0.held }) {
             let doc = document(epoch: held.doc.epoch)
-            let now = clock.now()
-            if let tag = try await write(doc, condition: .ifMatch(held.etag)) {
-                state.withLock { $0.held = (doc, tag, now) }
+            if try await write(doc, condition: .ifMatch(held.etag), at: clock.now()) {
                 return .leading(epoch: doc.epoch, acquired: !wasLeading)
             }
         }
-        guard let (current, etag) = try await read() else {
-            let doc = document(epoch: 1)
-            if let tag = try await write(doc, condition: .ifAbsent) {
-                state.withLock { $0.held = (doc, tag, clock.now()) }
-                return .leading(epoch: 1, acquired: true)
-            }
-            return .following(nil, lostLeadership: lose(wasLeading))
+        let read: (LeaseDocument, String)?
+        do {
+            read = try await self.read()
+        } catch {
+            let lost = state.withLock { s in s.elector.failed(now: clock.now()) }
+            if lost { state.withLock { $0.held = nil } }
+            throw error
         }
         let now = clock.now()
-        if current.holder == node && current.incarnation == incarnation {
+        let observation = read.map { doc, etag in
+            LeaseElector<String>.Observation(
+                holder: doc.holder == -1 || (doc.holder == node && doc.incarnation != incarnation) ? .free
+                    : doc.holder == node ? .us : .other,
+                version: etag, duration: doc.durationMillis > 0 ? .milliseconds(doc.durationMillis) : nil)
+        }
+        let (decision, lostNow) = state.withLock { $0.elector.decide(observation, now: now) }
+        let lost = lostNow || (wasLeading && !state.withLock { $0.elector.isLeader })
+        if lostNow { state.withLock { $0.held = nil } }
+        switch decision {
+        case .create:
+            let doc = document(epoch: 1)
+            if try await write(doc, condition: .ifAbsent, at: now) { return .leading(epoch: 1, acquired: true) }
+        case .renew:
+            let (current, etag) = read!
             let doc = document(epoch: current.epoch)
-            if let tag = try await write(doc, condition: .ifMatch(etag)) {
-                state.withLock { $0.held = (doc, tag, now) }
+            if try await write(doc, condition: .ifMatch(etag), at: now) {
                 return .leading(epoch: doc.epoch, acquired: !wasLeading)
             }
-            return .following(current, lostLeadership: lose(wasLeading))
-        }
-        let lost = lose(wasLeading)
-        let expired = state.withLock { s -> Bool in
-            if s.observed?.etag != etag { s.observed = (etag, now) }
-            return now.duration(since: s.observed!.at) >= timing.duration
-        }
-        if current.holder == -1 || current.holder == node || expired {
+        case .takeOver(let expired):
+            let (current, etag) = read!
             let doc = document(epoch: current.epoch + 1)
-            if let tag = try await write(doc, condition: .ifMatch(etag)) {
-                state.withLock { $0.held = (doc, tag, now) }
+            if try await write(doc, condition: .ifMatch(etag), at: now) {
                 let gone = expired && current.holder >= 0 && current.holder != node ? current.holder : nil
                 return .leading(epoch: doc.epoch, acquired: true, expiredHolder: gone)
             }
+        case .wait:
+            break
         }
-        return .following(current, lostLeadership: lost)
-    }
-
-    private func lose(_ wasLeading: Bool) -> Bool {
-        state.withLock { $0.held = nil }
-        return wasLeading
+        return .following(read?.0, lostLeadership: lost)
     }
 
     /// Releases a held lease (clean shutdown), so another broker takes over at once.
     public func release() async {
-        guard let held = state.withLock({ $0.held }) else { return }
-        state.withLock { $0.held = nil }
+        let held = state.withLock { s -> (doc: LeaseDocument, etag: String)? in
+            defer {
+                s.held = nil
+                s.elector.conflicted()
+            }
+            return s.held
+        }
+        guard let held else { return }
         var doc = held.doc
         doc.holder = -1
-        _ = try? await write(doc, condition: .ifMatch(held.etag))
+        let bytes = try? DocumentEnvelope.encode(doc, kind: .controllerLease, version: LeaseDocument.formatVersion)
+        if let bytes { _ = try? await store.put(key, bytes, condition: .ifMatch(held.etag)) }
     }
 }
