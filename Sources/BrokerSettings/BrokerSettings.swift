@@ -114,6 +114,13 @@ public enum BrokerSettings {
         "listen", .address, default: "127.0.0.1:9092", access: .operator, "Kafka listener, HOST:PORT.")
     public static let advertise = BrokerSetting(
         "advertise", .string, default: "", access: .operator, "Address given to clients, HOST[:PORT] (default: the listen address).")
+    public static let externalListen = BrokerSetting(
+        "external.listen", .string, default: "", access: .operator,
+        "External Kafka listener, HOST:PORT (empty: none). Its clients are given every broker's external address.")
+    public static let externalAdvertise = BrokerSetting(
+        "external.advertise", .string, default: "", access: .operator,
+        "Address given to clients of the external listener, HOST[:PORT]; {node} is replaced by the node id and {N+node} by N plus it "
+            + "(e.g. 203.0.113.7:{31090+node}). Default: the external listen address.")
     public static let storage = BrokerSetting(
         "storage", .storageURL, default: "file://./floe-data", access: .operator,
         "The bucket: file:///path, s3://bucket/prefix?endpoint=…&region=…&path_style=…&anonymous=…, memory://name (tests).")
@@ -131,7 +138,7 @@ public enum BrokerSettings {
 
     /// Every setting the broker reads.
     public static let all: [BrokerSetting] = [
-        listen, advertise, storage, wal, walDir, nodeID, http, clusterID,
+        listen, advertise, externalListen, externalAdvertise, storage, wal, walDir, nodeID, http, clusterID,
         .init("log.level", .choice(["trace", "debug", "info", "notice", "warning", "error"]), default: "info", access: .user,
               "Log level."),
         .init("event.loops", .integer(min: 1, max: 256), default: "2", access: .user, "Network event-loop threads."),

@@ -235,4 +235,46 @@ struct LiveBroker {
         broker.shutdown()
         try await task.value
     }
+
+    /// An external listener: clients that connect there are given the external addresses (in
+    /// Metadata, DescribeCluster, FindCoordinator), clients of the internal listener the
+    /// internal ones; `{node}` and `{N+node}` in `external.advertise` are expanded.
+    @Test func externalListenerAdvertisesExternalAddresses() async throws {
+        var config = BrokerConfig()
+        config.set("listen", "127.0.0.1:0", .flag)
+        config.set("advertise", "broker-7.internal:9092", .flag)
+        config.set("node.id", "7", .flag)
+        config.set("external.listen", "127.0.0.1:0", .flag)
+        config.set("external.advertise", "ext-{node}.example.com:{31090+node}", .flag)
+        let broker = try await Broker.start(settings: .init(config: config), store: MemoryObjectStore(name: "ext"), storage: MemoryLogStorage())
+        let task = Task { try await broker.run() }
+        let externalPort = try #require(broker.externalPort)
+        let inside = try WireClient(port: broker.port)
+        let outside = try WireClient(port: externalPort)
+
+        let metaIn = try requireResponse(try await inside.call(MetadataRequest(topics: []), version: 12), as: MetadataResponse.self)
+        #expect(metaIn.brokers.map { "\($0.nodeId) \($0.host):\($0.port)" } == ["7 broker-7.internal:9092"])
+        let metaOut = try requireResponse(try await outside.call(MetadataRequest(topics: []), version: 12), as: MetadataResponse.self)
+        #expect(metaOut.brokers.map { "\($0.nodeId) \($0.host):\($0.port)" } == ["7 ext-7.example.com:31097"])
+
+        let cluster = try requireResponse(try await outside.call(DescribeClusterRequest(), version: 1), as: DescribeClusterResponse.self)
+        #expect(cluster.brokers.map { "\($0.host):\($0.port)" } == ["ext-7.example.com:31097"])
+        let coordinator = try requireResponse(try await outside.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3),
+                                              as: FindCoordinatorResponse.self)
+        #expect("\(coordinator.host):\(coordinator.port)" == "ext-7.example.com:31097")
+        let coordinatorIn = try requireResponse(try await inside.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3),
+                                                as: FindCoordinatorResponse.self)
+        #expect("\(coordinatorIn.host):\(coordinatorIn.port)" == "broker-7.internal:9092")
+        broker.shutdown()
+        try await task.value
+    }
+
+    @Test func externalAdvertiseTemplates() throws {
+        let listen = try SocketAddress(parsing: "0.0.0.0:9094")
+        #expect(try Broker.externalEndpoint("h-{node}:{31090+node}", listen: listen, boundPort: 9094, node: 2) == BrokerEndpoint(host: "h-2", port: 31092))
+        #expect(try Broker.externalEndpoint("203.0.113.7", listen: listen, boundPort: 9094, node: 2) == BrokerEndpoint(host: "203.0.113.7", port: 9094))
+        #expect(throws: BrokerError.self) { try Broker.externalEndpoint("h:{x}", listen: listen, boundPort: 9094, node: 2) }
+        #expect(throws: BrokerError.self) { try Broker.externalEndpoint("h:{70000+node}", listen: listen, boundPort: 9094, node: 2) }
+        #expect(throws: BrokerError.self) { try Broker.externalEndpoint("h:{node", listen: listen, boundPort: 9094, node: 2) }
+    }
 }

@@ -43,6 +43,8 @@ public final class Broker: Sendable {
 
     public let core: BrokerCore
     public let server: KafkaServer
+    /// The external listener's server, if `external.listen` is set.
+    public let externalServer: KafkaServer?
     public let storage: any LogStorage
     public let metrics: MetricsRegistry
     let probe: ProbeServer?
@@ -56,14 +58,17 @@ public final class Broker: Sendable {
 
     /// The Kafka port actually bound.
     public var port: UInt16 { server.port }
+    /// The external Kafka port actually bound, if any.
+    public var externalPort: UInt16? { externalServer?.port }
     /// The HTTP port actually bound, if any.
     public var httpPort: UInt16? { probe?.port }
 
-    private init(core: BrokerCore, server: KafkaServer, storage: any LogStorage, metrics: MetricsRegistry, probe: ProbeServer?,
-                 groups: GroupCoordinator?, logger: Logger, startedAt: ContinuousClock.Instant) {
+    private init(core: BrokerCore, server: KafkaServer, externalServer: KafkaServer?, storage: any LogStorage, metrics: MetricsRegistry,
+                 probe: ProbeServer?, groups: GroupCoordinator?, logger: Logger, startedAt: ContinuousClock.Instant) {
         self.groups = groups
         self.core = core
         self.server = server
+        self.externalServer = externalServer
         self.storage = storage
         self.metrics = metrics
         self.probe = probe
@@ -108,6 +113,26 @@ public final class Broker: Sendable {
         } else if host == "0.0.0.0" {
             host = ProcessInfo.processInfo.hostName
         }
+        // The external listener: same handlers, but its clients are given external addresses.
+        var externalServer: KafkaServer? = nil
+        var external: BrokerEndpoint? = nil
+        if let listenText = config["external.listen"], !listenText.isEmpty {
+            var externalConfig = serverConfig
+            externalConfig.listen = try SocketAddress(parsing: listenText)
+            externalConfig.listener = .external
+            let ext = try KafkaServer(configuration: externalConfig, handler: routerBox) { message, peer in
+                netLogger.debug(message, metadata: ["peer": peer, "listener": "external"])
+            }
+            externalServer = ext
+            do {
+                external = try Self.externalEndpoint(config["external.advertise"] ?? "", listen: externalConfig.listen,
+                                                     boundPort: Int32(ext.port), node: nodeId)
+            } catch {
+                ext.shutdown()
+                server.shutdown()
+                throw error
+            }
+        }
         let member = ClusterMember(registry: registry, partitions: partitions, store: store, prefix: settings.prefix, node: nodeId,
                                    objectWAL: settings.objectWAL, timing: try ClusterTiming(config), clock: RealClock(), logger: logger,
                                    recoverWAL: settings.recoverWAL)
@@ -118,9 +143,10 @@ public final class Broker: Sendable {
         }
         // Requests that arrive while joining wait: `run()` serves them.
         do {
-            try await member.join(host: host, port: port, timeout: settings.joinTimeout)
+            try await member.join(host: host, port: port, external: external, timeout: settings.joinTimeout)
         } catch {
             server.shutdown()
+            externalServer?.shutdown()
             throw error
         }
         var clusterId = config["cluster.id"] ?? ""
@@ -152,8 +178,8 @@ public final class Broker: Sendable {
                 return broker.route(method: method, path: path)
             }
         }
-        let broker = Broker(core: core, server: server, storage: storage, metrics: metrics, probe: probe, groups: groups,
-                            logger: logger, startedAt: startedAt)
+        let broker = Broker(core: core, server: server, externalServer: externalServer, storage: storage, metrics: metrics, probe: probe,
+                            groups: groups, logger: logger, startedAt: startedAt)
         brokerBox.withLock { $0 = broker }
         probe?.start()
         return broker
@@ -221,7 +247,9 @@ public final class Broker: Sendable {
                     try await core.partitions.applyRetention(nowMillis: wallMillis(), brokerConfig: core.config)
                 }
             }
+            if let externalServer { group.addTask { await externalServer.run() } }
             await server.run()
+            externalServer?.shutdown()
             if let coordinator = groups { await coordinator.shutdown() }
             group.cancelAll()
             while let _ = try await group.next() {}
@@ -255,6 +283,46 @@ public final class Broker: Sendable {
     public func shutdown() {
         ready.store(false, ordering: .relaxed)
         server.shutdown()
+        externalServer?.shutdown()
+    }
+
+    /// The external listener's advertised address: `external.advertise` (HOST[:PORT], with
+    /// `{node}` → the node id and `{N+node}` → N plus it), else the listen host and bound port.
+    static func externalEndpoint(_ template: String, listen: SocketAddress, boundPort: Int32, node: Int32) throws -> BrokerEndpoint {
+        guard !template.isEmpty else {
+            let host = listen.host == "0.0.0.0" ? ProcessInfo.processInfo.hostName : listen.host
+            return BrokerEndpoint(host: host, port: boundPort)
+        }
+        let text = try expandNode(template, node: node)
+        guard let colon = text.lastIndex(of: ":") else { return BrokerEndpoint(host: text, port: boundPort) }
+        guard let port = Int32(text[text.index(after: colon)...]), (1...65535).contains(port), colon != text.startIndex else {
+            throw BrokerError.invalidConfig(name: "external.advertise", value: template,
+                                            reason: "expected HOST[:PORT] with a port in 1-65535, got \"\(text)\"")
+        }
+        return BrokerEndpoint(host: String(text[..<colon]), port: port)
+    }
+
+    /// Replaces `{node}` by `node` and `{N+node}` by N + node in `template`.
+    static func expandNode(_ template: String, node: Int32) throws -> String {
+        var out = ""
+        var rest = Substring(template)
+        while let open = rest.firstIndex(of: "{") {
+            out += rest[..<open]
+            guard let close = rest[open...].firstIndex(of: "}") else {
+                throw BrokerError.invalidConfig(name: "external.advertise", value: template, reason: "unclosed {")
+            }
+            let inner = rest[rest.index(after: open)..<close]
+            if inner == "node" {
+                out += String(node)
+            } else if inner.hasSuffix("+node"), let base = Int64(inner.dropLast(5)) {
+                out += String(base + Int64(node))
+            } else {
+                throw BrokerError.invalidConfig(name: "external.advertise", value: template,
+                                                reason: "unknown placeholder {\(inner)}; use {node} or {N+node}")
+            }
+            rest = rest[rest.index(after: close)...]
+        }
+        return out + rest
     }
 
     /// The operator's preStop hook: stop reporting ready and make everything appended durable

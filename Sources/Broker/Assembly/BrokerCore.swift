@@ -35,26 +35,31 @@ public final class BrokerCore: Sendable {
     public var advertisedAddress: (host: String, port: Int32) { advertised.withLock { $0 } }
     public func setAdvertised(host: String, port: Int32) { advertised.withLock { $0 = (host, port) } }
 
-    /// The brokers clients are told about: live ones from the metadata, or this one while the
-    /// metadata has none (joining).
-    var liveBrokers: [BrokerInfo] {
+    /// The brokers clients connected on `listener` are told about, with their addresses on that
+    /// listener: live ones from the metadata, or this one while the metadata has none (joining).
+    func liveBrokers(on listener: ListenerName) -> [(id: Int32, host: String, port: Int32)] {
         let live = registry.state.liveBrokers
-        if !live.isEmpty { return live }
+        if !live.isEmpty { return live.map { b in let a = b.address(on: listener); return (b.id, a.host, a.port) } }
         let (host, port) = advertisedAddress
-        return [BrokerInfo(id: nodeId, epoch: 0, incarnation: "", host: host, port: port, objectWAL: false, fenced: false, draining: false,
-                           stoppedCleanly: false)]
+        return [(nodeId, host, port)]
+    }
+
+    /// The address of broker `id` on `listener`, if it is registered.
+    func address(of id: Int32, on listener: ListenerName) -> (host: String, port: Int32)? {
+        registry.state.brokers[id]?.address(on: listener)
     }
 
     /// Where a partition lives now, for the leader hints of Produce and Fetch answers that say
     /// NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH (KIP-951): the owner, its partition epoch
     /// and its address, so a client can go there without a Metadata round trip. Nil when the
     /// owner is unknown or fenced.
-    func leaderHint(topic: String, partition: Int32) -> (id: Int32, epoch: Int32, host: String, port: Int32)? {
+    func leaderHint(topic: String, partition: Int32, listener: ListenerName) -> (id: Int32, epoch: Int32, host: String, port: Int32)? {
         let state = registry.state
         guard let t = state.topics[topic], partition >= 0, Int(partition) < t.partitions.count else { return nil }
         let p = t.partitions[Int(partition)]
         guard let owner = state.brokers[p.owner], !owner.fenced else { return nil }
-        return (owner.id, p.leaderEpoch, owner.host, owner.port)
+        let a = owner.address(on: listener)
+        return (owner.id, p.leaderEpoch, a.host, a.port)
     }
 
     /// The broker properties with dynamic overrides applied.

@@ -47,13 +47,14 @@ final class ClusterController: Sendable {
     // MARK: brokers
 
     /// Registers (or re-registers) a broker; returns its new broker epoch.
-    func register(id: Int32, incarnation: String, host: String, port: Int32, objectWAL: Bool) async throws -> Int64 {
+    func register(id: Int32, incarnation: String, host: String, port: Int32, external: BrokerEndpoint? = nil,
+                  objectWAL: Bool) async throws -> Int64 {
         let log = registry.log
         let epoch = try await registry.mutate { s -> Int64 in
             let at = Int64(log.offset + 1)  // the offset this change is written at (the writer lock is held)
             let draining = s.brokers[id]?.draining ?? false
             s.brokers[id] = BrokerInfo(id: id, epoch: at, incarnation: incarnation, host: host, port: port, objectWAL: objectWAL,
-                                       fenced: false, draining: draining, stoppedCleanly: false)
+                                       fenced: false, draining: draining, stoppedCleanly: false, external: external)
             return at
         }
         sessions.withLock { $0[id] = clock.now() }

@@ -36,12 +36,14 @@ struct BrokerRegistrationHandler: ApiHandler {
         guard let c = member.activeController else {
             return .response(.brokerRegistration(BrokerRegistrationResponse(errorCode: KafkaErrorCode.notController.rawValue, brokerEpoch: -1)))
         }
-        guard let listener = r.listeners.first else {
+        guard let listener = r.listeners.first(where: { $0.name == ListenerName.internal.rawValue }) ?? r.listeners.first else {
             return .response(.brokerRegistration(BrokerRegistrationResponse(errorCode: KafkaErrorCode.invalidRequest.rawValue, brokerEpoch: -1)))
         }
+        let external = r.listeners.first { $0.name == ListenerName.external.rawValue }.map { BrokerEndpoint(host: $0.host, port: Int32($0.port)) }
         do {
             let epoch = try await c.register(id: r.brokerId, incarnation: r.incarnationId.description, host: listener.host,
-                                             port: Int32(listener.port), objectWAL: r.features.contains { $0.name == ClusterMember.objectWALFeature })
+                                             port: Int32(listener.port), external: external,
+                                             objectWAL: r.features.contains { $0.name == ClusterMember.objectWALFeature })
             return .response(.brokerRegistration(BrokerRegistrationResponse(errorCode: 0, brokerEpoch: epoch)))
         } catch {
             return .response(.brokerRegistration(BrokerRegistrationResponse(errorCode: KafkaErrorCode.notController.rawValue, brokerEpoch: -1)))
@@ -212,6 +214,10 @@ struct ClusterGroupPlacement: GroupPlacement {
         if candidates.isEmpty { candidates = s.liveBrokers }
         guard let best = candidates.max(by: { Self.score(groupId, $0.id) < Self.score(groupId, $1.id) }) else { return nil }
         return (best.id, best.host, best.port)
+    }
+
+    func address(of node: Int32, on listener: ListenerName) -> (host: String, port: Int32)? {
+        registry.state.brokers[node]?.address(on: listener)
     }
 
     /// FNV-1a of the group id and the broker id, then a 64-bit mix.

@@ -59,6 +59,8 @@ public final class ClusterMember: ClusterActions, Sendable {
     let pool: KafkaConnectionPool
     let recoverWALBody: @Sendable (Int32) async throws -> Void
     private let address = Mutex<(host: String, port: Int32)>(("", 0))
+    /// The external listener's advertised address, if the broker has one.
+    private let externalAddress = Mutex<BrokerEndpoint?>(nil)
     private let controller = Mutex<ClusterController?>(nil)
     private let brokerEpoch = Mutex<Int64?>(nil)
     private let leaseHolder = Mutex<LeaseDocument?>(nil)
@@ -101,8 +103,9 @@ public final class ClusterMember: ClusterActions, Sendable {
 
     /// Refuses to start if a live broker already has this node id; then takes part in the
     /// election once and registers (waiting for a controller up to `timeout`).
-    func join(host: String, port: Int32, timeout: Duration) async throws {
+    func join(host: String, port: Int32, external: BrokerEndpoint? = nil, timeout: Duration) async throws {
         address.withLock { $0 = (host, port) }
+        externalAddress.withLock { $0 = external }
         lease.setAddress(host: host, port: port)
         try await refuseDuplicate(host: host, port: port)
         let deadline = clock.now().advanced(by: timeout)
@@ -215,13 +218,19 @@ public final class ClusterMember: ClusterActions, Sendable {
 
     private func registerWithController() async throws {
         let (host, port) = address.withLock { ($0.host, $0.port) }
+        let external = externalAddress.withLock { $0 }
         let epoch: Int64
         if let c = activeController {
-            epoch = try await c.register(id: node, incarnation: incarnation, host: host, port: port, objectWAL: objectWAL)
+            epoch = try await c.register(id: node, incarnation: incarnation, host: host, port: port, external: external, objectWAL: objectWAL)
         } else {
+            var listeners: [BrokerRegistrationRequest.Listener] = [
+                .init(name: ListenerName.internal.rawValue, host: host, port: UInt16(port), securityProtocol: 0)]
+            if let external {
+                listeners.append(.init(name: ListenerName.external.rawValue, host: external.host, port: UInt16(external.port), securityProtocol: 0))
+            }
             var request = BrokerRegistrationRequest(brokerId: node, clusterId: registry.state.clusterID,
                                                     incarnationId: KafkaUUID(base64URL: incarnation) ?? .zero,
-                                                    listeners: [.init(name: "PLAINTEXT", host: host, port: UInt16(port), securityProtocol: 0)],
+                                                    listeners: listeners,
                                                     features: objectWAL ? [.init(name: Self.objectWALFeature, minSupportedVersion: 1, maxSupportedVersion: 1)] : [],
                                                     rack: nil)
             request.logDirs = []

@@ -18,6 +18,33 @@ public struct BrokerInfo: Codable, Sendable, Equatable {
     /// Fenced after a clean shutdown: everything it acknowledged is in objects, so its
     /// partitions move without WAL recovery.
     public var stoppedCleanly: Bool
+    /// The address of its external listener, if it has one (absent in entries written before
+    /// listeners existed).
+    public var external: BrokerEndpoint? = nil
+
+    /// Where a client connected on `listener` reaches this broker: the external address on the
+    /// external listener (the internal one when the broker has none), else the internal one.
+    public func address(on listener: ListenerName) -> (host: String, port: Int32) {
+        if listener == .external, let e = external { return (e.host, e.port) }
+        return (host, port)
+    }
+}
+
+/// A host and port a broker is reached at.
+public struct BrokerEndpoint: Codable, Sendable, Equatable {
+    public var host: String
+    public var port: Int32
+    public init(host: String, port: Int32) {
+        self.host = host
+        self.port = port
+    }
+}
+
+/// The listeners of a broker: the internal one (brokers and clients inside the cluster) and an
+/// optional external one, whose clients are given every broker's external address.
+public enum ListenerName: String, Sendable, Hashable {
+    case `internal` = "PLAINTEXT"
+    case external = "EXTERNAL"
 }
 
 /// A reassignment in progress: the partition's requested owner.

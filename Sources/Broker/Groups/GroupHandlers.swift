@@ -18,17 +18,20 @@ public struct FindCoordinatorHandler: ApiHandler {
     public var apiKey: ApiKey { .findCoordinator }
     public var versions: ClosedRange<Int16> { 0...6 }
 
-    /// The answer for one key: the coordinator, or an error code and message.
-    func locate(_ key: String, keyType: Int8) -> Result<(nodeId: Int32, host: String, port: Int32), FindCoordinatorError> {
+    /// The answer for one key, with the coordinator's address for clients of `listener`.
+    func locate(_ key: String, keyType: Int8, listener: ListenerName) -> Result<(nodeId: Int32, host: String, port: Int32), FindCoordinatorError> {
+        let placement = coordinator.placement
         switch keyType {
         case 0:
-            guard let found = coordinator.placement.coordinator(for: key) else {
+            guard let found = placement.coordinator(for: key) else {
                 return .failure(FindCoordinatorError(code: KafkaErrorCode.coordinatorNotAvailable.rawValue,
                                                      message: "no coordinator available for group"))
             }
-            return .success(found)
+            let a = placement.address(of: found.nodeId, on: listener) ?? (found.host, found.port)
+            return .success((found.nodeId, a.host, a.port))
         case 1:
-            return .success((coordinator.nodeId, coordinator.host, coordinator.port))
+            let a = placement.address(of: coordinator.nodeId, on: listener) ?? (coordinator.host, coordinator.port)
+            return .success((coordinator.nodeId, a.host, a.port))
         default:
             return .failure(FindCoordinatorError(code: KafkaErrorCode.invalidRequest.rawValue,
                                                  message: "unsupported coordinator key type \(keyType)"))
@@ -44,7 +47,7 @@ public struct FindCoordinatorHandler: ApiHandler {
         guard case let .findCoordinator(r) = request else { return .close }
         if context.apiVersion >= 4 {
             let answers = r.coordinatorKeys.map { key in
-                switch locate(key, keyType: r.keyType) {
+                switch locate(key, keyType: r.keyType, listener: context.connection.listener) {
                 case let .success(c):
                     FindCoordinatorResponse.Coordinator(key: key, nodeId: c.nodeId, host: c.host, port: c.port)
                 case let .failure(e):
@@ -53,7 +56,7 @@ public struct FindCoordinatorHandler: ApiHandler {
             }
             return .response(.findCoordinator(FindCoordinatorResponse(coordinators: answers)))
         }
-        switch locate(r.key, keyType: r.keyType) {
+        switch locate(r.key, keyType: r.keyType, listener: context.connection.listener) {
         case let .success(c):
             return .response(.findCoordinator(FindCoordinatorResponse(
                 errorCode: 0, errorMessage: context.apiVersion >= 1 ? "NONE" : nil, nodeId: c.nodeId, host: c.host, port: c.port)))

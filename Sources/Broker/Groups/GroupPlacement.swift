@@ -8,6 +8,13 @@
 public protocol GroupPlacement: Sendable {
     /// The broker coordinating `groupId` (node id, host, port), or nil if none is available now.
     func coordinator(for groupId: String) -> (nodeId: Int32, host: String, port: Int32)?
+    /// Broker `node`'s address for clients of `listener`; nil: the address `coordinator(for:)`
+    /// gave is the one to use.
+    func address(of node: Int32, on listener: ListenerName) -> (host: String, port: Int32)?
+}
+
+extension GroupPlacement {
+    public func address(of node: Int32, on listener: ListenerName) -> (host: String, port: Int32)? { nil }
 }
 
 /// One broker coordinates every group: the single-node placement (today's behaviour).

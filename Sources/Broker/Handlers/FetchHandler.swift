@@ -31,7 +31,7 @@ public struct FetchHandler: ApiHandler {
             response.responses = []
             return .response(.fetch(response))
         }
-        let first = await collect(r, version: version)
+        let first = await collect(r, version: version, listener: context.connection.listener)
         let minBytes = max(Int(r.minBytes), 1)
         if first.bytes >= minBytes || r.maxWaitMs <= 0 || first.hasError || first.partitions.isEmpty {
             return .response(.fetch(first.response))
@@ -42,7 +42,7 @@ public struct FetchHandler: ApiHandler {
             while true {
                 let signal = AppendSignal()
                 for p in parts { p.watch(signal) }
-                let c = await collect(r, version: version)
+                let c = await collect(r, version: version, listener: context.connection.listener)
                 let left = deadline - ContinuousClock.now
                 if c.bytes >= minBytes || left <= .zero || c.hasError || Task.isCancelled {
                     for p in parts { p.unwatch(signal) }
@@ -54,7 +54,7 @@ public struct FetchHandler: ApiHandler {
         }
     }
 
-    func collect(_ r: FetchRequest, version: Int16) async -> Collected {
+    func collect(_ r: FetchRequest, version: Int16, listener: ListenerName) async -> Collected {
         var response = FetchResponse(sessionId: 0)
         var remaining = Int(r.maxBytes <= 0 ? Int32.max : r.maxBytes)
         var total = 0
@@ -140,20 +140,20 @@ public struct FetchHandler: ApiHandler {
             }
             response.responses.append(tr)
         }
-        if version >= 12 { Self.addLeaderHints(&response, version: version, core: core) }
+        if version >= 12 { Self.addLeaderHints(&response, version: version, core: core, listener: listener) }
         return Collected(response: response, bytes: total, partitions: opened, hasError: hasError)
     }
 
     /// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH name their
     /// current owner and epoch (v12+), and from v16 the response lists those owners' endpoints.
-    static func addLeaderHints(_ response: inout FetchResponse, version: Int16, core: BrokerCore) {
+    static func addLeaderHints(_ response: inout FetchResponse, version: Int16, core: BrokerCore, listener: ListenerName) {
         let moved: Set<Int16> = [KafkaErrorCode.notLeaderOrFollower.rawValue, KafkaErrorCode.fencedLeaderEpoch.rawValue]
         var endpoints: [Int32: FetchResponse.NodeEndpoint] = [:]
         for i in response.responses.indices {
             let t = response.responses[i]
             guard let name = version >= 13 ? core.registry.topic(id: t.topicId)?.name : t.topic else { continue }
             for j in t.partitions.indices where moved.contains(t.partitions[j].errorCode) {
-                guard let hint = core.leaderHint(topic: name, partition: t.partitions[j].partitionIndex) else { continue }
+                guard let hint = core.leaderHint(topic: name, partition: t.partitions[j].partitionIndex, listener: listener) else { continue }
                 response.responses[i].partitions[j].currentLeader = .init(leaderId: hint.id, leaderEpoch: hint.epoch)
                 endpoints[hint.id] = .init(nodeId: hint.id, host: hint.host, port: hint.port, rack: nil)
             }

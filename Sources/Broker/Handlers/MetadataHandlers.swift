@@ -19,7 +19,7 @@ public struct MetadataHandler: ApiHandler {
         let version = context.apiVersion
         let cluster = core.registry.state
         var response = MetadataResponse(
-            brokers: core.liveBrokers.map { .init(nodeId: $0.id, host: $0.host, port: $0.port, rack: nil) },
+            brokers: core.liveBrokers(on: context.connection.listener).map { .init(nodeId: $0.id, host: $0.host, port: $0.port, rack: nil) },
             clusterId: core.clusterId, controllerId: cluster.controllerID)
         if r.includeClusterAuthorizedOperations && version >= 8 && version <= 10 {
             response.clusterAuthorizedOperations = allClusterOperations
@@ -93,7 +93,7 @@ public struct DescribeClusterHandler: ApiHandler {
         guard case let .describeCluster(r) = request else { return .close }
         var response = DescribeClusterResponse(
             endpointType: r.endpointType, clusterId: core.clusterId, controllerId: core.registry.state.controllerID,
-            brokers: core.liveBrokers.map { .init(brokerId: $0.id, host: $0.host, port: $0.port, rack: nil) })
+            brokers: core.liveBrokers(on: context.connection.listener).map { .init(brokerId: $0.id, host: $0.host, port: $0.port, rack: nil) })
         if r.endpointType != 1 {
             response.errorCode = KafkaErrorCode.invalidRequest.rawValue
             response.errorMessage = "endpoint type \(r.endpointType) is not served; only brokers (1)"

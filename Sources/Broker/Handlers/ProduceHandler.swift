@@ -130,7 +130,7 @@ public struct ProduceHandler: ApiHandler {
                 }
                 response.responses.append(tr)
             }
-            if context.apiVersion >= 10 { Self.addLeaderHints(&response, core: core) }
+            if context.apiVersion >= 10 { Self.addLeaderHints(&response, core: core, listener: context.connection.listener) }
             if context.apiVersion < 8 {
                 for i in response.responses.indices {
                     for j in response.responses[i].partitionResponses.indices { response.responses[i].partitionResponses[j].errorMessage = nil }
@@ -156,14 +156,14 @@ public struct ProduceHandler: ApiHandler {
 
     /// KIP-951: partitions answered NOT_LEADER_OR_FOLLOWER name their current owner and epoch,
     /// and the response lists those owners' endpoints, so the producer retries there at once.
-    static func addLeaderHints(_ response: inout ProduceResponse, core: BrokerCore) {
+    static func addLeaderHints(_ response: inout ProduceResponse, core: BrokerCore, listener: ListenerName) {
         var endpoints: [Int32: ProduceResponse.NodeEndpoint] = [:]
         for i in response.responses.indices {
             let name = response.responses[i].name
             for j in response.responses[i].partitionResponses.indices {
                 let pr = response.responses[i].partitionResponses[j]
                 guard pr.errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue,
-                      let hint = core.leaderHint(topic: name, partition: pr.index) else { continue }
+                      let hint = core.leaderHint(topic: name, partition: pr.index, listener: listener) else { continue }
                 response.responses[i].partitionResponses[j].currentLeader = .init(leaderId: hint.id, leaderEpoch: hint.epoch)
                 endpoints[hint.id] = .init(nodeId: hint.id, host: hint.host, port: hint.port, rack: nil)
             }

@@ -14,6 +14,7 @@ final class Connection {
     let id: UInt64
     let fd: Int32
     let peer: String
+    let listener: ListenerName
     let maxInFlight: Int
     let continuation: AsyncStream<ServerRequest>.Continuation
     var decoder: FrameDecoder
@@ -35,9 +36,10 @@ final class Connection {
     private var closing = false
     private var closeAtSeq: UInt64?
 
-    init(id: UInt64, fd: Int32, peer: String, maxFrameSize: Int, maxInFlight: Int,
+    init(id: UInt64, fd: Int32, peer: String, listener: ListenerName, maxFrameSize: Int, maxInFlight: Int,
          continuation: AsyncStream<ServerRequest>.Continuation, now: UInt64) {
         self.id = id
+        self.listener = listener
         self.fd = fd
         self.peer = peer
         self.maxInFlight = max(1, maxInFlight)
@@ -52,7 +54,7 @@ final class Connection {
     func enqueue(_ frame: [UInt8]) {
         inFlight += 1
         nextSeq += 1
-        continuation.yield(ServerRequest(bytes: frame, connection: ConnectionInfo(id: id, peer: peer), seq: nextSeq - 1))
+        continuation.yield(ServerRequest(bytes: frame, connection: ConnectionInfo(id: id, peer: peer, listener: listener), seq: nextSeq - 1))
     }
 
     func complete(seq: UInt64, outcome: EventLoop.Outcome) {

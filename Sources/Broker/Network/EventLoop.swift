@@ -166,12 +166,12 @@ final class EventLoop: @unchecked Sendable {
         let id = server.nextConnectionID()
         let (stream, continuation) = AsyncStream<ServerRequest>.makeStream()
         let connection = Connection(
-            id: id, fd: fd, peer: peer, maxFrameSize: server.configuration.maxFrameSize,
+            id: id, fd: fd, peer: peer, listener: server.configuration.listener, maxFrameSize: server.configuration.maxFrameSize,
             maxInFlight: server.configuration.maxInFlightRequestsPerConnection,
             continuation: continuation, now: monotonicMilliseconds())
         connections[id] = connection
         register(fd, token: id, events: UInt32(FLOE_EV_IN))
-        server.connectionOpened(ConnectionInfo(id: id, peer: peer), requests: stream, loop: self)
+        server.connectionOpened(ConnectionInfo(id: id, peer: peer, listener: server.configuration.listener), requests: stream, loop: self)
     }
 
     private func readAvailable(_ connection: Connection, into buffer: inout [UInt8]) {

@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     /// Connections with nothing in flight for this long are closed (0 disables), as Kafka's
     /// `connections.max.idle.ms`.
     public var idleTimeoutMilliseconds: UInt64
+    /// Which listener this server is (its connections' `ConnectionInfo.listener`).
+    public var listener: ListenerName = .internal
 
     public init(listen: SocketAddress, eventLoops: Int = 2, maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,
                 maxConnections: Int = 10_000, maxInFlightRequestsPerConnection: Int = 64,

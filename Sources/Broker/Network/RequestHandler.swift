@@ -11,6 +11,8 @@ public struct ServerRequest: Sendable {
 public struct ConnectionInfo: Sendable, Hashable {
     public let id: UInt64
     public let peer: String
+    /// The listener the connection came in on (which addresses its clients are given).
+    public var listener: ListenerName = .internal
 }
 
 /// What the broker does with a request.
