@@ -86,13 +86,17 @@ public struct ServicePort: Codable, Sendable, Equatable {
     public var targetPort: IntOrString?
     public var `protocol`: String?
     public var appProtocol: String?
+    /// The port on every node (NodePort and LoadBalancer Services; nil: the API server picks one).
+    public var nodePort: Int32?
 
-    public init(name: String? = nil, port: Int32, targetPort: IntOrString? = nil, protocol: String? = nil, appProtocol: String? = nil) {
+    public init(name: String? = nil, port: Int32, targetPort: IntOrString? = nil, protocol: String? = nil, appProtocol: String? = nil,
+                nodePort: Int32? = nil) {
         self.name = name
         self.port = port
         self.targetPort = targetPort
         self.protocol = `protocol`
         self.appProtocol = appProtocol
+        self.nodePort = nodePort
     }
 }
 

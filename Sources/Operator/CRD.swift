@@ -112,9 +112,32 @@ extension ListenersSpec: SchemaDescribed {
             case .serviceType:
                 .string("Type of the bootstrap Service.").oneOf(["ClusterIP", "NodePort", "LoadBalancer"])
                     .defaulted(.string(FloeDefaults.serviceType))
+            case .external: ExternalListenerSpec.schema
             }
         }
         .rule("self.kafkaPort != self.httpPort", message: "kafkaPort and httpPort must differ")
+    }
+}
+
+extension ExternalListenerSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "A listener for clients outside the cluster: one Service per broker, external advertised addresses.") { key in
+            switch key {
+            case .type:
+                .string("NodePort (broker n at advertisedHost:nodePortBase+n) or LoadBalancer (broker n at advertisedHost:port).")
+                    .oneOf(["NodePort", "LoadBalancer"]).defaulted(.string(FloeDefaults.externalType))
+            case .port:
+                .int32("Container and LoadBalancer port of the external listener.").minimum(1024).maximum(65535)
+                    .defaulted(.int(Int64(FloeDefaults.externalPort)))
+            case .advertisedHost:
+                .string("Host advertised to external clients; {node} is the broker's ordinal, $(POD_IP) and $(HOST_IP) the pod's and "
+                        + "its node's IP. NodePort default: $(HOST_IP). Required for LoadBalancer.").minLength(1)
+            case .nodePortBase:
+                .int32("NodePort: broker n gets node port nodePortBase + n.").minimum(30000).maximum(32767)
+                    .defaulted(.int(Int64(FloeDefaults.externalNodePortBase)))
+            }
+        }
+        .rule("self.type != 'LoadBalancer' || has(self.advertisedHost)", message: "a LoadBalancer external listener needs advertisedHost")
     }
 }
 

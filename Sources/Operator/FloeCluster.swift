@@ -14,6 +14,9 @@ public enum FloeDefaults {
     public static let kafkaPort: Int32 = 9092
     public static let httpPort: Int32 = 8080
     public static let serviceType = "ClusterIP"
+    public static let externalType = "NodePort"
+    public static let externalPort: Int32 = 9094
+    public static let externalNodePortBase: Int32 = 31090
     public static let terminationGracePeriodSeconds: Int64 = 120
     public static let minBrokers: Int32 = 1
     public static let maxBrokers: Int32 = 10
@@ -161,15 +164,48 @@ public struct ListenersSpec: Codable, Sendable, Equatable {
     public var httpPort: Int32?
     /// Type of the bootstrap Service: `ClusterIP`, `NodePort` or `LoadBalancer`.
     public var serviceType: String?
+    /// A second listener for clients outside the cluster, with its own advertised addresses.
+    public var external: ExternalListenerSpec?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case kafkaPort, httpPort, serviceType
+        case kafkaPort, httpPort, serviceType, external
     }
 
-    public init(kafkaPort: Int32? = nil, httpPort: Int32? = nil, serviceType: String? = nil) {
+    public init(kafkaPort: Int32? = nil, httpPort: Int32? = nil, serviceType: String? = nil, external: ExternalListenerSpec? = nil) {
         self.kafkaPort = kafkaPort
         self.httpPort = httpPort
         self.serviceType = serviceType
+        self.external = external
+    }
+}
+
+/// The external listener: each broker gets a Service of its own (`<cluster>-broker-<n>-external`)
+/// and advertises, to clients connected on this listener, an address those clients can reach.
+///
+/// - `NodePort`: broker n is `advertisedHost:(nodePortBase + n)`; `advertisedHost` defaults to
+///   `$(HOST_IP)`, the IP of the node the pod runs on.
+/// - `LoadBalancer`: broker n is `advertisedHost:port`; `advertisedHost` is required (a DNS name
+///   pointing at that broker's load balancer, e.g. `broker-{node}.kafka.example.com`).
+/// In `advertisedHost`, `{node}` is the broker's ordinal and `$(POD_IP)`/`$(HOST_IP)` the pod's
+/// and its node's IP.
+public struct ExternalListenerSpec: Codable, Sendable, Equatable {
+    /// `NodePort` (default) or `LoadBalancer`.
+    public var type: String?
+    /// The container (and LoadBalancer) port of the external listener.
+    public var port: Int32?
+    public var advertisedHost: String?
+    /// NodePort: broker n gets node port `nodePortBase + n`.
+    public var nodePortBase: Int32?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case type, port, advertisedHost, nodePortBase
+    }
+
+    public init(type: String? = nil, port: Int32? = nil, advertisedHost: String? = nil, nodePortBase: Int32? = nil) {
+        self.type = type
+        self.port = port
+        self.advertisedHost = advertisedHost
+        self.nodePortBase = nodePortBase
     }
 }
 

@@ -79,6 +79,8 @@ public struct ClusterNames: Sendable, Equatable {
     public var bootstrapService: String { "\(cluster)-bootstrap" }
     public var statefulSet: String { "\(cluster)-broker" }
     public var podDisruptionBudget: String { "\(cluster)-broker" }
+    /// Broker `ordinal`'s own Service for the external listener.
+    public func externalService(_ ordinal: Int32) -> String { "\(statefulSet)-\(ordinal)-external" }
 
     public init(cluster: String, namespace: String) {
         self.cluster = cluster
@@ -171,10 +173,33 @@ public enum Render {
         var objects: [ManagedObject] = [
             .configMap(configMap), .service(headless), .service(bootstrap), .statefulSet(statefulSet), .podDisruptionBudget(pdb),
         ]
+        if let external = spec.listeners?.external {
+            // One Service per broker, selecting its pod by the StatefulSet's pod-name label.
+            let type = external.type ?? FloeDefaults.externalType
+            let port = external.port ?? FloeDefaults.externalPort
+            let base = external.nodePortBase ?? FloeDefaults.externalNodePortBase
+            for ordinal in 0..<externalServiceCount(spec) {
+                let podName = "\(names.statefulSet)-\(ordinal)"
+                objects.append(.service(Service(
+                    metadata: meta(names.externalService(ordinal), component: "external"),
+                    spec: ServiceSpec(
+                        type: type, selector: names.selectorLabels.merging(["statefulset.kubernetes.io/pod-name": podName]) { a, _ in a },
+                        ports: [ServicePort(name: "kafka-external", port: port, targetPort: .string("external"), protocol: "TCP",
+                                            nodePort: type == "NodePort" ? base + ordinal : nil)]))))
+            }
+        }
         for i in objects.indices {
             objects[i].metadata.annotations = [hashAnnotation: try renderedHash(objects[i])]
         }
         return objects
+    }
+
+    /// How many brokers get an external Service: every broker the cluster may have (the
+    /// autoscaler's maximum when it is on), so scaling never waits for a Service.
+    static func externalServiceCount(_ spec: FloeClusterSpec) -> Int32 {
+        let replicas = spec.replicas ?? FloeDefaults.replicas
+        guard let a = spec.autoscaling, a.enabled ?? false else { return max(0, replicas) }
+        return max(0, replicas, a.maxBrokers ?? replicas)
     }
 
     /// The hash of an object's rendered form, ignoring any hash annotation it already carries.
@@ -238,14 +263,24 @@ public enum Render {
 
     /// The broker container's arguments: the properties file, then the per-pod settings as flags
     /// (declared in `BrokerSettings`; the kubelet expands `$(VAR)` from the container's env).
-    static func brokerArguments(kafkaPort: Int32, httpPort: Int32, advertisedHost: String) -> [String] {
-        [
+    static func brokerArguments(kafkaPort: Int32, httpPort: Int32, advertisedHost: String, external: ExternalListenerSpec?) -> [String] {
+        var args = [
             "--config=\(configDir)/\(propertiesFile)",
             BrokerSettings.listen.flag + "=0.0.0.0:\(kafkaPort)",
             BrokerSettings.advertise.flag + "=\(advertisedHost):\(kafkaPort)",
             BrokerSettings.nodeID.flag + "=$(NODE_ID)",
             BrokerSettings.http.flag + "=:\(httpPort)",
         ]
+        if let external {
+            let port = external.port ?? FloeDefaults.externalPort
+            let nodePort = (external.type ?? FloeDefaults.externalType) == "NodePort"
+            let host = external.advertisedHost ?? "$(HOST_IP)"
+            // The broker expands {node} and {N+node} (BrokerSettings.externalAdvertise).
+            let advertisedPort = nodePort ? "{\(external.nodePortBase ?? FloeDefaults.externalNodePortBase)+node}" : "\(port)"
+            args.append(BrokerSettings.externalListen.flag + "=0.0.0.0:\(port)")
+            args.append(BrokerSettings.externalAdvertise.flag + "=\(host):\(advertisedPort)")
+        }
+        return args
     }
 
     static func brokerStatefulSet(
@@ -262,6 +297,10 @@ public enum Render {
                 name: "NODE_ID",
                 valueFrom: EnvVarSource(fieldRef: ObjectFieldSelector(fieldPath: "metadata.labels['apps.kubernetes.io/pod-index']"))),
         ]
+        if spec.listeners?.external != nil {
+            env.append(EnvVar(name: "POD_IP", valueFrom: EnvVarSource(fieldRef: ObjectFieldSelector(fieldPath: "status.podIP"))))
+            env.append(EnvVar(name: "HOST_IP", valueFrom: EnvVarSource(fieldRef: ObjectFieldSelector(fieldPath: "status.hostIP"))))
+        }
         if let c = storage.credentials {
             env.append(EnvVar(name: "AWS_ACCESS_KEY_ID", valueFrom: EnvVarSource(secretKeyRef: KeySelector(name: c.secretName, key: c.accessKeyIdKey ?? FloeDefaults.accessKeyIdKey))))
             env.append(EnvVar(name: "AWS_SECRET_ACCESS_KEY", valueFrom: EnvVarSource(secretKeyRef: KeySelector(name: c.secretName, key: c.secretAccessKeyKey ?? FloeDefaults.secretAccessKeyKey))))
@@ -281,12 +320,14 @@ public enum Render {
             image: spec.image ?? FloeDefaults.image,
             imagePullPolicy: spec.imagePullPolicy ?? FloeDefaults.imagePullPolicy,
             command: [brokerCommand],
-            args: brokerArguments(kafkaPort: kafkaPort, httpPort: httpPort, advertisedHost: advertisedHost),
+            args: brokerArguments(kafkaPort: kafkaPort, httpPort: httpPort, advertisedHost: advertisedHost, external: spec.listeners?.external),
             env: env,
             ports: [
                 ContainerPort(name: "kafka", containerPort: kafkaPort, protocol: "TCP"),
                 ContainerPort(name: "http", containerPort: httpPort, protocol: "TCP"),
-            ],
+            ] + (spec.listeners?.external.map {
+                [ContainerPort(name: "external", containerPort: $0.port ?? FloeDefaults.externalPort, protocol: "TCP")]
+            } ?? []),
             resources: spec.resources ?? ResourceRequirements(limits: ["memory": "1Gi"], requests: ["cpu": "500m", "memory": "1Gi"]),
             readinessProbe: Probe(
                 httpGet: HTTPGetAction(path: "/readyz", port: .string("http")), periodSeconds: 5, timeoutSeconds: 2, failureThreshold: 3),

@@ -67,6 +67,9 @@ public enum FloeClusterValidation {
             if let t = l.serviceType, !["ClusterIP", "NodePort", "LoadBalancer"].contains(t) {
                 problems.append("spec.listeners.serviceType \"\(t)\" is not ClusterIP, NodePort or LoadBalancer")
             }
+            if let e = l.external {
+                problems += externalListenerProblems(e, kafkaPort: kafka, httpPort: http, replicas: Render.externalServiceCount(spec))
+            }
         }
 
         for (key, value) in (spec.config ?? [:]).sorted(by: { $0.key < $1.key }) {
@@ -114,6 +117,45 @@ public enum FloeClusterValidation {
         if let b = spec.balancing {
             if let i = b.intervalSeconds, i < 10 { problems.append("spec.balancing.intervalSeconds \(i) is below 10") }
             if let m = b.maxMovesPerRound, m < 1 { problems.append("spec.balancing.maxMovesPerRound \(m) must be at least 1") }
+        }
+        return problems
+    }
+
+    /// What is wrong with an external listener: its type, its port, its node ports (one per
+    /// broker, inside 30000-32767), and a LoadBalancer without an advertised host.
+    static func externalListenerProblems(_ e: ExternalListenerSpec, kafkaPort: Int32, httpPort: Int32, replicas: Int32) -> [String] {
+        var problems: [String] = []
+        let type = e.type ?? FloeDefaults.externalType
+        if !["NodePort", "LoadBalancer"].contains(type) {
+            problems.append("spec.listeners.external.type \"\(type)\" is not NodePort or LoadBalancer")
+        }
+        let port = e.port ?? FloeDefaults.externalPort
+        if !(1024...65535).contains(port) {
+            problems.append("spec.listeners.external.port \(port) is outside 1024-65535 (brokers run as non-root)")
+        }
+        if port == kafkaPort || port == httpPort {
+            problems.append("spec.listeners.external.port \(port) is also the kafkaPort or httpPort")
+        }
+        if type == "NodePort" {
+            let base = e.nodePortBase ?? FloeDefaults.externalNodePortBase
+            let last = Int64(base) + Int64(max(replicas, 1)) - 1
+            if base < 30000 || last > 32767 {
+                problems.append("spec.listeners.external.nodePortBase \(base) gives node ports \(base)-\(last), outside 30000-32767")
+            }
+        }
+        if type == "LoadBalancer" && (e.advertisedHost ?? "").isEmpty {
+            problems.append("spec.listeners.external.advertisedHost is required for a LoadBalancer external listener")
+        }
+        if let host = e.advertisedHost {
+            var rest = Substring(host)
+            while let open = rest.firstIndex(of: "{") {
+                let close = rest[open...].firstIndex(of: "}")
+                if close == nil || rest[rest.index(after: open)..<close!] != "node" {
+                    problems.append("spec.listeners.external.advertisedHost \"\(host)\": only {node} may be used")
+                    break
+                }
+                rest = rest[rest.index(after: close!)...]
+            }
         }
         return problems
     }

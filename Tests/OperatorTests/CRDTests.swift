@@ -43,7 +43,9 @@ import Testing
                     bucket: "s3://b-b", endpoint: "http://e", region: "r", pathStyle: true,
                     credentials: StorageCredentials(secretName: "s", accessKeyIdKey: "a", secretAccessKeyKey: "b", sessionTokenKey: "c"),
                     anonymous: false, wal: WALSpec(kind: "file", volumeSize: "1Gi", storageClassName: "sc")),
-                listeners: ListenersSpec(kafkaPort: 9092, httpPort: 8080, serviceType: "ClusterIP"), config: ["k": "v"],
+                listeners: ListenersSpec(kafkaPort: 9092, httpPort: 8080, serviceType: "ClusterIP",
+                                         external: ExternalListenerSpec(type: "NodePort", port: 9094, advertisedHost: "h", nodePortBase: 31090)),
+                config: ["k": "v"],
                 podTemplate: PodTemplateOverrides(
                     annotations: ["a": "b"], labels: ["c": "d"], nodeSelector: ["e": "f"],
                     tolerations: [Toleration(key: "k", operator: "Equal", value: "v", effect: "NoSchedule", tolerationSeconds: 5)],

@@ -42,6 +42,33 @@ import Testing
         }
     }
 
+    /// The external listener: a NodePort Service per broker (node port base + ordinal, selecting
+    /// the pod by name), the container port, the broker flags (the broker expands {N+node}) and
+    /// the node's IP in the environment.
+    @Test func externalListenerRendersAServicePerBrokerAndTheBrokerFlags() throws {
+        let objects = try Render.render(try sampleCluster("external"))
+        let external = objects.compactMap(\.service).filter { $0.metadata.name?.hasSuffix("-external") == true }
+        #expect(external.map(\.metadata.name) == ["edge-broker-0-external", "edge-broker-1-external", "edge-broker-2-external"])
+        for (i, s) in external.enumerated() {
+            #expect(s.spec?.type == "NodePort")
+            #expect(s.spec?.ports?.map(\.nodePort) == [Int32(31090 + i)])
+            #expect(s.spec?.ports?.first?.port == 9094 && s.spec?.ports?.first?.targetPort == .string("external"))
+            #expect(s.spec?.selector?["statefulset.kubernetes.io/pod-name"] == "edge-broker-\(i)")
+        }
+        let sts = try #require(objects.compactMap(\.statefulSet).first)
+        let c = try #require(sts.spec?.template.spec?.containers.first)
+        #expect(c.args?.contains("--external-listen=0.0.0.0:9094") == true)
+        #expect(c.args?.contains("--external-advertise=$(HOST_IP):{31090+node}") == true)
+        #expect(c.ports?.contains { $0.name == "external" && $0.containerPort == 9094 } == true)
+        #expect(c.env?.contains { $0.name == "HOST_IP" && $0.valueFrom?.fieldRef?.fieldPath == "status.hostIP" } == true)
+
+        // Without an external listener nothing of this is rendered.
+        let plain = try Render.render(try sampleCluster("s3-minio"))
+        #expect(!plain.compactMap(\.service).contains { $0.metadata.name?.hasSuffix("-external") == true })
+        let plainArgs = try #require(plain.compactMap(\.statefulSet).first?.spec?.template.spec?.containers.first?.args)
+        #expect(!plainArgs.contains { $0.hasPrefix("--external") })
+    }
+
     @Test func brokerPodShape() throws {
         let sts = try #require(try Render.render(try sampleCluster("s3-minio")).compactMap(\.statefulSet).first)
         let spec = try #require(sts.spec)

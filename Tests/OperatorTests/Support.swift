@@ -9,7 +9,7 @@ let repositoryRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
 let goldenDirectory = repositoryRoot.appendingPathComponent("Tests/OperatorTests/Golden")
 let updateGolden = ProcessInfo.processInfo.environment["FLOE_UPDATE_GOLDEN"] == "1"
 
-let sampleNames = ["minimal", "s3-minio", "autoscaling", "file-wal"]
+let sampleNames = ["minimal", "s3-minio", "autoscaling", "file-wal", "external"]
 
 /// A sample cluster as the API server would hand it to us: namespace, uid, generation set.
 func sampleCluster(_ name: String) throws -> FloeCluster {

@@ -39,6 +39,13 @@ import Testing
             ("terminationGracePeriodSeconds 5", { $0.spec.terminationGracePeriodSeconds = 5 }),
             ("imagePullPolicy \"Sometimes\"", { $0.spec.imagePullPolicy = "Sometimes" }),
             ("balancing.intervalSeconds 1", { $0.spec.balancing?.intervalSeconds = 1 }),
+            ("external.type \"HostPort\"", { $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(type: "HostPort")) }),
+            ("external.port 9092 is also", { $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(port: 9092)) }),
+            ("external.port 80 is outside", { $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(port: 80)) }),
+            ("gives node ports 32766-32777", { $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(nodePortBase: 32766)) }),
+            ("advertisedHost is required for a LoadBalancer", {
+                $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(type: "LoadBalancer")) }),
+            ("only {node} may be used", { $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(advertisedHost: "b-{id}.example.com")) }),
         ]
         for (expected, mutate) in cases {
             var c = base
