@@ -360,3 +360,61 @@ def test_three_brokers_on_s3_scale_to_one_and_back_keeping_every_acknowledged_re
     assert sorted(got) == sorted(acked), (len(got), len(acked), sorted(set(acked) - set(got))[:10])
     api.ok("DELETE", f"{FCS}/trio")
     wait_for(lambda: kubelet.running() == [], timeout=90, what="broker processes stopped")
+
+
+def test_an_external_listener_gives_external_clients_the_external_addresses(kube, tmp_path):
+    """spec.listeners.external (LoadBalancer, advertisedHost $(POD_IP)): each broker also listens
+    on 9094 and tells clients connected there the external address; a client that only knows the
+    external address produces and consumes; the per-broker Service exists and is removed with the
+    cluster."""
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    api, server, op = kube
+    kubelet = server.kubelet
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "edge"},
+                         "spec": {"replicas": 1, "storage": {"bucket": f"file://{tmp_path / 'bucket'}"},
+                                  "listeners": {"external": {"type": "LoadBalancer", "port": 9094, "advertisedHost": "$(POD_IP)"}}}})
+
+    def pod_ready():
+        pod = api.get(f"{PODS}/edge-broker-0")
+        c = condition(pod, "Ready")
+        return pod if c and c["status"] == "True" else None
+    try:
+        pod = wait_for(pod_ready, timeout=60, what="broker pod Ready")
+    except AssertionError:
+        raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "edge-broker-0") + "\noperator:\n" + op.output()[-3000:])
+    ip = pod["status"]["podIP"]
+    svc = wait_for(lambda: api.get(f"/api/v1/namespaces/{NS}/services/edge-broker-0-external"), timeout=30, what="external Service")
+    assert svc["spec"]["type"] == "LoadBalancer", svc["spec"]
+    assert svc["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "edge-broker-0", svc["spec"]
+
+    def brokers(bootstrap):
+        admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": bootstrap})
+        md = admin.list_topics(timeout=10)
+        return sorted(f"{b.host}:{b.port}" for b in md.brokers.values())
+    import confluent_kafka.admin  # noqa: F401
+    assert brokers(f"{ip}:9094") == [f"{ip}:9094"], "external clients get the external address"
+    assert brokers(f"{ip}:9092") == [f"{ip}:9092"], "internal clients get the internal address"
+
+    external = f"{ip}:9094"
+    topic = "ext-" + uuid.uuid4().hex[:8]
+    producer = confluent_kafka.Producer({"bootstrap.servers": external, "enable.idempotence": True, "acks": "all"})
+    errors = []
+    for i in range(10):
+        producer.produce(topic, value=f"x{i}".encode(), on_delivery=lambda err, msg: errors.append(err) if err else None)
+    assert producer.flush(30) == 0 and errors == [], errors
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": external, "group.id": "g-" + topic, "auto.offset.reset": "earliest"})
+    got = []
+    try:
+        consumer.subscribe([topic])
+
+        def drained():
+            m = consumer.poll(0.5)
+            if m is not None and not m.error():
+                got.append(m.value().decode())
+            return len(got) >= 10
+        wait_for(drained, timeout=45, what="all 10 records consumed through the external listener", interval=0)
+    finally:
+        consumer.close()
+    assert sorted(got) == sorted(f"x{i}" for i in range(10))
+    api.ok("DELETE", f"{FCS}/edge")
+    wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")

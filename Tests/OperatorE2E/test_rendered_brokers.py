@@ -204,7 +204,7 @@ def rewrite_properties(text: str, s3_endpoint: str, workdir: str) -> tuple[str, 
 def container_env(container: dict, secrets: dict[str, dict], pod_name: str) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": os.environ.get("HOME", "/tmp")}
     fields = {"metadata.name": pod_name, "metadata.namespace": "floe-test",
-              "metadata.labels['apps.kubernetes.io/pod-index']": "0"}
+              "metadata.labels['apps.kubernetes.io/pod-index']": "0", "status.podIP": "127.0.0.1", "status.hostIP": "127.0.0.1"}
     for e in container.get("env", []):
         if "value" in e:
             env[e["name"]] = e["value"]
@@ -261,7 +261,7 @@ def test_broker_starts_on_rendered_configuration(case_id, path, variant, broker_
 
         pod_name = sts["metadata"]["name"] + "-0"
         env = container_env(container, secrets, pod_name)
-        kafka_port, http_port = free_port(), free_port()
+        kafka_port, http_port, external_port = free_port(), free_port(), free_port()
         args = []
         for arg in container.get("args", []):
             arg = expand(arg, env)
@@ -275,6 +275,8 @@ def test_broker_starts_on_rendered_configuration(case_id, path, variant, broker_
                 arg = f"--advertise=127.0.0.1:{kafka_port}"
             elif name == "--http":
                 arg = f"--http=127.0.0.1:{http_port}"
+            elif name == "--external-listen":
+                arg = f"--external-listen=127.0.0.1:{external_port}"
             args.append(arg)
         assert container["command"][-1].endswith("floe-broker"), container["command"]
 
