@@ -275,6 +275,7 @@ import Testing
             .stopReplica(StopReplicaRequest(controllerId: 0, controllerEpoch: 0, brokerEpoch: 1, topicStates: [.init(topicName: "nope", partitionStates: [.init(partitionIndex: 0)])])),
             .updateMetadata(UpdateMetadataRequest(controllerId: 0)),
             .allocateProducerIds(AllocateProducerIdsRequest(brokerId: 0, brokerEpoch: 1)),
+            .describeTopicPartitions(DescribeTopicPartitionsRequest(topics: [.init(name: "t"), .init(name: "nope")], responsePartitionLimit: 10)),
         ] }
         let handlers = Broker.standardHandlers(h.core) + Broker.clusterHandlers(h.core)
         for handler in handlers {

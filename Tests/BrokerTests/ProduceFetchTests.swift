@@ -299,4 +299,38 @@ import Testing
         #expect(answer.currentLeader == .init(leaderId: 7, leaderEpoch: epoch + 1))
         #expect(h.core.partitions.heldRequests == 0)
     }
+
+    /// DescribeTopicPartitions: all topics by name when none is named, unknown ones flagged, at
+    /// most `responsePartitionLimit` partitions per answer, and a cursor that resumes exactly
+    /// where the previous answer stopped.
+    @Test func describeTopicPartitionsPagesWithACursor() async throws {
+        let h = try await Harness.make()
+        try await h.createTopic("b", partitions: 3)
+        try await h.createTopic("a", partitions: 2)
+        let handler = DescribeTopicPartitionsHandler(core: h.core)
+        var seen: [String] = []
+        var cursor: DescribeTopicPartitionsRequest.Cursor? = nil
+        var pages = 0
+        repeat {
+            let request = DescribeTopicPartitionsRequest(topics: [], responsePartitionLimit: 2, cursor: cursor)
+            let r = try await requireResponse(h.call(handler, .describeTopicPartitions(request), version: 0), as: DescribeTopicPartitionsResponse.self)
+            for t in r.topics {
+                #expect(t.errorCode == 0 && t.topicId != .zero)
+                for p in t.partitions {
+                    #expect(p.leaderId == 0 && p.replicaNodes == [0] && p.isrNodes == [0])
+                    seen.append("\(t.name ?? "?")-\(p.partitionIndex)")
+                }
+            }
+            #expect(r.topics.flatMap(\.partitions).count <= 2)
+            cursor = r.nextCursor.map { .init(topicName: $0.topicName, partitionIndex: $0.partitionIndex) }
+            pages += 1
+        } while cursor != nil && pages < 10
+        #expect(seen == ["a-0", "a-1", "b-0", "b-1", "b-2"])
+        #expect(pages == 3)
+
+        let unknown = try await requireResponse(
+            h.call(handler, .describeTopicPartitions(DescribeTopicPartitionsRequest(topics: [.init(name: "zz")], responsePartitionLimit: 100)), version: 0),
+            as: DescribeTopicPartitionsResponse.self)
+        #expect(unknown.topics.map(\.errorCode) == [KafkaErrorCode.unknownTopicOrPartition.rawValue])
+    }
 }

@@ -194,7 +194,7 @@ public final class Broker: Sendable {
         ]
         return [
             ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
-            DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), InitProducerIdHandler(core: core),
+            DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), DescribeTopicPartitionsHandler(core: core), InitProducerIdHandler(core: core),
             OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
         ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
     }

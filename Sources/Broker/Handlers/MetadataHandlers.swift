@@ -70,10 +70,9 @@ public struct MetadataHandler: ApiHandler {
                 t.errorCode = 0
                 let state = core.registry.state
                 t.partitions = record.partitions.map { p in
-                    let online = state.brokers[p.owner].map { !$0.fenced } ?? false
-                    return .init(errorCode: online ? 0 : KafkaErrorCode.leaderNotAvailable.rawValue, partitionIndex: p.index,
-                                 leaderId: online ? p.owner : -1, leaderEpoch: p.leaderEpoch,
-                                 replicaNodes: [p.owner], isrNodes: online ? [p.owner] : [], offlineReplicas: online ? [] : [p.owner])
+                    let v = PartitionView(p, state)
+                    return .init(errorCode: v.errorCode, partitionIndex: p.index, leaderId: v.leader, leaderEpoch: p.leaderEpoch,
+                                 replicaNodes: [p.owner], isrNodes: v.isr, offlineReplicas: v.offline)
                 }
             }
             response.topics.append(t)
@@ -82,7 +81,75 @@ public struct MetadataHandler: ApiHandler {
     }
 }
 
-/// DescribeCluster (API 60), versions 0–1: this broker is the whole cluster and its controller.
+/// How clients see a partition: one replica, its owner, which leads while it is live; a fenced
+/// owner (its partitions waiting for it) shows leader -1 and LEADER_NOT_AVAILABLE.
+struct PartitionView {
+    let errorCode: Int16
+    let leader: Int32
+    let isr: [Int32]
+    let offline: [Int32]
+
+    init(_ p: PartitionRecord, _ state: ClusterState) {
+        let online = state.brokers[p.owner].map { !$0.fenced } ?? false
+        errorCode = online ? 0 : KafkaErrorCode.leaderNotAvailable.rawValue
+        leader = online ? p.owner : -1
+        isr = online ? [p.owner] : []
+        offline = online ? [] : [p.owner]
+    }
+}
+
+/// DescribeTopicPartitions (API 75), version 0 (Kafka 3.7+ admin clients describe topics with
+/// it): the requested topics (all when none is named), sorted by name, with their partitions as
+/// Metadata shows them, at most `responsePartitionLimit` partitions per answer; `nextCursor`
+/// names where the next request starts. Unknown topics get UNKNOWN_TOPIC_OR_PARTITION.
+public struct DescribeTopicPartitionsHandler: ApiHandler {
+    public let core: BrokerCore
+    public let apiKey = ApiKey.describeTopicPartitions
+    public let versions: ClosedRange<Int16> = 0...0
+    public init(core: BrokerCore) { self.core = core }
+
+    public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
+        guard case let .describeTopicPartitions(r) = request else { return .close }
+        let state = core.registry.state
+        var names = r.topics.isEmpty ? Array(state.topics.keys) : r.topics.map(\.name)
+        names = Array(Set(names)).sorted()
+        var response = DescribeTopicPartitionsResponse()
+        var budget = Int(r.responsePartitionLimit > 0 ? r.responsePartitionLimit : 2000)
+        for name in names {
+            if let c = r.cursor, name < c.topicName { continue }
+            guard let record = state.topics[name] else {
+                response.topics.append(.init(errorCode: KafkaErrorCode.unknownTopicOrPartition.rawValue, name: name, topicId: .zero,
+                                             isInternal: false, partitions: [], topicAuthorizedOperations: allTopicOperations))
+                continue
+            }
+            let first = r.cursor.flatMap { $0.topicName == name ? Int($0.partitionIndex) : nil } ?? 0
+            if budget == 0 {
+                if first < record.partitions.count { response.nextCursor = .init(topicName: name, partitionIndex: Int32(first)) }
+                if response.nextCursor != nil { break }
+                continue
+            }
+            var t = DescribeTopicPartitionsResponse.DescribeTopicPartitionsResponseTopic(
+                errorCode: 0, name: name, topicId: record.topicID, isInternal: false, partitions: [], topicAuthorizedOperations: allTopicOperations)
+            for p in record.partitions where Int(p.index) >= first {
+                if budget == 0 {
+                    response.nextCursor = .init(topicName: name, partitionIndex: p.index)
+                    break
+                }
+                let v = PartitionView(p, state)
+                t.partitions.append(.init(errorCode: v.errorCode, partitionIndex: p.index, leaderId: v.leader, leaderEpoch: p.leaderEpoch,
+                                          replicaNodes: [p.owner], isrNodes: v.isr, eligibleLeaderReplicas: [], lastKnownElr: [],
+                                          offlineReplicas: v.offline))
+                budget -= 1
+            }
+            response.topics.append(t)
+            if response.nextCursor != nil { break }
+        }
+        return .response(.describeTopicPartitions(response))
+    }
+}
+
+/// DescribeCluster (API 60), versions 0–1: the live brokers (with their addresses on the
+/// listener the client came in on) and the controller.
 public struct DescribeClusterHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.describeCluster
