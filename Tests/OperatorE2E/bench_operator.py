@@ -36,6 +36,8 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--changes", type=int, default=50)
     p.add_argument("--clusters", type=int, default=10)
+    p.add_argument("--rest-seconds", type=float, default=60,
+                   help="then measure the operator's API requests at rest (no change) over this long")
     p.add_argument("--qps", type=float, default=None, help="--kube-api-qps for the operator (default: its own, 20)")
     p.add_argument("--nodelay", action="store_true",
                    help="set TCP_NODELAY on the fake's connections (its http.server otherwise stalls each "
@@ -105,6 +107,21 @@ def main():
               f"p99 {p99:.1f} ms, min {lat[0]:.1f} ms, max {lat[-1]:.1f} ms")
         print(f"ratio that matters: RSS {rss_loaded / 1024:.1f} MiB vs the brief's 'tens of MiB'; "
               f"latency includes the fake's Python handling of PATCH, watch fan-out and the poll (2 ms)")
+
+        # At rest: nothing changes; count what the operator still asks (watches stay open and
+        # are not new requests; the lease renewal and the fake's watch bookmarks are).
+        if args.rest_seconds > 0:
+            time.sleep(5)
+            api.control(action="reset_requests")
+            time.sleep(args.rest_seconds)
+            rest = [r for r in api.requests() if "floe-operator" in (r["userAgent"] or "")]
+            by_kind = {}
+            for r in rest:
+                key = f"{r['method']} {r['verb']} {'/'.join(r['path'].split('/')[:6])}"
+                by_kind[key] = by_kind.get(key, 0) + 1
+            per_minute = len(rest) * 60 / args.rest_seconds
+            print(f"at rest over {args.rest_seconds:.0f} s with {args.clusters} FloeClusters: {len(rest)} requests "
+                  f"({per_minute:.1f}/min, {per_minute / args.clusters:.2f}/min per FloeCluster); by kind: {by_kind}")
     finally:
         op.stop(signal.SIGTERM)
         server.stop()
