@@ -104,9 +104,13 @@ def test_apply_update_scale_prune_delete(env):
     wait_for(lambda: (ready(api, "demo") or {}).get("status", {}).get("replicas") == 4, what="status.replicas 4")
     # Only the StatefulSet changed, so only it was applied: the other objects' cached copies
     # carry our hash and every field we render, and the passes skip them.
+    # (Event patches are not applies: a second "Updated StatefulSet demo-broker" counts on the first.)
     applied = {r["path"] for r in api.requests()[seen:] if r["method"] == "PATCH" and "(op-a)" in r["userAgent"]
-               and "/floeclusters/" not in r["path"]}
+               and "/floeclusters/" not in r["path"] and "/events/" not in r["path"]}
     assert applied == {f"{STSS}/demo-broker"}, applied
+    updated = [e for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+               if e["involvedObject"]["name"] == "demo" and e["message"] == "Updated StatefulSet demo-broker"]
+    assert len(updated) == 1 and updated[0]["count"] == 2, updated
 
     # An edit to a field we own is undone on the next pass (server-side apply with force).
     api.ok("PATCH", f"{STSS}/demo-broker", {"spec": {"replicas": 1}}, "application/merge-patch+json")
@@ -277,3 +281,38 @@ def test_a_restarted_operator_writes_nothing_when_nothing_changed(env):
     time.sleep(3)
     writes = [(r["verb"], r["path"]) for r in writes_by(api, "op-second")]
     assert writes == [], writes
+
+
+def events_of(api, name, reason=None):
+    return [e for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+            if e["involvedObject"]["name"] == name and e["involvedObject"]["kind"] == "FloeCluster"
+            and (reason is None or e["reason"] == reason)]
+
+
+def test_a_repeated_failure_is_one_warning_event_whose_count_grows(env):
+    """The same failure over several passes is one Event with a growing count, not an Event
+    object per pass (client-go's EventCorrelator, in ControllerRuntime.EventRecorder)."""
+    api, server, start = env
+    op = start("op-a")
+    # The StatefulSet's apply fails six times: six passes end Degraded/SyncFailed with the
+    # same message (each failing pass stops at that apply), the seventh succeeds.
+    api.control(action="fail", path=f"{STSS}/flaky-broker", method="PATCH", code=500, count=6, reason="InternalError",
+                message="etcd is having a bad day")
+    api.ok("POST", FCS, cluster("flaky", replicas=1))
+    fc = wait_for(lambda: ready(api, "flaky"), what="Ready once the apply succeeds")
+    assert condition(fc, "Degraded")["status"] == "False"
+    warnings = events_of(api, "flaky", "SyncFailed")
+    assert len(warnings) == 1, warnings
+    w = warnings[0]
+    assert w["type"] == "Warning" and w["count"] == 6, w
+    assert "etcd is having a bad day" in w["message"] and w["message"].startswith("Applying the rendered objects failed: ")
+    assert w["firstTimestamp"] <= w["lastTimestamp"]
+    assert w["source"]["component"] == "floe-operator" and w["involvedObject"]["uid"] == fc["metadata"]["uid"]
+    # Counted by patches, not by new objects.
+    event_writes = [r for r in writes_by(api, "op-a") if "/events" in r["path"]]
+    patches = [r for r in event_writes if r["verb"] == "patch" and r["path"] == f"/api/v1/namespaces/{NS}/events/{w['metadata']['name']}"]
+    assert len(patches) == 5, event_writes
+    # Each other Event (Created ConfigMap, Services, StatefulSet, PDB) is one object too.
+    created = events_of(api, "flaky", "Created")
+    assert sorted(e["message"] for e in created) == sorted({e["message"] for e in created})
+    assert op.proc.poll() is None, op.output()

@@ -51,7 +51,8 @@ public struct ClusterCaches: Sendable {
 /// are missing, changed or drifted (objects whose cached copy has our hash and every field we
 /// render are not sent) →
 /// prune objects we own that are no longer wanted → compute status once → write it once
-/// (only when it changed) → record Events for what changed.
+/// (only when it changed) → record Events: Normal for what changed, Warning for every pass
+/// that ends Degraded (repeats count on one Event, see ``EventRecorder``).
 ///
 /// - Never adopts: a desired name held by an object without our controller reference is a
 ///   conflict (Degraded/OwnershipConflict), left untouched. Caches only hold objects labelled
@@ -66,15 +67,18 @@ public struct ClusterReconciler: Reconciler {
     public let clock: any FloeClock
     public let logger: Logger
     public let fieldManager: String
+    /// Shared by every copy of the reconciler (it remembers the Events it wrote).
+    public let events: EventRecorder
     let changes: Counter
 
     public init(client: KubeClient, caches: ClusterCaches, clock: any FloeClock, logger: Logger, metrics: MetricsRegistry,
-                fieldManager: String = Render.managerName) {
+                fieldManager: String = Render.managerName, events: EventRecorder? = nil) {
         self.client = client
         self.caches = caches
         self.clock = clock
         self.logger = logger
         self.fieldManager = fieldManager
+        self.events = events ?? EventRecorder(sink: client, component: fieldManager, clock: clock, logger: logger)
         changes = metrics.counter("floe_reconcile_object_changes_total", help: "Objects created, updated or deleted by the reconciler.")
     }
 
@@ -86,7 +90,8 @@ public struct ClusterReconciler: Reconciler {
         var conflicts: [ObjectKey] = []
         var syncError: (any Error)?
         var appliedStatefulSet: StatefulSet?
-        var changed: [(String, ObjectKey)] = []
+        var changed: [(reason: String, key: ObjectKey, message: String)] = []
+        func note(_ reason: String, _ key: ObjectKey) { changed.append((reason, key, "\(reason) \(key.kind) \(key.name)")) }
 
         if problems.isEmpty {
             do {
@@ -101,17 +106,17 @@ public struct ClusterReconciler: Reconciler {
                             continue
                         }
                         if let sts = try await apply(object) { appliedStatefulSet = sts }
-                        changed.append(("Created", object.key))
+                        note("Created", object.key)
                     case .update(let object):
                         if let sts = try await apply(object) { appliedStatefulSet = sts }
-                        changed.append(("Updated", object.key))
+                        note("Updated", object.key)
                     case .reapply(let object):
                         if let sts = try await apply(object) { appliedStatefulSet = sts }
                     case .keep:
                         continue  // the cached copy already carries everything we render
                     case .delete(let objectKey, let uid):
                         try await delete(objectKey, uid: uid)
-                        changed.append(("Deleted", objectKey))
+                        note("Deleted", objectKey)
                     }
                 }
             } catch is CancellationError {
@@ -121,13 +126,10 @@ public struct ClusterReconciler: Reconciler {
             }
         }
 
-        for (reason, objectKey) in changed {
+        for (reason, objectKey, message) in changed {
             changes.increment()
             log.info("object changed", metadata: ["change": reason, "object": objectKey.description])
-            await recordEvent(cluster, type: "Normal", reason: reason, message: "\(reason) \(objectKey.kind) \(objectKey.name)")
-        }
-        if !problems.isEmpty, cluster.status?.condition("Degraded")?.reason != "InvalidSpec" {
-            await recordEvent(cluster, type: "Warning", reason: "InvalidSpec", message: problems.joined(separator: "; "))
+            await recordEvent(cluster, type: "Normal", reason: reason, message: message)
         }
 
         let names = ClusterNames(cluster: key.name, namespace: key.namespace)
@@ -135,10 +137,10 @@ public struct ClusterReconciler: Reconciler {
         let status = StatusComputer.compute(
             StatusInput(cluster: cluster, statefulSet: statefulSet, problems: problems, conflicts: conflicts.sorted(),
                         syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime()))
-        if let degraded = status.condition("Degraded"), StatusComputer.failingReasons.contains(degraded.reason),
-            cluster.status?.condition("Degraded")?.reason != degraded.reason
-        {
-            // Once per new failure reason, not every pass.
+        if let degraded = status.condition("Degraded"), degraded.status == "True" {
+            // Every pass that ends degraded (InvalidSpec, OwnershipConflict, SyncFailed, a failing
+            // broker pod): the recorder counts a repeat on the Event it wrote, so `count` says how
+            // many passes saw the failure.
             await recordEvent(cluster, type: "Warning", reason: degraded.reason, message: degraded.message)
         }
         if status != cluster.status {
@@ -192,22 +194,12 @@ public struct ClusterReconciler: Reconciler {
         }
     }
 
-    /// Records a core/v1 Event on the cluster. Failing to record is logged, never fatal.
+    /// Records a core/v1 Event on the cluster (a repeat counts on the Event already written).
+    /// Failing to record is logged, never fatal.
     private func recordEvent(_ cluster: FloeCluster, type: String, reason: String, message: String) async {
-        let now = clock.wallTime()
-        let name = "\(cluster.metadata.name ?? "floecluster").\(String(UInt64(now.timeIntervalSince1970 * 1e9), radix: 16))\(String(UInt32.random(in: 0...0xffff), radix: 16))"
-        let stamp = KubeTime.format(now)
-        let event = Event(
-            metadata: ObjectMeta(name: name, namespace: cluster.metadata.namespace),
-            involvedObject: ObjectReference(apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: cluster.metadata.name,
-                                            namespace: cluster.metadata.namespace, uid: cluster.metadata.uid,
-                                            resourceVersion: cluster.metadata.resourceVersion),
-            reason: reason, message: message, type: type, source: EventSource(component: fieldManager), firstTimestamp: stamp,
-            lastTimestamp: stamp, count: 1, reportingComponent: fieldManager)
-        do {
-            _ = try await client.create(event)
-        } catch {
-            logger.warning("recording an event failed", metadata: ["error": "\(error)", "event.reason": reason])
-        }
+        let object = ObjectReference(apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: cluster.metadata.name,
+                                     namespace: cluster.metadata.namespace, uid: cluster.metadata.uid,
+                                     resourceVersion: cluster.metadata.resourceVersion)
+        await events.record(object, type: type, reason: reason, message: message)
     }
 }
