@@ -60,6 +60,12 @@ public struct ClusterCaches: Sendable {
 /// - An invalid spec renders nothing and yields Degraded/InvalidSpec; the pass succeeds (no
 ///   crash loop, no retry storm): the next spec change triggers the next pass.
 /// - Apply or status errors make the pass throw, so the key is requeued with backoff.
+/// - A StatefulSet whose apply is refused because an immutable field changed (the WAL volume
+///   claim, the selector: 422 "updates to statefulset spec for fields other than …") is
+///   re-created the way Strimzi does it: deleted with `propagationPolicy: Orphan` (the pods keep
+///   running), and once it is gone applied again; the new StatefulSet adopts the pods and rolls
+///   them if its pod template changed. A Normal Event `Recreated` says so. Existing volume
+///   claims are not resized.
 /// - A deleted cluster needs nothing: the garbage collector removes its children by owner reference.
 public struct ClusterReconciler: Reconciler {
     public let client: KubeClient
@@ -69,6 +75,9 @@ public struct ClusterReconciler: Reconciler {
     public let fieldManager: String
     /// Shared by every copy of the reconciler (it remembers the Events it wrote).
     public let events: EventRecorder
+    /// How long a re-created StatefulSet's predecessor may take to go (its orphaned pods are
+    /// released by the garbage collector first).
+    public var recreateTimeout: Duration = .seconds(60)
     let changes: Counter
 
     public init(client: KubeClient, caches: ClusterCaches, clock: any FloeClock, logger: Logger, metrics: MetricsRegistry,
@@ -79,7 +88,7 @@ public struct ClusterReconciler: Reconciler {
         self.logger = logger
         self.fieldManager = fieldManager
         self.events = events ?? EventRecorder(sink: client, component: fieldManager, clock: clock, logger: logger)
-        changes = metrics.counter("floe_reconcile_object_changes_total", help: "Objects created, updated or deleted by the reconciler.")
+        changes = metrics.counter("floe_reconcile_object_changes_total", help: "Objects created, updated, re-created or deleted by the reconciler.")
     }
 
     public func reconcile(_ key: ObjectName) async throws -> ReconcileResult {
@@ -105,13 +114,17 @@ public struct ClusterReconciler: Reconciler {
                             conflicts.append(object.key)
                             continue
                         }
-                        if let sts = try await apply(object) { appliedStatefulSet = sts }
+                        if let sts = try await apply(object, ownerUID: cluster.metadata.uid ?? "", log: log).statefulSet { appliedStatefulSet = sts }
                         note("Created", object.key)
-                    case .update(let object):
-                        if let sts = try await apply(object) { appliedStatefulSet = sts }
-                        note("Updated", object.key)
-                    case .reapply(let object):
-                        if let sts = try await apply(object) { appliedStatefulSet = sts }
+                    case .update(let object), .reapply(let object):
+                        let applied = try await apply(object, ownerUID: cluster.metadata.uid ?? "", log: log)
+                        if let sts = applied.statefulSet { appliedStatefulSet = sts }
+                        if applied.recreated {
+                            let k = object.key
+                            changed.append(("Recreated", k, "\(k.kind) \(k.name) re-created: immutable field changed; pods kept"))
+                        } else if case .update = action {
+                            note("Updated", object.key)
+                        }
                     case .keep:
                         continue  // the cached copy already carries everything we render
                     case .delete(let objectKey, let uid):
@@ -169,15 +182,66 @@ public struct ClusterReconciler: Reconciler {
         }
     }
 
-    /// Server-side apply; returns the StatefulSet as the server stored it (for status).
-    private func apply(_ object: ManagedObject) async throws -> StatefulSet? {
+    /// Server-side apply; returns the StatefulSet as the server stored it (for status), and
+    /// whether it had to be re-created (an immutable field changed).
+    private func apply(_ object: ManagedObject, ownerUID: String, log: Logger) async throws -> (statefulSet: StatefulSet?, recreated: Bool) {
         switch object {
         case .configMap(let o): _ = try await client.apply(o, fieldManager: fieldManager)
         case .service(let o): _ = try await client.apply(o, fieldManager: fieldManager)
-        case .statefulSet(let o): return try await client.apply(o, fieldManager: fieldManager)
         case .podDisruptionBudget(let o): _ = try await client.apply(o, fieldManager: fieldManager)
+        case .statefulSet(let o):
+            do {
+                return (try await client.apply(o, fieldManager: fieldManager), false)
+            } catch let e as KubeAPIError where SyncPlan.isImmutableFieldChange(e) {
+                return (try await recreate(o, ownerUID: ownerUID, refusal: e, log: log), true)
+            }
         }
-        return nil
+        return (nil, false)
+    }
+
+    /// Re-creates a StatefulSet whose apply was refused because an immutable field changed:
+    /// 1. read it, and stop (rethrowing `refusal`) unless it is ours;
+    /// 2. delete it with `propagationPolicy: Orphan` and its uid as precondition: the pods stay
+    ///    (the garbage collector only takes the owner reference out of them);
+    /// 3. wait until it is gone (the API server keeps it, with the `orphan` finalizer, until the
+    ///    pods are released), polling on the injected clock up to ``recreateTimeout``;
+    /// 4. apply the desired StatefulSet: it is created, adopts the pods by its selector, and
+    ///    rolls them only if its pod template differs from theirs.
+    /// A failure at any step throws (SyncFailed, retried with backoff); the next pass finds
+    /// either the old StatefulSet (and starts over) or none (and creates it).
+    private func recreate(_ desired: StatefulSet, ownerUID: String, refusal: KubeAPIError, log: Logger) async throws -> StatefulSet {
+        let ns = desired.metadata.namespace ?? ""
+        let name = desired.metadata.name ?? ""
+        let current: StatefulSet
+        do {
+            current = try await client.get(StatefulSet.self, namespace: ns, name: name)
+        } catch let e as KubeAPIError where e.isNotFound {
+            return try await client.apply(desired, fieldManager: fieldManager)  // gone meanwhile
+        }
+        guard let uid = current.metadata.uid, current.metadata.controllerReference?.uid == ownerUID else { throw refusal }
+        log.info("re-creating the StatefulSet: an immutable field changed; its pods are orphaned, not deleted",
+                 metadata: ["object": "\(ns)/\(name)", "refusal": "\(refusal)"])
+        if current.metadata.deletionTimestamp == nil {
+            do {
+                try await client.delete(StatefulSet.self, namespace: ns, name: name, uid: uid, propagation: .orphan)
+            } catch let e as KubeAPIError where e.isNotFound {
+                // already gone
+            }
+        }
+        let deadline = clock.now().advanced(by: recreateTimeout)
+        while true {
+            do {
+                let still = try await client.get(StatefulSet.self, namespace: ns, name: name)
+                if still.metadata.uid != uid { break }  // someone else created it again: apply over it
+            } catch let e as KubeAPIError where e.isNotFound {
+                break
+            }
+            if clock.now() >= deadline {
+                throw OperatorError.recreate(object: "StatefulSet \(ns)/\(name)", detail: "the old StatefulSet (uid \(uid)) was not gone after \(recreateTimeout)")
+            }
+            try await clock.sleep(for: .milliseconds(100))
+        }
+        return try await client.apply(desired, fieldManager: fieldManager)
     }
 
     private func delete(_ key: ObjectKey, uid: String?) async throws {
