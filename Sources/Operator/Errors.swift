@@ -10,6 +10,8 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
     case badManifest(source: String, detail: String)
     /// A rendered object could not be encoded as JSON.
     case encode(object: String, detail: String)
+    /// Re-creating an object (an immutable field changed) did not complete.
+    case recreate(object: String, detail: String)
 
     public var description: String {
         switch self {
@@ -17,6 +19,7 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notRenderable(let c, let m): return "FloeCluster \(c) cannot be rendered: \(m) is missing"
         case .badManifest(let s, let d): return "\(s) is not a FloeCluster manifest: \(d)"
         case .encode(let o, let d): return "cannot encode \(o): \(d)"
+        case .recreate(let o, let d): return "cannot re-create \(o): \(d)"
         }
     }
 }

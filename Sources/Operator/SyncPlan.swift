@@ -159,3 +159,17 @@ extension JSONValue {
         }
     }
 }
+
+extension SyncPlan {
+    /// Whether `error` is the API server refusing a StatefulSet update because a field other
+    /// than `replicas`, `template`, `updateStrategy`, … changed (`volumeClaimTemplates`,
+    /// `selector`, `serviceName`, `podManagementPolicy`): HTTP 422 with "spec: Forbidden:
+    /// updates to statefulset spec for fields other than …" (the list of fields grew between
+    /// Kubernetes versions; the phrase did not). Such a StatefulSet can only be re-created. Any
+    /// other 422 (an invalid value) is not: re-creating would fail the same way, without the
+    /// old StatefulSet.
+    public static func isImmutableFieldChange(_ error: KubeAPIError) -> Bool {
+        guard case .api(_, let resource, _, _, 422, _, let message) = error, resource == "statefulsets.apps" else { return false }
+        return message.contains("updates to statefulset spec for fields other than")
+    }
+}

@@ -83,6 +83,30 @@ def invalid(rt, name, field, msg):
                      "causes": [{"reason": "FieldValueInvalid", "message": msg, "field": field}]})
 
 
+# apps/v1 StatefulSet validation: the only spec fields an update may change (Kubernetes 1.30).
+STATEFULSET_MUTABLE_SPEC = ("replicas", "ordinals", "template", "updateStrategy", "revisionHistoryLimit",
+                            "persistentVolumeClaimRetentionPolicy", "minReadySeconds")
+STATEFULSET_FORBIDDEN = ("Forbidden: updates to statefulset spec for fields other than 'replicas', 'ordinals', "
+                         "'template', 'updateStrategy', 'revisionHistoryLimit', "
+                         "'persistentVolumeClaimRetentionPolicy' and 'minReadySeconds' are forbidden")
+
+
+def check_immutable(rt, old, new):
+    """Rejects an update of an immutable field as a real API server does (422 Invalid with a
+    FieldValueForbidden cause). Only the StatefulSet spec rule is modelled."""
+    if rt.gk != ("apps", "statefulsets"):
+        return
+
+    def fixed(o):
+        return {k: v for k, v in (o.get("spec") or {}).items() if k not in STATEFULSET_MUTABLE_SPEC}
+    if fixed(new) != fixed(old):
+        name = old["metadata"]["name"]
+        raise APIError(422, "Invalid", f'{rt.kind}.{rt.group} "{name}" is invalid: spec: {STATEFULSET_FORBIDDEN}',
+                       {"name": name, "group": rt.group, "kind": rt.kind,
+                        "causes": [{"reason": "FieldValueForbidden", "message": STATEFULSET_FORBIDDEN,
+                                    "field": "spec"}]})
+
+
 def now_rfc3339():
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -1101,6 +1125,7 @@ class Cluster:
                                   "Forbidden: no new finalizers can be added if the object is "
                                   "being deleted")
             self._defaults(rt, new, old)
+            check_immutable(rt, old, new)
         if ownership:
             if subresource == "status" or "managedFields" not in md:
                 new["metadata"]["managedFields"] = copy.deepcopy(omd.get("managedFields", []))
@@ -1274,10 +1299,13 @@ class Cluster:
     def _delete(self, rt, key, policy):
         old = self.objects[rt.gk][key]
         uid = old["metadata"]["uid"]
+        finalizers = list(old["metadata"].get("finalizers") or [])
         if policy == "Orphan":
-            for gk, dkey in self._dependents(uid):
-                self._internal_update(gk, dkey, lambda o: self._drop_owner_refs(o, {uid}),
-                                      manager="fake-garbage-collector")
+            # As the API server does: the `orphan` finalizer keeps the owner (with its
+            # deletionTimestamp) until the garbage collector has taken its uid out of the
+            # dependents' ownerReferences and removed the finalizer (Cluster._gc).
+            if "orphan" not in finalizers and not old["metadata"].get("deletionTimestamp"):
+                finalizers.append("orphan")
         elif policy == "Foreground":
             # Simplified: dependents are deleted (recursively, foreground) before the owner,
             # synchronously, instead of through the foregroundDeletion finalizer.
@@ -1287,7 +1315,7 @@ class Cluster:
                     self._delete(drt, dkey, "Foreground")
         elif policy != "Background":
             raise bad_request(f"unknown propagationPolicy {policy!r}")
-        if rt.plural == "namespaces" or old["metadata"].get("finalizers"):
+        if rt.plural == "namespaces" or finalizers:
             def mark(o):
                 o["metadata"].setdefault("deletionTimestamp", now_rfc3339())
                 o["metadata"].setdefault("deletionGracePeriodSeconds", 0)
@@ -1298,6 +1326,8 @@ class Cluster:
             new = copy.deepcopy(old)
             mark(new)
             new["metadata"]["deletionTimestamp"] = now_rfc3339()
+            if finalizers:
+                new["metadata"]["finalizers"] = finalizers
             out = self._output(rt, self._put(rt, self._bump_gen(rt, new), old))
             return out
         return self._output(rt, self._remove(rt.gk, key))
@@ -1480,6 +1510,17 @@ class Cluster:
             return self.rv != start
 
     def _gc(self):
+        # Deletions with propagationPolicy Orphan: free the dependents, then let the owner go.
+        for gk, objs in list(self.objects.items()):
+            for key in [k for k, o in objs.items() if o["metadata"].get("deletionTimestamp")
+                        and "orphan" in (o["metadata"].get("finalizers") or [])]:
+                uid = objs[key]["metadata"]["uid"]
+                for dgk, dkey in self._dependents(uid):
+                    self._internal_update(dgk, dkey, lambda o, u=uid: self._drop_owner_refs(o, {u}),
+                                          manager="fake-garbage-collector")
+                self._internal_update(gk, key, lambda o: o["metadata"].__setitem__(
+                    "finalizers", [f for f in o["metadata"]["finalizers"] if f != "orphan"]),
+                                      manager="fake-garbage-collector")
         uids = {o["metadata"]["uid"] for objs in self.objects.values() for o in objs.values()}
         for gk, objs in list(self.objects.items()):
             for key in list(objs):
@@ -1541,6 +1582,7 @@ class Cluster:
             revision = name + "-" + hashlib.sha256(json.dumps(
                 template, sort_keys=True).encode()).hexdigest()[:10]
             uid = sts["metadata"]["uid"]
+            self._adopt_pods(sts)
             pods = self._pods_of(uid, ns)
             for pkey in sorted(pods, reverse=True):
                 p = pods[pkey]
@@ -1612,6 +1654,31 @@ class Cluster:
                 self._internal_update(("apps", "deployments"), key,
                                       lambda o: o.__setitem__("status", status),
                                       manager="fake-deployment-controller", subresource="status")
+
+    def _adopt_pods(self, sts):
+        """The StatefulSet controller's adoption (ControllerRefManager.ClaimPods): a pod with no
+        controller, named NAME-ORDINAL and matching the set's selector gets the set as its
+        controller, for example the pods a StatefulSet deleted with propagationPolicy Orphan left
+        behind. (Releasing owned pods that stopped matching is not modelled.)"""
+        md = sts["metadata"]
+        ns, name, uid = md.get("namespace"), md["name"], md["uid"]
+        reqs = parse_label_selector(selector_string((sts.get("spec") or {}).get("selector")))
+        if not reqs:
+            return  # an empty selector selects nothing to adopt (the API requires one anyway)
+        member = re.compile(re.escape(name) + r"-(0|[1-9][0-9]*)")
+        for pkey, pod in list(self.objects[("", "pods")].items()):
+            pmd = pod["metadata"]
+            if pkey[0] != ns or pmd.get("deletionTimestamp") or not member.fullmatch(pmd["name"]):
+                continue
+            if any(r.get("controller") for r in pmd.get("ownerReferences") or []):
+                continue
+            if not labels_match(reqs, pmd.get("labels")):
+                continue
+            ref = {"apiVersion": "apps/v1", "kind": "StatefulSet", "name": name, "uid": uid,
+                   "controller": True, "blockOwnerDeletion": True}
+            self._internal_update(("", "pods"), pkey,
+                                  lambda o: o["metadata"].setdefault("ownerReferences", []).append(ref),
+                                  manager="fake-statefulset-controller")
 
     @staticmethod
     def _running_status(i):

@@ -327,6 +327,27 @@ def test_merge_patch_null_deletes(client):
     assert client.req("PATCH", f"{CM}/none", {"data": {}}, MERGE)[0] == 404
 
 
+def test_events_are_counted_by_patch_and_update(client):
+    """What an event recorder does with a repeated Event: raise count and lastTimestamp."""
+    ev = {"apiVersion": "v1", "kind": "Event", "metadata": {"name": "demo.17a"},
+          "involvedObject": {"kind": "FloeCluster", "name": "demo", "namespace": NS, "uid": "u-1"},
+          "reason": "SyncFailed", "message": "apply failed", "type": "Warning",
+          "firstTimestamp": "2025-01-01T00:00:00Z", "lastTimestamp": "2025-01-01T00:00:00Z",
+          "count": 1, "source": {"component": "floe-operator"}}
+    EV = f"/api/v1/namespaces/{NS}/events"
+    client.ok("POST", EV, ev, expect=201)
+    out = client.ok("PATCH", f"{EV}/demo.17a", {"count": 2, "lastTimestamp": "2025-01-01T00:01:00Z"}, MERGE)
+    assert out["count"] == 2 and out["lastTimestamp"] == "2025-01-01T00:01:00Z"
+    assert out["firstTimestamp"] == "2025-01-01T00:00:00Z" and out["message"] == "apply failed"
+    out["count"] = 3
+    assert client.ok("PUT", f"{EV}/demo.17a", out)["count"] == 3
+    items = client.ok("GET", EV)["items"]
+    assert [(e["metadata"]["name"], e["count"]) for e in items] == [("demo.17a", 3)]
+    client.ok("DELETE", f"{EV}/demo.17a")
+    code, st = client.req("PATCH", f"{EV}/demo.17a", {"count": 4}, MERGE)
+    assert code == 404 and st["reason"] == "NotFound"
+
+
 def test_strategic_merge_and_json_patch(client):
     client.ok("POST", CM, cm("a", data={"x": "1"}))
     out = client.ok("PATCH", f"{CM}/a", {"data": {"y": "2"}},
@@ -437,6 +458,46 @@ def test_statefulset_scale(client):
     assert client.req("PATCH", f"{STS}/s/scale", {"spec": {"replicas": -1}}, MERGE)[0] == 422
     assert client.ok("GET", f"{DEP}")["items"] == []
     assert client.req("GET", f"{CM}/x/scale")[0] == 404
+
+
+def test_statefulset_spec_fields_other_than_the_mutable_ones_are_forbidden(client):
+    body = sts("s", replicas=1)
+    body["spec"]["volumeClaimTemplates"] = [{"metadata": {"name": "wal"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}}]
+    client.ok("POST", STS, body)
+    bigger = {"spec": {"volumeClaimTemplates": [{"metadata": {"name": "wal"}, "spec": {
+        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "2Gi"}}}}]}}
+    applied = sts("s", replicas=1)
+    applied["spec"].update(bigger["spec"])
+    for method, path, payload, ctype in [
+            ("PATCH", f"{STS}/s", bigger, MERGE),                              # the claim size
+            ("PATCH", f"{STS}/s?fieldManager=m&force=true", applied, APPLY),   # the same, applied
+            ("PATCH", f"{STS}/s", {"spec": {"serviceName": "other"}}, MERGE),
+            ("PATCH", f"{STS}/s", {"spec": {"selector": {"matchLabels": {"app": "t"}}}}, MERGE),
+            ("PATCH", f"{STS}/s", {"spec": {"podManagementPolicy": "Parallel"}}, MERGE)]:
+        code, st = client.req(method, path, payload, ctype)
+        assert code == 422, (payload, st)
+        assert_status(st, 422, "Invalid")
+        assert st["message"].startswith('StatefulSet.apps "s" is invalid: spec: Forbidden: updates to '
+                                        "statefulset spec for fields other than 'replicas', 'ordinals', "
+                                        "'template', 'updateStrategy'"), st["message"]
+        assert st["details"]["causes"] == [{"reason": "FieldValueForbidden", "field": "spec",
+                                            "message": st["message"].split("spec: ", 1)[1]}]
+    assert client.ok("GET", f"{STS}/s")["metadata"]["generation"] == 1   # nothing was stored
+    full = client.ok("GET", f"{STS}/s")
+    full["spec"]["volumeClaimTemplates"] = bigger["spec"]["volumeClaimTemplates"]
+    assert client.req("PUT", f"{STS}/s", full)[0] == 422
+    # The mutable ones change freely; status and scale writes are not spec updates.
+    client.ok("PATCH", f"{STS}/s", {"spec": {
+        "replicas": 3, "minReadySeconds": 5, "revisionHistoryLimit": 2,
+        "updateStrategy": {"type": "OnDelete"},
+        "persistentVolumeClaimRetentionPolicy": {"whenDeleted": "Delete", "whenScaled": "Retain"},
+        "template": {"metadata": {"annotations": {"v": "2"}}}}}, MERGE)
+    client.ok("PATCH", f"{STS}/s/scale", {"spec": {"replicas": 1}}, MERGE)
+    client.ok("PATCH", f"{STS}/s/status", {"status": {"replicas": 1}}, MERGE)
+    # A ConfigMap has no such rule.
+    client.ok("POST", CM, cm("c"))
+    client.ok("PATCH", f"{CM}/c", {"data": {"k": "w"}}, MERGE)
 
 
 def test_crd_serves_floecluster_with_status_and_scale(client):
@@ -805,10 +866,23 @@ def test_cascading_background_deletion(client):
 def test_orphan_and_foreground_deletion(client):
     owner = client.ok("POST", STS, sts("s"))
     client.ok("POST", CM, owned_cm("child", owner))
-    client.ok("DELETE", f"{STS}/s", {"propagationPolicy": "Orphan"})
+    # Orphan: the owner stays (deletionTimestamp, `orphan` finalizer) until the garbage
+    # collector has freed its dependents; then it goes and the dependents stay.
+    deleting = client.ok("DELETE", f"{STS}/s", {"propagationPolicy": "Orphan"})
+    assert deleting["metadata"]["deletionTimestamp"] and deleting["metadata"]["finalizers"] == ["orphan"]
     client.settle()
+    assert client.req("GET", f"{STS}/s")[0] == 404
     child = client.ok("GET", f"{CM}/child")
     assert "ownerReferences" not in child["metadata"]
+    # Another finalizer still holds the owner after the orphaning.
+    body = sts("held")
+    body["metadata"]["finalizers"] = ["floe.dev/hold"]
+    held = client.ok("POST", STS, body)
+    client.ok("POST", CM, owned_cm("child3", held))
+    client.ok("DELETE", f"{STS}/held?propagationPolicy=Orphan")
+    client.settle()
+    assert client.ok("GET", f"{STS}/held")["metadata"]["finalizers"] == ["floe.dev/hold"]
+    assert "ownerReferences" not in client.ok("GET", f"{CM}/child3")["metadata"]
     owner = client.ok("POST", STS, sts("t"))
     client.ok("POST", CM, owned_cm("child2", owner))
     code, _ = client.req("DELETE", f"{STS}/t?propagationPolicy=Foreground")
@@ -1096,6 +1170,39 @@ def test_simulated_template_change_rolls_pods(sim):
     assert all(before[n] != after[n] for n in before)
     st = sim.ok("GET", f"{STS}/b")["status"]
     assert st["updatedReplicas"] == 2 and st["observedGeneration"] == 2
+
+
+def test_simulated_statefulset_adopts_pods_orphaned_by_its_predecessor(sim):
+    sim.ok("POST", STS, sts("b", replicas=2))
+    sim.settle()
+    before = {n: sim.ok("GET", f"{PODS}/{n}")["metadata"]["uid"] for n in ("b-0", "b-1")}
+    sim.ok("DELETE", f"{STS}/b", {"propagationPolicy": "Orphan"})
+    sim.settle()
+    for n in before:   # the pods stay, without an owner
+        pod = sim.ok("GET", f"{PODS}/{n}")
+        assert pod["metadata"]["uid"] == before[n] and "ownerReferences" not in pod["metadata"]
+    # A pod of another name or not matching the selector is not adopted.
+    sim.ok("POST", PODS, {"metadata": {"name": "b-x", "labels": {"app": "b"}}})
+    sim.ok("POST", PODS, {"metadata": {"name": "b-7", "labels": {"app": "other"}}})
+    # The same set again (here with one more replica): it adopts b-0 and b-1 and keeps them,
+    # since its template is unchanged, and creates b-2.
+    created = sim.ok("POST", STS, sts("b", replicas=3))
+    sim.settle()
+    for n in ("b-0", "b-1", "b-2"):
+        pod = sim.ok("GET", f"{PODS}/{n}")
+        assert pod["metadata"]["ownerReferences"][0]["uid"] == created["metadata"]["uid"]
+        assert pod["metadata"]["ownerReferences"][0]["controller"] is True
+        if n in before:
+            assert pod["metadata"]["uid"] == before[n]
+    for n in ("b-x", "b-7"):
+        assert "ownerReferences" not in sim.ok("GET", f"{PODS}/{n}")["metadata"]
+    st = sim.ok("GET", f"{STS}/b")["status"]
+    assert st["replicas"] == 3 and st["readyReplicas"] == 3
+    # A changed template then rolls the adopted pods as usual.
+    sim.ok("PATCH", f"{STS}/b", {"spec": {"template": {"metadata": {"annotations": {"v": "2"}}}}},
+           MERGE)
+    sim.settle()
+    assert all(sim.ok("GET", f"{PODS}/{n}")["metadata"]["uid"] != before[n] for n in before)
 
 
 def test_simulated_deployment_status(sim):

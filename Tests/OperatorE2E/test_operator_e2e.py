@@ -104,9 +104,13 @@ def test_apply_update_scale_prune_delete(env):
     wait_for(lambda: (ready(api, "demo") or {}).get("status", {}).get("replicas") == 4, what="status.replicas 4")
     # Only the StatefulSet changed, so only it was applied: the other objects' cached copies
     # carry our hash and every field we render, and the passes skip them.
+    # (Event patches are not applies: a second "Updated StatefulSet demo-broker" counts on the first.)
     applied = {r["path"] for r in api.requests()[seen:] if r["method"] == "PATCH" and "(op-a)" in r["userAgent"]
-               and "/floeclusters/" not in r["path"]}
+               and "/floeclusters/" not in r["path"] and "/events/" not in r["path"]}
     assert applied == {f"{STSS}/demo-broker"}, applied
+    updated = [e for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+               if e["involvedObject"]["name"] == "demo" and e["message"] == "Updated StatefulSet demo-broker"]
+    assert len(updated) == 1 and updated[0]["count"] == 2, updated
 
     # An edit to a field we own is undone on the next pass (server-side apply with force).
     api.ok("PATCH", f"{STSS}/demo-broker", {"spec": {"replicas": 1}}, "application/merge-patch+json")
@@ -277,3 +281,113 @@ def test_a_restarted_operator_writes_nothing_when_nothing_changed(env):
     time.sleep(3)
     writes = [(r["verb"], r["path"]) for r in writes_by(api, "op-second")]
     assert writes == [], writes
+
+
+def events_of(api, name, reason=None):
+    return [e for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+            if e["involvedObject"]["name"] == name and e["involvedObject"]["kind"] == "FloeCluster"
+            and (reason is None or e["reason"] == reason)]
+
+
+def test_a_repeated_failure_is_one_warning_event_whose_count_grows(env):
+    """The same failure over several passes is one Event with a growing count, not an Event
+    object per pass (client-go's EventCorrelator, in ControllerRuntime.EventRecorder)."""
+    api, server, start = env
+    op = start("op-a")
+    # The StatefulSet's apply fails six times: six passes end Degraded/SyncFailed with the
+    # same message (each failing pass stops at that apply), the seventh succeeds.
+    api.control(action="fail", path=f"{STSS}/flaky-broker", method="PATCH", code=500, count=6, reason="InternalError",
+                message="etcd is having a bad day")
+    api.ok("POST", FCS, cluster("flaky", replicas=1))
+    fc = wait_for(lambda: ready(api, "flaky"), what="Ready once the apply succeeds")
+    assert condition(fc, "Degraded")["status"] == "False"
+    warnings = events_of(api, "flaky", "SyncFailed")
+    assert len(warnings) == 1, warnings
+    w = warnings[0]
+    assert w["type"] == "Warning" and w["count"] == 6, w
+    assert "etcd is having a bad day" in w["message"] and w["message"].startswith("Applying the rendered objects failed: ")
+    assert w["firstTimestamp"] <= w["lastTimestamp"]
+    assert w["source"]["component"] == "floe-operator" and w["involvedObject"]["uid"] == fc["metadata"]["uid"]
+    # Counted by patches, not by new objects.
+    event_writes = [r for r in writes_by(api, "op-a") if "/events" in r["path"]]
+    patches = [r for r in event_writes if r["verb"] == "patch" and r["path"] == f"/api/v1/namespaces/{NS}/events/{w['metadata']['name']}"]
+    assert len(patches) == 5, event_writes
+    # Each other Event (Created ConfigMap, Services, StatefulSet, PDB) is one object too.
+    created = events_of(api, "flaky", "Created")
+    assert sorted(e["message"] for e in created) == sorted({e["message"] for e in created})
+    assert op.proc.poll() is None, op.output()
+
+
+PODS = f"/api/v1/namespaces/{NS}/pods"
+
+
+def pod_uids(api, prefix):
+    return {p["metadata"]["name"]: p["metadata"]["uid"] for p in api.ok("GET", PODS)["items"]
+            if p["metadata"]["name"].startswith(prefix)}
+
+
+def claim_of(sts):
+    return [(c["metadata"]["name"], c["spec"]["resources"]["requests"]["storage"], c["spec"].get("storageClassName"))
+            for c in sts["spec"].get("volumeClaimTemplates") or []]
+
+
+def test_an_immutable_statefulset_change_recreates_it_and_keeps_the_pods(env):
+    """Changing the WAL volume (volumeClaimTemplates, immutable: the API server answers 422)
+    re-creates the StatefulSet as Strimzi does: deleted with propagationPolicy Orphan, so the
+    broker pods keep running, then applied again; the new StatefulSet adopts them."""
+    api, server, start = env
+    op = start("op-a")
+    api.ok("POST", FCS, cluster("wal", replicas=2, storage={"bucket": "file:///tmp/floe-data",
+                                                             "wal": {"kind": "file", "volumeSize": "1Gi"}}))
+    wait_for(lambda: ready(api, "wal"), what="Ready with the file WAL")
+    before = api.get(f"{STSS}/wal-broker")
+    assert claim_of(before) == [("wal", "1Gi", None)]
+    pods = pod_uids(api, "wal-broker-")
+    assert sorted(pods) == ["wal-broker-0", "wal-broker-1"]
+    seen = len(api.requests())
+
+    # A bigger WAL volume: the StatefulSet is re-created with the new claim template.
+    api.ok("PATCH", f"{FCS}/wal", {"spec": {"storage": {"wal": {"volumeSize": "2Gi"}}}}, "application/merge-patch+json")
+    after = wait_for(lambda: (lambda s: s if s and s["metadata"]["uid"] != before["metadata"]["uid"] else None)(
+        api.get(f"{STSS}/wal-broker")), what="StatefulSet re-created")
+    assert claim_of(after) == [("wal", "2Gi", None)]
+    fc = wait_for(lambda: ready(api, "wal"), what="Ready at generation 2")
+    assert fc["metadata"]["generation"] == 2 and fc["status"]["readyReplicas"] == 2
+    assert condition(fc, "Degraded")["status"] == "False"
+    # The pods were not deleted (same uids), and the new StatefulSet owns them now.
+    assert pod_uids(api, "wal-broker-") == pods
+    for name in pods:
+        refs = api.get(f"{PODS}/{name}")["metadata"]["ownerReferences"]
+        assert [(r["kind"], r["uid"], r["controller"]) for r in refs] == [("StatefulSet", after["metadata"]["uid"], True)]
+    # What the operator did: one refused apply, one delete of the StatefulSet (no pod deleted),
+    # one apply that created it again; and no pass ended SyncFailed.
+    mine = [(r["method"], r["path"], r["code"]) for r in api.requests()[seen:] if "(op-a)" in r["userAgent"]
+            and r["path"].startswith(STSS) or ("(op-a)" in r["userAgent"] and r["path"].startswith(PODS))]
+    assert [m for m in mine if m[0] != "GET"] == [("PATCH", f"{STSS}/wal-broker", 422), ("DELETE", f"{STSS}/wal-broker", 200),
+                                                  ("PATCH", f"{STSS}/wal-broker", 201)], mine
+    assert events_of(api, "wal", "SyncFailed") == []
+    recreated = events_of(api, "wal", "Recreated")
+    assert [(e["type"], e["message"], e["count"]) for e in recreated] == [
+        ("Normal", "StatefulSet wal-broker re-created: immutable field changed; pods kept", 1)]
+
+    # Another storage class: re-created again, counted on the same Event.
+    api.ok("PATCH", f"{FCS}/wal", {"spec": {"storage": {"wal": {"storageClassName": "fast"}}}}, "application/merge-patch+json")
+    third = wait_for(lambda: (lambda s: s if s and s["metadata"]["uid"] != after["metadata"]["uid"] else None)(
+        api.get(f"{STSS}/wal-broker")), what="StatefulSet re-created for the storage class")
+    assert claim_of(third) == [("wal", "2Gi", "fast")]
+    wait_for(lambda: ready(api, "wal"), what="Ready at generation 3")
+    assert pod_uids(api, "wal-broker-") == pods
+    assert [e["count"] for e in events_of(api, "wal", "Recreated")] == [2]
+
+    # The object WAL: no claims, and the pod template loses the WAL mount, so after the
+    # re-creation the adopted pods are rolled as after any template change.
+    api.ok("PATCH", f"{FCS}/wal", {"spec": {"storage": {"wal": {"kind": "object", "volumeSize": None, "storageClassName": None}}}},
+           "application/merge-patch+json")
+    fourth = wait_for(lambda: (lambda s: s if s and s["metadata"]["uid"] != third["metadata"]["uid"] else None)(
+        api.get(f"{STSS}/wal-broker")), what="StatefulSet re-created for the object WAL")
+    assert claim_of(fourth) == []
+    wait_for(lambda: ready(api, "wal"), what="Ready at generation 4")
+    rolled = pod_uids(api, "wal-broker-")
+    assert sorted(rolled) == sorted(pods) and all(rolled[n] != pods[n] for n in pods)
+    assert events_of(api, "wal", "SyncFailed") == []
+    assert op.proc.poll() is None, op.output()

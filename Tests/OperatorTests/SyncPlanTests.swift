@@ -201,4 +201,24 @@ import Testing
                                  desired: desired))
         #expect(!SyncPlan.covers(observed: .object(["e": .array([.object(["x": .string("y")])])]), desired: desired))
     }
+
+    @Test func onlyTheStatefulSetSpecRefusalCallsForARecreate() {
+        let refusal = "StatefulSet.apps \"demo-broker\" is invalid: spec: Forbidden: updates to statefulset spec for fields other than "
+            + "'replicas', 'ordinals', 'template', 'updateStrategy', 'revisionHistoryLimit', 'persistentVolumeClaimRetentionPolicy' "
+            + "and 'minReadySeconds' are forbidden"
+        func api(_ resource: String, _ status: Int, _ message: String) -> KubeAPIError {
+            .api(verb: "apply", resource: resource, namespace: "apps", name: "demo-broker", status: status, reason: "Invalid", message: message)
+        }
+        #expect(SyncPlan.isImmutableFieldChange(api("statefulsets.apps", 422, refusal)))
+        // The wording of older versions (fewer fields listed) too.
+        #expect(SyncPlan.isImmutableFieldChange(api("statefulsets.apps", 422,
+            "spec: Forbidden: updates to statefulset spec for fields other than 'replicas', 'template', and 'updateStrategy' are forbidden")))
+        // An invalid value is not an immutable field: re-creating would not help.
+        #expect(!SyncPlan.isImmutableFieldChange(api("statefulsets.apps", 422,
+            "StatefulSet.apps \"demo-broker\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0")))
+        #expect(!SyncPlan.isImmutableFieldChange(api("statefulsets.apps", 500, refusal)))
+        #expect(!SyncPlan.isImmutableFieldChange(api("configmaps", 422, refusal)))
+        #expect(!SyncPlan.isImmutableFieldChange(.conflict(verb: "apply", resource: "statefulsets.apps", namespace: "apps", name: "x",
+                                                           reason: "Conflict", message: refusal)))
+    }
 }

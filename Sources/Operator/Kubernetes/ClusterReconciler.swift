@@ -51,7 +51,8 @@ public struct ClusterCaches: Sendable {
 /// are missing, changed or drifted (objects whose cached copy has our hash and every field we
 /// render are not sent) →
 /// prune objects we own that are no longer wanted → compute status once → write it once
-/// (only when it changed) → record Events for what changed.
+/// (only when it changed) → record Events: Normal for what changed, Warning for every pass
+/// that ends Degraded (repeats count on one Event, see ``EventRecorder``).
 ///
 /// - Never adopts: a desired name held by an object without our controller reference is a
 ///   conflict (Degraded/OwnershipConflict), left untouched. Caches only hold objects labelled
@@ -59,6 +60,12 @@ public struct ClusterCaches: Sendable {
 /// - An invalid spec renders nothing and yields Degraded/InvalidSpec; the pass succeeds (no
 ///   crash loop, no retry storm): the next spec change triggers the next pass.
 /// - Apply or status errors make the pass throw, so the key is requeued with backoff.
+/// - A StatefulSet whose apply is refused because an immutable field changed (the WAL volume
+///   claim, the selector: 422 "updates to statefulset spec for fields other than …") is
+///   re-created the way Strimzi does it: deleted with `propagationPolicy: Orphan` (the pods keep
+///   running), and once it is gone applied again; the new StatefulSet adopts the pods and rolls
+///   them if its pod template changed. A Normal Event `Recreated` says so. Existing volume
+///   claims are not resized.
 /// - A deleted cluster needs nothing: the garbage collector removes its children by owner reference.
 public struct ClusterReconciler: Reconciler {
     public let client: KubeClient
@@ -66,16 +73,22 @@ public struct ClusterReconciler: Reconciler {
     public let clock: any FloeClock
     public let logger: Logger
     public let fieldManager: String
+    /// Shared by every copy of the reconciler (it remembers the Events it wrote).
+    public let events: EventRecorder
+    /// How long a re-created StatefulSet's predecessor may take to go (its orphaned pods are
+    /// released by the garbage collector first).
+    public var recreateTimeout: Duration = .seconds(60)
     let changes: Counter
 
     public init(client: KubeClient, caches: ClusterCaches, clock: any FloeClock, logger: Logger, metrics: MetricsRegistry,
-                fieldManager: String = Render.managerName) {
+                fieldManager: String = Render.managerName, events: EventRecorder? = nil) {
         self.client = client
         self.caches = caches
         self.clock = clock
         self.logger = logger
         self.fieldManager = fieldManager
-        changes = metrics.counter("floe_reconcile_object_changes_total", help: "Objects created, updated or deleted by the reconciler.")
+        self.events = events ?? EventRecorder(sink: client, component: fieldManager, clock: clock, logger: logger)
+        changes = metrics.counter("floe_reconcile_object_changes_total", help: "Objects created, updated, re-created or deleted by the reconciler.")
     }
 
     public func reconcile(_ key: ObjectName) async throws -> ReconcileResult {
@@ -86,7 +99,8 @@ public struct ClusterReconciler: Reconciler {
         var conflicts: [ObjectKey] = []
         var syncError: (any Error)?
         var appliedStatefulSet: StatefulSet?
-        var changed: [(String, ObjectKey)] = []
+        var changed: [(reason: String, key: ObjectKey, message: String)] = []
+        func note(_ reason: String, _ key: ObjectKey) { changed.append((reason, key, "\(reason) \(key.kind) \(key.name)")) }
 
         if problems.isEmpty {
             do {
@@ -100,18 +114,22 @@ public struct ClusterReconciler: Reconciler {
                             conflicts.append(object.key)
                             continue
                         }
-                        if let sts = try await apply(object) { appliedStatefulSet = sts }
-                        changed.append(("Created", object.key))
-                    case .update(let object):
-                        if let sts = try await apply(object) { appliedStatefulSet = sts }
-                        changed.append(("Updated", object.key))
-                    case .reapply(let object):
-                        if let sts = try await apply(object) { appliedStatefulSet = sts }
+                        if let sts = try await apply(object, ownerUID: cluster.metadata.uid ?? "", log: log).statefulSet { appliedStatefulSet = sts }
+                        note("Created", object.key)
+                    case .update(let object), .reapply(let object):
+                        let applied = try await apply(object, ownerUID: cluster.metadata.uid ?? "", log: log)
+                        if let sts = applied.statefulSet { appliedStatefulSet = sts }
+                        if applied.recreated {
+                            let k = object.key
+                            changed.append(("Recreated", k, "\(k.kind) \(k.name) re-created: immutable field changed; pods kept"))
+                        } else if case .update = action {
+                            note("Updated", object.key)
+                        }
                     case .keep:
                         continue  // the cached copy already carries everything we render
                     case .delete(let objectKey, let uid):
                         try await delete(objectKey, uid: uid)
-                        changed.append(("Deleted", objectKey))
+                        note("Deleted", objectKey)
                     }
                 }
             } catch is CancellationError {
@@ -121,13 +139,10 @@ public struct ClusterReconciler: Reconciler {
             }
         }
 
-        for (reason, objectKey) in changed {
+        for (reason, objectKey, message) in changed {
             changes.increment()
             log.info("object changed", metadata: ["change": reason, "object": objectKey.description])
-            await recordEvent(cluster, type: "Normal", reason: reason, message: "\(reason) \(objectKey.kind) \(objectKey.name)")
-        }
-        if !problems.isEmpty, cluster.status?.condition("Degraded")?.reason != "InvalidSpec" {
-            await recordEvent(cluster, type: "Warning", reason: "InvalidSpec", message: problems.joined(separator: "; "))
+            await recordEvent(cluster, type: "Normal", reason: reason, message: message)
         }
 
         let names = ClusterNames(cluster: key.name, namespace: key.namespace)
@@ -135,10 +150,10 @@ public struct ClusterReconciler: Reconciler {
         let status = StatusComputer.compute(
             StatusInput(cluster: cluster, statefulSet: statefulSet, problems: problems, conflicts: conflicts.sorted(),
                         syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime()))
-        if let degraded = status.condition("Degraded"), StatusComputer.failingReasons.contains(degraded.reason),
-            cluster.status?.condition("Degraded")?.reason != degraded.reason
-        {
-            // Once per new failure reason, not every pass.
+        if let degraded = status.condition("Degraded"), degraded.status == "True" {
+            // Every pass that ends degraded (InvalidSpec, OwnershipConflict, SyncFailed, a failing
+            // broker pod): the recorder counts a repeat on the Event it wrote, so `count` says how
+            // many passes saw the failure.
             await recordEvent(cluster, type: "Warning", reason: degraded.reason, message: degraded.message)
         }
         if status != cluster.status {
@@ -167,15 +182,66 @@ public struct ClusterReconciler: Reconciler {
         }
     }
 
-    /// Server-side apply; returns the StatefulSet as the server stored it (for status).
-    private func apply(_ object: ManagedObject) async throws -> StatefulSet? {
+    /// Server-side apply; returns the StatefulSet as the server stored it (for status), and
+    /// whether it had to be re-created (an immutable field changed).
+    private func apply(_ object: ManagedObject, ownerUID: String, log: Logger) async throws -> (statefulSet: StatefulSet?, recreated: Bool) {
         switch object {
         case .configMap(let o): _ = try await client.apply(o, fieldManager: fieldManager)
         case .service(let o): _ = try await client.apply(o, fieldManager: fieldManager)
-        case .statefulSet(let o): return try await client.apply(o, fieldManager: fieldManager)
         case .podDisruptionBudget(let o): _ = try await client.apply(o, fieldManager: fieldManager)
+        case .statefulSet(let o):
+            do {
+                return (try await client.apply(o, fieldManager: fieldManager), false)
+            } catch let e as KubeAPIError where SyncPlan.isImmutableFieldChange(e) {
+                return (try await recreate(o, ownerUID: ownerUID, refusal: e, log: log), true)
+            }
         }
-        return nil
+        return (nil, false)
+    }
+
+    /// Re-creates a StatefulSet whose apply was refused because an immutable field changed:
+    /// 1. read it, and stop (rethrowing `refusal`) unless it is ours;
+    /// 2. delete it with `propagationPolicy: Orphan` and its uid as precondition: the pods stay
+    ///    (the garbage collector only takes the owner reference out of them);
+    /// 3. wait until it is gone (the API server keeps it, with the `orphan` finalizer, until the
+    ///    pods are released), polling on the injected clock up to ``recreateTimeout``;
+    /// 4. apply the desired StatefulSet: it is created, adopts the pods by its selector, and
+    ///    rolls them only if its pod template differs from theirs.
+    /// A failure at any step throws (SyncFailed, retried with backoff); the next pass finds
+    /// either the old StatefulSet (and starts over) or none (and creates it).
+    private func recreate(_ desired: StatefulSet, ownerUID: String, refusal: KubeAPIError, log: Logger) async throws -> StatefulSet {
+        let ns = desired.metadata.namespace ?? ""
+        let name = desired.metadata.name ?? ""
+        let current: StatefulSet
+        do {
+            current = try await client.get(StatefulSet.self, namespace: ns, name: name)
+        } catch let e as KubeAPIError where e.isNotFound {
+            return try await client.apply(desired, fieldManager: fieldManager)  // gone meanwhile
+        }
+        guard let uid = current.metadata.uid, current.metadata.controllerReference?.uid == ownerUID else { throw refusal }
+        log.info("re-creating the StatefulSet: an immutable field changed; its pods are orphaned, not deleted",
+                 metadata: ["object": "\(ns)/\(name)", "refusal": "\(refusal)"])
+        if current.metadata.deletionTimestamp == nil {
+            do {
+                try await client.delete(StatefulSet.self, namespace: ns, name: name, uid: uid, propagation: .orphan)
+            } catch let e as KubeAPIError where e.isNotFound {
+                // already gone
+            }
+        }
+        let deadline = clock.now().advanced(by: recreateTimeout)
+        while true {
+            do {
+                let still = try await client.get(StatefulSet.self, namespace: ns, name: name)
+                if still.metadata.uid != uid { break }  // someone else created it again: apply over it
+            } catch let e as KubeAPIError where e.isNotFound {
+                break
+            }
+            if clock.now() >= deadline {
+                throw OperatorError.recreate(object: "StatefulSet \(ns)/\(name)", detail: "the old StatefulSet (uid \(uid)) was not gone after \(recreateTimeout)")
+            }
+            try await clock.sleep(for: .milliseconds(100))
+        }
+        return try await client.apply(desired, fieldManager: fieldManager)
     }
 
     private func delete(_ key: ObjectKey, uid: String?) async throws {
@@ -192,22 +258,12 @@ public struct ClusterReconciler: Reconciler {
         }
     }
 
-    /// Records a core/v1 Event on the cluster. Failing to record is logged, never fatal.
+    /// Records a core/v1 Event on the cluster (a repeat counts on the Event already written).
+    /// Failing to record is logged, never fatal.
     private func recordEvent(_ cluster: FloeCluster, type: String, reason: String, message: String) async {
-        let now = clock.wallTime()
-        let name = "\(cluster.metadata.name ?? "floecluster").\(String(UInt64(now.timeIntervalSince1970 * 1e9), radix: 16))\(String(UInt32.random(in: 0...0xffff), radix: 16))"
-        let stamp = KubeTime.format(now)
-        let event = Event(
-            metadata: ObjectMeta(name: name, namespace: cluster.metadata.namespace),
-            involvedObject: ObjectReference(apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: cluster.metadata.name,
-                                            namespace: cluster.metadata.namespace, uid: cluster.metadata.uid,
-                                            resourceVersion: cluster.metadata.resourceVersion),
-            reason: reason, message: message, type: type, source: EventSource(component: fieldManager), firstTimestamp: stamp,
-            lastTimestamp: stamp, count: 1, reportingComponent: fieldManager)
-        do {
-            _ = try await client.create(event)
-        } catch {
-            logger.warning("recording an event failed", metadata: ["error": "\(error)", "event.reason": reason])
-        }
+        let object = ObjectReference(apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: cluster.metadata.name,
+                                     namespace: cluster.metadata.namespace, uid: cluster.metadata.uid,
+                                     resourceVersion: cluster.metadata.resourceVersion)
+        await events.record(object, type: type, reason: reason, message: message)
     }
 }
