@@ -38,6 +38,7 @@ def main():
     p.add_argument("--clusters", type=int, default=10)
     p.add_argument("--rest-seconds", type=float, default=60,
                    help="then measure the operator's API requests at rest (no change) over this long")
+    p.add_argument("--leader-elect", action="store_true", help="run the operator with --leader-elect, as deploy/ does")
     p.add_argument("--qps", type=float, default=None, help="--kube-api-qps for the operator (default: its own, 20)")
     p.add_argument("--nodelay", action="store_true",
                    help="set TCP_NODELAY on the fake's connections (its http.server otherwise stalls each "
@@ -60,7 +61,7 @@ def main():
                         "clusters": [{"name": "fake", "cluster": {"server": server.url, "certificate-authority": server.ca_file}}],
                         "users": [{"name": "op", "user": {"token": token}}],
                         "contexts": [{"name": "fake", "context": {"cluster": "fake", "user": "op"}}]}, f)
-    extra = ["--log-level=warning"]
+    extra = ["--log-level=warning"] + (["--leader-elect", "--leader-election-namespace=" + NS] if args.leader_elect else [])
     if args.qps:
         extra += [f"--kube-api-qps={args.qps}", f"--kube-api-burst={int(args.qps * 2)}"]
     op = Operator(binary, kubeconfig, "bench", extra, log_dir=tmp)
