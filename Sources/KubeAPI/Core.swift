@@ -207,6 +207,12 @@ public struct PodTemplateSpec: Codable, Sendable, Equatable {
     }
 }
 
+/// `v1.LocalObjectReference`: an object in the same namespace, by name.
+public struct LocalObjectReference: Codable, Sendable, Equatable {
+    public var name: String
+    public init(name: String) { self.name = name }
+}
+
 public struct PodSpec: Codable, Sendable, Equatable {
     public var containers: [Container]
     public var initContainers: [Container]?
@@ -221,14 +227,19 @@ public struct PodSpec: Codable, Sendable, Equatable {
     /// `v1.Affinity`, carried opaquely: the operator passes the user's value through untouched.
     public var affinity: JSONValue?
     public var priorityClassName: String?
+    public var imagePullSecrets: [LocalObjectReference]?
+    /// `[]v1.TopologySpreadConstraint`, carried opaquely.
+    public var topologySpreadConstraints: JSONValue?
 
     public init(
         containers: [Container], initContainers: [Container]? = nil, volumes: [Volume]? = nil,
         serviceAccountName: String? = nil, automountServiceAccountToken: Bool? = nil, enableServiceLinks: Bool? = nil,
         securityContext: PodSecurityContext? = nil, terminationGracePeriodSeconds: Int64? = nil,
         nodeSelector: [String: String]? = nil, tolerations: [Toleration]? = nil, affinity: JSONValue? = nil,
-        priorityClassName: String? = nil
+        priorityClassName: String? = nil, imagePullSecrets: [LocalObjectReference]? = nil, topologySpreadConstraints: JSONValue? = nil
     ) {
+        self.imagePullSecrets = imagePullSecrets
+        self.topologySpreadConstraints = topologySpreadConstraints
         self.containers = containers
         self.initContainers = initContainers
         self.volumes = volumes

@@ -25,6 +25,13 @@ extension FloeClusterSpec: SchemaDescribed {
                     .maximum(3600).defaulted(.int(FloeDefaults.terminationGracePeriodSeconds))
             case .autoscaling: AutoscalingSpec.schema
             case .balancing: BalancingSpec.schema
+            case .disruptionBudget:
+                .object(DisruptionBudgetSpec.CodingKeys.self, "The brokers' PodDisruptionBudget.") { key in
+                    switch key {
+                    case .maxUnavailable:
+                        .int32("Brokers a voluntary disruption may take down at once.").minimum(0).defaulted(.int(1))
+                    }
+                }
             }
         }
         .rule(
@@ -162,6 +169,11 @@ extension PodTemplateOverrides: SchemaDescribed {
             case .affinity: .opaqueObject("A v1 Affinity for the broker pods, passed through unchanged.")
             case .priorityClassName: .string("Priority class of the broker pods.")
             case .serviceAccountName: .string("Service account of the broker pods.")
+            case .imagePullSecrets: .array(of: .string("A Secret name.").minLength(1), "Secrets used to pull the broker image.")
+            case .topologySpreadConstraints:
+                .array(of: .opaqueObject("A v1 TopologySpreadConstraint."),
+                       "Topology spread constraints of the broker pods, passed through unchanged (default: spread across nodes; [] for none).")
+            case .env: .stringMap("Extra environment variables of the broker container (names the operator sets are refused).")
             }
         }
     }

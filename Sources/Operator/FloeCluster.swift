@@ -66,18 +66,21 @@ public struct FloeClusterSpec: Codable, Sendable, Equatable {
     public var terminationGracePeriodSeconds: Int64?
     public var autoscaling: AutoscalingSpec?
     public var balancing: BalancingSpec?
+    /// How many brokers voluntary disruptions (node drains) may take down at once.
+    public var disruptionBudget: DisruptionBudgetSpec?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case image, imagePullPolicy, replicas, resources, storage, listeners, config, podTemplate
-        case terminationGracePeriodSeconds, autoscaling, balancing
+        case terminationGracePeriodSeconds, autoscaling, balancing, disruptionBudget
     }
 
     public init(
         image: String? = nil, imagePullPolicy: String? = nil, replicas: Int32? = nil, resources: ResourceRequirements? = nil,
         storage: StorageSpec, listeners: ListenersSpec? = nil, config: [String: String]? = nil,
         podTemplate: PodTemplateOverrides? = nil, terminationGracePeriodSeconds: Int64? = nil,
-        autoscaling: AutoscalingSpec? = nil, balancing: BalancingSpec? = nil
+        autoscaling: AutoscalingSpec? = nil, balancing: BalancingSpec? = nil, disruptionBudget: DisruptionBudgetSpec? = nil
     ) {
+        self.disruptionBudget = disruptionBudget
         self.image = image
         self.imagePullPolicy = imagePullPolicy
         self.replicas = replicas
@@ -90,6 +93,18 @@ public struct FloeClusterSpec: Codable, Sendable, Equatable {
         self.autoscaling = autoscaling
         self.balancing = balancing
     }
+}
+
+/// The PodDisruptionBudget of the brokers.
+public struct DisruptionBudgetSpec: Codable, Sendable, Equatable {
+    /// Brokers a voluntary disruption may take down at once (default 1).
+    public var maxUnavailable: Int32?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case maxUnavailable
+    }
+
+    public init(maxUnavailable: Int32? = nil) { self.maxUnavailable = maxUnavailable }
 }
 
 /// Where the brokers keep everything. `bucket` is `s3://bucket[/prefix]` or `file:///path`.
@@ -219,14 +234,24 @@ public struct PodTemplateOverrides: Codable, Sendable, Equatable {
     public var affinity: JSONValue?
     public var priorityClassName: String?
     public var serviceAccountName: String?
+    /// Names of Secrets in the cluster's namespace used to pull the broker image.
+    public var imagePullSecrets: [String]?
+    /// `[]v1.TopologySpreadConstraint`, passed to the pods unchanged. When absent, brokers are
+    /// spread across nodes (maxSkew 1, ScheduleAnyway); `[]` turns spreading off.
+    public var topologySpreadConstraints: JSONValue?
+    /// Extra environment variables of the broker container (plain values; names the operator
+    /// sets itself are refused).
+    public var env: [String: String]?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case annotations, labels, nodeSelector, tolerations, affinity, priorityClassName, serviceAccountName
+        case imagePullSecrets, topologySpreadConstraints, env
     }
 
     public init(
         annotations: [String: String]? = nil, labels: [String: String]? = nil, nodeSelector: [String: String]? = nil,
-        tolerations: [Toleration]? = nil, affinity: JSONValue? = nil, priorityClassName: String? = nil, serviceAccountName: String? = nil
+        tolerations: [Toleration]? = nil, affinity: JSONValue? = nil, priorityClassName: String? = nil, serviceAccountName: String? = nil,
+        imagePullSecrets: [String]? = nil, topologySpreadConstraints: JSONValue? = nil, env: [String: String]? = nil
     ) {
         self.annotations = annotations
         self.labels = labels
@@ -235,6 +260,9 @@ public struct PodTemplateOverrides: Codable, Sendable, Equatable {
         self.affinity = affinity
         self.priorityClassName = priorityClassName
         self.serviceAccountName = serviceAccountName
+        self.imagePullSecrets = imagePullSecrets
+        self.topologySpreadConstraints = topologySpreadConstraints
+        self.env = env
     }
 }
 

@@ -168,7 +168,8 @@ public enum Render {
 
         let pdb = PodDisruptionBudget(
             metadata: meta(names.podDisruptionBudget, component: "broker"),
-            spec: PodDisruptionBudgetSpec(maxUnavailable: .int(1), selector: LabelSelector(matchLabels: names.selectorLabels)))
+            spec: PodDisruptionBudgetSpec(maxUnavailable: .int(spec.disruptionBudget?.maxUnavailable ?? 1),
+                                          selector: LabelSelector(matchLabels: names.selectorLabels)))
 
         var objects: [ManagedObject] = [
             .configMap(configMap), .service(headless), .service(bootstrap), .statefulSet(statefulSet), .podDisruptionBudget(pdb),
@@ -193,6 +194,20 @@ public enum Render {
         }
         return objects
     }
+
+    /// Brokers spread across nodes, as evenly as the scheduler can without refusing to place one
+    /// (a cluster with fewer nodes than brokers still runs).
+    static func defaultSpread(_ names: ClusterNames) -> JSONValue {
+        .array([.object([
+            "maxSkew": .int(1), "topologyKey": .string("kubernetes.io/hostname"), "whenUnsatisfiable": .string("ScheduleAnyway"),
+            "labelSelector": .object(["matchLabels": .object(names.selectorLabels.mapValues { .string($0) })]),
+        ])])
+    }
+
+    /// The environment variables the operator sets on the broker container (users may not).
+    public static let reservedEnv: Set<String> = [
+        "POD_NAME", "POD_NAMESPACE", "NODE_ID", "POD_IP", "HOST_IP", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
+    ]
 
     /// How many brokers get an external Service: every broker the cluster may have (the
     /// autoscaler's maximum when it is on), so scaling never waits for a Service.
@@ -309,6 +324,10 @@ public enum Render {
             }
         }
 
+        for (name, value) in (spec.podTemplate?.env ?? [:]).sorted(by: { $0.key < $1.key }) {
+            env.append(EnvVar(name: name, value: value))
+        }
+
         var mounts = [
             VolumeMount(name: "config", mountPath: configDir, readOnly: true),
             VolumeMount(name: "tmp", mountPath: "/tmp"),
@@ -361,7 +380,9 @@ public enum Render {
             nodeSelector: overrides?.nodeSelector,
             tolerations: overrides?.tolerations,
             affinity: overrides?.affinity,
-            priorityClassName: overrides?.priorityClassName)
+            priorityClassName: overrides?.priorityClassName,
+            imagePullSecrets: overrides?.imagePullSecrets.map { $0.map { LocalObjectReference(name: $0) } },
+            topologySpreadConstraints: overrides?.topologySpreadConstraints ?? defaultSpread(names))
 
         var claims: [PersistentVolumeClaim]? = nil
         if fileWAL, let size = storage.wal?.volumeSize {

@@ -72,6 +72,25 @@ public enum FloeClusterValidation {
             }
         }
 
+        if let t = spec.podTemplate {
+            for name in (t.env ?? [:]).keys.sorted() {
+                if Render.reservedEnv.contains(name) || name.hasPrefix("FLOE_") {
+                    problems.append("spec.podTemplate.env \"\(name)\" is set by the operator")
+                } else if name.isEmpty || name.first!.isNumber || !name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "-._".contains($0)) }) {
+                    problems.append("spec.podTemplate.env \"\(name)\" is not a valid environment variable name")
+                }
+            }
+            if let c = t.topologySpreadConstraints, case .array = c {} else if t.topologySpreadConstraints != nil {
+                problems.append("spec.podTemplate.topologySpreadConstraints must be a list")
+            }
+            for name in t.imagePullSecrets ?? [] where name.isEmpty {
+                problems.append("spec.podTemplate.imagePullSecrets has an empty name")
+            }
+        }
+        if let m = spec.disruptionBudget?.maxUnavailable, m < 0 {
+            problems.append("spec.disruptionBudget.maxUnavailable \(m) is negative")
+        }
+
         for (key, value) in (spec.config ?? [:]).sorted(by: { $0.key < $1.key }) {
             if let problem = configProblem(key, value) { problems.append(problem) }
         }

@@ -49,14 +49,16 @@ import Testing
                 podTemplate: PodTemplateOverrides(
                     annotations: ["a": "b"], labels: ["c": "d"], nodeSelector: ["e": "f"],
                     tolerations: [Toleration(key: "k", operator: "Equal", value: "v", effect: "NoSchedule", tolerationSeconds: 5)],
-                    affinity: ["nodeAffinity": [:]], priorityClassName: "p", serviceAccountName: "sa"),
+                    affinity: ["nodeAffinity": [:]], priorityClassName: "p", serviceAccountName: "sa",
+                    imagePullSecrets: ["regcred"], topologySpreadConstraints: [["maxSkew": 1]], env: ["TZ": "UTC"]),
                 terminationGracePeriodSeconds: 60,
                 autoscaling: AutoscalingSpec(
                     enabled: true, minBrokers: 1, maxBrokers: 5,
                     targets: AutoscalingTargets(bytesInPerSecond: 1, bytesOutPerSecond: 1, requestsPerSecond: 1, cpuUtilizationPercent: 50),
                     tolerancePercent: 10, scaleUp: ScalingBehavior(stabilizationWindowSeconds: 0, maxStepBrokers: 2),
                     scaleDown: ScalingBehavior(stabilizationWindowSeconds: 300, maxStepBrokers: 1)),
-                balancing: BalancingSpec(enabled: true, intervalSeconds: 60, maxMovesPerRound: 5, dryRun: true)),
+                balancing: BalancingSpec(enabled: true, intervalSeconds: 60, maxMovesPerRound: 5, dryRun: true),
+                disruptionBudget: DisruptionBudgetSpec(maxUnavailable: 2)),
             status: FloeClusterStatus(
                 observedGeneration: 1,
                 conditions: [Condition(type: "Ready", status: "True", observedGeneration: 1, lastTransitionTime: "t", reason: "r", message: "m")],
@@ -80,11 +82,12 @@ import Testing
 }
 
 /// Paths of object properties in a value; map-like objects (labels, config, resources,
-/// affinity) stop at the map itself.
+/// affinity, env, topology spread constraints) stop at the map itself.
 func collectValuePaths(_ v: JSONValue, _ path: String, into set: inout Set<String>) {
     let maps: Set<String> = [
         ".spec.config", ".spec.podTemplate.annotations", ".spec.podTemplate.labels", ".spec.podTemplate.nodeSelector",
-        ".spec.resources.limits", ".spec.resources.requests", ".spec.podTemplate.affinity",
+        ".spec.resources.limits", ".spec.resources.requests", ".spec.podTemplate.affinity", ".spec.podTemplate.env",
+        ".spec.podTemplate.topologySpreadConstraints",
     ]
     if !path.isEmpty { set.insert(path) }
     if maps.contains(path) { return }

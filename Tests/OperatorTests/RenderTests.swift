@@ -69,6 +69,27 @@ import Testing
         #expect(!plainArgs.contains { $0.hasPrefix("--external") })
     }
 
+    /// Pod template additions: image pull secrets, extra env after the operator's own, the
+    /// default spread across nodes (or the user's, or none), and the disruption budget.
+    @Test func podTemplateAdditionsAndDisruptionBudget() throws {
+        var cluster = try sampleCluster("s3-minio")
+        let defaults = try Render.render(cluster)
+        let defaultPod = try #require(defaults.compactMap(\.statefulSet).first?.spec?.template.spec)
+        #expect(defaultPod.topologySpreadConstraints == Render.defaultSpread(ClusterNames(cluster: "minio", namespace: "floe-test")))
+        #expect(defaults.compactMap(\.podDisruptionBudget).first?.spec?.maxUnavailable == .int(1))
+
+        cluster.spec.podTemplate = PodTemplateOverrides(imagePullSecrets: ["regcred"], topologySpreadConstraints: [], env: ["TZ": "UTC", "A": "1"])
+        cluster.spec.disruptionBudget = DisruptionBudgetSpec(maxUnavailable: 0)
+        #expect(FloeClusterValidation.problems(cluster) == [])
+        let objects = try Render.render(cluster)
+        let pod = try #require(objects.compactMap(\.statefulSet).first?.spec?.template.spec)
+        #expect(pod.imagePullSecrets == [LocalObjectReference(name: "regcred")])
+        #expect(pod.topologySpreadConstraints == .array([]))
+        let env = try #require(pod.containers.first?.env).map(\.name)
+        #expect(env.suffix(2) == ["A", "TZ"] && env.first == "POD_NAME")
+        #expect(objects.compactMap(\.podDisruptionBudget).first?.spec?.maxUnavailable == .int(0))
+    }
+
     @Test func brokerPodShape() throws {
         let sts = try #require(try Render.render(try sampleCluster("s3-minio")).compactMap(\.statefulSet).first)
         let spec = try #require(sts.spec)

@@ -60,4 +60,8 @@ extension ManagedObject {
         if case .service(let s) = self { return s }
         return nil
     }
+    var podDisruptionBudget: PodDisruptionBudget? {
+        if case .podDisruptionBudget(let p) = self { return p }
+        return nil
+    }
 }

@@ -45,6 +45,11 @@ import Testing
             ("gives node ports 32766-32777", { $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(nodePortBase: 32766)) }),
             ("advertisedHost is required for a LoadBalancer", {
                 $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(type: "LoadBalancer")) }),
+            ("env \"NODE_ID\" is set by the operator", { $0.spec.podTemplate = PodTemplateOverrides(env: ["NODE_ID": "3"]) }),
+            ("env \"FLOE_LISTEN\" is set by the operator", { $0.spec.podTemplate = PodTemplateOverrides(env: ["FLOE_LISTEN": "x"]) }),
+            ("env \"1BAD\" is not a valid", { $0.spec.podTemplate = PodTemplateOverrides(env: ["1BAD": "x"]) }),
+            ("topologySpreadConstraints must be a list", { $0.spec.podTemplate = PodTemplateOverrides(topologySpreadConstraints: ["a": 1]) }),
+            ("disruptionBudget.maxUnavailable -1", { $0.spec.disruptionBudget = DisruptionBudgetSpec(maxUnavailable: -1) }),
             ("only {node} may be used", { $0.spec.listeners = ListenersSpec(external: ExternalListenerSpec(advertisedHost: "b-{id}.example.com")) }),
         ]
         for (expected, mutate) in cases {
