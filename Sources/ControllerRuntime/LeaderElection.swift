@@ -143,8 +143,28 @@ public struct LeaderElection: Sendable {
         init(_ e: LeaderElector) { elector = e }
     }
 
-    /// One step: read, decide, write. Returns the transition, if any.
+    /// One step: read, decide, write. Returns the transition, if any. A leader first renews the
+    /// Lease it wrote last, with that object's resourceVersion and without reading it (one
+    /// request a period instead of two); a conflict means someone else wrote it, so it reads and
+    /// decides as a follower would.
     func step(_ box: Box) async throws -> LeaderElector.Transition? {
+        if box.elector.isLeader, let held = box.lease, let spec = held.spec, spec.holderIdentity == config.identity,
+            case .update(let renewed) = box.elector.decide(lease: spec, now: clock.now(), wall: clock.wallTime()).action
+        {
+            var lease = held
+            lease.spec = renewed
+            do {
+                box.lease = try await client.update(lease)
+                return box.elector.writeSucceeded(renewed, now: clock.now())
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch let e as KubeAPIError where e.isConflict {
+                logger.info("the lease changed since our last renewal; reading it")
+            } catch {
+                logger.info("renewing the lease failed", metadata: ["error": "\(error)"])
+                return box.elector.writeFailed(now: clock.now())
+            }
+        }
         let current: Lease?
         do {
             current = try await client.get(Lease.self, namespace: config.namespace, name: config.leaseName)

@@ -265,6 +265,30 @@ def test_only_the_leader_writes_and_a_standby_takes_over(env):
     assert "released the lease" in c.output()
 
 
+def test_a_leader_renews_without_reading_and_stops_when_another_holder_writes_the_lease(env):
+    """The leader renews the Lease with the resourceVersion it wrote last (PUT only, no GET);
+    when someone else writes the Lease meanwhile, its renewal gets 409, it reads the Lease, sees
+    the other holder, and stops (the process exits: a replica that lost leadership restarts)."""
+    api, server, start = env
+    a = start("op-a", FAST_LEASE)
+    wait_for(lambda: holder(api) == "op-a", what="op-a leads")
+    api.control(action="reset_requests")
+    time.sleep(3)  # six retry periods of 0.5 s
+    lease_requests = [r for r in api.requests() if "/leases/" in r["path"] and "op-a" in (r["userAgent"] or "")]
+    assert [r["method"] for r in lease_requests].count("PUT") >= 4, lease_requests
+    assert [r for r in lease_requests if r["method"] == "GET"] == [], "a leader renews without reading first"
+
+    lease = api.get(LEASE)
+    lease["spec"]["holderIdentity"] = "intruder"
+    lease["spec"]["leaseDurationSeconds"] = 60
+    api.ok("PUT", LEASE, lease)
+    began = time.monotonic()
+    wait_for(lambda: a.proc.poll() is not None, timeout=10, what="op-a stops after losing the lease")
+    assert time.monotonic() - began < 5
+    assert "lost leadership" in a.output(), a.output()[-2000:]
+    assert holder(api) == "intruder", "the stopped leader did not write the lease back"
+
+
 def test_a_restarted_operator_writes_nothing_when_nothing_changed(env):
     """List responses carry no kind/apiVersion for built-in objects (as a real API server
     sends them); a restarted operator must still see its objects as unchanged."""
