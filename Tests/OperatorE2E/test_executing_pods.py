@@ -63,6 +63,47 @@ def condition(obj, type_):
     return None
 
 
+def is_ready(pod) -> bool:
+    return (condition(pod, "Ready") or {}).get("status") == "True"
+
+
+def ready_pod(api, name, uid_not=None):
+    """The pod if it is Ready (and not the one with uid `uid_not`), else None."""
+    pod = api.get(f"{PODS}/{name}")
+    return pod if is_ready(pod) and pod["metadata"]["uid"] != uid_not else None
+
+
+def consume(confluent_kafka, bootstrap, topic, count, group, timeout, what, extra_polls=0, **config):
+    """The values of `topic` read from the beginning by consumer group `group` once `count` have
+    arrived; `extra_polls` more polls of 0.5 s catch records beyond them (duplicates)."""
+    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": group, "auto.offset.reset": "earliest", **config})
+    got = []
+
+    def poll_once():
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            got.append(m.value().decode())
+    try:
+        consumer.subscribe([topic])
+
+        def drained():
+            poll_once()
+            return len(got) >= count
+        wait_for(drained, timeout=timeout, what=what, interval=0)
+        for _ in range(extra_polls):
+            poll_once()
+    finally:
+        consumer.close()
+    return got
+
+
+def broker_addresses(bootstrap) -> dict[int, str]:
+    """Metadata as a client connected to `bootstrap` sees it: broker id -> host:port."""
+    from confluent_kafka.admin import AdminClient
+    brokers = AdminClient({"bootstrap.servers": bootstrap}).list_topics(timeout=10).brokers
+    return {i: f"{b.host}:{b.port}" for i, b in brokers.items()}
+
+
 def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path):
     confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
     api, server, op = kube
@@ -72,13 +113,8 @@ def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path)
                          "spec": {"replicas": 1, "storage": {"bucket": f"file://{bucket}"},
                                   "config": {"num.partitions": "2", "group.initial.rebalance.delay.ms": "0"}}})
 
-    def pod_ready():
-        pod = api.get(f"{PODS}/local-broker-0")
-        c = condition(pod, "Ready")
-        return pod if c and c["status"] == "True" else None
-
     try:
-        pod = wait_for(pod_ready, timeout=60, what="broker pod Ready (real /readyz)")
+        pod = wait_for(lambda: ready_pod(api, "local-broker-0"), timeout=60, what="broker pod Ready (real /readyz)")
     except AssertionError:
         raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "local-broker-0") + "\noperator:\n" + op.output()[-3000:])
     ip = pod["status"]["podIP"]
@@ -101,18 +137,7 @@ def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path)
     for i in range(20):
         producer.produce(topic, value=f"m{i}".encode(), on_delivery=lambda err, msg: errors.append(err) if err else None)
     assert producer.flush(30) == 0 and errors == [], errors
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + topic, "auto.offset.reset": "earliest"})
-    got = []
-    try:
-        consumer.subscribe([topic])
-        def drained():
-            m = consumer.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
-            return len(got) >= 20
-        wait_for(drained, timeout=45, what="all 20 records consumed", interval=0)
-    finally:
-        consumer.close()
+    got = consume(confluent_kafka, bootstrap, topic, 20, "g-" + topic, 45, "all 20 records consumed")
     assert sorted(got) == sorted(f"m{i}" for i in range(20))
     # kcat (librdkafka's CLI) through the same advertised address.
     kcat = shutil.which("kcat")
@@ -152,13 +177,8 @@ def test_a_floecluster_on_s3_with_credentials_from_a_secret(kube, request):
                          "spec": {"replicas": 1, "storage": {"bucket": f"s3://{bucket}/cluster", "endpoint": endpoint,
                                                              "pathStyle": True, "credentials": {"secretName": "s3"}}}})
 
-    def pod_ready():
-        pod = api.get(f"{PODS}/s3-broker-0")
-        c = condition(pod, "Ready")
-        return pod if c and c["status"] == "True" else None
-
     try:
-        pod = wait_for(pod_ready, timeout=60, what="S3 broker pod Ready")
+        pod = wait_for(lambda: ready_pod(api, "s3-broker-0"), timeout=60, what="S3 broker pod Ready")
     except AssertionError:
         raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "s3-broker-0"))
     log = kubelet.log(NS, "s3-broker-0")
@@ -221,12 +241,7 @@ def test_a_rolling_restart_after_a_config_change_keeps_every_acknowledged_record
                                                              "credentials": {"secretName": "s3"}},
                                   "config": {"group.initial.rebalance.delay.ms": "0"}}})
 
-    def ready_pod(uid_not=None):
-        pod = api.get(f"{PODS}/roll-broker-0")
-        c = condition(pod, "Ready")
-        return pod if c and c["status"] == "True" and pod["metadata"]["uid"] != uid_not else None
-
-    first = wait_for(ready_pod, timeout=60, what="roll-broker-0 Ready")
+    first = wait_for(lambda: ready_pod(api, "roll-broker-0"), timeout=60, what="roll-broker-0 Ready")
     bootstrap = f"{first['status']['podIP']}:9092"
     producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all"})
     acked = []
@@ -238,24 +253,12 @@ def test_a_rolling_restart_after_a_config_change_keeps_every_acknowledged_record
 
     api.ok("PATCH", f"{FCS}/roll", {"spec": {"config": {"group.initial.rebalance.delay.ms": "0", "num.partitions": "4"}}},
            "application/merge-patch+json")
-    second = wait_for(lambda: ready_pod(uid_not=first["metadata"]["uid"]), timeout=90, what="the replaced pod Ready")
+    second = wait_for(lambda: ready_pod(api, "roll-broker-0", uid_not=first["metadata"]["uid"]), timeout=90, what="the replaced pod Ready")
     assert second["status"]["podIP"] == first["status"]["podIP"]
     log = kubelet.log(NS, "roll-broker-0")
     assert log.count("--- start") >= 2 and "broker stopped" in log, log[-3000:]
 
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "roll-check", "auto.offset.reset": "earliest"})
-    got = []
-    try:
-        consumer.subscribe(["roll"])
-
-        def drained():
-            m = consumer.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
-            return len(got) >= 30
-        wait_for(drained, timeout=60, what="every acknowledged record after the restart", interval=0)
-    finally:
-        consumer.close()
+    got = consume(confluent_kafka, bootstrap, "roll", 30, "roll-check", 60, "every acknowledged record after the restart")
     assert sorted(got) == sorted(acked)
 
 
@@ -280,15 +283,13 @@ def test_three_brokers_on_s3_scale_to_one_and_back_keeping_every_acknowledged_re
 
     def ready_pods():
         pods = (api.get(PODS) or {}).get("items") or []
-        return sorted(p["metadata"]["name"] for p in pods
-                      if p["metadata"]["name"].startswith("trio-broker-") and (condition(p, "Ready") or {}).get("status") == "True")
+        return sorted(p["metadata"]["name"] for p in pods if p["metadata"]["name"].startswith("trio-broker-") and is_ready(p))
 
     def logs():
         return "\n".join(f"--- {n}\n" + kubelet.log(NS, n)[-3000:] for n in ("trio-broker-0", "trio-broker-1", "trio-broker-2"))
 
     def brokers_in_metadata(bootstrap):
-        admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": bootstrap})
-        return sorted(admin.list_topics(timeout=10).brokers)
+        return sorted(broker_addresses(bootstrap))
 
     try:
         wait_for(lambda: ready_pods() == ["trio-broker-0", "trio-broker-1", "trio-broker-2"], timeout=90, what="three broker pods Ready")
@@ -296,7 +297,6 @@ def test_three_brokers_on_s3_scale_to_one_and_back_keeping_every_acknowledged_re
         raise AssertionError("pods not ready; brokers:\n" + logs() + "\noperator:\n" + op.output()[-3000:])
     ip0 = api.get(f"{PODS}/trio-broker-0")["status"]["podIP"]
     bootstrap = f"{ip0}:9092"
-    import confluent_kafka.admin  # noqa: F401
     wait_for(lambda: brokers_in_metadata(bootstrap) == [0, 1, 2], timeout=30, what="one cluster of brokers 0, 1, 2")
     fc = wait_for(lambda: (lambda f: f if f["status"].get("readyReplicas") == 3 else None)(api.get(f"{FCS}/trio")),
                   timeout=30, what="status.readyReplicas 3")
@@ -338,25 +338,9 @@ def test_three_brokers_on_s3_scale_to_one_and_back_keeping_every_acknowledged_re
     assert errors == [], errors[:5]
     assert len(acked) == 900
 
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": bootstrap, "group.id": "g-" + topic, "auto.offset.reset": "earliest",
-                                         "enable.auto.commit": False})
-    got = []
-    try:
-        consumer.subscribe([topic])
-
-        def drained():
-            m = consumer.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
-            return len(got) >= len(acked)
-        wait_for(drained, timeout=90, what="every acknowledged record consumed", interval=0)
-        # Anything beyond the acknowledged records would be a duplicate: poll a little longer.
-        for _ in range(4):
-            m = consumer.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
-    finally:
-        consumer.close()
+    # Anything beyond the acknowledged records would be a duplicate: poll a little longer.
+    got = consume(confluent_kafka, bootstrap, topic, len(acked), "g-" + topic, 90, "every acknowledged record consumed",
+                  extra_polls=4, **{"enable.auto.commit": False})
     assert sorted(got) == sorted(acked), (len(got), len(acked), sorted(set(acked) - set(got))[:10])
     api.ok("DELETE", f"{FCS}/trio")
     wait_for(lambda: kubelet.running() == [], timeout=90, what="broker processes stopped")
@@ -374,12 +358,8 @@ def test_an_external_listener_gives_external_clients_the_external_addresses(kube
                          "spec": {"replicas": 1, "storage": {"bucket": f"file://{tmp_path / 'bucket'}"},
                                   "listeners": {"external": {"type": "LoadBalancer", "port": 9094, "advertisedHost": "$(POD_IP)"}}}})
 
-    def pod_ready():
-        pod = api.get(f"{PODS}/edge-broker-0")
-        c = condition(pod, "Ready")
-        return pod if c and c["status"] == "True" else None
     try:
-        pod = wait_for(pod_ready, timeout=60, what="broker pod Ready")
+        pod = wait_for(lambda: ready_pod(api, "edge-broker-0"), timeout=60, what="broker pod Ready")
     except AssertionError:
         raise AssertionError("pod not ready; broker output:\n" + kubelet.log(NS, "edge-broker-0") + "\noperator:\n" + op.output()[-3000:])
     ip = pod["status"]["podIP"]
@@ -387,13 +367,8 @@ def test_an_external_listener_gives_external_clients_the_external_addresses(kube
     assert svc["spec"]["type"] == "LoadBalancer", svc["spec"]
     assert svc["spec"]["selector"]["statefulset.kubernetes.io/pod-name"] == "edge-broker-0", svc["spec"]
 
-    def brokers(bootstrap):
-        admin = confluent_kafka.admin.AdminClient({"bootstrap.servers": bootstrap})
-        md = admin.list_topics(timeout=10)
-        return sorted(f"{b.host}:{b.port}" for b in md.brokers.values())
-    import confluent_kafka.admin  # noqa: F401
-    assert brokers(f"{ip}:9094") == [f"{ip}:9094"], "external clients get the external address"
-    assert brokers(f"{ip}:9092") == [f"{ip}:9092"], "internal clients get the internal address"
+    assert sorted(broker_addresses(f"{ip}:9094").values()) == [f"{ip}:9094"], "external clients get the external address"
+    assert sorted(broker_addresses(f"{ip}:9092").values()) == [f"{ip}:9092"], "internal clients get the internal address"
 
     external = f"{ip}:9094"
     topic = "ext-" + uuid.uuid4().hex[:8]
@@ -402,19 +377,7 @@ def test_an_external_listener_gives_external_clients_the_external_addresses(kube
     for i in range(10):
         producer.produce(topic, value=f"x{i}".encode(), on_delivery=lambda err, msg: errors.append(err) if err else None)
     assert producer.flush(30) == 0 and errors == [], errors
-    consumer = confluent_kafka.Consumer({"bootstrap.servers": external, "group.id": "g-" + topic, "auto.offset.reset": "earliest"})
-    got = []
-    try:
-        consumer.subscribe([topic])
-
-        def drained():
-            m = consumer.poll(0.5)
-            if m is not None and not m.error():
-                got.append(m.value().decode())
-            return len(got) >= 10
-        wait_for(drained, timeout=45, what="all 10 records consumed through the external listener", interval=0)
-    finally:
-        consumer.close()
+    got = consume(confluent_kafka, external, topic, 10, "g-" + topic, 45, "all 10 records consumed through the external listener")
     assert sorted(got) == sorted(f"x{i}" for i in range(10))
     api.ok("DELETE", f"{FCS}/edge")
     wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
