@@ -97,6 +97,22 @@ def consume(confluent_kafka, bootstrap, topic, count, group, timeout, what, extr
     return got
 
 
+def s3_floecluster(api, endpoint, name, replicas, bucket_prefix, path="/cluster", config=None):
+    """A new bucket on moto, the credentials Secret `s3`, and a FloeCluster `name` on the bucket
+    (object WAL) reading its credentials from that Secret; returns the bucket name."""
+    from test_rendered_brokers import create_bucket
+    bucket = bucket_prefix + uuid.uuid4().hex[:8]
+    create_bucket(endpoint, bucket)
+    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
+                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
+    spec = {"replicas": replicas, "storage": {"bucket": f"s3://{bucket}{path}", "endpoint": endpoint, "pathStyle": True,
+                                              "credentials": {"secretName": "s3"}}}
+    if config:
+        spec["config"] = config
+    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": name}, "spec": spec})
+    return bucket
+
+
 def broker_addresses(bootstrap) -> dict[int, str]:
     """Metadata as a client connected to `bootstrap` sees it: broker id -> host:port."""
     from confluent_kafka.admin import AdminClient
@@ -164,18 +180,11 @@ def test_a_floecluster_on_a_local_directory_serves_kafka_clients(kube, tmp_path)
 
 def test_a_floecluster_on_s3_with_credentials_from_a_secret(kube, request):
     """Object WAL on moto S3; the credentials reach the broker only through the Secret."""
-    from test_rendered_brokers import create_bucket
     confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
     endpoint = request.getfixturevalue("s3_endpoint")
     api, server, op = kube
     kubelet = server.kubelet
-    bucket = "floe-e2e-" + uuid.uuid4().hex[:8]
-    create_bucket(endpoint, bucket)
-    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
-                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
-    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "s3"},
-                         "spec": {"replicas": 1, "storage": {"bucket": f"s3://{bucket}/cluster", "endpoint": endpoint,
-                                                             "pathStyle": True, "credentials": {"secretName": "s3"}}}})
+    bucket = s3_floecluster(api, endpoint, "s3", 1, "floe-e2e-")
 
     try:
         pod = wait_for(lambda: ready_pod(api, "s3-broker-0"), timeout=60, what="S3 broker pod Ready")
@@ -227,19 +236,11 @@ def test_a_crash_looping_broker_is_a_degraded_condition_naming_the_pod(kube):
 def test_a_rolling_restart_after_a_config_change_keeps_every_acknowledged_record(kube, request):
     """S3 (moto) with the object WAL: change spec.config, the pod is replaced (drain, SIGTERM,
     new process with the new properties), and every acknowledged record is still there."""
-    from test_rendered_brokers import create_bucket
     confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
     endpoint = request.getfixturevalue("s3_endpoint")
     api, server, op = kube
     kubelet = server.kubelet
-    bucket = "floe-roll-" + uuid.uuid4().hex[:8]
-    create_bucket(endpoint, bucket)
-    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
-                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
-    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "roll"},
-                         "spec": {"replicas": 1, "storage": {"bucket": f"s3://{bucket}", "endpoint": endpoint, "pathStyle": True,
-                                                             "credentials": {"secretName": "s3"}},
-                                  "config": {"group.initial.rebalance.delay.ms": "0"}}})
+    s3_floecluster(api, endpoint, "roll", 1, "floe-roll-", path="", config={"group.initial.rebalance.delay.ms": "0"})
 
     first = wait_for(lambda: ready_pod(api, "roll-broker-0"), timeout=60, what="roll-broker-0 Ready")
     bootstrap = f"{first['status']['podIP']}:9092"
@@ -267,19 +268,11 @@ def test_three_brokers_on_s3_scale_to_one_and_back_keeping_every_acknowledged_re
     to 1 stops two of them (preStop /drain, SIGTERM: each uploads its WAL and hands its
     partitions to the survivor) and back to 3 starts them again; an idempotent producer writes
     before, between and after, and every acknowledged record is read back exactly once."""
-    from test_rendered_brokers import create_bucket
     confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
     endpoint = request.getfixturevalue("s3_endpoint")
     api, server, op = kube
     kubelet = server.kubelet
-    bucket = "floe-scale-" + uuid.uuid4().hex[:8]
-    create_bucket(endpoint, bucket)
-    api.ok("POST", f"/api/v1/namespaces/{NS}/secrets", {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s3"},
-                                                        "stringData": {"AWS_ACCESS_KEY_ID": "floe", "AWS_SECRET_ACCESS_KEY": "moto"}})
-    api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": "trio"},
-                         "spec": {"replicas": 3, "storage": {"bucket": f"s3://{bucket}/cluster", "endpoint": endpoint,
-                                                             "pathStyle": True, "credentials": {"secretName": "s3"}},
-                                  "config": {"num.partitions": "6"}}})
+    s3_floecluster(api, endpoint, "trio", 3, "floe-scale-", config={"num.partitions": "6"})
 
     def ready_pods():
         pods = (api.get(PODS) or {}).get("items") or []
