@@ -86,9 +86,8 @@ public final class ClusterMember: ClusterActions, Sendable {
         self.pool = KafkaConnectionPool(clientId: "floe-broker-\(node)", connectTimeout: .seconds(2))
         self.lease = ControllerLease(store: store, key: prefix + "cluster/controller", node: node, incarnation: incarnation,
                                      host: "", port: 0, timing: timing.lease, clock: clock)
-        registry.log.observe { [weak partitionsRef = partitions, node] old, new in
-            guard let partitionsRef else { return }
-            partitionsRef.ownershipChanged(from: old, to: new, node: node)
+        registry.log.observe { [weak partitionsRef = partitions] old, new in
+            partitionsRef?.ownershipChanged(from: old, to: new)
         }
     }
 

@@ -110,8 +110,7 @@ public final class ControllerLease: Sendable {
             }
             return false
         } catch {
-            let lost = state.withLock { s in s.elector.failed(now: clock.now()) }
-            if lost { state.withLock { $0.held = nil } }
+            recordFailure()
             throw error
         }
         state.withLock { s in
@@ -135,8 +134,7 @@ public final class ControllerLease: Sendable {
         do {
             read = try await self.read()
         } catch {
-            let lost = state.withLock { s in s.elector.failed(now: clock.now()) }
-            if lost { state.withLock { $0.held = nil } }
+            recordFailure()
             throw error
         }
         let now = clock.now()
@@ -170,6 +168,14 @@ public final class ControllerLease: Sendable {
             break
         }
         return .following(read?.0, lostLeadership: lost)
+    }
+
+    /// A read or write failed without telling who holds the lease: past the renew deadline,
+    /// leadership (and the lease we hold) ends.
+    private func recordFailure() {
+        state.withLock { s in
+            if s.elector.failed(now: clock.now()) { s.held = nil }
+        }
     }
 
     /// Releases a held lease (clean shutdown), so another broker takes over at once.

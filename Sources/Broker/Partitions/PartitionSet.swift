@@ -114,7 +114,7 @@ public final class PartitionSet: Sendable {
 
     /// Reacts to new metadata: partitions that moved away are closed (after a failover the old
     /// owner may still have them open).
-    func ownershipChanged(from old: ClusterState, to new: ClusterState, node: Int32) {
+    func ownershipChanged(from old: ClusterState, to new: ClusterState) {
         defer {
             let held = metadataWatchers.withLock { Array($0.values) }
             for w in held { w.fire() }
