@@ -196,6 +196,7 @@ extension AutoscalingSpec: SchemaDescribed {
             case .scaleDown:
                 ScalingBehavior.schema(
                     "Scale-down behaviour.", window: FloeDefaults.scaleDownWindowSeconds, step: FloeDefaults.scaleDownMaxStep)
+            case .dryRun: .boolean("Decide and report (status, Events) without changing the broker count.").defaulted(false)
             }
         }
         .rule("self.minBrokers <= self.maxBrokers", message: "minBrokers must not exceed maxBrokers")
@@ -240,6 +241,12 @@ extension BalancingSpec: SchemaDescribed {
                 .int32("Most partition moves in one round.").minimum(1).maximum(10000)
                     .defaulted(.int(Int64(FloeDefaults.maxMovesPerRound)))
             case .dryRun: .boolean("Compute and report plans without moving partitions.").defaulted(false)
+            case .tolerancePercent:
+                .int32("Band: every broker's bytes in + out within the mean ± this percentage.").minimum(1).maximum(100)
+                    .defaulted(.int(Int64(FloeDefaults.balancingTolerancePercent)))
+            case .moveCooldownSeconds:
+                .int32("A moved partition is not moved again, and no round starts, within this many seconds.").minimum(0).maximum(86400)
+                    .defaulted(.int(Int64(FloeDefaults.moveCooldownSeconds)))
             }
         }
     }

@@ -27,6 +27,8 @@ public enum FloeDefaults {
     public static let scaleDownMaxStep: Int32 = 1
     public static let balancingIntervalSeconds: Int32 = 300
     public static let maxMovesPerRound: Int32 = 10
+    public static let balancingTolerancePercent: Int32 = 20
+    public static let moveCooldownSeconds: Int32 = 120
 }
 
 /// A Floe cluster: `floe.dev/v1alpha1`, kind `FloeCluster`, plural `floeclusters`, short name
@@ -277,15 +279,18 @@ public struct AutoscalingSpec: Codable, Sendable, Equatable {
     public var tolerancePercent: Int32?
     public var scaleUp: ScalingBehavior?
     public var scaleDown: ScalingBehavior?
+    /// Decide and report (status, Events) but leave the broker count alone.
+    public var dryRun: Bool?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case enabled, minBrokers, maxBrokers, targets, tolerancePercent, scaleUp, scaleDown
+        case enabled, minBrokers, maxBrokers, targets, tolerancePercent, scaleUp, scaleDown, dryRun
     }
 
     public init(
         enabled: Bool? = nil, minBrokers: Int32? = nil, maxBrokers: Int32? = nil, targets: AutoscalingTargets? = nil,
-        tolerancePercent: Int32? = nil, scaleUp: ScalingBehavior? = nil, scaleDown: ScalingBehavior? = nil
+        tolerancePercent: Int32? = nil, scaleUp: ScalingBehavior? = nil, scaleDown: ScalingBehavior? = nil, dryRun: Bool? = nil
     ) {
+        self.dryRun = dryRun
         self.enabled = enabled
         self.minBrokers = minBrokers
         self.maxBrokers = maxBrokers
@@ -340,12 +345,20 @@ public struct BalancingSpec: Codable, Sendable, Equatable {
     public var maxMovesPerRound: Int32?
     /// Compute and report plans without moving partitions.
     public var dryRun: Bool?
+    /// The band: every broker's bytes in + out within the mean ± this percentage.
+    public var tolerancePercent: Int32?
+    /// A partition is not moved again by the balancer within this many seconds of its last move,
+    /// and no balancing round starts within it of the last moves.
+    public var moveCooldownSeconds: Int32?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case enabled, intervalSeconds, maxMovesPerRound, dryRun
+        case enabled, intervalSeconds, maxMovesPerRound, dryRun, tolerancePercent, moveCooldownSeconds
     }
 
-    public init(enabled: Bool? = nil, intervalSeconds: Int32? = nil, maxMovesPerRound: Int32? = nil, dryRun: Bool? = nil) {
+    public init(enabled: Bool? = nil, intervalSeconds: Int32? = nil, maxMovesPerRound: Int32? = nil, dryRun: Bool? = nil,
+                tolerancePercent: Int32? = nil, moveCooldownSeconds: Int32? = nil) {
+        self.tolerancePercent = tolerancePercent
+        self.moveCooldownSeconds = moveCooldownSeconds
         self.enabled = enabled
         self.intervalSeconds = intervalSeconds
         self.maxMovesPerRound = maxMovesPerRound

@@ -136,6 +136,8 @@ public enum FloeClusterValidation {
         if let b = spec.balancing {
             if let i = b.intervalSeconds, i < 10 { problems.append("spec.balancing.intervalSeconds \(i) is below 10") }
             if let m = b.maxMovesPerRound, m < 1 { problems.append("spec.balancing.maxMovesPerRound \(m) must be at least 1") }
+            if let t = b.tolerancePercent, !(1...100).contains(t) { problems.append("spec.balancing.tolerancePercent \(t) is outside 1-100") }
+            if let c = b.moveCooldownSeconds, c < 0 { problems.append("spec.balancing.moveCooldownSeconds \(c) is negative") }
         }
         return problems
     }

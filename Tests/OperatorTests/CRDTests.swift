@@ -56,8 +56,8 @@ import Testing
                     enabled: true, minBrokers: 1, maxBrokers: 5,
                     targets: AutoscalingTargets(bytesInPerSecond: 1, bytesOutPerSecond: 1, requestsPerSecond: 1, cpuUtilizationPercent: 50),
                     tolerancePercent: 10, scaleUp: ScalingBehavior(stabilizationWindowSeconds: 0, maxStepBrokers: 2),
-                    scaleDown: ScalingBehavior(stabilizationWindowSeconds: 300, maxStepBrokers: 1)),
-                balancing: BalancingSpec(enabled: true, intervalSeconds: 60, maxMovesPerRound: 5, dryRun: true),
+                    scaleDown: ScalingBehavior(stabilizationWindowSeconds: 300, maxStepBrokers: 1), dryRun: false),
+                balancing: BalancingSpec(enabled: true, intervalSeconds: 60, maxMovesPerRound: 5, dryRun: true, tolerancePercent: 20, moveCooldownSeconds: 60),
                 disruptionBudget: DisruptionBudgetSpec(maxUnavailable: 2)),
             status: FloeClusterStatus(
                 observedGeneration: 1,
