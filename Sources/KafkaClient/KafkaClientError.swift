@@ -38,6 +38,16 @@ public struct KafkaClientError: Error, CustomStringConvertible, Sendable, Equata
         case unexpectedResponse(expected: String, got: ApiKey)
         /// `send(_:apiKey:version:)` was given an `AnyRequest` of another API than `apiKey`.
         case apiKeyMismatch(given: ApiKey, request: ApiKey)
+        /// A broker address that is not "host:port" (`BrokerAddress(parsing:)`), or no address at all.
+        case invalidAddress(reason: String)
+        /// The broker answered `api` with a Kafka error `code` (a `KafkaErrorCode` raw value) for
+        /// `resource` (e.g. "topic orders", "broker 2"; nil for the whole request).
+        case kafka(api: ApiKey, code: Int16, message: String?, resource: String?)
+        /// No version of `api` is served by the broker (`broker`, nil when it does not list the
+        /// API) and understood by this client (`client`).
+        case unsupportedVersion(api: ApiKey, broker: ClosedRange<Int16>?, client: ClosedRange<Int16>)
+        /// The answer to `api` decoded but does not fit the request (e.g. a partition missing).
+        case unexpectedAnswer(api: ApiKey, reason: String)
     }
 
     /// The peer as "host:port" ("[v6]:port" for IPv6 literals); empty when no peer is involved
@@ -80,6 +90,16 @@ public struct KafkaClientError: Error, CustomStringConvertible, Sendable, Equata
             what = "expected a \(expected) response, got \(got.name)"
         case let .apiKeyMismatch(given, request):
             what = "apiKey \(given.name) does not match the request's API \(request.name)"
+        case let .invalidAddress(reason):
+            what = "invalid broker address: \(reason)"
+        case let .kafka(api, code, message, resource):
+            let name = KafkaErrorCode(rawValue: code)?.name ?? "unknown error code"
+            what = "\(api.name) failed\(resource.map { " for \($0)" } ?? ""): \(name) (\(code))\(message.map { ": \($0)" } ?? "")"
+        case let .unsupportedVersion(api, broker, client):
+            let served = broker.map { "v\($0.lowerBound)–\($0.upperBound)" } ?? "no version"
+            what = "the broker serves \(api.name) \(served); this client needs v\(client.lowerBound)–\(client.upperBound)"
+        case let .unexpectedAnswer(api, reason):
+            what = "unexpected \(api.name) answer: \(reason)"
         }
         return what
     }

@@ -114,6 +114,18 @@ public enum KafkaErrorCode: Int16, Sendable, CaseIterable {
     case ineligibleReplica = 107
     case newLeaderElected = 108
 
+    /// Kafka's name for the code, derived mechanically from the case name.
+    ///
+    /// Example: `KafkaErrorCode.notLeaderOrFollower.name == "NOT_LEADER_OR_FOLLOWER"`.
+    public var name: String {
+        var out = ""
+        for c in "\(self)" {
+            if c.isUppercase { out.append("_") }
+            out.append(contentsOf: c.uppercased())
+        }
+        return out
+    }
+
     /// Whether a client may retry the request as it is (Kafka's RetriableException family).
     public var isRetriable: Bool {
         switch self {
@@ -123,7 +135,7 @@ public enum KafkaErrorCode: Int16, Sendable, CaseIterable {
              .kafkaStorageError, .fetchSessionIdNotFound, .invalidFetchSessionEpoch, .listenerNotFound,
              .fencedLeaderEpoch, .unknownLeaderEpoch, .offsetNotAvailable, .preferredLeaderNotAvailable,
              .electionNotNeeded, .unstableOffsetCommit, .throttlingQuotaExceeded, .unknownTopicId,
-             .fetchSessionTopicIdError:
+             .fetchSessionTopicIdError, .notController:
             return true
         default:
             return false
