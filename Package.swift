@@ -37,12 +37,15 @@ let package = Package(
         .target(name: "KafkaClient", dependencies: ["KafkaProtocol", "Bytes"], exclude: ["README.md"]),
         .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
-        .target(name: "Operator", dependencies: ["BrokerSettings", "KubeAPI", "ControllerRuntime", "Support"], exclude: ["README.md"]),
+        .target(
+            name: "Operator", dependencies: ["BrokerSettings", "KubeAPI", "ControllerRuntime", "Support", "KafkaClient", "KafkaProtocol", "HTTPClient"],
+            exclude: ["README.md"]),
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
         .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage", "CFloeShims"]),
-        .executableTarget(name: "floe-operator", dependencies: ["KafkaProtocol", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
+        .executableTarget(
+            name: "floe-operator", dependencies: ["KafkaProtocol", "KafkaClient", "HTTPClient", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),
 
         // Tests: one target per module, and FloeTestSupport (requireCase, peers that skip visibly

@@ -12,6 +12,10 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
     case encode(object: String, detail: String)
     /// Re-creating an object (an immutable field changed) did not complete.
     case recreate(object: String, detail: String)
+    /// Partition moves that did not complete within the step timeout (retried on a later tick).
+    case moveTimedOut([String])
+    /// A local broker process could not be started or stopped.
+    case localBroker(id: Int32, detail: String)
 
     public var description: String {
         switch self {
@@ -20,6 +24,8 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
         case .badManifest(let s, let d): return "\(s) is not a FloeCluster manifest: \(d)"
         case .encode(let o, let d): return "cannot encode \(o): \(d)"
         case .recreate(let o, let d): return "cannot re-create \(o): \(d)"
+        case .moveTimedOut(let p): return "partition moves not complete in time: " + p.joined(separator: ", ")
+        case .localBroker(let id, let d): return "local broker \(id): \(d)"
         }
     }
 }

@@ -95,43 +95,7 @@ public enum FloeClusterValidation {
             if let problem = configProblem(key, value) { problems.append(problem) }
         }
 
-        if let a = spec.autoscaling {
-            let lo = a.resolvedMin
-            let hi = a.resolvedMax
-            if lo < 1 { problems.append("spec.autoscaling.minBrokers \(lo) must be at least 1") }
-            if lo > hi { problems.append("spec.autoscaling.minBrokers \(lo) exceeds maxBrokers \(hi)") }
-            if a.isEnabled && lo <= hi && !(lo...hi).contains(replicas) {
-                problems.append("spec.replicas \(replicas) is outside autoscaling [minBrokers \(lo), maxBrokers \(hi)]")
-            }
-            if let t = a.tolerancePercent, !(0...100).contains(t) {
-                problems.append("spec.autoscaling.tolerancePercent \(t) is outside 0-100")
-            }
-            if a.isEnabled {
-                let targets = a.targets
-                if targets?.bytesInPerSecond == nil && targets?.bytesOutPerSecond == nil && targets?.requestsPerSecond == nil
-                    && targets?.cpuUtilizationPercent == nil
-                {
-                    problems.append("spec.autoscaling is enabled but sets no target in spec.autoscaling.targets")
-                }
-            }
-            for (field, v) in [
-                ("bytesInPerSecond", a.targets?.bytesInPerSecond), ("bytesOutPerSecond", a.targets?.bytesOutPerSecond),
-                ("requestsPerSecond", a.targets?.requestsPerSecond),
-            ] {
-                if let v, v < 1 { problems.append("spec.autoscaling.targets.\(field) \(v) must be positive") }
-            }
-            if let cpu = a.targets?.cpuUtilizationPercent, !(1...100).contains(cpu) {
-                problems.append("spec.autoscaling.targets.cpuUtilizationPercent \(cpu) is outside 1-100")
-            }
-            for (field, b) in [("scaleUp", a.scaleUp), ("scaleDown", a.scaleDown)] {
-                if let step = b?.maxStepBrokers, step < 1 {
-                    problems.append("spec.autoscaling.\(field).maxStepBrokers \(step) must be at least 1")
-                }
-                if let w = b?.stabilizationWindowSeconds, w < 0 {
-                    problems.append("spec.autoscaling.\(field).stabilizationWindowSeconds \(w) is negative")
-                }
-            }
-        }
+        if let a = spec.autoscaling { problems += autoscalingProblems(a, replicas: replicas) }
 
         if let b = spec.balancing {
             if let i = b.intervalSeconds, i < 10 { problems.append("spec.balancing.intervalSeconds \(i) is below 10") }
@@ -229,4 +193,46 @@ public enum FloeClusterValidation {
         guard first >= "a" && first <= "z", (last >= "a" && last <= "z") || (last >= "0" && last <= "9") else { return false }
         return s.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "-" }
     }
+
+    /// Problems of an autoscaling policy; `replicas` is the current broker count (nil: not checked).
+    public static func autoscalingProblems(_ a: AutoscalingSpec, replicas: Int32?) -> [String] {
+        var problems: [String] = []
+        let lo = a.resolvedMin
+        let hi = a.resolvedMax
+        if lo < 1 { problems.append("spec.autoscaling.minBrokers \(lo) must be at least 1") }
+        if lo > hi { problems.append("spec.autoscaling.minBrokers \(lo) exceeds maxBrokers \(hi)") }
+        if let replicas, a.isEnabled && lo <= hi && !(lo...hi).contains(replicas) {
+            problems.append("spec.replicas \(replicas) is outside autoscaling [minBrokers \(lo), maxBrokers \(hi)]")
+        }
+        if let t = a.tolerancePercent, !(0...100).contains(t) {
+            problems.append("spec.autoscaling.tolerancePercent \(t) is outside 0-100")
+        }
+        if a.isEnabled {
+            let targets = a.targets
+            if targets?.bytesInPerSecond == nil && targets?.bytesOutPerSecond == nil && targets?.requestsPerSecond == nil
+                && targets?.cpuUtilizationPercent == nil
+            {
+                problems.append("spec.autoscaling is enabled but sets no target in spec.autoscaling.targets")
+            }
+        }
+        for (field, v) in [
+            ("bytesInPerSecond", a.targets?.bytesInPerSecond), ("bytesOutPerSecond", a.targets?.bytesOutPerSecond),
+            ("requestsPerSecond", a.targets?.requestsPerSecond),
+        ] {
+            if let v, v < 1 { problems.append("spec.autoscaling.targets.\(field) \(v) must be positive") }
+        }
+        if let cpu = a.targets?.cpuUtilizationPercent, !(1...100).contains(cpu) {
+            problems.append("spec.autoscaling.targets.cpuUtilizationPercent \(cpu) is outside 1-100")
+        }
+        for (field, b) in [("scaleUp", a.scaleUp), ("scaleDown", a.scaleDown)] {
+            if let step = b?.maxStepBrokers, step < 1 {
+                problems.append("spec.autoscaling.\(field).maxStepBrokers \(step) must be at least 1")
+            }
+            if let w = b?.stabilizationWindowSeconds, w < 0 {
+                problems.append("spec.autoscaling.\(field).stabilizationWindowSeconds \(w) is negative")
+            }
+        }
+        return problems
+    }
+
 }

@@ -27,6 +27,8 @@ let usage = """
         --kube-api-qps=Q --kube-api-burst=B client-side rate limit (default 20, 40)
         --log-level=LEVEL                   trace, debug, info (default), notice, warning, error
 
+    \(elasticityUsage)
+
     OPTIONS:
       --version              print the version and exit
       -h, --help             print this help and exit
@@ -134,8 +136,14 @@ case "run":
         runtime.logger.error("operator stopped with an error", metadata: ["error": "\(error)"])
         exit(1)
     }
+case "local":
+    runLocal()
+case "plan":
+    runPlan()
+case "simulate":
+    runSimulate()
 case nil:
-    fail("no command given; commands: crd, render, run. See --help.")
+    fail("no command given; commands: crd, render, run, local, plan, simulate. See --help.")
 case let other?:
     fail("unknown command \(other); see --help")
 }

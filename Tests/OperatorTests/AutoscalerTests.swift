@@ -40,7 +40,7 @@ import Testing
 
     @Test func noisySteadyLoadMakesNoDecisionForAnHour() {
         // 14 MiB/s ± 20 % on 4 brokers (70 % of their 20 MiB/s), a sample every 5 s for an hour.
-        var random = SplitMix(seed: 42)
+        var random = SeededRandom(seed: 42)
         var scaler = Autoscaler(settings: settings())
         var brokers = 4
         let changes = run(&scaler, brokers: &brokers, from: 0, to: 3600) { _ in 14 * Self.MiB * random.uniform(0.8, 1.2) }
@@ -51,7 +51,7 @@ import Testing
     @Test func noisyLoadAtCapacityScalesAtMostOnceAndNeverFlaps() {
         // 20 MiB/s ± 20 % on 4 brokers: the peaks are above the band, so one scale-out is right;
         // after it, nothing may go back and forth.
-        var random = SplitMix(seed: 7)
+        var random = SeededRandom(seed: 7)
         var scaler = Autoscaler(settings: settings(upWindow: 0))
         var brokers = 4
         let changes = run(&scaler, brokers: &brokers, from: 0, to: 3600) { _ in 20 * Self.MiB * random.uniform(0.8, 1.2) }
@@ -149,16 +149,6 @@ import Testing
     }
 }
 
-/// A small seeded generator, so randomized tests repeat exactly.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+extension SeededRandom {
     mutating func uniform(_ low: Double, _ high: Double) -> Double { Double.random(in: low..<high, using: &self) }
 }

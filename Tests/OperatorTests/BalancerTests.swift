@@ -72,7 +72,7 @@ import Testing
     /// A round never makes the spread wider, and repeated rounds (with the moves applied) stop:
     /// seeded random clusters, each planned until a round moves nothing.
     @Test func repeatedRoundsConvergeAndNeverWiden() {
-        var random = SplitMix(seed: 99)
+        var random = SeededRandom(seed: 99)
         for _ in 0..<200 {
             let brokers = Int32.random(in: 2...6, using: &random)
             let count = Int.random(in: 1...40, using: &random)

@@ -1,0 +1,358 @@
+import Foundation
+import HTTPClient
+import KafkaClient
+import KafkaProtocol
+import Support
+
+/// Settings of the closed loop around the pure policies.
+public struct ElasticitySettings: Sendable {
+    public var autoscaling: AutoscalerSettings
+    /// nil = autoscaling off (the fleet keeps its count; the balancer still runs).
+    public var autoscalingEnabled: Bool
+    public var balancer: BalancerSettings
+    public var balancingEnabled: Bool
+    /// Seconds between balancing rounds when nothing scaled.
+    public var balancingInterval: Double
+    /// Seconds between ticks (scrape, decide, act).
+    public var tick: Double
+    /// Seconds of samples the rates are computed over.
+    public var loadWindow: Double
+    /// How long a partition move or a new broker may take before the step is retried.
+    public var stepTimeout: Double
+
+    public init(autoscaling: AutoscalerSettings, autoscalingEnabled: Bool = true, balancer: BalancerSettings = BalancerSettings(),
+                balancingEnabled: Bool = true, balancingInterval: Double = 60, tick: Double = 2, loadWindow: Double = 20,
+                stepTimeout: Double = 60) {
+        self.autoscaling = autoscaling
+        self.autoscalingEnabled = autoscalingEnabled
+        self.balancer = balancer
+        self.balancingEnabled = balancingEnabled
+        self.balancingInterval = balancingInterval
+        self.tick = tick
+        self.loadWindow = loadWindow
+        self.stepTimeout = stepTimeout
+    }
+}
+
+/// What the controller is doing, for people (the live view) and for resuming.
+public enum ElasticityPhase: Sendable, Equatable, CustomStringConvertible {
+    case steady
+    /// Brokers were added up to `target`; waiting until they are ready and registered, then balancing onto them.
+    case scalingOut(target: Int)
+    /// Brokers `brokers` are draining: their partitions move away, then they stop.
+    case scalingIn(target: Int, brokers: [Int32])
+
+    public var description: String {
+        switch self {
+        case .steady: "steady"
+        case .scalingOut(let t): "scaling out to \(t)"
+        case .scalingIn(let t, let b): "scaling in to \(t) (draining \(b.map(String.init).joined(separator: ", ")))"
+        }
+    }
+}
+
+/// One thing that happened, for the live view and logs.
+public struct ElasticityEvent: Sendable, Equatable {
+    public var time: Date
+    public var text: String
+}
+
+/// A snapshot of the controller for display.
+public struct ElasticityView: Sendable {
+    public struct Broker: Sendable {
+        public var id: Int32
+        public var state: String
+        public var load: BrokerLoad?
+        public var partitions: Int
+    }
+    public var brokers: [Broker] = []
+    public var phase: ElasticityPhase = .steady
+    public var movesInProgress: Int = 0
+    public var lastDecision: (time: Date, text: String)?
+    public var events: [ElasticityEvent] = []
+    public var bootstrap: String = ""
+
+    /// The view as a block of text: one line per broker, then the phase, moves, decision and events.
+    public func rendered(now: Date = Date()) -> String {
+        var out = "Floe local cluster — bootstrap \(bootstrap) — \(Self.clock(now))\n"
+        let totalIn = brokers.compactMap(\.load?.bytesInPerSecond).reduce(0, +)
+        let totalOut = brokers.compactMap(\.load?.bytesOutPerSecond).reduce(0, +)
+        out += "brokers \(brokers.count)   in \(ByteRate.format(totalIn))   out \(ByteRate.format(totalOut))   \(phase)\n"
+        out += "  broker  state      in            out           partitions  cpu\n"
+        for b in brokers {
+            let i = b.load.map { ByteRate.format($0.bytesInPerSecond) } ?? "unknown"
+            let o = b.load.map { ByteRate.format($0.bytesOutPerSecond) } ?? "unknown"
+            let cpu = b.load?.cpuPercent.map { String(format: "%.0f%%", $0) } ?? "-"
+            out += "  " + [pad("\(b.id)", 6), pad(b.state, 10), pad(i, 13), pad(o, 13), pad("\(b.partitions)", 11), cpu].joined(separator: " ") + "\n"
+        }
+        out += "moves in progress: \(movesInProgress)\n"
+        if let d = lastDecision { out += "last decision \(Self.clock(d.time)): \(d.text)\n" }
+        for e in events.suffix(6) { out += "  \(Self.clock(e.time))  \(e.text)\n" }
+        return out
+    }
+
+    private func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s : s + String(repeating: " ", count: n - s.count) }
+
+    static func clock(_ date: Date) -> String {
+        let f = DateFormatter()
+        f.dateFormat = "HH:mm:ss"
+        return f.string(from: date)
+    }
+}
+
+/// The closed loop: scrape every broker, let the autoscaler decide, scale out (add brokers,
+/// wait until ready and registered, balance onto them), scale in (drain, move everything off,
+/// confirm through Metadata, then stop), and balance between scaling events.
+///
+/// One step at a time. A step that fails (a move refused or too slow, a broker not ready in
+/// time) is retried on a later tick, never skipped; a broker that still owns a partition is
+/// never removed.
+public actor ElasticityController {
+    public let settings: ElasticitySettings
+    let fleet: any BrokerFleet
+    let admin: KafkaAdminClient
+    let http: HTTPClient
+    let logger: Logger
+    let started = ContinuousClock.now
+
+    var tracker: LoadTracker
+    var autoscaler: Autoscaler
+    var phase: ElasticityPhase = .steady
+    var phaseSince: Double = 0
+    var lastMoved: [PartitionKey: Double] = [:]
+    var lastBalance: Double = 0
+    var lastMoves: Double = -Double.infinity
+    var view = ElasticityView()
+    var events: [ElasticityEvent] = []
+    /// Called after every tick with the new view (the live display).
+    let onTick: @Sendable (ElasticityView) -> Void
+
+    public init(settings: ElasticitySettings, fleet: any BrokerFleet, admin: KafkaAdminClient, http: HTTPClient, logger: Logger,
+                bootstrap: String, onTick: @escaping @Sendable (ElasticityView) -> Void = { _ in }) {
+        self.settings = settings
+        self.fleet = fleet
+        self.admin = admin
+        self.http = http
+        self.logger = logger
+        self.onTick = onTick
+        tracker = LoadTracker(windowSeconds: settings.loadWindow)
+        autoscaler = Autoscaler(settings: settings.autoscaling)
+        view.bootstrap = bootstrap
+    }
+
+    var now: Double {
+        let d = ContinuousClock.now - started
+        return Double(d.components.seconds) + Double(d.components.attoseconds) / 1e18
+    }
+
+    /// Ticks until cancelled.
+    public func run() async {
+        while !Task.isCancelled {
+            await tick()
+            try? await Task.sleep(for: .milliseconds(Int64(settings.tick * 1000)))
+        }
+    }
+
+    func tick() async {
+        let members = await fleet.members()
+        await scrape(members)
+        let metadata: ClusterMetadata
+        do {
+            metadata = try await admin.metadata()
+        } catch {
+            logger.warning("metadata unavailable; no decision this tick", metadata: ["error": "\(error)"])
+            publish(members: members, metadata: nil)
+            return
+        }
+        publish(members: members, metadata: metadata)
+        do {
+            switch phase {
+            case .steady: try await steady(members: members, metadata: metadata)
+            case .scalingOut(let target): try await continueScaleOut(target: target, members: members, metadata: metadata)
+            case .scalingIn(let target, let brokers): try await continueScaleIn(target: target, brokers: brokers, members: members, metadata: metadata)
+            }
+        } catch is CancellationError {
+            return
+        } catch {
+            record("step failed, retrying: \(error)", level: .warning)
+        }
+    }
+
+    // MARK: Steps
+
+    func steady(members: [FleetMember], metadata: ClusterMetadata) async throws {
+        let current = members.count
+        if settings.autoscalingEnabled {
+            let loads = Dictionary(uniqueKeysWithValues: members.map { ($0.id, tracker.load(of: $0.id)) })
+            let decision = autoscaler.decide(now: now, current: current, loads: loads)
+            if decision.isChange {
+                let text = "\(decision.current) → \(decision.desired) brokers: \(decision.reason)"
+                view.lastDecision = (Date(), text)
+                if settings.autoscaling.dryRun {
+                    record("dry run, not acting: \(text)")
+                } else if decision.desired > current {
+                    record("scale out \(text)")
+                    try await fleet.grow(to: decision.desired)
+                    enter(.scalingOut(target: decision.desired))
+                    return
+                } else {
+                    let brokers = members.map(\.id).sorted().suffix(current - decision.desired).map { $0 }
+                    record("scale in \(text)")
+                    for id in brokers { try await admin.setDraining(broker: id, true) }
+                    enter(.scalingIn(target: decision.desired, brokers: brokers))
+                    return
+                }
+            }
+        }
+        if settings.balancingEnabled, now - lastBalance >= settings.balancingInterval, now - lastMoves >= settings.balancer.moveCooldown {
+            lastBalance = now
+            try await balance(eligible: members.map(\.id), metadata: metadata, reason: "balance")
+        }
+    }
+
+    func continueScaleOut(target: Int, members: [FleetMember], metadata: ClusterMetadata) async throws {
+        if members.count < target { try await fleet.grow(to: target) }
+        let registered = Set(metadata.brokers.map(\.id))
+        var waiting: [Int32] = []
+        for m in members {
+            let ready = registered.contains(m.id) ? await isReady(m) : false
+            if !ready { waiting.append(m.id) }
+        }
+        guard waiting.isEmpty else {
+            if now - phaseSince > settings.stepTimeout { record("brokers \(waiting) not ready after \(Int(settings.stepTimeout)) s; still waiting", level: .warning) }
+            return
+        }
+        record("brokers 1…\(target) ready and registered")
+        try await balance(eligible: members.map(\.id), metadata: metadata, reason: "scale-out", ignoreCooldown: true)
+        autoscaler.scaled(to: target, at: now)
+        lastBalance = now
+        enter(.steady)
+    }
+
+    func continueScaleIn(target: Int, brokers: [Int32], members: [FleetMember], metadata: ClusterMetadata) async throws {
+        let leaving = Set(brokers)
+        let stillOwned = metadata.partitions.filter { leaving.contains($0.leader) }
+        if !stillOwned.isEmpty {
+            let eligible = members.map(\.id).filter { !leaving.contains($0) }
+            try await balance(eligible: eligible, metadata: metadata, reason: "drain", drainOnly: true)
+            return  // confirm on the next tick, from a fresh Metadata
+        }
+        // Confirmed through Metadata: the leaving brokers own nothing. Stop them.
+        record("brokers \(brokers.map(String.init).joined(separator: ", ")) own nothing; stopping them")
+        try await fleet.remove(brokers)
+        for id in brokers { tracker.forget(broker: id) }
+        autoscaler.scaled(to: target, at: now)
+        enter(.steady)
+    }
+
+    func enter(_ next: ElasticityPhase) {
+        phase = next
+        phaseSince = now
+        view.phase = next
+    }
+
+    // MARK: Moves
+
+    /// Plans and executes one round: the drain of every partition on a broker outside
+    /// `eligible`, then (unless `drainOnly`) balancing moves. Waits until Metadata shows each
+    /// moved partition on its new owner, or the step timeout.
+    func balance(eligible: [Int32], metadata: ClusterMetadata, reason: String, ignoreCooldown: Bool = false, drainOnly: Bool = false) async throws {
+        let loads = tracker.partitionLoads()
+        let placements = metadata.partitions.filter { $0.leader >= 0 }.map { p -> PartitionPlacement in
+            let key = PartitionKey(p.topic, p.partition)
+            return PartitionPlacement(key: key, owner: p.leader, load: loads[key]?.weight ?? 0, lastMoved: ignoreCooldown ? nil : lastMoved[key])
+        }
+        var balancer = settings.balancer
+        if drainOnly { balancer.maxMoves = 0 }
+        let plan = Balancer.plan(eligible: eligible, partitions: placements, settings: balancer, now: now)
+        guard !plan.moves.isEmpty else { return }
+        if balancer.dryRun && !drainOnly {
+            record("dry run (\(reason)): would move \(plan.moves.count) partition(s)\n\(plan.rendered())")
+            return
+        }
+        record("\(reason): moving \(plan.moves.count) partition(s)")
+        logger.info("plan (\(reason))\n\(plan.rendered())")
+        try await execute(plan.moves)
+    }
+
+    func execute(_ moves: [PlannedMove]) async throws {
+        view.movesInProgress = moves.count
+        onTick(view)
+        defer { view.movesInProgress = 0 }
+        let started = now
+        let request = Dictionary(uniqueKeysWithValues: moves.map { (TopicPartition(topic: $0.key.topic, partition: $0.key.partition), $0.to) })
+        let errors = try await admin.reassign(request)
+        let refused = errors.compactMap { key, error in error.map { "\(key): \($0)" } }
+        if !refused.isEmpty { record("reassignment refused for \(refused.sorted().joined(separator: ", "))", level: .warning) }
+        var pending = Dictionary(uniqueKeysWithValues: moves.filter { errors[TopicPartition(topic: $0.key.topic, partition: $0.key.partition)] == .some(nil) }.map { ($0.key, $0.to) })
+        while !pending.isEmpty {
+            try await Task.sleep(for: .milliseconds(200))
+            let m = try await admin.metadata(topics: Array(Set(pending.keys.map(\.topic))))
+            for p in m.partitions {
+                let key = PartitionKey(p.topic, p.partition)
+                if let to = pending[key], p.leader == to {
+                    pending[key] = nil
+                    lastMoved[key] = now
+                }
+            }
+            if now - started > settings.stepTimeout {
+                throw OperatorError.moveTimedOut(pending.keys.sorted().map(\.description))
+            }
+        }
+        lastMoves = now
+        let ms = Int(((now - started) * 1000).rounded())
+        record("moved \(moves.count - refused.count) partition(s) in \(ms) ms: " + moves.prefix(6).map(\.description).joined(separator: "; ") + (moves.count > 6 ? "; …" : ""))
+    }
+
+    // MARK: Signals
+
+    func scrape(_ members: [FleetMember]) async {
+        let time = now
+        let results = await withTaskGroup(of: (Int32, BrokerScrape?).self) { group in
+            for m in members {
+                group.addTask { [http] in
+                    do {
+                        let response = try await http.execute(HTTPRequest(method: "GET", url: m.metricsURL, timeout: .seconds(2)))
+                        return (m.id, response.status == 200 ? BrokerScrape.parse(response.bodyText) : nil)
+                    } catch {
+                        return (m.id, nil)
+                    }
+                }
+            }
+            var all: [(Int32, BrokerScrape?)] = []
+            for await r in group { all.append(r) }
+            return all
+        }
+        for (id, scrape) in results { tracker.record(broker: id, at: time, scrape) }
+        let present = Set(members.map(\.id))
+        for id in tracker.brokers where !present.contains(id) { tracker.forget(broker: id) }
+    }
+
+    func isReady(_ m: FleetMember) async -> Bool {
+        guard let r = try? await http.execute(HTTPRequest(method: "GET", url: m.readyURL, timeout: .seconds(2))) else { return false }
+        return r.status == 200
+    }
+
+    func publish(members: [FleetMember], metadata: ClusterMetadata?) {
+        var owned: [Int32: Int] = [:]
+        for p in metadata?.partitions ?? [] { owned[p.leader, default: 0] += 1 }
+        let registered = Set(metadata?.brokers.map(\.id) ?? [])
+        let draining: Set<Int32> = if case .scalingIn(_, let b) = phase { Set(b) } else { [] }
+        view.brokers = members.map { m in
+            let state = draining.contains(m.id) ? "draining" : registered.contains(m.id) ? "ready" : "starting"
+            return ElasticityView.Broker(id: m.id, state: state, load: tracker.load(of: m.id), partitions: owned[m.id] ?? 0)
+        }
+        view.events = events
+        onTick(view)
+    }
+
+    func record(_ text: String, level: Logger.Level = .notice) {
+        logger.log(level, text)
+        events.append(ElasticityEvent(time: Date(), text: text.split(separator: "\n").first.map(String.init) ?? text))
+        if events.count > 50 { events.removeFirst(events.count - 50) }
+        view.events = events
+    }
+
+    /// The current view (for tests and the console).
+    public func snapshot() -> ElasticityView { view }
+}
