@@ -194,7 +194,8 @@ func runSimulate() -> Never {
     for (t, n) in result.brokersOverTime {
         print(String(format: "%@  %7d  %@", clock(t) as NSString, n, ByteRate.format(trace.bytesIn(at: (trace.points.first?.time ?? 0) + t)) as NSString))
     }
-    print(String(format: "decisions %d, flaps %d, under-provisioned %.1f min", result.decisions.count, result.flaps, result.underProvisionedMinutes))
+    print(String(format: "decisions %d, flaps %d, load above target %.1f min (above target + tolerance %.1f min)",
+                 result.decisions.count, result.flaps, result.underProvisionedMinutes, result.beyondToleranceMinutes))
     print(String(format: "broker-hours %.1f elastic vs %.1f static (%d brokers sized for the peak): %.0f%% saved",
                  result.brokerHours, result.staticBrokerHours, result.staticBrokers, result.saving * 100))
     exit(0)

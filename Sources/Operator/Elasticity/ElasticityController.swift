@@ -285,8 +285,10 @@ public actor ElasticityController {
         let refused = errors.compactMap { key, error in error.map { "\(key): \($0)" } }
         if !refused.isEmpty { record("reassignment refused for \(refused.sorted().joined(separator: ", "))", level: .warning) }
         var pending = Dictionary(uniqueKeysWithValues: moves.filter { errors[TopicPartition(topic: $0.key.topic, partition: $0.key.partition)] == .some(nil) }.map { ($0.key, $0.to) })
+        var pause = 10
         while !pending.isEmpty {
-            try await Task.sleep(for: .milliseconds(200))
+            try await Task.sleep(for: .milliseconds(pause))
+            pause = min(pause * 2, 200)
             let m = try await admin.metadata(topics: Array(Set(pending.keys.map(\.topic))))
             for p in m.partitions {
                 let key = PartitionKey(p.topic, p.partition)

@@ -77,6 +77,8 @@ public struct SimulationResult: Sendable {
     public var staticBrokerHours: Double
     /// Minutes with load above the running brokers' target capacity.
     public var underProvisionedMinutes: Double
+    /// Minutes with load above target × (1 + tolerance): beyond what the policy lets pass.
+    public var beyondToleranceMinutes: Double
     /// Direction reversals within `flapWindow` (up then down, or down then up).
     public var flaps: Int
 
@@ -98,7 +100,7 @@ public enum Simulation {
         var pending: (at: Double, count: Int)?
         var over: [(Double, Int)] = [(0, brokers)]
         var decisions: [AutoscalerDecision] = []
-        var brokerSeconds = 0.0, underSeconds = 0.0
+        var brokerSeconds = 0.0, underSeconds = 0.0, beyondSeconds = 0.0
         var rng = SeededRandom(seed: seed)
         let start = trace.points.first?.time ?? 0
         let end = start + trace.duration
@@ -115,6 +117,7 @@ public enum Simulation {
             if noise > 0 { total *= 1 + noise * (2 * Double(rng.next() % 1_000_000) / 1_000_000 - 1) }
             brokerSeconds += Double(brokers) * tick
             if total > Double(brokers) * perBroker { underSeconds += tick }
+            if total > Double(brokers) * perBroker * (1 + settings.tolerance) { beyondSeconds += tick }
             if pending == nil {
                 let each = BrokerLoad(bytesInPerSecond: total / Double(brokers), bytesOutPerSecond: total * trace.fanOut / Double(brokers))
                 let loads = Dictionary(uniqueKeysWithValues: (1...brokers).map { (Int32($0), Optional(each)) })
@@ -133,7 +136,8 @@ public enum Simulation {
         where (a.desired > a.current) != (b.desired > b.current) && b.time - a.time < flapWindow { flaps += 1 }
         return SimulationResult(
             brokersOverTime: over, decisions: decisions, brokerHours: brokerSeconds / 3600, staticBrokers: staticCount,
-            staticBrokerHours: Double(staticCount) * trace.duration / 3600, underProvisionedMinutes: underSeconds / 60, flaps: flaps)
+            staticBrokerHours: Double(staticCount) * trace.duration / 3600, underProvisionedMinutes: underSeconds / 60,
+            beyondToleranceMinutes: beyondSeconds / 60, flaps: flaps)
     }
 }
 

@@ -1,0 +1,35 @@
+"""Elasticity suite: `floe-operator local` scaling real brokers under real Kafka clients (see README.md).
+
+Environment:
+  FLOE_OPERATOR_BIN, FLOE_BROKER_BIN   the binaries (required; scripts/test exports the release builds).
+  CI                                   when set, a missing peer (confluent-kafka) fails instead of skipping.
+"""
+import os
+import sys
+
+import pytest
+
+OPERATOR_BIN = os.environ.get("FLOE_OPERATOR_BIN", "").strip()
+BROKER_BIN = os.environ.get("FLOE_BROKER_BIN", "").strip()
+IN_CI = bool(os.environ.get("CI"))
+
+
+def pytest_configure(config):
+    for name, path in (("FLOE_OPERATOR_BIN", OPERATOR_BIN), ("FLOE_BROKER_BIN", BROKER_BIN)):
+        if not path:
+            raise pytest.UsageError(f"\n*** {name} is unset: the elasticity suite has nothing to run. "
+                                    "e.g. FLOE_OPERATOR_BIN=.build/release/floe-operator FLOE_BROKER_BIN=.build/release/floe-broker ***\n")
+        if not os.access(path, os.X_OK):
+            raise pytest.UsageError(f"{name}={path} is not an executable file")
+
+
+def require_modules(*names: str) -> None:
+    for name in names:
+        try:
+            __import__(name)
+        except ImportError as e:
+            message = f"elasticity suite: Python module {name} is not installed ({e})"
+            if IN_CI:
+                pytest.fail(message + " (CI is set: a missing peer is a failure)", pytrace=False)
+            sys.stderr.write(f"\n*** SKIPPED: {message} ***\n")
+            pytest.skip(message)
