@@ -67,6 +67,7 @@ let package = Package(
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
         .testTarget(name: "StreamStorageTests", dependencies: ["StreamStorage", "ObjectStore", "Bytes", "Support", "FloeTestSupport"]),
         .testTarget(name: "ObjectStoreTests", dependencies: ["ObjectStore", "HTTPClient", "Support", "Bytes", "FloeTestSupport"]),
+        .testTarget(name: "FloeBenchTests", dependencies: ["floe-bench"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -34,10 +34,25 @@ let kafkaUsage = """
       --batch-records N       records per batch, one batch per request (default 16)
       --producers N           connections, two threads each (default 1)
       --in-flight N           unanswered requests per connection (default 5)
-      --duration SECONDS      how long to produce (default 10), or
+      --duration D            how long to produce: 90s, 2m, 500ms or plain seconds (default 10,
+                              or the profile's length with a --rate range), or
       --records N             how many records to produce in total
-      --rate R                records per second in total (fixed rate; latency counts from each
-                              request's scheduled send time, so a stall is not hidden)
+      --rate R                target rate in total: records/s (2000) or bytes of record values
+                              per second (5MiB/s; also B/s, KB/s, KiB/s, MB/s, GB/s, GiB/s), or a
+                              range LOW..HIGH (5MiB/s..50MiB/s, 1000..10000) shaped by --profile.
+                              Latency counts from each request's scheduled send time, so a
+                              saturated broker shows as latency, not as a lower rate
+      --profile ramp|step|daily   shape of a --rate range (default ramp):
+                              ramp: low, linear up over --ramp, high for --hold, linear down over
+                                    --down, then low; the run defaults to ramp+hold+down
+                              step: low for --ramp, high for --hold, then low
+                              daily: a day per --period (low at midnight, a hump to 0.6 of the
+                                    range at noon, a short spike to the high rate at 19:12),
+                                    repeating; the run defaults to one period
+      --ramp D --hold D --down D   phase lengths of ramp/step (default 60s each)
+      --period D              length of one daily cycle (default 10m)
+                              With a range, one progress line per second: elapsed, target and
+                              achieved MiB/s and records/s, acks, errors, requests behind schedule
       --consume               instead: Fetch every partition from offset 0 to its end
       --fetch-bytes BYTES     per-partition max bytes of a Fetch (default 1048576)
 
@@ -248,8 +263,8 @@ struct ProducerOptions {
     var inFlight = 5
     var durationSeconds: Double? = 10
     var totalRecords: Int?
-    /// Records per second over all connections (nil: as fast as the window allows).
-    var recordsPerSecond: Double?
+    /// The target rate over all connections (nil: as fast as the window allows).
+    var rateProfile: RateProfile?
 }
 
 /// What one producer connection measured.
@@ -384,8 +399,8 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
         Produce v\(pv), acks=\(o.acks), topic \(o.topic) with \(o.partitions) partition(s); every request holds one \
         uncompressed batch of \(o.batchRecords) records of \(o.recordSize) bytes (null keys) for one partition, \
         partitions round-robin; up to \(o.inFlight) requests in flight per connection; \
-        \(o.totalRecords.map { "\($0) records" } ?? "\(o.durationSeconds ?? 0) s")\(o.recordsPerSecond.map { String(format: " at a fixed %.0f records/s", $0) } ?? ""); \
-        latency = request \(o.recordsPerSecond == nil ? "written" : "scheduled") → response read.
+        \(o.totalRecords.map { "\($0) records" } ?? "\(o.durationSeconds ?? 0) s")\(o.rateProfile.map { " at \($0.describe(recordSize: o.recordSize))" } ?? ""); \
+        latency = request \(o.rateProfile == nil ? "written" : "scheduled") → response read.
         """)
 
     let group = DispatchGroup()
@@ -401,18 +416,21 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
         let inFlight = o.inFlight
         let partitions = o.partitions
         let framesCopy = frames
-        // Fixed rate: this connection's n-th request is due at started + (n × connections + i) × interval.
-        let interval = o.recordsPerSecond.map { UInt64(1e9 * Double(o.batchRecords) / $0) }
-        let connectionCount = UInt64(o.producers)
+        // With a rate: this connection's n-th request is request n × connections + i of the run,
+        // due when the profile's integral reaches that many requests' records (RateSchedule).
+        let paced = o.rateProfile != nil
+        let scheduleCopy = o.rateProfile.map { RateSchedule(profile: $0, recordsPerRequest: o.batchRecords) }
+        let connectionCount = o.producers
         startThread("producer-\(i)-writer", group) {
             var frames = framesCopy
             var correlation: Int32 = 0
             var p = i % partitions
-            var n: UInt64 = 0
+            var n = 0
+            var schedule = scheduleCopy
             while control.takeRequest() {
                 var due = monotonicNanos()
-                if let interval {
-                    due = started + (n * connectionCount + UInt64(i)) * interval
+                if let at = schedule?.dueTime(ofRequest: n * connectionCount + i) {
+                    due = started + UInt64(at * 1e9)
                     n += 1
                     while case let now = monotonicNanos(), due > now, !control.stop.load(ordering: .relaxed) {
                         usleep(UInt32(min((due - now) / 1000, 100_000)))
@@ -424,7 +442,7 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
                 }
                 correlation &+= 1
                 frames[p].patch(correlationId: correlation)
-                if acks != 0 { times.push(interval == nil ? monotonicNanos() : due) }
+                if acks != 0 { times.push(paced ? due : monotonicNanos()) }
                 do {
                     try conn.send(frames[p].bytes)
                 } catch {
@@ -492,11 +510,20 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
             result.latenciesMicros.withLock { $0 = latencies }
         }
     }
+    // A shaped rate prints one line per second while it runs.
+    var progress = o.rateProfile.flatMap { $0.isShaped ? ProgressLines(profile: $0, options: o, started: started) : nil }
     if let seconds = o.durationSeconds, o.totalRecords == nil {
-        // The run's length: the main thread only waits for the clock here.
+        // The run's length: the main thread only waits for the clock here (and prints progress).
         let deadline = started + UInt64(seconds * 1e9)
-        while monotonicNanos() < deadline && !control.stop.load(ordering: .relaxed) { usleep(10_000) }
+        while monotonicNanos() < deadline && !control.stop.load(ordering: .relaxed) {
+            usleep(10_000)
+            progress?.printDue(results: results, now: monotonicNanos())
+        }
         control.stop.store(true, ordering: .relaxed)
+    } else if progress != nil {
+        while group.wait(timeout: .now() + .milliseconds(10)) == .timedOut {
+            progress?.printDue(results: results, now: monotonicNanos())
+        }
     }
     group.wait()
     let finished = results.map { $0.finishedAt.load(ordering: .relaxed) }.max() ?? monotonicNanos()
@@ -522,6 +549,45 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
     }
     if !errors.isEmpty {
         throw KafkaBenchError("\(errors.count) connection(s) failed; first: \(errors[0])")
+    }
+}
+
+/// The per-second progress lines of a run with a shaped rate, e.g.
+/// `  12 s  target  4.20 MiB/s   4301 rec/s  achieved  4.18 MiB/s   4280 rec/s  acks 267  errors 0  behind 0`:
+/// target is the profile's average over that second, achieved counts the records answered
+/// (sent, with acks=0) in it, acks the responses in it, errors the failed partition answers so
+/// far, behind the requests due by the line's time and not yet sent.
+struct ProgressLines {
+    let profile: RateProfile
+    let options: ProducerOptions
+    let started: UInt64
+    private var second = 0
+    private var lastRequests = 0
+    private var lastAnswered = 0
+
+    init(profile: RateProfile, options: ProducerOptions, started: UInt64) {
+        self.profile = profile
+        self.options = options
+        self.started = started
+    }
+
+    mutating func printDue(results: [ProducerResult], now: UInt64) {
+        guard now >= started + UInt64(second + 1) * 1_000_000_000 else { return }
+        second += 1
+        let sent = results.reduce(0) { $0 + $1.requestsSent.load(ordering: .relaxed) }
+        let answered = results.reduce(0) { $0 + $1.requestsAnswered.load(ordering: .relaxed) }
+        let errors = results.reduce(0) { $0 + $1.errorResponses.load(ordering: .relaxed) }
+        let requests = options.acks == 0 ? sent : answered
+        let t = Double(second)
+        let target = profile.records(by: t) - profile.records(by: t - 1)
+        let achieved = Double((requests - lastRequests) * options.batchRecords)
+        let due = Int(profile.records(by: t) / Double(options.batchRecords)) + 1
+        let mib = Double(options.recordSize) / 1_048_576
+        print(String(format: "%5d s  target %7.2f MiB/s %8.0f rec/s  achieved %7.2f MiB/s %8.0f rec/s  acks %d  errors %d  behind %d",
+                     second, target * mib, target, achieved * mib, achieved, answered - lastAnswered, errors, max(0, due - sent)))
+        fflush(nil)  // all output streams: the lines are meant to be watched through a pipe
+        lastRequests = requests
+        lastAnswered = answered
     }
 }
 
@@ -686,7 +752,8 @@ func runKafkaBenchmark(_ name: String, _ args: CommandLineArguments) {
         exit(0)
     }
     let known: Set<String> = ["bootstrap", "topic", "partitions", "acks", "record-size", "batch-records", "producers",
-                              "in-flight", "duration", "records", "consume", "fetch-bytes", "rate"]
+                              "in-flight", "duration", "records", "consume", "fetch-bytes", "rate", "profile", "ramp",
+                              "hold", "down", "period"]
     let unknown = args.unknown(known: known)
     guard unknown.isEmpty else {
         FileHandle.standardError.write(Data("floe-bench kafka: unknown option --\(unknown[0])\n\(kafkaUsage)\n".utf8))
@@ -717,16 +784,18 @@ func runKafkaBenchmark(_ name: String, _ args: CommandLineArguments) {
         o.batchRecords = try int("batch-records", 16)
         o.producers = try int("producers", 1)
         o.inFlight = try int("in-flight", 5)
-        if let r = args.value("rate") {
-            guard let v = Double(r), v > 0 else { throw KafkaBenchError("--rate must be a positive number, got \(r)") }
-            o.recordsPerSecond = v
-        }
+        o.rateProfile = try RateProfile.parse(
+            rate: args.value("rate"), profile: args.value("profile"), ramp: args.value("ramp"), hold: args.value("hold"),
+            down: args.value("down"), period: args.value("period"), recordSize: o.recordSize)
         if let r = args.value("records") {
             guard let n = Int(r), n > 0 else { throw KafkaBenchError("--records must be a positive number, got \(r)") }
             o.totalRecords = n
             o.durationSeconds = nil
         } else if let d = args.value("duration") {
-            guard let s = Double(d), s > 0 else { throw KafkaBenchError("--duration must be positive seconds, got \(d)") }
+            let s = try parseDuration(d, option: "duration")
+            guard s > 0 else { throw KafkaBenchError("--duration must be longer than 0, got \(d)") }
+            o.durationSeconds = s
+        } else if let s = o.rateProfile?.naturalDuration {
             o.durationSeconds = s
         }
         try runProducer(o, bootstrap: bootstrap)
