@@ -67,8 +67,6 @@ public final class KafkaAdminClient: Sendable {
         self.state = Mutex(State(rotation: BrokerRotation(bootstrap: bootstrap)))
     }
 
-    deinit { pool.closeAll() }
-
     /// The addresses the client tries, in order from where the next call starts.
     public var addresses: [BrokerAddress] { state.withLock { $0.rotation.round } }
 
@@ -132,7 +130,7 @@ public final class KafkaAdminClient: Sendable {
         if moves.isEmpty { return [:] }
         let byTopic = Dictionary(grouping: moves.keys, by: \.topic)
         let timeoutMs = Self.milliseconds(requestTimeout)
-        let (r, _) = try await call(AlterPartitionReassignmentsRequest.self, AlterPartitionReassignmentsResponse.self) { _ in
+        let (r, peer) = try await call(AlterPartitionReassignmentsRequest.self, AlterPartitionReassignmentsResponse.self) { _ in
             AlterPartitionReassignmentsRequest(
                 timeoutMs: timeoutMs,
                 topics: byTopic.keys.sorted().map { topic in
@@ -151,7 +149,7 @@ public final class KafkaAdminClient: Sendable {
         let missing = moves.keys.filter { result[$0] == nil }.sorted()
         guard missing.isEmpty else {
             throw KafkaClientError(
-                address: "", kind: .unexpectedAnswer(api: .alterPartitionReassignments, reason: "no result for \(missing.map(\.description))"))
+                address: peer, kind: .unexpectedAnswer(api: .alterPartitionReassignments, reason: "no result for \(missing.map(\.description))"))
         }
         return result
     }
@@ -209,7 +207,7 @@ public final class KafkaAdminClient: Sendable {
     typealias AnswerError = (code: Int16, message: String?, resource: String?)
 
     private enum Outcome<Response> {
-        case answered(Response, version: Int16)
+        case answered(Response, peer: String)
         /// Retry after the backoff (a retriable Kafka error).
         case retryLater(KafkaClientError)
         /// Try the next address now (unreachable, timed out).
@@ -217,29 +215,26 @@ public final class KafkaAdminClient: Sendable {
     }
 
     /// Sends the request `build(version)` by the retry rules of the type's documentation and
-    /// returns the answer with its version. `errors` lists the Kafka errors of an answer (codes
+    /// returns the answer with the peer ("host:port") that gave it. `errors` lists the Kafka errors of an answer (codes
     /// 0 are ignored); the first non-zero one decides.
     private func call<Request: KafkaMessage, Response: KafkaMessage>(
         _ request: Request.Type, _ response: Response.Type, minVersion: Int16 = Request.validVersions.lowerBound,
         build: (Int16) -> Request, errors: (Response) -> [AnswerError]
-    ) async throws -> (Response, Int16) {
+    ) async throws -> (response: Response, peer: String) {
         let api = ApiKey(rawValue: Request.apiKey)!
         var lastError: KafkaClientError? = nil
         for attempt in 0..<attempts {
             if attempt > 0 { try await Task.sleep(for: retryBackoff) }
-            let round = try state.withLock { s throws(KafkaClientError) -> [BrokerAddress] in
-                if s.closed { throw KafkaClientError(address: "", kind: .closed(reason: "the admin client was closed")) }
-                return s.rotation.round
-            }
+            let round = state.withLock { $0.rotation.round }
             if round.isEmpty { throw KafkaClientError(address: "", kind: .invalidAddress(reason: "no bootstrap address given")) }
             addresses: for address in round {
                 if state.withLock({ $0.closed }) {
                     throw KafkaClientError(address: "", kind: .closed(reason: "the admin client was closed"))
                 }
                 switch try await send(api, to: address, minVersion: minVersion, build: build, errors: errors) {
-                case let .answered(r, version):
+                case let .answered(r, peer):
                     state.withLock { $0.rotation.answered(address) }
-                    return (r, version)
+                    return (r, peer)
                 case let .retryLater(error):
                     lastError = error
                     state.withLock { $0.rotation.failed(address) }
@@ -273,7 +268,7 @@ public final class KafkaAdminClient: Sendable {
         } catch let error as KafkaClientError where error.isUnreachable {
             return .unreachable(error)
         }
-        guard let first = errors(answer).first(where: { $0.code != 0 }) else { return .answered(answer, version: version) }
+        guard let first = errors(answer).first(where: { $0.code != 0 }) else { return .answered(answer, peer: peer) }
         let error = KafkaClientError(address: peer, kind: .kafka(api: api, code: first.code, message: first.message, resource: first.resource))
         if KafkaErrorCode(rawValue: first.code)?.isRetriableByAdmin == true { return .retryLater(error) }
         throw error

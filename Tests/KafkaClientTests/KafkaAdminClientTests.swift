@@ -247,6 +247,22 @@ func eventually(within timeout: Duration, _ check: () async throws -> Bool) asyn
         try await cluster.stop()
     }
 
+    @Test func brokersListedByMetadataOutliveTheBootstrapAddress() async throws {
+        let cluster = try await TestCluster.start(2)
+        let viaTwo = cluster.bootstrap[1]
+        let admin = KafkaAdminClient(bootstrap: [viaTwo], requestTimeout: .seconds(2), attempts: 2)
+        let first = try await admin.metadata()
+        #expect(first.brokers.map(\.id).sorted() == [1, 2])
+        #expect(Set(admin.addresses) == Set(cluster.bootstrap))
+        // The only bootstrap address goes away; broker 1, learned from Metadata, answers.
+        try await cluster.brokers[1].stop()
+        let described = try await admin.describeCluster()
+        #expect(described.brokers.map(\.id) == [1])
+        #expect(admin.addresses.first == cluster.bootstrap[0])
+        admin.close()
+        try await cluster.brokers[0].stop()
+    }
+
     @Test func drainingBrokerGetsNoNewPartitions() async throws {
         let cluster = try await TestCluster.start(2)
         // Bootstrap through broker 2: the change is forwarded to the controller (broker 1).
