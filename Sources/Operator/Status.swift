@@ -15,11 +15,14 @@ public struct StatusInput: Sendable {
     /// The cluster's broker pods (from the pod cache).
     public var pods: [Pod]
     public var now: Date
+    /// While brokers are drained before the StatefulSet shrinks: what is left to move.
+    public var drain: String?
 
     public init(
         cluster: FloeCluster, statefulSet: StatefulSet?, problems: [String], conflicts: [ObjectKey] = [], syncError: String? = nil,
-        pods: [Pod] = [], now: Date
+        pods: [Pod] = [], now: Date, drain: String? = nil
     ) {
+        self.drain = drain
         self.cluster = cluster
         self.statefulSet = statefulSet
         self.pods = pods
@@ -40,7 +43,7 @@ public struct StatusInput: Sendable {
 ///   otherwise False (`AsExpected`).
 /// - `Progressing` True while the StatefulSet is missing, not yet observed at its latest
 ///   generation, or has brokers not updated or not ready (`Creating`, `RollingUpdate`,
-///   `ScalingUp`, `ScalingDown`); False (`Stable` or the Degraded reason) otherwise.
+///   `ScalingUp`, `ScalingDown`, `Draining` while the leaving brokers' partitions move); False (`Stable` or the Degraded reason) otherwise.
 /// - `Ready` True when every desired broker runs the current spec and is ready (`AllBrokersReady`);
 ///   with `replicas: 0` it is False (`NoBrokers`): nothing serves clients.
 /// A condition's `lastTransitionTime` is kept from the previous status while its `status`
@@ -151,6 +154,9 @@ public enum StatusComputer {
         } else if current < desired {
             progressing = (true, "ScalingUp", "Scaling up from \(current) to \(desired) brokers.")
             readyCond = (false, "ScalingUp", "\(ready)/\(desired) brokers ready.")
+        } else if current > desired, let drain = input.drain {
+            progressing = (true, "Draining", "Scaling down from \(current) to \(desired) brokers once drained: \(drain).")
+            readyCond = (false, "Draining", "\(ready)/\(current) brokers ready; \(current - desired) draining.")
         } else if current > desired {
             progressing = (true, "ScalingDown", "Scaling down from \(current) to \(desired) brokers.")
             readyCond = (false, "ScalingDown", "\(ready)/\(desired) brokers ready.")

@@ -12,6 +12,8 @@ import os
 import shutil
 import signal
 import subprocess
+import threading
+import time
 import urllib.request
 import uuid
 
@@ -312,12 +314,41 @@ def test_three_brokers_on_s3_scale_to_one_and_back_keeping_every_acknowledged_re
         api.ok("PUT", f"{FCS}/trio/scale", s)
 
     produce("three", 300)
+    # Sample (StatefulSet replicas, partition owners) while the scale subresource is lowered, as an
+    # HPA would: the operator must move every partition off brokers 1 and 2 while the StatefulSet
+    # still has them, and only then shrink it.
+    samples, sampling = [], threading.Event()
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+
+    def sample():
+        while not sampling.is_set():
+            sts = api.get(f"/apis/apps/v1/namespaces/{NS}/statefulsets/trio-broker")
+            try:
+                parts = admin.list_topics(topic, timeout=2).topics[topic].partitions
+                owners = sorted({p.leader for p in parts.values()})
+            except Exception:
+                owners = None
+            samples.append(((sts or {}).get("spec", {}).get("replicas"), owners))
+            time.sleep(0.05)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
     scale(1)
     try:
         wait_for(lambda: kubelet.running() == [(NS, "trio-broker-0")], timeout=90, what="brokers 1 and 2 stopped")
         wait_for(lambda: brokers_in_metadata(bootstrap) == [0], timeout=30, what="metadata with broker 0 alone")
     except AssertionError:
         raise AssertionError("scale-down did not settle:\n" + logs())
+    sampling.set()
+    sampler.join()
+    first_shrunk = next((i for i, (r, _) in enumerate(samples) if r == 1), None)
+    assert first_shrunk is not None, samples[-5:]
+    assert any(r == 3 and owners == [0] for r, owners in samples[:first_shrunk]), \
+        f"the StatefulSet shrank before brokers 1 and 2 were drained: {samples[:first_shrunk][-10:]} then {samples[first_shrunk]}"
+    events = api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+    assert any(e.get("reason") == "Drained" and e["involvedObject"].get("name") == "trio" for e in events), \
+        [e.get("reason") for e in events]
     for n in ("trio-broker-1", "trio-broker-2"):
         assert "broker stopped" in kubelet.log(NS, n), kubelet.log(NS, n)[-2000:]
     produce("one", 300)

@@ -222,6 +222,9 @@ public actor ElasticityController {
             if now - phaseSince > settings.stepTimeout { record("brokers \(waiting) not ready after \(Int(settings.stepTimeout)) s; still waiting", level: .warning) }
             return
         }
+        // A broker keeps its draining mark across registrations: one that a scale-in removed
+        // and this scale-out brings back must be cleared, or it would get nothing.
+        for m in members { try await admin.setDraining(broker: m.id, false) }
         record("brokers 1…\(target) ready and registered")
         try await balance(eligible: members.map(\.id), metadata: metadata, reason: "scale-out", ignoreCooldown: true)
         autoscaler.scaled(to: target, at: now)

@@ -1,5 +1,6 @@
 import ControllerRuntime
 import Foundation
+import KafkaClient
 import KubeAPI
 import Support
 
@@ -78,6 +79,11 @@ public struct ClusterReconciler: Reconciler {
     /// How long a re-created StatefulSet's predecessor may take to go (its orphaned pods are
     /// released by the garbage collector first).
     public var recreateTimeout: Duration = .seconds(60)
+    /// Drains brokers before the StatefulSet shrinks (nil: scale-in is not guarded; unit tests
+    /// without brokers).
+    public var scaleInGuard: ScaleInGuard?
+    /// How soon a pass that is waiting for a drain looks again.
+    public var drainPollInterval: Duration = .seconds(1)
     let changes: Counter
 
     public init(client: KubeClient, caches: ClusterCaches, clock: any FloeClock, logger: Logger, metrics: MetricsRegistry,
@@ -101,10 +107,32 @@ public struct ClusterReconciler: Reconciler {
         var appliedStatefulSet: StatefulSet?
         var changed: [(reason: String, key: ObjectKey, message: String)] = []
         func note(_ reason: String, _ key: ObjectKey) { changed.append((reason, key, "\(reason) \(key.kind) \(key.name)")) }
+        let names = ClusterNames(cluster: key.name, namespace: key.namespace)
+
+        // Safe scale-in: the StatefulSet keeps its brokers until the leaving ones own nothing.
+        var rendered = cluster
+        var drain: String?
+        if problems.isEmpty, let guardian = scaleInGuard,
+           let current = caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)?.spec?.replicas {
+            let desired = cluster.spec.replicas ?? FloeDefaults.replicas
+            let bootstrap = Self.brokerAddresses(caches.brokerPods(names), port: cluster.spec.listeners?.kafkaPort ?? FloeDefaults.kafkaPort)
+            if desired < current {
+                switch await guardian.drain(cluster: key.description, leaving: Array(desired..<current), bootstrap: bootstrap) {
+                case .drained:
+                    log.info("leaving brokers own nothing; scaling in", metadata: ["from": "\(current)", "to": "\(desired)"])
+                    await recordEvent(cluster, type: "Normal", reason: "Drained", message: "Brokers \(desired)…\(current - 1) own no partitions; scaling in from \(current) to \(desired)")
+                case .draining(let message), .unreachable(let message):
+                    rendered.spec.replicas = current
+                    drain = message
+                }
+            } else if desired > current {
+                await guardian.undrain(cluster: key.description, brokers: Array(current..<desired), bootstrap: bootstrap)
+            }
+        }
 
         if problems.isEmpty {
             do {
-                let desired = try Render.render(cluster)
+                let desired = try Render.render(rendered)
                 let plan = SyncPlan.plan(desired: desired, observed: caches.observed(namespace: key.namespace, contentOf: Set(desired.map(\.key))), ownerUID: cluster.metadata.uid ?? "")
                 conflicts = plan.conflicts
                 for action in plan.actions {
@@ -145,11 +173,10 @@ public struct ClusterReconciler: Reconciler {
             await recordEvent(cluster, type: "Normal", reason: reason, message: message)
         }
 
-        let names = ClusterNames(cluster: key.name, namespace: key.namespace)
         let statefulSet = appliedStatefulSet ?? caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)
         let status = StatusComputer.compute(
             StatusInput(cluster: cluster, statefulSet: statefulSet, problems: problems, conflicts: conflicts.sorted(),
-                        syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime()))
+                        syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime(), drain: drain))
         if let degraded = status.condition("Degraded"), degraded.status == "True" {
             // Every pass that ends degraded (InvalidSpec, OwnershipConflict, SyncFailed, a failing
             // broker pod): the recorder counts a repeat on the Event it wrote, so `count` says how
@@ -162,7 +189,17 @@ public struct ClusterReconciler: Reconciler {
             _ = try await client.updateStatus(updated)
         }
         if let syncError { throw syncError }
+        if let drain {
+            log.info("waiting for brokers to drain", metadata: ["drain": drain])
+            return .requeueAfter(drainPollInterval)
+        }
         return .done
+    }
+
+    /// The Kafka addresses of the running broker pods (pod IP and the Kafka port).
+    static func brokerAddresses(_ pods: [Pod], port: Int32) -> [BrokerAddress] {
+        pods.filter { $0.metadata.deletionTimestamp == nil && $0.status?.phase == "Running" }
+            .compactMap { $0.status?.podIP }.sorted().map { BrokerAddress(host: $0, port: Int(port)) }
     }
 
     /// Whether `object`'s name is taken by an object without our controller reference.

@@ -145,7 +145,8 @@ public final class KubernetesRuntime: Sendable {
             })
         self.caches.withLock { $0 = caches }
         defer { self.caches.withLock { $0 = nil } }
-        let reconciler = ClusterReconciler(client: client, caches: caches, clock: clock, logger: logger, metrics: metrics)
+        var reconciler = ClusterReconciler(client: client, caches: caches, clock: clock, logger: logger, metrics: metrics)
+        reconciler.scaleInGuard = ScaleInGuard(logger: logger)
         let controller = Controller(name: "floecluster", queue: queue, reconciler: reconciler, workers: options.workers, logger: logger, metrics: metrics)
         let clock = clock
         await withTaskGroup(of: Void.self) { group in
