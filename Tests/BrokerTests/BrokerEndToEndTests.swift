@@ -159,6 +159,7 @@ struct LiveBroker {
         let c = try await connectE2E(port: broker.port)
         _ = try await c.send(CreateTopicsRequest(topics: [.init(name: "m", numPartitions: 1, replicationFactor: 1)]), version: 4)
         _ = try await produce(c, "m", try makeBatch(count: 5), acks: 1)
+        /// A plain HTTP GET on the probe port (HTTP, not Kafka: a raw socket is enough).
         func get(_ path: String) async throws -> String {
             try await withCheckedThrowingContinuation { cont in
                 Thread {
