@@ -1,5 +1,5 @@
-import Bytes
 import Foundation
+import KafkaClient
 import KafkaProtocol
 import ObjectStore
 import StreamStorage
@@ -11,58 +11,9 @@ import Testing
 import Glibc
 #endif
 
-/// A Kafka client on one TCP connection, speaking the generated codecs; every call blocks a
-/// dedicated thread, never the cooperative pool.
-final class WireClient: @unchecked Sendable {
-    // @unchecked: `fd` and `correlation` are used by one call at a time (each test awaits its calls).
-    let fd: Int32
-    var correlation: Int32 = 0
-
-    init(port: UInt16) throws { fd = try TestClient.connect(port: port) }
-    deinit { close(fd) }
-
-    func send<M: KafkaMessage>(_ request: M, version: Int16) throws -> Int32 {
-        correlation += 1
-        var w = ByteWriter()
-        try RequestHeader.encodeRequest(request, version: version, correlationId: correlation, clientId: "e2e", into: &w)
-        let bytes = w.take()
-        var sent = 0
-        while sent < bytes.count {
-            let n = bytes[sent...].withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw POSIXError(.EPIPE) }
-            sent += n
-        }
-        return correlation
-    }
-
-    func receive(_ apiKey: ApiKey, version: Int16) throws -> AnyResponse {
-        func readExactly(_ n: Int) throws -> [UInt8] {
-            var out = [UInt8](repeating: 0, count: n)
-            var got = 0
-            while got < n {
-                let r = out.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + got, n - got, 0) }
-                guard r > 0 else { throw TestClient.Closed(received: []) }
-                got += r
-            }
-            return out
-        }
-        let size = try readExactly(4)
-        let length = Int(UInt32(size[0]) << 24 | UInt32(size[1]) << 16 | UInt32(size[2]) << 8 | UInt32(size[3]))
-        return try ResponseHeader.decodeResponse(try readExactly(length)[...], apiKey: apiKey, version: version).body
-    }
-
-    /// Sends and waits for the answer on a thread of its own.
-    func call<M: KafkaMessage>(_ request: M, version: Int16) async throws -> AnyResponse {
-        let key = ApiKey(rawValue: M.apiKey)!
-        return try await withCheckedThrowingContinuation { c in
-            Thread {
-                c.resume(with: Result {
-                    _ = try self.send(request, version: version)
-                    return try self.receive(key, version: version)
-                })
-            }.start()
-        }
-    }
+/// A connection to a test broker on 127.0.0.1 through the project's Kafka client.
+func connectE2E(port: UInt16) async throws -> KafkaConnection {
+    try await KafkaConnection.connect(host: "127.0.0.1", port: Int(port), clientId: "e2e")
 }
 
 /// A broker on real storage (local-directory bucket, file WAL) in a temporary directory.
@@ -95,17 +46,18 @@ struct LiveBroker {
         return path
     }
 
-    func produce(_ c: WireClient, _ topic: String, _ batch: [UInt8], acks: Int16, version: Int16 = 9) async throws -> ProduceResponse.PartitionProduceResponse {
-        let r = try await c.call(ProduceRequest(acks: acks, timeoutMs: 5000, topicData: [.init(name: topic, partitionData: [.init(index: 0, records: batch[...])])]), version: version)
-        guard case let .produce(p) = r else { throw HarnessError.unexpected("\(r)") }
-        return p.responses[0].partitionResponses[0]
+    func produce(_ c: KafkaConnection, _ topic: String, _ batch: [UInt8], acks: Int16, version: Int16 = 9) async throws -> ProduceResponse.PartitionProduceResponse {
+        let p = try await c.send(ProduceRequest(acks: acks, timeoutMs: 5000, topicData: [.init(name: topic, partitionData: [.init(index: 0, records: batch[...])])]),
+                                 version: version, expecting: ProduceResponse.self)
+        return try #require(p.responses.first?.partitionResponses.first)
     }
 
-    func fetch(_ c: WireClient, _ topic: String, offset: Int64, maxWaitMs: Int32 = 0) async throws -> FetchResponse.PartitionData {
-        let r = try await c.call(FetchRequest(maxWaitMs: maxWaitMs, minBytes: 1, maxBytes: 1 << 20, topics: [
-            .init(topic: topic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])]), version: 11)
-        guard case let .fetch(f) = r else { throw HarnessError.unexpected("\(r)") }
-        return f.responses[0].partitions[0]
+    /// A fetch of partition 0; the call's own timeout outlasts the broker's `maxWaitMs` wait.
+    func fetch(_ c: KafkaConnection, _ topic: String, offset: Int64, maxWaitMs: Int32 = 0) async throws -> FetchResponse.PartitionData {
+        let f = try await c.send(FetchRequest(maxWaitMs: maxWaitMs, minBytes: 1, maxBytes: 1 << 20, topics: [
+            .init(topic: topic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])]),
+                                 version: 11, expecting: FetchResponse.self, timeout: .milliseconds(Int(maxWaitMs)) + .seconds(30))
+        return try #require(f.responses.first?.partitions.first)
     }
 
     @Test func clientsProduceFetchAdministerAndRestart() async throws {
@@ -113,33 +65,36 @@ struct LiveBroker {
         defer { try? FileManager.default.removeItem(atPath: root) }  // cleanup of a temporary directory
         let live = try await LiveBroker.start(root: root)
         let port = live.broker.port
-        let c = try WireClient(port: port)
+        let c = try await connectE2E(port: port)
 
         // ApiVersions v3 lists what is served.
-        let av = try await requireResponse(c.call(ApiVersionsRequest(clientSoftwareName: "e2e", clientSoftwareVersion: "1"), version: 3), as: ApiVersionsResponse.self)
+        let av = try await c.send(ApiVersionsRequest(clientSoftwareName: "e2e", clientSoftwareVersion: "1"), version: 3, expecting: ApiVersionsResponse.self)
         #expect(av.errorCode == 0)
         #expect(av.apiKeys.first { $0.apiKey == ApiKey.produce.rawValue }?.maxVersion == 11)
         #expect(av.apiKeys.contains { $0.apiKey == ApiKey.joinGroup.rawValue })
 
         // Topic admin and configs.
-        let ct = try await requireResponse(c.call(CreateTopicsRequest(topics: [
-            .init(name: "e2e", numPartitions: 1, replicationFactor: 3, configs: [.init(name: "retention.ms", value: "86400000")])]), version: 7), as: CreateTopicsResponse.self)
+        let ct = try await c.send(CreateTopicsRequest(topics: [
+            .init(name: "e2e", numPartitions: 1, replicationFactor: 3, configs: [.init(name: "retention.ms", value: "86400000")])]), version: 7, expecting: CreateTopicsResponse.self)
         #expect(ct.topics[0].errorCode == 0)
-        let dc = try await requireResponse(c.call(DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: "e2e", configurationKeys: ["retention.ms"])]), version: 4), as: DescribeConfigsResponse.self)
+        let dc = try await c.send(DescribeConfigsRequest(resources: [.init(resourceType: 2, resourceName: "e2e", configurationKeys: ["retention.ms"])]), version: 4, expecting: DescribeConfigsResponse.self)
         #expect(dc.results[0].configs.first?.value == "86400000")
 
         // acks=1, acks=all, acks=0.
         #expect(try await produce(c, "e2e", try makeBatch(count: 3, seed: 1), acks: 1).baseOffset == 0)
         #expect(try await produce(c, "e2e", try makeBatch(count: 3, seed: 2), acks: -1).baseOffset == 3)
-        _ = try c.send(ProduceRequest(acks: 0, timeoutMs: 5000, topicData: [.init(name: "e2e", partitionData: [.init(index: 0, records: try makeBatch(count: 2, seed: 3)[...])])]), version: 9)
-        // The next answer on the connection is the ListOffsets one: acks=0 got none (a
-        // ProduceResponse here would be the answer acks=0 must not get).
-        let lo = try await requireResponse(c.call(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "e2e", partitions: [.init(partitionIndex: 0, timestamp: -1)])]), version: 7), as: ListOffsetsResponse.self)
+        // KafkaConnection returns at once for acks=0 and waits for no answer under its
+        // correlation ID.
+        _ = try await c.send(ProduceRequest(acks: 0, timeoutMs: 5000, topicData: [.init(name: "e2e", partitionData: [.init(index: 0, records: try makeBatch(count: 2, seed: 3)[...])])]), version: 9)
+        // The next answer on the connection is the ListOffsets one: acks=0 got none. A
+        // ProduceResponse here (the answer acks=0 must not get) would carry a correlation ID no
+        // call waits for; KafkaConnection then closes the connection and this call fails.
+        let lo = try await c.send(ListOffsetsRequest(replicaId: -1, topics: [.init(name: "e2e", partitions: [.init(partitionIndex: 0, timestamp: -1)])]), version: 7, expecting: ListOffsetsResponse.self)
         // The acks=0 batch is appended in order; it may still be on its way to durability.
         #expect(lo.topics[0].partitions[0].offset >= 6)
 
         // Idempotent producer: duplicate and out of order.
-        let ip = try await requireResponse(c.call(InitProducerIdRequest(), version: 4), as: InitProducerIdResponse.self)
+        let ip = try await c.send(InitProducerIdRequest(), version: 4, expecting: InitProducerIdResponse.self)
         let pid = ip.producerId
         let first = try makeBatch(count: 2, producerId: pid, epoch: 0, sequence: 0, seed: 4)
         let base = try await produce(c, "e2e", first, acks: -1).baseOffset
@@ -150,9 +105,9 @@ struct LiveBroker {
                 == KafkaErrorCode.outOfOrderSequenceNumber.rawValue)
 
         // Long poll: a fetch at the end waits (60 s) until a produce on another connection wakes it.
-        let consumer = try WireClient(port: port)
+        let consumer = try await connectE2E(port: port)
         async let waiting = fetch(consumer, "e2e", offset: 10, maxWaitMs: 60_000)
-        let producer = try WireClient(port: port)
+        let producer = try await connectE2E(port: port)
         #expect(try await produce(producer, "e2e", try makeBatch(count: 4, seed: 5), acks: 1).baseOffset == 10)
         let woken = try await waiting
         #expect(try fetchedRecords(woken.records).map(\.offset) == [10, 11, 12, 13])
@@ -163,8 +118,8 @@ struct LiveBroker {
 
         // Restart over the same bucket and WAL directory.
         let again = try await LiveBroker.start(root: root)
-        let c2 = try WireClient(port: again.broker.port)
-        let md = try await requireResponse(c2.call(MetadataRequest(topics: nil), version: 12), as: MetadataResponse.self)
+        let c2 = try await connectE2E(port: again.broker.port)
+        let md = try await c2.send(MetadataRequest(topics: nil), version: 12, expecting: MetadataResponse.self)
         #expect(md.topics.map(\.name) == ["e2e"])
         let after = try fetchedRecords(try await fetch(c2, "e2e", offset: 0).records)
         #expect(after.map(\.offset) == all.map(\.offset))
@@ -172,9 +127,11 @@ struct LiveBroker {
         // Producer state carried over: the old batch is still a duplicate, and the next sequence appends.
         #expect(try await produce(c2, "e2e", first, acks: -1).baseOffset == base)
         #expect(try await produce(c2, "e2e", try makeBatch(count: 1, producerId: pid, epoch: 0, sequence: 2), acks: -1).baseOffset == 14)
-        let ip2 = try await requireResponse(c2.call(InitProducerIdRequest(), version: 0), as: InitProducerIdResponse.self)
+        let ip2 = try await c2.send(InitProducerIdRequest(), version: 0, expecting: InitProducerIdResponse.self)
         #expect(ip2.producerId != pid)
         try await again.stop()
+        // The connections stay open through both shutdowns (this also keeps them alive that long).
+        for connection in [c, consumer, producer, c2] { connection.close() }
     }
 
     @Test func startupErrorsNameWhatFailed() async throws {
@@ -199,9 +156,10 @@ struct LiveBroker {
         let broker = try await Broker.start(settings: .init(config: config), store: MemoryObjectStore(name: "m"), storage: MemoryLogStorage())
         let task = Task { try await broker.run() }
         let httpPort = try #require(broker.httpPort)
-        let c = try WireClient(port: broker.port)
-        _ = try await c.call(CreateTopicsRequest(topics: [.init(name: "m", numPartitions: 1, replicationFactor: 1)]), version: 4)
+        let c = try await connectE2E(port: broker.port)
+        _ = try await c.send(CreateTopicsRequest(topics: [.init(name: "m", numPartitions: 1, replicationFactor: 1)]), version: 4)
         _ = try await produce(c, "m", try makeBatch(count: 5), acks: 1)
+        /// A plain HTTP GET on the probe port (HTTP, not Kafka: a raw socket is enough).
         func get(_ path: String) async throws -> String {
             try await withCheckedThrowingContinuation { cont in
                 Thread {
@@ -234,6 +192,7 @@ struct LiveBroker {
         #expect(try await get("/nope").hasPrefix("HTTP/1.1 404"))
         broker.shutdown()
         try await task.value
+        c.close()  // after the metrics were read: `floe_broker_connections 1` counts this connection
     }
 
     /// An external listener: clients that connect there are given the external addresses (in
@@ -249,24 +208,24 @@ struct LiveBroker {
         let broker = try await Broker.start(settings: .init(config: config), store: MemoryObjectStore(name: "ext"), storage: MemoryLogStorage())
         let task = Task { try await broker.run() }
         let externalPort = try #require(broker.externalPort)
-        let inside = try WireClient(port: broker.port)
-        let outside = try WireClient(port: externalPort)
+        let inside = try await connectE2E(port: broker.port)
+        let outside = try await connectE2E(port: externalPort)
 
-        let metaIn = try requireResponse(try await inside.call(MetadataRequest(topics: []), version: 12), as: MetadataResponse.self)
+        let metaIn = try await inside.send(MetadataRequest(topics: []), version: 12, expecting: MetadataResponse.self)
         #expect(metaIn.brokers.map { "\($0.nodeId) \($0.host):\($0.port)" } == ["7 broker-7.internal:9092"])
-        let metaOut = try requireResponse(try await outside.call(MetadataRequest(topics: []), version: 12), as: MetadataResponse.self)
+        let metaOut = try await outside.send(MetadataRequest(topics: []), version: 12, expecting: MetadataResponse.self)
         #expect(metaOut.brokers.map { "\($0.nodeId) \($0.host):\($0.port)" } == ["7 ext-7.example.com:31097"])
 
-        let cluster = try requireResponse(try await outside.call(DescribeClusterRequest(), version: 1), as: DescribeClusterResponse.self)
+        let cluster = try await outside.send(DescribeClusterRequest(), version: 1, expecting: DescribeClusterResponse.self)
         #expect(cluster.brokers.map { "\($0.host):\($0.port)" } == ["ext-7.example.com:31097"])
-        let coordinator = try requireResponse(try await outside.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3),
-                                              as: FindCoordinatorResponse.self)
+        let coordinator = try await outside.send(FindCoordinatorRequest(key: "g", keyType: 0), version: 3, expecting: FindCoordinatorResponse.self)
         #expect("\(coordinator.host):\(coordinator.port)" == "ext-7.example.com:31097")
-        let coordinatorIn = try requireResponse(try await inside.call(FindCoordinatorRequest(key: "g", keyType: 0), version: 3),
-                                                as: FindCoordinatorResponse.self)
+        let coordinatorIn = try await inside.send(FindCoordinatorRequest(key: "g", keyType: 0), version: 3, expecting: FindCoordinatorResponse.self)
         #expect("\(coordinatorIn.host):\(coordinatorIn.port)" == "broker-7.internal:9092")
         broker.shutdown()
         try await task.value
+        inside.close()
+        outside.close()
     }
 
     @Test func externalAdvertiseTemplates() throws {

@@ -23,6 +23,9 @@ struct ScramblingEcho: RequestHandler {
 }
 
 /// A blocking test client on its own thread, so the cooperative pool stays free for the server.
+/// Raw frames on purpose: these tests feed the server's framing layer echo payloads, oversized
+/// and malformed frames, which `KafkaConnection` (Kafka requests only) cannot send. Kafka
+/// requests in tests go through `KafkaConnection`.
 enum TestClient {
     static func exchange(port: UInt16, send frames: [[UInt8]], expect responses: Int) async -> Result<[[UInt8]], Error> {
         await withCheckedContinuation { c in
