@@ -27,6 +27,9 @@ public final class InformerGroup<T: KubeObject>: Sendable {
         return nil
     }
 
+    /// Every cached object of every watched namespace.
+    public func listAll() -> [T] { informers.flatMap { $0.list() } }
+
     public func list(namespace: String) -> [T] {
         informers.filter { $0.namespace == nil || $0.namespace == namespace }.flatMap { $0.list() }.filter { $0.metadata.namespace == namespace }
     }

@@ -292,13 +292,27 @@ extension FloeClusterStatus: SchemaDescribed {
                     case .observedAt: Schema(["type": "string", "format": "date-time", "description": "When measured."])
                     }
                 }
-            case .lastScaling:
-                .object(ScalingDecision.CodingKeys.self, "Last scaling decision.", required: [.time, .from, .to, .reason]) { key in
+            case .lastScaling: ScalingDecision.schema
+            case .autoscaling:
+                .object(AutoscalingStatus.CodingKeys.self, "The autoscaler's view (while autoscaling is enabled).") { key in
                     switch key {
-                    case .time: Schema(["type": "string", "format": "date-time", "description": "When it was decided."])
-                    case .from: .int32("Brokers before.")
-                    case .to: .int32("Brokers after.")
-                    case .reason: .string("Why.")
+                    case .desiredBrokers: .int32("Brokers the autoscaler wants now.")
+                    case .phase: .string("steady, scaling out to N, or scaling in to N (draining ...).")
+                    case .dryRun: Schema(["type": "boolean", "description": "Decisions are reported, not acted on."])
+                    case .brokers:
+                        .array(
+                            of: .object(BrokerLoadStatus.CodingKeys.self, "One broker's measured load.", required: [.id, .known]) { key in
+                                switch key {
+                                case .id: .int32("Node id (pod ordinal).")
+                                case .known: Schema(["type": "boolean", "description": "False when its metrics could not be read."])
+                                case .bytesInPerSecond: .int64("Produced bytes per second.")
+                                case .bytesOutPerSecond: .int64("Fetched bytes per second.")
+                                case .cpuPercent: .int32("CPU seconds per second, percent of one core.")
+                                case .partitions: .int32("Partitions it owns.")
+                                }
+                            }, "Per broker."
+                        ).listMapKeyed("id")
+                    case .lastDecision: ScalingDecision.schema
                     }
                 }
             case .brokers:
@@ -313,6 +327,19 @@ extension FloeClusterStatus: SchemaDescribed {
                         }
                     }, "Each broker pod's state."
                 ).listMapKeyed("name")
+            }
+        }
+    }
+}
+
+extension ScalingDecision {
+    static var schema: Schema {
+        .object(CodingKeys.self, "A scaling decision.", required: [.time, .from, .to, .reason]) { key in
+            switch key {
+            case .time: Schema(["type": "string", "format": "date-time", "description": "When it was decided."])
+            case .from: .int32("Brokers before.")
+            case .to: .int32("Brokers after.")
+            case .reason: .string("Why: metric, value, target, what was computed and what limited it.")
             }
         }
     }

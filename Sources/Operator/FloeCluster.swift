@@ -407,16 +407,19 @@ public struct FloeClusterStatus: Codable, Sendable, Equatable {
     public var lastScaling: ScalingDecision?
     /// Each broker pod's state, by pod name (absent when there are no pods).
     public var brokers: [BrokerState]?
+    /// The autoscaler's view (present while `spec.autoscaling.enabled`).
+    public var autoscaling: AutoscalingStatus?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case observedGeneration, conditions, replicas, readyReplicas, selector, bootstrap, load, lastScaling, brokers
+        case observedGeneration, conditions, replicas, readyReplicas, selector, bootstrap, load, lastScaling, brokers, autoscaling
     }
 
     public init(
         observedGeneration: Int64? = nil, conditions: [Condition]? = nil, replicas: Int32? = nil, readyReplicas: Int32? = nil,
         selector: String? = nil, bootstrap: String? = nil, load: ClusterLoad? = nil, lastScaling: ScalingDecision? = nil,
-        brokers: [BrokerState]? = nil
+        brokers: [BrokerState]? = nil, autoscaling: AutoscalingStatus? = nil
     ) {
+        self.autoscaling = autoscaling
         self.brokers = brokers
         self.observedGeneration = observedGeneration
         self.conditions = conditions
@@ -473,5 +476,56 @@ public struct ScalingDecision: Codable, Sendable, Equatable {
         self.from = from
         self.to = to
         self.reason = reason
+    }
+}
+
+/// What the autoscaler sees and does for one cluster.
+///
+/// Example: `{desiredBrokers: 3, phase: "scaling out to 3", brokers: [{id: 0, bytesInPerSecond: 5242880, partitions: 4}, …],
+/// lastDecision: {from: 2, to: 3, reason: "bytesIn 11.0 MiB/s total, … → 3"}}`.
+public struct AutoscalingStatus: Codable, Sendable, Equatable {
+    public var desiredBrokers: Int32?
+    /// `steady`, `scaling out to N`, or `scaling in to N (draining …)`.
+    public var phase: String?
+    public var dryRun: Bool?
+    public var brokers: [BrokerLoadStatus]?
+    public var lastDecision: ScalingDecision?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case desiredBrokers, phase, dryRun, brokers, lastDecision
+    }
+
+    public init(desiredBrokers: Int32? = nil, phase: String? = nil, dryRun: Bool? = nil, brokers: [BrokerLoadStatus]? = nil,
+                lastDecision: ScalingDecision? = nil) {
+        self.desiredBrokers = desiredBrokers
+        self.phase = phase
+        self.dryRun = dryRun
+        self.brokers = brokers
+        self.lastDecision = lastDecision
+    }
+}
+
+/// One broker's measured load; `known: false` when its metrics could not be read (it then
+/// blocks scale-in).
+public struct BrokerLoadStatus: Codable, Sendable, Equatable {
+    public var id: Int32
+    public var known: Bool
+    public var bytesInPerSecond: Int64?
+    public var bytesOutPerSecond: Int64?
+    public var cpuPercent: Int32?
+    public var partitions: Int32?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case id, known, bytesInPerSecond, bytesOutPerSecond, cpuPercent, partitions
+    }
+
+    public init(id: Int32, known: Bool, bytesInPerSecond: Int64? = nil, bytesOutPerSecond: Int64? = nil, cpuPercent: Int32? = nil,
+                partitions: Int32? = nil) {
+        self.id = id
+        self.known = known
+        self.bytesInPerSecond = bytesInPerSecond
+        self.bytesOutPerSecond = bytesOutPerSecond
+        self.cpuPercent = cpuPercent
+        self.partitions = partitions
     }
 }

@@ -17,12 +17,15 @@ public struct StatusInput: Sendable {
     public var now: Date
     /// While brokers are drained before the StatefulSet shrinks: what is left to move.
     public var drain: String?
+    /// The autoscaler's latest view (nil: autoscaling off, or not measured yet).
+    public var autoscaling: AutoscalingReport?
 
     public init(
         cluster: FloeCluster, statefulSet: StatefulSet?, problems: [String], conflicts: [ObjectKey] = [], syncError: String? = nil,
-        pods: [Pod] = [], now: Date, drain: String? = nil
+        pods: [Pod] = [], now: Date, drain: String? = nil, autoscaling: AutoscalingReport? = nil
     ) {
         self.drain = drain
+        self.autoscaling = autoscaling
         self.cluster = cluster
         self.statefulSet = statefulSet
         self.pods = pods
@@ -184,8 +187,20 @@ public enum StatusComputer {
             readyReplicas: ready,
             selector: LabelSelector(matchLabels: names.selectorLabels).queryString,
             bootstrap: names.bootstrapAddress(port: kafkaPort),
-            load: previous?.load,
-            lastScaling: previous?.lastScaling,
-            brokers: brokerStates(input.pods))
+            load: input.autoscaling?.load ?? previous?.load,
+            lastScaling: input.autoscaling?.status.lastDecision ?? previous?.lastScaling,
+            brokers: brokerStates(input.pods),
+            autoscaling: input.autoscaling?.status)
+    }
+}
+
+/// What the autoscaler hands the status: its view and the cluster-wide sums.
+public struct AutoscalingReport: Sendable, Equatable {
+    public var status: AutoscalingStatus
+    public var load: ClusterLoad
+
+    public init(status: AutoscalingStatus, load: ClusterLoad) {
+        self.status = status
+        self.load = load
     }
 }

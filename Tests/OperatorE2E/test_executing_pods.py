@@ -99,7 +99,7 @@ def consume(confluent_kafka, bootstrap, topic, count, group, timeout, what, extr
     return got
 
 
-def s3_floecluster(api, endpoint, name, replicas, bucket_prefix, path="/cluster", config=None):
+def s3_floecluster(api, endpoint, name, replicas, bucket_prefix, path="/cluster", config=None, extra=None):
     """A new bucket on moto, the credentials Secret `s3`, and a FloeCluster `name` on the bucket
     (object WAL) reading its credentials from that Secret; returns the bucket name."""
     from test_rendered_brokers import create_bucket
@@ -111,6 +111,7 @@ def s3_floecluster(api, endpoint, name, replicas, bucket_prefix, path="/cluster"
                                               "credentials": {"secretName": "s3"}}}
     if config:
         spec["config"] = config
+    spec.update(extra or {})
     api.ok("POST", FCS, {"apiVersion": "floe.dev/v1alpha1", "kind": "FloeCluster", "metadata": {"name": name}, "spec": spec})
     return bucket
 
@@ -405,3 +406,80 @@ def test_an_external_listener_gives_external_clients_the_external_addresses(kube
     assert sorted(got) == sorted(f"x{i}" for i in range(10))
     api.ok("DELETE", f"{FCS}/edge")
     wait_for(lambda: kubelet.running() == [], timeout=60, what="broker process stopped")
+
+
+def test_autoscaling_grows_the_statefulset_under_load_and_drains_it_afterwards(kube, request):
+    """spec.autoscaling on: one broker on moto S3 under ~4x its bytes-in target. The operator
+    (scraping the pods' /metrics) raises spec.replicas through the scale subresource, waits for
+    the new brokers, moves partitions onto them; when the load stops it drains and removes them
+    one at a time. Status and Events tell the story; every acknowledged record is read once."""
+    confluent_kafka = pytest.importorskip("confluent_kafka") if os.environ.get("CI") != "true" else __import__("confluent_kafka")
+    endpoint = request.getfixturevalue("s3_endpoint")
+    api, server, op = kube
+    kubelet = server.kubelet
+    target = 128 * 1024
+    s3_floecluster(api, endpoint, "elastic", 1, "floe-auto-", config={"num.partitions": "6"}, extra={
+        "autoscaling": {"enabled": True, "minBrokers": 1, "maxBrokers": 3, "targets": {"bytesInPerSecond": target},
+                        "scaleUp": {"stabilizationWindowSeconds": 4}, "scaleDown": {"stabilizationWindowSeconds": 20}},
+        "balancing": {"intervalSeconds": 10, "moveCooldownSeconds": 10}})
+
+    def logs():
+        names = [p["metadata"]["name"] for p in (api.get(PODS) or {}).get("items") or [] if p["metadata"]["name"].startswith("elastic-")]
+        return "\n".join(f"--- {n}\n" + kubelet.log(NS, n)[-2000:] for n in names) + "\n--- operator\n" + op.output()[-5000:]
+
+    try:
+        pod = wait_for(lambda: ready_pod(api, "elastic-broker-0"), timeout=90, what="broker 0 Ready")
+    except AssertionError:
+        raise AssertionError("broker 0 not ready:\n" + logs())
+    bootstrap = f"{pod['status']['podIP']}:9092"
+    topic = "auto-" + uuid.uuid4().hex[:8]
+    from confluent_kafka.admin import AdminClient, NewTopic
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    admin.create_topics([NewTopic(topic, 6, 1)])[topic].result(timeout=30)
+    producer = confluent_kafka.Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "acks": "all",
+                                         "linger.ms": 5, "message.timeout.ms": 120000})
+    acked, errors = [], []
+    padding = b"x" * 1000
+
+    def on_delivery(err, msg):
+        (errors.append(str(err)) if err else acked.append(msg.value()[:32].decode()))
+
+    def owners():
+        return sorted({p.leader for p in admin.list_topics(topic, timeout=10).topics[topic].partitions.values()})
+
+    # ~4x the target (512 KiB/s) until the cluster has 3 brokers owning partitions, at most 150 s.
+    start, sent = time.time(), 0
+    while time.time() - start < 150:
+        for _ in range(25):
+            producer.produce(topic, key=str(sent).encode(), value=f"{sent:032d}".encode() + padding, on_delivery=on_delivery)
+            sent += 1
+        producer.poll(0)
+        time.sleep(0.05)
+        if sent % 1000 == 0 and owners() == [0, 1, 2]:
+            break
+    assert producer.flush(120) == 0
+    fc = api.get(f"{FCS}/elastic")
+    assert fc["spec"]["replicas"] == 3, "did not scale out to 3:\n" + logs()
+    assert owners() == [0, 1, 2], f"partitions not spread over the new brokers: {owners()}\n" + logs()
+    status = wait_for(lambda: (lambda f: f["status"] if (f["status"].get("autoscaling") or {}).get("lastDecision") else None)(api.get(f"{FCS}/elastic")),
+                      timeout=40, what="status.autoscaling.lastDecision")
+    assert "bytesIn" in status["autoscaling"]["lastDecision"]["reason"], status["autoscaling"]
+
+    # Load stops: back to one broker, draining first (ScaleInGuard), one step per window.
+    try:
+        wait_for(lambda: api.get(f"{FCS}/elastic")["spec"]["replicas"] == 1 and kubelet.running() == [(NS, "elastic-broker-0")],
+                 timeout=180, what="scaled in to one broker")
+    except AssertionError:
+        raise AssertionError("scale-in did not finish:\n" + logs())
+    assert owners() == [0]
+    reasons = {e.get("reason") for e in api.ok("GET", f"/api/v1/namespaces/{NS}/events")["items"]
+               if e["involvedObject"].get("name") == "elastic"}
+    for r in ("ScalingOut", "ScaledOut", "PartitionsMoved", "ScalingIn", "ScaledIn", "Drained"):
+        assert r in reasons, (r, sorted(reasons))
+    assert errors == [], errors[:5]
+    got = consume(confluent_kafka, bootstrap, topic, len(acked), "g-" + topic, 90, "every acknowledged record consumed",
+                  extra_polls=4, **{"enable.auto.commit": False})
+    got = [g[:32] for g in got]
+    assert sorted(got) == sorted(acked), (len(got), len(acked))
+    api.ok("DELETE", f"{FCS}/elastic")
+    wait_for(lambda: kubelet.running() == [], timeout=90, what="broker processes stopped")

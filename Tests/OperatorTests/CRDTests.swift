@@ -65,7 +65,11 @@ import Testing
                 replicas: 3, readyReplicas: 3, selector: "a=b", bootstrap: "b:9092",
                 load: ClusterLoad(brokers: 3, bytesInPerSecond: 1, bytesOutPerSecond: 1, requestsPerSecond: 1, cpuUtilizationPercent: 1, observedAt: "t"),
                 lastScaling: ScalingDecision(time: "t", from: 1, to: 2, reason: "r"),
-                brokers: [BrokerState(name: "b-0", ready: false, state: "CrashLoopBackOff", restarts: 2, message: "m")]))
+                brokers: [BrokerState(name: "b-0", ready: false, state: "CrashLoopBackOff", restarts: 2, message: "m")],
+                autoscaling: AutoscalingStatus(
+                    desiredBrokers: 2, phase: "steady", dryRun: true,
+                    brokers: [BrokerLoadStatus(id: 0, known: true, bytesInPerSecond: 1, bytesOutPerSecond: 1, cpuPercent: 1, partitions: 1)],
+                    lastDecision: ScalingDecision(time: "t", from: 1, to: 2, reason: "r"))))
         let encoded = try JSONValue(encoding: full)
         guard case .array(let versions)? = FloeClusterCRD.make()["spec"]?["versions"], let schema = versions.first?["schema"]?["openAPIV3Schema"] else {
             Issue.record("no schema")

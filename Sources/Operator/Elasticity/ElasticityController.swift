@@ -69,6 +69,10 @@ public struct ElasticityView: Sendable {
     public var phase: ElasticityPhase = .steady
     public var movesInProgress: Int = 0
     public var lastDecision: (time: Date, text: String)?
+    /// The last change of the broker count the autoscaler decided (acted on, or not in a dry run).
+    public var lastChange: (time: Date, from: Int, to: Int, reason: String)?
+    /// The count the autoscaler wants now.
+    public var desired: Int = 0
     public var events: [ElasticityEvent] = []
     public var bootstrap: String = ""
 
@@ -124,11 +128,15 @@ public actor ElasticityController {
     var lastMoves: Double = -Double.infinity
     var view = ElasticityView()
     var events: [ElasticityEvent] = []
-    /// Called after every tick with the new view (the live display).
+    /// Called after every tick with the new view (the live display, the status).
     let onTick: @Sendable (ElasticityView) -> Void
+    /// Called for what deserves a Kubernetes Event: (type, reason, message).
+    let onEvent: @Sendable (String, String, String) -> Void
 
     public init(settings: ElasticitySettings, fleet: any BrokerFleet, admin: KafkaAdminClient, http: HTTPClient, logger: Logger,
-                bootstrap: String, onTick: @escaping @Sendable (ElasticityView) -> Void = { _ in }) {
+                bootstrap: String, onTick: @escaping @Sendable (ElasticityView) -> Void = { _ in },
+                onEvent: @escaping @Sendable (String, String, String) -> Void = { _, _, _ in }) {
+        self.onEvent = onEvent
         self.settings = settings
         self.fleet = fleet
         self.admin = admin
@@ -174,7 +182,7 @@ public actor ElasticityController {
         } catch is CancellationError {
             return
         } catch {
-            record("step failed, retrying: \(error)", level: .warning)
+            record("step failed, retrying: \(error)", level: .warning, event: ("Warning", "ScalingStepFailed"))
         }
     }
 
@@ -185,19 +193,21 @@ public actor ElasticityController {
         if settings.autoscalingEnabled {
             let loads = Dictionary(uniqueKeysWithValues: members.map { ($0.id, tracker.load(of: $0.id)) })
             let decision = autoscaler.decide(now: now, current: current, loads: loads)
+            view.desired = decision.desired
             if decision.isChange {
                 let text = "\(decision.current) → \(decision.desired) brokers: \(decision.reason)"
                 view.lastDecision = (Date(), text)
+                view.lastChange = (Date(), decision.current, decision.desired, decision.reason)
                 if settings.autoscaling.dryRun {
-                    record("dry run, not acting: \(text)")
+                    record("dry run, not acting: \(text)", event: ("Normal", "ScalingDryRun"))
                 } else if decision.desired > current {
-                    record("scale out \(text)")
+                    record("scale out \(text)", event: ("Normal", "ScalingOut"))
                     try await fleet.grow(to: decision.desired)
                     enter(.scalingOut(target: decision.desired))
                     return
                 } else {
                     let brokers = members.map(\.id).sorted().suffix(current - decision.desired).map { $0 }
-                    record("scale in \(text)")
+                    record("scale in \(text)", event: ("Normal", "ScalingIn"))
                     for id in brokers { try await admin.setDraining(broker: id, true) }
                     enter(.scalingIn(target: decision.desired, brokers: brokers))
                     return
@@ -218,6 +228,7 @@ public actor ElasticityController {
             let ready = registered.contains(m.id) ? await isReady(m) : false
             if !ready { waiting.append(m.id) }
         }
+        if members.count < target { waiting.append(contentsOf: (members.count..<target).map { Int32($0) }) }
         guard waiting.isEmpty else {
             if now - phaseSince > settings.stepTimeout { record("brokers \(waiting) not ready after \(Int(settings.stepTimeout)) s; still waiting", level: .warning) }
             return
@@ -225,7 +236,7 @@ public actor ElasticityController {
         // A broker keeps its draining mark across registrations: one that a scale-in removed
         // and this scale-out brings back must be cleared, or it would get nothing.
         for m in members { try await admin.setDraining(broker: m.id, false) }
-        record("brokers 1…\(target) ready and registered")
+        record("\(target) brokers ready and registered; balancing onto the new ones", event: ("Normal", "ScaledOut"))
         try await balance(eligible: members.map(\.id), metadata: metadata, reason: "scale-out", ignoreCooldown: true)
         autoscaler.scaled(to: target, at: now)
         lastBalance = now
@@ -241,7 +252,7 @@ public actor ElasticityController {
             return  // confirm on the next tick, from a fresh Metadata
         }
         // Confirmed through Metadata: the leaving brokers own nothing. Stop them.
-        record("brokers \(brokers.map(String.init).joined(separator: ", ")) own nothing; stopping them")
+        record("brokers \(brokers.map(String.init).joined(separator: ", ")) own nothing; stopping them", event: ("Normal", "ScaledIn"))
         try await fleet.remove(brokers)
         for id in brokers { tracker.forget(broker: id) }
         autoscaler.scaled(to: target, at: now)
@@ -306,7 +317,8 @@ public actor ElasticityController {
         }
         lastMoves = now
         let ms = Int(((now - started) * 1000).rounded())
-        record("moved \(moves.count - refused.count) partition(s) in \(ms) ms: " + moves.prefix(6).map(\.description).joined(separator: "; ") + (moves.count > 6 ? "; …" : ""))
+        record("moved \(moves.count - refused.count) partition(s) in \(ms) ms: " + moves.prefix(6).map(\.description).joined(separator: "; ") + (moves.count > 6 ? "; …" : ""),
+               event: ("Normal", "PartitionsMoved"))
     }
 
     // MARK: Signals
@@ -351,8 +363,9 @@ public actor ElasticityController {
         onTick(view)
     }
 
-    func record(_ text: String, level: Logger.Level = .notice) {
+    func record(_ text: String, level: Logger.Level = .notice, event: (type: String, reason: String)? = nil) {
         logger.log(level, text)
+        if let event { onEvent(event.type, event.reason, text) }
         events.append(ElasticityEvent(time: Date(), text: text.split(separator: "\n").first.map(String.init) ?? text))
         if events.count > 50 { events.removeFirst(events.count - 50) }
         view.events = events

@@ -82,6 +82,8 @@ public struct ClusterReconciler: Reconciler {
     /// Drains brokers before the StatefulSet shrinks (nil: scale-in is not guarded; unit tests
     /// without brokers).
     public var scaleInGuard: ScaleInGuard?
+    /// The autoscalers' latest reports (nil: no autoscaling in this process).
+    public var autoscalingReports: AutoscalingReports?
     /// How soon a pass that is waiting for a drain looks again.
     public var drainPollInterval: Duration = .seconds(1)
     let changes: Counter
@@ -176,7 +178,8 @@ public struct ClusterReconciler: Reconciler {
         let statefulSet = appliedStatefulSet ?? caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)
         let status = StatusComputer.compute(
             StatusInput(cluster: cluster, statefulSet: statefulSet, problems: problems, conflicts: conflicts.sorted(),
-                        syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime(), drain: drain))
+                        syncError: syncError.map { "\($0)" }, pods: caches.brokerPods(names), now: clock.wallTime(), drain: drain,
+                        autoscaling: (cluster.spec.autoscaling?.isEnabled ?? false) ? autoscalingReports?.get(key) : nil))
         if let degraded = status.condition("Degraded"), degraded.status == "True" {
             // Every pass that ends degraded (InvalidSpec, OwnershipConflict, SyncFailed, a failing
             // broker pod): the recorder counts a repeat on the Event it wrote, so `count` says how

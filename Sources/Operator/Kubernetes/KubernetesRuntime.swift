@@ -147,6 +147,10 @@ public final class KubernetesRuntime: Sendable {
         defer { self.caches.withLock { $0 = nil } }
         var reconciler = ClusterReconciler(client: client, caches: caches, clock: clock, logger: logger, metrics: metrics)
         reconciler.scaleInGuard = ScaleInGuard(logger: logger)
+        let reports = AutoscalingReports()
+        reconciler.autoscalingReports = reports
+        let autoscaling = try AutoscalingManager(
+            client: client, caches: caches, events: reconciler.events, reports: reports, logger: logger, enqueue: { queue.add($0) })
         let controller = Controller(name: "floecluster", queue: queue, reconciler: reconciler, workers: options.workers, logger: logger, metrics: metrics)
         let clock = clock
         await withTaskGroup(of: Void.self) { group in
@@ -162,7 +166,10 @@ public final class KubernetesRuntime: Sendable {
                     do { try await clock.sleep(for: .milliseconds(20)) } catch { return }
                 }
                 log.info("caches synced; reconciling")
-                await controller.run(clock: clock)
+                await withTaskGroup(of: Void.self) { inner in
+                    inner.addTask { await controller.run(clock: clock) }
+                    inner.addTask { await autoscaling.run() }
+                }
             }
             await group.waitForAll()
         }
