@@ -309,6 +309,8 @@ extension FloeClusterStatus: SchemaDescribed {
                                 case .bytesOutPerSecond: .int64("Fetched bytes per second.")
                                 case .cpuPercent: .int32("CPU seconds per second, percent of one core.")
                                 case .partitions: .int32("Partitions it owns.")
+                                case .produceP99Milliseconds:
+                                    Schema(["type": "number", "description": "Produce p99 over the window (its histogram bucket's upper bound), ms."])
                                 }
                             }, "Per broker."
                         ).listMapKeyed("id")

@@ -514,13 +514,16 @@ public struct BrokerLoadStatus: Codable, Sendable, Equatable {
     public var bytesOutPerSecond: Int64?
     public var cpuPercent: Int32?
     public var partitions: Int32?
+    /// Produce p99 over the window, as its histogram bucket's upper bound in milliseconds.
+    public var produceP99Milliseconds: Double?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case id, known, bytesInPerSecond, bytesOutPerSecond, cpuPercent, partitions
+        case id, known, bytesInPerSecond, bytesOutPerSecond, cpuPercent, partitions, produceP99Milliseconds
     }
 
     public init(id: Int32, known: Bool, bytesInPerSecond: Int64? = nil, bytesOutPerSecond: Int64? = nil, cpuPercent: Int32? = nil,
-                partitions: Int32? = nil) {
+                partitions: Int32? = nil, produceP99Milliseconds: Double? = nil) {
+        self.produceP99Milliseconds = produceP99Milliseconds
         self.id = id
         self.known = known
         self.bytesInPerSecond = bytesInPerSecond

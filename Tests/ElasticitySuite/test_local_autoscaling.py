@@ -206,6 +206,17 @@ def test_ramp_scales_out_balances_and_scales_in_without_losing_or_duplicating(tm
                     assert abs(v - mean) <= 0.35 * mean, \
                         f"broker {k} at {v / 1024:.0f} KiB/s is outside the band around the mean {mean / 1024:.0f} KiB/s: {rates}"
                 balance_checked = True
+                # `floe-operator plan` reads the same cluster from outside and prints the balancer's
+                # plan without moving anything (it lists every broker, before and after).
+                plan = subprocess.run([OPERATOR_BIN, "plan", "--bootstrap", bootstrap, "--sample-seconds", "2"],
+                                      capture_output=True, text=True, timeout=60)
+                producer.poll(0)
+                print(plan.stdout)
+                assert plan.returncode == 0, plan.stderr
+                assert plan.stdout.startswith("band "), plan.stdout
+                for k in running:
+                    assert re.search(rf"^\s+{k}\s+\d", plan.stdout, re.M), f"broker {k} missing from the plan:\n{plan.stdout}"
+
         assert producer.flush(60) == 0, "records still unacknowledged after 60 s"
         assert len(brokers_seen) >= 3, "the cluster never scaled past 2 brokers:\n" + operator.text()
         assert balance_checked, "the hold ended before the load could be measured after the last scale-out:\n" + operator.text()

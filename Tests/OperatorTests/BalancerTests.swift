@@ -116,6 +116,10 @@ import Testing
             floe_broker_requests_total{api="Produce"} 5
             floe_broker_requests_total{api="Fetch"} 7
             process_cpu_seconds_total 1.5
+            floe_broker_request_duration_seconds_bucket{api="Produce",le="0.001"} 90
+            floe_broker_request_duration_seconds_bucket{api="Produce",le="0.01"} 99
+            floe_broker_request_duration_seconds_bucket{api="Produce",le="+Inf"} 100
+            floe_broker_request_duration_seconds_bucket{api="Fetch",le="+Inf"} 7
             garbage line
             """
         let s = BrokerScrape.parse(text)
@@ -124,6 +128,18 @@ import Testing
         #expect(s.bytesOut[PartitionKey("orders", 3)] == 2000)
         #expect(s.requests == 12)
         #expect(s.cpuSeconds == 1.5)
+        #expect(s.produceLatency == [0.001: 90, 0.01: 99, .infinity: 100])
+    }
+
+    @Test func produceP99IsTheBucketOfTheWindowsObservations() {
+        // Before: 100 fast requests. In the window: 100 more, 98 under 1 ms, 2 under 10 ms → p99 ≤ 10 ms.
+        let a: [Double: Double] = [0.001: 100, 0.01: 100, .infinity: 100]
+        let b: [Double: Double] = [0.001: 198, 0.01: 200, .infinity: 200]
+        #expect(LoadTracker.quantile(0.99, from: a, to: b) == 0.01)
+        #expect(LoadTracker.quantile(0.5, from: a, to: b) == 0.001)
+        #expect(LoadTracker.quantile(0.99, from: b, to: b) == nil, "no observations in the window")
+        // All in +Inf: the largest finite bound.
+        #expect(LoadTracker.quantile(0.99, from: a, to: [0.001: 100, 0.01: 100, .infinity: 150]) == 0.01)
     }
 
     func scrape(_ bytesIn: Double, cpu: Double = 0) -> BrokerScrape {

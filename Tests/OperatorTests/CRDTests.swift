@@ -68,7 +68,7 @@ import Testing
                 brokers: [BrokerState(name: "b-0", ready: false, state: "CrashLoopBackOff", restarts: 2, message: "m")],
                 autoscaling: AutoscalingStatus(
                     desiredBrokers: 2, phase: "steady", dryRun: true,
-                    brokers: [BrokerLoadStatus(id: 0, known: true, bytesInPerSecond: 1, bytesOutPerSecond: 1, cpuPercent: 1, partitions: 1)],
+                    brokers: [BrokerLoadStatus(id: 0, known: true, bytesInPerSecond: 1, bytesOutPerSecond: 1, cpuPercent: 1, partitions: 1, produceP99Milliseconds: 5)],
                     lastDecision: ScalingDecision(time: "t", from: 1, to: 2, reason: "r"))))
         let encoded = try JSONValue(encoding: full)
         guard case .array(let versions)? = FloeClusterCRD.make()["spec"]?["versions"], let schema = versions.first?["schema"]?["openAPIV3Schema"] else {

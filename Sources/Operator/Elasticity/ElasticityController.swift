@@ -82,12 +82,14 @@ public struct ElasticityView: Sendable {
         let totalIn = brokers.compactMap(\.load?.bytesInPerSecond).reduce(0, +)
         let totalOut = brokers.compactMap(\.load?.bytesOutPerSecond).reduce(0, +)
         out += "brokers \(brokers.count)   in \(ByteRate.format(totalIn))   out \(ByteRate.format(totalOut))   \(phase)\n"
-        out += "  broker  state      in            out           partitions  cpu\n"
+        out += "  broker  state      in            out           partitions  cpu   produce p99\n"
         for b in brokers {
             let i = b.load.map { ByteRate.format($0.bytesInPerSecond) } ?? "unknown"
             let o = b.load.map { ByteRate.format($0.bytesOutPerSecond) } ?? "unknown"
             let cpu = b.load?.cpuPercent.map { String(format: "%.0f%%", $0) } ?? "-"
-            out += "  " + [pad("\(b.id)", 6), pad(b.state, 10), pad(i, 13), pad(o, 13), pad("\(b.partitions)", 11), cpu].joined(separator: " ") + "\n"
+            let p99 = b.load?.produceP99.map { "≤ " + String(format: "%g", $0 * 1000) + " ms" } ?? "-"
+            out += "  " + [pad("\(b.id)", 6), pad(b.state, 10), pad(i, 13), pad(o, 13), pad("\(b.partitions)", 11), pad(cpu, 5), p99]
+                .joined(separator: " ") + "\n"
         }
         out += "moves in progress: \(movesInProgress)\n"
         if let d = lastDecision { out += "last decision \(Self.clock(d.time)): \(d.text)\n" }

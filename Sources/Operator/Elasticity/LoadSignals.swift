@@ -27,6 +27,9 @@ public struct BrokerScrape: Sendable, Equatable {
     public var requests: Double = 0
     /// User + system CPU seconds of the broker process (`process_cpu_seconds_total`).
     public var cpuSeconds: Double?
+    /// Produce latency histogram (`floe_broker_request_duration_seconds_bucket{api="Produce"}`):
+    /// cumulative counts by upper bound in seconds, `+Inf` as `.infinity`.
+    public var produceLatency: [Double: Double] = [:]
 
     public init() {}
 
@@ -47,6 +50,9 @@ public struct BrokerScrape: Sendable, Equatable {
                 if let key = sample.partitionKey { scrape.bytesOut[key, default: 0] += sample.value }
             case "floe_broker_requests_total": scrape.requests += sample.value
             case "process_cpu_seconds_total": scrape.cpuSeconds = sample.value
+            case "floe_broker_request_duration_seconds_bucket":
+                guard sample.labels["api"] == "Produce", let le = sample.labels["le"] else { continue }
+                if let bound = le == "+Inf" ? Double.infinity : Double(le) { scrape.produceLatency[bound] = sample.value }
             default: continue
             }
         }
@@ -117,8 +123,13 @@ public struct BrokerLoad: Sendable, Equatable {
     public var requestsPerSecond: Double
     /// CPU time per second of wall time, as a percentage of one core; nil when not exported.
     public var cpuPercent: Double?
+    /// The 99th percentile of Produce handling time over the window, as the upper bound of its
+    /// histogram bucket (seconds); nil when no Produce was handled.
+    public var produceP99: Double?
 
-    public init(bytesInPerSecond: Double = 0, bytesOutPerSecond: Double = 0, requestsPerSecond: Double = 0, cpuPercent: Double? = nil) {
+    public init(bytesInPerSecond: Double = 0, bytesOutPerSecond: Double = 0, requestsPerSecond: Double = 0, cpuPercent: Double? = nil,
+                produceP99: Double? = nil) {
+        self.produceP99 = produceP99
         self.bytesInPerSecond = bytesInPerSecond
         self.bytesOutPerSecond = bytesOutPerSecond
         self.requestsPerSecond = requestsPerSecond
@@ -194,7 +205,19 @@ public struct LoadTracker: Sendable {
         if let c0 = first.scrape.cpuSeconds, let c1 = last.scrape.cpuSeconds { cpu = Self.increase(c0, c1) / span * 100 }
         return BrokerLoad(
             bytesInPerSecond: bytesIn / span, bytesOutPerSecond: bytesOut / span,
-            requestsPerSecond: Self.increase(list.map(\.scrape.requests)) / span, cpuPercent: cpu)
+            requestsPerSecond: Self.increase(list.map(\.scrape.requests)) / span, cpuPercent: cpu,
+            produceP99: Self.quantile(0.99, from: first.scrape.produceLatency, to: last.scrape.produceLatency))
+    }
+
+    /// The `q` quantile of the observations a cumulative histogram gained between two scrapes:
+    /// the upper bound of the first bucket holding it (the largest finite bound when it is in
+    /// `+Inf`). A histogram that went backwards (a restart) counts from zero.
+    static func quantile(_ q: Double, from a: [Double: Double], to b: [Double: Double]) -> Double? {
+        let reset = (b[.infinity] ?? 0) < (a[.infinity] ?? 0)
+        let gained = b.keys.sorted().map { ($0, (b[$0] ?? 0) - (reset ? 0 : a[$0] ?? 0)) }
+        guard let total = gained.last?.1, total > 0 else { return nil }
+        let hit = gained.first { $0.1 >= q * total }?.0 ?? .infinity
+        return hit.isFinite ? hit : gained.map(\.0).filter(\.isFinite).max()
     }
 
     /// Per-partition rates summed over the known brokers.

@@ -142,7 +142,8 @@ public actor AutoscalingManager {
         let brokers = view.brokers.map {
             BrokerLoadStatus(
                 id: $0.id, known: $0.load != nil, bytesInPerSecond: kib($0.load?.bytesInPerSecond), bytesOutPerSecond: kib($0.load?.bytesOutPerSecond),
-                cpuPercent: $0.load?.cpuPercent.map { Int32($0.rounded()) }, partitions: Int32($0.partitions))
+                cpuPercent: $0.load?.cpuPercent.map { Int32($0.rounded()) }, partitions: Int32($0.partitions),
+                produceP99Milliseconds: $0.load?.produceP99.map { $0 * 1000 })
         }
         let decision = view.lastChange.map {
             ScalingDecision(time: KubeTime.format($0.time), from: Int32($0.from), to: Int32($0.to), reason: String($0.reason.prefix(1024)))
