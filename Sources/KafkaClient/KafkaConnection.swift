@@ -129,6 +129,10 @@ final class ConnectionCore: Sendable {
     private let wakeWrite: Int32
     private let calls = Mutex(Calls())
     private let output = Mutex(Output())
+    /// Whether `output` holds unsent bytes; set and cleared under the `output` lock, read by the
+    /// I/O thread without it (a caller holds that lock across its `send` syscall). A stale false
+    /// is harmless: the caller that buffered bytes wakes the thread, which reads again.
+    private let hasUnsent = Atomic<Bool>(false)
 
     private struct Pending {
         var apiKey: ApiKey
@@ -280,6 +284,7 @@ final class ConnectionCore: Sendable {
                 out.buffer.removeAll(keepingCapacity: true)
                 out.sent = 0
                 out.buffer.append(contentsOf: frame[sent...])
+                hasUnsent.store(true, ordering: .releasing)
                 wake = true
             }
         }
@@ -384,7 +389,7 @@ final class ConnectionCore: Sendable {
             if isClosed { break }
             let (expired, wait) = expireOrPlanWake(now: .now)
             if expired { break }
-            let wantWrite = output.withLock { $0.unsent > 0 }
+            let wantWrite = hasUnsent.load(ordering: .acquiring)
             var fds = [
                 pollfd(fd: fd, events: Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0), revents: 0),
                 pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
@@ -457,6 +462,7 @@ final class ConnectionCore: Sendable {
             }
             out.buffer.removeAll(keepingCapacity: out.buffer.capacity <= 1 << 20)
             out.sent = 0
+            hasUnsent.store(false, ordering: .releasing)
             return nil
         }
     }
