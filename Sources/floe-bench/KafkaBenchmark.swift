@@ -18,12 +18,12 @@ import Synchronization
 // that leads one of its partitions (KafkaClient: pipelined, one I/O thread per connection). A
 // producer task paces requests by the schedule (one record batch of --batch-records records for
 // one partition each; partitions taken round-robin, each producer starting at its own index; the
-// Produce request of each partition is built once and encoded per send) and hands each to a
-// child task, keeping at most --in-flight requests unanswered per connection. The child sends it
-// to the partition's leader, checks the partition's error code, follows a move (leader hint,
-// else Metadata) and records the latency from the request's due (or send) time to the accepting
-// answer. acks=0 has no responses: requests are sent one after the other and no latency is
-// measured.
+// Produce request of each partition is built once and encoded per send) through --in-flight
+// workers per broker, each holding one slot of its broker connection's window (at most
+// --in-flight unanswered requests per connection). A worker sends its request to the partition's
+// leader, checks the partition's error code, follows a move (leader hint, else Metadata) and
+// records the latency from the request's due (or send) time to the accepting answer. acks=0 has
+// no responses: one worker sends the requests one after the other and no latency is measured.
 
 let kafkaUsage = """
     USAGE: floe-bench kafka [options]           produce (default) or --consume against a broker
@@ -293,6 +293,85 @@ final class RunControl: Sendable {
     }
 }
 
+/// A producer's requests in order: request n of producer i is request n × producers + i of the
+/// run, for partition (i + n) mod partitions, due (with a rate) when the profile's integral
+/// reaches that many requests' records (RateSchedule). Claimed under a lock by the workers.
+final class RequestClaims: Sendable {
+    private struct State {
+        var n = 0
+        var schedule: RateSchedule?
+    }
+    private let state: Mutex<State>
+    let producer: Int
+    let producers: Int
+    let partitions: Int
+
+    init(producer: Int, producers: Int, partitions: Int, schedule: RateSchedule?) {
+        self.producer = producer
+        self.producers = producers
+        self.partitions = partitions
+        state = Mutex(State(schedule: schedule))
+    }
+
+    /// The next request's partition and due time in seconds from the start (nil: unpaced).
+    func next() -> (partition: Int32, due: Double?) {
+        state.withLock { s in
+            let n = s.n
+            s.n += 1
+            let due = s.schedule?.dueTime(ofRequest: n * producers + producer)
+            return (Int32((producer + n) % partitions), due)
+        }
+    }
+}
+
+/// At most `size` unanswered requests per broker connection: an async counting semaphore per
+/// broker id, waiters resumed in arrival order. Waiters are the producer's workers, so at most
+/// that many are queued.
+final class BrokerWindows: Sendable {
+    private struct Window {
+        var used = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let windows = Mutex<[Int32: Window]>([:])
+    let size: Int
+
+    init(size: Int) { self.size = size }
+
+    func acquire(_ broker: Int32) async {
+        let taken = windows.withLock { w -> Bool in
+            if w[broker, default: Window()].used < size {
+                w[broker, default: Window()].used += 1
+                return true
+            }
+            return false
+        }
+        if taken { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = windows.withLock { w -> Bool in
+                if w[broker, default: Window()].used < size {  // released meanwhile
+                    w[broker, default: Window()].used += 1
+                    return true
+                }
+                w[broker, default: Window()].waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    /// Frees a slot: hands it to the first waiter, if any (its `used` count stays).
+    func release(_ broker: Int32) {
+        let next = windows.withLock { w -> CheckedContinuation<Void, Never>? in
+            if w[broker, default: Window()].waiters.isEmpty {
+                w[broker, default: Window()].used -= 1
+                return nil
+            }
+            return w[broker, default: Window()].waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}
+
 /// One producer: its own connections (one per leader, from its own pool), its requests paced by
 /// the schedule and sent through `send(partition:)`, which follows the partition's leader.
 struct Producer: Sendable {
@@ -306,57 +385,55 @@ struct Producer: Sendable {
     let result: ProducerResult
     let policy: RetryPolicy
 
-    /// One request's end: the broker whose window it used and its latency (nil with acks=0).
-    struct Completion: Sendable {
-        var broker: Int32
-        var latencyMicros: UInt32?
-    }
-
-    /// Sends until the run stops, then waits for every answer. With a rate, this producer's n-th
-    /// request is request n × producers + index of the run, due when the profile's integral
-    /// reaches that many requests' records (RateSchedule). With acks≠0 at most `inFlight`
-    /// requests are unanswered per broker connection (a resent request keeps its slot on the
-    /// broker it was first sent to).
-    func run(started: UInt64, producers: Int) async {
+    /// Sends until the run stops, then waits for every answer. `inFlight` × `brokers` workers
+    /// (one with acks=0) each claim the next request (`RequestClaims`), wait for its due time
+    /// with a rate, take a slot of its leader's window (`BrokerWindows`: at most `inFlight`
+    /// unanswered requests per connection; a resent request keeps its slot on the broker it was
+    /// first sent to), send it and wait for the answer. A worker per window slot (rather than a
+    /// task per request) keeps one thread hand-over per request: the answer resumes the worker,
+    /// which sends the next.
+    func run(started: UInt64, producers: Int, brokers: Int) async {
         let o = options
         let paced = o.rateProfile != nil
-        var schedule = o.rateProfile.map { RateSchedule(profile: $0, recordsPerRequest: o.batchRecords) }
-        var latencies: [UInt32] = []
-        latencies.reserveCapacity(1 << 16)
-        await withTaskGroup(of: Completion.self) { group in
-            var inFlight: [Int32: Int] = [:]
-            func reap(_ c: Completion) {
-                inFlight[c.broker, default: 1] -= 1
-                if let l = c.latencyMicros { latencies.append(l) }
-            }
-            var p = index % o.partitions
-            var n = 0
-            while control.takeRequest() {
-                var due = monotonicNanos()
-                if let at = schedule?.dueTime(ofRequest: n * producers + index) {
-                    due = started + UInt64(at * 1e9)
-                    n += 1
-                    await control.sleep(until: due)
-                }
-                let partition = Int32(p)
-                p = (p + 1) % o.partitions
-                if o.acks == 0 {
-                    _ = await send(partition: partition, from: due)
-                    result.requestsSent.wrappingAdd(1, ordering: .relaxed)
-                    continue
-                }
-                let broker = directory.route(partition)?.broker ?? -1
-                while inFlight[broker, default: 0] >= o.inFlight, let c = await group.next() { reap(c) }
-                if control.stop.load(ordering: .relaxed) { break }
-                inFlight[broker, default: 0] += 1
-                let sentAt = paced ? due : monotonicNanos()
-                result.requestsSent.wrappingAdd(1, ordering: .relaxed)
+        let claims = RequestClaims(producer: index, producers: producers, partitions: o.partitions,
+                                   schedule: o.rateProfile.map { RateSchedule(profile: $0, recordsPerRequest: o.batchRecords) })
+        let windows = BrokerWindows(size: o.inFlight)
+        let workers = o.acks == 0 ? 1 : o.inFlight * max(1, brokers)
+        let latencies = await withTaskGroup(of: [UInt32].self) { group in
+            for _ in 0..<workers {
                 group.addTask {
-                    let latency = await send(partition: partition, from: sentAt)
-                    return Completion(broker: broker, latencyMicros: latency)
+                    var mine: [UInt32] = []
+                    mine.reserveCapacity(1 << 14)
+                    while control.takeRequest() {
+                        let (partition, dueAt) = claims.next()
+                        var due = monotonicNanos()
+                        if let at = dueAt {
+                            due = started + UInt64(at * 1e9)
+                            await control.sleep(until: due)
+                        }
+                        if o.acks == 0 {
+                            _ = await send(partition: partition, from: due)
+                            result.requestsSent.wrappingAdd(1, ordering: .relaxed)
+                            continue
+                        }
+                        let broker = directory.route(partition)?.broker ?? -1
+                        await windows.acquire(broker)
+                        if control.stop.load(ordering: .relaxed) {
+                            windows.release(broker)
+                            break
+                        }
+                        let sentAt = paced ? due : monotonicNanos()
+                        result.requestsSent.wrappingAdd(1, ordering: .relaxed)
+                        let latency = await send(partition: partition, from: sentAt)
+                        windows.release(broker)
+                        if let latency { mine.append(latency) }
+                    }
+                    return mine
                 }
             }
-            while let c = await group.next() { reap(c) }
+            var all: [UInt32] = []
+            for await part in group { all += part }
+            return all
         }
         result.finishedAt.store(monotonicNanos(), ordering: .relaxed)
         result.latenciesMicros.withLock { $0 = latencies }
@@ -368,7 +445,7 @@ struct Producer: Sendable {
     /// as an error; a lost connection after every attempt also stops the run).
     func send(partition: Int32, from start: UInt64) async -> UInt32? {
         let request = requests[Int(partition)]
-        let name = "Produce \(options.topic)[\(partition)]"
+        var name: String { "Produce \(options.topic)[\(partition)]" }  // for failures only
         var resends = 0
         var hinted = false
         var movedOnce = false
@@ -471,7 +548,7 @@ extension KafkaClientError {
 
 /// Connects, picks versions, prepares the topic and builds the producers.
 func prepareProducers(_ o: ProducerOptions, bootstrap: BrokerAddress, control: RunControl) async throws
-    -> (producers: [Producer], version: Int16, frameBytes: Int, leaders: String)
+    -> (producers: [Producer], version: Int16, frameBytes: Int, leaders: String, brokers: Int)
 {
     let admin = KafkaAdminClient(bootstrap: [bootstrap], clientId: "floe-bench")
     let setup = KafkaConnectionPool(clientId: "floe-bench")
@@ -486,13 +563,13 @@ func prepareProducers(_ o: ProducerOptions, bootstrap: BrokerAddress, control: R
         Producer(index: i, options: o, version: pv, requests: requests, directory: directory,
                  pool: KafkaConnectionPool(clientId: "floe-bench"), control: control, result: ProducerResult(), policy: RetryPolicy())
     }
-    return (producers, pv, try produceFrameSize(requests[0], version: pv), directory.describe(0..<Int32(count)))
+    return (producers, pv, try produceFrameSize(requests[0], version: pv), directory.describe(0..<Int32(count)), md.brokers.count)
 }
 
 func runProducer(_ o: ProducerOptions, bootstrap: BrokerAddress) throws {
     let budget = o.totalRecords.map { ($0 + o.batchRecords - 1) / o.batchRecords } ?? Int.max
     let control = RunControl(budget: budget)
-    let (producers, pv, requestBytes, leaders) = try runBlocking { try await prepareProducers(o, bootstrap: bootstrap, control: control) }
+    let (producers, pv, requestBytes, leaders, brokerCount) = try runBlocking { try await prepareProducers(o, bootstrap: bootstrap, control: control) }
     let results = producers.map(\.result)
 
     print("""
@@ -511,7 +588,7 @@ func runProducer(_ o: ProducerOptions, bootstrap: BrokerAddress) throws {
     Task {
         await withTaskGroup(of: Void.self) { group in
             for producer in producers {
-                group.addTask { await producer.run(started: started, producers: o.producers) }
+                group.addTask { await producer.run(started: started, producers: o.producers, brokers: brokerCount) }
             }
         }
         done.signal()
