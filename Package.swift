@@ -46,7 +46,7 @@ let package = Package(
         .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage", "CFloeShims"]),
         .executableTarget(
             name: "floe-operator", dependencies: ["KafkaProtocol", "KafkaClient", "HTTPClient", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
-        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),
+        .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "KafkaClient", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),
 
         // Tests: one target per module, and FloeTestSupport (requireCase, peers that skip visibly
         // and fail under CI=true) shared by them.

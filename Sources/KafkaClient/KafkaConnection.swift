@@ -11,7 +11,9 @@ import Glibc
 ///
 /// Requests are pipelined: each `send` encodes its frame with a fresh correlation ID, registers
 /// a continuation under that ID, and writes the frame; one I/O thread per connection reads
-/// size-prefixed response frames and resumes the continuation whose ID the frame carries.
+/// size-prefixed response frames and resumes the continuation whose ID the frame carries. The
+/// same thread expires calls: it polls until the earliest pending deadline (no timer task per
+/// call), and a call due before the thread's planned wake-up wakes it.
 ///
 /// Invariants:
 /// - Every registered continuation is resumed exactly once: by its response, by its timeout,
@@ -25,7 +27,8 @@ import Glibc
 ///   outbound buffer, which the I/O thread flushes when the socket is writable. The buffer
 ///   holds at most the frames of calls still waiting for their answers.
 /// - A call that exceeds its timeout fails with `.requestTimeout` and closes the connection
-///   (later answers could no longer be told apart), failing every other pending call.
+///   (later answers could no longer be told apart), failing every other pending call. The I/O
+///   thread notices within about a millisecond of the deadline.
 ///
 /// Example:
 ///
@@ -112,7 +115,7 @@ public final class KafkaConnection: Sendable {
 }
 
 /// The shared state of one connection: the pending calls, the outbound buffer and the socket.
-/// Referenced by the `KafkaConnection`, its I/O thread and the calls' timers; the socket is
+/// Referenced by the `KafkaConnection` and its I/O thread; the socket is
 /// closed by the I/O thread when it exits, the wake pipe when the last reference goes.
 final class ConnectionCore: Sendable {
     /// Response frames larger than this close the connection (Kafka's socket.request.max.bytes).
@@ -126,13 +129,19 @@ final class ConnectionCore: Sendable {
     private let wakeWrite: Int32
     private let calls = Mutex(Calls())
     private let output = Mutex(Output())
+    /// Whether `output` holds unsent bytes; set and cleared under the `output` lock, read by the
+    /// I/O thread without it (a caller holds that lock across its `send` syscall). A stale false
+    /// is harmless: the caller that buffered bytes wakes the thread, which reads again.
+    private let hasUnsent = Atomic<Bool>(false)
 
     private struct Pending {
         var apiKey: ApiKey
         var version: Int16
         /// nil once the caller was cancelled: the answer is read and dropped.
         var continuation: CheckedContinuation<[UInt8], any Error>?
-        var timer: Task<Void, Never>?
+        /// When the call times out (nil once cancelled: only the answer is awaited, to drop it).
+        var deadline: ContinuousClock.Instant?
+        var timeout: Duration
     }
 
     private struct Calls {
@@ -140,6 +149,9 @@ final class ConnectionCore: Sendable {
         var pending: [Int32: Pending] = [:]
         /// Set once, by the first reason the connection closed.
         var closedError: KafkaClientError?
+        /// When the I/O thread's `poll` returns at the latest (nil: it waits for events only). A
+        /// call due earlier wakes the thread.
+        var plannedWake: ContinuousClock.Instant?
     }
 
     private struct Output {
@@ -213,19 +225,19 @@ final class ConnectionCore: Sendable {
         try Task.checkCancellation()
         let answer = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
-                let refused = calls.withLock { (c: inout Calls) -> KafkaClientError? in
-                    if let error = c.closedError { return error }
-                    let timer = Task { [self] in
-                        do { try await Task.sleep(for: timeout) } catch { return }
-                        timedOut(id, after: timeout)
-                    }
-                    c.pending[id] = Pending(apiKey: apiKey, version: version, continuation: continuation, timer: timer)
-                    return nil
+                let deadline = ContinuousClock.now + timeout
+                let (refused, wakeEarlier) = calls.withLock { (c: inout Calls) -> (KafkaClientError?, Bool) in
+                    if let error = c.closedError { return (error, false) }
+                    c.pending[id] = Pending(apiKey: apiKey, version: version, continuation: continuation, deadline: deadline, timeout: timeout)
+                    guard c.plannedWake.map({ deadline < $0 }) ?? true else { return (nil, false) }
+                    c.plannedWake = deadline
+                    return (nil, true)
                 }
                 if let refused {
                     continuation.resume(throwing: refused)
                     return
                 }
+                if wakeEarlier { wake() }  // the I/O thread recomputes its poll timeout
                 // A failed write closes the connection, which resumes the continuation.
                 _ = write(frame)
             }
@@ -272,6 +284,7 @@ final class ConnectionCore: Sendable {
                 out.buffer.removeAll(keepingCapacity: true)
                 out.sent = 0
                 out.buffer.append(contentsOf: frame[sent...])
+                hasUnsent.store(true, ordering: .releasing)
                 wake = true
             }
         }
@@ -305,35 +318,53 @@ final class ConnectionCore: Sendable {
             return (victims, c.closedError!)
         }
         for victim in victims {
-            victim.timer?.cancel()
             victim.continuation?.resume(throwing: closing)
         }
         wake()
     }
 
-    private func timedOut(_ id: Int32, after timeout: Duration) {
-        let ms = SocketConnect.milliseconds(timeout)
-        let expired = calls.withLock { c -> Pending? in
-            guard let mine = c.pending.removeValue(forKey: id) else { return nil }
-            if c.closedError == nil {
-                c.closedError = KafkaClientError(
-                    address: address, kind: .closed(reason: "\(mine.apiKey.name) call \(id) got no answer within \(ms) ms"))
+    /// How long the I/O thread sleeps when no call has a deadline.
+    static let idleWake = Duration.seconds(1)
+
+    /// Expires the first pending call whose deadline passed (the connection then closes, failing
+    /// the others) and returns true; otherwise records and returns how long `poll` may wait.
+    private func expireOrPlanWake(now: ContinuousClock.Instant) -> (expired: Bool, wait: Duration?) {
+        let expired = calls.withLock { c -> (id: Int32, call: Pending)? in
+            var earliest: (id: Int32, at: ContinuousClock.Instant)?
+            for (id, p) in c.pending {
+                guard let at = p.deadline else { continue }
+                if earliest.map({ at < $0.at }) ?? true { earliest = (id, at) }
             }
-            return mine
+            guard let earliest, earliest.at <= now else {
+                // Without a deadline, a second: so that a call made meanwhile with a longer
+                // timeout (the usual case) need not wake the thread.
+                c.plannedWake = earliest?.at ?? now + Self.idleWake
+                return nil
+            }
+            let mine = c.pending.removeValue(forKey: earliest.id)!
+            if c.closedError == nil {
+                let ms = SocketConnect.milliseconds(mine.timeout)
+                c.closedError = KafkaClientError(
+                    address: address, kind: .closed(reason: "\(mine.apiKey.name) call \(earliest.id) got no answer within \(ms) ms"))
+            }
+            return (earliest.id, mine)
         }
-        guard let expired else { return }
-        expired.continuation?.resume(
+        guard let expired else {
+            return (false, calls.withLock { $0.plannedWake }.map { $0 - now })
+        }
+        let ms = SocketConnect.milliseconds(expired.call.timeout)
+        expired.call.continuation?.resume(
             throwing: KafkaClientError(
                 address: address,
-                kind: .requestTimeout(api: expired.apiKey, version: expired.version, correlationId: id, milliseconds: ms)))
+                kind: .requestTimeout(api: expired.call.apiKey, version: expired.call.version, correlationId: expired.id, milliseconds: ms)))
         fail(KafkaClientError(address: address, kind: .closed(reason: "a call timed out")))
+        return (true, nil)
     }
 
     private func cancelled(_ id: Int32) {
         let continuation = calls.withLock { c -> CheckedContinuation<[UInt8], any Error>? in
             guard var entry = c.pending[id], let continuation = entry.continuation else { return nil }
-            entry.timer?.cancel()
-            entry.timer = nil
+            entry.deadline = nil
             entry.continuation = nil
             c.pending[id] = entry
             return continuation
@@ -356,12 +387,16 @@ final class ConnectionCore: Sendable {
         var scratch = [UInt8](repeating: 0, count: 64)
         loop: while true {
             if isClosed { break }
-            let wantWrite = output.withLock { $0.unsent > 0 }
+            let (expired, wait) = expireOrPlanWake(now: .now)
+            if expired { break }
+            let wantWrite = hasUnsent.load(ordering: .acquiring)
             var fds = [
                 pollfd(fd: fd, events: Int16(POLLIN) | (wantWrite ? Int16(POLLOUT) : 0), revents: 0),
                 pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0),
             ]
-            let ready = poll(&fds, 2, -1)
+            // Rounded up, so that the deadline has passed when poll returns for it.
+            let timeoutMs = wait.map { Int32(clamping: max(0, SocketConnect.milliseconds($0)) + 1) } ?? -1
+            let ready = poll(&fds, 2, timeoutMs)
             if ready < 0 {
                 if errno == EINTR { continue }
                 fail(KafkaClientError(address: address, kind: .io(operation: "poll", code: errno)))
@@ -427,6 +462,7 @@ final class ConnectionCore: Sendable {
             }
             out.buffer.removeAll(keepingCapacity: out.buffer.capacity <= 1 << 20)
             out.sent = 0
+            hasUnsent.store(false, ordering: .releasing)
             return nil
         }
     }
@@ -443,7 +479,6 @@ final class ConnectionCore: Sendable {
             fail(KafkaClientError(address: address, kind: .unexpectedCorrelationId(id)))
             return false
         }
-        entry.timer?.cancel()
         entry.continuation?.resume(returning: frame)
         return true
     }

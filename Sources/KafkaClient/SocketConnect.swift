@@ -8,7 +8,8 @@ import Glibc
 enum SocketConnect {
     /// "host:port", with brackets around IPv6 literals.
     static func address(host: String, port: Int) -> String {
-        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+        // A Character, not a String: Foundation's substring search costs a CFString per call.
+        host.contains(":" as Character) ? "[\(host)]:\(port)" : "\(host):\(port)"
     }
 
     /// Resolves `host` with getaddrinfo and tries each address in turn within one overall

@@ -5,6 +5,7 @@ import Broker
 import Bytes
 import Dispatch
 import Foundation
+import KafkaClient
 import KafkaProtocol
 import Support
 import Synchronization
@@ -13,26 +14,30 @@ import Synchronization
 // floe-bench kafka-sink: a broker stand-in that parses requests and discards the records, to
 // measure the load generator's own ceiling. See docs/benchmarks.md, "Kafka load".
 //
-// Client method: every producer owns one TCP connection with two threads. The writer thread
-// sends pre-encoded Produce requests (one record batch of --batch-records records for one
-// partition each; partitions taken round-robin, each producer starting at its own index; only
-// the correlation id is patched per request), keeping at most --in-flight requests unanswered.
-// The reader thread reads responses in order, checks every partition error code, and records the
-// latency from the request's send to its response's arrival. acks=0 has no responses: requests
-// are written as fast as the socket takes them and no latency is measured.
+// Client method: every producer has its own KafkaConnectionPool, so one connection per broker
+// that leads one of its partitions (KafkaClient: pipelined, one I/O thread per connection). A
+// producer task paces requests by the schedule (one record batch of --batch-records records for
+// one partition each; partitions taken round-robin, each producer starting at its own index; the
+// Produce request of each partition is built once and encoded per send) through --in-flight
+// workers per broker, each holding one slot of its broker connection's window (at most
+// --in-flight unanswered requests per connection). A worker sends its request to the partition's
+// leader, checks the partition's error code, follows a move (leader hint, else Metadata) and
+// records the latency from the request's due (or send) time to the accepting answer. acks=0 has
+// no responses: one worker sends the requests one after the other and no latency is measured.
 
 let kafkaUsage = """
     USAGE: floe-bench kafka [options]           produce (default) or --consume against a broker
            floe-bench kafka-sink [options]      a discard sink that answers like a broker
 
     kafka options:
-      --bootstrap HOST:PORT   broker (default 127.0.0.1:9092)
+      --bootstrap HOST:PORT   a broker of the cluster (default 127.0.0.1:9092); each partition's
+                              requests go to its leader, and follow it when it moves
       --topic NAME            topic (default floe-bench); created with CreateTopics if missing
       --partitions N          partitions to produce to (default 1)
       --acks 0|1|-1|all       (default 1)
       --record-size BYTES     value size (default 1024); keys are null
       --batch-records N       records per batch, one batch per request (default 16)
-      --producers N           connections, two threads each (default 1)
+      --producers N           producers, each with its own connection per leader (default 1)
       --in-flight N           unanswered requests per connection (default 5)
       --duration D            how long to produce: 90s, 2m, 500ms or plain seconds (default 10,
                               or the profile's length with a --rate range), or
@@ -62,6 +67,7 @@ let kafkaUsage = """
       --event-loops N         network threads (default 2)
     """
 
+
 struct KafkaBenchError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
@@ -73,111 +79,19 @@ func monotonicNanos() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
-// MARK: - A blocking connection
-
-/// A blocking TCP connection to a broker.
-///
-/// Thread use: `send` is called from one thread at a time and `readFrame` from one thread at a
-/// time (possibly a different one); the two sides share only the immutable descriptor, which is
-/// why the class is `@unchecked Sendable`.
-final class BlockingKafkaConnection: @unchecked Sendable {
-    let fd: Int32
-    let address: SocketAddress
-    private var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    private var start = 0
-    private var end = 0
-    private var correlation: Int32 = 0
-
-    init(_ address: SocketAddress) throws {
-        self.address = address
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw KafkaBenchError("socket() failed: \(String(cString: strerror(errno)))") }
-        var sa = sockaddr_in()
-        sa.sin_family = sa_family_t(AF_INET)
-        sa.sin_port = address.port.bigEndian
-        guard inet_pton(AF_INET, address.host, &sa.sin_addr) == 1 else {
-            close(fd)
-            throw KafkaBenchError("invalid IPv4 address \(address.host)")
-        }
-        let rc = withUnsafePointer(to: &sa) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard rc == 0 else {
-            let e = errno
-            close(fd)
-            throw KafkaBenchError("connect to \(address) failed: \(String(cString: strerror(e)))")
-        }
-        var one: Int32 = 1
-        setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-        self.fd = fd
+/// Runs `body` on the cooperative pool and blocks the calling thread (the main thread, never a
+/// cooperative one) until it has finished; its result or error is returned through the box.
+func runBlocking<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) throws -> T {
+    let done = DispatchSemaphore(value: 0)
+    let outcome = Mutex<Result<T, any Error>?>(nil)
+    Task {
+        let r: Result<T, any Error>
+        do { r = .success(try await body()) } catch { r = .failure(error) }
+        outcome.withLock { $0 = r }
+        done.signal()
     }
-
-    deinit { close(fd) }
-
-    func send(_ bytes: UnsafeRawBufferPointer) throws {
-        var sent = 0
-        while sent < bytes.count {
-            let n = Glibc.send(fd, bytes.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL))
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw KafkaBenchError("send to \(address) failed: \(String(cString: strerror(errno)))")
-            }
-            sent += n
-        }
-    }
-
-    func send(_ bytes: [UInt8]) throws {
-        try bytes.withUnsafeBytes { try send($0) }
-    }
-
-    /// Reads one response frame and returns its bytes after the size prefix.
-    func readFrame() throws -> ArraySlice<UInt8> {
-        try fill(4)
-        let size = Int(UInt32(buffer[start]) << 24 | UInt32(buffer[start + 1]) << 16 | UInt32(buffer[start + 2]) << 8
-            | UInt32(buffer[start + 3]))
-        guard size >= 4 && size <= 256 << 20 else { throw KafkaBenchError("response frame of \(size) bytes from \(address)") }
-        try fill(4 + size)
-        let frame = buffer[(start + 4)..<(start + 4 + size)]
-        start += 4 + size
-        return frame
-    }
-
-    private func fill(_ n: Int) throws {
-        if end - start >= n { return }
-        if start > 0 {
-            buffer.withUnsafeMutableBytes { raw in
-                let base = raw.baseAddress!
-                memmove(base, base + start, end - start)
-            }
-            end -= start
-            start = 0
-        }
-        if buffer.count < n { buffer += [UInt8](repeating: 0, count: n - buffer.count) }
-        while end < n {
-            let got = buffer.withUnsafeMutableBytes { raw in recv(fd, raw.baseAddress! + end, raw.count - end, 0) }
-            if got == 0 { throw KafkaBenchError("\(address) closed the connection") }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw KafkaBenchError("recv from \(address) failed: \(String(cString: strerror(errno)))")
-            }
-            end += got
-        }
-    }
-
-    /// One request, one response (setup requests only; not used while measuring).
-    func roundTrip<M: KafkaMessage>(_ request: M, version: Int16) throws -> AnyResponse {
-        correlation += 1
-        var writer = ByteWriter(capacity: 256)
-        try RequestHeader.encodeRequest(request, version: version, correlationId: correlation, clientId: "floe-bench", into: &writer)
-        try send(writer.take())
-        let frame = try readFrame()
-        guard let key = ApiKey(rawValue: M.apiKey) else { throw KafkaBenchError("unknown API key \(M.apiKey)") }
-        let (header, body) = try ResponseHeader.decodeResponse(frame, apiKey: key, version: version)
-        guard header.correlationId == correlation else {
-            throw KafkaBenchError("\(key) answer has correlation id \(header.correlationId), sent \(correlation)")
-        }
-        return body
-    }
+    done.wait()
+    return try outcome.withLock { $0! }.get()
 }
 
 // MARK: - Setup: versions, metadata, topic
@@ -194,60 +108,88 @@ struct BrokerVersions {
     }
 }
 
-func apiVersions(_ c: BlockingKafkaConnection) throws -> BrokerVersions {
-    guard case let .apiVersions(r) = try c.roundTrip(ApiVersionsRequest(), version: 0) else {
-        throw KafkaBenchError("ApiVersions: unexpected answer")
-    }
-    guard r.errorCode == 0 else { throw KafkaBenchError("ApiVersions v0 answered error \(r.errorCode)") }
+/// The bootstrap broker's versions (ApiVersions v3); every broker of a cluster is taken to serve
+/// the same.
+func apiVersions(_ c: KafkaConnection) async throws -> BrokerVersions {
+    let r = try await c.send(
+        ApiVersionsRequest(clientSoftwareName: "floe-bench", clientSoftwareVersion: "1"), version: 3,
+        expecting: ApiVersionsResponse.self)
+    guard r.errorCode == 0 else { throw KafkaBenchError("ApiVersions v3 to \(c.address) answered error \(r.errorCode)") }
     var ranges: [Int16: ClosedRange<Int16>] = [:]
     for k in r.apiKeys where k.minVersion <= k.maxVersion { ranges[k.apiKey] = k.minVersion...k.maxVersion }
     return BrokerVersions(ranges: ranges)
 }
 
-struct TopicLayout {
-    let partitions: Int
-    let leader: SocketAddress
-}
-
-/// Finds the topic (creating it with `partitions` partitions when it does not exist) and the
-/// address of its leader. Every partition must have the same leader (a single-broker benchmark).
-/// A producer uses partitions 0..<partitions of an existing topic that has at least that many;
-/// the consumer (`create: false`) reads every partition.
-func prepareTopic(_ c: BlockingKafkaConnection, versions: BrokerVersions, topic: String, partitions: Int,
-                  create: Bool) throws -> TopicLayout {
-    let mv = try versions.pick(.metadata, cap: 9, floor: 1)
+/// Finds the topic (creating it with `partitions` partitions when it does not exist) and waits
+/// (up to 30 s) until every partition used has a leader. A producer uses partitions
+/// 0..<partitions of an existing topic that has at least that many; the consumer
+/// (`create: false`) reads every partition. Returns the partition count used and the answer.
+func prepareTopic(_ admin: KafkaAdminClient, topic: String, partitions: Int, create: Bool) async throws
+    -> (partitions: Int, metadata: ClusterMetadata)
+{
     let deadline = monotonicNanos() + 30_000_000_000
     var created = false
     while true {
-        let request = MetadataRequest(topics: [.init(name: topic)], allowAutoTopicCreation: false)
-        guard case let .metadata(md) = try c.roundTrip(request, version: mv) else { throw KafkaBenchError("Metadata: unexpected answer") }
-        guard let t = md.topics.first(where: { $0.name == topic }) else { throw KafkaBenchError("Metadata did not list \(topic)") }
-        if t.errorCode == 3 && create && !created {  // UNKNOWN_TOPIC_OR_PARTITION
-            let cv = try versions.pick(.createTopics, cap: 5)
-            let ct = CreateTopicsRequest(
-                topics: [.init(name: topic, numPartitions: Int32(partitions), replicationFactor: 1)], timeoutMs: 30000)
-            guard case let .createTopics(r) = try c.roundTrip(ct, version: cv) else { throw KafkaBenchError("CreateTopics: unexpected answer") }
-            if let e = r.topics.first, e.errorCode != 0 && e.errorCode != 36 {  // 36: TOPIC_ALREADY_EXISTS
-                throw KafkaBenchError("CreateTopics \(topic) (\(partitions) partitions): error \(e.errorCode) \(e.errorMessage ?? "")")
+        let md = try await admin.metadata(topics: [topic])
+        let topicError = md.topicErrors[topic]
+        if topicError == .unknownTopicOrPartition {
+            guard create else { throw KafkaBenchError("topic \(topic) does not exist") }
+            if !created {
+                try await admin.createTopic(topic, partitions: Int32(partitions))
+                created = true
+                continue
             }
-            created = true
-            continue
         }
-        let ready = t.errorCode == 0 && t.partitions.count >= partitions && t.partitions.allSatisfy { $0.errorCode == 0 && $0.leaderId >= 0 }
-        if ready {
-            let count = create ? partitions : t.partitions.count
-            let leaders = Set(t.partitions.filter { Int($0.partitionIndex) < count }.map(\.leaderId))
-            guard leaders.count == 1, let leader = leaders.first,
-                  let b = md.brokers.first(where: { $0.nodeId == leader }) else {
-                throw KafkaBenchError("\(topic): partitions have leaders \(leaders.sorted()); this benchmark needs one broker leading all")
-            }
-            let host = b.host == "localhost" ? "127.0.0.1" : b.host
-            return TopicLayout(partitions: count, leader: try SocketAddress(parsing: "\(host):\(b.port)"))
+        let listed = md.partitions.filter { $0.topic == topic }
+        let count = create ? partitions : listed.count
+        let used = listed.filter { Int($0.partition) < count }
+        if topicError == nil && listed.count >= partitions && used.allSatisfy({ $0.error == nil && $0.leader >= 0 }) {
+            return (count, md)
         }
         guard monotonicNanos() < deadline else {
-            throw KafkaBenchError("\(topic) not ready in 30 s: error \(t.errorCode), \(t.partitions.count) partitions")
+            throw KafkaBenchError(
+                "\(topic) not ready in 30 s: \(topicError.map { "error \($0.name), " } ?? "")\(listed.count) partitions, "
+                    + "\(used.filter { $0.leader < 0 }.count) without a leader")
         }
-        usleep(50_000)  // polling metadata until the new topic has leaders
+        try await Task.sleep(for: .milliseconds(50))  // polling metadata until the new topic has leaders
+    }
+}
+
+/// The shell around `LeaderTable`: the routes every producer and the consumer share, refreshed
+/// from Metadata through the admin client. Lookups take the lock briefly; a refresh awaits
+/// Metadata without holding it.
+final class LeaderDirectory: Sendable {
+    let topic: String
+    private let admin: KafkaAdminClient
+    private let table: Mutex<LeaderTable>
+
+    init(topic: String, admin: KafkaAdminClient, metadata: ClusterMetadata) {
+        self.topic = topic
+        self.admin = admin
+        var t = LeaderTable()
+        t.update(from: metadata, topic: topic)
+        table = Mutex(t)
+    }
+
+    func route(_ partition: Int32) -> (broker: Int32, address: BrokerAddress)? {
+        table.withLock { $0.route(partition) }
+    }
+
+    func applyHint(partition: Int32, leader: Int32, epoch: Int32, endpoints: [Int32: BrokerAddress]) -> Bool {
+        table.withLock { $0.applyHint(partition: partition, leader: leader, epoch: epoch, endpoints: endpoints) }
+    }
+
+    /// Asks Metadata for the topic and takes the answer; an unreachable cluster is thrown.
+    func refresh() async throws {
+        let md = try await admin.metadata(topics: [topic])
+        table.withLock { _ = $0.update(from: md, topic: topic) }
+    }
+
+    /// The distinct leaders of `partitions` as "id at host:port", for the method line.
+    func describe(_ partitions: Range<Int32>) -> String {
+        let routes = partitions.compactMap { route($0) }
+        let byBroker = Dictionary(grouping: routes, by: \.broker)
+        return byBroker.keys.sorted().map { "broker \($0) at \(byBroker[$0]![0].address)" }.joined(separator: ", ")
     }
 }
 
@@ -267,82 +209,51 @@ struct ProducerOptions {
     var rateProfile: RateProfile?
 }
 
-/// What one producer connection measured.
+/// What one producer measured.
 final class ProducerResult: Sendable {
     let requestsSent = Atomic<Int>(0)
     let requestsAnswered = Atomic<Int>(0)
+    /// Requests that failed after their retries (or at once, for an error other than a move).
     let errorResponses = Atomic<Int>(0)
+    /// Requests resent because their partition moved (a moved answer: `PartitionAnswer.moved`).
+    let retriedMoved = Atomic<Int>(0)
+    /// Requests resent because the broker did not know the partition yet (`.unknownPartition`).
+    let retriedUnknown = Atomic<Int>(0)
+    /// Requests resent because their connection was lost (closed, timed out, refused).
+    let retriedConnection = Atomic<Int>(0)
+    /// Resends that went straight to a hinted leader, and resends after a Metadata refresh.
+    let resendsHinted = Atomic<Int>(0)
+    let resendsRefreshed = Atomic<Int>(0)
     let firstError = Mutex<String?>(nil)
     let latenciesMicros = Mutex<[UInt32]>([])
     let finishedAt = Atomic<UInt64>(0)
-    let writerDone = Atomic<Bool>(false)
-    /// Signalled once per request written and once more when the writer stops, so the reader
-    /// blocks in `recv` only when a response is due.
-    let written = DispatchSemaphore(value: 0)
 
     func fail(_ message: String) {
         firstError.withLock { if $0 == nil { $0 = message } }
     }
 }
 
-/// Send times of requests awaiting their response, in send order (responses come in order).
-final class SendTimes: Sendable {
-    private let times: Mutex<(ring: [UInt64], head: Int, count: Int)>
-
-    init(capacity: Int) { times = Mutex((ring: [UInt64](repeating: 0, count: capacity), head: 0, count: 0)) }
-
-    func push(_ t: UInt64) {
-        times.withLock { s in
-            precondition(s.count < s.ring.count, "more requests in flight than the window allows")
-            s.ring[(s.head + s.count) % s.ring.count] = t
-            s.count += 1
-        }
-    }
-
-    func pop() -> UInt64? {
-        times.withLock { s in
-            guard s.count > 0 else { return nil }
-            let t = s.ring[s.head]
-            s.head = (s.head + 1) % s.ring.count
-            s.count -= 1
-            return t
-        }
-    }
-}
-
-/// A Produce request frame for one partition, encoded once; `patch` sets the correlation id.
-struct ProduceFrame {
-    var bytes: [UInt8]
-    let records: Int
-    static let correlationOffset = 8  // size (4), api key (2), api version (2)
-
-    mutating func patch(correlationId: Int32) {
-        let v = UInt32(bitPattern: correlationId)
-        bytes[8] = UInt8(v >> 24)
-        bytes[9] = UInt8((v >> 16) & 0xFF)
-        bytes[10] = UInt8((v >> 8) & 0xFF)
-        bytes[11] = UInt8(v & 0xFF)
-    }
-}
-
-func makeProduceFrames(_ o: ProducerOptions, version: Int16) throws -> [ProduceFrame] {
+/// The Produce request of each partition, built once: one batch of --batch-records records.
+func makeProduceRequests(_ o: ProducerOptions) throws -> [ProduceRequest] {
     // Values are printable bytes from a fixed seed, as kafka-producer-perf-test's random payload.
     var rng = SplitMix64(seed: 0xF10E)
     let value = (0..<o.recordSize).map { _ in UInt8(65 + rng.next() % 26) }
     let now = Int64(Date().timeIntervalSince1970 * 1000)
-    var frames: [ProduceFrame] = []
-    for p in 0..<o.partitions {
-        var builder = RecordBatchBuilder(baseTimestamp: now)
-        for _ in 0..<o.batchRecords { builder.append(timestamp: now, key: nil, value: value) }
-        let batch = try builder.build()
-        let request = ProduceRequest(acks: o.acks, timeoutMs: 30000, topicData: [
+    var builder = RecordBatchBuilder(baseTimestamp: now)
+    for _ in 0..<o.batchRecords { builder.append(timestamp: now, key: nil, value: value) }
+    let batch = try builder.build()
+    return (0..<o.partitions).map { p in
+        ProduceRequest(acks: o.acks, timeoutMs: 30000, topicData: [
             .init(name: o.topic, partitionData: [.init(index: Int32(p), records: batch[...])]),
         ])
-        var writer = ByteWriter(capacity: batch.count + 128)
-        try RequestHeader.encodeRequest(request, version: version, correlationId: 0, clientId: "floe-bench", into: &writer)
-        frames.append(ProduceFrame(bytes: writer.take(), records: o.batchRecords))
     }
-    return frames
+}
+
+/// The size of one Produce request frame on the wire (size prefix included).
+func produceFrameSize(_ request: ProduceRequest, version: Int16) throws -> Int {
+    var writer = ByteWriter(capacity: 1024)
+    try RequestHeader.encodeRequest(request, version: version, correlationId: 0, clientId: "floe-bench", into: &writer)
+    return writer.count
 }
 
 struct SplitMix64 {
@@ -369,146 +280,318 @@ final class RunControl: Sendable {
         if budget.load(ordering: .relaxed) == Int.max { return true }
         return budget.wrappingSubtract(1, ordering: .relaxed).oldValue > 0
     }
-}
 
-func startThread(_ name: String, _ group: DispatchGroup, _ body: @escaping @Sendable () -> Void) {
-    group.enter()
-    let t = Thread {
-        body()
-        group.leave()
+    /// Sleeps until `due` (monotonic ns) in steps of at most 100 ms, returning early on stop.
+    func sleep(until due: UInt64) async {
+        while case let now = monotonicNanos(), due > now, !stop.load(ordering: .relaxed) {
+            do {
+                try await Task.sleep(for: .nanoseconds(min(due - now, 100_000_000)), tolerance: .zero)
+            } catch {
+                return
+            }
+        }
     }
-    t.name = name
-    t.stackSize = 1 << 20
-    t.start()
 }
 
-func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
-    let setup = try BlockingKafkaConnection(bootstrap)
-    let versions = try apiVersions(setup)
-    let pv = try versions.pick(.produce, cap: 9, floor: 3)
-    let layout = try prepareTopic(setup, versions: versions, topic: o.topic, partitions: o.partitions, create: true)
-    let frames = try makeProduceFrames(o, version: pv)
-    let requestBytes = frames[0].bytes.count
+/// A producer's requests in order: request n of producer i is request n × producers + i of the
+/// run, for partition (i + n) mod partitions, due (with a rate) when the profile's integral
+/// reaches that many requests' records (RateSchedule). Claimed under a lock by the workers.
+final class RequestClaims: Sendable {
+    private struct State {
+        var n = 0
+        var schedule: RateSchedule?
+    }
+    private let state: Mutex<State>
+    let producer: Int
+    let producers: Int
+    let partitions: Int
+
+    init(producer: Int, producers: Int, partitions: Int, schedule: RateSchedule?) {
+        self.producer = producer
+        self.producers = producers
+        self.partitions = partitions
+        state = Mutex(State(schedule: schedule))
+    }
+
+    /// The next request's partition and due time in seconds from the start (nil: unpaced).
+    func next() -> (partition: Int32, due: Double?) {
+        state.withLock { s in
+            let n = s.n
+            s.n += 1
+            let due = s.schedule?.dueTime(ofRequest: n * producers + producer)
+            return (Int32((producer + n) % partitions), due)
+        }
+    }
+}
+
+/// At most `size` unanswered requests per broker connection: an async counting semaphore per
+/// broker id, waiters resumed in arrival order. Waiters are the producer's workers, so at most
+/// that many are queued.
+final class BrokerWindows: Sendable {
+    private struct Window {
+        var used = 0
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let windows = Mutex<[Int32: Window]>([:])
+    let size: Int
+
+    init(size: Int) { self.size = size }
+
+    func acquire(_ broker: Int32) async {
+        let taken = windows.withLock { w -> Bool in
+            if w[broker, default: Window()].used < size {
+                w[broker, default: Window()].used += 1
+                return true
+            }
+            return false
+        }
+        if taken { return }
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = windows.withLock { w -> Bool in
+                if w[broker, default: Window()].used < size {  // released meanwhile
+                    w[broker, default: Window()].used += 1
+                    return true
+                }
+                w[broker, default: Window()].waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    /// Frees a slot: hands it to the first waiter, if any (its `used` count stays).
+    func release(_ broker: Int32) {
+        let next = windows.withLock { w -> CheckedContinuation<Void, Never>? in
+            if w[broker, default: Window()].waiters.isEmpty {
+                w[broker, default: Window()].used -= 1
+                return nil
+            }
+            return w[broker, default: Window()].waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}
+
+/// One producer: its own connections (one per leader, from its own pool), its requests paced by
+/// the schedule and sent through `send(partition:)`, which follows the partition's leader.
+struct Producer: Sendable {
+    let index: Int
+    let options: ProducerOptions
+    let version: Int16
+    let requests: [ProduceRequest]
+    let directory: LeaderDirectory
+    let pool: KafkaConnectionPool
+    let control: RunControl
+    let result: ProducerResult
+    let policy: RetryPolicy
+
+    /// Sends until the run stops, then waits for every answer. `inFlight` × `brokers` workers
+    /// (one with acks=0) each claim the next request (`RequestClaims`), wait for its due time
+    /// with a rate, take a slot of its leader's window (`BrokerWindows`: at most `inFlight`
+    /// unanswered requests per connection; a resent request keeps its slot on the broker it was
+    /// first sent to), send it and wait for the answer. A worker per window slot (rather than a
+    /// task per request) keeps one thread hand-over per request: the answer resumes the worker,
+    /// which sends the next.
+    func run(started: UInt64, producers: Int, brokers: Int) async {
+        let o = options
+        let paced = o.rateProfile != nil
+        let claims = RequestClaims(producer: index, producers: producers, partitions: o.partitions,
+                                   schedule: o.rateProfile.map { RateSchedule(profile: $0, recordsPerRequest: o.batchRecords) })
+        let windows = BrokerWindows(size: o.inFlight)
+        let workers = o.acks == 0 ? 1 : o.inFlight * max(1, brokers)
+        let latencies = await withTaskGroup(of: [UInt32].self) { group in
+            for _ in 0..<workers {
+                group.addTask {
+                    var mine: [UInt32] = []
+                    mine.reserveCapacity(1 << 14)
+                    while control.takeRequest() {
+                        let (partition, dueAt) = claims.next()
+                        var due = monotonicNanos()
+                        if let at = dueAt {
+                            due = started + UInt64(at * 1e9)
+                            await control.sleep(until: due)
+                        }
+                        if o.acks == 0 {
+                            _ = await send(partition: partition, from: due)
+                            result.requestsSent.wrappingAdd(1, ordering: .relaxed)
+                            continue
+                        }
+                        let broker = directory.route(partition)?.broker ?? -1
+                        await windows.acquire(broker)
+                        if control.stop.load(ordering: .relaxed) {
+                            windows.release(broker)
+                            break
+                        }
+                        let sentAt = paced ? due : monotonicNanos()
+                        result.requestsSent.wrappingAdd(1, ordering: .relaxed)
+                        let latency = await send(partition: partition, from: sentAt)
+                        windows.release(broker)
+                        if let latency { mine.append(latency) }
+                    }
+                    return mine
+                }
+            }
+            var all: [UInt32] = []
+            for await part in group { all += part }
+            return all
+        }
+        result.finishedAt.store(monotonicNanos(), ordering: .relaxed)
+        result.latenciesMicros.withLock { $0 = latencies }
+    }
+
+    /// Sends `partition`'s request to its leader, following moves (a leader hint, else a
+    /// Metadata refresh) for up to `policy.attempts` sends. Returns the latency from `start`
+    /// to the accepting answer (nil with acks=0, or when the request failed: then it is counted
+    /// as an error; a lost connection after every attempt also stops the run).
+    func send(partition: Int32, from start: UInt64) async -> UInt32? {
+        let request = requests[Int(partition)]
+        var name: String { "Produce \(options.topic)[\(partition)]" }  // for failures only
+        var resends = 0
+        var hinted = false
+        var movedOnce = false
+        var lostOnce = false
+        var unknownOnce = false
+        var lastFailure = ""
+        var connectionLost = false
+        for attempt in 0..<policy.attempts {
+            if attempt > 0 {
+                resends += 1
+                if hinted { result.resendsHinted.wrappingAdd(1, ordering: .relaxed) }
+                let delay = policy.delayMs(beforeResend: resends, hinted: hinted)
+                if !hinted {
+                    if delay > 0 {
+                        do { try await Task.sleep(for: .milliseconds(delay)) } catch { return failed("\(name): cancelled") }
+                    }
+                    do {
+                        try await directory.refresh()
+                        result.resendsRefreshed.wrappingAdd(1, ordering: .relaxed)
+                    } catch {
+                        lastFailure = "Metadata refresh: \(error)"
+                    }
+                }
+                hinted = false
+            }
+            guard let route = directory.route(partition) else {
+                lastFailure = "\(name): no leader known"
+                continue
+            }
+            let answer: ProduceResponse
+            do {
+                let connection = try await pool.connection(host: route.address.host, port: route.address.port)
+                answer = try await connection.send(request, version: version, expecting: ProduceResponse.self)
+            } catch let error as KafkaClientError where error.isConnectionLoss {
+                lastFailure = "\(name) to broker \(route.broker): \(error)"
+                connectionLost = true
+                if !lostOnce {
+                    lostOnce = true
+                    result.retriedConnection.wrappingAdd(1, ordering: .relaxed)
+                }
+                continue
+            } catch {
+                return failed("\(name) to broker \(route.broker): \(error)")
+            }
+            connectionLost = false
+            if options.acks == 0 { return nil }
+            guard let pr = answer.responses.first(where: { $0.name == options.topic })?.partitionResponses.first(where: { $0.index == partition }) else {
+                return failed("\(name): broker \(route.broker) answered without the partition")
+            }
+            switch PartitionAnswer(errorCode: pr.errorCode) {
+            case .accepted:
+                result.requestsAnswered.wrappingAdd(1, ordering: .relaxed)
+                let now = monotonicNanos()
+                return UInt32(min((now &- start) / 1000, UInt64(UInt32.max)))
+            case .moved:
+                if !movedOnce {
+                    movedOnce = true
+                    result.retriedMoved.wrappingAdd(1, ordering: .relaxed)
+                }
+                lastFailure = "\(name) at broker \(route.broker): \(codeText(pr.errorCode)) \(pr.errorMessage ?? "")"
+                var endpoints: [Int32: BrokerAddress] = [:]
+                for e in answer.nodeEndpoints { endpoints[e.nodeId] = BrokerAddress(host: e.host, port: Int(e.port)) }
+                let leader = pr.currentLeader
+                hinted = leader.leaderId != route.broker
+                    && directory.applyHint(partition: partition, leader: leader.leaderId, epoch: leader.leaderEpoch, endpoints: endpoints)
+            case .unknownPartition:
+                if !unknownOnce {
+                    unknownOnce = true
+                    result.retriedUnknown.wrappingAdd(1, ordering: .relaxed)
+                }
+                lastFailure = "\(name) at broker \(route.broker): \(codeText(pr.errorCode)) \(pr.errorMessage ?? "")"
+            case .failed:
+                return failed("\(name) at broker \(route.broker): \(codeText(pr.errorCode)) \(pr.errorMessage ?? "")")
+            }
+        }
+        if connectionLost { control.stop.store(true, ordering: .relaxed) }
+        return failed("\(lastFailure) (after \(policy.attempts) attempts)")
+    }
+
+    private func failed(_ message: String) -> UInt32? {
+        result.errorResponses.wrappingAdd(1, ordering: .relaxed)
+        result.fail(message)
+        return nil
+    }
+}
+
+func codeText(_ code: Int16) -> String {
+    "\(KafkaErrorCode(rawValue: code)?.name ?? "error") (\(code))"
+}
+
+extension KafkaClientError {
+    /// The request may not have reached a live leader: retried after a Metadata refresh.
+    var isConnectionLoss: Bool {
+        switch kind {
+        case .resolveFailed, .connectFailed, .connectTimeout, .requestTimeout, .closed, .io: true
+        default: false
+        }
+    }
+}
+
+/// Connects, picks versions, prepares the topic and builds the producers.
+func prepareProducers(_ o: ProducerOptions, bootstrap: BrokerAddress, control: RunControl) async throws
+    -> (producers: [Producer], version: Int16, frameBytes: Int, leaders: String, brokers: Int)
+{
+    let admin = KafkaAdminClient(bootstrap: [bootstrap], clientId: "floe-bench")
+    let setup = KafkaConnectionPool(clientId: "floe-bench")
+    defer { setup.closeAll() }
+    let versions = try await apiVersions(try await setup.connection(host: bootstrap.host, port: bootstrap.port))
+    // v10+ answers NOT_LEADER_OR_FOLLOWER with the new leader (KIP-951).
+    let pv = try versions.pick(.produce, cap: 11, floor: 3)
+    let (count, md) = try await prepareTopic(admin, topic: o.topic, partitions: o.partitions, create: true)
+    let directory = LeaderDirectory(topic: o.topic, admin: admin, metadata: md)
+    let requests = try makeProduceRequests(o)
+    let producers = (0..<o.producers).map { i in
+        Producer(index: i, options: o, version: pv, requests: requests, directory: directory,
+                 pool: KafkaConnectionPool(clientId: "floe-bench"), control: control, result: ProducerResult(), policy: RetryPolicy())
+    }
+    return (producers, pv, try produceFrameSize(requests[0], version: pv), directory.describe(0..<Int32(count)), md.brokers.count)
+}
+
+func runProducer(_ o: ProducerOptions, bootstrap: BrokerAddress) throws {
     let budget = o.totalRecords.map { ($0 + o.batchRecords - 1) / o.batchRecords } ?? Int.max
     let control = RunControl(budget: budget)
-    let connections = try (0..<o.producers).map { _ in try BlockingKafkaConnection(layout.leader) }
-    let results = (0..<o.producers).map { _ in ProducerResult() }
+    let (producers, pv, requestBytes, leaders, brokerCount) = try runBlocking { try await prepareProducers(o, bootstrap: bootstrap, control: control) }
+    let results = producers.map(\.result)
 
     print("""
-        method: \(o.producers) producer connection(s) to \(layout.leader), each a writer thread and a reader thread; \
-        Produce v\(pv), acks=\(o.acks), topic \(o.topic) with \(o.partitions) partition(s); every request holds one \
-        uncompressed batch of \(o.batchRecords) records of \(o.recordSize) bytes (null keys) for one partition, \
-        partitions round-robin; up to \(o.inFlight) requests in flight per connection; \
+        method: \(o.producers) producer(s), each with one connection per partition leader (KafkaConnection: pipelined, \
+        one I/O thread per connection; leaders: \(leaders)); Produce v\(pv), acks=\(o.acks), topic \(o.topic) with \
+        \(o.partitions) partition(s); every request holds one uncompressed batch of \(o.batchRecords) records of \
+        \(o.recordSize) bytes (null keys) for one partition, partitions round-robin; up to \(o.inFlight) requests in \
+        flight per connection; a request whose partition moved (or whose connection was lost) is resent to the new \
+        leader (leader hint, else Metadata), up to 5 sends; \
         \(o.totalRecords.map { "\($0) records" } ?? "\(o.durationSeconds ?? 0) s")\(o.rateProfile.map { " at \($0.describe(recordSize: o.recordSize))" } ?? ""); \
-        latency = request \(o.rateProfile == nil ? "written" : "scheduled") → response read.
+        latency = request \(o.rateProfile == nil ? "sent" : "scheduled") → response read.
         """)
 
-    let group = DispatchGroup()
+    let done = DispatchSemaphore(value: 0)
     let started = monotonicNanos()
-    for (i, conn) in connections.enumerated() {
-        let result = results[i]
-        // Created at 0 and filled by signals: libdispatch traps when a semaphore is freed with a
-        // value below its initial one, which a stopped run can leave.
-        let window = DispatchSemaphore(value: 0)
-        for _ in 0..<o.inFlight { window.signal() }
-        let times = SendTimes(capacity: o.inFlight + 1)
-        let acks = o.acks
-        let inFlight = o.inFlight
-        let partitions = o.partitions
-        let framesCopy = frames
-        // With a rate: this connection's n-th request is request n × connections + i of the run,
-        // due when the profile's integral reaches that many requests' records (RateSchedule).
-        let paced = o.rateProfile != nil
-        let scheduleCopy = o.rateProfile.map { RateSchedule(profile: $0, recordsPerRequest: o.batchRecords) }
-        let connectionCount = o.producers
-        startThread("producer-\(i)-writer", group) {
-            var frames = framesCopy
-            var correlation: Int32 = 0
-            var p = i % partitions
-            var n = 0
-            var schedule = scheduleCopy
-            while control.takeRequest() {
-                var due = monotonicNanos()
-                if let at = schedule?.dueTime(ofRequest: n * connectionCount + i) {
-                    due = started + UInt64(at * 1e9)
-                    n += 1
-                    while case let now = monotonicNanos(), due > now, !control.stop.load(ordering: .relaxed) {
-                        usleep(UInt32(min((due - now) / 1000, 100_000)))
-                    }
-                }
-                if acks != 0 {
-                    window.wait()
-                    if control.stop.load(ordering: .relaxed) { break }
-                }
-                correlation &+= 1
-                frames[p].patch(correlationId: correlation)
-                if acks != 0 { times.push(paced ? due : monotonicNanos()) }
-                do {
-                    try conn.send(frames[p].bytes)
-                } catch {
-                    result.fail("\(error)")
-                    control.stop.store(true, ordering: .relaxed)
-                    break
-                }
-                result.requestsSent.wrappingAdd(1, ordering: .relaxed)
-                result.written.signal()
-                p = (p + 1) % partitions
+    Task {
+        await withTaskGroup(of: Void.self) { group in
+            for producer in producers {
+                group.addTask { await producer.run(started: started, producers: o.producers, brokers: brokerCount) }
             }
-            result.writerDone.store(true, ordering: .sequentiallyConsistent)
-            result.written.signal()
-            if acks == 0 { result.finishedAt.store(monotonicNanos(), ordering: .relaxed) }
         }
-        guard acks != 0 else { continue }
-        startThread("producer-\(i)-reader", group) {
-            var latencies: [UInt32] = []
-            latencies.reserveCapacity(1 << 16)
-            var expectedCorrelation: Int32 = 0
-            var answered = 0
-            while true {
-                result.written.wait()
-                if result.writerDone.load(ordering: .sequentiallyConsistent)
-                    && answered == result.requestsSent.load(ordering: .sequentiallyConsistent) { break }
-                let frame: ArraySlice<UInt8>
-                do {
-                    frame = try conn.readFrame()
-                } catch {
-                    result.fail("\(error)")
-                    control.stop.store(true, ordering: .relaxed)
-                    for _ in 0..<inFlight { window.signal() }  // the writer must not wait for answers that never come
-                    break
-                }
-                let now = monotonicNanos()
-                guard let sent = times.pop() else {
-                    result.fail("a response arrived with no request in flight")
-                    control.stop.store(true, ordering: .relaxed)
-                    for _ in 0..<inFlight { window.signal() }
-                    break
-                }
-                latencies.append(UInt32(min((now - sent) / 1000, UInt64(UInt32.max))))
-                expectedCorrelation &+= 1
-                do {
-                    let (header, body) = try ResponseHeader.decodeResponse(frame, apiKey: .produce, version: pv)
-                    if header.correlationId != expectedCorrelation {
-                        result.fail("response correlation id \(header.correlationId), expected \(expectedCorrelation)")
-                    }
-                    if case let .produce(r) = body {
-                        for t in r.responses {
-                            for pr in t.partitionResponses where pr.errorCode != 0 {
-                                result.errorResponses.wrappingAdd(1, ordering: .relaxed)
-                                result.fail("Produce \(t.name)[\(pr.index)]: error \(pr.errorCode) \(pr.errorMessage ?? "")")
-                            }
-                        }
-                    }
-                } catch {
-                    result.fail("undecodable Produce response: \(error)")
-                }
-                answered += 1
-                result.requestsAnswered.wrappingAdd(1, ordering: .relaxed)
-                window.signal()
-            }
-            result.finishedAt.store(monotonicNanos(), ordering: .relaxed)
-            result.latenciesMicros.withLock { $0 = latencies }
-        }
+        done.signal()
     }
     // A shaped rate prints one line per second while it runs.
     var progress = o.rateProfile.flatMap { $0.isShaped ? ProgressLines(profile: $0, options: o, started: started) : nil }
@@ -521,14 +604,18 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
         }
         control.stop.store(true, ordering: .relaxed)
     } else if progress != nil {
-        while group.wait(timeout: .now() + .milliseconds(10)) == .timedOut {
+        while done.wait(timeout: .now() + .milliseconds(10)) == .timedOut {
             progress?.printDue(results: results, now: monotonicNanos())
         }
+        done.signal()
     }
-    group.wait()
+    done.wait()
+    for p in producers { p.pool.closeAll() }
     let finished = results.map { $0.finishedAt.load(ordering: .relaxed) }.max() ?? monotonicNanos()
     let elapsed = Double(finished - started) / 1e9
     let errors = results.compactMap { $0.firstError.withLock { $0 } }
+    let errorCount = results.reduce(0) { $0 + $1.errorResponses.load(ordering: .relaxed) }
+    // Accepted requests (sent ones with acks=0); failed requests are only in `errors`.
     let requests = results.reduce(0) { $0 + (o.acks == 0 ? $1.requestsSent.load(ordering: .relaxed) : $1.requestsAnswered.load(ordering: .relaxed)) }
     let records = requests * o.batchRecords
     let mib = Double(records * o.recordSize) / 1_048_576
@@ -540,6 +627,7 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
         let v = all[min(all.count - 1, Int((Double(all.count) * q).rounded(.up)) - 1)]
         return String(format: "%.2f", Double(v) / 1000)
     }
+    func sum(_ counter: (ProducerResult) -> Int) -> Int { results.reduce(0) { $0 + counter($1) } }
     print(String(format: "produce: %d records in %.2f s: %.0f records/s, %.1f MiB/s of values (%.1f MiB/s on the wire), %d requests",
                  records, elapsed, Double(records) / elapsed, mib / elapsed, wireMiB / elapsed, requests))
     if o.acks != 0 {
@@ -547,8 +635,15 @@ func runProducer(_ o: ProducerOptions, bootstrap: SocketAddress) throws {
     } else {
         print("latency: not measured with acks=0 (no responses)")
     }
+    print("""
+        retried because moved: \(sum { $0.retriedMoved.load(ordering: .relaxed) }) request(s); because the broker did not know \
+        the partition yet: \(sum { $0.retriedUnknown.load(ordering: .relaxed) }); after a lost connection: \
+        \(sum { $0.retriedConnection.load(ordering: .relaxed) }); \
+        resends: \(sum { $0.resendsHinted.load(ordering: .relaxed) }) to a hinted leader, \(sum { $0.resendsRefreshed.load(ordering: .relaxed) }) after a Metadata refresh; \
+        errors: \(errorCount) request(s)
+        """)
     if !errors.isEmpty {
-        throw KafkaBenchError("\(errors.count) connection(s) failed; first: \(errors[0])")
+        throw KafkaBenchError("\(errorCount) request(s) failed; first: \(errors[0])")
     }
 }
 
@@ -593,52 +688,152 @@ struct ProgressLines {
 
 // MARK: - Consumer
 
-func runConsumer(bootstrap: SocketAddress, topic: String, fetchBytes: Int32) throws {
-    let setup = try BlockingKafkaConnection(bootstrap)
-    let versions = try apiVersions(setup)
-    let layout = try prepareTopic(setup, versions: versions, topic: topic, partitions: 0, create: false)
-    let c = layout.leader == bootstrap ? setup : try BlockingKafkaConnection(layout.leader)
+/// `floe-bench kafka --consume`: reads every partition from offset 0 to the high watermark of
+/// its first answer. Each round sends one Fetch per leader (the partitions it leads that are
+/// not done yet) concurrently and waits for all of them; a partition answered as moved (or whose
+/// leader's connection was lost) is routed by the leader hint, else by a Metadata refresh, and
+/// fetched again in the next round; 5 rounds in a row without progress for it are an error.
+func runConsumer(bootstrap: BrokerAddress, topic: String, fetchBytes: Int32) async throws {
+    let admin = KafkaAdminClient(bootstrap: [bootstrap], clientId: "floe-bench")
+    let pool = KafkaConnectionPool(clientId: "floe-bench")
+    defer {
+        pool.closeAll()
+        admin.close()
+    }
+    let versions = try await apiVersions(try await pool.connection(host: bootstrap.host, port: bootstrap.port))
+    let (count, md) = try await prepareTopic(admin, topic: topic, partitions: 0, create: false)
+    let directory = LeaderDirectory(topic: topic, admin: admin, metadata: md)
+    // v12: topics by name (v13+ by id), and NOT_LEADER_OR_FOLLOWER answers carry the leader.
     let fv = try versions.pick(.fetch, cap: 12, floor: 4)
+    let policy = RetryPolicy()
     print("""
-        method: one connection to \(layout.leader); Fetch v\(fv) of all \(layout.partitions) partition(s) of \(topic) from \
-        offset 0 until each reaches the high watermark seen in its first answer; at most \(fetchBytes) bytes per \
-        partition and one request in flight; batches are counted from their headers, not decompressed.
+        method: one connection per partition leader (\(directory.describe(0..<Int32(count)))); Fetch v\(fv) of all \
+        \(count) partition(s) of \(topic) from offset 0 until each reaches the high watermark seen in its first \
+        answer; at most \(fetchBytes) bytes per partition and one request in flight per leader, a round of requests \
+        to every leader at a time; a partition that moved is fetched again from its new leader; batches are \
+        counted from their headers, not decompressed.
         """)
-    var position = [Int64](repeating: 0, count: layout.partitions)
-    var end = [Int64?](repeating: nil, count: layout.partitions)
+    var position = [Int64](repeating: 0, count: count)
+    var end = [Int64?](repeating: nil, count: count)
+    var failures = [Int](repeating: 0, count: count)
     var bytes = 0
     var records = 0
     var requests = 0
+    var retriedMoved = 0
+    var retriedConnection = 0
+    var retriedUnknown = 0
+    var lastFailure = ""
     let started = monotonicNanos()
-    while end.indices.contains(where: { end[$0] == nil || position[$0] < end[$0]! }) {
-        let wanted = end.indices.filter { end[$0] == nil || position[$0] < end[$0]! }
-        let request = FetchRequest(maxWaitMs: 500, minBytes: 1, maxBytes: 64 << 20, isolationLevel: 0, topics: [
-            .init(topic: topic, partitions: wanted.map { .init(partition: Int32($0), fetchOffset: position[$0], partitionMaxBytes: fetchBytes) }),
-        ])
-        guard case let .fetch(r) = try c.roundTrip(request, version: fv) else { throw KafkaBenchError("Fetch: unexpected answer") }
-        requests += 1
-        guard r.errorCode == 0 else { throw KafkaBenchError("Fetch: error \(r.errorCode)") }
-        for t in r.responses {
-            for p in t.partitions {
-                let i = Int(p.partitionIndex)
-                guard p.errorCode == 0 else { throw KafkaBenchError("Fetch \(topic)[\(i)] at \(position[i]): error \(p.errorCode)") }
-                if end[i] == nil { end[i] = p.highWatermark }
-                var reader = RecordBatchReader(p.records ?? [], trailingPartialBatch: .allow, verification: .headerOnly)
-                while let batch = try reader.next() {
-                    let h = batch.header
-                    let next = h.baseOffset + Int64(h.lastOffsetDelta) + 1
-                    guard next > position[i] else { continue }
-                    position[i] = next
-                    records += Int(h.lastOffsetDelta) + 1
-                    bytes += batch.bytes.count
+    while case let wanted = (0..<count).filter({ end[$0] == nil || position[$0] < end[$0]! }), !wanted.isEmpty {
+        var byLeader: [Int32: (address: BrokerAddress, partitions: [Int])] = [:]
+        var unrouted: [Int] = []
+        for i in wanted {
+            if let r = directory.route(Int32(i)) {
+                byLeader[r.broker, default: (r.address, [])].partitions.append(i)
+            } else {
+                unrouted.append(i)
+            }
+        }
+        let offsets = position
+        let answers = await withTaskGroup(of: (Int32, [Int], Result<FetchResponse, any Error>).self) { group in
+            for (broker, route) in byLeader {
+                group.addTask {
+                    let request = FetchRequest(maxWaitMs: 500, minBytes: 1, maxBytes: 64 << 20, isolationLevel: 0, topics: [
+                        .init(topic: topic, partitions: route.partitions.map {
+                            .init(partition: Int32($0), fetchOffset: offsets[$0], partitionMaxBytes: fetchBytes)
+                        }),
+                    ])
+                    do {
+                        let c = try await pool.connection(host: route.address.host, port: route.address.port)
+                        return (broker, route.partitions, .success(try await c.send(request, version: fv, expecting: FetchResponse.self)))
+                    } catch {
+                        return (broker, route.partitions, .failure(error))
+                    }
                 }
             }
+            var all: [(Int32, [Int], Result<FetchResponse, any Error>)] = []
+            for await a in group { all.append(a) }
+            return all
+        }
+        var retry = unrouted
+        if !unrouted.isEmpty { lastFailure = "no leader known for partition(s) \(unrouted)" }
+        var hintedAll = unrouted.isEmpty
+        for (broker, partitions, outcome) in answers {
+            requests += 1
+            let r: FetchResponse
+            switch outcome {
+            case let .success(answer): r = answer
+            case let .failure(error as KafkaClientError) where error.isConnectionLoss:
+                retriedConnection += partitions.count
+                retry += partitions
+                hintedAll = false
+                lastFailure = "Fetch to broker \(broker): \(error)"
+                continue
+            case let .failure(error):
+                throw KafkaBenchError("Fetch \(topic) to broker \(broker): \(error)")
+            }
+            guard r.errorCode == 0 else { throw KafkaBenchError("Fetch to broker \(broker): \(codeText(r.errorCode))") }
+            for t in r.responses where t.topic == topic {
+                for p in t.partitions {
+                    let i = Int(p.partitionIndex)
+                    guard i >= 0 && i < count else { continue }
+                    switch PartitionAnswer(errorCode: p.errorCode) {
+                    case .accepted:
+                        failures[i] = 0
+                    case .moved:
+                        retriedMoved += 1
+                        retry.append(i)
+                        lastFailure = "Fetch \(topic)[\(i)] at \(position[i]) from broker \(broker): \(codeText(p.errorCode))"
+                        let leader = p.currentLeader
+                        var endpoints: [Int32: BrokerAddress] = [:]
+                        for e in r.nodeEndpoints { endpoints[e.nodeId] = BrokerAddress(host: e.host, port: Int(e.port)) }
+                        if leader.leaderId == broker
+                            || !directory.applyHint(partition: Int32(i), leader: leader.leaderId, epoch: leader.leaderEpoch, endpoints: endpoints)
+                        {
+                            hintedAll = false
+                        }
+                        continue
+                    case .unknownPartition:
+                        retriedUnknown += 1
+                        retry.append(i)
+                        hintedAll = false
+                        lastFailure = "Fetch \(topic)[\(i)] at \(position[i]) from broker \(broker): \(codeText(p.errorCode))"
+                        continue
+                    case .failed:
+                        throw KafkaBenchError("Fetch \(topic)[\(i)] at \(position[i]) from broker \(broker): \(codeText(p.errorCode))")
+                    }
+                    if end[i] == nil { end[i] = p.highWatermark }
+                    var reader = RecordBatchReader(p.records ?? [], trailingPartialBatch: .allow, verification: .headerOnly)
+                    while let batch = try reader.next() {
+                        let h = batch.header
+                        let next = h.baseOffset + Int64(h.lastOffsetDelta) + 1
+                        guard next > position[i] else { continue }
+                        position[i] = next
+                        records += Int(h.lastOffsetDelta) + 1
+                        bytes += batch.bytes.count
+                    }
+                }
+            }
+        }
+        guard !retry.isEmpty else { continue }
+        var worst = 0
+        for i in retry {
+            failures[i] += 1
+            worst = max(worst, failures[i])
+        }
+        if worst >= policy.attempts { throw KafkaBenchError("\(lastFailure) (after \(policy.attempts) attempts)") }
+        if !hintedAll {
+            try await Task.sleep(for: .milliseconds(policy.delayMs(beforeResend: worst, hinted: false)))
+            do { try await directory.refresh() } catch { lastFailure += "; Metadata refresh: \(error)" }
         }
     }
     let elapsed = Double(monotonicNanos() - started) / 1e9
     print(String(format: "consume: %d records, %.1f MiB of batches in %.2f s: %.0f records/s, %.1f MiB/s, %d Fetch requests",
                  records, Double(bytes) / 1_048_576, elapsed, Double(records) / elapsed,
                  Double(bytes) / 1_048_576 / elapsed, requests))
+    print(
+        "retried because moved: \(retriedMoved) partition fetch(es); because the broker did not know the partition yet: "
+            + "\(retriedUnknown); after a lost connection: \(retriedConnection)")
 }
 
 // MARK: - Discard sink
@@ -760,7 +955,7 @@ func runKafkaBenchmark(_ name: String, _ args: CommandLineArguments) {
         exit(2)
     }
     do {
-        let bootstrap = try SocketAddress(parsing: args.value("bootstrap") ?? "127.0.0.1:9092")
+        let bootstrap = try BrokerAddress(parsing: args.value("bootstrap") ?? "127.0.0.1:9092")
         func int(_ name: String, _ def: Int) throws -> Int {
             guard let text = args.value(name) else { return def }
             guard let v = Int(text), v > 0 else { throw KafkaBenchError("--\(name) must be a positive number, got \(text)") }
@@ -768,7 +963,8 @@ func runKafkaBenchmark(_ name: String, _ args: CommandLineArguments) {
         }
         let topic = args.value("topic") ?? "floe-bench"
         if args.has("consume") {
-            try runConsumer(bootstrap: bootstrap, topic: topic, fetchBytes: Int32(try int("fetch-bytes", 1 << 20)))
+            let fetchBytes = Int32(try int("fetch-bytes", 1 << 20))
+            try runBlocking { try await runConsumer(bootstrap: bootstrap, topic: topic, fetchBytes: fetchBytes) }
             return
         }
         var o = ProducerOptions()
