@@ -83,7 +83,7 @@ public actor LocalFleet: BrokerFleet {
             throw OperatorError.localBroker(id: id, detail: "cannot create \(logs.path): \(error)")
         }
         let logPath = logs.appendingPathComponent("broker-\(id).log").path
-        if !FileManager.default.fileExists(atPath: logPath) { FileManager.default.createFile(atPath: logPath, contents: nil) }
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
         guard let log = FileHandle(forWritingAtPath: logPath) else { throw OperatorError.localBroker(id: id, detail: "cannot open \(logPath)") }
         log.seekToEndOfFile()
         let m = member(id)
