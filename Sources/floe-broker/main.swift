@@ -141,11 +141,29 @@ enum BrokerMain {
             sources.append(source)
         }
 
+        // A broker started by `floe-operator local` stops cleanly if that process dies without
+        // stopping it (SIGKILL, a crash): otherwise it would hold its port and the next run's
+        // broker could not start. The parent sets FLOE_EXIT_WITH_PARENT to its pid.
+        var orphanWatch: DispatchSourceTimer?
+        if let text = ProcessInfo.processInfo.environment["FLOE_EXIT_WITH_PARENT"], let parent = Int32(text) {
+            let timer = DispatchSource.makeTimerSource(queue: signals)
+            timer.schedule(deadline: .now() + 1, repeating: 1)
+            timer.setEventHandler {
+                guard getppid() != parent else { return }
+                logger.notice("the process that started this broker is gone; shutting down gracefully", metadata: ["parent": "\(parent)"])
+                timer.cancel()
+                broker.shutdown()
+            }
+            timer.resume()
+            orphanWatch = timer
+        }
+
         do {
             try await broker.run()
         } catch {
             fail("stopped with an error: \(error)")
         }
+        orphanWatch?.cancel()
         // The sources must live until here: an optimized build releases a local after its last
         // use, and a released source delivers nothing (the signal stays ignored). Cancelling
         // them is that last use.

@@ -257,3 +257,28 @@ def test_ramp_scales_out_balances_and_scales_in_without_losing_or_duplicating(tm
     assert status == 0, "operator did not stop cleanly:\n" + operator.text()[-3000:]
     for pid in operator.broker_pids():
         assert not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z", f"broker pid {pid} still running"
+
+
+def test_brokers_stop_when_the_operator_is_killed(tmp_path):
+    """SIGKILL of `floe-operator local` (no chance to stop its children): each broker notices its
+    parent is gone and stops cleanly, so the next run can use the ports."""
+    base = free_base_port()
+    operator = Operator(str(tmp_path), base)
+    try:
+        deadline = time.time() + 120
+        while "is ready" not in operator.text():
+            assert operator.proc.poll() is None and time.time() < deadline, "broker 1 never became ready:\n" + operator.text()
+            time.sleep(0.2)
+        pids = operator.broker_pids()
+        assert len(pids) == 1, operator.text()
+        operator.proc.kill()
+        operator.proc.wait(10)
+        deadline = time.time() + 30
+        while time.time() < deadline and os.path.exists(f"/proc/{pids[0]}"):
+            time.sleep(0.2)
+        log = open(os.path.join(str(tmp_path), "logs", "broker-1.log")).read()
+        assert not os.path.exists(f"/proc/{pids[0]}"), "broker still running after its operator was killed:\n" + log[-2000:]
+        assert "the process that started this broker is gone" in log, log[-2000:]
+        assert "broker stopped" in log, log[-2000:]
+    finally:
+        operator.stop()

@@ -96,6 +96,8 @@ public actor LocalFleet: BrokerFleet {
         p.standardOutput = log
         p.standardError = log
         p.standardInput = FileHandle.nullDevice
+        // If this process dies without stopping it, the broker notices and stops (floe-broker main).
+        p.environment = ProcessInfo.processInfo.environment.merging(["FLOE_EXIT_WITH_PARENT": "\(getpid())"]) { _, new in new }
         do { try p.run() } catch { throw OperatorError.localBroker(id: id, detail: "cannot start \(options.brokerBinary): \(error)") }
         processes[id] = p
         logger.notice("broker started", metadata: ["node": "\(id)", "pid": "\(p.processIdentifier)", "kafka": "127.0.0.1:\(m.kafka.port)", "log": logPath])
