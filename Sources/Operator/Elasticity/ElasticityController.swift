@@ -128,6 +128,8 @@ public actor ElasticityController {
     var lastMoved: [PartitionKey: Double] = [:]
     var lastBalance: Double = 0
     var lastMoves: Double = -Double.infinity
+    /// The count the last dry-run decision asked for (reported once per change).
+    var lastDryRun: Int?
     var view = ElasticityView()
     var events: [ElasticityEvent] = []
     /// Called after every tick with the new view (the live display, the status).
@@ -201,7 +203,11 @@ public actor ElasticityController {
                 view.lastDecision = (Date(), text)
                 view.lastChange = (Date(), decision.current, decision.desired, decision.reason)
                 if settings.autoscaling.dryRun {
-                    record("dry run, not acting: \(text)", event: ("Normal", "ScalingDryRun"))
+                    // Once per new answer, not every tick: a dry run repeats its decision each tick.
+                    if decision.desired != lastDryRun {
+                        lastDryRun = decision.desired
+                        record("dry run, not acting: \(text)", event: ("Normal", "ScalingDryRun"))
+                    }
                 } else if decision.desired > current {
                     record("scale out \(text)", event: ("Normal", "ScalingOut"))
                     try await fleet.grow(to: decision.desired)
