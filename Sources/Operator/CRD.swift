@@ -51,6 +51,20 @@ let resourceRequirementsSchema: Schema = .object(ResourceRequirementsKeys.self, 
 enum ResourceRequirementsKeys: String, CodingKey, CaseIterable { case limits, requests }
 /// The keys of `Toleration`.
 enum TolerationKeys: String, CodingKey, CaseIterable { case key, `operator`, value, effect, tolerationSeconds }
+enum PodSecurityKeys: String, CodingKey, CaseIterable { case runAsNonRoot, runAsUser, runAsGroup, fsGroup, seccompProfile }
+enum ContainerSecurityKeys: String, CodingKey, CaseIterable {
+    case runAsNonRoot, runAsUser, readOnlyRootFilesystem, allowPrivilegeEscalation, capabilities, seccompProfile
+}
+enum CapabilityKeys: String, CodingKey, CaseIterable { case add, drop }
+enum SeccompKeys: String, CodingKey, CaseIterable { case type }
+
+extension Schema {
+    static var seccompProfile: Schema {
+        .object(SeccompKeys.self, "Seccomp profile.", required: [.type]) { _ in
+            .string("RuntimeDefault, Localhost or Unconfined.").oneOf(["RuntimeDefault", "Localhost", "Unconfined"])
+        }
+    }
+}
 
 extension StorageSpec: SchemaDescribed {
     public static var schema: Schema {
@@ -174,6 +188,33 @@ extension PodTemplateOverrides: SchemaDescribed {
                 .array(of: .opaqueObject("A v1 TopologySpreadConstraint."),
                        "Topology spread constraints of the broker pods, passed through unchanged (default: spread across nodes; [] for none).")
             case .env: .stringMap("Extra environment variables of the broker container (names the operator sets are refused).")
+            case .securityContext:
+                .object(PodSecurityKeys.self, "Pod security context, field by field over the operator's (uid 65532, non-root, seccomp RuntimeDefault).") { key in
+                    switch key {
+                    case .runAsNonRoot: Schema(["type": "boolean", "description": "Refuse to run as root."])
+                    case .runAsUser: .int64("User id.").minimum(0)
+                    case .runAsGroup: .int64("Group id.").minimum(0)
+                    case .fsGroup: .int64("Group owning mounted volumes.").minimum(0)
+                    case .seccompProfile: .seccompProfile
+                    }
+                }
+            case .containerSecurityContext:
+                .object(ContainerSecurityKeys.self, "Broker container security context, field by field over the operator's (non-root, read-only root, no escalation, no capabilities).") { key in
+                    switch key {
+                    case .runAsNonRoot: Schema(["type": "boolean", "description": "Refuse to run as root."])
+                    case .runAsUser: .int64("User id.").minimum(0)
+                    case .readOnlyRootFilesystem: Schema(["type": "boolean", "description": "Mount the root file system read-only."])
+                    case .allowPrivilegeEscalation: Schema(["type": "boolean", "description": "Allow setuid and the like."])
+                    case .capabilities:
+                        .object(CapabilityKeys.self, "Linux capabilities.") { key in
+                            switch key {
+                            case .add: .array(of: .string("A capability, e.g. NET_BIND_SERVICE."), "Capabilities added.")
+                            case .drop: .array(of: .string("A capability, or ALL."), "Capabilities dropped.")
+                            }
+                        }
+                    case .seccompProfile: .seccompProfile
+                    }
+                }
             }
         }
     }

@@ -244,17 +244,26 @@ public struct PodTemplateOverrides: Codable, Sendable, Equatable {
     /// Extra environment variables of the broker container (plain values; names the operator
     /// sets itself are refused).
     public var env: [String: String]?
+    /// The pod's security context, field by field over the operator's (non-root uid 65532,
+    /// seccomp RuntimeDefault): e.g. `runAsUser` and `fsGroup` for an OpenShift-style range.
+    public var securityContext: PodSecurityContext?
+    /// The broker container's security context, field by field over the operator's (non-root,
+    /// read-only root file system, no privilege escalation, all capabilities dropped).
+    public var containerSecurityContext: SecurityContext?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case annotations, labels, nodeSelector, tolerations, affinity, priorityClassName, serviceAccountName
-        case imagePullSecrets, topologySpreadConstraints, env
+        case imagePullSecrets, topologySpreadConstraints, env, securityContext, containerSecurityContext
     }
 
     public init(
         annotations: [String: String]? = nil, labels: [String: String]? = nil, nodeSelector: [String: String]? = nil,
         tolerations: [Toleration]? = nil, affinity: JSONValue? = nil, priorityClassName: String? = nil, serviceAccountName: String? = nil,
-        imagePullSecrets: [String]? = nil, topologySpreadConstraints: JSONValue? = nil, env: [String: String]? = nil
+        imagePullSecrets: [String]? = nil, topologySpreadConstraints: JSONValue? = nil, env: [String: String]? = nil,
+        securityContext: PodSecurityContext? = nil, containerSecurityContext: SecurityContext? = nil
     ) {
+        self.securityContext = securityContext
+        self.containerSecurityContext = containerSecurityContext
         self.annotations = annotations
         self.labels = labels
         self.nodeSelector = nodeSelector

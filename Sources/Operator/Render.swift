@@ -278,6 +278,21 @@ public enum Render {
 
     /// The broker container's arguments: the properties file, then the per-pod settings as flags
     /// (declared in `BrokerSettings`; the kubelet expands `$(VAR)` from the container's env).
+    /// The operator's pod security context with the user's fields laid over it.
+    static func podSecurity(_ user: PodSecurityContext?) -> PodSecurityContext {
+        PodSecurityContext(
+            runAsNonRoot: user?.runAsNonRoot ?? true, runAsUser: user?.runAsUser ?? brokerUser, runAsGroup: user?.runAsGroup ?? brokerUser,
+            fsGroup: user?.fsGroup ?? brokerUser, seccompProfile: user?.seccompProfile ?? SeccompProfile(type: "RuntimeDefault"))
+    }
+
+    /// The operator's container security context with the user's fields laid over it.
+    static func containerSecurity(_ user: SecurityContext?) -> SecurityContext {
+        SecurityContext(
+            runAsNonRoot: user?.runAsNonRoot ?? true, runAsUser: user?.runAsUser, readOnlyRootFilesystem: user?.readOnlyRootFilesystem ?? true,
+            allowPrivilegeEscalation: user?.allowPrivilegeEscalation ?? false, capabilities: user?.capabilities ?? Capabilities(drop: ["ALL"]),
+            seccompProfile: user?.seccompProfile)
+    }
+
     static func brokerArguments(kafkaPort: Int32, httpPort: Int32, advertisedHost: String, external: ExternalListenerSpec?) -> [String] {
         var args = [
             "--config=\(configDir)/\(propertiesFile)",
@@ -354,8 +369,7 @@ public enum Render {
                 httpGet: HTTPGetAction(path: "/healthz", port: .string("http")), initialDelaySeconds: 10, periodSeconds: 10,
                 timeoutSeconds: 5, failureThreshold: 6),
             lifecycle: Lifecycle(preStop: LifecycleHandler(httpGet: HTTPGetAction(path: "/drain", port: .string("http")))),
-            securityContext: SecurityContext(
-                runAsNonRoot: true, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: Capabilities(drop: ["ALL"])),
+            securityContext: containerSecurity(spec.podTemplate?.containerSecurityContext),
             volumeMounts: mounts)
 
         var podLabels = spec.podTemplate?.labels ?? [:]
@@ -373,9 +387,7 @@ public enum Render {
             serviceAccountName: overrides?.serviceAccountName,
             automountServiceAccountToken: false,
             enableServiceLinks: false,
-            securityContext: PodSecurityContext(
-                runAsNonRoot: true, runAsUser: brokerUser, runAsGroup: brokerUser, fsGroup: brokerUser,
-                seccompProfile: SeccompProfile(type: "RuntimeDefault")),
+            securityContext: podSecurity(overrides?.securityContext),
             terminationGracePeriodSeconds: spec.terminationGracePeriodSeconds ?? FloeDefaults.terminationGracePeriodSeconds,
             nodeSelector: overrides?.nodeSelector,
             tolerations: overrides?.tolerations,

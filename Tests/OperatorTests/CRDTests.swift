@@ -50,7 +50,11 @@ import Testing
                     annotations: ["a": "b"], labels: ["c": "d"], nodeSelector: ["e": "f"],
                     tolerations: [Toleration(key: "k", operator: "Equal", value: "v", effect: "NoSchedule", tolerationSeconds: 5)],
                     affinity: ["nodeAffinity": [:]], priorityClassName: "p", serviceAccountName: "sa",
-                    imagePullSecrets: ["regcred"], topologySpreadConstraints: [["maxSkew": 1]], env: ["TZ": "UTC"]),
+                    imagePullSecrets: ["regcred"], topologySpreadConstraints: [["maxSkew": 1]], env: ["TZ": "UTC"],
+                    securityContext: PodSecurityContext(runAsNonRoot: true, runAsUser: 1, runAsGroup: 1, fsGroup: 1, seccompProfile: SeccompProfile(type: "RuntimeDefault")),
+                    containerSecurityContext: SecurityContext(
+                        runAsNonRoot: true, runAsUser: 1, readOnlyRootFilesystem: true, allowPrivilegeEscalation: false,
+                        capabilities: Capabilities(add: ["NET_BIND_SERVICE"], drop: ["ALL"]), seccompProfile: SeccompProfile(type: "RuntimeDefault"))),
                 terminationGracePeriodSeconds: 60,
                 autoscaling: AutoscalingSpec(
                     enabled: true, minBrokers: 1, maxBrokers: 5,

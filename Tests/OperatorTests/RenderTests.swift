@@ -90,6 +90,22 @@ import Testing
         #expect(objects.compactMap(\.podDisruptionBudget).first?.spec?.maxUnavailable == .int(0))
     }
 
+    @Test func securityContextOverridesLayOverTheDefaults() throws {
+        var cluster = try sampleCluster("s3-minio")
+        cluster.spec.podTemplate = PodTemplateOverrides(
+            securityContext: PodSecurityContext(runAsUser: 1_000_680_000, fsGroup: 1_000_680_000),
+            containerSecurityContext: SecurityContext(capabilities: Capabilities(add: ["NET_BIND_SERVICE"], drop: ["ALL"])))
+        #expect(FloeClusterValidation.problems(cluster) == [])
+        let pod = try #require(try Render.render(cluster).compactMap(\.statefulSet).first?.spec?.template.spec)
+        // The user's fields win; the rest stay the operator's secure defaults.
+        #expect(pod.securityContext == PodSecurityContext(
+            runAsNonRoot: true, runAsUser: 1_000_680_000, runAsGroup: Render.brokerUser, fsGroup: 1_000_680_000,
+            seccompProfile: SeccompProfile(type: "RuntimeDefault")))
+        let c = try #require(pod.containers.first?.securityContext)
+        #expect(c.capabilities == Capabilities(add: ["NET_BIND_SERVICE"], drop: ["ALL"]))
+        #expect(c.readOnlyRootFilesystem == true && c.allowPrivilegeEscalation == false && c.runAsNonRoot == true)
+    }
+
     @Test func brokerPodShape() throws {
         let sts = try #require(try Render.render(try sampleCluster("s3-minio")).compactMap(\.statefulSet).first)
         let spec = try #require(sts.spec)
