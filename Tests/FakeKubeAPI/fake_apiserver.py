@@ -168,6 +168,18 @@ class ResourceType:
                         {"name": name, "group": self.group, "kind": self.plural})
 
 
+def _pb_field(number, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2); payloads here are under 128 bytes."""
+    assert len(payload) < 128
+    return bytes([number << 3 | 2, len(payload)]) + payload
+
+
+# openapi_v2.Document{swagger: "2.0", info: {title: "floe-fake-apiserver", version: "v1"}, paths: {}}
+_EMPTY_OPENAPI_V2 = (_pb_field(1, b"2.0")
+                     + _pb_field(2, _pb_field(1, b"floe-fake-apiserver") + _pb_field(2, b"v1"))
+                     + _pb_field(8, b""))
+
+
 def builtin_types():
     T = ResourceType
     return [
@@ -185,6 +197,10 @@ def builtin_types():
         T("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True,
           short_names=["pdb"], status=True),
         T("coordination.k8s.io", "v1", "leases", "Lease", True),
+        T("rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", False),
+        T("rbac.authorization.k8s.io", "v1", "clusterrolebindings", "ClusterRoleBinding", False),
+        T("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+        T("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
         T("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition",
           False, short_names=["crd", "crds"], status=True),
     ]
@@ -1974,6 +1990,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if path == "/version":
             return self._send(200, {"major": "1", "minor": "30", "gitVersion": "v1.30.0-floe-fake",
                                     "platform": "linux/amd64"})
+        if path == "/openapi/v2" and method == "GET":
+            # kubectl's client-side validation downloads OpenAPI v2 as protobuf (gnostic's
+            # Document). An empty document (swagger "2.0", an info, no paths, no definitions)
+            # holds no schema, so kubectl validates nothing and this server decides.
+            return self._send(200, None, raw=_EMPTY_OPENAPI_V2,
+                              ctype="application/octet-stream")
         parts = [urllib.parse.unquote(p) for p in path.split("/") if p]
         if not parts or parts[0] not in ("api", "apis"):
             raise APIError(404, "NotFound", "the server could not find the requested resource")
