@@ -40,6 +40,7 @@ VALUE_SETS = {
     "watchNamespaces=[team-a,team-b]": ["--set", "watchNamespaces={team-a,team-b}"],
     "leader election and metrics off": ["--set", "leaderElection.enabled=false", "--set", "metrics.enabled=false",
                                         "--set", "replicaCount=1"],
+    "PodMonitor and ServiceMonitor": ["--set", "monitoring.podMonitor.enabled=true", "--set", "monitoring.serviceMonitor.enabled=true"],
 }
 
 passed = 0
@@ -84,8 +85,32 @@ def load_docs(path):
         return [d for d in yaml.safe_load_all(f) if d]
 
 
+def validate_monitoring(doc, where):
+    """Prometheus Operator objects: kubernetes-validate has no schema for them, so check the
+    fields Floe relies on (the selector of broker pods or of the metrics Service, port "http",
+    path /metrics)."""
+    name = f"{where}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+    spec = doc.get("spec") or {}
+    endpoints = spec.get("podMetricsEndpoints") if doc["kind"] == "PodMonitor" else spec.get("endpoints")
+    problems = []
+    if doc.get("apiVersion") != "monitoring.coreos.com/v1":
+        problems.append(f"apiVersion {doc.get('apiVersion')}")
+    if not (spec.get("selector") or {}).get("matchLabels"):
+        problems.append("no selector.matchLabels")
+    if doc["kind"] == "PodMonitor" and (spec["selector"]["matchLabels"].get("app.kubernetes.io/component") != "broker"):
+        problems.append("does not select broker pods")
+    if not endpoints or endpoints[0].get("port") != "http" or endpoints[0].get("path") != "/metrics":
+        problems.append(f"endpoints {endpoints}")
+    if problems:
+        fail(name, "; ".join(problems))
+    else:
+        ok(name)
+
+
 def validate_builtin(doc, where):
     name = f"{where}: {doc.get('kind')}/{doc.get('metadata', {}).get('name')}"
+    if doc.get("kind") in ("PodMonitor", "ServiceMonitor"):
+        return validate_monitoring(doc, where)
     for version in VERSIONS:
         try:
             kv.validate(doc, version, strict=True)
@@ -164,7 +189,8 @@ def main():
         fail("CRD scale subresource", str(scale))
 
     # deploy/*.yaml and deploy/samples/*.yaml
-    files = sorted(glob.glob(os.path.join(ROOT, "deploy", "*.yaml")) + glob.glob(os.path.join(ROOT, "deploy", "samples", "*.yaml")))
+    files = sorted(glob.glob(os.path.join(ROOT, "deploy", "*.yaml")) + glob.glob(os.path.join(ROOT, "deploy", "samples", "*.yaml"))
+                   + glob.glob(os.path.join(ROOT, "deploy", "monitoring", "*.yaml")))
     for path in files:
         rel = os.path.relpath(path, ROOT)
         for doc in load_docs(path):
