@@ -61,6 +61,9 @@ final class ClusterController: Sendable {
         recovered.withLock { _ = $0.remove(id) }
         logger.info("broker registered", metadata: ["broker": "\(id)", "broker.epoch": "\(epoch)", "address": "\(host):\(port)"])
         wake.fire()
+        // The others read the log now, so their Metadata lists the new broker at once (not after
+        // their next heartbeat). Not the new broker itself: it is waiting for this answer.
+        await actions.nudge(registry.state.liveBrokers.filter { $0.id != id })
         return epoch
     }
 
