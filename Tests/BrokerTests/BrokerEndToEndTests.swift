@@ -4,6 +4,7 @@ import KafkaProtocol
 import ObjectStore
 import StreamStorage
 import Support
+import Synchronization
 import Testing
 @testable import Broker
 
@@ -58,6 +59,46 @@ struct LiveBroker {
             .init(topic: topic, partitions: [.init(partition: 0, fetchOffset: offset, partitionMaxBytes: 1 << 20)])]),
                                  version: 11, expecting: FetchResponse.self, timeout: .milliseconds(Int(maxWaitMs)) + .seconds(30))
         return try #require(f.responses.first?.partitions.first)
+    }
+
+    /// SIGTERM (shutdown) must not wait out a long poll: a Fetch parked with the largest max
+    /// wait a client can ask for answers at once, empty, and the broker stops.
+    @Test func shutdownAnswersParkedFetchesAtOnce() async throws {
+        let root = Self.tempRoot()
+        defer { try? FileManager.default.removeItem(atPath: root) }  // cleanup of a temporary directory
+        let live = try await LiveBroker.start(root: root)
+        let c = try await connectE2E(port: live.broker.port)
+        let ct = try await c.send(CreateTopicsRequest(topics: [.init(name: "parked", numPartitions: 1, replicationFactor: 1)]), version: 7,
+                                  expecting: CreateTopicsResponse.self)
+        #expect(ct.topics.first?.errorCode == 0)
+        let parked = Task { try await fetch(c, "parked", offset: 0, maxWaitMs: Int32.max) }
+        // Wait until the Fetch is parked (the broker counts them), not for a fixed time.
+        var spins = 0
+        while live.broker.core.parked.count == 0 {
+            try await Task.sleep(for: .milliseconds(5))
+            spins += 1
+            try #require(spins < 2_000, "the Fetch never parked")
+        }
+        // A hang here (the old behaviour: shutdown waited for the long poll) fails after 60 s
+        // instead of blocking the suite (the stuck stop is left behind); this is a bound on a
+        // hang, not a timing check.
+        let stopped = Atomic<Bool>(false)
+        let stopping = Task {
+            try await live.stop()
+            stopped.store(true, ordering: .relaxed)
+        }
+        var waited = 0
+        while !stopped.load(ordering: .relaxed) && waited < 12_000 {
+            try await Task.sleep(for: .milliseconds(5))
+            waited += 1
+        }
+        let didStop = stopped.load(ordering: .relaxed)
+        try #require(didStop, "the broker did not stop within 60 s with a Fetch parked")
+        try await stopping.value
+        let answer = try await parked.value
+        #expect(answer.errorCode == 0)
+        #expect(try fetchedRecords(answer.records).isEmpty)
+        c.close()
     }
 
     @Test func clientsProduceFetchAdministerAndRestart() async throws {

@@ -282,6 +282,8 @@ public final class Broker: Sendable {
     /// data durable and returns.
     public func shutdown() {
         ready.store(false, ordering: .relaxed)
+        // Long polls answer now (with what they have): in-flight requests are waited for.
+        core.parked.stopAll()
         server.shutdown()
         externalServer?.shutdown()
     }

@@ -16,6 +16,8 @@ public final class BrokerCore: Sendable {
     public let logger: Logger
     /// This broker's membership in the cluster (controller calls go through it).
     public let member: ClusterMember
+    /// Fetches waiting for data; a shutdown answers them at once.
+    let parked = ParkedFetches()
     private let advertised = Mutex<(host: String, port: Int32)>(("127.0.0.1", 9092))
 
     public init(config: BrokerConfig, nodeId: Int32, clusterId: String, registry: TopicRegistry, partitions: PartitionSet,
@@ -134,4 +136,35 @@ public final class ProducerIdAllocator: Sendable {
             }
         }
     }
+}
+
+/// The long-poll Fetches waiting for data. A shutdown wakes every one of them (and any parked
+/// later) so each answers at once with what it has, instead of holding the broker's exit for up
+/// to its max wait (a client may ask for 2^31-1 ms).
+final class ParkedFetches: Sendable {
+    private let state = Mutex<(stopping: Bool, signals: [ObjectIdentifier: AppendSignal])>((false, [:]))
+
+    /// Registers a waiting Fetch's signal; fires it at once when the broker is stopping.
+    func park(_ signal: AppendSignal) {
+        let stopping = state.withLock { s -> Bool in
+            if !s.stopping { s.signals[ObjectIdentifier(signal)] = signal }
+            return s.stopping
+        }
+        if stopping { signal.fire() }
+    }
+
+    func unpark(_ signal: AppendSignal) { state.withLock { _ = $0.signals.removeValue(forKey: ObjectIdentifier(signal)) } }
+
+    /// Wakes every parked Fetch; from now on none waits.
+    func stopAll() {
+        let all = state.withLock { s -> [AppendSignal] in
+            s.stopping = true
+            defer { s.signals = [:] }
+            return Array(s.signals.values)
+        }
+        for signal in all { signal.fire() }
+    }
+
+    var stopping: Bool { state.withLock { $0.stopping } }
+    var count: Int { state.withLock { $0.signals.count } }
 }

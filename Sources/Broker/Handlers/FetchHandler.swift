@@ -44,11 +44,13 @@ public struct FetchHandler: ApiHandler {
                 for p in parts { p.watch(signal) }
                 let c = await collect(r, version: version, listener: context.connection.listener)
                 let left = deadline - ContinuousClock.now
-                if c.bytes >= minBytes || left <= .zero || c.hasError || Task.isCancelled {
+                if c.bytes >= minBytes || left <= .zero || c.hasError || Task.isCancelled || core.parked.stopping {
                     for p in parts { p.unwatch(signal) }
                     return .fetch(c.response)
                 }
+                core.parked.park(signal)
                 await signal.wait(timeout: left)
+                core.parked.unpark(signal)
                 for p in parts { p.unwatch(signal) }
             }
         }
