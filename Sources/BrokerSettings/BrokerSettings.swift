@@ -171,6 +171,14 @@ public enum BrokerSettings {
               "A broker that has not heartbeated the controller for this long is fenced and its partitions fail over; also the controller lease's duration."),
         .init("broker.heartbeat.interval.ms", .integer(min: 50, max: maxInt), default: "500", access: .user,
               "How often a broker heartbeats the controller (and candidates read the controller lease)."),
+        .init("wal.retry.ms", .integer(min: 0, max: maxInt), default: "30000", access: .user,
+              "Object WAL: a failed object write is retried for this long before the WAL fails (and the broker reopens its storage)."),
+        .init("wal.hedge.ms", .integer(min: 0, max: maxInt), default: "2000", access: .user,
+              "Object WAL: an object write with no answer after this long gets a second identical write beside it (0: no hedging)."),
+        .init("storage.stall.ms", .integer(min: 100, max: maxInt), default: "2000", access: .user,
+              "/readyz answers 503 once an append has waited this long to become durable."),
+        .init("storage.outage.max.ms", .integer(min: 0, max: maxLong), default: "120000", access: .user,
+              "/healthz answers 503 once appends have been failing or stalled for this long (0: never), so a liveness probe restarts the broker."),
 
         // Kafka broker properties, served through DescribeConfigs (Kafka 3.x defaults).
         .init("auto.create.topics.enable", .boolean, default: "true", access: .user, dynamic: true,

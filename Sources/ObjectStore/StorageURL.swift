@@ -13,7 +13,7 @@ import Support
 ///   requests, no credentials; exclusive with the credential parameters), `credentials_dir` (a mounted
 ///   Secret with `access-key-id`, `secret-access-key`, optional `session-token`; when set it is
 ///   the only source), `credentials_file` and `profile` (shared credentials file), `retries`
-///   (attempts in total, default 5), `timeout` and `connect_timeout` (seconds, defaults 60 and 5),
+///   (attempts in total, default 5), `timeout` and `connect_timeout` (seconds per attempt, defaults 10 and 3),
 ///   `max_connections` (requests in flight, default 64), `ca_file`, `ca_path` (TLS trust),
 ///   `check_conditional_writes` (`true`/`false`, default true).
 ///
@@ -105,8 +105,8 @@ public struct StorageURL: Sendable, CustomStringConvertible {
                 sources = [.environment, .sharedFile(path: parameters["credentials_file"], profile: parameters["profile"])]
             }
             var http = HTTPClientConfiguration()
-            http.requestTimeout = .milliseconds(Int64(try positive("timeout", 60) * 1000))
-            http.connectTimeout = .milliseconds(Int64(try positive("connect_timeout", 5) * 1000))
+            http.requestTimeout = .milliseconds(Int64(try positive("timeout", 10) * 1000))
+            http.connectTimeout = .milliseconds(Int64(try positive("connect_timeout", 3) * 1000))
             let connections = Int(try positive("max_connections", 64))
             http.maxConcurrentRequests = connections
             http.maxCachedConnections = connections

@@ -33,6 +33,7 @@ public final class FileWAL: WriteAheadLog {
         var bytes: [UInt8]
         var ticket: WALAppendTicket
         var position: WALPosition
+        var appendedAt: ContinuousClock.Instant
     }
 
     private struct State {
@@ -43,6 +44,8 @@ public final class FileWAL: WriteAheadLog {
         var trimThrough: WALPosition = 0
         var closeWaiter: CheckedContinuation<Void, Never>? = nil
         var stopped = false
+        /// The append time of the oldest record the writer thread is writing now.
+        var writingSince: ContinuousClock.Instant? = nil
     }
 
     public let name: String
@@ -105,7 +108,7 @@ public final class FileWAL: WriteAheadLog {
             if let f = s.failure { throw f }
             if s.closing { throw .closed(what: "WAL \(name)") }
             let ticket = WALAppendTicket(position: s.nextPosition)
-            s.pending.append(Pending(bytes: bytes, ticket: ticket, position: s.nextPosition))
+            s.pending.append(Pending(bytes: bytes, ticket: ticket, position: s.nextPosition, appendedAt: .now))
             s.nextPosition += 1
             return ticket
         }
@@ -115,6 +118,10 @@ public final class FileWAL: WriteAheadLog {
 
     /// Nothing to do: the writer thread always commits everything pending.
     public func flush() {}
+
+    public var oldestPendingAppend: ContinuousClock.Instant? {
+        state.withLock { s in s.failure != nil ? nil : (s.writingSince ?? s.pending.first?.appendedAt) }
+    }
 
     public func trim(through position: WALPosition) async throws {
         state.withLock { $0.trimThrough = max($0.trimThrough, position) }
@@ -166,8 +173,10 @@ public final class FileWAL: WriteAheadLog {
             wake.wait()
             let (batch, trimTo, closing) = state.withLock { s -> ([Pending], WALPosition, Bool) in
                 defer { s.pending = [] }
+                s.writingSince = s.pending.first?.appendedAt
                 return (s.pending, s.trimThrough, s.closing)
             }
+            defer { state.withLock { $0.writingSince = nil } }
             if !batch.isEmpty {
                 do {
                     if segment == nil || segment!.size >= config.segmentBytes {

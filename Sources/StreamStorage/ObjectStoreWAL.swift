@@ -28,17 +28,31 @@ public final class ObjectStoreWAL: WriteAheadLog {
         public var flushBytes: Int
         public var maxInFlight: Int
         public var maxBufferedBytes: Int
-        /// Attempts per object write (transient errors are retried with backoff on the clock).
+        /// Attempts per object write at least (transient errors are retried with backoff on the clock).
         public var attempts: Int
         public var backoff: Duration
+        /// Keep retrying a failed object write for this long after its first attempt (beyond
+        /// `attempts`), so that a storage outage shorter than this delays acknowledgements
+        /// instead of failing the log. Zero: `attempts` alone decides.
+        public var retryFor: Duration
+        /// The longest pause between two attempts.
+        public var maxBackoff: Duration
+        /// When an attempt has not answered after this long, start another one of the same
+        /// object beside it (a hedge: the writes are put-if-absent of identical bytes, so
+        /// whichever lands first wins and the other finds our own object). Nil: no hedging.
+        public var hedgeAfter: Duration?
         public init(flushInterval: Duration = .milliseconds(20), flushBytes: Int = 4 << 20, maxInFlight: Int = 4,
-                    maxBufferedBytes: Int = 64 << 20, attempts: Int = 5, backoff: Duration = .milliseconds(20)) {
+                    maxBufferedBytes: Int = 64 << 20, attempts: Int = 5, backoff: Duration = .milliseconds(20),
+                    retryFor: Duration = .zero, maxBackoff: Duration = .seconds(1), hedgeAfter: Duration? = nil) {
             self.flushInterval = flushInterval
             self.flushBytes = flushBytes
             self.maxInFlight = max(1, min(maxInFlight, Int(ObjectStoreWAL.maxWindow)))
             self.maxBufferedBytes = maxBufferedBytes
             self.attempts = max(1, attempts)
             self.backoff = backoff
+            self.retryFor = retryFor
+            self.maxBackoff = maxBackoff
+            self.hedgeAfter = hedgeAfter
         }
     }
 
@@ -47,6 +61,7 @@ public final class ObjectStoreWAL: WriteAheadLog {
         var size: Int
         var ticket: WALAppendTicket
         var position: WALPosition
+        var appendedAt: ContinuousClock.Instant
     }
 
     struct Job {
@@ -68,6 +83,8 @@ public final class ObjectStoreWAL: WriteAheadLog {
         /// Objects that exist and may be deleted once trimmed: (sequence, last position).
         var live: [(UInt64, WALPosition)] = []
         var ackedPosition: WALPosition = 0
+        /// Jobs handed to an uploader and not finished: sequence → their oldest append time.
+        var writing: [UInt64: ContinuousClock.Instant] = [:]
     }
 
     public let name: String
@@ -238,7 +255,7 @@ public final class ObjectStoreWAL: WriteAheadLog {
             if let f = s.failure { throw f }
             if s.closing { throw .closed(what: "WAL \(name)") }
             let ticket = WALAppendTicket(position: s.nextPosition)
-            s.buffer.append(Pending(record: record, size: size, ticket: ticket, position: s.nextPosition))
+            s.buffer.append(Pending(record: record, size: size, ticket: ticket, position: s.nextPosition, appendedAt: .now))
             s.nextPosition += 1
             s.bufferBytes += size
             return ticket
@@ -248,6 +265,17 @@ public final class ObjectStoreWAL: WriteAheadLog {
     }
 
     public func flush() { seal(onlyIfFull: false) }
+
+    public var oldestPendingAppend: ContinuousClock.Instant? {
+        state.withLock { s in
+            guard s.failure == nil else { return nil }
+            var times = Array(s.writing.values)
+            for (_, (job, _)) in s.finished { if let t = job.entries.first?.appendedAt { times.append(t) } }
+            if let t = s.sealed.first?.entries.first?.appendedAt { times.append(t) }
+            if let t = s.buffer.first?.appendedAt { times.append(t) }
+            return times.min()
+        }
+    }
 
     /// Moves the buffer into a numbered job and hands jobs to idle uploaders.
     func seal(onlyIfFull: Bool) {
@@ -268,6 +296,7 @@ public final class ObjectStoreWAL: WriteAheadLog {
         var out: [(CheckedContinuation<Job?, Never>, Job?)] = []
         while !s.idle.isEmpty, let job = s.sealed.first, job.seq < s.nextAckSeq + UInt64(config.maxInFlight) {
             s.sealed.removeFirst()
+            s.writing[job.seq] = job.entries.first?.appendedAt
             out.append((s.idle.removeFirst(), job))
         }
         if s.closing && s.buffer.isEmpty && s.sealed.isEmpty {
@@ -299,35 +328,43 @@ public final class ObjectStoreWAL: WriteAheadLog {
         let header = WALObjectHeader(kind: .data, epoch: epoch, writerNonce: nonce, sequence: job.seq,
                                      firstPosition: job.entries[0].position, recordCount: UInt32(job.entries.count))
         let bytes = WALObjectHeader.encodeObject(header: header, records: job.entries.map(\.record))
-        var lastError = ""
-        for attempt in 0..<config.attempts {
-            if attempt > 0 {
-                do { try await clock.sleep(for: config.backoff * (1 << min(attempt - 1, 6))) } catch { return .failure(.closed(what: "WAL \(name)")) }
-            }
-            do {
-                _ = try await store.put(key, bytes, condition: .ifAbsent)
-                return .success(())
-            } catch ObjectStoreError.preconditionFailed {
-                // Either our own earlier attempt landed (its answer was lost) or we were fenced.
-                do {
-                    let existing = try await store.get(key)
-                    let (h, _) = try WALObjectHeader.decodeObject(existing.bytes[...], key: key)
-                    if h.writerNonce == nonce && h.epoch == epoch && h.kind == .data { return .success(()) }
-                    return .failure(.walFenced(wal: prefix, epoch: epoch, detail: "object \(key) was written by epoch \(h.epoch) (\(h.kind))"))
-                } catch {
-                    lastError = "\(error)"
-                }
-            } catch {
-                lastError = "\(error)"
-            }
-            logger.warning("WAL object write failed", metadata: ["wal.key": key, "attempt": "\(attempt + 1)", "error": lastError])
+        let outcome = await HedgedWrite.run(clock: clock, attempts: config.attempts, retryFor: config.retryFor, backoff: config.backoff,
+                                            maxBackoff: config.maxBackoff, hedgeAfter: config.hedgeAfter) { attempt in
+            await self.attemptWrite(key: key, bytes: bytes, attempt: attempt)
         }
-        return .failure(.io(operation: "put WAL object", key: key, detail: lastError))
+        switch outcome {
+        case .success: return .success(())
+        case let .failure(error): return .failure(error)
+        }
+    }
+
+    /// One attempt at writing a WAL object: done, fenced (final), or a transient error.
+    private func attemptWrite(key: String, bytes: [UInt8], attempt: Int) async -> HedgedWrite.AttemptResult {
+        let detail: String
+        do {
+            _ = try await store.put(key, bytes, condition: .ifAbsent)
+            return .done
+        } catch ObjectStoreError.preconditionFailed {
+            // Either our own earlier attempt (or a hedge) landed, or we were fenced.
+            do {
+                let existing = try await store.get(key)
+                let (h, _) = try WALObjectHeader.decodeObject(existing.bytes[...], key: key)
+                if h.writerNonce == nonce && h.epoch == epoch && h.kind == .data { return .done }
+                return .final(.walFenced(wal: prefix, epoch: epoch, detail: "object \(key) was written by epoch \(h.epoch) (\(h.kind))"))
+            } catch {
+                detail = "\(error)"
+            }
+        } catch {
+            detail = "\(error)"
+        }
+        logger.warning("WAL object write failed", metadata: ["wal.key": key, "attempt": "\(attempt + 1)", "error": detail])
+        return .retry(.io(operation: "put WAL object", key: key, detail: detail))
     }
 
     private func finish(_ job: Job, _ result: Result<Void, StreamStorageError>) {
         var complete: [(Pending, Result<WALPosition, any Error>)] = []
         let handoffs = state.withLock { s -> [(CheckedContinuation<Job?, Never>, Job?)] in
+            s.writing[job.seq] = nil
             if let f = s.failure {
                 complete += job.entries.map { ($0, .failure(f)) }
                 return dispatch(&s)

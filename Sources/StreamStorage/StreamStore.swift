@@ -94,7 +94,7 @@ public final class StreamStore: Sendable {
         let mutex = Mutex(())
     }
 
-    let wal: any WriteAheadLog
+    public let wal: any WriteAheadLog
     let metadata: any StreamMetadataStore
     let objects: any ObjectStore
     let clock: any FloeClock
@@ -230,6 +230,14 @@ public final class StreamStore: Sendable {
         try await metadata.snapshot().streams[id]?.epoch
     }
 
+    /// Why appends fail, once the WAL has failed (or the store was abandoned): every later
+    /// append fails too and the store must be replaced by a reopened one. Nil while usable.
+    public var failure: (any Error)? { core.withLock { $0.failure } }
+
+    /// When the oldest append not yet durable was made (nil if none): a WAL that keeps retrying
+    /// a write makes this grow, which health checks report as a stall.
+    public var oldestPendingAppend: ContinuousClock.Instant? { wal.oldestPendingAppend }
+
     func checkUsable() throws {
         try core.withLock { c in
             if let f = c.failure { throw f }
@@ -360,8 +368,9 @@ public final class StreamStore: Sendable {
 
     func read(_ id: StreamID, from offset: Int64, maxBytes: Int) async throws -> [StoredBatch] {
         for attempt in 0..<2 {
+            // A failed store still serves what was acknowledged (cache and objects): reads of a
+            // partition keep working while its writes fail, until the broker reopens the storage.
             let snap = try core.withLock { c throws -> (StreamState, [StoredBatch]?, Int64?, UInt64?) in
-                if let f = c.failure { throw f }
                 guard let st = c.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
                 guard offset >= st.startOffset && offset <= st.durableEnd else {
                     throw StreamStorageError.offsetOutOfRange(stream: id, offset: offset, start: st.startOffset, end: st.durableEnd)

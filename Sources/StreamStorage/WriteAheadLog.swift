@@ -37,6 +37,13 @@ public protocol WriteAheadLog: AnyObject, Sendable {
     /// Stops at once, as a crash would: pending appends fail, nothing more is written. Returns
     /// when background work has stopped (writes already issued may still land).
     func abandon() async
+    /// When the oldest record not yet durable (nor failed) was appended; nil when none is
+    /// pending. Health checks use it to tell a stalled log from a quiet one.
+    var oldestPendingAppend: ContinuousClock.Instant? { get }
+}
+
+extension WriteAheadLog {
+    public var oldestPendingAppend: ContinuousClock.Instant? { nil }
 }
 
 /// Completes when an appended record is durable (or the log failed).

@@ -121,6 +121,7 @@ enum BrokerMain {
             var settings = Broker.Settings(config: config)
             settings.objectWAL = BrokerStorage.resolvedWALKind(url: storageURL, walKind: config["wal"] ?? "") == "object"
             settings.recoverWAL = BrokerStorage.walRecoverer(store: store, config: config, logger: logger)
+            settings.onStorageUnrecoverable = { reason in fail("storage cannot recover without a restart: \(reason)", code: 3) }
             broker = try await Broker.start(settings: settings, store: store, storage: storage, metrics: metrics, logger: logger)
         } catch {
             fail("cannot start: \(error)")

@@ -33,6 +33,10 @@ public final class Broker: Sendable {
         }
         /// How long `start` waits to join the cluster (a controller elected, this broker registered).
         public var joinTimeout: Duration = .seconds(60)
+        /// Called when the storage failed in a way this process cannot recover from (its WAL
+        /// was taken over by another writer, or cannot be read): the executable exits so that a
+        /// restart recovers it. Meanwhile `/healthz` and `/readyz` answer 503.
+        public var onStorageUnrecoverable: @Sendable (String) -> Void = { _ in }
         public init(config: BrokerConfig = BrokerConfig()) { self.config = config }
         public init(listen: String) {
             var c = BrokerConfig()
@@ -139,7 +143,10 @@ public final class Broker: Sendable {
         // Compaction and garbage collection work on every object in the bucket: the controller
         // alone does them, so brokers do not rewrite the same objects in competition.
         if let streams = storage as? StreamLogStorage {
-            streams.store.setBucketWideMaintenance { [weak member] in member?.isController ?? false }
+            streams.setBucketWideMaintenance { [weak member] in member?.isController ?? false }
+            streams.onReopen { await partitions.dropAll() }
+            let unrecoverable = settings.onStorageUnrecoverable
+            streams.onUnrecoverable { reason in unrecoverable(reason) }
         }
         // Requests that arrive while joining wait: `run()` serves them.
         do {
@@ -343,9 +350,12 @@ public final class Broker: Sendable {
             updateGauges()
             return .init(status: 200, contentType: "text/plain; version=0.0.4; charset=utf-8", body: metrics.render())
         case "/healthz":
+            if let problem = livenessProblem { return .init(status: 503, body: "unhealthy: \(problem)\n") }
             return .init(status: 200, body: "ok\n")
         case "/readyz":
-            return ready.load(ordering: .relaxed) ? .init(status: 200, body: "ready\n") : .init(status: 503, body: "not ready\n")
+            if !ready.load(ordering: .relaxed) { return .init(status: 503, body: "not ready: \(draining.load(ordering: .relaxed) ? "draining" : "starting or stopping")\n") }
+            if let health = storage.storageHealth, !health.isHealthy { return .init(status: 503, body: "not ready: \(health.summary)\n") }
+            return .init(status: 200, body: "ready\n")
         case "/drain":
             let done = DispatchSemaphore(value: 0)
             let outcome = Mutex<String?>(nil)
@@ -361,10 +371,31 @@ public final class Broker: Sendable {
         }
     }
 
+    /// Why `/healthz` should fail: storage down for longer than `storage.outage.max.ms` (a
+    /// liveness probe then restarts the broker), or failed beyond what this process can recover.
+    var livenessProblem: String? {
+        guard let health = storage.storageHealth, let outage = health.outageDuration else { return nil }
+        let limit = (try? core.config.int("storage.outage.max.ms")) ?? 0
+        guard limit > 0, outage >= .milliseconds(Int64(limit)) else { return nil }
+        return "\(health.summary) for \(outage.millisecondsClamped) ms (storage.outage.max.ms is \(limit))"
+    }
+
+    /// Ready for clients: started, not draining, and able to make appends durable.
+    var isReady: Bool { ready.load(ordering: .relaxed) && (storage.storageHealth?.isHealthy ?? true) }
+
     func updateGauges() {
         ProcessStats.update(metrics)
         metrics.gauge("floe_broker_connections", help: "Open client connections").set(Double(server.openConnections))
-        metrics.gauge("floe_broker_ready", help: "1 when the broker reports ready").set(ready.load(ordering: .relaxed) ? 1 : 0)
+        metrics.gauge("floe_broker_ready", help: "1 when the broker reports ready (started, not draining, storage healthy)").set(isReady ? 1 : 0)
+        if let health = storage.storageHealth {
+            metrics.gauge("floe_broker_storage_ready", help: "1 when appends can be made durable (0: the WAL is stalled, failed or being reopened)")
+                .set(health.isHealthy ? 1 : 0)
+            metrics.gauge("floe_broker_storage_outage_seconds", help: "How long the current storage outage has lasted (0 when healthy)")
+                .set(health.outageDuration?.secondsDouble ?? 0)
+            metrics.gauge("floe_broker_storage_outages", help: "Storage outages since start (stalled or failed appends)").set(Double(health.outages))
+            metrics.gauge("floe_broker_storage_recoveries", help: "Times the storage was reopened after its WAL failed, since start")
+                .set(Double(health.recoveries))
+        }
         for (name, c) in storage.cacheCounters {
             metrics.gauge("floe_broker_cache_hits", help: "Cache hits, by cache", labels: ["cache": name]).set(Double(c.hits))
             metrics.gauge("floe_broker_cache_misses", help: "Cache misses, by cache", labels: ["cache": name]).set(Double(c.misses))

@@ -16,7 +16,7 @@ public enum BrokerStorage {
                             metrics: MetricsRegistry, logger: Logger, clock: any FloeClock = RealClock()) async throws -> any LogStorage {
         let kind = walKind.isEmpty ? Self.defaultWAL(url) : walKind
         let node = config["node.id"] ?? "0"
-        let wal: any WriteAheadLog
+        let openWAL: @Sendable () async throws -> any WriteAheadLog
         switch kind {
         case "memory":
             logger.warning("memory WAL: acknowledged records are NOT durable", metadata: [:])
@@ -26,23 +26,43 @@ public enum BrokerStorage {
             if dir.isEmpty {
                 if case let .file(path) = url.kind { dir = path + "/.floe-wal/node-\(node)" } else { dir = "./floe-wal/node-\(node)" }
             }
-            do {
-                try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-            } catch {
-                throw BrokerError.configuration("cannot create the WAL directory \(dir): \(error.localizedDescription)")
+            let directory = dir
+            openWAL = {
+                do {
+                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                } catch {
+                    throw BrokerError.configuration("cannot create the WAL directory \(directory): \(error.localizedDescription)")
+                }
+                return try await FileWAL.open(directory: URL(fileURLWithPath: directory))
             }
-            wal = try await FileWAL.open(directory: URL(fileURLWithPath: dir))
         case "object":
-            var walConfig = ObjectStoreWAL.Config()
-            walConfig.flushInterval = .milliseconds(Int64(try config.int("wal.flush.interval.ms")))
-            wal = try await ObjectStoreWAL.open(store: store, prefix: "wal/node-\(node)/", clock: clock, config: walConfig, logger: logger)
+            let walConfig = try objectWALConfig(config)
+            openWAL = { try await ObjectStoreWAL.open(store: store, prefix: "wal/node-\(node)/", clock: clock, config: walConfig, logger: logger) }
         default:
             throw BrokerError.configuration("unknown --wal \(kind); expected file, object or memory")
         }
-        let streams = try await StreamStore.open(wal: wal, metadata: try metadataStore(store: store, config: config, clock: clock, logger: logger),
-                                                 objects: store, clock: clock, config: try streamConfig(config), logger: logger, metrics: metrics)
-        logger.info("stream storage open", metadata: ["wal": kind, "wal.name": wal.name, "store": store.location])
-        return StreamLogStorage(store: streams)
+        let metadata = try metadataStore(store: store, config: config, clock: clock, logger: logger)
+        let streamConfig = try streamConfig(config)
+        let openStore: @Sendable () async throws -> StreamStore = {
+            let wal = try await openWAL()
+            return try await StreamStore.open(wal: wal, metadata: metadata, objects: store, clock: clock, config: streamConfig,
+                                              logger: logger, metrics: metrics)
+        }
+        let streams = try await openStore()
+        logger.info("stream storage open", metadata: ["wal": kind, "wal.name": streams.wal.name, "store": store.location])
+        var supervision = StreamLogStorage.Supervision()
+        supervision.stallAfter = .milliseconds(Int64(try config.int("storage.stall.ms")))
+        return StreamLogStorage(store: streams, reopen: openStore, supervision: supervision, logger: logger)
+    }
+
+    /// The object WAL's settings: flush interval, retries of a failed object write, hedging.
+    static func objectWALConfig(_ config: BrokerConfig) throws -> ObjectStoreWAL.Config {
+        var walConfig = ObjectStoreWAL.Config()
+        walConfig.flushInterval = .milliseconds(Int64(try config.int("wal.flush.interval.ms")))
+        walConfig.retryFor = .milliseconds(Int64(try config.int("wal.retry.ms")))
+        let hedge = try config.int("wal.hedge.ms")
+        walConfig.hedgeAfter = hedge > 0 ? .milliseconds(Int64(hedge)) : nil
+        return walConfig
     }
 
     /// The WAL kind `open` uses for these settings.
@@ -55,9 +75,7 @@ public enum BrokerStorage {
     public static func walRecoverer(store: any ObjectStore, config: BrokerConfig, logger: Logger,
                                     clock: any FloeClock = RealClock()) -> @Sendable (Int32) async throws -> Void {
         { node in
-            var walConfig = ObjectStoreWAL.Config()
-            walConfig.flushInterval = .milliseconds(Int64(try config.int("wal.flush.interval.ms")))
-            let wal = try await ObjectStoreWAL.open(store: store, prefix: "wal/node-\(node)/", clock: clock, config: walConfig, logger: logger)
+            let wal = try await ObjectStoreWAL.open(store: store, prefix: "wal/node-\(node)/", clock: clock, config: try objectWALConfig(config), logger: logger)
             var streamConfig = try streamConfig(config)
             streamConfig.logCacheBytes = 16 << 20
             streamConfig.blockCacheBytes = 0

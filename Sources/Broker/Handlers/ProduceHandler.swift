@@ -1,4 +1,5 @@
 import KafkaProtocol
+import Synchronization
 
 /// Produce (API 0), versions 0–11, RecordBatch v2 only: a legacy message set (magic 0 or 1)
 /// gets INVALID_RECORD (v8+, with a message saying so) or UNSUPPORTED_FOR_MESSAGE_FORMAT.
@@ -100,7 +101,11 @@ public struct ProduceHandler: ApiHandler {
             }
             collected.append((t.name, slots))
         }
-        let timeout = Duration.milliseconds(Int64(max(r.timeoutMs, 1000)))
+        // The request's timeout bounds the wait for durability (as Kafka's bounds the wait for
+        // replication): past it the partition answers REQUEST_TIMED_OUT, retriable, and the
+        // batch may still become durable; an idempotent producer's retry of it is then
+        // recognized as a duplicate. Below 100 ms it is raised to 100 ms (one WAL flush).
+        let timeout = Duration.milliseconds(Int64(max(r.timeoutMs, 100)))
         let topics = collected
         let finish: @Sendable () async -> AnyResponse = {
             var response = ProduceResponse()
@@ -111,13 +116,15 @@ public struct ProduceHandler: ApiHandler {
                     case let .done(pr):
                         tr.partitionResponses.append(pr)
                     case let .pending(index, partition, base, durable):
-                        do {
-                            try await durable()
-                            partition.notifyAppended()
+                        switch await DurabilityWait.wait(durable, timeout: timeout, then: { partition.notifyAppended() }) {
+                        case .durable:
                             tr.partitionResponses.append(.init(index: index, errorCode: 0, baseOffset: base, logAppendTimeMs: -1,
                                                                logStartOffset: partition.log.startOffset))
-                        } catch {
+                        case let .failed(error):
                             tr.partitionResponses.append(Self.error(index, BrokerError.partitionCode(error), "write to \(name)-\(index) was not made durable: \(error)"))
+                        case .timedOut:
+                            tr.partitionResponses.append(Self.error(index, .requestTimedOut,
+                                                                    "write to \(name)-\(index) not durable within the request's timeout of \(r.timeoutMs) ms; it may still become durable"))
                         }
                     case let .duplicate(index, partition, base, last):
                         if await partition.waitDurable(beyond: last, timeout: timeout) {
@@ -207,5 +214,56 @@ public struct ProduceHandler: ApiHandler {
             }
         }
         return .success(out)
+    }
+}
+
+/// Waits for an append's durability up to a deadline, without giving up on the append: when
+/// the deadline wins, the wait goes on in the background and `then` still runs once the batch
+/// is durable (fetchers are woken, the stream's durable end advances).
+enum DurabilityWait {
+    enum Outcome: Sendable {
+        case durable
+        case failed(any Error)
+        case timedOut
+    }
+
+    private final class Race: Sendable {
+        private let state = Mutex<(waiter: CheckedContinuation<Outcome, Never>?, done: Bool)>((nil, false))
+
+        func install(_ c: CheckedContinuation<Outcome, Never>) { state.withLock { $0.waiter = c } }
+
+        func finish(_ outcome: Outcome) {
+            let waiter = state.withLock { s -> CheckedContinuation<Outcome, Never>? in
+                guard !s.done else { return nil }
+                s.done = true
+                defer { s.waiter = nil }
+                return s.waiter
+            }
+            waiter?.resume(returning: outcome)
+        }
+    }
+
+    static func wait(_ durable: @escaping @Sendable () async throws -> Void, timeout: Duration,
+                     then: @escaping @Sendable () -> Void) async -> Outcome {
+        let race = Race()
+        var timer: Task<Void, Never>? = nil
+        let outcome = await withCheckedContinuation { (c: CheckedContinuation<Outcome, Never>) in
+            race.install(c)
+            Task {
+                do {
+                    try await durable()
+                    then()
+                    race.finish(.durable)
+                } catch {
+                    race.finish(.failed(error))
+                }
+            }
+            timer = Task {
+                do { try await Task.sleep(for: timeout) } catch { return }
+                race.finish(.timedOut)
+            }
+        }
+        timer?.cancel()
+        return outcome
     }
 }

@@ -80,6 +80,12 @@ public protocol LogStorage: Sendable {
     func close() async throws
     /// Cache hit/miss counters for metrics (name → (hits, misses)).
     var cacheCounters: [String: (hits: Int, misses: Int)] { get }
+    /// Whether appends can be made durable now (nil: storage that cannot fail, e.g. memory).
+    var storageHealth: StorageHealth? { get }
+}
+
+extension LogStorage {
+    public var storageHealth: StorageHealth? { nil }
 }
 
 /// A partition log in memory, for unit tests and the `memory` storage kind.

@@ -244,6 +244,16 @@ public final class PartitionSet: Sendable {
         }
     }
 
+    /// Forgets every open partition (their storage was replaced after a failure): each reopens
+    /// on the next request, on the new storage, with its producer state rebuilt from durable data.
+    /// Long polls on the old ones are woken so they look again.
+    func dropAll() async {
+        let old = opened.withLock { o -> [Task<Partition, any Error>] in defer { o = [:] }; return Array(o.values) }
+        for task in old {
+            if let p = try? await task.value { p.notifyAppended() }
+        }
+    }
+
     /// Makes every partition's data durable and writes the producer snapshots.
     public func closeAll() async throws {
         let parts = await openPartitions
