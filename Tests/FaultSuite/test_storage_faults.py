@@ -18,6 +18,9 @@ tail, the proxy's counters and the /readyz samples around the fault).
 import datetime
 import os
 import re
+import socket
+import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,10 +31,17 @@ from conftest import (SUMMARIES, Broker, IdProducer, Moto, ReadyzPoller, Tmpfs, 
                       read_ids, require_broker, require_modules, tail, wait_for)
 from faultproxy import FaultProxy
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "ClusterSuite"))
+import cluster_wire  # noqa: E402  (raw Produce v3 to one broker)
+
 RECOVERY_BOUND_S = 15.0   # acks must resume, and /readyz be 200, within this long after the fault ends
 WARMUP_ACKS = 300         # acknowledged records before the fault is injected
 SETTLE_S = 2.0            # produce this long after recovery before stopping the producer
 PARTITIONS = 3
+PROBE_TIMEOUT_MS = 2000   # the raw Produce probe's timeout_ms
+PROBE_WAIT_S = 40.0       # how long the probe waits for its answer
+ERROR_NAMES = {0: "NONE", 7: "REQUEST_TIMED_OUT", 56: "KAFKA_STORAGE_ERROR", 6: "NOT_LEADER_OR_FOLLOWER",
+               3: "UNKNOWN_TOPIC_OR_PARTITION", 19: "NOT_ENOUGH_REPLICAS", 20: "NOT_ENOUGH_REPLICAS_AFTER_APPEND"}
 RATE = 300.0              # records per second
 
 # A broker log line: "2026-12-03T12:54:30.553Z warning floe-broker: fetch read failed error=..."
@@ -172,6 +182,8 @@ def run_scenario(rig: Rig, name: str, inject, heal, hold_s: float, fault_felt=No
     inject()
     if fault_felt is not None:
         fault_felt(rig, fault_start, out)
+    probe = ProduceProbe(broker.port, rig.topic, delay_s=min(2.0, hold_s / 2))
+    probe.start()
     time.sleep(hold_s)  # the length of the fault (not a synchronization)
     heal()
     fault_end, wall_end = time.monotonic(), time.time()
@@ -193,7 +205,7 @@ def run_scenario(rig: Rig, name: str, inject, heal, hold_s: float, fault_felt=No
     out.ready_again_s = ready[0] - fault_end if ready else None
     if out.fresh_s is not None:
         time.sleep(SETTLE_S)  # keep producing a little after recovery (pacing)
-    t = time.monotonic()
+    t = observed_until = time.monotonic()
     producer.finish(flush_timeout=15 if out.fresh_s is not None else 3)
     poller.stop()
     phases["flush"] = time.monotonic() - t
@@ -203,7 +215,7 @@ def run_scenario(rig: Rig, name: str, inject, heal, hold_s: float, fault_felt=No
     out.sent = len(sent_at)
     acked = set(acked_at)
     out.acked = len(acked)
-    times = sorted([fault_start] + [a for a in acked_at.values() if a >= fault_start])
+    times = sorted([fault_start, observed_until] + [a for a in acked_at.values() if fault_start <= a <= observed_until])
     out.longest_gap_s = max((b - a for a, b in zip(times, times[1:])), default=0.0)
     ids, out.read_complete, read_errors = read_ids(broker.bootstrap, rig.topic, PARTITIONS,
                                                    timeout=30 if out.fresh_s is not None else 10)
@@ -271,9 +283,37 @@ def run_scenario(rig: Rig, name: str, inject, heal, hold_s: float, fault_felt=No
         out.notes.append(f"/readyz 503 bodies: {out.readyz_503_bodies}")
     metric = broker.metric("floe_broker_storage_ready") if broker.running() else None
     out.notes.append(f"floe_broker_storage_ready: {metric or 'absent'}")
+    probe.join(PROBE_WAIT_S + 5)
+    out.notes.append(f"raw Produce v3 (acks=-1, timeout_ms={PROBE_TIMEOUT_MS}) sent {probe.delay_s:.0f} s into the "
+                     f"fault: {probe.result or 'still waiting'}")
     if restart_check or not out.read_complete or lost:
         diagnose_after_restart(rig, out, acked)
     return out
+
+
+class ProduceProbe(threading.Thread):
+    """One raw Produce (value `probe|…`, skipped by the full read) sent `delay_s` into the fault on
+    its own connection: how long the broker takes to answer it and with which error (a note: the
+    issue asks for REQUEST_TIMED_OUT within timeout_ms or KAFKA_STORAGE_ERROR, never a hang)."""
+
+    def __init__(self, port: int, topic: str, delay_s: float):
+        super().__init__(name="produce-probe", daemon=True)
+        self.port, self.topic, self.delay_s = port, topic, delay_s
+        self.result = ""
+
+    def run(self):
+        time.sleep(self.delay_s)  # into the fault (pacing)
+        start = time.monotonic()
+        try:
+            with cluster_wire.connect("127.0.0.1", self.port, timeout=PROBE_WAIT_S) as sock:
+                error, _ = cluster_wire.produce(sock, self.topic, 0, b"probe", b"probe|" + b"p" * 20,
+                                                acks=-1, timeout_ms=PROBE_TIMEOUT_MS)
+            self.result = (f"answered {ERROR_NAMES.get(error, error)} ({error}) after "
+                           f"{time.monotonic() - start:.2f} s")
+        except socket.timeout:
+            self.result = f"NO ANSWER within {PROBE_WAIT_S:.0f} s"
+        except (OSError, cluster_wire.WireError) as e:
+            self.result = f"failed after {time.monotonic() - start:.2f} s: {e!r}"
 
 
 def diagnose_after_restart(rig: Rig, out: Outcome, acked: set[int]) -> None:
