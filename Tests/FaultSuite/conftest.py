@@ -189,8 +189,12 @@ class Broker:
 
     def readyz(self) -> tuple[int | None, str]:
         """(status, body) of GET /readyz; (None, error) when it does not answer."""
+        return self.probe("/readyz")
+
+    def probe(self, path: str) -> tuple[int | None, str]:
+        """(status, body) of GET `path` on the HTTP listener; (None, error) when it does not answer."""
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}/readyz", timeout=1) as r:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.http_port}{path}", timeout=1) as r:
                 return r.status, r.read(300).decode(errors="replace").strip()
         except urllib.error.HTTPError as e:
             return e.code, e.read(300).decode(errors="replace").strip()

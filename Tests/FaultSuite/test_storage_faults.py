@@ -184,7 +184,11 @@ def run_scenario(rig: Rig, name: str, inject, heal, hold_s: float, fault_felt=No
         fault_felt(rig, fault_start, out)
     probe = ProduceProbe(broker.port, rig.topic, delay_s=min(2.0, hold_s / 2))
     probe.start()
-    time.sleep(hold_s)  # the length of the fault (not a synchronization)
+    hold_start = time.monotonic()
+    time.sleep(hold_s / 2)  # the length of the fault (not a synchronization)
+    mid = {name: broker.metric(name) or "absent" for name in ("floe_broker_ready", "floe_broker_storage_ready")}
+    mid["/healthz"] = broker.probe("/healthz")
+    time.sleep(max(0.0, hold_start + hold_s - time.monotonic()))
     heal()
     fault_end, wall_end = time.monotonic(), time.time()
     out.fault_s = fault_end - fault_start
@@ -281,8 +285,9 @@ def run_scenario(rig: Rig, name: str, inject, heal, hold_s: float, fault_felt=No
         out.notes.append(f"proxy: {rig.proxy.stats()}")
     if out.readyz_503_bodies:
         out.notes.append(f"/readyz 503 bodies: {out.readyz_503_bodies}")
+    out.notes.append(f"in the middle of the fault: {mid}")
     metric = broker.metric("floe_broker_storage_ready") if broker.running() else None
-    out.notes.append(f"floe_broker_storage_ready: {metric or 'absent'}")
+    out.notes.append(f"floe_broker_storage_ready at the end: {metric or 'absent'}")
     probe.join(PROBE_WAIT_S + 5)
     out.notes.append(f"raw Produce v3 (acks=-1, timeout_ms={PROBE_TIMEOUT_MS}) sent {probe.delay_s:.0f} s into the "
                      f"fault: {probe.result or 'still waiting'}")
