@@ -151,8 +151,14 @@ public final class S3ObjectStore: ObjectStore {
             // still leaves the status code to classify the failure, and its text goes in the detail.
             do {
                 let xml = try XMLElement.parse(response.body)
-                code = xml.value("Code") ?? ""
-                message = xml.value("Message") ?? ""
+                // S3's error document is <Error>; a few compatible servers wrap it in <ErrorResponse>.
+                if let error = xml.name == "Error" ? xml : xml.name == "ErrorResponse" ? xml.child("Error") : nil {
+                    code = error.value("Code") ?? ""
+                    message = error.value("Message") ?? ""
+                } else {
+                    message = notS3(response, "its \(response.status) answer is <\(xml.name)>, not S3's <Error> document")
+                    isS3Document = false
+                }
             } catch {
                 // Not S3's error document: most likely the endpoint is not S3 at all (a web
                 // server, a proxy's error page). Say so, with what it returned, on one line.
@@ -167,7 +173,7 @@ public final class S3ObjectStore: ObjectStore {
         case 409 where code == "ConditionalRequestConflict": return .preconditionFailed(ctx, detail)
         // S3 answers a missing key with an XML document (HEAD: with none); a web page is not
         // "no such key", so that a wrong endpoint is not taken for an empty bucket.
-        case 404 where !isS3Document: return .corrupt(ctx, message)
+        case 404 where !isS3Document: return .notS3(ctx, message)
         case 404 where code == "NoSuchBucket": return .bucketMissing(ctx, detail)
         case 404 where condition != .none: return .preconditionFailed(ctx, "the object does not exist (\(detail))")
         case 404: return .notFound(ctx, detail)
@@ -196,7 +202,7 @@ public final class S3ObjectStore: ObjectStore {
 
     private func parseXML(_ response: HTTPResponse, ctx: ObjectStoreErrorContext) throws -> XMLElement {
         do { return try XMLElement.parse(response.body) } catch {
-            throw ObjectStoreError.corrupt(ctx, notS3(response, "its answer is not XML (\(error))"))
+            throw ObjectStoreError.notS3(ctx, notS3(response, "its answer is not XML (\(error))"))
         }
     }
 
@@ -224,7 +230,7 @@ public final class S3ObjectStore: ObjectStore {
         let response = try await send("PUT", objectKey: full, headers: headers, body: bytes, ctx: ctx)
         guard response.status == 200 else { throw failure(response, ctx: ctx, condition: condition) }
         guard let etag = response.headers["ETag"] else {
-            throw ObjectStoreError.corrupt(ctx, notS3(response, "it answered a PUT with 200 but no ETag header"))
+            throw ObjectStoreError.notS3(ctx, notS3(response, "it answered a PUT with 200 but no ETag header"))
         }
         return etag
     }
@@ -237,7 +243,7 @@ public final class S3ObjectStore: ObjectStore {
         let etag = response.headers["ETag"] ?? ""
         if (response.status == 200 || response.status == 206) && etag.isEmpty {
             // S3 sends every object with its ETag; a page without one is not an object.
-            throw ObjectStoreError.corrupt(ctx, notS3(response, "it answered a GET with \(response.status) but no ETag header"))
+            throw ObjectStoreError.notS3(ctx, notS3(response, "it answered a GET with \(response.status) but no ETag header"))
         }
         switch response.status {
         case 206:
@@ -339,7 +345,7 @@ public final class S3ObjectStore: ObjectStore {
         guard response.status == 200 else { throw failure(response, ctx: ctx) }
         let xml = try parseXML(response, ctx: ctx)
         guard xml.name == "ListBucketResult" else {
-            throw ObjectStoreError.corrupt(ctx, notS3(response, "it answered a LIST with <\(xml.name)>, not <ListBucketResult>"))
+            throw ObjectStoreError.notS3(ctx, notS3(response, "it answered a LIST with <\(xml.name)>, not <ListBucketResult>"))
         }
         var objects: [ObjectInfo] = []
         for entry in xml.children("Contents") {

@@ -8,6 +8,7 @@ import Dispatch
 import Foundation
 import ObjectStore
 import Support
+import Synchronization
 
 let usage = """
     floe-broker \(FloeVersion.string): a Kafka-compatible broker whose state lives in object storage.
@@ -126,6 +127,25 @@ enum BrokerMain {
         }
         let metrics = MetricsRegistry()
 
+        // Signals are watched before the broker starts: its port is open (and a supervisor may
+        // send SIGTERM) before `Broker.start` returns. A signal that arrives during start-up is
+        // remembered and stops the broker gracefully as soon as it exists.
+        let stopper = Stopper()
+        let signals = DispatchQueue(label: "floe-broker.signals")
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signals)
+            source.setEventHandler {
+                logger.notice("signal received; shutting down gracefully", metadata: ["signal": sig == SIGTERM ? "SIGTERM" : "SIGINT"])
+                stopper.stop()
+            }
+            source.resume()
+            sources.append(source)
+        }
+
         let broker: Broker
         do {
             let store = try storageURL.open(logger: logger, metrics: metrics)
@@ -140,21 +160,7 @@ enum BrokerMain {
         } catch {
             fail("cannot start: \(error)")
         }
-
-        let signals = DispatchQueue(label: "floe-broker.signals")
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: signals)
-            source.setEventHandler {
-                logger.notice("signal received; shutting down gracefully", metadata: ["signal": sig == SIGTERM ? "SIGTERM" : "SIGINT"])
-                broker.shutdown()
-            }
-            source.resume()
-            sources.append(source)
-        }
+        stopper.started(broker)
 
         // A broker started by `floe-operator local` stops cleanly if that process dies without
         // stopping it (SIGKILL, a crash): otherwise it would hold its port and the next run's
@@ -190,6 +196,27 @@ enum BrokerMain {
 /// Prints `floe-broker: MESSAGE` as one line on stderr (line breaks in a server's or the
 /// system's text are escaped) and exits with `code`: 2 for a wrong command line or setting,
 /// 1 for a failure to start or run.
+/// Stops the broker on a signal, also one that came while it was starting.
+final class Stopper: Sendable {
+    private let state = Mutex<(broker: Broker?, requested: Bool)>((nil, false))
+
+    func stop() {
+        let broker = state.withLock { s in
+            s.requested = true
+            return s.broker
+        }
+        broker?.shutdown()
+    }
+
+    func started(_ broker: Broker) {
+        let requested = state.withLock { s in
+            s.broker = broker
+            return s.requested
+        }
+        if requested { broker.shutdown() }
+    }
+}
+
 func fail(_ message: String, code: Int32 = 1) -> Never {
     FileHandle.standardError.write(Data("floe-broker: \(oneLine(message))\n".utf8))
     exit(code)

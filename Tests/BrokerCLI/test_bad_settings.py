@@ -146,7 +146,7 @@ CASES = [
     Case("fixed-setting", ["--set", "offsets.topic.replication.factor=3"], ["offsets.topic.replication.factor", "fixed"]),
     Case("given-twice", ["--node-id", "1", "--set", "node.id=2"], ["node.id is given twice"]),
     Case("event-loops-zero", ["--event-loops", "0"], ['--event-loops "0"', "between 1 and 256"]),
-    Case("retention-below-minus-one", ["--set", "log.retention.ms=-2"], ["log.retention.ms", "between -1 and"]),
+    Case("retention-below-minus-one", ["--set", "log.retention.ms=-2"], ["log.retention.ms", "must be at least -1"]),
     Case("compression-unknown", ["--set", "compression.type=brotli"], ["compression.type", "must be one of"]),
     Case("cleanup-policy-unknown", ["--set", "log.cleanup.policy=shred"], ["log.cleanup.policy", "shred is not one of"]),
     Case("set-without-equals", ["--set", "num.partitions"], ["--set expects KEY=VALUE"]),
@@ -344,19 +344,27 @@ def test_an_endpoint_that_is_not_s3_is_named_as_such(broker_bin, tmp_path, get_s
     assert os.listdir(tmp_path) == [], "nothing may be created in the working directory"
 
 
-def test_a_second_broker_on_the_same_file_wal_names_the_holder(broker_bin, tmp_path):
+def test_a_second_broker_with_the_same_node_id_names_it(broker_bin, tmp_path):
+    """Same bucket: the registration check names the live broker. Another bucket but the same
+    --wal-dir: the file WAL's lock names the broker holding the directory (not "was fenced:
+    another writer holds .../LOCK (errno 11)")."""
     bucket = str(tmp_path / "bucket")
+    wal = str(tmp_path / "wal")
     first_port = free_port()
-    first = Running(broker_bin, ["--listen", f"127.0.0.1:{first_port}", "--storage", f"file://{bucket}", "--node-id", "4"], tmp_path)
+    first = Running(broker_bin, ["--listen", f"127.0.0.1:{first_port}", "--storage", f"file://{bucket}", "--node-id", "4",
+                                 "--wal-dir", wal], tmp_path)
     try:
         first.wait_for_port(first_port)
-        done = subprocess.run([broker_bin, "--listen", f"127.0.0.1:{free_port()}", "--storage", f"file://{bucket}", "--node-id", "4"],
-                              cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE)
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        assert done.returncode != 0, done.stderr
-        assert lines and lines[-1].startswith("floe-broker: "), done.stderr
-        assert "node id 4" in lines[-1] or "node 4" in lines[-1], lines[-1]
-        assert "errno 11" not in done.stderr and "was fenced" not in done.stderr, done.stderr
+        for other_bucket, expected in ((bucket, "node.id 4 is in use by a live broker"),
+                                       (str(tmp_path / "other"), f"another floe-broker with node id 4 holds the WAL directory {wal}")):
+            done = subprocess.run([broker_bin, "--listen", f"127.0.0.1:{free_port()}", "--storage", f"file://{other_bucket}",
+                                   "--node-id", "4", "--wal-dir", wal],
+                                  cwd=tmp_path, capture_output=True, text=True, timeout=DEADLINE)
+            lines = [line for line in done.stderr.splitlines() if line.strip()]
+            assert done.returncode == 1, done.stderr
+            assert lines and lines[-1].startswith("floe-broker: cannot start: "), done.stderr
+            assert expected in lines[-1], lines[-1]
+            assert "errno 11" not in done.stderr and "was fenced" not in done.stderr, done.stderr
     finally:
         status = first.stop()
     assert status == 0, first.text()

@@ -33,6 +33,11 @@ import Testing
         }
         try BrokerConfig.resolve(file: ["wal": "memory", "storage": "memory://t"], environment: [:], flags: [:]).validate()
         try BrokerConfig().validate()
+        // Kafka's retention in hours or minutes: -1 is no limit, not -3600000 ms (which is refused).
+        let forever = BrokerConfig.resolve(file: ["log.retention.hours": "-1"], environment: [:], flags: [:])
+        #expect(forever["log.retention.ms"] == "-1")
+        try forever.validate()
+        #expect(BrokerConfig.resolve(file: ["log.retention.minutes": "2"], environment: [:], flags: [:])["log.retention.ms"] == "120000")
         // Where a value came from is named as the user wrote it.
         let fromFile = BrokerConfig.resolve(file: ["num.partitions": "0"], environment: [:], flags: [:], filePath: "/etc/floe/broker.properties")
         #expect(throws: BrokerError.configuration("invalid num.partitions=\"0\" in /etc/floe/broker.properties: must be between 1 and 2147483647")) {

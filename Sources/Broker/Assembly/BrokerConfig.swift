@@ -108,13 +108,15 @@ public struct BrokerConfig: Sendable {
         sources[key] = source
     }
 
-    /// Kafka's precedence: `log.retention.ms` over `.minutes` over `.hours`.
+    /// Kafka's precedence: `log.retention.ms` over `.minutes` over `.hours`; a negative value
+    /// means no limit (-1), as in Kafka. A value that is not a number is left for `validate()`
+    /// to refuse under its own name.
     mutating func normalizeRetention() {
         if sources["log.retention.ms"] == .default {
-            if let m = values["log.retention.minutes"], let n = Int64(m) {
-                set("log.retention.ms", String(n * 60_000), sources["log.retention.minutes"] ?? .file)
-            } else if let h = values["log.retention.hours"], let n = Int64(h) {
-                set("log.retention.ms", String(n * 3_600_000), sources["log.retention.hours"] ?? .file)
+            if let m = values["log.retention.minutes"], let n = Int64(m.trimmingSpaces) {
+                set("log.retention.ms", n < 0 ? "-1" : String(n * 60_000), sources["log.retention.minutes"] ?? .file)
+            } else if let h = values["log.retention.hours"], let n = Int64(h.trimmingSpaces) {
+                set("log.retention.ms", n < 0 ? "-1" : String(n * 3_600_000), sources["log.retention.hours"] ?? .file)
             }
         }
     }
