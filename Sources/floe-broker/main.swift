@@ -103,6 +103,8 @@ enum BrokerMain {
         let storageURL: StorageURL
         do {
             storageURL = try StorageURL(normalizingRelativeFile(storageText))
+        } catch ObjectStoreError.invalidStorageURL(_, let reason) {
+            fail("invalid \(config.origin("storage").describe("storage", storageText)): \(reason)", code: 2)
         } catch {
             fail("invalid \(config.origin("storage").describe("storage", storageText)): \(error)", code: 2)
         }
