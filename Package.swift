@@ -43,7 +43,7 @@ let package = Package(
 
         // Executables.
         .executableTarget(name: "floe-protocol-gen", dependencies: ["ProtocolGenerator"]),
-        .executableTarget(name: "floe-broker", dependencies: ["Broker", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage", "CFloeShims"]),
+        .executableTarget(name: "floe-broker", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "Support", "ObjectStore", "StreamStorage", "CFloeShims"]),
         .executableTarget(
             name: "floe-operator", dependencies: ["KafkaProtocol", "KafkaClient", "HTTPClient", "Support", "KubeAPI", "ControllerRuntime", "Operator", "YAML"]),
         .executableTarget(name: "floe-bench", dependencies: ["KafkaProtocol", "KafkaClient", "Bytes", "Support", "ObjectStore", "StreamStorage", "Broker"]),

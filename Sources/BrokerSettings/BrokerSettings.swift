@@ -24,8 +24,13 @@ public struct BrokerSetting: Sendable, Hashable {
         case choice([String])
         /// A comma-separated list, each item one of the listed words.
         case list([String])
-        /// `HOST:PORT`; the host may be empty (all interfaces), the port 0-65535.
-        case address
+        /// A listen address `HOST:PORT`: the host an IPv4 address, `localhost` or empty (all
+        /// interfaces), the port 0-65535 (0 picks a free one). `optional`: empty means off.
+        case address(optional: Bool)
+        /// An address given to clients, `HOST[:PORT]` (empty: the default). The host is a name or
+        /// an address without blanks; the port 1-65535. `template`: `{node}` and `{N+node}` are
+        /// allowed (the broker replaces them with its node id, and N plus it).
+        case advertisedAddress(template: Bool)
         /// A storage URL: `file://…`, `s3://…` or `memory://…` (fully parsed by the broker's
         /// `StorageURL` at start-up).
         case storageURL
@@ -68,14 +73,22 @@ public struct BrokerSetting: Sendable, Hashable {
     /// The environment variable: `node.id` → `FLOE_NODE_ID`.
     public var environmentVariable: String { "FLOE_" + String(name.uppercased().map { $0 == "." ? "_" : $0 }) }
 
-    /// Why `value` is not acceptable, or nil.
+    /// Why `value` is not acceptable, in the user's terms (the caller names the setting), or nil.
+    ///
+    /// Example: `.integer(min: 1, max: 10)` gives "must be between 1 and 10" for `0`;
+    /// `.advertisedAddress` gives "the port must be a number 1-65535" for `host:abc`.
     public func problem(_ value: String) -> String? {
+        if value.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            return "contains a control character (a line break or tab); a value is one line"
+        }
         let v = value.trimmingBlanks
         switch type {
         case .string:
             return nil
         case .integer(let lo, let hi):
-            guard let n = Int64(v) else { return "not an integer" }
+            guard let n = Int64(v) else {
+                return v.isEmpty ? "is empty; expected a whole number" : "not an integer"
+            }
             if n < lo || n > hi {
                 if hi == Int64.max { return "must be at least \(lo)" }
                 return "must be between \(lo) and \(hi)"
@@ -90,14 +103,14 @@ public struct BrokerSetting: Sendable, Hashable {
             if items.isEmpty { return "must list at least one of \(options.joined(separator: ", "))" }
             for item in items where !options.contains(item) { return "\(item) is not one of \(options.joined(separator: ", "))" }
             return nil
-        case .address:
-            guard let colon = v.lastIndex(of: ":"), let port = Int(v[v.index(after: colon)...]), (0...65535).contains(port) else {
-                return "must be HOST:PORT (HOST may be empty), port 0-65535"
-            }
-            return nil
+        case .address(let optional):
+            if v.isEmpty { return optional ? nil : "is empty; expected HOST:PORT" }
+            return AddressRules.listenProblem(v)
+        case .advertisedAddress(let template):
+            if v.isEmpty { return nil }
+            return AddressRules.advertisedProblem(v, template: template)
         case .storageURL:
-            for scheme in ["file://", "s3://", "memory://"] where v.hasPrefix(scheme) { return nil }
-            return "must start with file://, s3:// or memory://"
+            return StorageURLRules.problem(v)
         case .fixed:
             return v == (defaultValue ?? "") ? nil : "is fixed at \(defaultValue ?? "(unset)") in Floe and cannot be set"
         }
@@ -111,14 +124,14 @@ public enum BrokerSettings {
     // Floe's own settings. The operator owns where the broker listens, what it advertises, its
     // identity, its storage and its WAL; the rest are tuning knobs a user may set.
     public static let listen = BrokerSetting(
-        "listen", .address, default: "127.0.0.1:9092", access: .operator, "Kafka listener, HOST:PORT.")
+        "listen", .address(optional: false), default: "127.0.0.1:9092", access: .operator, "Kafka listener, HOST:PORT.")
     public static let advertise = BrokerSetting(
-        "advertise", .string, default: "", access: .operator, "Address given to clients, HOST[:PORT] (default: the listen address).")
+        "advertise", .advertisedAddress(template: false), default: "", access: .operator, "Address given to clients, HOST[:PORT] (default: the listen address).")
     public static let externalListen = BrokerSetting(
-        "external.listen", .string, default: "", access: .operator,
+        "external.listen", .address(optional: true), default: "", access: .operator,
         "External Kafka listener, HOST:PORT (empty: none). Its clients are given every broker's external address.")
     public static let externalAdvertise = BrokerSetting(
-        "external.advertise", .string, default: "", access: .operator,
+        "external.advertise", .advertisedAddress(template: true), default: "", access: .operator,
         "Address given to clients of the external listener, HOST[:PORT]; {node} is replaced by the node id and {N+node} by N plus it "
             + "(e.g. 203.0.113.7:{31090+node}). Default: the external listen address.")
     public static let storage = BrokerSetting(
@@ -132,7 +145,7 @@ public enum BrokerSettings {
     public static let nodeID = BrokerSetting(
         "node.id", .integer(min: 0, max: maxInt), default: "0", access: .operator, "Broker id.")
     public static let http = BrokerSetting(
-        "http", .string, default: "", access: .operator, "HTTP listener for /metrics, /healthz, /readyz, /drain, HOST:PORT (empty: off).")
+        "http", .address(optional: true), default: "", access: .operator, "HTTP listener for /metrics, /healthz, /readyz, /drain, HOST:PORT (empty: off).")
     public static let clusterID = BrokerSetting(
         "cluster.id", .string, default: "", access: .operator, "Cluster id (empty: the one recorded in the bucket).")
 
@@ -198,7 +211,7 @@ public enum BrokerSettings {
               "Default retention.bytes of topics."),
         .init("log.cleanup.policy", .list(["delete", "compact"]), default: "delete", access: .user, dynamic: true,
               "Default cleanup.policy of topics."),
-        .init("message.max.bytes", .integer(min: 0, max: maxInt), default: "1048588", access: .user, dynamic: true,
+        .init("message.max.bytes", .integer(min: 1, max: maxInt), default: "1048588", access: .user, dynamic: true,
               "Default max.message.bytes of topics."),
         .init("log.segment.bytes", .integer(min: 14, max: maxInt), default: "1073741824", access: .user, dynamic: true,
               "Default segment.bytes of topics (accepted; objects are sized by the stream store)."),

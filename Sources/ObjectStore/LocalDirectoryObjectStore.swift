@@ -40,11 +40,14 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         if stat(normalized, &info) != 0 {
             if errno == ENOENT && create {
                 try LocalFS.makeDirectories(normalized, ctx: ctx)
-            } else {
+            } else if errno == ENOENT {
                 throw ObjectStoreError.bucketMissing(ctx, LocalFS.describe("stat", normalized))
+            } else {
+                throw ObjectStoreError.io(ctx, LocalFS.describe("stat", normalized))
             }
         } else if (info.st_mode & S_IFMT) != S_IFDIR {
-            throw ObjectStoreError.bucketMissing(ctx, "\(normalized) is not a directory")
+            // Not "bucket missing": the path exists, it is just not a directory.
+            throw ObjectStoreError.invalidStorageURL(url: "file://\(normalized)", reason: "\(normalized) is a file, not a directory")
         }
         for internalDirectory in [".floe-tmp", ".floe-locks", ".floe-uploads"] {
             try LocalFS.makeDirectories(normalized + "/" + internalDirectory, ctx: ctx)

@@ -48,6 +48,9 @@ public enum ObjectStoreError: Error, Sendable, CustomStringConvertible {
     case io(ObjectStoreErrorContext, String)
     /// Stored data failed its checksum or format check, or a response could not be parsed.
     case corrupt(ObjectStoreErrorContext, String)
+    /// The endpoint answered, but not as S3 does (a web page, a PUT or GET without an ETag, a
+    /// listing that is not `ListBucketResult`): most likely it is not the S3 API at all.
+    case notS3(ObjectStoreErrorContext, String)
     /// A multipart upload failed and aborting it failed too (parts may be left behind).
     case multipartAbortFailed(ObjectStoreErrorContext, String)
     /// A storage URL could not be parsed or opened.
@@ -60,7 +63,7 @@ public enum ObjectStoreError: Error, Sendable, CustomStringConvertible {
         case .notFound(let c, _), .preconditionFailed(let c, _), .throttled(let c, _), .accessDenied(let c, _),
              .bucketMissing(let c, _), .timeout(let c, _), .transport(let c, _), .server(let c, _, _),
              .conditionalWritesUnsupported(let c, _), .invalidRange(let c, _), .invalidRequest(let c, _),
-             .io(let c, _), .corrupt(let c, _), .multipartAbortFailed(let c, _):
+             .io(let c, _), .corrupt(let c, _), .notS3(let c, _), .multipartAbortFailed(let c, _):
             c
         case .invalidStorageURL, .credentials: nil
         }
@@ -100,6 +103,7 @@ public enum ObjectStoreError: Error, Sendable, CustomStringConvertible {
         case .invalidRequest: "invalid_request"
         case .io: "io"
         case .corrupt: "corrupt"
+        case .notS3: "not_s3"
         case .multipartAbortFailed: "multipart_abort_failed"
         case .invalidStorageURL: "invalid_storage_url"
         case .credentials: "credentials"
@@ -121,6 +125,7 @@ public enum ObjectStoreError: Error, Sendable, CustomStringConvertible {
         case .invalidRequest(let c, let d): "invalid request: \(c): \(d)"
         case .io(let c, let d): "I/O error: \(c): \(d)"
         case .corrupt(let c, let d): "corrupt data: \(c): \(d)"
+        case .notS3(let c, let d): "\(c): \(d)"
         case .multipartAbortFailed(let c, let d): "multipart upload failed and could not be aborted: \(c): \(d)"
         case .invalidStorageURL(let url, let reason): "invalid storage URL \(url): \(reason)"
         case .credentials(let d): "no usable S3 credentials: \(d)"

@@ -145,15 +145,25 @@ public final class S3ObjectStore: ObjectStore {
     private func failure(_ response: HTTPResponse, ctx: ObjectStoreErrorContext, condition: WriteCondition = .none) -> ObjectStoreError {
         var code = ""
         var message = ""
+        var isS3Document = true
         if !response.body.isEmpty {
             // The error document is optional (HEAD has none); a body that is not S3's error XML
             // still leaves the status code to classify the failure, and its text goes in the detail.
             do {
                 let xml = try XMLElement.parse(response.body)
-                code = xml.value("Code") ?? ""
-                message = xml.value("Message") ?? ""
+                // S3's error document is <Error>; a few compatible servers wrap it in <ErrorResponse>.
+                if let error = xml.name == "Error" ? xml : xml.name == "ErrorResponse" ? xml.child("Error") : nil {
+                    code = error.value("Code") ?? ""
+                    message = error.value("Message") ?? ""
+                } else {
+                    message = notS3(response, "its \(response.status) answer is <\(xml.name)>, not S3's <Error> document")
+                    isS3Document = false
+                }
             } catch {
-                message = "unparsable error body (\(error)): " + String(response.bodyText.prefix(200))
+                // Not S3's error document: most likely the endpoint is not S3 at all (a web
+                // server, a proxy's error page). Say so, with what it returned, on one line.
+                message = notS3(response, "its \(response.status) answer is not S3's XML error document")
+                isS3Document = false
             }
         }
         let requestID = response.headers["x-amz-request-id"].map { ", request id \($0)" } ?? ""
@@ -161,6 +171,9 @@ public final class S3ObjectStore: ObjectStore {
         switch response.status {
         case 412: return .preconditionFailed(ctx, detail)
         case 409 where code == "ConditionalRequestConflict": return .preconditionFailed(ctx, detail)
+        // S3 answers a missing key with an XML document (HEAD: with none); a web page is not
+        // "no such key", so that a wrong endpoint is not taken for an empty bucket.
+        case 404 where !isS3Document: return .notS3(ctx, message)
         case 404 where code == "NoSuchBucket": return .bucketMissing(ctx, detail)
         case 404 where condition != .none: return .preconditionFailed(ctx, "the object does not exist (\(detail))")
         case 404: return .notFound(ctx, detail)
@@ -176,9 +189,20 @@ public final class S3ObjectStore: ObjectStore {
         }
     }
 
+    /// "ENDPOINT did not answer like S3: WHAT (HTTP 200, text/html: <html>hello…)", on one line:
+    /// the message for answers only a server that is not S3 (or not the S3 API) gives.
+    func notS3(_ response: HTTPResponse, _ what: String) -> String {
+        let type = response.headers["Content-Type"] ?? "no Content-Type"
+        var text = ""
+        for c in response.bodyText.prefix(160) { text.append(c.isNewline || c == "\t" ? " " : c) }
+        while text.contains("  ") { text = text.replacingOccurrences(of: "  ", with: " ") }
+        let body = response.body.isEmpty ? "empty body" : "\(type): \(text.trimmingCharacters(in: .whitespaces))\(response.body.count > 160 ? "…" : "")"
+        return "\(configuration.endpoint) did not answer like S3: \(what) (HTTP \(response.status), \(body)); is the endpoint an S3 API?"
+    }
+
     private func parseXML(_ response: HTTPResponse, ctx: ObjectStoreErrorContext) throws -> XMLElement {
         do { return try XMLElement.parse(response.body) } catch {
-            throw ObjectStoreError.corrupt(ctx, "cannot parse the response from \(configuration.endpoint): \(error)")
+            throw ObjectStoreError.notS3(ctx, notS3(response, "its answer is not XML (\(error))"))
         }
     }
 
@@ -206,7 +230,7 @@ public final class S3ObjectStore: ObjectStore {
         let response = try await send("PUT", objectKey: full, headers: headers, body: bytes, ctx: ctx)
         guard response.status == 200 else { throw failure(response, ctx: ctx, condition: condition) }
         guard let etag = response.headers["ETag"] else {
-            throw ObjectStoreError.corrupt(ctx, "PUT succeeded but \(configuration.endpoint) returned no ETag")
+            throw ObjectStoreError.notS3(ctx, notS3(response, "it answered a PUT with 200 but no ETag header"))
         }
         return etag
     }
@@ -217,6 +241,10 @@ public final class S3ObjectStore: ObjectStore {
         if let reason = range?.malformedReason { throw ObjectStoreError.invalidRange(ctx, reason) }
         let response = try await send("GET", objectKey: full, headers: range.map { [("range", $0.headerValue)] } ?? [], ctx: ctx)
         let etag = response.headers["ETag"] ?? ""
+        if (response.status == 200 || response.status == 206) && etag.isEmpty {
+            // S3 sends every object with its ETag; a page without one is not an object.
+            throw ObjectStoreError.notS3(ctx, notS3(response, "it answered a GET with \(response.status) but no ETag header"))
+        }
         switch response.status {
         case 206:
             guard let contentRange = response.headers["Content-Range"], let parsed = S3ObjectStore.parseContentRange(contentRange),
@@ -316,6 +344,9 @@ public final class S3ObjectStore: ObjectStore {
         let response = try await send("GET", objectKey: nil, query: query, ctx: ctx)
         guard response.status == 200 else { throw failure(response, ctx: ctx) }
         let xml = try parseXML(response, ctx: ctx)
+        guard xml.name == "ListBucketResult" else {
+            throw ObjectStoreError.notS3(ctx, notS3(response, "it answered a LIST with <\(xml.name)>, not <ListBucketResult>"))
+        }
         var objects: [ObjectInfo] = []
         for entry in xml.children("Contents") {
             guard let full = entry.value("Key"), full.hasPrefix(configuration.prefix),

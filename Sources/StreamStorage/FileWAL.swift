@@ -216,7 +216,7 @@ public final class FileWAL: WriteAheadLog {
                     let url = segments.removeFirst().1
                     if unlink(url.path) != 0 && errno != ENOENT {
                         // Keep going: a leftover segment is replayed idempotently.
-                        FileHandle.standardError.write(Data("floe: WAL trim could not delete \(url.path): errno \(errno)\n".utf8))
+                        FileHandle.standardError.write(Data("floe: WAL trim could not delete \(url.path): \(posixErrorText(errno))\n".utf8))
                     }
                 }
                 trimmedThrough = trimTo
@@ -241,7 +241,7 @@ public final class FileWAL: WriteAheadLog {
 
     private func openSegment(_ url: URL, firstPosition: WALPosition) throws(StreamStorageError) -> Segment {
         let fd = Glibc.open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .io(operation: "create WAL segment", key: url.path, detail: "errno \(errno)") }
+        guard fd >= 0 else { throw .io(operation: "create WAL segment", key: url.path, detail: posixErrorText(errno)) }
         let header = WALSegmentHeader.encode(firstPosition: firstPosition)
         try writeAll(fd, header, path: url.path)
         if config.fsync {
@@ -268,11 +268,11 @@ public final class FileWAL: WriteAheadLog {
             }
             return nil
         }
-        if let err { throw .io(operation: "write WAL segment", key: path, detail: "errno \(err)") }
+        if let err { throw .io(operation: "write WAL segment", key: path, detail: posixErrorText(err)) }
     }
 
     private func syncFile(_ fd: Int32, path: String) throws(StreamStorageError) {
-        if fsync(fd) != 0 { throw .io(operation: "fsync", key: path, detail: "errno \(errno)") }
+        if fsync(fd) != 0 { throw .io(operation: "fsync", key: path, detail: posixErrorText(errno)) }
     }
 
     // MARK: recovery (blocking; runs on a dedicated thread)
@@ -294,11 +294,11 @@ public final class FileWAL: WriteAheadLog {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("LOCK").path
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw StreamStorageError.io(operation: "open WAL lock", key: path, detail: "errno \(errno)") }
+        guard fd >= 0 else { throw StreamStorageError.io(operation: "open WAL lock", key: path, detail: posixErrorText(errno)) }
         guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
             let e = errno
             Glibc.close(fd)
-            throw StreamStorageError.walFenced(wal: dir.path, epoch: 0, detail: "another writer holds \(path) (errno \(e))")
+            throw StreamStorageError.walFenced(wal: dir.path, epoch: 0, detail: "another process holds its LOCK file \(path) (\(posixErrorText(e)))")
         }
         return fd
     }
@@ -342,7 +342,7 @@ public final class FileWAL: WriteAheadLog {
                         throw StreamStorageError.corrupt(what: "WAL segment", key: url.path, detail: "torn record in a sealed segment at byte \(goodEnd)")
                     }
                     guard truncate(url.path, off_t(goodEnd)) == 0 else {
-                        throw StreamStorageError.io(operation: "truncate torn WAL tail", key: url.path, detail: "errno \(errno)")
+                        throw StreamStorageError.io(operation: "truncate torn WAL tail", key: url.path, detail: posixErrorText(errno))
                     }
                     break
                 }
@@ -355,3 +355,6 @@ public final class FileWAL: WriteAheadLog {
         return (records, next, kept)
     }
 }
+
+/// `strerror`'s text with the number: "No space left on device (errno 28)".
+func posixErrorText(_ code: Int32) -> String { "\(String(cString: strerror(code))) (errno \(code))" }

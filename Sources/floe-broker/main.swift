@@ -2,11 +2,13 @@
 import Glibc
 #endif
 import Broker
+import BrokerSettings
 import CFloeShims
 import Dispatch
 import Foundation
 import ObjectStore
 import Support
+import Synchronization
 
 let usage = """
     floe-broker \(FloeVersion.string): a Kafka-compatible broker whose state lives in object storage.
@@ -28,11 +30,14 @@ let usage = """
       --http HOST:PORT         /metrics, /healthz, /readyz, GET /drain (default: off)
       --config FILE            Java-style properties file (broker settings and Kafka broker properties)
       --log-level LEVEL        trace, debug, info, notice, warning, error (default info)
-      --set KEY=VALUE          any other setting (e.g. --set num.partitions=3); may repeat as --KEY VALUE
+      --set KEY=VALUE          any other setting (e.g. --set num.partitions=3); may repeat;
+                               every setting is also a flag: --num-partitions 3
       --version                print the version and exit
       -h, --help               print this help and exit
 
-    See docs/broker.md for every setting.
+    Configuration is strict: an unknown setting, a value of the wrong type or out of range, or a
+    word that is not an option stops the broker with one line naming it (exit status 2), before
+    anything is created. See docs/broker.md for every setting.
     """
 
 /// The executable's flow, outside top-level code so that nothing here is main-actor isolated
@@ -42,47 +47,42 @@ enum BrokerMain {
         // Freed upload, compaction and fetch buffers go back to the system instead of glibc's
         // heaps: measured peak RSS 766 → 441 MiB under produce + catch-up (docs/benchmarks.md).
         _ = floe_malloc_configure(128 << 10, Int32(max(2, ProcessInfo.processInfo.activeProcessorCount)))
-        let args = CommandLineArguments(Array(CommandLine.arguments.dropFirst()))
-        if args.has("help") {
+        let line: BrokerCommandLine
+        do {
+            line = try BrokerCommandLine.parse(Array(CommandLine.arguments.dropFirst()))
+        } catch {
+            fail(error.message, code: 2)
+        }
+        if line.help {
             print(usage)
             exit(0)
         }
-        if args.has("version") {
+        if line.version {
             print("floe-broker \(FloeVersion.string)")
             exit(0)
         }
-        if !args.flags.isEmpty {
-            fail("option --\(args.flags.sorted()[0]) needs a value (see --help)", code: 2)
-        }
 
-        // Flags: --node-id → node.id, --log-level → log.level; any known setting may be given as --name.
-        var flagValues: [String: String] = [:]
-        for (name, value) in args.options where name != "config" {
-            let key = name == "set" ? nil : name.replacingOccurrences(of: "-", with: ".")
-            if let key { flagValues[key] = value }
-        }
-        if let set = args.value("set") {
-            guard let eq = set.firstIndex(of: "=") else { fail("--set expects KEY=VALUE, got \(set)", code: 2) }
-            flagValues[String(set[..<eq])] = String(set[set.index(after: eq)...])
-        }
+        // Nothing is created until every setting is valid: read, merge and check them all first.
         var fileValues: [String: String] = [:]
         let environment = ProcessInfo.processInfo.environment
         let pathMap = PathMap(environment["FLOE_TEST_PATH_MAP"] ?? "")
-        if let configured = args.value("config") ?? environment["FLOE_CONFIG"] {
+        var configPath: String?
+        if let configured = line.configPath ?? environment["FLOE_CONFIG"] {
             let path = pathMap.apply(configured)
+            configPath = path
             let text: String
-            do {
-                text = try String(contentsOfFile: path, encoding: .utf8)
-            } catch {
-                fail("cannot read config file \(path): \(error.localizedDescription)")
+            switch readTextFile(path) {
+            case .success(let t): text = t
+            case .failure(let reason): fail("cannot read the config file \(path) (\(line.configPath != nil ? "--config" : "FLOE_CONFIG")): \(reason.text)", code: 2)
             }
             do {
                 fileValues = try BrokerConfig.parseProperties(text, path: path)
             } catch {
-                fail("\(error)")
+                fail("\(error)", code: 2)
             }
         }
-        var config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: flagValues)
+        var config = BrokerConfig.resolve(file: fileValues, environment: environment, flags: line.values, filePath: configPath,
+                                          flagOrigins: line.origins)
         if !pathMap.isEmpty {
             // Tests only (the fake kubelet): container paths live under a temporary directory.
             if let dir = config["wal.dir"], !dir.isEmpty { config.set("wal.dir", pathMap.apply(dir), config.sources["wal.dir"] ?? .flag) }
@@ -91,8 +91,6 @@ enum BrokerMain {
                 config.set("storage", mapped, config.sources["storage"] ?? .flag)
             }
         }
-        let unknownFlags = flagValues.keys.filter { !config.accepts($0) }.sorted()
-        if let bad = unknownFlags.first { fail("unknown option --\(bad.replacingOccurrences(of: ".", with: "-")) (see --help)", code: 2) }
         do {
             try config.validate()
         } catch {
@@ -100,16 +98,55 @@ enum BrokerMain {
         }
         let level = Logger.Level(name: config["log.level"] ?? "info") ?? .info
         let logger = Logger(label: "floe-broker", level: level, sink: StandardErrorLogSink.shared)
-        for key in config.unknownKeys { logger.warning("unknown setting ignored", metadata: ["key": key]) }
 
         let storageText = config["storage"] ?? "file://./floe-data"
         let storageURL: StorageURL
         do {
             storageURL = try StorageURL(normalizingRelativeFile(storageText))
+        } catch ObjectStoreError.invalidStorageURL(_, let reason) {
+            fail("invalid \(config.origin("storage").describe("storage", storageText)): \(reason)", code: 2)
         } catch {
-            fail("invalid --storage \(storageText): \(error)")
+            fail("invalid \(config.origin("storage").describe("storage", storageText)): \(error)", code: 2)
+        }
+        // Directories that will be created must be creatable, and ports free, before anything is.
+        if case let .file(path) = storageURL.kind, let problem = StartupChecks.directoryProblem(path, create: false) {
+            fail("invalid \(config.origin("storage").describe("storage", storageText)): \(problem)", code: 2)
+        }
+        if BrokerStorage.resolvedWALKind(url: storageURL, walKind: config["wal"] ?? "") == "file" {
+            let dir = BrokerStorage.walDirectory(url: storageURL, config: config)
+            if let problem = StartupChecks.directoryProblem(dir, create: false) {
+                let named = (config["wal.dir"] ?? "").isEmpty ? "the WAL directory \(dir) (wal.dir's default)"
+                    : config.origin("wal.dir").describe("wal.dir", config["wal.dir"] ?? "")
+                fail("invalid \(named): \(problem)", code: 2)
+            }
+        }
+        for key in ["listen", "external.listen", "http"] {
+            // validate() checked the syntax, so a parse failure cannot happen here.
+            guard let text = config[key], !text.isEmpty, let address = try? SocketAddress(parsing: text) else { continue }
+            if let problem = StartupChecks.listenProblem(host: address.host, port: address.port) {
+                fail("cannot listen on \(config.origin(key).describe(key, text)): \(problem)")
+            }
         }
         let metrics = MetricsRegistry()
+
+        // Signals are watched before the broker starts: its port is open (and a supervisor may
+        // send SIGTERM) before `Broker.start` returns. A signal that arrives during start-up is
+        // remembered and stops the broker gracefully as soon as it exists.
+        let stopper = Stopper()
+        let signals = DispatchQueue(label: "floe-broker.signals")
+        signal(SIGTERM, SIG_IGN)
+        signal(SIGINT, SIG_IGN)
+        signal(SIGPIPE, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: signals)
+            source.setEventHandler {
+                logger.notice("signal received; shutting down gracefully", metadata: ["signal": sig == SIGTERM ? "SIGTERM" : "SIGINT"])
+                stopper.stop()
+            }
+            source.resume()
+            sources.append(source)
+        }
 
         let broker: Broker
         do {
@@ -126,21 +163,7 @@ enum BrokerMain {
         } catch {
             fail("cannot start: \(error)")
         }
-
-        let signals = DispatchQueue(label: "floe-broker.signals")
-        signal(SIGTERM, SIG_IGN)
-        signal(SIGINT, SIG_IGN)
-        signal(SIGPIPE, SIG_IGN)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGTERM, SIGINT] {
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: signals)
-            source.setEventHandler {
-                logger.notice("signal received; shutting down gracefully", metadata: ["signal": sig == SIGTERM ? "SIGTERM" : "SIGINT"])
-                broker.shutdown()
-            }
-            source.resume()
-            sources.append(source)
-        }
+        stopper.started(broker)
 
         // A broker started by `floe-operator local` stops cleanly if that process dies without
         // stopping it (SIGKILL, a crash): otherwise it would hold its port and the next run's
@@ -173,9 +196,78 @@ enum BrokerMain {
     }
 }
 
+/// Prints `floe-broker: MESSAGE` as one line on stderr (line breaks in a server's or the
+/// system's text are escaped) and exits with `code`: 2 for a wrong command line or setting,
+/// 1 for a failure to start or run.
+/// Stops the broker on a signal, also one that came while it was starting.
+final class Stopper: Sendable {
+    private let state = Mutex<(broker: Broker?, requested: Bool)>((nil, false))
+
+    func stop() {
+        let broker = state.withLock { s in
+            s.requested = true
+            return s.broker
+        }
+        broker?.shutdown()
+    }
+
+    func started(_ broker: Broker) {
+        let requested = state.withLock { s in
+            s.broker = broker
+            return s.requested
+        }
+        if requested { broker.shutdown() }
+    }
+}
+
 func fail(_ message: String, code: Int32 = 1) -> Never {
-    FileHandle.standardError.write(Data("floe-broker: \(message)\n".utf8))
+    FileHandle.standardError.write(Data("floe-broker: \(oneLine(message))\n".utf8))
     exit(code)
+}
+
+/// `text` on one line: runs of blanks and line breaks become one space, cut at 2,000 characters.
+func oneLine(_ text: String) -> String {
+    var out = ""
+    var pendingSpace = false
+    for c in text {
+        if c.isWhitespace || c.isNewline {
+            pendingSpace = !out.isEmpty
+            continue
+        }
+        if pendingSpace { out.append(" ") }
+        pendingSpace = false
+        out.append(c)
+        if out.count >= 2_000 {
+            out += " …"
+            break
+        }
+    }
+    return out
+}
+
+struct FileReadFailure: Error { let text: String }
+
+/// The file's text, or the system's reason it cannot be read ("No such file or directory").
+func readTextFile(_ path: String) -> Result<String, FileReadFailure> {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { return .failure(FileReadFailure(text: String(cString: strerror(errno)))) }
+    defer { close(fd) }
+    var info = stat()
+    if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR { return .failure(FileReadFailure(text: "it is a directory, not a file")) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 {
+            if errno == EINTR { continue }
+            return .failure(FileReadFailure(text: String(cString: strerror(errno))))
+        }
+        if n == 0 { break }
+        bytes += chunk[0..<n]
+        if bytes.count > 16 << 20 { return .failure(FileReadFailure(text: "larger than 16 MiB; not a properties file")) }
+    }
+    guard let text = String(validating: bytes, as: UTF8.self) else { return .failure(FileReadFailure(text: "not UTF-8 text")) }
+    return .success(text)
 }
 
 /// `FLOE_TEST_PATH_MAP=/etc/floe=/tmp/pod-0/etc/floe,/var/lib/floe/wal=/tmp/pod-0/wal`: container

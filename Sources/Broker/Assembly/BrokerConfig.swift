@@ -42,9 +42,13 @@ public struct BrokerConfig: Sendable {
         self.sources = s
     }
 
-    /// Builds the configuration from the layers; later layers win.
-    public static func resolve(file: [String: String], environment: [String: String], flags: [String: String]) -> BrokerConfig {
+    /// Builds the configuration from the layers; later layers win. `filePath` and
+    /// `flagOrigins` (how each flag was spelled) only name the settings in error messages.
+    public static func resolve(file: [String: String], environment: [String: String], flags: [String: String],
+                               filePath: String? = nil, flagOrigins: [String: SettingOrigin] = [:]) -> BrokerConfig {
         var c = BrokerConfig()
+        c.filePath = filePath
+        c.flagOrigins = flagOrigins
         for (k, v) in file { c.set(k, v, .file) }
         for (name, v) in environment where name.hasPrefix("FLOE_") {
             let key = String(name.dropFirst(5)).lowercased().replacingOccurrences(of: "_", with: ".")
@@ -56,30 +60,36 @@ public struct BrokerConfig: Sendable {
         return c
     }
 
-    /// Whether `key` is a setting this broker knows (unknown file keys are kept and reported).
+    /// The config file's path, for messages.
+    public private(set) var filePath: String?
+    /// How each flag was spelled (`--node-id`, `--set`), for messages.
+    public private(set) var flagOrigins: [String: SettingOrigin] = [:]
+
+    /// Where `key`'s value came from, as the user wrote it.
+    public func origin(_ key: String) -> SettingOrigin {
+        switch sources[key] ?? .default {
+        case .default: return .default
+        case .file: return .file(filePath ?? "the config file")
+        case .environment: return .environment
+        case .flag: return flagOrigins[key] ?? .flag(BrokerSettings.named[key]?.flag ?? "--" + key)
+        }
+    }
+
+    /// Whether `key` is a setting this broker knows.
     public func accepts(_ key: String) -> Bool { BrokerSettings.named[key] != nil }
 
-    /// Checks every declared value against the contract (`BrokerSettings`) and the rules that
-    /// span settings; throws the first problem as one line naming the key. Run at start-up,
-    /// before anything is opened.
+    /// Checks every value against the contract (`BrokerSettings`: type, range, and the rules
+    /// that span settings) and refuses undeclared keys; throws the first problem as one line
+    /// naming the setting as the user gave it. Run at start-up, before anything is opened.
     ///
-    /// Example: `node.id=x` fails with "invalid setting node.id=x (from file): not an integer".
+    /// Example: `--node-id x` fails with `invalid --node-id "x": not an integer`; `num.partitions=0`
+    /// in a file fails with `invalid num.partitions="0" in /etc/floe/broker.properties: must be at least 1`.
     public func validate() throws {
-        for key in values.keys.sorted() {
-            guard let setting = BrokerSettings.named[key], let value = values[key] else { continue }
-            if let reason = setting.problem(value) {
-                throw BrokerError.configuration("invalid setting \(key)=\(value) (from \(sources[key]?.rawValue ?? "default")): \(reason)")
-            }
+        for key in values.keys.sorted() where !accepts(key) {
+            throw BrokerError.configuration(BrokerSettings.unknownSetting(key, origin: origin(key), value: values[key] ?? ""))
         }
-        if values["wal"]?.trimmingSpaces == "memory" && !(values["storage"] ?? "").hasPrefix("memory://") {
-            throw BrokerError.configuration(
-                "invalid setting wal=memory: acknowledged records would not be durable; it is allowed only with memory:// storage (tests)")
-        }
-        let minSession = try int("group.min.session.timeout.ms")
-        let maxSession = try int("group.max.session.timeout.ms")
-        if minSession > maxSession {
-            throw BrokerError.configuration(
-                "invalid setting group.min.session.timeout.ms=\(minSession): exceeds group.max.session.timeout.ms=\(maxSession)")
+        if let first = BrokerSettings.problems(values, origin: origin).first {
+            throw BrokerError.configuration(first.description)
         }
     }
 
@@ -98,13 +108,15 @@ public struct BrokerConfig: Sendable {
         sources[key] = source
     }
 
-    /// Kafka's precedence: `log.retention.ms` over `.minutes` over `.hours`.
+    /// Kafka's precedence: `log.retention.ms` over `.minutes` over `.hours`; a negative value
+    /// means no limit (-1), as in Kafka. A value that is not a number is left for `validate()`
+    /// to refuse under its own name.
     mutating func normalizeRetention() {
         if sources["log.retention.ms"] == .default {
-            if let m = values["log.retention.minutes"], let n = Int64(m) {
-                set("log.retention.ms", String(n * 60_000), sources["log.retention.minutes"] ?? .file)
-            } else if let h = values["log.retention.hours"], let n = Int64(h) {
-                set("log.retention.ms", String(n * 3_600_000), sources["log.retention.hours"] ?? .file)
+            if let m = values["log.retention.minutes"], let n = Int64(m.trimmingSpaces) {
+                set("log.retention.ms", n < 0 ? "-1" : String(n * 60_000), sources["log.retention.minutes"] ?? .file)
+            } else if let h = values["log.retention.hours"], let n = Int64(h.trimmingSpaces) {
+                set("log.retention.ms", n < 0 ? "-1" : String(n * 3_600_000), sources["log.retention.hours"] ?? .file)
             }
         }
     }
@@ -126,7 +138,7 @@ public struct BrokerConfig: Sendable {
         }
     }
 
-    /// Keys given in a file or the environment that the broker does not know.
+    /// Keys given in a file that the broker does not know (`validate()` refuses them).
     public var unknownKeys: [String] { values.keys.filter { !accepts($0) }.sorted() }
 
     /// The effective topic configs: explicit ones, then the broker's (dynamic, then static)

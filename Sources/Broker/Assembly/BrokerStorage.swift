@@ -22,18 +22,19 @@ public enum BrokerStorage {
             logger.warning("memory WAL: acknowledged records are NOT durable", metadata: [:])
             return MemoryLogStorage()
         case "file":
-            var dir = config["wal.dir"] ?? ""
-            if dir.isEmpty {
-                if case let .file(path) = url.kind { dir = path + "/.floe-wal/node-\(node)" } else { dir = "./floe-wal/node-\(node)" }
+            let dir = walDirectory(url: url, config: config)
+            if let problem = StartupChecks.directoryProblem(dir, create: true) {
+                throw BrokerError.configuration("cannot use the WAL directory \(dir) (wal.dir): \(problem)")
             }
-            let directory = dir
             openWAL = {
                 do {
-                    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-                } catch {
-                    throw BrokerError.configuration("cannot create the WAL directory \(directory): \(error.localizedDescription)")
+                    return try await FileWAL.open(directory: URL(fileURLWithPath: dir))
+                } catch StreamStorageError.walFenced(_, _, let detail) where detail.contains("LOCK") {
+                    // FileWAL's lock is held: another process writes this WAL.
+                    throw BrokerError.configuration(
+                        "another floe-broker with node id \(node) holds the WAL directory \(dir) (its LOCK file is locked); "
+                            + "stop it first, or give this broker another --node-id or --wal-dir")
                 }
-                return try await FileWAL.open(directory: URL(fileURLWithPath: directory))
             }
         case "object":
             let walConfig = try objectWALConfig(config)
@@ -63,6 +64,16 @@ public enum BrokerStorage {
         let hedge = try config.int("wal.hedge.ms")
         walConfig.hedgeAfter = hedge > 0 ? .milliseconds(Int64(hedge)) : nil
         return walConfig
+    }
+
+    /// The file WAL's directory: `wal.dir`, else `<bucket dir>/.floe-wal/node-<id>` for
+    /// `file://` storage and `./floe-wal/node-<id>` otherwise.
+    public static func walDirectory(url: StorageURL, config: BrokerConfig) -> String {
+        let dir = config["wal.dir"] ?? ""
+        if !dir.isEmpty { return dir }
+        let node = config["node.id"] ?? "0"
+        if case let .file(path) = url.kind { return path + "/.floe-wal/node-\(node)" }
+        return "./floe-wal/node-\(node)"
     }
 
     /// The WAL kind `open` uses for these settings.
