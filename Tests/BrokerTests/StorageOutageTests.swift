@@ -62,12 +62,14 @@ import Testing
         func up() { faulty.setPlan(.none) }
     }
 
-    /// Polls `condition` every 10 ms for up to `limit`; fails the test naming `what` if it never holds.
-    func eventually(_ what: String, within limit: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+    /// Polls `condition` every 10 ms for up to `limit` (generous: when many tests run at once the
+    /// cooperative pool can be starved for seconds); fails the test naming `what` if it never holds.
+    func eventually(_ what: String, within limit: Duration = .seconds(60), detail: () -> String = { "" },
+                    _ condition: () -> Bool) async throws {
         let deadline = ContinuousClock.now + limit
         while !condition() {
             guard ContinuousClock.now < deadline else {
-                Issue.record("timed out waiting for: \(what)")
+                Issue.record("timed out waiting for: \(what) \(detail())")
                 throw HarnessError.unexpected(what)
             }
             try await Task.sleep(for: .milliseconds(10))
@@ -128,7 +130,10 @@ import Testing
         faulty.setPlan(FaultPlan(errorRate: 1, faults: [.transport], operations: [.put]))
         try await log.reserve(batchSizes: [7])
         let pending = try log.append(Array("delayed".utf8)[...], recordCount: 1)
-        try await eventually("the stall is reported") {
+        try await eventually("the stall is reported", detail: {
+            "condition \(storage.health.condition), WAL oldest pending \(String(describing: store.oldestPendingAppend)), "
+                + "store failure \(String(describing: store.failure)), faults injected \(faulty.injectedCount)"
+        }) {
             if case .stalled = storage.health.condition { return true } else { return false }
         }
         faulty.setPlan(.none)
