@@ -242,6 +242,8 @@ public enum FloeClusterValidation {
     static func prescaleProblems(_ a: AutoscalingSpec) -> [String] {
         var problems: [String] = []
         let schedules = a.schedules ?? []
+        // With autoscaling enabled and no target at all, "sets no target" already says it.
+        let needsBytesTarget = a.targets?.bytesInPerSecond == nil && !(a.isEnabled && a.targets == nil)
         if schedules.count > 50 { problems.append("spec.autoscaling.schedules has \(schedules.count) entries; at most 50") }
         var seen = Set<String>()
         for (i, s) in schedules.enumerated() {
@@ -267,13 +269,13 @@ public enum FloeClusterValidation {
             if let m = s.minBrokers, m > a.resolvedMax { problems.append("\(field).minBrokers \(m) exceeds maxBrokers \(a.resolvedMax)") }
             if let e = s.expectedBytesInPerSecond {
                 if e < 1 { problems.append("\(field).expectedBytesInPerSecond \(e) must be positive") }
-                if a.targets?.bytesInPerSecond == nil {
+                if needsBytesTarget {
                     problems.append("\(field).expectedBytesInPerSecond needs spec.autoscaling.targets.bytesInPerSecond to convert it to brokers")
                 }
             }
         }
         if let p = a.predictive {
-            if p.enabled ?? false, a.targets?.bytesInPerSecond == nil {
+            if p.enabled ?? false, needsBytesTarget {
                 problems.append("spec.autoscaling.predictive needs spec.autoscaling.targets.bytesInPerSecond (it predicts bytes in)")
             }
             if let d = p.historyDays, !(1...14).contains(d) { problems.append("spec.autoscaling.predictive.historyDays \(d) is outside 1-14") }

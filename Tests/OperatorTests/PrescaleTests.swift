@@ -289,4 +289,40 @@ import Testing
         #expect(FloeClusterValidation.autoscalingProblems(spec(schedules: [
             ScheduleSpec(name: "ok", start: "*/30 8-20 * nov fri", timeZone: "Europe/Berlin", durationMinutes: 30, minBrokers: 3)]), replicas: nil) == [])
     }
+
+    // MARK: Status
+
+    /// The status shows the floor and the windows; the history is written there and carried over
+    /// a restart (before the autoscaler's first report) while predictive is on, dropped when off.
+    @Test func statusShowsFloorsAndKeepsTheHistoryAcrossARestart() throws {
+        var cluster = try sampleCluster("autoscaling")
+        var prescaler = Prescaler(policy: try PrescalePolicy(cluster.spec.autoscaling!))
+        // 2026-11-27 19:56 UTC = 20:56 Berlin: inside black-friday's lead time (window opens 20:00 Berlin = 19:00 UTC).
+        let now = Self.utc("2026-11-27T19:02:00Z")
+        prescaler.observe(bytesIn: 300 * Self.MiB, at: now.addingTimeInterval(-86_400 + 600))
+        prescaler.observe(bytesIn: 1 * Self.MiB, at: now)
+        var view = ElasticityView()
+        view.desired = 8
+        view.prescale = prescaler.evaluate(at: now)
+        view.loadHistory = prescaler.history.status
+        let report = AutoscalingManager.report(view, dryRun: false)
+        let a = report.status
+        #expect(a.floorBrokers == 8, "\(String(describing: a.floorReason))")
+        #expect(a.floorReason?.hasPrefix("schedule black-friday floor 8") == true)
+        #expect(a.activeSchedules?.map(\.name) == ["black-friday"])
+        #expect(a.activeSchedules?.first?.start == "2026-11-27T19:00:00Z")
+        #expect(a.activeSchedules?.first?.raiseAt == "2026-11-27T18:55:00Z")
+        #expect(a.predictedBytesInPerSecond == Int64(360 * Self.MiB))
+        let saved = try #require(a.loadHistory)
+
+        // The operator restarts: its first status pass has no report yet; the history stays.
+        cluster.status = FloeClusterStatus(autoscaling: a)
+        let restarted = StatusComputer.compute(StatusInput(cluster: cluster, statefulSet: nil, problems: [], now: now))
+        #expect(restarted.autoscaling?.loadHistory == saved)
+        let back = try LoadHistory(saved, days: 7)
+        #expect(back.predictPeak(from: now, lookahead: 3600, days: 7)?.bytesIn == 300 * Self.MiB)
+        // Predictive turned off: the history is not carried.
+        cluster.spec.autoscaling?.predictive?.enabled = false
+        #expect(StatusComputer.compute(StatusInput(cluster: cluster, statefulSet: nil, problems: [], now: now)).autoscaling == nil)
+    }
 }
