@@ -54,6 +54,7 @@ let elasticityUsage = """
                                             2026-11-23T00:00:00Z, a Monday: the festival is Friday 20:00)
         --schedule=... --predictive[=PCT] --lookahead=MIN   as for local; --compare runs all four
                                             strategies on any trace
+        --strategy=reactive|schedule|predictive|both   one of them, with brokers over time
         --target-bytes-in=RATE              per-broker target (default 50MiB/s)
         --min-brokers=N --max-brokers=N --tolerance=PCT --scale-up-window=S --scale-down-window=S
         --scale-up-step=N --scale-down-step=N   as for local (defaults: the CRD's)
@@ -224,7 +225,7 @@ func runSimulate() -> Never {
     let args = CommandLineArguments(Array(CommandLine.arguments.dropFirst()), booleanFlags: ["help", "version", "h", "compare"])
     let known: Set<String> = [
         "trace", "low", "high", "target-bytes-in", "min-brokers", "max-brokers", "tolerance", "scale-up-window", "scale-down-window",
-        "scale-up-step", "scale-down-step", "ready-delay", "noise", "daily", "festival", "start", "schedule", "predictive", "lookahead", "compare",
+        "scale-up-step", "scale-down-step", "ready-delay", "noise", "daily", "festival", "start", "schedule", "predictive", "lookahead", "compare", "strategy",
     ]
     if let bad = args.unknown(known: known).first { fail("simulate: unknown option --\(bad)") }
     let traceName = args.value("trace") ?? "festival"
@@ -249,7 +250,20 @@ func runSimulate() -> Never {
     let readyDelay = option(args, "ready-delay", command, positive) ?? 30
     let noise = (option(args, "noise", command, positive) ?? 0) / 100
 
-    if week || args.has("compare") {
+    if let strategy = args.value("strategy") {
+        // One strategy of the comparison, with its brokers over time.
+        switch strategy {
+        case "reactive": spec.schedules = nil; spec.predictive = nil
+        case "schedule": spec.predictive = nil
+        case "predictive": spec.schedules = nil
+        case "both": break
+        default: fail("simulate: --strategy must be reactive, schedule, predictive or both")
+        }
+        if week && strategy != "reactive" && strategy != "predictive" && spec.schedules == nil {
+            spec.schedules = [ScheduleSpec(name: "black-friday", start: "0 20 27 11 *", durationMinutes: 60, expectedBytesInPerSecond: Int64(festival))]
+        }
+        if (strategy == "predictive" || strategy == "both") && spec.predictive == nil { spec.predictive = PredictiveSpec(enabled: true) }
+    } else if week || args.has("compare") {
         // Four strategies on the same trace: the schedule defaults to the festival hour of the week trace.
         if spec.schedules == nil && week {
             spec.schedules = [ScheduleSpec(name: "black-friday", start: "0 20 27 11 *", durationMinutes: 60, expectedBytesInPerSecond: Int64(festival))]
@@ -285,7 +299,7 @@ func runSimulate() -> Never {
         trace: trace, settings: settings, initial: settings.minBrokers, readyDelay: readyDelay, noise: noise,
         prescale: prescalePolicy(spec, command), start: start)
     print("time      brokers  load")
-    for (t, n) in result.brokersOverTime {
+    for (t, n) in result.brokersOverTime where args.value("strategy") == nil || !week || abs(t.truncatingRemainder(dividingBy: 86_400) - 72_000) < 7200 {
         print(String(format: "%@  %7d  %@", clock(t) as NSString, n, ByteRate.format(trace.bytesIn(at: (trace.points.first?.time ?? 0) + t)) as NSString))
     }
     print(String(format: "decisions %d, flaps %d, load above target %.1f min (above target + tolerance %.1f min), worst backlog %.2f GiB",

@@ -143,6 +143,12 @@ import Testing
         #expect(overlap.highest?.label == "schedule flash-sale floor 8")
         #expect(p.evaluate(at: Self.utc("2026-11-27T21:45:00Z")).highest?.label == "schedule evening floor 4")
         #expect(p.evaluate(at: Self.utc("2026-11-27T22:00:00Z")).floors.isEmpty)
+        // A schedule overlapping itself (every 10 minutes, 60 minutes long) counts once.
+        var selfOverlap = Prescaler(policy: try PrescalePolicy(spec(schedules: [
+            ScheduleSpec(name: "often", start: "*/10 * * * *", durationMinutes: 60, minBrokers: 3, leadTimeSeconds: 0)])))
+        let o = selfOverlap.evaluate(at: Self.utc("2026-11-27T20:35:00Z"))
+        #expect(o.active.count == 1 && o.floors.count == 1)
+        #expect(o.active.first?.end == Self.utc("2026-11-27T21:30:00Z"))
         var brokers = 1
         let changes = try run(s, brokers: &brokers, from: Self.utc("2026-11-27T19:59:00Z"), to: Self.utc("2026-11-27T21:20:00Z")) { _ in 10 * Self.MiB }
         #expect(changes.map(\.1.desired) == [4, 8], "\(changes.map(\.1.reason))")

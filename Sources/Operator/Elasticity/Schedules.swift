@@ -346,7 +346,10 @@ public struct Prescaler: Sendable {
         var state = PrescaleState()
         if !policy.schedules.isEmpty {
             let windows = self.windows(around: now)
-            state.active = windows.filter { $0.isActive(at: now) }
+            // One window per schedule (a schedule firing every minute for an hour overlaps itself: the one ending last).
+            var latest: [String: ScheduleWindow] = [:]
+            for w in windows where w.isActive(at: now) && (latest[w.name].map { w.end > $0.end } ?? true) { latest[w.name] = w }
+            state.active = latest.values.sorted { ($0.raiseAt, $0.name) < ($1.raiseAt, $1.name) }
             state.next = windows.first { $0.raiseAt > now }
             for w in state.active {
                 let s = policy.schedules.first { $0.name == w.name }!

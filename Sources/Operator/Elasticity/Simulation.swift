@@ -65,16 +65,19 @@ public struct LoadTrace: Sendable {
         for minute in 0...(days * 24 * 60) {
             let t = Double(minute) * 60
             let day = minute / (24 * 60)
-            let hour = (t - Double(day) * 86_400) / 3600
+            let minuteOfDay = Double(minute % (24 * 60))  // whole minutes: no rounding at the edges below
+            let hour = minuteOfDay / 60
             var v = low
             if hour >= 6 { v += 0.4 * (daily - low) * pow(sin(Double.pi * (hour - 6) / 18), 2) }
             if hour >= 20 && hour < 22 {
-                v = max(v, low + (daily - low) * min(1, (hour - 20) / (2.0 / 60)))
+                let f = (minuteOfDay - 20 * 60) / 2
+                v = max(v, f >= 1 ? daily : low + (daily - low) * f)  // exactly `daily` once reached (no rounding above it)
             } else if hour >= 22 && hour < 22.5 {
                 v = max(v, daily - (daily - low) * (hour - 22) / 0.5)
             }
             if day == festivalDay && hour >= festivalHour && hour < festivalHour + 1 {
-                v = max(v, v + (festival - v) * min(1, (hour - festivalHour) * 60))
+                let f = minuteOfDay - festivalHour * 60
+                v = max(v, f >= 1 ? festival : v + (festival - v) * f)
             }
             points.append((t, v))
         }
