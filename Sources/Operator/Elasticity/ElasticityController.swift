@@ -135,7 +135,7 @@ public actor ElasticityController {
     var tracker: LoadTracker
     var autoscaler: Autoscaler
     var prescaler: Prescaler
-    /// Wall-clock time for schedules and the load history (injected: tests and `local --clock-offset`).
+    /// Wall-clock time for schedules and the load history (injected; the system clock by default).
     let wallClock: @Sendable () -> Date
     var phase: ElasticityPhase = .steady
     var phaseSince: Double = 0
@@ -188,8 +188,11 @@ public actor ElasticityController {
         await scrape(members)
         if !settings.prescale.isEmpty {
             let wall = wallClock()
+            // Only a complete measurement goes into the history: an unscraped broker's load is unknown, not zero.
             let known = members.compactMap { tracker.load(of: $0.id) }
-            if !known.isEmpty { prescaler.observe(bytesIn: known.map(\.bytesInPerSecond).reduce(0, +), at: wall) }
+            if !known.isEmpty && known.count == members.count {
+                prescaler.observe(bytesIn: known.map(\.bytesInPerSecond).reduce(0, +), at: wall)
+            }
             view.prescale = prescaler.evaluate(at: wall)
             view.loadHistory = prescaler.history.status
         }
