@@ -248,6 +248,10 @@ def main():
         "minBrokers as a string": lambda d: d["spec"]["autoscaling"].__setitem__("minBrokers", "3"),
         "negative replicas": lambda d: d["spec"].__setitem__("replicas", -1),
         "unknown WAL kind": lambda d: d["spec"]["storage"].__setitem__("wal", {"kind": "disk"}),
+        "negative schedule duration": lambda d: d["spec"]["autoscaling"]["schedules"][0].__setitem__("durationMinutes", -5),
+        "schedule without a start": lambda d: d["spec"]["autoscaling"]["schedules"][0].pop("start"),
+        "schedule cron with 4 fields": lambda d: d["spec"]["autoscaling"]["schedules"][0].__setitem__("start", "0 20 27 11"),
+        "negative schedule lead time": lambda d: d["spec"]["autoscaling"]["schedules"][0].__setitem__("leadTimeSeconds", -1),
     }
     for label, mutate in bad_clusters.items():
         d = copy.deepcopy(good)

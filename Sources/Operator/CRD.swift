@@ -238,9 +238,53 @@ extension AutoscalingSpec: SchemaDescribed {
                 ScalingBehavior.schema(
                     "Scale-down behaviour.", window: FloeDefaults.scaleDownWindowSeconds, step: FloeDefaults.scaleDownMaxStep)
             case .dryRun: .boolean("Decide and report (status, Events) without changing the broker count.").defaulted(false)
+            case .schedules:
+                .array(of: ScheduleSpec.schema, "Known peaks: windows that raise the minimum broker count ahead of time.").maxItems(50)
+                    .listMapKeyed("name")
+            case .predictive: PredictiveSpec.schema
             }
         }
         .rule("self.minBrokers <= self.maxBrokers", message: "minBrokers must not exceed maxBrokers")
+    }
+}
+
+extension ScheduleSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "A window with a broker floor, raised leadTimeSeconds before it opens.", required: [.name, .start, .durationMinutes]) {
+            key in
+            switch key {
+            case .name: .string("Name, used in decisions and status.").minLength(1).maxLength(63).pattern("^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+            case .start:
+                .string("Cron (minute hour day-of-month month day-of-week) of each window's start; *, lists, ranges, steps, jan-dec, sun-sat.")
+                    .pattern("^\\s*\\S+(\\s+\\S+){4}\\s*$")
+            case .timeZone: .string("IANA time zone of start (Europe/Berlin); daylight-saving changes are followed.").defaulted("UTC")
+            case .durationMinutes: .int32("How long each window stays open.").minimum(1).maximum(10080)
+            case .minBrokers: .int32("Brokers to keep during the window.").minimum(1).maximum(1000)
+            case .expectedBytesInPerSecond:
+                .int64("Expected produced bytes per second during the window; kept as brokers at the bytes-in target.").minimum(1)
+            case .leadTimeSeconds:
+                .int32("The floor is raised this long before the window opens.").minimum(0).maximum(86400)
+                    .defaulted(.int(Int64(FloeDefaults.scheduleLeadTimeSeconds)))
+            }
+        }
+        .rule("has(self.minBrokers) || has(self.expectedBytesInPerSecond)", message: "a schedule needs minBrokers or expectedBytesInPerSecond")
+    }
+}
+
+extension PredictiveSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Predictive floor from the daily load curve (history in status.autoscaling.loadHistory).") { key in
+            switch key {
+            case .enabled: .boolean("Keep capacity for the load predicted by time of day.").defaulted(false)
+            case .historyDays:
+                .int32("Days of 5-minute peaks kept.").minimum(1).maximum(14).defaulted(.int(Int64(FloeDefaults.predictiveHistoryDays)))
+            case .lookaheadMinutes:
+                .int32("The prediction covers the next this many minutes.").minimum(5).maximum(1440)
+                    .defaulted(.int(Int64(FloeDefaults.predictiveLookaheadMinutes)))
+            case .marginPercent:
+                .int32("Headroom over the predicted peak.").minimum(0).maximum(1000).defaulted(.int(Int64(FloeDefaults.predictiveMarginPercent)))
+            }
+        }
     }
 }
 
@@ -356,6 +400,20 @@ extension FloeClusterStatus: SchemaDescribed {
                             }, "Per broker."
                         ).listMapKeyed("id")
                     case .lastDecision: ScalingDecision.schema
+                    case .floorBrokers: .int32("The highest schedule or predictive floor in force.")
+                    case .floorReason: .string("Which floor and why.")
+                    case .activeSchedules: .array(of: ScheduleWindowStatus.schema, "Schedule windows whose floor holds now.")
+                    case .nextSchedule: ScheduleWindowStatus.schema
+                    case .predictedBytesInPerSecond: .int64("Predicted peak bytes in per second over the lookahead, margin included.")
+                    case .loadHistory:
+                        .object(LoadHistoryStatus.CodingKeys.self, "The predictive floor's memory.", required: [.bucketSeconds, .newestBucketStart, .kibPerSecond]) {
+                            key in
+                            switch key {
+                            case .bucketSeconds: .int32("Seconds per bucket (300).")
+                            case .newestBucketStart: .int64("Unix seconds at which the newest bucket starts.")
+                            case .kibPerSecond: .string("Base64 of little-endian UInt32 peak KiB/s per bucket, oldest first; 0xFFFFFFFF = no sample.")
+                            }
+                        }
                     }
                 }
             case .brokers:
@@ -370,6 +428,20 @@ extension FloeClusterStatus: SchemaDescribed {
                         }
                     }, "Each broker pod's state."
                 ).listMapKeyed("name")
+            }
+        }
+    }
+}
+
+extension ScheduleWindowStatus {
+    static var schema: Schema {
+        .object(CodingKeys.self, "One schedule window.", required: [.name, .floorBrokers, .raiseAt, .start, .end]) { key in
+            switch key {
+            case .name: .string("Schedule name.")
+            case .floorBrokers: .int32("Its floor.")
+            case .raiseAt: Schema(["type": "string", "format": "date-time", "description": "When the floor is raised (start - lead time)."])
+            case .start: Schema(["type": "string", "format": "date-time", "description": "When the window opens."])
+            case .end: Schema(["type": "string", "format": "date-time", "description": "When the window closes and the floor falls."])
             }
         }
     }

@@ -16,6 +16,8 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
     case moveTimedOut([String])
     /// A local broker process could not be started or stopped.
     case localBroker(id: Int32, detail: String)
+    /// A schedule or predictive setting of `spec.autoscaling` (or its persisted load history) that cannot be used.
+    case invalidSchedule(detail: String)
 
     public var description: String {
         switch self {
@@ -26,6 +28,7 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
         case .recreate(let o, let d): return "cannot re-create \(o): \(d)"
         case .moveTimedOut(let p): return "partition moves not complete in time: " + p.joined(separator: ", ")
         case .localBroker(let id, let d): return "local broker \(id): \(d)"
+        case .invalidSchedule(let d): return d
         }
     }
 }

@@ -29,6 +29,10 @@ public enum FloeDefaults {
     public static let maxMovesPerRound: Int32 = 10
     public static let balancingTolerancePercent: Int32 = 20
     public static let moveCooldownSeconds: Int32 = 120
+    public static let scheduleLeadTimeSeconds: Int32 = 300
+    public static let predictiveHistoryDays: Int32 = 7
+    public static let predictiveLookaheadMinutes: Int32 = 60
+    public static let predictiveMarginPercent: Int32 = 20
 }
 
 /// A Floe cluster: `floe.dev/v1alpha1`, kind `FloeCluster`, plural `floeclusters`, short name
@@ -290,15 +294,22 @@ public struct AutoscalingSpec: Codable, Sendable, Equatable {
     public var scaleDown: ScalingBehavior?
     /// Decide and report (status, Events) but leave the broker count alone.
     public var dryRun: Bool?
+    /// Known peaks: windows that raise the minimum ahead of time.
+    public var schedules: [ScheduleSpec]?
+    /// A floor learned from the daily load curve (opt-in).
+    public var predictive: PredictiveSpec?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case enabled, minBrokers, maxBrokers, targets, tolerancePercent, scaleUp, scaleDown, dryRun
+        case enabled, minBrokers, maxBrokers, targets, tolerancePercent, scaleUp, scaleDown, dryRun, schedules, predictive
     }
 
     public init(
         enabled: Bool? = nil, minBrokers: Int32? = nil, maxBrokers: Int32? = nil, targets: AutoscalingTargets? = nil,
-        tolerancePercent: Int32? = nil, scaleUp: ScalingBehavior? = nil, scaleDown: ScalingBehavior? = nil, dryRun: Bool? = nil
+        tolerancePercent: Int32? = nil, scaleUp: ScalingBehavior? = nil, scaleDown: ScalingBehavior? = nil, dryRun: Bool? = nil,
+        schedules: [ScheduleSpec]? = nil, predictive: PredictiveSpec? = nil
     ) {
+        self.schedules = schedules
+        self.predictive = predictive
         self.dryRun = dryRun
         self.enabled = enabled
         self.minBrokers = minBrokers
@@ -312,6 +323,62 @@ public struct AutoscalingSpec: Codable, Sendable, Equatable {
     public var isEnabled: Bool { enabled ?? false }
     public var resolvedMin: Int32 { minBrokers ?? FloeDefaults.minBrokers }
     public var resolvedMax: Int32 { maxBrokers ?? FloeDefaults.maxBrokers }
+}
+
+/// A known peak: from each `start` (cron, in `timeZone`) for `durationMinutes`, the autoscaler
+/// keeps at least the floor — `minBrokers`, or enough brokers for `expectedBytesInPerSecond` at the
+/// bytes-in target (the higher when both are set) — raised `leadTimeSeconds` before the start so
+/// the brokers are ready and balanced when the load arrives. The reactive policy still scales above.
+///
+/// Example: `{name: black-friday, start: "0 20 27 11 *", timeZone: Europe/Berlin, durationMinutes: 240,
+/// expectedBytesInPerSecond: 419430400}` keeps 8 brokers (at 50 MiB/s each) from 19:55 to 00:00.
+public struct ScheduleSpec: Codable, Sendable, Equatable {
+    public var name: String
+    /// Five-field cron: minute hour day-of-month month day-of-week (`*`, lists, ranges, steps, names).
+    public var start: String
+    /// IANA time zone of `start` (default UTC); daylight-saving changes are followed.
+    public var timeZone: String?
+    public var durationMinutes: Int32
+    public var minBrokers: Int32?
+    public var expectedBytesInPerSecond: Int64?
+    /// How long before `start` the floor is raised (default 300).
+    public var leadTimeSeconds: Int32?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, start, timeZone, durationMinutes, minBrokers, expectedBytesInPerSecond, leadTimeSeconds
+    }
+
+    public init(name: String, start: String, timeZone: String? = nil, durationMinutes: Int32, minBrokers: Int32? = nil,
+                expectedBytesInPerSecond: Int64? = nil, leadTimeSeconds: Int32? = nil) {
+        self.name = name
+        self.start = start
+        self.timeZone = timeZone
+        self.durationMinutes = durationMinutes
+        self.minBrokers = minBrokers
+        self.expectedBytesInPerSecond = expectedBytesInPerSecond
+        self.leadTimeSeconds = leadTimeSeconds
+    }
+}
+
+/// The predictive floor: the peak bytes in of each 5-minute slot over the last `historyDays`
+/// days is kept (in `status.autoscaling.loadHistory`, so a restart does not forget); the next
+/// `lookaheadMinutes` are predicted by time of day and capacity kept for that × (1 + margin).
+public struct PredictiveSpec: Codable, Sendable, Equatable {
+    public var enabled: Bool?
+    public var historyDays: Int32?
+    public var lookaheadMinutes: Int32?
+    public var marginPercent: Int32?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case enabled, historyDays, lookaheadMinutes, marginPercent
+    }
+
+    public init(enabled: Bool? = nil, historyDays: Int32? = nil, lookaheadMinutes: Int32? = nil, marginPercent: Int32? = nil) {
+        self.enabled = enabled
+        self.historyDays = historyDays
+        self.lookaheadMinutes = lookaheadMinutes
+        self.marginPercent = marginPercent
+    }
 }
 
 public struct AutoscalingTargets: Codable, Sendable, Equatable {
@@ -499,13 +566,34 @@ public struct AutoscalingStatus: Codable, Sendable, Equatable {
     public var dryRun: Bool?
     public var brokers: [BrokerLoadStatus]?
     public var lastDecision: ScalingDecision?
+    /// The highest floor in force from schedules or prediction (absent when none).
+    public var floorBrokers: Int32?
+    /// Why: `schedule black-friday floor 8 (…)` or `predictive floor 3 (…)`.
+    public var floorReason: String?
+    /// Schedule windows whose floor holds now.
+    public var activeSchedules: [ScheduleWindowStatus]?
+    /// The next schedule window to come (within a day).
+    public var nextSchedule: ScheduleWindowStatus?
+    /// The predictive floor's expected peak bytes in over its lookahead, margin included.
+    public var predictedBytesInPerSecond: Int64?
+    /// The predictive floor's memory (while predictive is enabled).
+    public var loadHistory: LoadHistoryStatus?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case desiredBrokers, phase, dryRun, brokers, lastDecision
+        case desiredBrokers, phase, dryRun, brokers, lastDecision, floorBrokers, floorReason, activeSchedules, nextSchedule
+        case predictedBytesInPerSecond, loadHistory
     }
 
     public init(desiredBrokers: Int32? = nil, phase: String? = nil, dryRun: Bool? = nil, brokers: [BrokerLoadStatus]? = nil,
-                lastDecision: ScalingDecision? = nil) {
+                lastDecision: ScalingDecision? = nil, floorBrokers: Int32? = nil, floorReason: String? = nil,
+                activeSchedules: [ScheduleWindowStatus]? = nil, nextSchedule: ScheduleWindowStatus? = nil,
+                predictedBytesInPerSecond: Int64? = nil, loadHistory: LoadHistoryStatus? = nil) {
+        self.floorBrokers = floorBrokers
+        self.floorReason = floorReason
+        self.activeSchedules = activeSchedules
+        self.nextSchedule = nextSchedule
+        self.predictedBytesInPerSecond = predictedBytesInPerSecond
+        self.loadHistory = loadHistory
         self.desiredBrokers = desiredBrokers
         self.phase = phase
         self.dryRun = dryRun
@@ -539,5 +627,45 @@ public struct BrokerLoadStatus: Codable, Sendable, Equatable {
         self.bytesOutPerSecond = bytesOutPerSecond
         self.cpuPercent = cpuPercent
         self.partitions = partitions
+    }
+}
+
+/// One window of a schedule: the floor holds from `raiseAt` (start − lead time) until `end`.
+public struct ScheduleWindowStatus: Codable, Sendable, Equatable {
+    public var name: String
+    public var floorBrokers: Int32
+    public var raiseAt: String
+    public var start: String
+    public var end: String
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, floorBrokers, raiseAt, start, end
+    }
+
+    public init(name: String, floorBrokers: Int32, raiseAt: String, start: String, end: String) {
+        self.name = name
+        self.floorBrokers = floorBrokers
+        self.raiseAt = raiseAt
+        self.start = start
+        self.end = end
+    }
+}
+
+/// The predictive floor's load history in compact form: per 5-minute bucket, oldest first and
+/// ending with the bucket starting at `newestBucketStart` (unix seconds), the peak cluster bytes in
+/// as KiB/s in a little-endian UInt32 (0xFFFFFFFF: no sample), base64. 7 days: 2016 buckets, 10.8 KB.
+public struct LoadHistoryStatus: Codable, Sendable, Equatable {
+    public var bucketSeconds: Int32
+    public var newestBucketStart: Int64
+    public var kibPerSecond: String
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case bucketSeconds, newestBucketStart, kibPerSecond
+    }
+
+    public init(bucketSeconds: Int32, newestBucketStart: Int64, kibPerSecond: String) {
+        self.bucketSeconds = bucketSeconds
+        self.newestBucketStart = newestBucketStart
+        self.kibPerSecond = kibPerSecond
     }
 }

@@ -190,7 +190,18 @@ public enum StatusComputer {
             load: input.autoscaling?.load ?? previous?.load,
             lastScaling: input.autoscaling?.status.lastDecision ?? previous?.lastScaling,
             brokers: brokerStates(input.pods),
-            autoscaling: input.autoscaling?.status)
+            autoscaling: input.autoscaling?.status ?? carriedHistory(cluster))
+    }
+}
+
+extension StatusComputer {
+    /// Before the autoscaler's first report (an operator restart), the predictive floor's history
+    /// is carried over so that the first status write does not erase what the restart must read.
+    static func carriedHistory(_ cluster: FloeCluster) -> AutoscalingStatus? {
+        guard let a = cluster.spec.autoscaling, a.isEnabled, a.predictive?.enabled == true,
+            let history = cluster.status?.autoscaling?.loadHistory
+        else { return nil }
+        return AutoscalingStatus(loadHistory: history)
     }
 }
 

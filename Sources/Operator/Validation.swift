@@ -1,3 +1,4 @@
+import Foundation
 import BrokerSettings
 import KubeAPI
 
@@ -231,6 +232,57 @@ public enum FloeClusterValidation {
             if let w = b?.stabilizationWindowSeconds, w < 0 {
                 problems.append("spec.autoscaling.\(field).stabilizationWindowSeconds \(w) is negative")
             }
+        }
+        problems += prescaleProblems(a)
+        return problems
+    }
+
+    /// Problems of `spec.autoscaling.schedules` and `predictive`: names, cron, time zone,
+    /// durations, floors (each needs one, within maxBrokers; a bytes floor needs a bytes-in target).
+    static func prescaleProblems(_ a: AutoscalingSpec) -> [String] {
+        var problems: [String] = []
+        let schedules = a.schedules ?? []
+        // With autoscaling enabled and no target at all, "sets no target" already says it.
+        let needsBytesTarget = a.targets?.bytesInPerSecond == nil && !(a.isEnabled && a.targets == nil)
+        if schedules.count > 50 { problems.append("spec.autoscaling.schedules has \(schedules.count) entries; at most 50") }
+        var seen = Set<String>()
+        for (i, s) in schedules.enumerated() {
+            let field = "spec.autoscaling.schedules[\(i)]" + (s.name.isEmpty ? "" : " (\(s.name))")
+            let nameOK = s.name.count <= 63 && s.name.first != "-" && s.name.last != "-"
+                && s.name.allSatisfy { ($0 >= "a" && $0 <= "z") || ($0 >= "0" && $0 <= "9") || $0 == "-" }
+            if s.name.isEmpty || !nameOK {
+                problems.append("\(field).name \"\(s.name)\" must be lower-case letters, digits and '-'")
+            }
+            if !seen.insert(s.name).inserted { problems.append("\(field).name \"\(s.name)\" is used twice") }
+            do throws(OperatorError) { _ = try CronExpression(s.start) } catch { problems.append("\(field).start: \(error)") }
+            if let tz = s.timeZone, TimeZone(identifier: tz) == nil {
+                problems.append("\(field).timeZone \"\(tz)\" is not a known IANA time zone (e.g. Europe/Berlin, America/New_York, UTC)")
+            }
+            if s.durationMinutes < 1 { problems.append("\(field).durationMinutes \(s.durationMinutes) must be at least 1") }
+            if s.durationMinutes > 10080 { problems.append("\(field).durationMinutes \(s.durationMinutes) is more than a week (10080)") }
+            if let l = s.leadTimeSeconds, l < 0 { problems.append("\(field).leadTimeSeconds \(l) is negative") }
+            if let l = s.leadTimeSeconds, l > 86400 { problems.append("\(field).leadTimeSeconds \(l) is more than a day (86400)") }
+            if s.minBrokers == nil && s.expectedBytesInPerSecond == nil {
+                problems.append("\(field) needs a floor: minBrokers or expectedBytesInPerSecond")
+            }
+            if let m = s.minBrokers, m < 1 { problems.append("\(field).minBrokers \(m) must be at least 1") }
+            if let m = s.minBrokers, m > a.resolvedMax { problems.append("\(field).minBrokers \(m) exceeds maxBrokers \(a.resolvedMax)") }
+            if let e = s.expectedBytesInPerSecond {
+                if e < 1 { problems.append("\(field).expectedBytesInPerSecond \(e) must be positive") }
+                if needsBytesTarget {
+                    problems.append("\(field).expectedBytesInPerSecond needs spec.autoscaling.targets.bytesInPerSecond to convert it to brokers")
+                }
+            }
+        }
+        if let p = a.predictive {
+            if p.enabled ?? false, needsBytesTarget {
+                problems.append("spec.autoscaling.predictive needs spec.autoscaling.targets.bytesInPerSecond (it predicts bytes in)")
+            }
+            if let d = p.historyDays, !(1...14).contains(d) { problems.append("spec.autoscaling.predictive.historyDays \(d) is outside 1-14") }
+            if let l = p.lookaheadMinutes, !(5...1440).contains(l) {
+                problems.append("spec.autoscaling.predictive.lookaheadMinutes \(l) is outside 5-1440")
+            }
+            if let m = p.marginPercent, !(0...1000).contains(m) { problems.append("spec.autoscaling.predictive.marginPercent \(m) is outside 0-1000") }
         }
         return problems
     }

@@ -25,6 +25,11 @@ let elasticityUsage = """
         --balance-interval=S --move-cooldown=S --max-moves=N --band=PCT   balancer (30, 30, 10, 20)
         --tick=S --window=S                 decide every S s; rates over the last S s (default 2, 10)
         --no-autoscaling --dry-run          keep the broker count / decide without acting
+        --schedule='NAME|CRON|MINUTES|FLOOR[|TZ[|LEAD_S]]'   known peaks (';' between several): FLOOR is
+                                            brokers (8) or expected bytes in (400MiB/s); TZ default UTC,
+                                            lead default 300 s
+        --predictive[=MARGIN_PCT]           predictive floor from the daily curve (margin default 20)
+        --lookahead=MIN                     predictive lookahead (default 60)
         --broker-bin=PATH                   floe-broker (default: next to this binary, or $FLOE_BROKER_BIN)
         --view=auto|redraw|log              live view redrawn in place (auto: on a terminal) or printed
         --log-level=LEVEL
@@ -38,8 +43,18 @@ let elasticityUsage = """
 
       simulate               replay a load trace through the autoscaler; print brokers over time and
                              broker-hours against a cluster sized statically for the peak
-        --trace=festival|PATH.csv           a synthetic day with a 20:00 peak, or seconds,bytes_in rows
+        --trace=festival|festival-week|PATH.csv
+                                            a synthetic day with a 20:00 peak; a week of daily curves
+                                            with one 10x hour (compares reactive, + schedule,
+                                            + predictive, + both); or seconds,bytes_in rows
         --low=RATE --high=RATE              festival trace range (default 20MiB/s, 400MiB/s)
+        --daily=RATE --festival=RATE        festival-week: the evening rush and the festival hour
+                                            (default 100MiB/s, 1000MiB/s; low 10MiB/s)
+        --start=ISO8601                     wall-clock time of the trace's start (festival-week:
+                                            2026-11-23T00:00:00Z, a Monday: the festival is Friday 20:00)
+        --schedule=... --predictive[=PCT] --lookahead=MIN   as for local; --compare runs all four
+                                            strategies on any trace
+        --strategy=reactive|schedule|predictive|both   one of them, with brokers over time
         --target-bytes-in=RATE              per-broker target (default 50MiB/s)
         --min-brokers=N --max-brokers=N --tolerance=PCT --scale-up-window=S --scale-down-window=S
         --scale-up-step=N --scale-down-step=N   as for local (defaults: the CRD's)
@@ -74,10 +89,43 @@ func autoscalingSpec(_ args: CommandLineArguments, _ command: String, min: Int32
         scaleDown: ScalingBehavior(
             stabilizationWindowSeconds: option(args, "scale-down-window", command) { Int32($0) } ?? downWindow,
             maxStepBrokers: option(args, "scale-down-step", command, count) ?? FloeDefaults.scaleDownMaxStep),
-        dryRun: args.has("dry-run"))
+        dryRun: args.has("dry-run"),
+        schedules: args.value("schedule").map { scheduleSpecs($0, command) },
+        predictive: predictiveSpec(args, command))
     let problems = FloeClusterValidation.autoscalingProblems(spec, replicas: nil)
     if !problems.isEmpty { fail("\(command): " + problems.joined(separator: "; ")) }
     return spec
+}
+
+/// `NAME|CRON|MINUTES|FLOOR[|TZ[|LEAD]]`, several separated by `;`. FLOOR is a broker count or a rate.
+func scheduleSpecs(_ text: String, _ command: String) -> [ScheduleSpec] {
+    text.split(separator: ";").map { item in
+        let f = item.split(separator: "|", omittingEmptySubsequences: false).map { $0.trimmingCharacters(in: .whitespaces) }
+        guard f.count >= 4, f.count <= 6, let minutes = Int32(f[2]) else {
+            fail("\(command): --schedule \"\(item)\" must be NAME|CRON|MINUTES|FLOOR[|TZ[|LEAD_SECONDS]]")
+        }
+        var spec = ScheduleSpec(name: f[0], start: f[1], timeZone: f.count > 4 && !f[4].isEmpty ? f[4] : nil, durationMinutes: minutes)
+        if let n = Int32(f[3]) {
+            spec.minBrokers = n
+        } else if let rate = ByteRate.parse(f[3]) {
+            spec.expectedBytesInPerSecond = Int64(rate)
+        } else {
+            fail("\(command): --schedule \"\(item)\": floor \"\(f[3])\" is neither a broker count nor a rate")
+        }
+        if f.count > 5 {
+            guard let lead = Int32(f[5]) else { fail("\(command): --schedule \"\(item)\": lead \"\(f[5])\" is not seconds") }
+            spec.leadTimeSeconds = lead
+        }
+        return spec
+    }
+}
+
+/// `--predictive[=MARGIN]` and `--lookahead=MIN`.
+func predictiveSpec(_ args: CommandLineArguments, _ command: String) -> PredictiveSpec? {
+    guard args.has("predictive") || args.value("predictive") != nil else { return nil }
+    return PredictiveSpec(
+        enabled: true, lookaheadMinutes: option(args, "lookahead", command) { Int32($0) },
+        marginPercent: option(args, "predictive", command) { Int32($0) })
 }
 
 func runLocal() -> Never {
@@ -86,7 +134,7 @@ func runLocal() -> Never {
     let known: Set<String> = [
         "data-dir", "port", "min-brokers", "max-brokers", "target-bytes-in", "target-bytes-out", "tolerance", "scale-up-window",
         "scale-down-window", "scale-up-step", "scale-down-step", "balance-interval", "move-cooldown", "max-moves", "band", "tick", "window",
-        "no-autoscaling", "dry-run", "broker-bin", "view", "log-level",
+        "no-autoscaling", "dry-run", "broker-bin", "view", "log-level", "schedule", "predictive", "lookahead",
     ]
     if let bad = args.unknown(known: known).first { fail("local: unknown option --\(bad)") }
     let spec = autoscalingSpec(args, command, min: 1, max: 4, targetIn: "2MiB/s", upWindow: 10, downWindow: 60)
@@ -100,7 +148,8 @@ func runLocal() -> Never {
     let settings = ElasticitySettings(
         autoscaling: AutoscalerSettings(spec), autoscalingEnabled: spec.isEnabled, balancer: balancer,
         balancingInterval: option(args, "balance-interval", command, positive) ?? 30,
-        tick: option(args, "tick", command, positive) ?? 2, loadWindow: option(args, "window", command, positive) ?? 10)
+        tick: option(args, "tick", command, positive) ?? 2, loadWindow: option(args, "window", command, positive) ?? 10,
+        prescale: prescalePolicy(spec, command))
     let port = option(args, "port", command) { Int($0).flatMap { (1...65000).contains($0) ? $0 : nil } } ?? 9092
     let dataDir = URL(fileURLWithPath: args.value("data-dir") ?? "floe-data").standardizedFileURL.path
     let brokerBin = args.value("broker-bin") ?? ProcessInfo.processInfo.environment["FLOE_BROKER_BIN"] ?? siblingBinary("floe-broker")
@@ -118,6 +167,10 @@ func runLocal() -> Never {
             elasticity: settings, redraw: redraw),
         logger: logger)
     runUntilSignal(logger: logger) { try await runtime.run() }
+}
+
+func prescalePolicy(_ spec: AutoscalingSpec, _ command: String) -> PrescalePolicy {
+    do throws(OperatorError) { return try PrescalePolicy(spec) } catch { fail("\(command): \(error)") }
 }
 
 /// A binary in the same directory as this one.
@@ -169,33 +222,89 @@ func runPlan() -> Never {
 
 func runSimulate() -> Never {
     let command = "simulate"
-    let args = CommandLineArguments(Array(CommandLine.arguments.dropFirst()))
+    let args = CommandLineArguments(Array(CommandLine.arguments.dropFirst()), booleanFlags: ["help", "version", "h", "compare"])
     let known: Set<String> = [
         "trace", "low", "high", "target-bytes-in", "min-brokers", "max-brokers", "tolerance", "scale-up-window", "scale-down-window",
-        "scale-up-step", "scale-down-step", "ready-delay", "noise",
+        "scale-up-step", "scale-down-step", "ready-delay", "noise", "daily", "festival", "start", "schedule", "predictive", "lookahead", "compare", "strategy",
     ]
     if let bad = args.unknown(known: known).first { fail("simulate: unknown option --\(bad)") }
-    let spec = autoscalingSpec(
-        args, command, min: FloeDefaults.minBrokers, max: FloeDefaults.maxBrokers, targetIn: "50MiB/s",
-        upWindow: FloeDefaults.scaleUpWindowSeconds, downWindow: FloeDefaults.scaleDownWindowSeconds)
     let traceName = args.value("trace") ?? "festival"
+    let week = traceName == "festival-week"
+    let daily = option(args, "daily", command, ByteRate.parse) ?? 100 * 1024 * 1024
+    let festival = option(args, "festival", command, ByteRate.parse) ?? 10 * daily
+    var spec = autoscalingSpec(
+        args, command, min: FloeDefaults.minBrokers, max: week ? 30 : FloeDefaults.maxBrokers, targetIn: "50MiB/s",
+        upWindow: FloeDefaults.scaleUpWindowSeconds, downWindow: FloeDefaults.scaleDownWindowSeconds)
     let trace: LoadTrace
     if traceName == "festival" {
         trace = LoadTrace.festivalDay(
             low: option(args, "low", command, ByteRate.parse) ?? 20 * 1024 * 1024, high: option(args, "high", command, ByteRate.parse) ?? 400 * 1024 * 1024)
+    } else if week {
+        trace = LoadTrace.festivalWeek(low: option(args, "low", command, ByteRate.parse) ?? 10 * 1024 * 1024, daily: daily, festival: festival)
     } else {
         do { trace = try LoadTrace.csv(String(contentsOfFile: traceName, encoding: .utf8)) } catch { fail("simulate: \(traceName): \(error)") }
     }
+    let startText = args.value("start") ?? (week ? "2026-11-23T00:00:00Z" : "2026-11-27T00:00:00Z")
+    guard let start = ISO8601DateFormatter().date(from: startText) else { fail("simulate: --start \"\(startText)\" is not ISO 8601 (2026-11-23T00:00:00Z)") }
     let settings = AutoscalerSettings(spec)
+    let readyDelay = option(args, "ready-delay", command, positive) ?? 30
+    let noise = (option(args, "noise", command, positive) ?? 0) / 100
+
+    if let strategy = args.value("strategy") {
+        // One strategy of the comparison, with its brokers over time.
+        switch strategy {
+        case "reactive": spec.schedules = nil; spec.predictive = nil
+        case "schedule": spec.predictive = nil
+        case "predictive": spec.schedules = nil
+        case "both": break
+        default: fail("simulate: --strategy must be reactive, schedule, predictive or both")
+        }
+        if week && strategy != "reactive" && strategy != "predictive" && spec.schedules == nil {
+            spec.schedules = [ScheduleSpec(name: "black-friday", start: "0 20 27 11 *", durationMinutes: 60, expectedBytesInPerSecond: Int64(festival))]
+        }
+        if (strategy == "predictive" || strategy == "both") && spec.predictive == nil { spec.predictive = PredictiveSpec(enabled: true) }
+    } else if week || args.has("compare") {
+        // Four strategies on the same trace: the schedule defaults to the festival hour of the week trace.
+        if spec.schedules == nil && week {
+            spec.schedules = [ScheduleSpec(name: "black-friday", start: "0 20 27 11 *", durationMinutes: 60, expectedBytesInPerSecond: Int64(festival))]
+        }
+        if spec.predictive == nil { spec.predictive = PredictiveSpec(enabled: true) }
+        var scheduleOnly = spec, predictiveOnly = spec
+        scheduleOnly.predictive = nil
+        predictiveOnly.schedules = nil
+        let strategies: [(String, PrescalePolicy)] = [
+            ("reactive only", .none), ("reactive + schedule", prescalePolicy(scheduleOnly, command)),
+            ("reactive + predictive", prescalePolicy(predictiveOnly, command)), ("reactive + both", prescalePolicy(spec, command)),
+        ]
+        print(String(format: "trace %@: %.1f days from %@, peak %@; target %@ per broker, brokers %d-%d, new broker ready after %.0f s",
+                     traceName as NSString, trace.duration / 86_400, startText as NSString, ByteRate.format(trace.points.map(\.bytesIn).max() ?? 0) as NSString,
+                     ByteRate.format(settings.bytesInPerSecond ?? 0) as NSString, settings.minBrokers, settings.maxBrokers, readyDelay))
+        for s in spec.schedules ?? [] {
+            print("schedule \(s.name): \(s.start) \(s.timeZone ?? "UTC"), \(s.durationMinutes) min, floor "
+                  + (s.minBrokers.map { "\($0) brokers" } ?? ByteRate.format(Double(s.expectedBytesInPerSecond ?? 0))))
+        }
+        if let p = spec.predictive {
+            print("predictive: \(p.historyDays ?? FloeDefaults.predictiveHistoryDays) days of 5-minute peaks, lookahead \(p.lookaheadMinutes ?? FloeDefaults.predictiveLookaheadMinutes) min, margin \(p.marginPercent ?? FloeDefaults.predictiveMarginPercent)% (history starts empty)")
+        }
+        print("strategy                broker-hours  under-provisioned  worst backlog  decisions  floor decisions  flaps")
+        for (name, policy) in strategies {
+            let r = Simulation.run(trace: trace, settings: settings, initial: settings.minBrokers, readyDelay: readyDelay, noise: noise, prescale: policy, start: start)
+            let padded = name.padding(toLength: 22, withPad: " ", startingAt: 0)
+            print(padded + String(format: "  %12.1f  %13.1f min  %9.2f GiB  %9d  %15d  %5d", r.brokerHours, r.underProvisionedMinutes,
+                                  r.worstBacklogBytes / (1024 * 1024 * 1024), r.decisions.count, r.floorDecisions, r.flaps))
+        }
+        exit(0)
+    }
     let result = Simulation.run(
-        trace: trace, settings: settings, initial: settings.minBrokers, readyDelay: option(args, "ready-delay", command, positive) ?? 30,
-        noise: (option(args, "noise", command, positive) ?? 0) / 100)
+        trace: trace, settings: settings, initial: settings.minBrokers, readyDelay: readyDelay, noise: noise,
+        prescale: prescalePolicy(spec, command), start: start)
     print("time      brokers  load")
-    for (t, n) in result.brokersOverTime {
+    for (t, n) in result.brokersOverTime where args.value("strategy") == nil || !week || abs(t.truncatingRemainder(dividingBy: 86_400) - 72_000) < 7200 {
         print(String(format: "%@  %7d  %@", clock(t) as NSString, n, ByteRate.format(trace.bytesIn(at: (trace.points.first?.time ?? 0) + t)) as NSString))
     }
-    print(String(format: "decisions %d, flaps %d, load above target %.1f min (above target + tolerance %.1f min)",
-                 result.decisions.count, result.flaps, result.underProvisionedMinutes, result.beyondToleranceMinutes))
+    print(String(format: "decisions %d, flaps %d, load above target %.1f min (above target + tolerance %.1f min), worst backlog %.2f GiB",
+                 result.decisions.count, result.flaps, result.underProvisionedMinutes, result.beyondToleranceMinutes,
+                 result.worstBacklogBytes / (1024 * 1024 * 1024)))
     print(String(format: "broker-hours %.1f elastic vs %.1f static (%d brokers sized for the peak): %.0f%% saved",
                  result.brokerHours, result.staticBrokerHours, result.staticBrokers, result.saving * 100))
     exit(0)

@@ -65,7 +65,7 @@ def free_base_port() -> int:
 
 
 class Operator:
-    def __init__(self, data_dir: str, base: int):
+    def __init__(self, data_dir: str, base: int, extra: list[str] | None = None):
         self.log_path = os.path.join(data_dir, "operator.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen(
@@ -73,7 +73,7 @@ class Operator:
              "--min-brokers", "1", "--max-brokers", str(MAX_BROKERS), "--target-bytes-in", f"{TARGET}",
              "--tolerance", "10", "--scale-up-window", "4", "--scale-down-window", "20",
              "--tick", "1", "--window", "6", "--balance-interval", "10", "--move-cooldown", "10",
-             "--band", str(int(BAND * 100)), "--broker-bin", BROKER_BIN, "--log-level", "notice"],
+             "--band", str(int(BAND * 100)), "--broker-bin", BROKER_BIN, "--log-level", "notice"] + (extra or []),
             stdout=self.log, stderr=subprocess.STDOUT)
 
     def text(self) -> str:

@@ -60,7 +60,10 @@ import Testing
                     enabled: true, minBrokers: 1, maxBrokers: 5,
                     targets: AutoscalingTargets(bytesInPerSecond: 1, bytesOutPerSecond: 1, requestsPerSecond: 1, cpuUtilizationPercent: 50),
                     tolerancePercent: 10, scaleUp: ScalingBehavior(stabilizationWindowSeconds: 0, maxStepBrokers: 2),
-                    scaleDown: ScalingBehavior(stabilizationWindowSeconds: 300, maxStepBrokers: 1), dryRun: false),
+                    scaleDown: ScalingBehavior(stabilizationWindowSeconds: 300, maxStepBrokers: 1), dryRun: false,
+                    schedules: [ScheduleSpec(name: "black-friday", start: "0 20 27 11 *", timeZone: "Europe/Berlin", durationMinutes: 60, minBrokers: 4,
+                                             expectedBytesInPerSecond: 1, leadTimeSeconds: 300)],
+                    predictive: PredictiveSpec(enabled: true, historyDays: 7, lookaheadMinutes: 60, marginPercent: 20)),
                 balancing: BalancingSpec(enabled: true, intervalSeconds: 60, maxMovesPerRound: 5, dryRun: true, tolerancePercent: 20, moveCooldownSeconds: 60),
                 disruptionBudget: DisruptionBudgetSpec(maxUnavailable: 2)),
             status: FloeClusterStatus(
@@ -73,7 +76,10 @@ import Testing
                 autoscaling: AutoscalingStatus(
                     desiredBrokers: 2, phase: "steady", dryRun: true,
                     brokers: [BrokerLoadStatus(id: 0, known: true, bytesInPerSecond: 1, bytesOutPerSecond: 1, cpuPercent: 1, partitions: 1, produceP99Milliseconds: 5)],
-                    lastDecision: ScalingDecision(time: "t", from: 1, to: 2, reason: "r"))))
+                    lastDecision: ScalingDecision(time: "t", from: 1, to: 2, reason: "r"), floorBrokers: 4, floorReason: "schedule black-friday floor 4",
+                    activeSchedules: [ScheduleWindowStatus(name: "black-friday", floorBrokers: 4, raiseAt: "t", start: "t", end: "t")],
+                    nextSchedule: ScheduleWindowStatus(name: "black-friday", floorBrokers: 4, raiseAt: "t", start: "t", end: "t"),
+                    predictedBytesInPerSecond: 1, loadHistory: LoadHistoryStatus(bucketSeconds: 300, newestBucketStart: 0, kibPerSecond: "AAAAAA=="))))
         let encoded = try JSONValue(encoding: full)
         guard case .array(let versions)? = FloeClusterCRD.make()["spec"]?["versions"], let schema = versions.first?["schema"]?["openAPIV3Schema"] else {
             Issue.record("no schema")

@@ -44,4 +44,17 @@ import Testing
         #expect(values.max() == 100)
         #expect(t.duration == 86_400)
     }
+
+    @Test func festivalWeekHasADailyRushAndOneFestivalHour() {
+        let t = LoadTrace.festivalWeek(low: 10, daily: 100, festival: 1000)
+        #expect(t.duration == 7 * 86_400)
+        #expect(t.points.map(\.bytesIn).min() == 10)
+        for day in 0..<7 {
+            let rush = t.bytesIn(at: Double(day) * 86_400 + 20.5 * 3600)
+            #expect(rush == (day == 4 ? 1000 : 100), "day \(day) 20:30: \(rush)")
+            #expect(t.bytesIn(at: Double(day) * 86_400 + 21.5 * 3600) == 100, "day \(day) 21:30")
+            #expect(t.bytesIn(at: Double(day) * 86_400 + 3 * 3600) == 10, "day \(day) 03:00")
+        }
+        #expect(t.points.filter { $0.bytesIn == 1000 }.count == 59, "one hour at the festival rate, reached within a minute")
+    }
 }

@@ -13,7 +13,7 @@ import Testing
     @Test func eachRuleReportsItsField() throws {
         let base = try sampleCluster("autoscaling")
         let cases: [(String, (inout FloeCluster) -> Void)] = [
-            ("minBrokers 8 exceeds maxBrokers 4", { $0.spec.autoscaling?.minBrokers = 8; $0.spec.autoscaling?.maxBrokers = 4; $0.spec.replicas = 5 }),
+            ("minBrokers 8 exceeds maxBrokers 5", { $0.spec.autoscaling?.minBrokers = 8; $0.spec.autoscaling?.maxBrokers = 5; $0.spec.replicas = 6 }),
             ("spec.replicas 20 is outside autoscaling", { $0.spec.replicas = 20 }),
             ("must start with s3:// or file:///", { $0.spec.storage.bucket = "gs://bucket" }),
             ("does not name a valid S3 bucket", { $0.spec.storage.bucket = "s3://Bad_Bucket" }),
@@ -34,6 +34,12 @@ import Testing
             ("kafkaPort and httpPort are both 8080", { $0.spec.listeners = ListenersSpec(kafkaPort: 8080) }),
             ("httpPort 80 is outside", { $0.spec.listeners = ListenersSpec(httpPort: 80) }),
             ("sets no target", { $0.spec.autoscaling?.targets = nil }),
+            ("schedules[1] (weekday-morning).start: cron \"30 8 * * mon-fry\": day-of-week field", {
+                $0.spec.autoscaling?.schedules?[1].start = "30 8 * * mon-fry" }),
+            ("timeZone \"Europe/Berlín\" is not a known IANA time zone", { $0.spec.autoscaling?.schedules?[0].timeZone = "Europe/Berlín" }),
+            ("durationMinutes -30 must be at least 1", { $0.spec.autoscaling?.schedules?[0].durationMinutes = -30 }),
+            ("predictive needs spec.autoscaling.targets.bytesInPerSecond", {
+                $0.spec.autoscaling?.targets?.bytesInPerSecond = nil; $0.spec.autoscaling?.schedules = nil }),
             ("cpuUtilizationPercent 150", { $0.spec.autoscaling?.targets?.cpuUtilizationPercent = 150 }),
             ("scaleDown.maxStepBrokers 0", { $0.spec.autoscaling?.scaleDown?.maxStepBrokers = 0 }),
             ("terminationGracePeriodSeconds 5", { $0.spec.terminationGracePeriodSeconds = 5 }),

@@ -70,6 +70,8 @@ public struct AutoscalerDecision: Sendable, Equatable {
     public var metric: String?
     /// Human-readable: the metric, its value, the target, what was computed and what limited it.
     public var reason: String
+    /// The schedule or predictive floor that raised the minimum above `minBrokers`, if one did.
+    public var floor: CapacityFloor?
 
     public var isChange: Bool { desired != current }
 }
@@ -89,6 +91,10 @@ public struct AutoscalerDecision: Sendable, Equatable {
 ///    `scaleUpWindow` seconds, scaling in the highest of the last `scaleDownWindow` seconds; so a
 ///    decision must hold for the whole window, and a short spike never causes a scale-in.
 /// 4. One step changes the count by at most `scaleUpStep` / `scaleDownStep`.
+/// 5. Floors (schedules, prediction: `Prescaler`) raise the minimum to the highest of them
+///    (never above max). Below it, the count goes to the floor at once (no window, no step: the
+///    floor is deliberate); above it the rules above apply unchanged, and a scale-in stops at it.
+///    Every decision a floor shaped names it: `schedule black-friday floor 8 (…)`.
 ///
 /// Example (target bytes in 5 MiB/s, tolerance 10 %, 2 brokers): 24 MiB/s in total is 240 % →
 /// recommends ⌈24 / 5⌉ = 5; with step 4 → 5 (2 + 3). At 4 brokers, 13 MiB/s recommends
@@ -99,20 +105,30 @@ public struct Autoscaler: Sendable {
 
     public init(settings: AutoscalerSettings) { self.settings = settings }
 
-    public mutating func decide(now: Double, current: Int, loads: [Int32: BrokerLoad?]) -> AutoscalerDecision {
+    public mutating func decide(now: Double, current: Int, loads: [Int32: BrokerLoad?], floors: [CapacityFloor] = []) -> AutoscalerDecision {
         let s = settings
         let known = loads.values.compactMap { $0 }
         let unknown = loads.filter { $0.value == nil }.map(\.key).sorted()
         var recommended = current
         var metric: String?
         var why: [String] = []
+        // The highest floor, when it is above minBrokers (the first of equal ones).
+        let floor = floors.reduce(nil as CapacityFloor?) { best, f in f.brokers > (best?.brokers ?? s.minBrokers) ? f : best }
+        let minimum = min(floor?.brokers ?? s.minBrokers, s.maxBrokers)
 
-        if current < s.minBrokers || current > s.maxBrokers {
-            let bound = min(max(current, s.minBrokers), s.maxBrokers)
+        if current < minimum || current > s.maxBrokers {
+            let bound = min(max(current, minimum), s.maxBrokers)
             history.removeAll()
+            let reason: String
+            if let floor, current < minimum {
+                let capped = floor.brokers > s.maxBrokers ? ", capped at maxBrokers \(s.maxBrokers)" : ""
+                reason = "\(floor.label) (\(floor.detail))\(capped): \(current) brokers is below it → \(bound)"
+            } else {
+                reason = "\(current) brokers is outside [minBrokers \(s.minBrokers), maxBrokers \(s.maxBrokers)] → \(bound)"
+            }
             return AutoscalerDecision(
-                time: now, current: current, desired: bound, recommended: bound, metric: nil,
-                reason: "\(current) brokers is outside [minBrokers \(s.minBrokers), maxBrokers \(s.maxBrokers)] → \(bound)")
+                time: now, current: current, desired: bound, recommended: bound, metric: current < minimum ? floor?.source : nil,
+                reason: reason, floor: current < minimum ? floor : nil)
         }
         if known.isEmpty {
             why.append(loads.isEmpty ? "no brokers to measure" : "no broker could be scraped (\(Self.list(unknown)))")
@@ -140,7 +156,12 @@ public struct Autoscaler: Sendable {
             }
             if recommended == 0 { recommended = current }
         }
-        recommended = min(max(recommended, s.minBrokers), s.maxBrokers)
+        var heldByFloor = false
+        if let floor, recommended < minimum {
+            why.append("held at \(floor.label) (\(floor.detail))")
+            heldByFloor = true
+        }
+        recommended = min(max(recommended, minimum), s.maxBrokers)
         if recommended < current && !unknown.isEmpty {
             why.append("scale-in blocked: broker \(Self.list(unknown)) not scraped")
             recommended = current
@@ -159,6 +180,7 @@ public struct Autoscaler: Sendable {
             if desired < lowest { why.append("step limit \(s.scaleUpStep) → \(desired)") }
         } else if let highest = downCandidates.max(), highest < current {
             desired = max(highest, current - s.scaleDownStep)
+            if heldByFloor && desired == recommended { metric = floor?.source }
             if highest != recommended { why.append("highest over the \(Int(s.scaleDownWindow)) s down window: \(highest)") }
             if desired > highest { why.append("step limit \(s.scaleDownStep) → \(desired)") }
         } else if recommended != current {
@@ -167,7 +189,7 @@ public struct Autoscaler: Sendable {
         }
         return AutoscalerDecision(
             time: now, current: current, desired: desired, recommended: recommended,
-            metric: desired == current ? nil : metric, reason: why.joined(separator: "; "))
+            metric: desired == current ? nil : metric, reason: why.joined(separator: "; "), floor: heldByFloor ? floor : nil)
     }
 
     /// The scale operation finished: stabilization restarts from the new count (recommendations

@@ -19,10 +19,13 @@ public struct ElasticitySettings: Sendable {
     public var loadWindow: Double
     /// How long a partition move or a new broker may take before the step is retried.
     public var stepTimeout: Double
+    /// Schedules and the predictive floor (none by default).
+    public var prescale: PrescalePolicy
 
     public init(autoscaling: AutoscalerSettings, autoscalingEnabled: Bool = true, balancer: BalancerSettings = BalancerSettings(),
                 balancingEnabled: Bool = true, balancingInterval: Double = 60, tick: Double = 2, loadWindow: Double = 20,
-                stepTimeout: Double = 60) {
+                stepTimeout: Double = 60, prescale: PrescalePolicy = .none) {
+        self.prescale = prescale
         self.autoscaling = autoscaling
         self.autoscalingEnabled = autoscalingEnabled
         self.balancer = balancer
@@ -75,6 +78,10 @@ public struct ElasticityView: Sendable {
     public var desired: Int = 0
     public var events: [ElasticityEvent] = []
     public var bootstrap: String = ""
+    /// Schedules and prediction at the last tick (nil when neither is configured).
+    public var prescale: PrescaleState?
+    /// The predictive floor's history in its status form (nil when predictive is off or empty).
+    public var loadHistory: LoadHistoryStatus?
 
     /// The view as a block of text: one line per broker, then the phase, moves, decision and events.
     public func rendered(now: Date = Date()) -> String {
@@ -92,6 +99,10 @@ public struct ElasticityView: Sendable {
                 .joined(separator: " ") + "\n"
         }
         out += "moves in progress: \(movesInProgress)\n"
+        if let p = prescale {
+            if let f = p.highest { out += "floor: \(f.label) (\(f.detail))\n" }
+            if let n = p.next { out += "next schedule: \(n.name) floor \(n.floor) from \(Self.clock(n.raiseAt)) (opens \(Self.clock(n.start)))\n" }
+        }
         if let d = lastDecision { out += "last decision \(Self.clock(d.time)): \(d.text)\n" }
         for e in events.suffix(6) { out += "  \(Self.clock(e.time))  \(e.text)\n" }
         return out
@@ -123,6 +134,9 @@ public actor ElasticityController {
 
     var tracker: LoadTracker
     var autoscaler: Autoscaler
+    var prescaler: Prescaler
+    /// Wall-clock time for schedules and the load history (injected; the system clock by default).
+    let wallClock: @Sendable () -> Date
     var phase: ElasticityPhase = .steady
     var phaseSince: Double = 0
     var lastMoved: [PartitionKey: Double] = [:]
@@ -137,9 +151,13 @@ public actor ElasticityController {
     /// Called for what deserves a Kubernetes Event: (type, reason, message).
     let onEvent: @Sendable (String, String, String) -> Void
 
+    /// `history`: the predictive floor's memory from before a restart (from the status).
     public init(settings: ElasticitySettings, fleet: any BrokerFleet, admin: KafkaAdminClient, http: HTTPClient, logger: Logger,
-                bootstrap: String, onTick: @escaping @Sendable (ElasticityView) -> Void = { _ in },
+                bootstrap: String, history: LoadHistory? = nil, wallClock: @escaping @Sendable () -> Date = { Date() },
+                onTick: @escaping @Sendable (ElasticityView) -> Void = { _ in },
                 onEvent: @escaping @Sendable (String, String, String) -> Void = { _, _, _ in }) {
+        self.wallClock = wallClock
+        prescaler = Prescaler(policy: settings.prescale, history: history)
         self.onEvent = onEvent
         self.settings = settings
         self.fleet = fleet
@@ -168,6 +186,16 @@ public actor ElasticityController {
     func tick() async {
         let members = await fleet.members()
         await scrape(members)
+        if !settings.prescale.isEmpty {
+            let wall = wallClock()
+            // Only a complete measurement goes into the history: an unscraped broker's load is unknown, not zero.
+            let known = members.compactMap { tracker.load(of: $0.id) }
+            if !known.isEmpty && known.count == members.count {
+                prescaler.observe(bytesIn: known.map(\.bytesInPerSecond).reduce(0, +), at: wall)
+            }
+            view.prescale = prescaler.evaluate(at: wall)
+            view.loadHistory = prescaler.history.status
+        }
         let metadata: ClusterMetadata
         do {
             metadata = try await admin.metadata()
@@ -196,7 +224,7 @@ public actor ElasticityController {
         let current = members.count
         if settings.autoscalingEnabled {
             let loads = Dictionary(uniqueKeysWithValues: members.map { ($0.id, tracker.load(of: $0.id)) })
-            let decision = autoscaler.decide(now: now, current: current, loads: loads)
+            let decision = autoscaler.decide(now: now, current: current, loads: loads, floors: view.prescale?.floors ?? [])
             view.desired = decision.desired
             if decision.isChange {
                 let text = "\(decision.current) → \(decision.desired) brokers: \(decision.reason)"

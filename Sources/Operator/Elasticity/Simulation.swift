@@ -18,8 +18,13 @@ public struct LoadTrace: Sendable {
         guard let first = points.first, let last = points.last else { return 0 }
         if t <= first.time { return first.bytesIn }
         if t >= last.time { return last.bytesIn }
-        let i = points.firstIndex { $0.time > t }!
-        let a = points[i - 1], b = points[i]
+        // Binary search for the first point after t (traces of a week have 10,000 points).
+        var lo = 0, hi = points.count - 1
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if points[mid].time > t { hi = mid } else { lo = mid + 1 }
+        }
+        let a = points[lo - 1], b = points[lo]
         return a.bytesIn + (b.bytesIn - a.bytesIn) * (t - a.time) / (b.time - a.time)
     }
 
@@ -42,6 +47,37 @@ public struct LoadTrace: Sendable {
                 v = high
             } else if hour >= peakStart + rise + hold && hour < peakStart + rise + hold + fall {
                 v = max(v, high - (high - low) * (hour - peakStart - rise - hold) / fall)
+            }
+            points.append((t, v))
+        }
+        return LoadTrace(points: points)
+    }
+
+    /// A week (`days` × 86,400 s, one point per minute) of daily curves, plus one festival hour.
+    ///
+    /// Each day: `low` at night; from 06:00 a hump to 40 % of the way to `daily` (sin², peaking at
+    /// 15:00); at 20:00 the evening rush climbs to `daily` in 2 minutes, holds until 22:00 and
+    /// falls back to the hump by 22:30. On day `festivalDay` (0-based; default 4, the Friday when
+    /// the week starts on a Monday) from `festivalHour`:00 the load jumps to `festival` (e.g. 10 ×
+    /// `daily`) within one minute and holds one hour, then returns to the evening rush.
+    public static func festivalWeek(low: Double, daily: Double, festival: Double, festivalDay: Int = 4, festivalHour: Double = 20, days: Int = 7) -> LoadTrace {
+        var points: [(Double, Double)] = []
+        for minute in 0...(days * 24 * 60) {
+            let t = Double(minute) * 60
+            let day = minute / (24 * 60)
+            let minuteOfDay = Double(minute % (24 * 60))  // whole minutes: no rounding at the edges below
+            let hour = minuteOfDay / 60
+            var v = low
+            if hour >= 6 { v += 0.4 * (daily - low) * pow(sin(Double.pi * (hour - 6) / 18), 2) }
+            if hour >= 20 && hour < 22 {
+                let f = (minuteOfDay - 20 * 60) / 2
+                v = max(v, f >= 1 ? daily : low + (daily - low) * f)  // exactly `daily` once reached (no rounding above it)
+            } else if hour >= 22 && hour < 22.5 {
+                v = max(v, daily - (daily - low) * (hour - 22) / 0.5)
+            }
+            if day == festivalDay && hour >= festivalHour && hour < festivalHour + 1 {
+                let f = minuteOfDay - festivalHour * 60
+                v = max(v, f >= 1 ? festival : v + (festival - v) * f)
             }
             points.append((t, v))
         }
@@ -81,6 +117,11 @@ public struct SimulationResult: Sendable {
     public var beyondToleranceMinutes: Double
     /// Direction reversals within `flapWindow` (up then down, or down then up).
     public var flaps: Int
+    /// The most bytes that would have queued at once: load above the brokers' target capacity
+    /// accumulates, capacity above the load drains it.
+    public var worstBacklogBytes: Double = 0
+    /// Decisions a schedule or predictive floor shaped.
+    public var floorDecisions: Int = 0
 
     public var saving: Double { staticBrokerHours > 0 ? 1 - brokerHours / staticBrokerHours : 0 }
 }
@@ -91,11 +132,15 @@ public struct SimulationResult: Sendable {
 /// takes `readyDelay` seconds before the new brokers count (start, register, moves); a scale-in
 /// takes effect after `drainDelay`. No noise unless `noise` > 0 (uniform ± that fraction, seeded).
 public enum Simulation {
+    /// `prescale`: schedules and prediction, on a wall clock where the trace's time 0 is `start`.
     public static func run(
         trace: LoadTrace, settings: AutoscalerSettings, initial: Int, tick: Double = 5, readyDelay: Double = 30, drainDelay: Double = 10,
-        noise: Double = 0, seed: UInt64 = 1, flapWindow: Double = 600
+        noise: Double = 0, seed: UInt64 = 1, flapWindow: Double = 600, prescale: PrescalePolicy = .none,
+        start wallStart: Date = Date(timeIntervalSince1970: 0)
     ) -> SimulationResult {
         var scaler = Autoscaler(settings: settings)
+        var prescaler = Prescaler(policy: prescale)
+        var backlog = 0.0, worstBacklog = 0.0
         var brokers = initial
         var pending: (at: Double, count: Int)?
         var over: [(Double, Int)] = [(0, brokers)]
@@ -118,10 +163,20 @@ public enum Simulation {
             brokerSeconds += Double(brokers) * tick
             if total > Double(brokers) * perBroker { underSeconds += tick }
             if total > Double(brokers) * perBroker * (1 + settings.tolerance) { beyondSeconds += tick }
+            if perBroker.isFinite {
+                backlog = max(0, backlog + (total - Double(brokers) * perBroker) * tick)
+                worstBacklog = max(worstBacklog, backlog)
+            }
+            let wall = wallStart.addingTimeInterval(t - start)
+            var floors: [CapacityFloor] = []
+            if !prescale.isEmpty {
+                prescaler.observe(bytesIn: total, at: wall)
+                floors = prescaler.evaluate(at: wall).floors
+            }
             if pending == nil {
                 let each = BrokerLoad(bytesInPerSecond: total / Double(brokers), bytesOutPerSecond: total * trace.fanOut / Double(brokers))
                 let loads = Dictionary(uniqueKeysWithValues: (1...brokers).map { (Int32($0), Optional(each)) })
-                let d = scaler.decide(now: t, current: brokers, loads: loads)
+                let d = scaler.decide(now: t, current: brokers, loads: loads, floors: floors)
                 if d.isChange {
                     decisions.append(d)
                     pending = (t + (d.desired > brokers ? readyDelay : drainDelay), d.desired)
@@ -137,7 +192,8 @@ public enum Simulation {
         return SimulationResult(
             brokersOverTime: over, decisions: decisions, brokerHours: brokerSeconds / 3600, staticBrokers: staticCount,
             staticBrokerHours: Double(staticCount) * trace.duration / 3600, underProvisionedMinutes: underSeconds / 60,
-            beyondToleranceMinutes: beyondSeconds / 60, flaps: flaps)
+            beyondToleranceMinutes: beyondSeconds / 60, flaps: flaps, worstBacklogBytes: worstBacklog,
+            floorDecisions: decisions.filter { $0.floor != nil }.count)
     }
 }
 

@@ -92,10 +92,25 @@ public actor AutoscalingManager {
         let kafkaPort = Int(spec.listeners?.kafkaPort ?? FloeDefaults.kafkaPort)
         let fleet = KubernetesFleet(
             client: client, caches: caches, names: names, kafkaPort: kafkaPort, httpPort: Int(spec.listeners?.httpPort ?? FloeDefaults.httpPort))
-        let settings = ElasticitySettings(
+        var settings = ElasticitySettings(
             autoscaling: AutoscalerSettings(spec.autoscaling!), balancer: BalancerSettings(spec.balancing, targets: spec.autoscaling?.targets),
             balancingEnabled: spec.balancing?.enabled ?? true,
             balancingInterval: Double(spec.balancing?.intervalSeconds ?? FloeDefaults.balancingIntervalSeconds), tick: 2, loadWindow: 20)
+        // Validation (checked before a controller starts) refuses what PrescalePolicy refuses.
+        do throws(OperatorError) {
+            settings.prescale = try PrescalePolicy(spec.autoscaling!)
+        } catch {
+            logger.error("schedules and predictive floor not used", metadata: ["cluster": key.description, "error": "\(error)"])
+        }
+        // The predictive floor's memory from before this controller started (restart, spec change).
+        var history: LoadHistory?
+        if let p = settings.prescale.predictive, let saved = cluster.status?.autoscaling?.loadHistory {
+            do throws(OperatorError) {
+                history = try LoadHistory(saved, days: p.historyDays)
+            } catch {
+                logger.warning("status.autoscaling.loadHistory unreadable; predicting from an empty history", metadata: ["cluster": key.description, "error": "\(error)"])
+            }
+        }
         let reference = ObjectReference(
             apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: key.name, namespace: key.namespace, uid: cluster.metadata.uid)
         let (events, reports, enqueue, http) = (self.events, self.reports, self.enqueue, self.http)
@@ -113,12 +128,14 @@ public actor AutoscalingManager {
             defer { admin.close() }
             let controller = ElasticityController(
                 settings: settings, fleet: fleet, admin: admin, http: http, logger: log, bootstrap: "\(names.bootstrapService):\(kafkaPort)",
-                onTick: { view in
+                history: history, onTick: { view in
                     let report = Self.report(view, dryRun: dryRun)
                     // Status writes: at once when the decision or phase changed, else at most every 30 s.
                     let publish = lastPublished.withLock { last -> Bool in
                         let changed = last.report?.status.phase != report.status.phase || last.report?.status.lastDecision != report.status.lastDecision
                             || last.report?.status.desiredBrokers != report.status.desiredBrokers
+                            || last.report?.status.floorBrokers != report.status.floorBrokers
+                            || last.report?.status.activeSchedules != report.status.activeSchedules
                         guard changed || ContinuousClock.now - last.at >= .seconds(30) else { return false }
                         last = (report, .now)
                         return true
@@ -155,9 +172,18 @@ public actor AutoscalingManager {
             bytesOutPerSecond: kib(known.map(\.bytesOutPerSecond).reduce(0, +)),
             requestsPerSecond: Int64(known.map(\.requestsPerSecond).reduce(0, +).rounded()),
             cpuUtilizationPercent: cpu.isEmpty ? nil : Int32((cpu.reduce(0, +) / Double(cpu.count)).rounded()), observedAt: nil)
+        func window(_ w: ScheduleWindow) -> ScheduleWindowStatus {
+            ScheduleWindowStatus(
+                name: w.name, floorBrokers: Int32(w.floor), raiseAt: KubeTime.format(w.raiseAt), start: KubeTime.format(w.start), end: KubeTime.format(w.end))
+        }
+        let floor = view.prescale?.highest
+        let active = view.prescale?.active.map(window)
         return AutoscalingReport(
-            status: AutoscalingStatus(desiredBrokers: Int32(view.desired), phase: view.phase.description, dryRun: dryRun ? true : nil,
-                                      brokers: brokers, lastDecision: decision),
+            status: AutoscalingStatus(
+                desiredBrokers: Int32(view.desired), phase: view.phase.description, dryRun: dryRun ? true : nil, brokers: brokers, lastDecision: decision,
+                floorBrokers: floor.map { Int32($0.brokers) }, floorReason: floor.map { String("\($0.label) (\($0.detail))".prefix(1024)) },
+                activeSchedules: active?.isEmpty == false ? active : nil, nextSchedule: view.prescale?.next.map(window),
+                predictedBytesInPerSecond: kib(view.prescale?.predictedBytesIn), loadHistory: view.loadHistory),
             load: load)
     }
 }
