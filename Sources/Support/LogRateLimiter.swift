@@ -19,6 +19,11 @@ public final class LogRateLimiter: Sendable {
         public var emit: Bool
         /// Records of this key suppressed in the interval that just ended, to report first (0: none).
         public var suppressedBefore: Int
+
+        public init(emit: Bool, suppressedBefore: Int) {
+            self.emit = emit
+            self.suppressedBefore = suppressedBefore
+        }
     }
 
     struct Window {
@@ -68,11 +73,12 @@ public final class LogRateLimiter: Sendable {
 
     /// The summaries due now (keys whose interval has ended with records suppressed), each
     /// reported once; call it periodically so the last burst of a flood is summarised too.
-    public func flush() -> [(key: String, suppressed: Int)] {
+    /// `includingOpen` also reports intervals still running (at shutdown).
+    public func flush(includingOpen: Bool = false) -> [(key: String, suppressed: Int)] {
         let now = clock.now()
         return windows.withLock { table in
             var due: [(key: String, suppressed: Int)] = []
-            for (key, w) in table where w.suppressed > 0 && now >= w.start.advanced(by: interval) {
+            for (key, w) in table where w.suppressed > 0 && (includingOpen || now >= w.start.advanced(by: interval)) {
                 due.append((key, w.suppressed))
                 table[key] = Window(start: now, admitted: 0, suppressed: 0)
             }
@@ -116,8 +122,8 @@ public struct RateLimitedLogger: Sendable {
     public func warning(_ message: String, metadata: [String: String] = [:]) { log(.warning, message, metadata: metadata) }
 
     /// Writes the summaries that are due (see `LogRateLimiter.flush`), at `level`.
-    public func flush(level: Logger.Level = .info) {
-        for (key, count) in limiter.flush() { summary(level, key, count) }
+    public func flush(level: Logger.Level = .info, includingOpen: Bool = false) {
+        for (key, count) in limiter.flush(includingOpen: includingOpen) { summary(level, key, count) }
     }
 
     private func summary(_ level: Logger.Level, _ message: String, _ count: Int) {

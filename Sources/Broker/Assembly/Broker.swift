@@ -267,6 +267,7 @@ public final class Broker: Sendable {
             while let _ = try await group.next() {}
         }
         ready.store(false, ordering: .relaxed)
+        limitedLogger.flush(includingOpen: true)
         logger.info("broker stopped serving; making data durable", metadata: [:])
         try await core.partitions.closeAll()
         await core.member.leave()

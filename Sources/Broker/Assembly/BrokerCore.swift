@@ -168,15 +168,20 @@ final class ParkedFetches: Sendable {
         self.maxPerConnection = max(0, maxPerConnection)
     }
 
-    /// The right of one Fetch to wait; released when the value is freed (the long poll ended).
+    /// The right of one Fetch to wait: released by `release()` when the long poll ends (or, as
+    /// a backstop, when the value is freed), once.
     final class Admission: Sendable {
         let owner: ParkedFetches
         let connection: UInt64
+        private let released = Atomic<Bool>(false)
         init(owner: ParkedFetches, connection: UInt64) {
             self.owner = owner
             self.connection = connection
         }
-        deinit { owner.release(connection) }
+        func release() {
+            if !released.exchange(true, ordering: .relaxed) { owner.release(connection) }
+        }
+        deinit { release() }
     }
 
     /// An admission for a Fetch of `connection` that would wait, or nil when a bound is reached

@@ -49,7 +49,7 @@ public struct FetchHandler: ApiHandler {
         // A long poll only waits: the server cancels it when the connection closes, and a
         // cancelled wait answers at once (nobody reads the answer).
         return .longPoll {
-            defer { withExtendedLifetime(admission) {} }  // released when the long poll ends
+            defer { admission.release() }
             while true {
                 // The connection closed: nobody will read an answer, so none is read from storage.
                 if Task.isCancelled { return nil }
