@@ -32,8 +32,9 @@ final class LargeResponder: RequestHandler, Sendable {
     }
 }
 
-/// Frames `[0x10]` wait as a long poll until cancelled (or an hour); `[0x20]` wait as ordinary
-/// deferred work until the gate opens, and record whether they were cancelled.
+/// Frames `[0x10]` wait as a long poll until cancelled (or 90 s, so that a failing run ends);
+/// `[0x20]` wait as ordinary deferred work until the gate opens, and record whether they were
+/// cancelled.
 final class LongPollProbe: RequestHandler, Sendable {
     let gate = Gate()
     let arrivals = Gate()
@@ -44,7 +45,7 @@ final class LongPollProbe: RequestHandler, Sendable {
         arrivals.arrive()
         if request.bytes.first == 0x10 {
             return .longPoll { [self] in
-                do { try await Task.sleep(for: .seconds(3600)) } catch { pollCancelled.arrive() }
+                do { try await Task.sleep(for: .seconds(90)) } catch { pollCancelled.arrive() }
                 return request.bytes
             }
         }
@@ -136,7 +137,7 @@ struct BackpressureTests {
             let both = await arrivals(probe.arrivals, 2)
             try #require(both, "the server did not hand over both requests")
             close(fd)
-            // Without cancellation the poll would wait an hour; 60 s bounds a hang.
+            // Without cancellation the poll would wait 90 s; 60 s bounds the wait for it.
             let cancelled = await arrivals(probe.pollCancelled, 1)
             #expect(cancelled, "the long poll was not cancelled when its connection closed")
             probe.gate.open()
