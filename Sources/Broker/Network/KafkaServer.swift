@@ -22,8 +22,10 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeoutMilliseconds: UInt64
     /// Response bytes of one connection not yet written to its socket at most
     /// (`connection.unsent.max.bytes`): above it the connection's requests are no longer read,
-    /// and reading resumes once they drain to half of it. A connection's memory is then bounded
-    /// by this plus the responses of its `maxInFlightRequestsPerConnection` requests.
+    /// and reading resumes once they drain to half of it; beyond the first, requests are handed
+    /// over only while their estimated answers fit under it too (`Connection.mayDispatch`). A
+    /// connection's memory is then about twice this, and at worst this plus the answers of its
+    /// `maxInFlightRequestsPerConnection` requests.
     public var maxUnsentBytesPerConnection: Int
     /// Once the first byte of a request has arrived, the whole request must arrive within this
     /// time, else the connection is closed (`request.read.timeout.ms`; 0 disables). A client
