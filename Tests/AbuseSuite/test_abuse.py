@@ -215,6 +215,10 @@ def test_malformed_requests_log_rate_limited(start_broker):
     assert code == 0
     text = broker.log_text()
     lines = [l for l in text.splitlines() if "malformed request body" in l and "suppressed" not in l]
-    summaries = [l for l in text.splitlines() if "suppressed similar messages" in l]
-    print(f"\nABUSE-FIGURES {{'test': 'malformed requests', 'inputs': 2000, 'log_lines': {len(lines)}, 'summaries': {len(summaries)}}}")
+    summaries = [l for l in text.splitlines() if "suppressed similar messages" in l and "malformed request body" in l]
+    suppressed = sum(int(l.split("suppressed=")[1].split()[0]) for l in summaries)
+    print(f"\nABUSE-FIGURES {{'test': 'malformed requests', 'inputs': 2000, 'log_lines': {len(lines)}, "
+          f"'summaries': {len(summaries)}, 'suppressed': {suppressed}}}")
     assert 1 <= len(lines) <= 10 * (1 + 60 // 10), f"{len(lines)} malformed-request lines for 2,000 inputs"
+    # Every input is either logged or counted in a summary (written by shutdown at the latest).
+    assert len(lines) + suppressed == 2000, f"{len(lines)} lines + {suppressed} suppressed != 2,000 inputs"
