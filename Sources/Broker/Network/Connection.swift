@@ -77,14 +77,18 @@ final class Connection {
     var isIdle: Bool { inFlight == 0 && outbound.isEmpty }
 
     /// Whether another buffered request may be handed over now: under the in-flight limit, not
-    /// paused for unsent bytes, and (beyond the first request in flight) the answers of the
-    /// requests in flight, at the estimated size, still fit under `maxUnsentBytes`. So a client
-    /// pipelining Fetches of 1 MiB has about 4 in flight (with the default 4 MiB), not 64, while
-    /// one pipelining Produce requests (answers of ~100 bytes) keeps all 64.
+    /// paused for unsent bytes, and (beyond the first `alwaysInFlight` requests) the answers of
+    /// the requests in flight, at the estimated size, still fit under `maxUnsentBytes`. So a
+    /// client pipelining Fetches of 2 MiB has 4 in flight (with the default 4 MiB), not 64, while
+    /// one pipelining Produce requests (answers of ~100 bytes) keeps all 64. The first few are
+    /// always allowed so that a parked long poll never holds up a heartbeat or a commit sent on
+    /// the same connection after large Fetch answers.
     var mayDispatch: Bool {
         guard inFlight < maxInFlight, !pausedForUnsent else { return false }
-        return inFlight == 0 || unsentBytes + (inFlight + 1) * responseEstimate <= maxUnsentBytes
+        return inFlight < Self.alwaysInFlight || unsentBytes + (inFlight + 1) * responseEstimate <= maxUnsentBytes
     }
+
+    static let alwaysInFlight = 4
 
     enum UnsentChange { case unchanged, paused, resumed }
 

@@ -22,7 +22,7 @@ public struct ServerConfiguration: Sendable {
     public var idleTimeoutMilliseconds: UInt64
     /// Response bytes of one connection not yet written to its socket at most
     /// (`connection.unsent.max.bytes`): above it the connection's requests are no longer read,
-    /// and reading resumes once they drain to half of it; beyond the first, requests are handed
+    /// and reading resumes once they drain to half of it; beyond the first 4, requests are handed
     /// over only while their estimated answers fit under it too (`Connection.mayDispatch`). A
     /// connection's memory is then about twice this, and at worst this plus the answers of its
     /// `maxInFlightRequestsPerConnection` requests.
