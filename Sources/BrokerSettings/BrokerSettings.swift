@@ -160,6 +160,16 @@ public enum BrokerSettings {
         .init("max.connections", .integer(min: 1, max: maxInt), default: "10000", access: .user, "Open client connections at most."),
         .init("connections.max.idle.ms", .integer(min: 0, max: maxLong), default: "600000", access: .user,
               "Idle connections are closed after this long."),
+        .init("connection.unsent.max.bytes", .integer(min: 1024, max: maxLong), default: "4194304", access: .user,
+              "Response bytes of one connection not yet written to its socket at most: reading its requests pauses above this "
+                  + "and resumes once they drain below half of it."),
+        .init("request.read.timeout.ms", .integer(min: 0, max: maxInt), default: "30000", access: .user,
+              "Once the first byte of a request has arrived, the whole request must arrive within this time, "
+                  + "else the connection is closed (0: no limit)."),
+        .init("max.parked.fetches", .integer(min: 0, max: maxInt), default: "10000", access: .user,
+              "Long-poll Fetches waiting for data at most, over all connections; beyond it a Fetch is answered at once."),
+        .init("max.parked.fetches.per.connection", .integer(min: 0, max: maxInt), default: "16", access: .user,
+              "Long-poll Fetches of one connection waiting for data at most; beyond it a Fetch is answered at once."),
         .init("wal.flush.interval.ms", .integer(min: 1, max: 60_000), default: "20", access: .user,
               "Object WAL: how long appends are batched before one object write."),
         .init("log.cache.bytes", .integer(min: 0, max: maxLong), default: "134217728", access: .user, "Log cache size (recent records)."),

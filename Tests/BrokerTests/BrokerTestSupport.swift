@@ -18,8 +18,15 @@ extension HandlerResult {
 }
 
 extension ApiResult {
-    /// The completion of a `.deferred` answer (nil for any other result), for `requireCase`.
-    var deferredAnswer: (@Sendable () async -> AnyResponse?)? { if case let .deferred(complete) = self { complete } else { nil } }
+    /// The completion of a `.deferred` or `.longPoll` answer (nil for any other result), for `requireCase`.
+    var deferredAnswer: (@Sendable () async -> AnyResponse?)? {
+        switch self {
+        case let .deferred(complete), let .longPoll(complete): complete
+        default: nil
+        }
+    }
+    /// The completion of a `.longPoll` answer (nil for any other result), for `requireCase`.
+    var longPollAnswer: (@Sendable () async -> AnyResponse?)? { if case let .longPoll(complete) = self { complete } else { nil } }
 }
 
 func requireResponse<M: KafkaMessage>(_ response: AnyResponse?, as type: M.Type, sourceLocation: SourceLocation = #_sourceLocation) throws -> M {
@@ -81,7 +88,7 @@ struct Harness {
         switch result {
         case let .response(r): response = r
         case .noResponse: response = nil
-        case let .deferred(f): response = await f()
+        case let .deferred(f), let .longPoll(f): response = await f()
         case .close: throw HarnessError.closed
         }
         if let response {

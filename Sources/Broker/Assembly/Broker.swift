@@ -55,6 +55,8 @@ public final class Broker: Sendable {
     /// The consumer-group coordinator (nil when `Settings.groups` is false).
     public let groups: GroupCoordinator?
     let logger: Logger
+    /// The logger of per-connection events (malformed requests, connection errors), rate-limited.
+    let limitedLogger: RateLimitedLogger
     let ready = Atomic<Bool>(false)
     let draining = Atomic<Bool>(false)
     let startedAt: ContinuousClock.Instant
@@ -68,7 +70,9 @@ public final class Broker: Sendable {
     public var httpPort: UInt16? { probe?.port }
 
     private init(core: BrokerCore, server: KafkaServer, externalServer: KafkaServer?, storage: any LogStorage, metrics: MetricsRegistry,
-                 probe: ProbeServer?, groups: GroupCoordinator?, logger: Logger, startedAt: ContinuousClock.Instant) {
+                 probe: ProbeServer?, groups: GroupCoordinator?, logger: Logger, limitedLogger: RateLimitedLogger,
+                 startedAt: ContinuousClock.Instant) {
+        self.limitedLogger = limitedLogger
         self.groups = groups
         self.core = core
         self.server = server
@@ -100,9 +104,12 @@ public final class Broker: Sendable {
         serverConfig.maxFrameSize = try config.int("socket.request.max.bytes")
         serverConfig.maxConnections = try config.int("max.connections")
         serverConfig.idleTimeoutMilliseconds = UInt64(max(0, try config.int("connections.max.idle.ms")))
-        let netLogger = logger
-        let server = try KafkaServer(configuration: serverConfig, handler: routerBox) { message, peer in
-            netLogger.debug(message, metadata: ["peer": peer])
+        serverConfig.maxUnsentBytesPerConnection = try config.int("connection.unsent.max.bytes")
+        serverConfig.requestReadTimeoutMilliseconds = UInt64(max(0, try config.int("request.read.timeout.ms")))
+        // Connection events and malformed requests come at the rate clients choose: rate-limited.
+        let limitedLogger = RateLimitedLogger(logger, limiter: LogRateLimiter(burst: 10, interval: .seconds(10)))
+        let server = try KafkaServer(configuration: serverConfig, handler: routerBox, counters: ServerCounters(metrics: metrics)) { message, peer in
+            limitedLogger.debug(message, metadata: ["peer": peer])
         }
         // Advertised address: --advertise HOST[:PORT], else the listen host (0.0.0.0 → hostname) and bound port.
         var host = listen.host
@@ -124,8 +131,9 @@ public final class Broker: Sendable {
             var externalConfig = serverConfig
             externalConfig.listen = try SocketAddress(parsing: listenText)
             externalConfig.listener = .external
-            let ext = try KafkaServer(configuration: externalConfig, handler: routerBox) { message, peer in
-                netLogger.debug(message, metadata: ["peer": peer, "listener": "external"])
+            let ext = try KafkaServer(configuration: externalConfig, handler: routerBox,
+                                      counters: ServerCounters(metrics: metrics, listener: .external)) { message, peer in
+                limitedLogger.debug(message, metadata: ["peer": peer, "listener": "external"])
             }
             externalServer = ext
             do {
@@ -173,8 +181,7 @@ public final class Broker: Sendable {
         }
         var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
         handlers = handlers.map { InstrumentedHandler($0, metrics: metrics) }
-        let routerLogger = logger
-        routerBox.install(KafkaRouter(handlers: handlers) { message, fields in routerLogger.info(message, metadata: fields) })
+        routerBox.install(KafkaRouter(handlers: handlers) { message, fields in limitedLogger.info(message, metadata: fields) })
 
         var probe: ProbeServer? = nil
         let brokerBox = Mutex<Broker?>(nil)
@@ -186,7 +193,7 @@ public final class Broker: Sendable {
             }
         }
         let broker = Broker(core: core, server: server, externalServer: externalServer, storage: storage, metrics: metrics, probe: probe,
-                            groups: groups, logger: logger, startedAt: startedAt)
+                            groups: groups, logger: logger, limitedLogger: limitedLogger, startedAt: startedAt)
         brokerBox.withLock { $0 = broker }
         probe?.start()
         return broker
@@ -248,6 +255,11 @@ public final class Broker: Sendable {
                 }
             }
             group.addTask { await core.member.run() }
+            let limitedLogger = self.limitedLogger
+            group.addTask {
+                // Summaries of suppressed log lines, once their interval has ended.
+                await Self.every(.seconds(5), logger, "log summary") { limitedLogger.flush() }
+            }
             group.addTask { await Self.every(snapshotEvery, logger, "producer snapshot") { try await core.partitions.snapshotProducers() } }
             group.addTask {
                 await Self.every(retentionEvery, logger, "retention") {
@@ -262,6 +274,7 @@ public final class Broker: Sendable {
             while let _ = try await group.next() {}
         }
         ready.store(false, ordering: .relaxed)
+        limitedLogger.flush(includingOpen: true)
         logger.info("broker stopped serving; making data durable", metadata: [:])
         try await core.partitions.closeAll()
         await core.member.leave()
@@ -396,6 +409,7 @@ public final class Broker: Sendable {
             metrics.gauge("floe_broker_storage_recoveries", help: "Times the storage was reopened after its WAL failed, since start")
                 .set(Double(health.recoveries))
         }
+        metrics.gauge("floe_broker_parked_fetches", help: "Long-poll Fetches waiting for data").set(Double(core.parked.admitted))
         for (name, c) in storage.cacheCounters {
             metrics.gauge("floe_broker_cache_hits", help: "Cache hits, by cache", labels: ["cache": name]).set(Double(c.hits))
             metrics.gauge("floe_broker_cache_misses", help: "Cache misses, by cache", labels: ["cache": name]).set(Double(c.misses))

@@ -16,8 +16,9 @@ public final class BrokerCore: Sendable {
     public let logger: Logger
     /// This broker's membership in the cluster (controller calls go through it).
     public let member: ClusterMember
-    /// Fetches waiting for data; a shutdown answers them at once.
-    let parked = ParkedFetches()
+    /// Fetches waiting for data (bounded by `max.parked.fetches` and
+    /// `max.parked.fetches.per.connection`); a shutdown answers them at once.
+    let parked: ParkedFetches
     private let advertised = Mutex<(host: String, port: Int32)>(("127.0.0.1", 9092))
 
     public init(config: BrokerConfig, nodeId: Int32, clusterId: String, registry: TopicRegistry, partitions: PartitionSet,
@@ -31,6 +32,9 @@ public final class BrokerCore: Sendable {
         self.producerIds = ProducerIdAllocator(registry: registry, member: member)
         self.metrics = metrics
         self.logger = logger
+        // Validated at start-up (BrokerConfig.validate); the declared defaults otherwise.
+        parked = ParkedFetches(maxTotal: Int(config["max.parked.fetches"] ?? "") ?? 10_000,
+                               maxPerConnection: Int(config["max.parked.fetches.per.connection"] ?? "") ?? 16)
     }
 
     /// The host and port clients are told to connect to (Metadata, DescribeCluster).
@@ -141,8 +145,68 @@ public final class ProducerIdAllocator: Sendable {
 /// The long-poll Fetches waiting for data. A shutdown wakes every one of them (and any parked
 /// later) so each answers at once with what it has, instead of holding the broker's exit for up
 /// to its max wait (a client may ask for 2^31-1 ms).
+///
+/// Admission is bounded: at most `maxTotal` long polls over all connections and
+/// `maxPerConnection` per connection hold an `Admission`; a Fetch refused one is answered at
+/// once with what it has (as if its max wait had passed). Example: with `maxPerConnection` 2, a
+/// connection's third pipelined empty Fetch with max wait 500 ms is answered empty at once while
+/// the first two wait. (Closing a connection cancels its long polls: see `HandlerResult.longPoll`.)
 final class ParkedFetches: Sendable {
-    private let state = Mutex<(stopping: Bool, signals: [ObjectIdentifier: AppendSignal])>((false, [:]))
+    struct State {
+        var stopping = false
+        var signals: [ObjectIdentifier: AppendSignal] = [:]
+        var total = 0
+        var perConnection: [UInt64: Int] = [:]
+        var refused = 0
+    }
+    let maxTotal: Int
+    let maxPerConnection: Int
+    private let state = Mutex(State())
+
+    init(maxTotal: Int = 10_000, maxPerConnection: Int = 16) {
+        self.maxTotal = max(0, maxTotal)
+        self.maxPerConnection = max(0, maxPerConnection)
+    }
+
+    /// The right of one Fetch to wait: released by `release()` when the long poll ends (or, as
+    /// a backstop, when the value is freed), once.
+    final class Admission: Sendable {
+        let owner: ParkedFetches
+        let connection: UInt64
+        private let released = Atomic<Bool>(false)
+        init(owner: ParkedFetches, connection: UInt64) {
+            self.owner = owner
+            self.connection = connection
+        }
+        func release() {
+            if !released.exchange(true, ordering: .relaxed) { owner.release(connection) }
+        }
+        deinit { release() }
+    }
+
+    /// An admission for a Fetch of `connection` that would wait, or nil when a bound is reached
+    /// (counted in `refused`).
+    func admit(connection: UInt64) -> Admission? {
+        let admitted = state.withLock { s -> Bool in
+            let mine = s.perConnection[connection, default: 0]
+            guard s.total < maxTotal, mine < maxPerConnection else {
+                s.refused += 1
+                return false
+            }
+            s.total += 1
+            s.perConnection[connection] = mine + 1
+            return true
+        }
+        return admitted ? Admission(owner: self, connection: connection) : nil
+    }
+
+    private func release(_ connection: UInt64) {
+        state.withLock { s in
+            s.total -= 1
+            let left = s.perConnection[connection, default: 1] - 1
+            s.perConnection[connection] = left > 0 ? left : nil
+        }
+    }
 
     /// Registers a waiting Fetch's signal; fires it at once when the broker is stopping.
     func park(_ signal: AppendSignal) {
@@ -166,5 +230,10 @@ final class ParkedFetches: Sendable {
     }
 
     var stopping: Bool { state.withLock { $0.stopping } }
+    /// Fetches waiting on a signal right now.
     var count: Int { state.withLock { $0.signals.count } }
+    /// Long polls admitted and not yet answered.
+    var admitted: Int { state.withLock { $0.total } }
+    /// Fetches answered at once because a bound was reached, since start.
+    var refused: Int { state.withLock { $0.refused } }
 }

@@ -18,6 +18,9 @@ public enum ApiResult: Sendable {
     /// Answer later (durability, long polls); the connection's next requests proceed meanwhile
     /// and responses are still written in request order.
     case deferred(@Sendable () async -> AnyResponse?)
+    /// Answer later, but only waiting (a long-poll Fetch): cancelled when the connection closes
+    /// (see `HandlerResult.longPoll`); on cancellation it answers at once with what it has.
+    case longPoll(@Sendable () async -> AnyResponse?)
     /// Close the connection after the earlier responses.
     case close
 }

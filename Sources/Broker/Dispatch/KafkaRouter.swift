@@ -70,13 +70,17 @@ public struct KafkaRouter: RequestHandler {
         case .close:
             return .close
         case let .deferred(complete):
-            return .deferred {
-                guard let response = await complete() else { return nil }
-                switch self.encode(response, context: context) {
-                case let .respond(bytes): return bytes
-                default: return nil
-                }
-            }
+            return .deferred { await self.encodeLater(complete, context: context) }
+        case let .longPoll(complete):
+            return .longPoll { await self.encodeLater(complete, context: context) }
+        }
+    }
+
+    private func encodeLater(_ complete: @Sendable () async -> AnyResponse?, context: RequestContext) async -> [UInt8]? {
+        guard let response = await complete() else { return nil }
+        switch encode(response, context: context) {
+        case let .respond(bytes): return bytes
+        default: return nil
         }
     }
 

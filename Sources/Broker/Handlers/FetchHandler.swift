@@ -8,7 +8,8 @@ import KafkaProtocol
 /// least one whole batch even when it is larger (as Kafka does, so a consumer can always make
 /// progress). Base offsets and the leader epoch are stamped into the outgoing copy. The
 /// request waits (long poll) until `min_bytes` are available or `max_wait_ms` passes; a
-/// produce to a watched partition wakes it. read_committed is served like read_uncommitted
+/// produce to a watched partition wakes it. Waiting Fetches are bounded (`ParkedFetches`) and
+/// cancelled when their connection closes (`.longPoll`). read_committed is served like read_uncommitted
 /// (there are no transactions, so the last stable offset is the high watermark).
 public struct FetchHandler: ApiHandler {
     public let core: BrokerCore
@@ -36,15 +37,27 @@ public struct FetchHandler: ApiHandler {
         if first.bytes >= minBytes || r.maxWaitMs <= 0 || first.hasError || first.partitions.isEmpty {
             return .response(.fetch(first.response))
         }
+        // Bounded per connection and in total: beyond the bound, answer now with what there is.
+        guard let admission = core.parked.admit(connection: context.connection.id) else {
+            core.metrics?.counter("floe_broker_parked_fetches_refused_total",
+                                  help: "Fetches answered at once because max.parked.fetches or its per-connection bound was reached")
+                .increment()
+            return .response(.fetch(first.response))
+        }
         let deadline = ContinuousClock.now + .milliseconds(Int64(r.maxWaitMs))
         let parts = first.partitions
-        return .deferred {
+        // A long poll only waits: the server cancels it when the connection closes, and a
+        // cancelled wait answers at once (nobody reads the answer).
+        return .longPoll {
+            defer { admission.release() }
             while true {
+                // The connection closed: nobody will read an answer, so none is read from storage.
+                if Task.isCancelled { return nil }
                 let signal = AppendSignal()
                 for p in parts { p.watch(signal) }
                 let c = await collect(r, version: version, listener: context.connection.listener)
                 let left = deadline - ContinuousClock.now
-                if c.bytes >= minBytes || left <= .zero || c.hasError || Task.isCancelled || core.parked.stopping {
+                if c.bytes >= minBytes || left <= .zero || c.hasError || core.parked.stopping {
                     for p in parts { p.unwatch(signal) }
                     return .fetch(c.response)
                 }

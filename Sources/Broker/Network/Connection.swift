@@ -3,26 +3,47 @@ import Glibc
 #endif
 import CFloeShims
 import KafkaProtocol
+import Support
 
 /// A client connection's state, confined to its event loop's thread.
 ///
 /// Requests are numbered in arrival order (`seq`). Responses may complete in any order; they are
 /// written strictly in `seq` order: `completed` holds the ones waiting for an earlier response.
 /// `inFlight` counts requests received whose response has not yet been queued for writing; when it
-/// reaches `maxInFlight` the loop stops reading the socket, which bounds every buffer here.
+/// reaches `maxInFlight` the loop stops reading the socket. `unsentBytes` counts response bytes
+/// queued and not yet written; above `maxUnsentBytes` the loop stops reading too (a client that
+/// pipelines requests and never reads its responses), until they drain to half of it. Together
+/// they bound every buffer here: requests in flight plus `maxUnsentBytes`.
+///
+/// `requestStartedAt` is when the request now being received began arriving (nil when no
+/// partial request is buffered); the loop closes a connection whose request takes longer than
+/// the read timeout (slowloris). Example: bytes `[0, 0, 0, 9, 1]` arrive at t = 10 ms: started
+/// at 10; the other 8 bytes at t = 20 ms complete the frame: nil again.
 final class Connection {
     let id: UInt64
     let fd: Int32
     let peer: String
     let listener: ListenerName
     let maxInFlight: Int
+    let maxUnsentBytes: Int
     let continuation: AsyncStream<ServerRequest>.Continuation
+    /// This connection's long polls, cancelled when it closes.
+    let longPolls: LongPollGroup
+    private let unsentGauge: Gauge
     var decoder: FrameDecoder
     var lastActivity: UInt64
     var closed = false
     /// Set once we have sent FIN: the time after which the socket is closed even if the peer
     /// has not closed its side.
     var lingerDeadline: UInt64?
+    /// When the partial request now buffered began arriving (see the type's comment).
+    private(set) var requestStartedAt: UInt64?
+    private(set) var unsentBytes = 0
+    /// Reading stopped because `unsentBytes` passed `maxUnsentBytes`; cleared at half of it.
+    private(set) var pausedForUnsent = false
+    /// The expected size of the next answer: the largest recent one, halving with each smaller
+    /// one (1 MiB, then 100 bytes, gives 512 KiB); before any answer, an eighth of the bound.
+    private(set) var responseEstimate: Int
     private(set) var reading = true
     private(set) var wantsWritable = false
     private(set) var inFlight = 0
@@ -36,20 +57,72 @@ final class Connection {
     private var closing = false
     private var closeAtSeq: UInt64?
 
-    init(id: UInt64, fd: Int32, peer: String, listener: ListenerName, maxFrameSize: Int, maxInFlight: Int,
-         continuation: AsyncStream<ServerRequest>.Continuation, now: UInt64) {
+    init(id: UInt64, fd: Int32, peer: String, listener: ListenerName, maxFrameSize: Int, maxInFlight: Int, maxUnsentBytes: Int,
+         continuation: AsyncStream<ServerRequest>.Continuation, longPolls: LongPollGroup, unsentGauge: Gauge, now: UInt64) {
         self.id = id
         self.listener = listener
         self.fd = fd
         self.peer = peer
         self.maxInFlight = max(1, maxInFlight)
+        self.maxUnsentBytes = max(1, maxUnsentBytes)
+        responseEstimate = max(1, maxUnsentBytes / 8)
         self.continuation = continuation
+        self.longPolls = longPolls
+        self.unsentGauge = unsentGauge
         decoder = FrameDecoder(maxFrameSize: maxFrameSize)
         lastActivity = now
     }
 
     /// No request is being handled and nothing waits to be written.
     var isIdle: Bool { inFlight == 0 && outbound.isEmpty }
+
+    /// Whether another buffered request may be handed over now: under the in-flight limit, not
+    /// paused for unsent bytes, and (beyond the first `alwaysInFlight` requests) the answers of
+    /// the requests in flight, at the estimated size, still fit under `maxUnsentBytes`. So a
+    /// client pipelining Fetches of 2 MiB has 4 in flight (with the default 4 MiB), not 64, while
+    /// one pipelining Produce requests (answers of ~100 bytes) keeps all 64. The first few are
+    /// always allowed so that a parked long poll never holds up a heartbeat or a commit sent on
+    /// the same connection after large Fetch answers.
+    var mayDispatch: Bool {
+        guard inFlight < maxInFlight, !pausedForUnsent else { return false }
+        return inFlight < Self.alwaysInFlight || unsentBytes + (inFlight + 1) * responseEstimate <= maxUnsentBytes
+    }
+
+    static let alwaysInFlight = 4
+
+    enum UnsentChange { case unchanged, paused, resumed }
+
+    /// Applies the unsent-bytes bound after the queue grew or drained: pause above
+    /// `maxUnsentBytes`, resume at half of it (so a connection near the bound does not flap).
+    func refreshUnsentPause() -> UnsentChange {
+        if !pausedForUnsent && unsentBytes > maxUnsentBytes {
+            pausedForUnsent = true
+            return .paused
+        }
+        if pausedForUnsent && unsentBytes <= maxUnsentBytes / 2 {
+            pausedForUnsent = false
+            return .resumed
+        }
+        return .unchanged
+    }
+
+    /// Records request-arrival progress after the decoder was fed or drained: a partial request
+    /// buffered starts (or, when frames were just taken, restarts) the arrival clock.
+    func noteArrival(tookFrames: Bool, now: UInt64) {
+        if decoder.bufferedByteCount == 0 {
+            requestStartedAt = nil
+        } else if tookFrames || requestStartedAt == nil {
+            requestStartedAt = now
+        }
+    }
+
+    /// The connection is gone: its unsent bytes no longer count.
+    func dropUnsent() {
+        unsentGauge.add(-Double(unsentBytes))
+        unsentBytes = 0
+        outbound.removeAll()
+        outboundOffset = 0
+    }
 
     func enqueue(_ frame: [UInt8]) {
         inFlight += 1
@@ -78,6 +151,9 @@ final class Connection {
                 withUnsafeBytes(of: size) { for i in 0..<4 { prefix[i] = $0[i] } }
                 outbound.append(prefix)
                 outbound.append(body)
+                unsentBytes += 4 + body.count
+                responseEstimate = max(4 + body.count, responseEstimate / 2)
+                unsentGauge.add(Double(4 + body.count))
             case .none:
                 break
             case .close:
@@ -133,6 +209,8 @@ final class Connection {
     }
 
     private func consume(_ written: Int) {
+        unsentBytes -= written
+        unsentGauge.add(-Double(written))
         var left = written
         while left > 0, !outbound.isEmpty {
             let available = outbound[0].count - outboundOffset
@@ -156,6 +234,8 @@ final class Connection {
     func resumeReading(loop: EventLoop) {
         guard !reading else { return }
         reading = true
+        // The peer may have been held back by us: its partial request's clock restarts now.
+        if requestStartedAt != nil { requestStartedAt = monotonicMilliseconds() }
         loop.modify(fd, token: id, events: UInt32(FLOE_EV_IN) | (wantsWritable ? UInt32(FLOE_EV_OUT) : 0))
     }
 

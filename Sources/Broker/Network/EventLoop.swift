@@ -165,13 +165,16 @@ final class EventLoop: @unchecked Sendable {
         }
         let id = server.nextConnectionID()
         let (stream, continuation) = AsyncStream<ServerRequest>.makeStream()
+        let longPolls = LongPollGroup()
+        let configuration = server.configuration
         let connection = Connection(
-            id: id, fd: fd, peer: peer, listener: server.configuration.listener, maxFrameSize: server.configuration.maxFrameSize,
-            maxInFlight: server.configuration.maxInFlightRequestsPerConnection,
-            continuation: continuation, now: monotonicMilliseconds())
+            id: id, fd: fd, peer: peer, listener: configuration.listener, maxFrameSize: configuration.maxFrameSize,
+            maxInFlight: configuration.maxInFlightRequestsPerConnection, maxUnsentBytes: configuration.maxUnsentBytesPerConnection,
+            continuation: continuation, longPolls: longPolls, unsentGauge: server.counters.unsentBytes, now: monotonicMilliseconds())
         connections[id] = connection
         register(fd, token: id, events: UInt32(FLOE_EV_IN))
-        server.connectionOpened(ConnectionInfo(id: id, peer: peer, listener: server.configuration.listener), requests: stream, loop: self)
+        server.connectionOpened(.init(info: ConnectionInfo(id: id, peer: peer, listener: configuration.listener), requests: stream,
+                                      longPolls: longPolls, loop: self))
     }
 
     private func readAvailable(_ connection: Connection, into buffer: inout [UInt8]) {
@@ -198,15 +201,20 @@ final class EventLoop: @unchecked Sendable {
         dispatchFrames(connection)
     }
 
-    /// Hands buffered complete frames to the connection's request stream, up to the in-flight limit.
+    /// Hands buffered complete frames to the connection's request stream, up to the in-flight
+    /// limit and while its unsent responses are under their bound; reads on only if both allow.
     private func dispatchFrames(_ connection: Connection) {
+        if connection.closed || connection.lingerDeadline != nil { return }
         if connection.isClosing {
             connection.pauseReading(loop: self)
             return
         }
+        var took = false
+        defer { connection.noteArrival(tookFrames: took, now: monotonicMilliseconds()) }
         do {
-            while connection.inFlight < connection.maxInFlight, let frame = try connection.decoder.nextFrame() {
+            while connection.mayDispatch, let frame = try connection.decoder.nextFrame() {
                 connection.enqueue(frame)
+                took = true
             }
         } catch {
             // Requests before the bad frame still get their responses; then the connection closes.
@@ -216,7 +224,7 @@ final class EventLoop: @unchecked Sendable {
             writeCompleted(connection)
             return
         }
-        if connection.inFlight >= connection.maxInFlight {
+        if !connection.mayDispatch {
             connection.pauseReading(loop: self)
         } else if !draining {
             connection.resumeReading(loop: self)
@@ -231,7 +239,7 @@ final class EventLoop: @unchecked Sendable {
             finishConnection(connection, reason: "closed after pending responses")
             return
         }
-        if !draining && connection.inFlight < connection.maxInFlight { dispatchFrames(connection) }
+        if !draining && connection.mayDispatch { dispatchFrames(connection) }
         if stopping && connection.isIdle {
             finishConnection(connection, reason: "server stopped")
         }
@@ -246,6 +254,17 @@ final class EventLoop: @unchecked Sendable {
             if !connection.wantsWritable { connection.setWritable(true, loop: self) }
         case let .failed(code):
             closeConnection(connection, reason: "write failed: \(String(cString: strerror(code)))")
+            return
+        }
+        if connection.closed || connection.lingerDeadline != nil { return }
+        switch connection.refreshUnsentPause() {
+        case .paused:
+            server.counters.unsentPauses.increment()
+            connection.pauseReading(loop: self)
+        case .resumed:
+            if !draining { dispatchFrames(connection) }
+        case .unchanged:
+            break
         }
     }
 
@@ -254,6 +273,13 @@ final class EventLoop: @unchecked Sendable {
         for connection in Array(connections.values) {
             if let deadline = connection.lingerDeadline {
                 if now >= deadline { closeConnection(connection, reason: "peer did not close after our close") }
+                continue
+            }
+            let readLimit = server.configuration.requestReadTimeoutMilliseconds
+            if readLimit > 0, connection.reading, !connection.isClosing, let started = connection.requestStartedAt,
+               now >= started, now - started > readLimit {
+                server.counters.requestReadTimeouts.increment()
+                closeConnection(connection, reason: "request not received in full within request.read.timeout.ms")
                 continue
             }
             let limit = server.configuration.idleTimeoutMilliseconds
@@ -270,6 +296,8 @@ final class EventLoop: @unchecked Sendable {
         guard !connection.closed, connection.lingerDeadline == nil else { return }
         connection.lingerDeadline = monotonicMilliseconds() + Self.lingerMilliseconds
         shutdown(connection.fd, Int32(SHUT_WR))
+        // Nothing more is written: long polls still waiting would answer nobody.
+        connection.longPolls.cancelAll()
         connection.continuation.finish()
         connection.lingerForPeerClose(loop: self)
         server.log("connection finishing: \(reason)", connection.peer)
@@ -282,6 +310,8 @@ final class EventLoop: @unchecked Sendable {
         connection.closed = true
         floe_epoll_ctl(epollFD, 2, connection.fd, 0, 0)
         close(connection.fd)
+        connection.longPolls.cancelAll()
+        connection.dropUnsent()
         connection.continuation.finish()
         connections[connection.id] = nil
         server.connectionClosed()

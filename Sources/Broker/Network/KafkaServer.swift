@@ -3,6 +3,7 @@ import Glibc
 #endif
 import Foundation
 import KafkaProtocol
+import Support
 import Synchronization
 
 /// Limits and sizes of the network server.
@@ -19,18 +20,59 @@ public struct ServerConfiguration: Sendable {
     /// Connections with nothing in flight for this long are closed (0 disables), as Kafka's
     /// `connections.max.idle.ms`.
     public var idleTimeoutMilliseconds: UInt64
+    /// Response bytes of one connection not yet written to its socket at most
+    /// (`connection.unsent.max.bytes`): above it the connection's requests are no longer read,
+    /// and reading resumes once they drain to half of it; beyond the first 4, requests are handed
+    /// over only while their estimated answers fit under it too (`Connection.mayDispatch`). A
+    /// connection's memory is then about twice this, and at worst this plus the answers of its
+    /// `maxInFlightRequestsPerConnection` requests.
+    public var maxUnsentBytesPerConnection: Int
+    /// Once the first byte of a request has arrived, the whole request must arrive within this
+    /// time, else the connection is closed (`request.read.timeout.ms`; 0 disables). A client
+    /// trickling bytes (slowloris) is not idle, so `idleTimeoutMilliseconds` alone never closes it.
+    public var requestReadTimeoutMilliseconds: UInt64
     /// Which listener this server is (its connections' `ConnectionInfo.listener`).
     public var listener: ListenerName = .internal
 
     public init(listen: SocketAddress, eventLoops: Int = 2, maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,
                 maxConnections: Int = 10_000, maxInFlightRequestsPerConnection: Int = 64,
-                idleTimeoutMilliseconds: UInt64 = 600_000) {
+                idleTimeoutMilliseconds: UInt64 = 600_000, maxUnsentBytesPerConnection: Int = 4 << 20,
+                requestReadTimeoutMilliseconds: UInt64 = 30_000) {
         self.listen = listen
         self.eventLoops = eventLoops
         self.maxFrameSize = maxFrameSize
         self.maxConnections = maxConnections
         self.maxInFlightRequestsPerConnection = maxInFlightRequestsPerConnection
         self.idleTimeoutMilliseconds = idleTimeoutMilliseconds
+        self.maxUnsentBytesPerConnection = maxUnsentBytesPerConnection
+        self.requestReadTimeoutMilliseconds = requestReadTimeoutMilliseconds
+    }
+}
+
+/// What the server counts, for the broker's metrics (standalone instances when not exported).
+public struct ServerCounters: Sendable {
+    /// Connections closed because a request did not arrive in full within the read timeout.
+    public let requestReadTimeouts: Counter
+    /// Times a connection stopped being read because its unsent response bytes passed the bound.
+    public let unsentPauses: Counter
+    /// Response bytes queued and not yet written, over all connections.
+    public let unsentBytes: Gauge
+
+    public init(metrics: MetricsRegistry? = nil, listener: ListenerName = .internal) {
+        guard let metrics else {
+            requestReadTimeouts = Counter(); unsentPauses = Counter(); unsentBytes = Gauge()
+            return
+        }
+        let labels = ["listener": listener == .internal ? "internal" : "external"]
+        requestReadTimeouts = metrics.counter(
+            "floe_broker_request_read_timeouts_total",
+            help: "Connections closed because a started request did not arrive in full within request.read.timeout.ms", labels: labels)
+        unsentPauses = metrics.counter(
+            "floe_broker_connection_unsent_pauses_total",
+            help: "Times a connection's reading paused because its unsent response bytes exceeded connection.unsent.max.bytes",
+            labels: labels)
+        unsentBytes = metrics.gauge("floe_broker_unsent_response_bytes", help: "Response bytes queued and not yet written to sockets",
+                                    labels: labels)
     }
 }
 
@@ -52,12 +94,12 @@ public final class KafkaServer: Sendable {
     /// The bound port (useful when listening on port 0).
     public let port: UInt16
 
-    public init(configuration: ServerConfiguration, handler: any RequestHandler,
+    public init(configuration: ServerConfiguration, handler: any RequestHandler, counters: ServerCounters = ServerCounters(),
                 log: @escaping @Sendable (String, String) -> Void = { _, _ in }) throws(NetworkError) {
         let (fd, port) = try Socket.listen(configuration.listen, backlog: 1024)
         self.port = port
         do {
-            core = try ServerCore(configuration: configuration, handler: handler, listener: fd, log: log)
+            core = try ServerCore(configuration: configuration, handler: handler, counters: counters, listener: fd, log: log)
         } catch {
             close(fd)
             throw error
@@ -76,6 +118,9 @@ public final class KafkaServer: Sendable {
 
     /// Connections currently open.
     public var openConnections: Int { core.openConnections.load(ordering: .relaxed) }
+
+    /// What the server counts (request read timeouts, unsent-bytes pauses, unsent bytes).
+    public var counters: ServerCounters { core.counters }
 }
 
 func monotonicMilliseconds() -> UInt64 {
@@ -88,19 +133,29 @@ func monotonicMilliseconds() -> UInt64 {
 final class ServerCore: Sendable {
     let configuration: ServerConfiguration
     let handler: any RequestHandler
+    let counters: ServerCounters
     let logSink: @Sendable (String, String) -> Void
     nonisolated(unsafe) private(set) var loops: [EventLoop] = []
     // nonisolated(unsafe): `loops` is written once in init, before any thread starts, and only read after.
     let openConnections = Atomic<Int>(0)
     private let connectionIDs = Atomic<UInt64>(2)
-    private let newConnections: AsyncStream<(ConnectionInfo, AsyncStream<ServerRequest>, EventLoop)>
-    private let newConnectionsContinuation: AsyncStream<(ConnectionInfo, AsyncStream<ServerRequest>, EventLoop)>.Continuation
+    private let newConnections: AsyncStream<NewConnection>
+    private let newConnectionsContinuation: AsyncStream<NewConnection>.Continuation
     private let shutdownStarted = Atomic<Bool>(false)
 
-    init(configuration: ServerConfiguration, handler: any RequestHandler, listener: Int32,
+    /// A connection as handed from its event loop to the task serving it.
+    struct NewConnection: Sendable {
+        let info: ConnectionInfo
+        let requests: AsyncStream<ServerRequest>
+        let longPolls: LongPollGroup
+        let loop: EventLoop
+    }
+
+    init(configuration: ServerConfiguration, handler: any RequestHandler, counters: ServerCounters, listener: Int32,
          log: @escaping @Sendable (String, String) -> Void) throws(NetworkError) {
         self.configuration = configuration
         self.handler = handler
+        self.counters = counters
         self.logSink = log
         (newConnections, newConnectionsContinuation) = AsyncStream.makeStream()
         var loops: [EventLoop] = []
@@ -126,8 +181,8 @@ final class ServerCore: Sendable {
 
     func connectionClosed() { openConnections.wrappingSubtract(1, ordering: .relaxed) }
 
-    func connectionOpened(_ info: ConnectionInfo, requests: AsyncStream<ServerRequest>, loop: EventLoop) {
-        newConnectionsContinuation.yield((info, requests, loop))
+    func connectionOpened(_ connection: NewConnection) {
+        newConnectionsContinuation.yield(connection)
     }
 
     func listenerClosed() {
@@ -155,9 +210,9 @@ final class ServerCore: Sendable {
         }
         let handler = self.handler
         await withDiscardingTaskGroup { group in
-            for await (info, requests, loop) in newConnections {
+            for await connection in newConnections {
                 group.addTask {
-                    await Self.serve(info, requests: requests, loop: loop, handler: handler)
+                    await Self.serve(connection, handler: handler)
                 }
             }
         }
@@ -167,26 +222,102 @@ final class ServerCore: Sendable {
         }
     }
 
-    /// Runs one connection's requests in order; deferred responses complete concurrently.
-    private static func serve(_ info: ConnectionInfo, requests: AsyncStream<ServerRequest>, loop: EventLoop,
-                              handler: any RequestHandler) async {
+    /// Runs one connection's requests in order; deferred responses complete concurrently, and
+    /// long polls in the connection's `LongPollGroup` (cancelled when the connection closes).
+    private static func serve(_ connection: NewConnection, handler: any RequestHandler) async {
+        let id = connection.info.id
+        let loop = connection.loop
+        let longPolls = connection.longPolls
         await withDiscardingTaskGroup { group in
-            for await request in requests {
+            group.addTask {
+                await longPolls.run { seq, bytes in
+                    loop.post(.response(connection: id, seq: seq, outcome: bytes.map { .bytes($0) } ?? .none))
+                }
+            }
+            for await request in connection.requests {
                 let seq = request.seq
                 switch await handler.handle(request) {
                 case let .respond(bytes):
-                    loop.post(.response(connection: info.id, seq: seq, outcome: .bytes(bytes)))
+                    loop.post(.response(connection: id, seq: seq, outcome: .bytes(bytes)))
                 case .noResponse:
-                    loop.post(.response(connection: info.id, seq: seq, outcome: .none))
+                    loop.post(.response(connection: id, seq: seq, outcome: .none))
                 case .close:
-                    loop.post(.response(connection: info.id, seq: seq, outcome: .close))
+                    loop.post(.response(connection: id, seq: seq, outcome: .close))
                 case let .deferred(complete):
+                    // Runs to its end even if the connection closes meanwhile (a Produce's append).
                     group.addTask {
                         let bytes = await complete()
-                        loop.post(.response(connection: info.id, seq: seq, outcome: bytes.map { .bytes($0) } ?? .none))
+                        loop.post(.response(connection: id, seq: seq, outcome: bytes.map { .bytes($0) } ?? .none))
                     }
+                case let .longPoll(complete):
+                    longPolls.start(seq: seq, complete)
                 }
             }
+            // No request is handled any more: the group ends once its long polls have answered.
+            longPolls.finish()
         }
+    }
+}
+
+/// The long polls of one connection, run as child tasks of one task group that the
+/// connection's event loop cancels when the connection closes (`cancelAll`), so a client that
+/// went away does not keep its Fetches parked until their max wait.
+///
+/// Events go through an `AsyncStream`: `start` from the task serving the connection, `cancelAll`
+/// from the event loop's thread, `finish` once no request is handled any more, `done` from each
+/// poll as it answers. `run` returns once finished and every poll has answered; until then a
+/// `cancelAll` still reaches the running polls. The stream is bounded in practice: every `start`
+/// (and its `done`) is a request in flight (at most `maxInFlightRequestsPerConnection` at a
+/// time) and `cancelAll` is sent at most twice. A poll started after `cancelAll` starts
+/// cancelled (the group is cancelled) and answers at once.
+final class LongPollGroup: Sendable {
+    private enum Event: Sendable {
+        case start(seq: UInt64, complete: @Sendable () async -> [UInt8]?)
+        case done
+        case cancelAll
+        case finish
+    }
+    private let events: AsyncStream<Event>
+    private let continuation: AsyncStream<Event>.Continuation
+
+    init() {
+        (events, continuation) = AsyncStream.makeStream()
+    }
+
+    func start(seq: UInt64, _ complete: @escaping @Sendable () async -> [UInt8]?) {
+        continuation.yield(.start(seq: seq, complete: complete))
+    }
+
+    /// The connection closed: every long poll, running or started later, is cancelled.
+    func cancelAll() { continuation.yield(.cancelAll) }
+
+    /// No poll will start any more; `run` returns once the running ones have answered.
+    func finish() { continuation.yield(.finish) }
+
+    /// Runs the polls; `answer(seq, bytes)` receives each one's answer.
+    func run(answer: @escaping @Sendable (UInt64, [UInt8]?) -> Void) async {
+        let continuation = self.continuation
+        await withDiscardingTaskGroup { group in
+            var running = 0
+            var finished = false
+            for await event in events {
+                switch event {
+                case let .start(seq, complete):
+                    running += 1
+                    group.addTask {
+                        answer(seq, await complete())
+                        continuation.yield(.done)
+                    }
+                case .done:
+                    running -= 1
+                case .cancelAll:
+                    group.cancelAll()
+                case .finish:
+                    finished = true
+                }
+                if finished && running == 0 { break }
+            }
+        }
+        continuation.finish()
     }
 }

@@ -25,6 +25,11 @@ public enum HandlerResult: Sendable {
     /// server goes on with the connection's next request meanwhile and still writes responses in
     /// request order. A nil result sends nothing.
     case deferred(@Sendable () async -> [UInt8]?)
+    /// Like `.deferred`, but the work only waits (a long-poll Fetch): when the connection
+    /// closes (peer gone, error, idle, shutdown) its task is cancelled at once, and it must then
+    /// return promptly. Never use it for work that writes (a Produce appending): that is
+    /// `.deferred`, which runs to its end even after the client has gone.
+    case longPoll(@Sendable () async -> [UInt8]?)
     /// Close the connection once the responses of earlier requests are written.
     case close
 }
@@ -34,7 +39,7 @@ public enum HandlerResult: Sendable {
 /// `handle` is called for one connection's requests strictly in the order they arrived, the
 /// next one only after the previous call returned. Work that must follow request order
 /// (appending to a partition) belongs in `handle`; waiting that may overlap later requests
-/// belongs in a `.deferred` result.
+/// belongs in a `.deferred` result (`.longPoll` when it only waits and may be abandoned).
 public protocol RequestHandler: Sendable {
     func handle(_ request: ServerRequest) async -> HandlerResult
 }

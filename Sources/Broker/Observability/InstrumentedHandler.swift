@@ -30,6 +30,13 @@ struct InstrumentedHandler: ApiHandler {
                 latency.observe(ContinuousClock.now - start)
                 return r
             }
+        case let .longPoll(complete):
+            let latency = self.latency
+            return .longPoll {
+                let r = await complete()
+                latency.observe(ContinuousClock.now - start)
+                return r
+            }
         default:
             latency.observe(ContinuousClock.now - start)
             return result
