@@ -18,15 +18,6 @@ public final class StorageHealth: Sendable {
         case stalled(detail: String)
         case failed(detail: String)
         case recovering(detail: String)
-
-        var label: String {
-            switch self {
-            case .healthy: "healthy"
-            case .stalled: "stalled"
-            case .failed: "failed"
-            case .recovering: "recovering"
-            }
-        }
     }
 
     private struct State {
