@@ -143,16 +143,17 @@ func eventually(within timeout: Duration, _ check: () async throws -> Bool) asyn
         let live = BrokerAddress(host: "127.0.0.1", port: b.port)
         let admin = KafkaAdminClient(
             bootstrap: [BrokerAddress(host: "127.0.0.1", port: refused), BrokerAddress(host: "127.0.0.1", port: silent.port), live],
-            requestTimeout: .milliseconds(300), attempts: 1)
+            requestTimeout: .seconds(2), attempts: 1)
         let start = ContinuousClock.now
         let metadata = try await admin.metadata()
-        #expect(ContinuousClock.now - start < .seconds(5))
+        #expect(ContinuousClock.now - start < .seconds(10))
         #expect(metadata.brokers.map(\.port) == [b.port])
-        // The next call starts at the broker that answered: no 300 ms wait for the silent one.
+        // The next call starts at the broker that answered: it does not wait out the silent one's
+        // 2 s request timeout (the bound is that timeout, not a performance figure).
         #expect(admin.addresses.first == live)
         let again = ContinuousClock.now
         _ = try await admin.describeCluster()
-        #expect(ContinuousClock.now - again < .milliseconds(300))
+        #expect(ContinuousClock.now - again < .seconds(2))
         admin.close()
         await #expect(throws: KafkaClientError.self) { try await admin.metadata() }
         try await b.stop()
@@ -266,7 +267,7 @@ func eventually(within timeout: Duration, _ check: () async throws -> Bool) asyn
     @Test func drainingBrokerGetsNoNewPartitions() async throws {
         let cluster = try await TestCluster.start(2)
         // Bootstrap through broker 2: the change is forwarded to the controller (broker 1).
-        let admin = KafkaAdminClient(bootstrap: [cluster.bootstrap[1]], retryBackoff: .seconds(1))
+        let admin = KafkaAdminClient(bootstrap: [cluster.bootstrap[1]], retryBackoff: .seconds(3))
         try await admin.setDraining(broker: 2, true)
         try await admin.createTopic("while-draining", partitions: 4)
         let drained = try await admin.metadata(topics: ["while-draining"])
@@ -293,7 +294,8 @@ func eventually(within timeout: Duration, _ check: () async throws -> Bool) asyn
             #expect(resource == "broker 42")
             #expect(e.description.contains("INVALID_REQUEST"))
         }
-        #expect(ContinuousClock.now - start < .seconds(1))
+        // Not retried: a single retry would have slept the 3 s backoff.
+        #expect(ContinuousClock.now - start < .seconds(3))
         admin.close()
         try await cluster.stop()
     }
