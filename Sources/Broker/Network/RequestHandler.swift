@@ -1,3 +1,5 @@
+import Synchronization
+
 /// One request as the server hands it to the broker: the frame body (request header and body,
 /// without the 4-byte size prefix) and the connection it came on.
 public struct ServerRequest: Sendable {
@@ -8,11 +10,93 @@ public struct ServerRequest: Sendable {
 }
 
 /// Identity of a client connection, for logs, metrics and per-connection state.
+///
+/// Two values are equal when they name the same connection (`id`, `peer`, `listener`); the
+/// session is that connection's mutable security state and does not take part.
 public struct ConnectionInfo: Sendable, Hashable {
     public let id: UInt64
     public let peer: String
     /// The listener the connection came in on (which addresses its clients are given).
     public var listener: ListenerName = .internal
+    /// Who the client is and how it authenticated; one object per connection, shared by every
+    /// request of it.
+    public var session: ConnectionSession = ConnectionSession()
+
+    public init(id: UInt64, peer: String, listener: ListenerName = .internal, session: ConnectionSession = ConnectionSession()) {
+        self.id = id
+        self.peer = peer
+        self.listener = listener
+        self.session = session
+    }
+
+    public static func == (a: ConnectionInfo, b: ConnectionInfo) -> Bool {
+        a.id == b.id && a.peer == b.peer && a.listener == b.listener
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(id)
+        hasher.combine(peer)
+        hasher.combine(listener)
+    }
+}
+
+/// A Kafka principal, `type:name` (Kafka's `KafkaPrincipal`): `User:alice` after SASL,
+/// `User:CN=client,O=acme` from a client certificate, `User:ANONYMOUS` before either.
+public struct KafkaPrincipal: Sendable, Hashable, CustomStringConvertible {
+    public var type: String
+    public var name: String
+    public init(type: String = "User", name: String) {
+        self.type = type
+        self.name = name
+    }
+    public static let anonymous = KafkaPrincipal(name: "ANONYMOUS")
+    public var description: String { "\(type):\(name)" }
+}
+
+/// The security protocol of a listener, with Kafka's names.
+public enum SecurityProtocol: String, Sendable, Hashable, CaseIterable {
+    case plaintext = "PLAINTEXT"
+    case ssl = "SSL"
+    case saslPlaintext = "SASL_PLAINTEXT"
+    case saslSSL = "SASL_SSL"
+
+    public var usesTLS: Bool { self == .ssl || self == .saslSSL }
+    public var usesSASL: Bool { self == .saslPlaintext || self == .saslSSL }
+}
+
+/// One connection's security state: the listener's protocol, and the principal the TLS layer
+/// (client certificate) or the SASL handlers established. The authorizer reads `principal`.
+///
+/// Thread-safe: requests of one connection are handled in order, but deferred work and other
+/// loops may read it.
+public final class ConnectionSession: Sendable {
+    public let securityProtocol: SecurityProtocol
+    private let state: Mutex<State>
+
+    public struct State: Sendable {
+        public var principal: KafkaPrincipal
+        /// True once the connection may send requests other than ApiVersions and the SASL
+        /// ones: at once on PLAINTEXT and SSL listeners, after SaslAuthenticate on SASL ones.
+        public var authenticated: Bool
+        /// The SASL mechanism chosen by SaslHandshake (nil before it, and on non-SASL listeners).
+        public var mechanism: String?
+        /// When the SASL session expires (KIP-368), in `ContinuousClock` terms; nil: never.
+        public var sessionExpiry: ContinuousClock.Instant?
+    }
+
+    public init(securityProtocol: SecurityProtocol = .plaintext, principal: KafkaPrincipal = .anonymous) {
+        self.securityProtocol = securityProtocol
+        state = Mutex(State(principal: principal, authenticated: !securityProtocol.usesSASL, mechanism: nil, sessionExpiry: nil))
+    }
+
+    public var principal: KafkaPrincipal { state.withLock { $0.principal } }
+    public var authenticated: Bool { state.withLock { $0.authenticated } }
+    public var snapshot: State { state.withLock { $0 } }
+
+    /// Changes the state under the session's lock.
+    public func update<R>(_ body: (inout State) throws -> R) rethrows -> R {
+        try state.withLock { try body(&$0) }
+    }
 }
 
 /// What the broker does with a request.
