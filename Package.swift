@@ -32,9 +32,11 @@ let package = Package(
         .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support", "CFloeShims"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
+        // SASL mechanisms (PLAIN, SCRAM-SHA-256/512): the client and server exchanges, shared by the broker and KafkaClient.
+        .target(name: "SASL", dependencies: ["CCrypto"], exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
-        .target(name: "Broker", dependencies: ["BrokerSettings", "KafkaProtocol", "KafkaClient", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage"], exclude: ["README.md"]),
-        .target(name: "KafkaClient", dependencies: ["KafkaProtocol", "Bytes"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["BrokerSettings", "KafkaProtocol", "KafkaClient", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage", "SASL"], exclude: ["README.md"]),
+        .target(name: "KafkaClient", dependencies: ["KafkaProtocol", "Bytes", "SASL"], exclude: ["README.md"]),
         .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
         .target(
@@ -63,6 +65,7 @@ let package = Package(
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "SASLTests", dependencies: ["SASL"]),
         .testTarget(name: "BrokerSettingsTests", dependencies: ["BrokerSettings"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),
         .testTarget(name: "StreamStorageTests", dependencies: ["StreamStorage", "ObjectStore", "Bytes", "Support", "FloeTestSupport"]),

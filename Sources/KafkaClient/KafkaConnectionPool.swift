@@ -9,6 +9,8 @@ import Synchronization
 public final class KafkaConnectionPool: Sendable {
     public let clientId: String
     public let connectTimeout: Duration
+    /// SASL authentication done on each new connection (nil: none).
+    public let sasl: KafkaClientSASL?
 
     private enum Entry {
         case connecting(generation: UInt64, Task<KafkaConnection, any Error>)
@@ -22,7 +24,8 @@ public final class KafkaConnectionPool: Sendable {
 
     private let state = Mutex(State())
 
-    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5)) {
+    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5), sasl: KafkaClientSASL? = nil) {
+        self.sasl = sasl
         self.clientId = clientId
         self.connectTimeout = connectTimeout
     }
@@ -42,8 +45,9 @@ public final class KafkaConnectionPool: Sendable {
                 s.nextGeneration += 1
                 let clientId = self.clientId
                 let timeout = connectTimeout
+                let sasl = self.sasl
                 let task = Task {
-                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout)
+                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout, sasl: sasl)
                 }
                 s.entries[key] = .connecting(generation: s.nextGeneration, task)
                 return .connecting(generation: s.nextGeneration, task)
