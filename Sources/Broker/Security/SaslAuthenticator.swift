@@ -165,8 +165,9 @@ public final class SaslAuthenticator: Sendable {
                     return .failure(reason: "\(error)", user: nil)
                 }
             case var .scram(exchange):
+                let scramMechanism = exchange.mechanism
+                let knownUser = exchange.user  // nil before client-first; the exchange forgets it on failure
                 do {
-                    let scramMechanism = exchange.mechanism
                     let step = try exchange.receive(request.authBytes) { user in self.credential(user, scramMechanism) }
                     switch step {
                     case let .challenge(bytes):
@@ -176,7 +177,7 @@ public final class SaslAuthenticator: Sendable {
                         return .success(user: user, answer: answer)
                     }
                 } catch {
-                    return .failure(reason: "\(error)", user: exchange.user)
+                    return .failure(reason: "\(error)", user: knownUser)
                 }
             }
         }
