@@ -60,7 +60,7 @@ let package = Package(
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator", "FloeTestSupport"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
         .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "KafkaClient", "ObjectStore", "Support", "Bytes", "StreamStorage", "FloeTestSupport"]),
-        .testTarget(name: "KafkaClientTests", dependencies: ["KafkaClient", "KafkaProtocol", "Broker", "BrokerSettings", "ObjectStore", "FloeTestSupport"]),
+        .testTarget(name: "KafkaClientTests", dependencies: ["KafkaClient", "KafkaProtocol", "Broker", "BrokerSettings", "ObjectStore", "FloeTestSupport", "SASL"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings"], exclude: ["Golden"]),
