@@ -1,4 +1,5 @@
 import Bytes
+import Foundation
 import FloeTestSupport
 import KafkaProtocol
 import SASL
@@ -199,8 +200,60 @@ import Testing
         let session = ConnectionSession(securityProtocol: .plaintext)
         #expect(SaslGate.refusal(.produce, session: session, now: .now) == nil)
         let f = Fixture()
-        let h = await f.authenticator.handshake(SaslHandshakeRequest(mechanism: "PLAIN"), connection: ConnectionInfo(id: 1, peer: "p", session: session))
+        let h = f.authenticator.handshake(SaslHandshakeRequest(mechanism: "PLAIN"), connection: ConnectionInfo(id: 1, peer: "p", session: session))
         guard case let .response(.saslHandshake(r)) = h else { Issue.record("expected a SaslHandshake response, got \(h)"); return }
         #expect(r.errorCode == KafkaErrorCode.illegalSaslState.rawValue)
+    }
+}
+
+/// SCRAM credentials as cluster metadata: replayed from records, and absent from old snapshots.
+@Suite struct ScramMetadataTests {
+    @Test func recordsReplayTheCredentials() throws {
+        var old = ClusterState()
+        old.scramUsers = ["alice": ["SCRAM-SHA-256": SaslAuthenticatorTests.alice256]]
+        var new = old
+        new.scramUsers = ["bob": ["SCRAM-SHA-512": SaslAuthenticatorTests.bob512]]
+        let records = MetadataRecord.diff(from: old, to: new)
+        #expect(records == [.scramUser(name: "alice", credentials: nil), .scramUser(name: "bob", credentials: new.scramUsers!["bob"])])
+        var replayed = old
+        for r in records { r.apply(to: &replayed) }
+        #expect(replayed == new)
+        // Removing the last user leaves no field at all (as a state that never had users).
+        var empty = new
+        MetadataRecord.scramUser(name: "bob", credentials: nil).apply(to: &empty)
+        #expect(empty.scramUsers == nil)
+    }
+
+    @Test func snapshotsWrittenBeforeSaslDecode() throws {
+        var state = ClusterState()
+        state.clusterID = "c"
+        var json = try #require(try JSONSerialization.jsonObject(with: JSONEncoder().encode(state)) as? [String: Any])
+        json["scramUsers"] = nil
+        let decoded = try JSONDecoder().decode(ClusterState.self, from: JSONSerialization.data(withJSONObject: json))
+        #expect(decoded.scramUsers == nil && decoded.clusterID == "c")
+    }
+
+    @Test func credentialsAreWrittenByTheControllerAndNeverHoldThePassword() async throws {
+        let h = try await Harness.make()
+        let written = try await h.core.registry.ensureScramUsers([("zoe", "zoe-password")])
+        #expect(written == ["zoe"])
+        // Same password again: nothing to write.
+        #expect(try await h.core.registry.ensureScramUsers([("zoe", "zoe-password")]).isEmpty)
+        let credential = try #require(h.core.registry.scramCredential(user: "zoe", mechanism: .sha512))
+        #expect(credential.matches(password: "zoe-password", mechanism: .sha512))
+        let snapshot = String(decoding: try JSONEncoder().encode(h.core.registry.state), as: UTF8.self)
+        #expect(!snapshot.contains("zoe-password"))
+        // A changed password is rewritten; the old one no longer matches.
+        #expect(try await h.core.registry.ensureScramUsers([("zoe", "new-password")]) == ["zoe"])
+        #expect(!(h.core.registry.scramCredential(user: "zoe", mechanism: .sha256)?.matches(password: "zoe-password", mechanism: .sha256) ?? true))
+        // The credentials are in the bucket: a restarted broker has them.
+        let again = try await h.restarted()
+        #expect(again.core.registry.scramCredential(user: "zoe", mechanism: .sha256)?.matches(password: "new-password", mechanism: .sha256) == true)
+    }
+
+    @Test func usersFileFormat() throws {
+        let users = try SaslUsersFile.parse("# comment\n\nadmin:s3cr:et\r\n bob :pw\n", path: "/u")
+        #expect(users.map(\.name) == ["admin", "bob"] && users.map(\.password) == ["s3cr:et", "pw"])
+        #expect(throws: BrokerError.configuration("/u line 2: expected name:password")) { try SaslUsersFile.parse("a:b\nnocolon-secret\n", path: "/u") }
     }
 }

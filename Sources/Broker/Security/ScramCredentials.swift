@@ -73,8 +73,8 @@ extension TopicRegistry {
 public enum SaslUsersFile {
     public static func parse(_ text: String, path: String) throws -> [(name: String, password: String)] {
         var users: [(name: String, password: String)] = []
-        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
-            let line = raw.hasSuffix("\r") ? raw.dropLast() : raw
+        // `isNewline`: "\r\n" is one Character in Swift, so splitting at "\n" would not split it.
+        for (n, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
             guard let colon = line.firstIndex(of: ":") else {
