@@ -186,6 +186,7 @@ import Testing
         offset.withLock { $0 = .seconds(50) }
         #expect(try await f.scram(.sha256, user: "alice", password: "alice-secret").errorCode == 0)
         #expect(f.session.snapshot.sessionExpiry == base + .seconds(110))
+        #expect(f.metrics.render().contains("floe_broker_sasl_reauthentications_total{mechanism=\"SCRAM-SHA-256\"} 1"))
         // Another mechanism, or another user, is refused.
         let other = try await f.call(SaslHandshakeRequest(mechanism: "SCRAM-SHA-512"), version: 1, SaslHandshakeResponse.self)
         #expect(other.errorCode == KafkaErrorCode.illegalSaslState.rawValue)

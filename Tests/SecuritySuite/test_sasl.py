@@ -43,7 +43,7 @@ def free_port() -> int:
 
 
 class RunningBroker:
-    def __init__(self, root: str):
+    def __init__(self, root: str, extra: tuple = ()):
         self.port = free_port()
         self.bootstrap = f"127.0.0.1:{self.port}"
         self.users_file = os.path.join(root, "users")
@@ -54,7 +54,7 @@ class RunningBroker:
         self.proc = subprocess.Popen(
             [BROKER, "--listen", self.bootstrap, "--advertise", self.bootstrap, "--storage", f"file://{root}/bucket",
              "--security-protocol", "SASL_PLAINTEXT", "--sasl-users-file", self.users_file, "--inter-broker-user", "admin",
-             "--connection-failed-authentication-delay-ms", "50"],
+             "--connection-failed-authentication-delay-ms", "50", *extra],
             stdout=self.log, stderr=subprocess.STDOUT, cwd=root)
         deadline = time.time() + 30
         while time.time() < deadline:
@@ -182,6 +182,33 @@ def test_kafka_python_wrong_password(broker, kafka_py, caplog):
                       sasl_plain_username="bob", sasl_plain_password="wrong-password", bootstrap_timeout_ms=3000)
     assert any("SaslAuthenticationFailedError" in r.getMessage() for r in caplog.records), \
         "kafka-python did not report SaslAuthenticationFailedError"
+
+
+def test_confluent_reauthenticates_on_the_same_connection(tmp_path, confluent):
+    """KIP-368: with connections.max.reauth.ms the broker announces a session lifetime and
+    librdkafka logs in again on its open connection before it ends; producing never stops."""
+    http = free_port()
+    if not BROKER:
+        _need("FLOE_BROKER_BIN", "absolute path of floe-broker; scripts/test sets it")
+    b = RunningBroker(str(tmp_path), extra=("--connections-max-reauth-ms", "1500", "--http", f"127.0.0.1:{http}"))
+    try:
+        delivered = []
+        p = Producer({**b.conf("SCRAM-SHA-512", "bob", USERS["bob"]), "linger.ms": 0})
+        topic = "reauth-" + uuid.uuid4().hex[:8]
+        end = time.time() + 5
+        i = 0
+        while time.time() < end:
+            p.produce(topic, value=b"r%d" % i, on_delivery=lambda err, msg: delivered.append(err))
+            i += 1
+            p.poll(0.25)
+        assert p.flush(30) == 0
+        assert len(delivered) == i and all(e is None for e in delivered), f"delivery errors: {[e for e in delivered if e]}"
+        import urllib.request
+        metrics = urllib.request.urlopen(f"http://127.0.0.1:{http}/metrics", timeout=10).read().decode()
+        line = next((l for l in metrics.splitlines() if l.startswith("floe_broker_sasl_reauthentications_total{")), None)
+        assert line is not None and float(line.split()[-1]) >= 1, f"no re-authentication counted: {line}"
+    finally:
+        b.stop()
 
 
 def test_admin_client_manages_scram_users(broker, confluent):

@@ -204,6 +204,10 @@ public final class SaslAuthenticator: Sendable {
                 $0.sessionExpiry = expiry
             }
             counter(mechanism, "success").increment()
+            if previous.authenticated {
+                metrics.counter("floe_broker_sasl_reauthentications_total", help: "KIP-368 re-authentications on open connections, by mechanism",
+                                labels: ["mechanism": mechanism]).increment()
+            }
             let lifetimeMs = lifetime.map { Int64($0.components.seconds * 1000 + $0.components.attoseconds / 1_000_000_000_000_000) } ?? 0
             return .response(.saslAuthenticate(SaslAuthenticateResponse(
                 errorCode: 0, errorMessage: nil, authBytes: answer, sessionLifetimeMs: version >= 1 ? lifetimeMs : 0)))
