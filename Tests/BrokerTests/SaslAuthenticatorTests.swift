@@ -1,6 +1,7 @@
 import Bytes
 import Foundation
 import FloeTestSupport
+import KafkaClient
 import KafkaProtocol
 import SASL
 import Support
@@ -256,5 +257,37 @@ import Testing
         let users = try SaslUsersFile.parse("# comment\n\nadmin:s3cr:et\r\n bob :pw\n", path: "/u")
         #expect(users.map(\.name) == ["admin", "bob"] && users.map(\.password) == ["s3cr:et", "pw"])
         #expect(throws: BrokerError.configuration("/u line 2: expected name:password")) { try SaslUsersFile.parse("a:b\nnocolon-secret\n", path: "/u") }
+    }
+}
+
+/// Security settings refused at start, each naming the setting.
+@Suite struct SecuritySetupTests {
+    func setup(_ settings: [String: String]) throws -> SecuritySetup {
+        var config = BrokerConfig()
+        for (k, v) in settings { config.set(k, v, .file) }
+        return try SecuritySetup(config)
+    }
+
+    @Test func refusals() throws {
+        let path = NSTemporaryDirectory() + "floe-sasl-setup-\(UUID().uuidString)"
+        try "admin:pw\n".write(toFile: path, atomically: true, encoding: .utf8)
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let cases: [([String: String], String)] = [
+            (["security.protocol": "SASL_PLAINTEXT"], "needs inter.broker.user"),
+            (["security.protocol": "SASL_PLAINTEXT", "sasl.users.file": path, "inter.broker.user": "bob"], "inter.broker.user=bob is not listed"),
+            (["sasl.users.file": path + ".missing"], "cannot be read"),
+            (["security.protocol": "SSL"], "security.protocol=SSL: this build has no TLS transport"),
+        ]
+        for (settings, message) in cases {
+            #expect(throws: BrokerError.self, "\(settings)") { _ = try setup(settings) }
+            do { _ = try setup(settings) } catch { #expect("\(error)".contains(message), "\(error)") }
+        }
+        let ok = try setup(["security.protocol": "SASL_PLAINTEXT", "sasl.users.file": path, "inter.broker.user": "admin",
+                            "connections.max.reauth.ms": "60000", "sasl.enabled.mechanisms": "SCRAM-SHA-512"])
+        #expect(ok.internalProtocol == .saslPlaintext && ok.externalProtocol == .plaintext)
+        #expect(ok.interBroker == KafkaClientSASL(mechanism: .scramSHA512, username: "admin", password: "pw"))
+        #expect(ok.authenticator.reauthentication == .seconds(60) && ok.authenticator.enabledMechanisms == ["SCRAM-SHA-512"])
+        // The password is not in the description of the client option.
+        #expect(!"\(ok.interBroker!)".contains("pw"))
     }
 }

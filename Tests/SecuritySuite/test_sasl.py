@@ -173,6 +173,34 @@ def test_kafka_python_scram(broker, kafka_py):
     assert values == [b"hello"]
 
 
+def test_aiokafka_scram(broker):
+    try:
+        import asyncio
+        from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    except ImportError as e:
+        _need("aiokafka", str(e))
+    topic = "aio-" + uuid.uuid4().hex[:8]
+    common = {"bootstrap_servers": broker.bootstrap, "security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-256",
+              "sasl_plain_username": "alice", "sasl_plain_password": USERS["alice"]}
+
+    async def run():
+        p = AIOKafkaProducer(**common)
+        await p.start()
+        try:
+            await p.send_and_wait(topic, b"aio")
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(topic, **common, auto_offset_reset="earliest", group_id="g-" + topic)
+        await c.start()
+        try:
+            m = await asyncio.wait_for(c.getone(), 30)
+            return m.value
+        finally:
+            await c.stop()
+
+    assert asyncio.run(run()) == b"aio"
+
+
 def test_kafka_python_wrong_password(broker, kafka_py, caplog):
     from kafka import KafkaProducer
     from kafka.errors import KafkaTimeoutError
