@@ -40,6 +40,11 @@ import Glibc
 /// `.produce(ProduceResponse())` once the frame is handed to the socket.
 public final class KafkaConnection: Sendable {
     private let core: ConnectionCore
+    private let renewal = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// When a SASL session with a lifetime (KIP-368) should be replaced by a new login; nil: never.
+    public var sessionRenewal: ContinuousClock.Instant? { renewal.withLock { $0 } }
+    func setSessionRenewal(_ at: ContinuousClock.Instant?) { renewal.withLock { $0 = at } }
 
     /// The peer as "host:port".
     public var address: String { core.address }

@@ -1,6 +1,7 @@
 import Synchronization
 
-/// Connections by "host:port", one per peer, reconnecting a closed one on next use.
+/// Connections by "host:port", one per peer, reconnecting a closed one on next use (and, with
+/// SASL, one whose session is ending: `KafkaConnection.sessionEnding`).
 ///
 /// Invariants: at most one connect per address is in flight (concurrent callers share it); a
 /// failed connect is not remembered (the next call tries again); `closeAll()` closes every
@@ -37,7 +38,7 @@ public final class KafkaConnectionPool: Sendable {
         let key = SocketConnect.address(host: host, port: port)
         let lookup = state.withLock { s -> Entry in
             switch s.entries[key] {
-            case let .ready(connection) where !connection.isClosed:
+            case let .ready(connection) where !connection.isClosed && !connection.sessionEnding():
                 return .ready(connection)
             case let .connecting(generation, task):
                 return .connecting(generation: generation, task)

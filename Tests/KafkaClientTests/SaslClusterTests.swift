@@ -20,7 +20,7 @@ import Testing
         return path
     }
 
-    static func start(node: Int, store: MemoryObjectStore, users: String) async throws -> TestBroker {
+    static func start(node: Int, store: MemoryObjectStore, users: String, extra: [String: String] = [:]) async throws -> TestBroker {
         var config = BrokerConfig()
         config.set("listen", "127.0.0.1:0", .flag)
         config.set("node.id", "\(node)", .flag)
@@ -28,6 +28,7 @@ import Testing
         config.set("sasl.users.file", users, .flag)
         config.set("inter.broker.user", "admin", .flag)
         config.set("connection.failed.authentication.delay.ms", "0", .flag)
+        for (k, v) in extra { config.set(k, v, .flag) }
         let broker = try await Broker.start(settings: .init(config: config), store: store, storage: MemoryLogStorage())
         return TestBroker(broker: broker, task: Task { try await broker.run() })
     }
@@ -117,6 +118,29 @@ import Testing
             }
         }
         #expect(loggedIn, "grace could not log in within 10 s of being added to sasl.users.file")
+        try await broker.stop()
+    }
+
+    /// KIP-368 on the client side: the announced lifetime sets when the pool replaces the connection.
+    @Test func sessionLifetimeIsNoted() async throws {
+        let users = try Self.usersFile()
+        defer { try? FileManager.default.removeItem(atPath: users) }
+        let broker = try await Self.start(node: 1, store: MemoryObjectStore(name: "sasl-reauth"), users: users,
+                                          extra: ["connections.max.reauth.ms": "60000"])
+        let before = ContinuousClock.now
+        let c = try await connect(broker, Self.admin)
+        let renewal = try #require(c.sessionRenewal, "no session lifetime noted")
+        #expect(renewal >= before + .seconds(51) && renewal <= ContinuousClock.now + .seconds(51))
+        #expect(!c.sessionEnding(at: renewal - .milliseconds(1)) && c.sessionEnding(at: renewal))
+        c.close()
+        // Without a lifetime, nothing is noted.
+        let plainUsers = try Self.usersFile()
+        defer { try? FileManager.default.removeItem(atPath: plainUsers) }
+        let other = try await Self.start(node: 1, store: MemoryObjectStore(name: "sasl-no-reauth"), users: plainUsers)
+        let d = try await connect(other, Self.admin)
+        #expect(d.sessionRenewal == nil && !d.sessionEnding(at: .now + .seconds(3600)))
+        d.close()
+        try await other.stop()
         try await broker.stop()
     }
 }
