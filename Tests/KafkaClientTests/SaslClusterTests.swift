@@ -34,7 +34,7 @@ import Testing
     }
 
     func connect(_ b: TestBroker, _ sasl: KafkaClientSASL?) async throws -> KafkaConnection {
-        try await KafkaConnection.connect(host: "127.0.0.1", port: b.port, timeout: .seconds(5), sasl: sasl)
+        try await KafkaConnection.connect(host: "127.0.0.1", port: b.port, timeout: .seconds(30), sasl: sasl)  // generous: many tests run at once
     }
 
     func metadata(_ c: KafkaConnection) async throws -> MetadataResponse {
@@ -106,9 +106,9 @@ import Testing
         defer { try? FileManager.default.removeItem(atPath: users) }
         let broker = try await Self.start(node: 1, store: MemoryObjectStore(name: "sasl-file"), users: users)
         try "admin:admin-secret\ngrace:grace-pw\n".write(toFile: users, atomically: true, encoding: .utf8)
-        // The watcher re-reads the file about every second; wait (bounded) for grace to exist.
+        // The watcher re-reads the file about every second; wait (bounded, generously: many tests run at once) for grace to exist.
         var loggedIn = false
-        for _ in 0..<100 where !loggedIn {
+        for _ in 0..<300 where !loggedIn {
             do {
                 let c = try await connect(broker, KafkaClientSASL(mechanism: .scramSHA512, username: "grace", password: "grace-pw"))
                 c.close()
@@ -117,7 +117,7 @@ import Testing
                 try await Task.sleep(for: .milliseconds(100))
             }
         }
-        #expect(loggedIn, "grace could not log in within 10 s of being added to sasl.users.file")
+        #expect(loggedIn, "grace could not log in within 30 s of being added to sasl.users.file")
         try await broker.stop()
     }
 
