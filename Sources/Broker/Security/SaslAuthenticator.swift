@@ -245,8 +245,9 @@ public final class SaslAuthenticator: Sendable {
         let delay = settings.failureDelay
         if delay <= .zero { return .response(response) }
         return .deferred {
-            // The delay is the throttle itself (Kafka's connection.failed.authentication.delay.ms).
-            try? await Task.sleep(for: delay)
+            // The delay is the throttle itself (Kafka's connection.failed.authentication.delay.ms);
+            // cancelled (the server stopping), the answer goes out at once.
+            do { try await Task.sleep(for: delay) } catch {}
             return response
         }
     }
