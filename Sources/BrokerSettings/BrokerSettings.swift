@@ -120,6 +120,7 @@ public struct BrokerSetting: Sendable, Hashable {
 public enum BrokerSettings {
     static let maxInt = Int64(Int32.max)
     static let maxLong = Int64.max
+    static let securityProtocols = ["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 
     // Floe's own settings. The operator owns where the broker listens, what it advertises, its
     // identity, its storage and its WAL; the rest are tuning knobs a user may set.
@@ -245,6 +246,24 @@ public enum BrokerSettings {
               "Largest session timeout a member may ask for."),
         .init("offsets.retention.minutes", .integer(min: 1, max: maxInt), default: "10080", access: .user,
               "Committed offsets of an empty group expire this long after their commit."),
+
+        // Security (issue 14): listener protocols, SASL and users. The TLS settings are the TLS part's.
+        .init("security.protocol", .choice(securityProtocols), default: "PLAINTEXT", access: .operator,
+              "Security protocol of the internal listener: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+        .init("external.security.protocol", .choice(securityProtocols), default: "PLAINTEXT", access: .operator,
+              "Security protocol of the external listener: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
+        .init("sasl.enabled.mechanisms", .list(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]), default: "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512",
+              access: .user, "SASL mechanisms offered on SASL listeners."),
+        .init("sasl.users.file", .string, default: "", access: .operator,
+              "Bootstrap users, one name:password per line: each gets SCRAM-SHA-256/512 credentials in the cluster metadata (re-read when it changes)."),
+        .init("inter.broker.user", .string, default: "", access: .operator,
+              "The user (from sasl.users.file) a broker authenticates as (SCRAM-SHA-512) on its own connections when the internal listener uses SASL."),
+        .init("connections.max.reauth.ms", .integer(min: 0, max: maxLong), default: "0", access: .user,
+              "KIP-368: SASL sessions last this long; the client re-authenticates on the same connection before, else it is closed (0: off)."),
+        .init("connection.failed.authentication.delay.ms", .integer(min: 0, max: maxInt), default: "100", access: .user,
+              "A failed SASL authentication is answered after this delay."),
+        .init("connection.failed.authentication.max", .integer(min: 1, max: maxInt), default: "3", access: .user,
+              "Failed SASL authentications on one connection before its next attempt closes it."),
     ]
 
     /// Every setting by name.

@@ -40,6 +40,11 @@ import Glibc
 /// `.produce(ProduceResponse())` once the frame is handed to the socket.
 public final class KafkaConnection: Sendable {
     private let core: ConnectionCore
+    private let renewal = Mutex<ContinuousClock.Instant?>(nil)
+
+    /// When a SASL session with a lifetime (KIP-368) should be replaced by a new login; nil: never.
+    public var sessionRenewal: ContinuousClock.Instant? { renewal.withLock { $0 } }
+    func setSessionRenewal(_ at: ContinuousClock.Instant?) { renewal.withLock { $0 = at } }
 
     /// The peer as "host:port".
     public var address: String { core.address }
@@ -52,10 +57,23 @@ public final class KafkaConnection: Sendable {
     deinit { core.close(reason: "the KafkaConnection was released") }
 
     /// Connects (TCP_NODELAY) within `timeout`. `host` may be a name or an IPv4/IPv6 literal;
-    /// every address getaddrinfo returns is tried in turn.
+    /// every address getaddrinfo returns is tried in turn. With `sasl`, the connection is
+    /// authenticated before it is returned (closed on failure).
     public static func connect(
-        host: String, port: Int, clientId: String = "floe", timeout: Duration = .seconds(5)
+        host: String, port: Int, clientId: String = "floe", timeout: Duration = .seconds(5), sasl: KafkaClientSASL? = nil
     ) async throws -> KafkaConnection {
+        let connection = try await connectPlain(host: host, port: port, clientId: clientId, timeout: timeout)
+        guard let sasl else { return connection }
+        do {
+            try await connection.authenticate(sasl, timeout: timeout)
+        } catch {
+            connection.close()
+            throw error
+        }
+        return connection
+    }
+
+    static func connectPlain(host: String, port: Int, clientId: String, timeout: Duration) async throws -> KafkaConnection {
         let fd = try await SocketConnect.onThread { () throws(KafkaClientError) -> Int32 in
             try SocketConnect.connect(host: host, port: port, timeout: timeout)
         }

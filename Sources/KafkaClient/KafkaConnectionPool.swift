@@ -1,6 +1,7 @@
 import Synchronization
 
-/// Connections by "host:port", one per peer, reconnecting a closed one on next use.
+/// Connections by "host:port", one per peer, reconnecting a closed one on next use (and, with
+/// SASL, one whose session is ending: `KafkaConnection.sessionEnding`).
 ///
 /// Invariants: at most one connect per address is in flight (concurrent callers share it); a
 /// failed connect is not remembered (the next call tries again); `closeAll()` closes every
@@ -9,6 +10,8 @@ import Synchronization
 public final class KafkaConnectionPool: Sendable {
     public let clientId: String
     public let connectTimeout: Duration
+    /// SASL authentication done on each new connection (nil: none).
+    public let sasl: KafkaClientSASL?
 
     private enum Entry {
         case connecting(generation: UInt64, Task<KafkaConnection, any Error>)
@@ -22,7 +25,8 @@ public final class KafkaConnectionPool: Sendable {
 
     private let state = Mutex(State())
 
-    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5)) {
+    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5), sasl: KafkaClientSASL? = nil) {
+        self.sasl = sasl
         self.clientId = clientId
         self.connectTimeout = connectTimeout
     }
@@ -34,7 +38,7 @@ public final class KafkaConnectionPool: Sendable {
         let key = SocketConnect.address(host: host, port: port)
         let lookup = state.withLock { s -> Entry in
             switch s.entries[key] {
-            case let .ready(connection) where !connection.isClosed:
+            case let .ready(connection) where !connection.isClosed && !connection.sessionEnding():
                 return .ready(connection)
             case let .connecting(generation, task):
                 return .connecting(generation: generation, task)
@@ -42,8 +46,9 @@ public final class KafkaConnectionPool: Sendable {
                 s.nextGeneration += 1
                 let clientId = self.clientId
                 let timeout = connectTimeout
+                let sasl = self.sasl
                 let task = Task {
-                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout)
+                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout, sasl: sasl)
                 }
                 s.entries[key] = .connecting(generation: s.nextGeneration, task)
                 return .connecting(generation: s.nextGeneration, task)

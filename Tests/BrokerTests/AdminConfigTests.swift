@@ -276,6 +276,10 @@ import Testing
             .updateMetadata(UpdateMetadataRequest(controllerId: 0)),
             .allocateProducerIds(AllocateProducerIdsRequest(brokerId: 0, brokerEpoch: 1)),
             .describeTopicPartitions(DescribeTopicPartitionsRequest(topics: [.init(name: "t"), .init(name: "nope")], responsePartitionLimit: 10)),
+            .alterUserScramCredentials(AlterUserScramCredentialsRequest(
+                deletions: [.init(name: "nobody", mechanism: 1)],
+                upsertions: [.init(name: "u", mechanism: 2, iterations: 4096, salt: [1, 2, 3], saltedPassword: Array(repeating: 7, count: 64))])),
+            .describeUserScramCredentials(DescribeUserScramCredentialsRequest(users: [.init(name: "u"), .init(name: "x")])),
         ] }
         let handlers = Broker.standardHandlers(h.core) + Broker.clusterHandlers(h.core)
         for handler in handlers {

@@ -57,6 +57,8 @@ public final class Broker: Sendable {
     let logger: Logger
     /// The logger of per-connection events (malformed requests, connection errors), rate-limited.
     let limitedLogger: RateLimitedLogger
+    /// Keeps `sasl.users.file`'s users in the cluster metadata (nil: no file).
+    let usersWatcher: SaslUsersFileWatcher?
     let ready = Atomic<Bool>(false)
     let draining = Atomic<Bool>(false)
     let startedAt: ContinuousClock.Instant
@@ -71,7 +73,8 @@ public final class Broker: Sendable {
 
     private init(core: BrokerCore, server: KafkaServer, externalServer: KafkaServer?, storage: any LogStorage, metrics: MetricsRegistry,
                  probe: ProbeServer?, groups: GroupCoordinator?, logger: Logger, limitedLogger: RateLimitedLogger,
-                 startedAt: ContinuousClock.Instant) {
+                 startedAt: ContinuousClock.Instant, usersWatcher: SaslUsersFileWatcher? = nil) {
+        self.usersWatcher = usersWatcher
         self.limitedLogger = limitedLogger
         self.groups = groups
         self.core = core
@@ -93,6 +96,7 @@ public final class Broker: Sendable {
         let config = settings.config
         let nodeId = Int32(try config.int("node.id"))
         let listen = try SocketAddress(parsing: config["listen"] ?? "127.0.0.1:9092")
+        let security = try SecuritySetup(config)
         let registry = try await TopicRegistry.load(store: store, prefix: settings.prefix, logger: logger)
         let partitions = PartitionSet(registry: registry, storage: storage, store: store, prefix: settings.prefix, metrics: metrics,
                                       logger: logger, node: nodeId)
@@ -106,6 +110,7 @@ public final class Broker: Sendable {
         serverConfig.idleTimeoutMilliseconds = UInt64(max(0, try config.int("connections.max.idle.ms")))
         serverConfig.maxUnsentBytesPerConnection = try config.int("connection.unsent.max.bytes")
         serverConfig.requestReadTimeoutMilliseconds = UInt64(max(0, try config.int("request.read.timeout.ms")))
+        serverConfig.securityProtocol = security.internalProtocol
         // Connection events and malformed requests come at the rate clients choose: rate-limited.
         let limitedLogger = RateLimitedLogger(logger, limiter: LogRateLimiter(burst: 10, interval: .seconds(10)))
         let server = try KafkaServer(configuration: serverConfig, handler: routerBox, counters: ServerCounters(metrics: metrics)) { message, peer in
@@ -131,6 +136,7 @@ public final class Broker: Sendable {
             var externalConfig = serverConfig
             externalConfig.listen = try SocketAddress(parsing: listenText)
             externalConfig.listener = .external
+            externalConfig.securityProtocol = security.externalProtocol
             let ext = try KafkaServer(configuration: externalConfig, handler: routerBox,
                                       counters: ServerCounters(metrics: metrics, listener: .external)) { message, peer in
                 limitedLogger.debug(message, metadata: ["peer": peer, "listener": "external"])
@@ -147,7 +153,7 @@ public final class Broker: Sendable {
         }
         let member = ClusterMember(registry: registry, partitions: partitions, store: store, prefix: settings.prefix, node: nodeId,
                                    objectWAL: settings.objectWAL, timing: try ClusterTiming(config), clock: RealClock(), logger: logger,
-                                   recoverWAL: settings.recoverWAL)
+                                   recoverWAL: settings.recoverWAL, sasl: security.interBroker)
         // Compaction and garbage collection work on every object in the bucket: the controller
         // alone does them, so brokers do not rewrite the same objects in competition.
         if let streams = storage as? StreamLogStorage {
@@ -164,6 +170,21 @@ public final class Broker: Sendable {
             externalServer?.shutdown()
             throw error
         }
+        // Users of sasl.users.file: written now when this broker is the controller (so they can
+        // log in as soon as `start` returns), and kept in step by `run()`.
+        var usersWatcher: SaslUsersFileWatcher? = nil
+        if let path = security.usersFile {
+            let watcher = SaslUsersFileWatcher(path: path, registry: registry, isController: { [weak member] in member?.isController ?? false },
+                                               logger: logger)
+            do {
+                try await watcher.applyIfNeeded()
+            } catch {
+                server.shutdown()
+                externalServer?.shutdown()
+                throw error
+            }
+            usersWatcher = watcher
+        }
         var clusterId = config["cluster.id"] ?? ""
         if clusterId.isEmpty { clusterId = registry.clusterID }
         let core = BrokerCore(config: config, nodeId: nodeId, clusterId: clusterId, registry: registry, partitions: partitions,
@@ -179,7 +200,11 @@ public final class Broker: Sendable {
             // Groups are read from the bucket on first use, not all at start.
             groups = coordinator
         }
+        let authenticator = SaslAuthenticator(settings: security.authenticator, credential: { user, mechanism in
+            registry.scramCredential(user: user, mechanism: mechanism)
+        }, metrics: metrics, logger: logger)
         var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
+            + authenticator.handlers
         handlers = handlers.map { InstrumentedHandler($0, metrics: metrics) }
         routerBox.install(KafkaRouter(handlers: handlers) { message, fields in limitedLogger.info(message, metadata: fields) })
 
@@ -193,7 +218,7 @@ public final class Broker: Sendable {
             }
         }
         let broker = Broker(core: core, server: server, externalServer: externalServer, storage: storage, metrics: metrics, probe: probe,
-                            groups: groups, logger: logger, limitedLogger: limitedLogger, startedAt: startedAt)
+                            groups: groups, logger: logger, limitedLogger: limitedLogger, startedAt: startedAt, usersWatcher: usersWatcher)
         brokerBox.withLock { $0 = broker }
         probe?.start()
         return broker
@@ -204,12 +229,13 @@ public final class Broker: Sendable {
         let forwarded: [any ApiHandler] = [
             CreateTopicsHandler(core: core), DeleteTopicsHandler(core: core), CreatePartitionsHandler(core: core),
             AlterConfigsHandler(core: core), IncrementalAlterConfigsHandler(core: core),
-            AlterPartitionReassignmentsHandler(member: core.member),
+            AlterPartitionReassignmentsHandler(member: core.member), AlterUserScramCredentialsHandler(core: core),
         ]
         return [
             ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
             DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), DescribeTopicPartitionsHandler(core: core), InitProducerIdHandler(core: core),
             OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
+            DescribeUserScramCredentialsHandler(core: core),
         ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
     }
 
@@ -255,6 +281,7 @@ public final class Broker: Sendable {
                 }
             }
             group.addTask { await core.member.run() }
+            if let watcher = self.usersWatcher { group.addTask { await watcher.run() } }
             let limitedLogger = self.limitedLogger
             group.addTask {
                 // Summaries of suppressed log lines, once their interval has ended.

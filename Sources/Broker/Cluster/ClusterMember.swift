@@ -73,7 +73,8 @@ public final class ClusterMember: ClusterActions, Sendable {
     private let leaseRead = Mutex<(at: MonotonicInstant?, heartbeatFailing: Bool)>((nil, true))
 
     init(registry: TopicRegistry, partitions: PartitionSet, store: any ObjectStore, prefix: String, node: Int32, objectWAL: Bool,
-         timing: ClusterTiming, clock: any FloeClock, logger: Logger, recoverWAL: @escaping @Sendable (Int32) async throws -> Void) {
+         timing: ClusterTiming, clock: any FloeClock, logger: Logger, recoverWAL: @escaping @Sendable (Int32) async throws -> Void,
+         sasl: KafkaClientSASL? = nil) {
         self.registry = registry
         self.partitions = partitions
         self.node = node
@@ -83,7 +84,7 @@ public final class ClusterMember: ClusterActions, Sendable {
         self.clock = clock
         self.logger = logger
         self.recoverWALBody = recoverWAL
-        self.pool = KafkaConnectionPool(clientId: "floe-broker-\(node)", connectTimeout: .seconds(2))
+        self.pool = KafkaConnectionPool(clientId: "floe-broker-\(node)", connectTimeout: .seconds(2), sasl: sasl)
         self.lease = ControllerLease(store: store, key: prefix + "cluster/controller", node: node, incarnation: incarnation,
                                      host: "", port: 0, timing: timing.lease, clock: clock)
         registry.log.observe { [weak partitionsRef = partitions] old, new in

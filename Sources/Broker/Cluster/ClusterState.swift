@@ -1,4 +1,5 @@
 import KafkaProtocol
+import SASL
 
 /// A broker as the cluster metadata knows it.
 ///
@@ -75,6 +76,9 @@ public struct ClusterState: Codable, Sendable, Equatable {
     public var brokers: [Int32: BrokerInfo] = [:]
     /// Reassignments in progress, by "topic\u{0}index".
     public var moves: [String: PendingMove] = [:]
+    /// SCRAM credentials by user, then by mechanism name (`SCRAM-SHA-256`); salted and iterated,
+    /// never a password. Absent in snapshots written before SASL (nil: no users).
+    public var scramUsers: [String: [String: ScramCredential]]? = nil
 
     public init() {}
 
@@ -119,6 +123,8 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
     case broker(BrokerInfo)
     case unregisterBroker(Int32)
     case move(topic: String, partition: Int32, PendingMove?)
+    /// A user's SCRAM credentials by mechanism name; nil (or empty) removes the user.
+    case scramUser(name: String, credentials: [String: ScramCredential]?)
 
     func apply(to s: inout ClusterState) {
         switch self {
@@ -136,6 +142,10 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
         case let .broker(b): s.brokers[b.id] = b
         case let .unregisterBroker(id): s.brokers[id] = nil
         case let .move(topic, partition, move): s.moves[ClusterState.moveKey(topic, partition)] = move
+        case let .scramUser(name, credentials):
+            var users = s.scramUsers ?? [:]
+            users[name] = (credentials?.isEmpty ?? true) ? nil : credentials
+            s.scramUsers = users.isEmpty ? nil : users
         }
     }
 
@@ -155,6 +165,10 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
             guard let (topic, index) = ClusterState.splitMoveKey(key) else { continue }
             if new.moves[key] == nil && new.topics[topic] == nil { continue }
             out.append(.move(topic: topic, partition: index, new.moves[key]))
+        }
+        let oldUsers = old.scramUsers ?? [:], newUsers = new.scramUsers ?? [:]
+        for name in Set(oldUsers.keys).union(newUsers.keys).sorted() where oldUsers[name] != newUsers[name] {
+            out.append(.scramUser(name: name, credentials: newUsers[name]))
         }
         return out
     }

@@ -13,6 +13,8 @@ import KafkaProtocol
 ///   one at that version; otherwise the connection is closed (as Kafka does for requests it
 ///   cannot parse).
 /// - A body that cannot be decoded closes the connection.
+/// - On a SASL listener, a request other than ApiVersions, SaslHandshake and SaslAuthenticate
+///   before authentication (or after the session expired) closes the connection (`SaslGate`).
 public struct KafkaRouter: RequestHandler {
     public let handlers: [ApiKey: any ApiHandler]
     let log: @Sendable (String, [String: String]) -> Void
@@ -48,6 +50,10 @@ public struct KafkaRouter: RequestHandler {
             return .close
         }
         let context = RequestContext(connection: request.connection, header: decoded.header, apiKey: decoded.apiKey)
+        if let refusal = SaslGate.refusal(decoded.apiKey, session: request.connection.session, now: ContinuousClock.now) {
+            log("closing connection: \(refusal)", ["peer": request.connection.peer, "api": decoded.apiKey.name])
+            return .close
+        }
         if decoded.apiKey == .apiVersions {
             return apiVersions(decoded, context: context)
         }

@@ -24,6 +24,8 @@ final class Connection {
     let fd: Int32
     let peer: String
     let listener: ListenerName
+    /// The connection's security state, shared by all its requests (SASL sets the principal).
+    let session: ConnectionSession
     let maxInFlight: Int
     let maxUnsentBytes: Int
     let continuation: AsyncStream<ServerRequest>.Continuation
@@ -58,8 +60,10 @@ final class Connection {
     private var closeAtSeq: UInt64?
 
     init(id: UInt64, fd: Int32, peer: String, listener: ListenerName, maxFrameSize: Int, maxInFlight: Int, maxUnsentBytes: Int,
-         continuation: AsyncStream<ServerRequest>.Continuation, longPolls: LongPollGroup, unsentGauge: Gauge, now: UInt64) {
+         continuation: AsyncStream<ServerRequest>.Continuation, longPolls: LongPollGroup, unsentGauge: Gauge, now: UInt64,
+         session: ConnectionSession = ConnectionSession()) {
         self.id = id
+        self.session = session
         self.listener = listener
         self.fd = fd
         self.peer = peer
@@ -127,7 +131,7 @@ final class Connection {
     func enqueue(_ frame: [UInt8]) {
         inFlight += 1
         nextSeq += 1
-        continuation.yield(ServerRequest(bytes: frame, connection: ConnectionInfo(id: id, peer: peer, listener: listener), seq: nextSeq - 1))
+        continuation.yield(ServerRequest(bytes: frame, connection: ConnectionInfo(id: id, peer: peer, listener: listener, session: session), seq: nextSeq - 1))
     }
 
     func complete(seq: UInt64, outcome: EventLoop.Outcome) {

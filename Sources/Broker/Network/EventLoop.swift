@@ -170,10 +170,11 @@ final class EventLoop: @unchecked Sendable {
         let connection = Connection(
             id: id, fd: fd, peer: peer, listener: configuration.listener, maxFrameSize: configuration.maxFrameSize,
             maxInFlight: configuration.maxInFlightRequestsPerConnection, maxUnsentBytes: configuration.maxUnsentBytesPerConnection,
-            continuation: continuation, longPolls: longPolls, unsentGauge: server.counters.unsentBytes, now: monotonicMilliseconds())
+            continuation: continuation, longPolls: longPolls, unsentGauge: server.counters.unsentBytes, now: monotonicMilliseconds(),
+            session: ConnectionSession(securityProtocol: configuration.securityProtocol))
         connections[id] = connection
         register(fd, token: id, events: UInt32(FLOE_EV_IN))
-        server.connectionOpened(.init(info: ConnectionInfo(id: id, peer: peer, listener: configuration.listener), requests: stream,
+        server.connectionOpened(.init(info: ConnectionInfo(id: id, peer: peer, listener: configuration.listener, session: connection.session), requests: stream,
                                       longPolls: longPolls, loop: self))
     }
 

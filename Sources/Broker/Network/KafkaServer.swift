@@ -33,6 +33,8 @@ public struct ServerConfiguration: Sendable {
     public var requestReadTimeoutMilliseconds: UInt64
     /// Which listener this server is (its connections' `ConnectionInfo.listener`).
     public var listener: ListenerName = .internal
+    /// The listener's security protocol (`security.protocol`): each connection's session starts with it.
+    public var securityProtocol: SecurityProtocol = .plaintext
 
     public init(listen: SocketAddress, eventLoops: Int = 2, maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,
                 maxConnections: Int = 10_000, maxInFlightRequestsPerConnection: Int = 64,
