@@ -128,15 +128,14 @@ public struct ClusterReconciler: Reconciler {
             } catch is CancellationError {
                 throw CancellationError()
             } catch {
-                syncError = error
-                problems.append("cannot read the Secrets the spec names: \(error)")
+                syncError = error  // SyncFailed, retried with backoff; nothing is rendered without them
             }
         }
 
         // Safe scale-in: the StatefulSet keeps its brokers until the leaving ones own nothing.
         var rendered = cluster
         var drain: String?
-        if problems.isEmpty, let guardian = scaleInGuard,
+        if problems.isEmpty, syncError == nil, let guardian = scaleInGuard,
            let current = caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)?.spec?.replicas {
             let desired = cluster.spec.replicas ?? FloeDefaults.replicas
             let bootstrap = Self.brokerAddresses(
@@ -156,7 +155,7 @@ public struct ClusterReconciler: Reconciler {
             }
         }
 
-        if problems.isEmpty {
+        if problems.isEmpty, syncError == nil {
             do {
                 let all = try Render.render(rendered, security: security.material)
                 // Secrets are not cached (the operator may not list them): synced on their own.
