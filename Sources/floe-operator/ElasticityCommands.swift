@@ -33,6 +33,8 @@ let elasticityUsage = """
         --broker-bin=PATH                   floe-broker (default: next to this binary, or $FLOE_BROKER_BIN)
         --admin-user=NAME --admin-password-file=PATH   the operator's SASL (SCRAM-SHA-512) user on the brokers
         --tls-ca-file=PATH                  verify the brokers' TLS certificates with this CA bundle
+        --broker-config=PATH                a properties file every broker also reads (e.g. its
+                                            security.protocol, ssl.* and sasl.users.file settings)
         --view=auto|redraw|log              live view redrawn in place (auto: on a terminal) or printed
         --log-level=LEVEL
 
@@ -137,7 +139,7 @@ func runLocal() -> Never {
         "data-dir", "port", "min-brokers", "max-brokers", "target-bytes-in", "target-bytes-out", "tolerance", "scale-up-window",
         "scale-down-window", "scale-up-step", "scale-down-step", "balance-interval", "move-cooldown", "max-moves", "band", "tick", "window",
         "no-autoscaling", "dry-run", "broker-bin", "view", "log-level", "schedule", "predictive", "lookahead",
-        "admin-user", "admin-password-file", "tls-ca-file",
+        "admin-user", "admin-password-file", "tls-ca-file", "broker-config",
     ]
     if let bad = args.unknown(known: known).first { fail("local: unknown option --\(bad)") }
     var access = KafkaAccess.plaintext
@@ -179,7 +181,8 @@ func runLocal() -> Never {
     let logger = Logger(label: "floe-operator", level: level)
     let runtime = LocalRuntime(
         options: .init(
-            fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100),
+            fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100,
+                         extraArguments: args.value("broker-config").map { ["--config=\($0)"] } ?? []),
             elasticity: settings, redraw: redraw, access: access),
         logger: logger)
     runUntilSignal(logger: logger) { try await runtime.run() }
