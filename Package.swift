@@ -40,7 +40,7 @@ let package = Package(
         .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
         .target(
-            name: "Operator", dependencies: ["BrokerSettings", "KubeAPI", "ControllerRuntime", "Support", "KafkaClient", "KafkaProtocol", "HTTPClient"],
+            name: "Operator", dependencies: ["BrokerSettings", "KubeAPI", "ControllerRuntime", "Support", "KafkaClient", "KafkaProtocol", "HTTPClient", "CCrypto"],
             exclude: ["README.md"]),
 
         // Executables.
@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "KafkaClientTests", dependencies: ["KafkaClient", "KafkaProtocol", "Broker", "BrokerSettings", "ObjectStore", "FloeTestSupport", "SASL"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),
-        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings"], exclude: ["Golden"]),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings", "KafkaClient"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "SASLTests", dependencies: ["SASL"]),
         .testTarget(name: "BrokerSettingsTests", dependencies: ["BrokerSettings"]),

@@ -32,6 +32,10 @@ extension FloeClusterSpec: SchemaDescribed {
                         .int32("Brokers a voluntary disruption may take down at once.").minimum(0).defaulted(.int(1))
                     }
                 }
+            case .users:
+                .array(of: UserSpec.schema, "SASL users; the operator writes them, with its own, into the Secret <cluster>-users.")
+                    .maxItems(1000).listMapKeyed("name")
+            case .authorization: AuthorizationSpec.schema
             }
         }
         .rule(
@@ -81,6 +85,8 @@ extension StorageSpec: SchemaDescribed {
             case .credentials: StorageCredentials.schema
             case .anonymous: .boolean("Access S3 without credentials. Exclusive with credentials.").defaulted(false)
             case .wal: WALSpec.schema
+            case .caSecretName:
+                .string("Secret whose ca.crt is the CA bundle of an https endpoint (a private object store).").minLength(1).maxLength(253)
             }
         }
         .rule(
@@ -134,6 +140,8 @@ extension ListenersSpec: SchemaDescribed {
                 .string("Type of the bootstrap Service.").oneOf(["ClusterIP", "NodePort", "LoadBalancer"])
                     .defaulted(.string(FloeDefaults.serviceType))
             case .external: ExternalListenerSpec.schema
+            case .tls: ListenerTLSSpec.schema
+            case .authentication: ListenerAuthenticationSpec.schema
             }
         }
         .rule("self.kafkaPort != self.httpPort", message: "kafkaPort and httpPort must differ")
@@ -156,9 +164,71 @@ extension ExternalListenerSpec: SchemaDescribed {
             case .nodePortBase:
                 .int32("NodePort: broker n gets node port nodePortBase + n.").minimum(30000).maximum(32767)
                     .defaulted(.int(Int64(FloeDefaults.externalNodePortBase)))
+            case .tls: ListenerTLSSpec.schema
+            case .authentication: ListenerAuthenticationSpec.schema
             }
         }
         .rule("self.type != 'LoadBalancer' || has(self.advertisedHost)", message: "a LoadBalancer external listener needs advertisedHost")
+    }
+}
+
+extension ListenerTLSSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "TLS on the listener; the broker reloads rotated certificates without a restart.", required: [.secretName]) { key in
+            switch key {
+            case .secretName:
+                .string("kubernetes.io/tls Secret with tls.crt and tls.key (and, for the internal listener, ca.crt: the CA that signed tls.crt).")
+                    .minLength(1).maxLength(253)
+            case .caSecretName: .string("Secret whose ca.crt verifies client certificates.").minLength(1).maxLength(253)
+            case .clientAuth:
+                .string("Client certificates: none, requested or required (required or requested needs caSecretName).")
+                    .oneOf(["none", "requested", "required"]).defaulted("none")
+            }
+        }
+        .rule("self.clientAuth == 'none' || has(self.caSecretName)", message: "clientAuth requested or required needs caSecretName")
+    }
+}
+
+extension ListenerAuthenticationSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "How the listener's clients authenticate.", required: [.type]) { key in
+            switch key {
+            case .type:
+                .string("scram-sha-512, scram-sha-256 or plain (SASL, users from spec.users), or tls (client certificates; needs tls with caSecretName).")
+                    .oneOf(["scram-sha-512", "scram-sha-256", "plain", "tls"])
+            }
+        }
+    }
+}
+
+extension UserSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "A SASL user and the Secret key holding its password.", required: [.name, .passwordSecret]) { key in
+            switch key {
+            case .name:
+                .string("User name (the principal is User:<name>).").minLength(1).maxLength(253).pattern("^[A-Za-z0-9._@-]+$")
+            case .passwordSecret:
+                .object(SecretKeyReference.CodingKeys.self, "A key of a Secret in the cluster's namespace.", required: [.name, .key]) { key in
+                    switch key {
+                    case .name: .string("Secret name.").minLength(1).maxLength(253)
+                    case .key: .string("Key in the Secret.").minLength(1).maxLength(253)
+                    }
+                }
+            }
+        }
+    }
+}
+
+extension AuthorizationSpec: SchemaDescribed {
+    public static var schema: Schema {
+        .object(CodingKeys.self, "Authorization of Kafka requests.") { key in
+            switch key {
+            case .type: .string("acl: Kafka ACLs are enforced; none: everything is allowed.").oneOf(["acl", "none"]).defaulted("none")
+            case .superUsers:
+                .array(of: .string("A principal, e.g. User:admin or User:CN=ops,O=acme.").pattern("^User:.+"),
+                       "Principals that pass every check (the operator's own users always do).")
+            }
+        }
     }
 }
 

@@ -18,6 +18,8 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
     case localBroker(id: Int32, detail: String)
     /// A schedule or predictive setting of `spec.autoscaling` (or its persisted load history) that cannot be used.
     case invalidSchedule(detail: String)
+    /// The operator cannot open a connection with the security a cluster's internal listener needs.
+    case adminSecurityUnavailable(detail: String)
 
     public var description: String {
         switch self {
@@ -29,6 +31,7 @@ public enum OperatorError: Error, Sendable, Equatable, CustomStringConvertible {
         case .moveTimedOut(let p): return "partition moves not complete in time: " + p.joined(separator: ", ")
         case .localBroker(let id, let d): return "local broker \(id): \(d)"
         case .invalidSchedule(let d): return d
+        case .adminSecurityUnavailable(let d): return "cannot connect to the brokers: \(d)"
         }
     }
 }

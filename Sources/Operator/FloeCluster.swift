@@ -74,18 +74,25 @@ public struct FloeClusterSpec: Codable, Sendable, Equatable {
     public var balancing: BalancingSpec?
     /// How many brokers voluntary disruptions (node drains) may take down at once.
     public var disruptionBudget: DisruptionBudgetSpec?
+    /// SASL users, each with its password in a Secret the user names (docs/operator.md, Security).
+    public var users: [UserSpec]?
+    /// Who may do what: `acl` turns Kafka ACLs on (`authorizer=acl`), with super users.
+    public var authorization: AuthorizationSpec?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case image, imagePullPolicy, replicas, resources, storage, listeners, config, podTemplate
-        case terminationGracePeriodSeconds, autoscaling, balancing, disruptionBudget
+        case terminationGracePeriodSeconds, autoscaling, balancing, disruptionBudget, users, authorization
     }
 
     public init(
         image: String? = nil, imagePullPolicy: String? = nil, replicas: Int32? = nil, resources: ResourceRequirements? = nil,
         storage: StorageSpec, listeners: ListenersSpec? = nil, config: [String: String]? = nil,
         podTemplate: PodTemplateOverrides? = nil, terminationGracePeriodSeconds: Int64? = nil,
-        autoscaling: AutoscalingSpec? = nil, balancing: BalancingSpec? = nil, disruptionBudget: DisruptionBudgetSpec? = nil
+        autoscaling: AutoscalingSpec? = nil, balancing: BalancingSpec? = nil, disruptionBudget: DisruptionBudgetSpec? = nil,
+        users: [UserSpec]? = nil, authorization: AuthorizationSpec? = nil
     ) {
+        self.users = users
+        self.authorization = authorization
         self.disruptionBudget = disruptionBudget
         self.image = image
         self.imagePullPolicy = imagePullPolicy
@@ -123,15 +130,19 @@ public struct StorageSpec: Codable, Sendable, Equatable {
     /// Explicitly unauthenticated S3 access (a public or test bucket); exclusive with `credentials`.
     public var anonymous: Bool?
     public var wal: WALSpec?
+    /// A Secret whose `ca.crt` is the CA bundle that signed an HTTPS `endpoint`'s certificate (a
+    /// private object store); mounted into the brokers and passed as `ca_file=` in the storage URL.
+    public var caSecretName: String?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case bucket, endpoint, region, pathStyle, credentials, anonymous, wal
+        case bucket, endpoint, region, pathStyle, credentials, anonymous, wal, caSecretName
     }
 
     public init(
         bucket: String, endpoint: String? = nil, region: String? = nil, pathStyle: Bool? = nil,
-        credentials: StorageCredentials? = nil, anonymous: Bool? = nil, wal: WALSpec? = nil
+        credentials: StorageCredentials? = nil, anonymous: Bool? = nil, wal: WALSpec? = nil, caSecretName: String? = nil
     ) {
+        self.caSecretName = caSecretName
         self.bucket = bucket
         self.endpoint = endpoint
         self.region = region
@@ -187,12 +198,19 @@ public struct ListenersSpec: Codable, Sendable, Equatable {
     public var serviceType: String?
     /// A second listener for clients outside the cluster, with its own advertised addresses.
     public var external: ExternalListenerSpec?
+    /// TLS on the internal listener (the one the brokers, the operator and in-cluster clients use).
+    public var tls: ListenerTLSSpec?
+    /// How clients of the internal listener authenticate.
+    public var authentication: ListenerAuthenticationSpec?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case kafkaPort, httpPort, serviceType, external
+        case kafkaPort, httpPort, serviceType, external, tls, authentication
     }
 
-    public init(kafkaPort: Int32? = nil, httpPort: Int32? = nil, serviceType: String? = nil, external: ExternalListenerSpec? = nil) {
+    public init(kafkaPort: Int32? = nil, httpPort: Int32? = nil, serviceType: String? = nil, external: ExternalListenerSpec? = nil,
+                tls: ListenerTLSSpec? = nil, authentication: ListenerAuthenticationSpec? = nil) {
+        self.tls = tls
+        self.authentication = authentication
         self.kafkaPort = kafkaPort
         self.httpPort = httpPort
         self.serviceType = serviceType
@@ -217,16 +235,113 @@ public struct ExternalListenerSpec: Codable, Sendable, Equatable {
     public var advertisedHost: String?
     /// NodePort: broker n gets node port `nodePortBase + n`.
     public var nodePortBase: Int32?
+    /// TLS on the external listener.
+    public var tls: ListenerTLSSpec?
+    /// How clients of the external listener authenticate.
+    public var authentication: ListenerAuthenticationSpec?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
-        case type, port, advertisedHost, nodePortBase
+        case type, port, advertisedHost, nodePortBase, tls, authentication
     }
 
-    public init(type: String? = nil, port: Int32? = nil, advertisedHost: String? = nil, nodePortBase: Int32? = nil) {
+    public init(type: String? = nil, port: Int32? = nil, advertisedHost: String? = nil, nodePortBase: Int32? = nil,
+                tls: ListenerTLSSpec? = nil, authentication: ListenerAuthenticationSpec? = nil) {
+        self.tls = tls
+        self.authentication = authentication
         self.type = type
         self.port = port
         self.advertisedHost = advertisedHost
         self.nodePortBase = nodePortBase
+    }
+}
+
+/// TLS on a listener. The Secret (type `kubernetes.io/tls`, in the cluster's namespace) holds
+/// `tls.crt` (the server certificate chain) and `tls.key`; the internal listener's Secret also
+/// needs `ca.crt` (the CA that signed `tls.crt`: cert-manager writes it), with which the brokers
+/// and the operator verify the brokers. It is mounted read-only at `/etc/floe/tls`; the broker
+/// reloads the files when Kubernetes rotates them, so a new certificate does not restart pods.
+///
+/// `clientAuth` asks clients for certificates signed by the CA in `caSecretName` (key `ca.crt`):
+/// `none` (default), `requested` or `required`. The broker has one certificate and one client CA
+/// for all its TLS listeners, so when both listeners use TLS they must name the same Secrets and
+/// `clientAuth`.
+///
+/// Example: `{secretName: events-tls, caSecretName: clients-ca, clientAuth: required}`.
+public struct ListenerTLSSpec: Codable, Sendable, Equatable {
+    public var secretName: String
+    public var caSecretName: String?
+    public var clientAuth: String?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case secretName, caSecretName, clientAuth
+    }
+
+    public init(secretName: String, caSecretName: String? = nil, clientAuth: String? = nil) {
+        self.secretName = secretName
+        self.caSecretName = caSecretName
+        self.clientAuth = clientAuth
+    }
+}
+
+/// How a listener's clients authenticate: `scram-sha-512`, `scram-sha-256` or `plain` (SASL, with
+/// the users of `spec.users`; over TLS when the listener has `tls`), or `tls` (client
+/// certificates, principal `User:<subject DN>`; needs `tls` with `caSecretName`).
+public struct ListenerAuthenticationSpec: Codable, Sendable, Equatable {
+    public var type: String
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case type
+    }
+
+    public init(type: String) { self.type = type }
+}
+
+/// A Kafka user of the cluster: SASL name and the Secret key holding its password. The operator
+/// collects every user into the Secret `<cluster>-users` (the broker's `sasl.users.file`).
+///
+/// Example: `{name: orders-app, passwordSecret: {name: orders-app-kafka, key: password}}`.
+public struct UserSpec: Codable, Sendable, Equatable {
+    public var name: String
+    public var passwordSecret: SecretKeyReference
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, passwordSecret
+    }
+
+    public init(name: String, passwordSecret: SecretKeyReference) {
+        self.name = name
+        self.passwordSecret = passwordSecret
+    }
+}
+
+/// One key of a Secret in the cluster's namespace.
+public struct SecretKeyReference: Codable, Sendable, Equatable, Hashable {
+    public var name: String
+    public var key: String
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, key
+    }
+
+    public init(name: String, key: String) {
+        self.name = name
+        self.key = key
+    }
+}
+
+/// `type: acl` turns the broker's authorizer on (`authorizer=acl`); `superUsers` (principals such
+/// as `User:admin` or `User:CN=ops,O=acme`) pass every check, as do the operator's own users.
+public struct AuthorizationSpec: Codable, Sendable, Equatable {
+    public var type: String?
+    public var superUsers: [String]?
+
+    public enum CodingKeys: String, CodingKey, CaseIterable {
+        case type, superUsers
+    }
+
+    public init(type: String? = nil, superUsers: [String]? = nil) {
+        self.type = type
+        self.superUsers = superUsers
     }
 }
 

@@ -1,4 +1,6 @@
 import BrokerSettings
+import CCrypto
+import Foundation
 import KubeAPI
 
 /// Identity of a Kubernetes object: group/version, kind, namespace and name.
@@ -28,6 +30,9 @@ public enum ManagedObject: Sendable, Equatable {
     case service(Service)
     case statefulSet(StatefulSet)
     case podDisruptionBudget(PodDisruptionBudget)
+    /// The users Secret (`<cluster>-users`); synced by the reconciler apart from the sync plan,
+    /// which works from caches that hold no Secrets.
+    case secret(Secret)
 
     public var metadata: ObjectMeta {
         get {
@@ -36,6 +41,7 @@ public enum ManagedObject: Sendable, Equatable {
             case .service(let o): o.metadata
             case .statefulSet(let o): o.metadata
             case .podDisruptionBudget(let o): o.metadata
+            case .secret(let o): o.metadata
             }
         }
         set {
@@ -44,6 +50,7 @@ public enum ManagedObject: Sendable, Equatable {
             case .service(var o): o.metadata = newValue; self = .service(o)
             case .statefulSet(var o): o.metadata = newValue; self = .statefulSet(o)
             case .podDisruptionBudget(var o): o.metadata = newValue; self = .podDisruptionBudget(o)
+            case .secret(var o): o.metadata = newValue; self = .secret(o)
             }
         }
     }
@@ -55,6 +62,7 @@ public enum ManagedObject: Sendable, Equatable {
             case .service: (Service.apiVersion, Service.kind)
             case .statefulSet: (StatefulSet.apiVersion, StatefulSet.kind)
             case .podDisruptionBudget: (PodDisruptionBudget.apiVersion, PodDisruptionBudget.kind)
+            case .secret: (Secret.apiVersion, Secret.kind)
             }
         return ObjectKey(apiVersion: apiVersion, kind: kind, namespace: metadata.namespace ?? "", name: metadata.name ?? "")
     }
@@ -66,6 +74,7 @@ public enum ManagedObject: Sendable, Equatable {
         case .service(let o): try JSONValue(encoding: o)
         case .statefulSet(let o): try JSONValue(encoding: o)
         case .podDisruptionBudget(let o): try JSONValue(encoding: o)
+        case .secret(let o): try JSONValue(encoding: o)
         }
     }
 }
@@ -110,8 +119,10 @@ public struct ClusterNames: Sendable, Equatable {
 /// the same objects (keys sorted, no clocks, no randomness), which golden files pin.
 ///
 /// Rendered, in this order: the broker ConfigMap, the headless Service (broker identities,
-/// not-ready addresses published), the bootstrap Service, the StatefulSet of brokers, and a
-/// PodDisruptionBudget allowing one broker down. Each carries our controller owner reference,
+/// not-ready addresses published), the bootstrap Service, the StatefulSet of brokers, a
+/// PodDisruptionBudget allowing one broker down, the external Services, and, when a listener
+/// uses SASL, the users Secret `<cluster>-users` (from `security`, which the caller reads from
+/// Secrets: the renderer does no I/O). Each carries our controller owner reference,
 /// the standard labels and a `floe.dev/rendered-hash` annotation (FNV-1a of the object without
 /// it), which the sync plan compares to decide whether an update is needed.
 public enum Render {
@@ -125,7 +136,7 @@ public enum Render {
     /// The broker executable in the Floe image (deploy/Dockerfile), which holds both programs.
     public static let brokerCommand = "/usr/local/bin/floe-broker"
 
-    public static func render(_ cluster: FloeCluster) throws(OperatorError) -> [ManagedObject] {
+    public static func render(_ cluster: FloeCluster, security: SecurityMaterial? = nil) throws(OperatorError) -> [ManagedObject] {
         let id = "\(cluster.metadata.namespace ?? "")/\(cluster.metadata.name ?? "")"
         let problems = FloeClusterValidation.problems(cluster)
         if !problems.isEmpty { throw .invalidSpec(cluster: id, problems: problems) }
@@ -162,9 +173,21 @@ public enum Render {
                 type: spec.listeners?.serviceType ?? FloeDefaults.serviceType, selector: names.selectorLabels,
                 ports: [ServicePort(name: "kafka", port: kafkaPort, targetPort: .string("kafka"), protocol: "TCP")]))
 
-        let statefulSet = brokerStatefulSet(
+        let plan = SecurityPlan(spec)
+        var usersFile: String?
+        if plan.usesSASL {
+            guard let security else {
+                throw .notRenderable(cluster: id, missing: "the passwords of spec.users and of \(names.operatorCredentialsSecret) (read from Secrets)")
+            }
+            usersFile = security.usersFile()
+        }
+        var statefulSet = brokerStatefulSet(
             spec, names: names, meta: meta(names.statefulSet, component: "broker"), kafkaPort: kafkaPort, httpPort: httpPort,
             configHash: FNV1a.hex(properties))
+        if let usersFile, let security {
+            statefulSet.spec?.template.metadata?.annotations?[SecurityLayout.usersHashAnnotation] =
+                HMACSHA256.hex(key: security.operatorPassword, usersFile)
+        }
 
         let pdb = PodDisruptionBudget(
             metadata: meta(names.podDisruptionBudget, component: "broker"),
@@ -188,6 +211,11 @@ public enum Render {
                         ports: [ServicePort(name: "kafka-external", port: port, targetPort: .string("external"), protocol: "TCP",
                                             nodePort: type == "NodePort" ? base + ordinal : nil)]))))
             }
+        }
+        if let usersFile {
+            objects.append(.secret(Secret(
+                metadata: meta(names.usersSecret, component: "users"),
+                data: [SecurityLayout.usersKey: Data(usersFile.utf8).base64EncodedString()], type: "Opaque")))
         }
         for i in objects.indices {
             objects[i].metadata.annotations = [hashAnnotation: try renderedHash(objects[i])]
@@ -237,7 +265,7 @@ public enum Render {
     /// Example (S3 on MinIO): `storage=s3://floe-data/cluster-a?endpoint=http://minio.minio.svc:9000&path_style=true&region=us-east-1`
     /// and `wal=object`; credentials come from the Secret as `AWS_*` environment variables.
     public static func brokerProperties(_ spec: FloeClusterSpec) -> String {
-        var entries: [String: String] = [:]
+        var entries = SecurityPlan(spec).properties()
         entries[BrokerSettings.storage.name] = storageURL(spec.storage)
         let walKind = spec.storage.wal?.kind ?? FloeDefaults.walKind
         entries[BrokerSettings.wal.name] = walKind
@@ -250,11 +278,12 @@ public enum Render {
 
     /// The broker's `storage` URL for a storage spec: `file:///path` as given; for S3 the bucket
     /// URL with the connection settings as query parameters (`StorageURL` in the broker), sorted:
-    /// `anonymous`, `endpoint`, `path_style`, `region`.
+    /// `anonymous`, `ca_file` (the mounted `caSecretName`), `endpoint`, `path_style`, `region`.
     public static func storageURL(_ s: StorageSpec) -> String {
         guard s.bucket.hasPrefix("s3://") else { return s.bucket }
         var query: [(String, String)] = []
         if s.anonymous == true { query.append(("anonymous", "true")) }
+        if s.caSecretName != nil { query.append(("ca_file", "\(SecurityLayout.storageCADir)/\(SecurityLayout.caKey)")) }
         if let e = s.endpoint { query.append(("endpoint", e)) }
         query.append(("path_style", String(s.pathStyle ?? false)))
         query.append(("region", s.region ?? FloeDefaults.region))
@@ -348,6 +377,8 @@ public enum Render {
             VolumeMount(name: "tmp", mountPath: "/tmp"),
         ]
         if fileWAL { mounts.append(VolumeMount(name: "wal", mountPath: walDir)) }
+        let security = securityVolumes(spec, names: names)
+        mounts += security.map(\.mount)
 
         let container = Container(
             name: "broker",
@@ -383,7 +414,7 @@ public enum Render {
             volumes: [
                 Volume(name: "config", configMap: ConfigMapVolumeSource(name: names.configMap)),
                 Volume(name: "tmp", emptyDir: EmptyDirVolumeSource(sizeLimit: "256Mi")),
-            ],
+            ] + security.map(\.volume),
             serviceAccountName: overrides?.serviceAccountName,
             automountServiceAccountToken: false,
             enableServiceLinks: false,
@@ -418,6 +449,44 @@ public enum Render {
                 template: PodTemplateSpec(metadata: ObjectMeta(labels: podLabels, annotations: podAnnotations), spec: podSpec),
                 volumeClaimTemplates: claims,
                 revisionHistoryLimit: 5))
+    }
+}
+
+extension Render {
+    /// The Secret volumes of the security settings, each mounted read-only: the listeners' TLS
+    /// Secret, the client CA, the users file and the object store's CA. Rotating the TLS Secret
+    /// changes nothing here (the broker reloads the files), so it restarts no pod.
+    static func securityVolumes(_ spec: FloeClusterSpec, names: ClusterNames) -> [(volume: Volume, mount: VolumeMount)] {
+        let plan = SecurityPlan(spec)
+        var out: [(Volume, VolumeMount)] = []
+        func add(_ name: String, secret: String, at path: String) {
+            out.append((Volume(name: name, secret: SecretVolumeSource(secretName: secret, defaultMode: SecurityLayout.secretMode)),
+                        VolumeMount(name: name, mountPath: path, readOnly: true)))
+        }
+        if plan.usesTLS, let tls = plan.tls {
+            add("tls", secret: tls.secretName, at: SecurityLayout.tlsDir)
+            if plan.clientAuth != "none", let ca = plan.clientCASecret { add("client-ca", secret: ca, at: SecurityLayout.clientCADir) }
+        }
+        if plan.usesSASL { add("users", secret: names.usersSecret, at: SecurityLayout.usersDir) }
+        if let ca = spec.storage.caSecretName { add("s3-ca", secret: ca, at: SecurityLayout.storageCADir) }
+        return out
+    }
+}
+
+/// HMAC-SHA256 through libcrypto, as lower-case hex.
+enum HMACSHA256 {
+    static func hex(key: String, _ message: String) -> String {
+        let k = Array(key.utf8)
+        let m = Array(message.utf8)
+        var out = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let result = k.withUnsafeBytes { kb in
+            m.withUnsafeBytes { mb in
+                HMAC(EVP_sha256(), kb.baseAddress, Int32(kb.count), mb.baseAddress?.assumingMemoryBound(to: UInt8.self), mb.count, &out, &length)
+            }
+        }
+        precondition(result != nil && length == 32, "HMAC-SHA256 failed")
+        return out.map { String(format: "%02x", $0) }.joined()
     }
 }
 

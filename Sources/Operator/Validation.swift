@@ -93,8 +93,13 @@ public enum FloeClusterValidation {
         }
 
         for (key, value) in (spec.config ?? [:]).sorted(by: { $0.key < $1.key }) {
-            if let problem = configProblem(key, value) { problems.append(problem) }
+            if SecuritySettings.rendered.contains(key) {
+                problems.append("spec.config key \"\(key)\" is set by the operator from spec.listeners, spec.users and spec.authorization")
+            } else if let problem = configProblem(key, value) {
+                problems.append(problem)
+            }
         }
+        problems += securityProblems(spec)
 
         if let a = spec.autoscaling { problems += autoscalingProblems(a, replicas: replicas) }
 
@@ -141,6 +146,97 @@ public enum FloeClusterValidation {
                     break
                 }
                 rest = rest[rest.index(after: close!)...]
+            }
+        }
+        return problems
+    }
+
+    /// What is wrong with the security fields: TLS Secrets and client authentication of each
+    /// listener, authentication types, users, authorization and the object store's CA. The broker
+    /// has one certificate and one client CA for all its TLS listeners, so two TLS listeners must
+    /// agree on them.
+    public static func securityProblems(_ spec: FloeClusterSpec) -> [String] {
+        var problems: [String] = []
+        let internalField = "spec.listeners"
+        let externalField = "spec.listeners.external"
+        func listener(_ field: String, tls: ListenerTLSSpec?, authentication: ListenerAuthenticationSpec?) {
+            if let t = tls {
+                if t.secretName.isEmpty { problems.append("\(field).tls.secretName is empty") }
+                let auth = t.clientAuth ?? "none"
+                if !["none", "requested", "required"].contains(auth) {
+                    problems.append("\(field).tls.clientAuth \"\(auth)\" is not none, requested or required")
+                } else if auth != "none" && (t.caSecretName ?? "").isEmpty {
+                    problems.append("\(field).tls.clientAuth \(auth) needs \(field).tls.caSecretName (the CA that signs client certificates)")
+                }
+                if let ca = t.caSecretName, ca.isEmpty { problems.append("\(field).tls.caSecretName is empty") }
+            }
+            guard let type = authentication?.type else { return }
+            if !["scram-sha-512", "scram-sha-256", "plain", "tls"].contains(type) {
+                problems.append("\(field).authentication.type \"\(type)\" is not scram-sha-512, scram-sha-256, plain or tls")
+            } else if type == "tls" {
+                if field == internalField {
+                    problems.append("\(field).authentication.type tls is not supported on the internal listener: the brokers and the operator "
+                                    + "connect there and authenticate with SCRAM; use scram-sha-512 there and tls on spec.listeners.external")
+                } else if tls == nil {
+                    problems.append("\(field).authentication.type tls needs \(field).tls (client certificates are a TLS feature)")
+                } else if (tls?.caSecretName ?? "").isEmpty {
+                    problems.append("\(field).authentication.type tls needs \(field).tls.caSecretName (the CA that signs client certificates)")
+                }
+            }
+        }
+        let l = spec.listeners
+        listener(internalField, tls: l?.tls, authentication: l?.authentication)
+        if let e = l?.external { listener(externalField, tls: e.tls, authentication: e.authentication) }
+        if let a = l?.tls, let b = l?.external?.tls {
+            if a.secretName != b.secretName {
+                problems.append("spec.listeners.tls.secretName \"\(a.secretName)\" and spec.listeners.external.tls.secretName \"\(b.secretName)\" differ: "
+                                + "the broker serves one certificate on all TLS listeners")
+            }
+            if (a.caSecretName ?? "") != (b.caSecretName ?? "") || (a.clientAuth ?? "none") != (b.clientAuth ?? "none") {
+                problems.append("spec.listeners.tls and spec.listeners.external.tls differ in caSecretName or clientAuth: "
+                                + "the broker has one client CA and one client-certificate policy for all TLS listeners")
+            }
+        }
+        if l?.external?.authentication?.type == "tls", l?.external?.tls != nil, let t = l?.tls, (t.clientAuth ?? "none") != "required" {
+            problems.append("spec.listeners.external.authentication.type tls makes client certificates required on every TLS listener: "
+                            + "set spec.listeners.tls.clientAuth to required as well")
+        }
+
+        let plan = SecurityPlan(spec)
+        var seen = Set<String>()
+        for (i, u) in (spec.users ?? []).enumerated() {
+            let field = "spec.users[\(i)]"
+            if u.name.isEmpty || u.name.count > 253
+                || !u.name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || "._@-".contains($0)) })
+            {
+                problems.append("\(field).name \"\(u.name)\" must be 1-253 of letters, digits and . _ @ -")
+            }
+            if [SecurityLayout.operatorUser, SecurityLayout.brokerUser].contains(u.name) {
+                problems.append("\(field).name \"\(u.name)\" is reserved for the operator's own users")
+            }
+            if !seen.insert(u.name).inserted { problems.append("\(field).name \"\(u.name)\" is listed twice") }
+            if u.passwordSecret.name.isEmpty { problems.append("\(field).passwordSecret.name is empty") }
+            if u.passwordSecret.key.isEmpty { problems.append("\(field).passwordSecret.key is empty") }
+        }
+        if !(spec.users ?? []).isEmpty && !plan.usesSASL {
+            problems.append("spec.users is set but no listener uses SASL (spec.listeners.authentication or "
+                            + "spec.listeners.external.authentication of type scram-sha-512, scram-sha-256 or plain)")
+        }
+        if let a = spec.authorization {
+            let type = a.type ?? "none"
+            if !["acl", "none"].contains(type) { problems.append("spec.authorization.type \"\(type)\" is not acl or none") }
+            if type == "acl" && !plan.internalProtocol.usesSASL {
+                problems.append("spec.authorization.type acl needs SASL authentication on the internal listener "
+                                + "(spec.listeners.authentication): the brokers and the operator authenticate there as super users")
+            }
+            for (i, p) in (a.superUsers ?? []).enumerated() where !p.hasPrefix("User:") || p.count < 6 || p.contains(";") {
+                problems.append("spec.authorization.superUsers[\(i)] \"\(p)\" must be a principal User:<name> without ';'")
+            }
+        }
+        if let ca = spec.storage.caSecretName {
+            if ca.isEmpty { problems.append("spec.storage.caSecretName is empty") }
+            if !(spec.storage.endpoint ?? "").hasPrefix("https://") {
+                problems.append("spec.storage.caSecretName needs an https:// spec.storage.endpoint (the CA verifies that endpoint)")
             }
         }
         return problems

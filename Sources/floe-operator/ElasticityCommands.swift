@@ -31,6 +31,10 @@ let elasticityUsage = """
         --predictive[=MARGIN_PCT]           predictive floor from the daily curve (margin default 20)
         --lookahead=MIN                     predictive lookahead (default 60)
         --broker-bin=PATH                   floe-broker (default: next to this binary, or $FLOE_BROKER_BIN)
+        --admin-user=NAME --admin-password-file=PATH   the operator's SASL (SCRAM-SHA-512) user on the brokers
+        --tls-ca-file=PATH                  verify the brokers' TLS certificates with this CA bundle
+        --broker-config=PATH                a properties file every broker also reads (e.g. its
+                                            security.protocol, ssl.* and sasl.users.file settings)
         --view=auto|redraw|log              live view redrawn in place (auto: on a terminal) or printed
         --log-level=LEVEL
 
@@ -135,8 +139,22 @@ func runLocal() -> Never {
         "data-dir", "port", "min-brokers", "max-brokers", "target-bytes-in", "target-bytes-out", "tolerance", "scale-up-window",
         "scale-down-window", "scale-up-step", "scale-down-step", "balance-interval", "move-cooldown", "max-moves", "band", "tick", "window",
         "no-autoscaling", "dry-run", "broker-bin", "view", "log-level", "schedule", "predictive", "lookahead",
+        "admin-user", "admin-password-file", "tls-ca-file", "broker-config",
     ]
     if let bad = args.unknown(known: known).first { fail("local: unknown option --\(bad)") }
+    var access = KafkaAccess.plaintext
+    if let user = args.value("admin-user") {
+        guard let path = args.value("admin-password-file") else { fail("local: --admin-user needs --admin-password-file=PATH") }
+        do {
+            access.password = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .newlines)
+        } catch {
+            fail("local: cannot read --admin-password-file \(path): \(error)")
+        }
+        access.username = user
+    }
+    if let path = args.value("tls-ca-file") {
+        do { access.caPEM = try String(contentsOfFile: path, encoding: .utf8) } catch { fail("local: cannot read --tls-ca-file \(path): \(error)") }
+    }
     let spec = autoscalingSpec(args, command, min: 1, max: 4, targetIn: "2MiB/s", upWindow: 10, downWindow: 60)
     var balancer = BalancerSettings(
         BalancingSpec(
@@ -163,8 +181,9 @@ func runLocal() -> Never {
     let logger = Logger(label: "floe-operator", level: level)
     let runtime = LocalRuntime(
         options: .init(
-            fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100),
-            elasticity: settings, redraw: redraw),
+            fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100,
+                         extraArguments: args.value("broker-config").map { ["--config=\($0)"] } ?? []),
+            elasticity: settings, redraw: redraw, access: access),
         logger: logger)
     runUntilSignal(logger: logger) { try await runtime.run() }
 }

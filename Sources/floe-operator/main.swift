@@ -62,7 +62,8 @@ case "render":
             if cluster.metadata.namespace == nil { cluster.metadata.namespace = args.value("namespace") ?? "default" }
             // A manifest from a file has no uid yet; the API server assigns one on creation.
             if cluster.metadata.uid == nil { cluster.metadata.uid = "00000000-0000-0000-0000-000000000000" }
-            for object in try Render.render(cluster) { docs.append(try object.json()) }
+            // No Secrets are read offline: passwords in the users Secret are placeholders.
+            for object in try Render.render(cluster, security: .placeholders(for: cluster.spec)) { docs.append(try object.json()) }
         }
         print(YAMLEmitter.emitDocuments(docs), terminator: "")
     } catch {

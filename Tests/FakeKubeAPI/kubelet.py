@@ -8,7 +8,8 @@ What it does, per pod the workload simulation created:
 - env: `value`, `fieldRef` (metadata.name, metadata.namespace, metadata.uid, metadata.labels[...],
   metadata.annotations[...], status.podIP), `secretKeyRef` and `configMapKeyRef` resolved from the
   API server's objects (a missing Secret key leaves the pod waiting with CreateContainerConfigError);
-- volumes: ConfigMap and Secret volumes are written to a temporary directory, emptyDir and volume
+- volumes: ConfigMap and Secret volumes are written to a temporary directory (and rewritten while
+  the pod runs when their objects change, as the kubelet does), emptyDir and volume
   claims are directories (claims survive pod restarts and deletion); each mount path is mapped to
   its directory through `FLOE_TEST_PATH_MAP` (`/etc/floe=/tmp/.../etc/floe,...`), which the broker
   applies to its config file, `wal.dir` and `file://` storage paths (tests only);
@@ -52,6 +53,8 @@ class PodProcess:
         self.next_start = 0.0
         self.ready = False
         self.waiting = None      # (reason, message) while not running
+        self.projected = []      # (directory, plural, namespace, name) of ConfigMap and Secret volumes
+        self.next_refresh = 0.0
         self.last_exit = None
         self.log_path = os.path.join(workdir, "container.log")
 
@@ -63,6 +66,7 @@ class Kubelet(threading.Thread):
         self.workdir = workdir
         self.commands = dict(commands)
         self.period = period
+        self.refresh_period = 1.0   # the real kubelet: about a minute (sync period + cache TTL)
         self.pods: dict[tuple[str, str], PodProcess] = {}
         self.ips: dict[tuple[str, str], str] = {}
         self.stopping = threading.Event()
@@ -171,6 +175,9 @@ class Kubelet(threading.Thread):
                 p.next_start = now + 1.0
             self._write_status(p, pod)
             return
+        if p.proc is not None and now >= p.next_refresh:
+            self._refresh(p)
+            p.next_refresh = now + self.refresh_period
         if p.proc is not None:
             ready = self._probe(p, pod)
             if ready != p.ready:
@@ -215,6 +222,7 @@ class Kubelet(threading.Thread):
 
         volumes = {v["name"]: v for v in spec.get("volumes") or []}
         mapping = []
+        projected = []
         for m in container.get("volumeMounts") or []:
             v = volumes.get(m["name"])
             if v is None or "persistentVolumeClaim" in v:
@@ -229,9 +237,8 @@ class Kubelet(threading.Thread):
                     raise ContainerConfigError(f"volume {m['name']}: {plural[:-1]} {ns}/{ref} not found")
                 d = os.path.join(p.workdir, "volumes", m["name"])
                 os.makedirs(d, exist_ok=True)
-                for k, val in data.items():
-                    with open(os.path.join(d, k), "w") as f:
-                        f.write(val)
+                write_volume(d, data)
+                projected.append((d, plural, ns, ref))
             else:  # emptyDir and anything else: a fresh directory per pod (per uid: a new pod starts empty)
                 d = os.path.join(p.workdir, "volumes", m["name"])
                 if os.path.isdir(d) and open_marker(d) != p.uid:
@@ -241,6 +248,7 @@ class Kubelet(threading.Thread):
                     f.write(p.uid)
             mapping.append(f"{m['mountPath']}={d}")
         env["FLOE_TEST_PATH_MAP"] = ",".join(mapping)
+        p.projected = projected
 
         command = list(container.get("command") or [])
         if not command or command[0] not in self.commands:
@@ -252,6 +260,14 @@ class Kubelet(threading.Thread):
             log.flush()
             p.proc = subprocess.Popen(command + args, env=env, cwd=p.workdir, stdout=log, stderr=subprocess.STDOUT,
                                       start_new_session=True)
+
+    def _refresh(self, p: PodProcess):
+        """Rewrites a running pod's ConfigMap and Secret volumes whose objects changed, as the
+        kubelet does (atomically per file; keys that went away are removed)."""
+        for d, plural, ns, ref in p.projected:
+            data = self._data(plural, ns, ref)
+            if data is not None:
+                write_volume(d, data)
 
     @staticmethod
     def _network(arg, pod_name, ip):
@@ -364,3 +380,23 @@ def expand(text, env):
             return "$"
         return env.get(m.group(1), m.group(0))
     return re.sub(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_]*)\)", sub, text)
+
+
+def write_volume(d, data):
+    """Makes directory `d` hold exactly `data` (key -> text); each changed file is replaced
+    atomically (write, rename), as the kubelet's atomic writer does."""
+    for k, val in data.items():
+        path = os.path.join(d, k)
+        try:
+            with open(path) as f:
+                if f.read() == val:
+                    continue
+        except OSError:
+            pass
+        tmp = os.path.join(d, f".{k}.tmp")
+        with open(tmp, "w") as f:
+            f.write(val)
+        os.replace(tmp, path)
+    for k in os.listdir(d):
+        if not k.startswith(".") and k not in data:
+            os.remove(os.path.join(d, k))

@@ -156,3 +156,26 @@ def test_a_missing_secret_key_is_a_config_error_not_a_start(kube):
     w = wait_for(config_error, what="CreateContainerConfigError")
     assert "creds" in w["message"] and "token" in w["message"], w
     assert kube.kubelet.running() == []
+
+
+def test_configmap_and_secret_volumes_follow_their_objects_without_a_restart(kube, tmp_path):
+    """As the kubelet does (and what lets a broker reload a rotated certificate): a running pod's
+    ConfigMap and Secret volumes are rewritten when the objects change; the process stays."""
+    call(kube, "POST", f"/api/v1/namespaces/{NS}/configmaps",
+         {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config"}, "data": {"app.conf": "x=1\n", "old": "o"}})
+    call(kube, "POST", f"/api/v1/namespaces/{NS}/secrets",
+         {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"token": "t"}})
+    call(kube, "POST", STS, statefulset("live"))
+    wait_for(lambda: ready(call(kube, "GET", f"{PODS}/live-0")), what="live-0 Ready")
+    pid = kube.kubelet.pods[(NS, "live-0")].proc.pid
+    conf = tmp_path / "pods" / NS / "live-0" / "volumes" / "config"
+    assert (conf / "app.conf").read_text() == "x=1\n"
+
+    cm = call(kube, "GET", f"/api/v1/namespaces/{NS}/configmaps/app-config")
+    cm["data"] = {"app.conf": "x=2\n"}
+    call(kube, "PUT", f"/api/v1/namespaces/{NS}/configmaps/app-config", cm)
+    wait_for(lambda: (conf / "app.conf").read_text() == "x=2\n", what="volume rewritten")
+    assert not (conf / "old").exists()
+    assert kube.kubelet.pods[(NS, "live-0")].proc.pid == pid
+    pod = call(kube, "GET", f"{PODS}/live-0")
+    assert pod["status"]["containerStatuses"][0]["restartCount"] == 0

@@ -42,9 +42,13 @@ import Testing
                 storage: StorageSpec(
                     bucket: "s3://b-b", endpoint: "http://e", region: "r", pathStyle: true,
                     credentials: StorageCredentials(secretName: "s", accessKeyIdKey: "a", secretAccessKeyKey: "b", sessionTokenKey: "c"),
-                    anonymous: false, wal: WALSpec(kind: "file", volumeSize: "1Gi", storageClassName: "sc")),
+                    anonymous: false, wal: WALSpec(kind: "file", volumeSize: "1Gi", storageClassName: "sc"), caSecretName: "s3-ca"),
                 listeners: ListenersSpec(kafkaPort: 9092, httpPort: 8080, serviceType: "ClusterIP",
-                                         external: ExternalListenerSpec(type: "NodePort", port: 9094, advertisedHost: "h", nodePortBase: 31090)),
+                                         external: ExternalListenerSpec(type: "NodePort", port: 9094, advertisedHost: "h", nodePortBase: 31090,
+                                                                        tls: ListenerTLSSpec(secretName: "t", caSecretName: "ca", clientAuth: "required"),
+                                                                        authentication: ListenerAuthenticationSpec(type: "tls")),
+                                         tls: ListenerTLSSpec(secretName: "t", caSecretName: "ca", clientAuth: "required"),
+                                         authentication: ListenerAuthenticationSpec(type: "scram-sha-512")),
                 config: ["k": "v"],
                 podTemplate: PodTemplateOverrides(
                     annotations: ["a": "b"], labels: ["c": "d"], nodeSelector: ["e": "f"],
@@ -65,7 +69,9 @@ import Testing
                                              expectedBytesInPerSecond: 1, leadTimeSeconds: 300)],
                     predictive: PredictiveSpec(enabled: true, historyDays: 7, lookaheadMinutes: 60, marginPercent: 20)),
                 balancing: BalancingSpec(enabled: true, intervalSeconds: 60, maxMovesPerRound: 5, dryRun: true, tolerancePercent: 20, moveCooldownSeconds: 60),
-                disruptionBudget: DisruptionBudgetSpec(maxUnavailable: 2)),
+                disruptionBudget: DisruptionBudgetSpec(maxUnavailable: 2),
+                users: [UserSpec(name: "u", passwordSecret: SecretKeyReference(name: "s", key: "k"))],
+                authorization: AuthorizationSpec(type: "acl", superUsers: ["User:admin"])),
             status: FloeClusterStatus(
                 observedGeneration: 1,
                 conditions: [Condition(type: "Ready", status: "True", observedGeneration: 1, lastTransitionTime: "t", reason: "r", message: "m")],

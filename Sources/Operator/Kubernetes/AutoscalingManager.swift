@@ -91,7 +91,9 @@ public actor AutoscalingManager {
         let names = ClusterNames(cluster: key.name, namespace: key.namespace)
         let kafkaPort = Int(spec.listeners?.kafkaPort ?? FloeDefaults.kafkaPort)
         let fleet = KubernetesFleet(
-            client: client, caches: caches, names: names, kafkaPort: kafkaPort, httpPort: Int(spec.listeners?.httpPort ?? FloeDefaults.httpPort))
+            client: client, caches: caches, names: names, kafkaPort: kafkaPort, httpPort: Int(spec.listeners?.httpPort ?? FloeDefaults.httpPort),
+            dnsNames: SecurityPlan(spec).internalProtocol.usesTLS)
+        let kube = client
         var settings = ElasticitySettings(
             autoscaling: AutoscalerSettings(spec.autoscaling!), balancer: BalancerSettings(spec.balancing, targets: spec.autoscaling?.targets),
             balancingEnabled: spec.balancing?.enabled ?? true,
@@ -124,7 +126,17 @@ public actor AutoscalingManager {
                 bootstrap = await fleet.members().map(\.kafka)
                 if bootstrap.isEmpty { try? await Task.sleep(for: .seconds(2)) }
             }
-            let admin = KafkaAdminClient(bootstrap: bootstrap, clientId: "floe-operator", requestTimeout: .seconds(5), attempts: 2)
+            // The operator's own credentials and the cluster CA, when the internal listener needs them.
+            var made: KafkaAdminClient?
+            while made == nil && !Task.isCancelled {
+                do {
+                    made = try OperatorKafka.adminClient(bootstrap: bootstrap, access: try await KafkaAccess.read(spec, names: names, client: kube))
+                } catch {
+                    log.error("cannot make the admin client; autoscaling waits", metadata: ["error": "\(error)"])
+                    try? await Task.sleep(for: .seconds(30))
+                }
+            }
+            guard let admin = made else { return }
             defer { admin.close() }
             let controller = ElasticityController(
                 settings: settings, fleet: fleet, admin: admin, http: http, logger: log, bootstrap: "\(names.bootstrapService):\(kafkaPort)",

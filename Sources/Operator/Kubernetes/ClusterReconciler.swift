@@ -86,6 +86,13 @@ public struct ClusterReconciler: Reconciler {
     public var autoscalingReports: AutoscalingReports?
     /// How soon a pass that is waiting for a drain looks again.
     public var drainPollInterval: Duration = .seconds(1)
+    /// Makes the passwords of `<cluster>-operator-credentials` (created once, never rotated by
+    /// the operator). Injected so tests can fix them.
+    public var makePassword: @Sendable () -> String = { Self.randomPassword() }
+    /// How soon a cluster whose spec names Secrets is looked at again: Secrets are not watched
+    /// (the operator may only get them by name), so a changed password, or a missing Secret
+    /// created later, is noticed within this interval.
+    public var secretPollInterval: Duration = .seconds(30)
     let changes: Counter
 
     public init(client: KubeClient, caches: ClusterCaches, clock: any FloeClock, logger: Logger, metrics: MetricsRegistry,
@@ -103,7 +110,8 @@ public struct ClusterReconciler: Reconciler {
         guard let cluster = caches.clusters.get(namespace: key.namespace, name: key.name) else { return .done }
         if cluster.metadata.deletionTimestamp != nil { return .done }
         let log = logger.with("reconcile.key", key.description)
-        let problems = FloeClusterValidation.problems(cluster)
+        var problems = FloeClusterValidation.problems(cluster)
+        let specValid = problems.isEmpty
         var conflicts: [ObjectKey] = []
         var syncError: (any Error)?
         var appliedStatefulSet: StatefulSet?
@@ -111,15 +119,30 @@ public struct ClusterReconciler: Reconciler {
         func note(_ reason: String, _ key: ObjectKey) { changed.append((reason, key, "\(reason) \(key.kind) \(key.name)")) }
         let names = ClusterNames(cluster: key.name, namespace: key.namespace)
 
+        // The Secrets the spec names (and the operator's own credentials, created on first need).
+        var security = SecurityInputs(problems: [], material: nil, access: .plaintext)
+        if problems.isEmpty {
+            do {
+                security = try await securityInputs(cluster, names: names, log: log) { reason, key in note(reason, key) }
+                problems += security.problems
+            } catch is CancellationError {
+                throw CancellationError()
+            } catch {
+                syncError = error  // SyncFailed, retried with backoff; nothing is rendered without them
+            }
+        }
+
         // Safe scale-in: the StatefulSet keeps its brokers until the leaving ones own nothing.
         var rendered = cluster
         var drain: String?
-        if problems.isEmpty, let guardian = scaleInGuard,
+        if problems.isEmpty, syncError == nil, let guardian = scaleInGuard,
            let current = caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)?.spec?.replicas {
             let desired = cluster.spec.replicas ?? FloeDefaults.replicas
-            let bootstrap = Self.brokerAddresses(caches.brokerPods(names), port: cluster.spec.listeners?.kafkaPort ?? FloeDefaults.kafkaPort)
+            let bootstrap = Self.brokerAddresses(
+                caches.brokerPods(names), port: cluster.spec.listeners?.kafkaPort ?? FloeDefaults.kafkaPort,
+                dnsNames: security.access.usesTLS ? names : nil)
             if desired < current {
-                switch await guardian.drain(cluster: key.description, leaving: Array(desired..<current), bootstrap: bootstrap) {
+                switch await guardian.drain(cluster: key.description, leaving: Array(desired..<current), bootstrap: bootstrap, access: security.access) {
                 case .drained:
                     log.info("leaving brokers own nothing; scaling in", metadata: ["from": "\(current)", "to": "\(desired)"])
                     await recordEvent(cluster, type: "Normal", reason: "Drained", message: "Brokers \(desired)…\(current - 1) own no partitions; scaling in from \(current) to \(desired)")
@@ -128,15 +151,31 @@ public struct ClusterReconciler: Reconciler {
                     drain = message
                 }
             } else if desired > current {
-                await guardian.undrain(cluster: key.description, brokers: Array(current..<desired), bootstrap: bootstrap)
+                await guardian.undrain(cluster: key.description, brokers: Array(current..<desired), bootstrap: bootstrap, access: security.access)
             }
         }
 
-        if problems.isEmpty {
+        if problems.isEmpty, syncError == nil {
             do {
-                let desired = try Render.render(rendered)
+                let all = try Render.render(rendered, security: security.material)
+                // Secrets are not cached (the operator may not list them): synced on their own.
+                let secrets = all.filter { if case .secret = $0 { true } else { false } }
+                let desired = all.filter { if case .secret = $0 { false } else { true } }
                 let plan = SyncPlan.plan(desired: desired, observed: caches.observed(namespace: key.namespace, contentOf: Set(desired.map(\.key))), ownerUID: cluster.metadata.uid ?? "")
                 conflicts = plan.conflicts
+                for object in secrets {
+                    if let change = try await syncSecret(object, ownerUID: cluster.metadata.uid ?? "") {
+                        if change == "Conflict" { conflicts.append(object.key) } else { note(change, object.key) }
+                    }
+                }
+                if secrets.isEmpty, Self.mountsUsers(caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)) {
+                    // SASL was turned off: the users Secret goes with the pods that mounted it.
+                    let k = ObjectKey(apiVersion: Secret.apiVersion, kind: Secret.kind, namespace: key.namespace, name: names.usersSecret)
+                    if let uid = try await ownedSecretUID(k, ownerUID: cluster.metadata.uid ?? "") {
+                        try await delete(k, uid: uid)
+                        note("Deleted", k)
+                    }
+                }
                 for action in plan.actions {
                     switch action {
                     case .create(let object):
@@ -196,13 +235,157 @@ public struct ClusterReconciler: Reconciler {
             log.info("waiting for brokers to drain", metadata: ["drain": drain])
             return .requeueAfter(drainPollInterval)
         }
+        if specValid && Self.namesSecrets(cluster.spec) { return .requeueAfter(secretPollInterval) }
         return .done
     }
 
-    /// The Kafka addresses of the running broker pods (pod IP and the Kafka port).
-    static func brokerAddresses(_ pods: [Pod], port: Int32) -> [BrokerAddress] {
-        pods.filter { $0.metadata.deletionTimestamp == nil && $0.status?.phase == "Running" }
-            .compactMap { $0.status?.podIP }.sorted().map { BrokerAddress(host: $0, port: Int(port)) }
+    /// The Kafka addresses of the running broker pods: pod IP and the Kafka port, or, with
+    /// `dnsNames` (a TLS internal listener, whose certificates name the brokers, not their IPs),
+    /// the pod's DNS name under the headless Service (the name the broker advertises).
+    static func brokerAddresses(_ pods: [Pod], port: Int32, dnsNames: ClusterNames? = nil) -> [BrokerAddress] {
+        let running = pods.filter { $0.metadata.deletionTimestamp == nil && $0.status?.phase == "Running" }
+        if let names = dnsNames {
+            return running.compactMap { pod in pod.status?.podIP == nil ? nil : pod.metadata.name }.sorted()
+                .map { BrokerAddress(host: "\($0).\(names.headlessService).\(names.namespace).svc", port: Int(port)) }
+        }
+        return running.compactMap { $0.status?.podIP }.sorted().map { BrokerAddress(host: $0, port: Int(port)) }
+    }
+
+    /// What the security fields need from Secrets: problems (missing Secrets or keys, unusable
+    /// passwords: named, never shown), the renderer's passwords, and the operator's own access.
+    struct SecurityInputs {
+        var problems: [String]
+        var material: SecurityMaterial?
+        var access: KafkaAccess
+    }
+
+    /// Reads the Secrets the spec names (each once per pass) and, when a listener uses SASL,
+    /// the operator credentials, creating them on first need: two random passwords for
+    /// `floe-operator` and `floe-broker`, owned by the cluster, never rotated by the operator
+    /// (deleting the Secret makes a new one, and the brokers roll to it).
+    func securityInputs(_ cluster: FloeCluster, names: ClusterNames, log: Logger, note: (String, ObjectKey) -> Void) async throws -> SecurityInputs {
+        let spec = cluster.spec
+        let plan = SecurityPlan(spec)
+        var problems: [String] = []
+        var read: [String: [String: String]?] = [:]
+        func secret(_ name: String) async throws -> [String: String]? {
+            if let known = read[name] { return known }
+            do {
+                let data = try SecretData.decode(try await client.get(Secret.self, namespace: names.namespace, name: name))
+                read[name] = .some(data)
+                return data
+            } catch let e as KubeAPIError where e.isNotFound {
+                read[name] = .some(nil)
+                return nil
+            }
+        }
+        var missing = Set<String>()
+        for (name, key, field) in SecurityPlan.requiredSecretKeys(spec) {
+            guard let data = try await secret(name) else {
+                if missing.insert(name).inserted { problems.append("Secret \(name) (\(field)) does not exist in namespace \(names.namespace)") }
+                continue
+            }
+            if data[key] == nil { problems.append("Secret \(name) (\(field)) has no key \(key)") }
+        }
+        var passwords: [String: String] = [:]
+        for (i, user) in (spec.users ?? []).enumerated() {
+            let ref = user.passwordSecret
+            guard let data = try await secret(ref.name) else {
+                if missing.insert(ref.name).inserted {
+                    problems.append("Secret \(ref.name) (spec.users[\(i)].passwordSecret) does not exist in namespace \(names.namespace)")
+                }
+                continue
+            }
+            guard let password = data[ref.key] else {
+                problems.append("Secret \(ref.name) (spec.users[\(i)].passwordSecret) has no key \(ref.key)")
+                continue
+            }
+            if password.isEmpty || password.contains(where: { $0 == "\n" || $0 == "\r" }) {
+                problems.append("the password of user \(user.name) (Secret \(ref.name) key \(ref.key)) is empty or spans lines")
+                continue
+            }
+            passwords[user.name] = password
+        }
+        guard plan.usesSASL || plan.internalProtocol.usesTLS else { return SecurityInputs(problems: problems, material: nil, access: .plaintext) }
+
+        var material: SecurityMaterial?
+        if plan.usesSASL {
+            let credentials = names.operatorCredentialsSecret
+            if let data = try await secret(credentials) {
+                if let op = data[SecurityLayout.operatorUser], let broker = data[SecurityLayout.brokerUser], !op.isEmpty, !broker.isEmpty {
+                    material = SecurityMaterial(userPasswords: passwords, operatorPassword: op, brokerPassword: broker)
+                } else {
+                    problems.append("Secret \(credentials) lacks the keys \(SecurityLayout.operatorUser) and \(SecurityLayout.brokerUser); "
+                                    + "delete it and the operator writes a new one")
+                }
+            } else if problems.isEmpty {
+                let op = makePassword()
+                let broker = makePassword()
+                let owner = OwnerReference(apiVersion: FloeCluster.apiVersion, kind: FloeCluster.kind, name: names.cluster,
+                                           uid: cluster.metadata.uid ?? "", controller: true, blockOwnerDeletion: true)
+                let created = Secret(
+                    metadata: ObjectMeta(name: credentials, namespace: names.namespace, labels: names.labels(component: "credentials"),
+                                         ownerReferences: [owner]),
+                    data: [SecurityLayout.operatorUser: Data(op.utf8).base64EncodedString(),
+                           SecurityLayout.brokerUser: Data(broker.utf8).base64EncodedString()],
+                    type: "Opaque")
+                _ = try await client.create(created)
+                log.info("created the operator credentials", metadata: ["secret": credentials])
+                note("Created", ObjectKey(apiVersion: Secret.apiVersion, kind: Secret.kind, namespace: names.namespace, name: credentials))
+                read[credentials] = .some([SecurityLayout.operatorUser: op, SecurityLayout.brokerUser: broker])
+                material = SecurityMaterial(userPasswords: passwords, operatorPassword: op, brokerPassword: broker)
+            }
+        }
+        guard problems.isEmpty else { return SecurityInputs(problems: problems, material: nil, access: .plaintext) }
+        let access = try KafkaAccess.forCluster(spec, names: names, secrets: read.compactMapValues { $0 })
+        return SecurityInputs(problems: problems, material: material, access: access)
+    }
+
+    /// 32 random bytes as hex (64 characters: no ':' or line breaks, safe in the users file).
+    static func randomPassword() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: .min ... .max, using: &generator)) }.joined()
+    }
+
+    /// Creates or updates a rendered Secret; returns "Created", "Updated", "Conflict" (the name
+    /// is held by an object without our controller reference) or nil (already as rendered).
+    private func syncSecret(_ object: ManagedObject, ownerUID: String) async throws -> String? {
+        guard case .secret(let desired) = object else { return nil }
+        let k = object.key
+        do {
+            let current = try await client.get(Secret.self, namespace: k.namespace, name: k.name)
+            guard current.metadata.controllerReference?.uid == ownerUID else { return "Conflict" }
+            if current.metadata.annotations?[Render.hashAnnotation] == desired.metadata.annotations?[Render.hashAnnotation],
+               current.data == desired.data, current.metadata.labels == desired.metadata.labels {
+                return nil
+            }
+            _ = try await client.apply(desired, fieldManager: fieldManager)
+            return "Updated"
+        } catch let e as KubeAPIError where e.isNotFound {
+            _ = try await client.apply(desired, fieldManager: fieldManager)
+            return "Created"
+        }
+    }
+
+    /// The uid of a Secret we own, nil when it is absent or not ours.
+    private func ownedSecretUID(_ k: ObjectKey, ownerUID: String) async throws -> String? {
+        do {
+            let s = try await client.get(Secret.self, namespace: k.namespace, name: k.name)
+            return s.metadata.controllerReference?.uid == ownerUID ? s.metadata.uid : nil
+        } catch let e as KubeAPIError where e.isNotFound {
+            return nil
+        }
+    }
+
+    /// Whether the spec names Secrets whose content the operator uses (users' passwords, TLS).
+    static func namesSecrets(_ spec: FloeClusterSpec) -> Bool {
+        let plan = SecurityPlan(spec)
+        return plan.usesSASL || plan.usesTLS
+    }
+
+    /// Whether a StatefulSet's pods mount the users Secret (SASL was on when it was rendered).
+    static func mountsUsers(_ sts: StatefulSet?) -> Bool {
+        sts?.spec?.template.spec?.volumes?.contains { $0.name == "users" } ?? false
     }
 
     /// Whether `object`'s name is taken by an object without our controller reference.
@@ -215,6 +398,7 @@ public struct ClusterReconciler: Reconciler {
             case .service: meta = try await client.get(Service.self, namespace: k.namespace, name: k.name).metadata
             case .statefulSet: meta = try await client.get(StatefulSet.self, namespace: k.namespace, name: k.name).metadata
             case .podDisruptionBudget: meta = try await client.get(PodDisruptionBudget.self, namespace: k.namespace, name: k.name).metadata
+            case .secret: meta = try await client.get(Secret.self, namespace: k.namespace, name: k.name).metadata
             }
             return meta.controllerReference?.uid != ownerUID
         } catch let e as KubeAPIError where e.isNotFound {
@@ -229,6 +413,7 @@ public struct ClusterReconciler: Reconciler {
         case .configMap(let o): _ = try await client.apply(o, fieldManager: fieldManager)
         case .service(let o): _ = try await client.apply(o, fieldManager: fieldManager)
         case .podDisruptionBudget(let o): _ = try await client.apply(o, fieldManager: fieldManager)
+        case .secret(let o): _ = try await client.apply(o, fieldManager: fieldManager)
         case .statefulSet(let o):
             do {
                 return (try await client.apply(o, fieldManager: fieldManager), false)
@@ -291,6 +476,7 @@ public struct ClusterReconciler: Reconciler {
             case Service.kind: try await client.delete(Service.self, namespace: key.namespace, name: key.name, uid: uid)
             case StatefulSet.kind: try await client.delete(StatefulSet.self, namespace: key.namespace, name: key.name, uid: uid)
             case PodDisruptionBudget.kind: try await client.delete(PodDisruptionBudget.self, namespace: key.namespace, name: key.name, uid: uid)
+            case Secret.kind: try await client.delete(Secret.self, namespace: key.namespace, name: key.name, uid: uid)
             default: return
             }
         } catch let e as KubeAPIError where e.isNotFound {

@@ -13,6 +13,8 @@ public struct KubernetesFleet: BrokerFleet {
     let names: ClusterNames
     let kafkaPort: Int
     let httpPort: Int
+    /// Reach brokers by their DNS names (a TLS internal listener) instead of pod IPs.
+    var dnsNames = false
 
     public func members() async -> [FleetMember] {
         caches.brokerPods(names).compactMap { pod -> FleetMember? in
@@ -20,7 +22,7 @@ public struct KubernetesFleet: BrokerFleet {
                   let id = Self.ordinal(pod)
             else { return nil }
             return FleetMember(
-                id: id, kafka: BrokerAddress(host: ip, port: kafkaPort), metricsURL: "http://\(ip):\(httpPort)/metrics",
+                id: id, kafka: BrokerAddress(host: dnsNames ? "\(pod.metadata.name ?? "").\(names.headlessService).\(names.namespace).svc" : ip, port: kafkaPort), metricsURL: "http://\(ip):\(httpPort)/metrics",
                 readyURL: "http://\(ip):\(httpPort)/readyz")
         }.sorted { $0.id < $1.id }
     }

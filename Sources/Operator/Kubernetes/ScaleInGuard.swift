@@ -35,7 +35,7 @@ public actor ScaleInGuard {
     public let confirmAfter: Duration
     /// When each cluster's leaving brokers were first seen owning nothing.
     private var emptySince: [String: (leaving: [Int32], at: ContinuousClock.Instant)] = [:]
-    private var admins: [String: (bootstrap: [BrokerAddress], client: KafkaAdminClient)] = [:]
+    private var admins: [String: (bootstrap: [BrokerAddress], access: KafkaAccess, client: KafkaAdminClient)] = [:]
 
     public init(logger: Logger, confirmAfter: Duration = .seconds(1)) {
         self.logger = logger
@@ -43,11 +43,11 @@ public actor ScaleInGuard {
     }
 
     /// `leaving`: the node ids (pod ordinals) that go; `bootstrap`: addresses of the cluster's
-    /// running brokers.
-    public func drain(cluster: String, leaving: [Int32], bootstrap: [BrokerAddress]) async -> DrainVerdict {
+    /// running brokers; `access`: the operator's TLS and SASL settings for them.
+    public func drain(cluster: String, leaving: [Int32], bootstrap: [BrokerAddress], access: KafkaAccess = .plaintext) async -> DrainVerdict {
         guard !bootstrap.isEmpty else { return .unreachable("no running broker to ask") }
-        let admin = client(cluster, bootstrap)
         do {
+            let admin = try client(cluster, bootstrap, access)
             for id in leaving {
                 do {
                     try await admin.setDraining(broker: id, true)
@@ -88,19 +88,26 @@ public actor ScaleInGuard {
 
     /// Clears the draining mark of brokers that come back (a scale-out reuses the ordinals a
     /// scale-in removed, and a broker keeps its mark across registrations). Best effort.
-    public func undrain(cluster: String, brokers: [Int32], bootstrap: [BrokerAddress]) async {
+    public func undrain(cluster: String, brokers: [Int32], bootstrap: [BrokerAddress], access: KafkaAccess = .plaintext) async {
         guard !bootstrap.isEmpty, !brokers.isEmpty else { return }
-        let admin = client(cluster, bootstrap)
+        let admin: KafkaAdminClient
+        do {
+            admin = try client(cluster, bootstrap, access)
+        } catch {
+            logger.warning("cannot clear draining marks", metadata: ["cluster": cluster, "error": "\(error)"])
+            return
+        }
         for id in brokers {
             do { try await admin.setDraining(broker: id, false) } catch { continue }  // not registered yet: nothing to clear
         }
     }
 
-    private func client(_ cluster: String, _ bootstrap: [BrokerAddress]) -> KafkaAdminClient {
-        if let cached = admins[cluster], cached.bootstrap == bootstrap { return cached.client }
+    private func client(_ cluster: String, _ bootstrap: [BrokerAddress], _ access: KafkaAccess) throws(OperatorError) -> KafkaAdminClient {
+        if let cached = admins[cluster], cached.bootstrap == bootstrap, cached.access == access { return cached.client }
         admins[cluster]?.client.close()
-        let c = KafkaAdminClient(bootstrap: bootstrap, clientId: "floe-operator", requestTimeout: .seconds(5), attempts: 2)
-        admins[cluster] = (bootstrap, c)
+        admins[cluster] = nil
+        let c = try OperatorKafka.adminClient(bootstrap: bootstrap, access: access)
+        admins[cluster] = (bootstrap, access, c)
         return c
     }
 }

@@ -16,8 +16,11 @@ public struct LocalRuntime: Sendable {
         /// Redraw the view in place (a terminal) or print it every `printEvery` ticks (a log).
         public var redraw: Bool
         public var printEvery: Int
+        /// How the operator's admin connection reaches the brokers (TLS CA, SASL user).
+        public var access: KafkaAccess
 
-        public init(fleet: LocalFleet.Options, elasticity: ElasticitySettings, redraw: Bool, printEvery: Int = 5) {
+        public init(fleet: LocalFleet.Options, elasticity: ElasticitySettings, redraw: Bool, printEvery: Int = 5, access: KafkaAccess = .plaintext) {
+            self.access = access
             self.fleet = fleet
             self.elasticity = elasticity
             self.redraw = redraw
@@ -39,7 +42,9 @@ public struct LocalRuntime: Sendable {
         defer { http.shutdown() }
         let start = max(1, options.elasticity.autoscalingEnabled ? options.elasticity.autoscaling.minBrokers : 1)
         let bootstrap = "127.0.0.1:\(options.fleet.kafkaPort)"
-        let admin = KafkaAdminClient(bootstrap: [BrokerAddress(host: "127.0.0.1", port: options.fleet.kafkaPort)], clientId: "floe-operator-local")
+        let admin = try OperatorKafka.adminClient(
+            bootstrap: [BrokerAddress(host: "127.0.0.1", port: options.fleet.kafkaPort)], clientId: "floe-operator-local",
+            requestTimeout: .seconds(10), attempts: 5, access: options.access)
         defer { admin.close() }
         do {
             try await fleet.grow(to: start)
