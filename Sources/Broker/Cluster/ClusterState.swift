@@ -75,8 +75,16 @@ public struct ClusterState: Codable, Sendable, Equatable {
     public var brokers: [Int32: BrokerInfo] = [:]
     /// Reassignments in progress, by "topic\u{0}index".
     public var moves: [String: PendingMove] = [:]
+    /// ACL bindings (absent in snapshots written before ACLs existed; see `acls`).
+    public var aclBindings: [AclBinding]? = nil
 
     public init() {}
+
+    /// The ACL bindings, in the order they were created.
+    public var acls: [AclBinding] {
+        get { aclBindings ?? [] }
+        set { aclBindings = newValue.isEmpty ? nil : newValue }
+    }
 
     static func moveKey(_ topic: String, _ index: Int32) -> String { topic + "\u{0}" + String(index) }
     static func splitMoveKey(_ key: String) -> (String, Int32)? {
@@ -119,6 +127,8 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
     case broker(BrokerInfo)
     case unregisterBroker(Int32)
     case move(topic: String, partition: Int32, PendingMove?)
+    /// The whole set of ACL bindings.
+    case acls([AclBinding])
 
     func apply(to s: inout ClusterState) {
         switch self {
@@ -136,6 +146,7 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
         case let .broker(b): s.brokers[b.id] = b
         case let .unregisterBroker(id): s.brokers[id] = nil
         case let .move(topic, partition, move): s.moves[ClusterState.moveKey(topic, partition)] = move
+        case let .acls(bindings): s.acls = bindings
         }
     }
 
@@ -150,6 +161,7 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
         if new.dynamicBrokerConfigs != old.dynamicBrokerConfigs { out.append(.dynamicBrokerConfigs(new.dynamicBrokerConfigs)) }
         for id in old.brokers.keys.sorted() where new.brokers[id] == nil { out.append(.unregisterBroker(id)) }
         for id in new.brokers.keys.sorted() where new.brokers[id] != old.brokers[id] { out.append(.broker(new.brokers[id]!)) }
+        if new.acls != old.acls { out.append(.acls(new.acls)) }
         // Moves of deleted topics vanish with `.deleteTopic`.
         for key in Set(old.moves.keys).union(new.moves.keys).sorted() where old.moves[key] != new.moves[key] {
             guard let (topic, index) = ClusterState.splitMoveKey(key) else { continue }
