@@ -359,7 +359,8 @@ struct AccessCheck: Sendable {
         narrowed.topics.removeAll(where: isDenied)
         let refused = deniedTopics.map { t in
             FetchResponse.FetchableTopicResponse(topic: t.topic, topicId: t.topicId, partitions: t.partitions.map {
-                .init(partitionIndex: $0.partition, errorCode: Self.topicDenied, highWatermark: -1) })
+                .init(partitionIndex: $0.partition, errorCode: Self.topicDenied, highWatermark: -1, lastStableOffset: -1, logStartOffset: -1,
+                      records: []) })  // librdkafka refuses a null record set
         }
         return .narrowed(.fetch(narrowed)) { response in
             guard case var .fetch(out) = response else { return response }
