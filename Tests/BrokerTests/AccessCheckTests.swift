@@ -206,3 +206,27 @@ struct AccessCheckTests {
         #expect(AuthorizingHandler.host(ofPeer: "[::1]:9092") == "::1")
     }
 }
+
+extension AccessCheckTests {
+    /// include_*_authorized_operations: Kafka's bit sets (bit `1 << code` per allowed operation).
+    @Test func authorizedOperationsAreReported() throws {
+        let check = Self.check(Self.grants([(.read, .topic("t")), (.describe, .cluster), (.alterConfigs, .cluster)]))
+        guard case let .narrowed(_, complete) = check.screen(.metadata(MetadataRequest(topics: [.init(name: "t")], allowAutoTopicCreation: false,
+                                                                                      includeClusterAuthorizedOperations: true,
+                                                                                      includeTopicAuthorizedOperations: true)), version: 10) else {
+            Issue.record("expected a completed answer")
+            return
+        }
+        guard case let .metadata(out) = complete(.metadata(MetadataResponse(topics: [.init(name: "t")]))) else { throw HarnessError.closed }
+        // READ (3) implies DESCRIBE (8).
+        #expect(out.topics[0].topicAuthorizedOperations == (1 << 3) | (1 << 8))
+        // DESCRIBE (8), ALTER_CONFIGS (11) which implies DESCRIBE_CONFIGS (10).
+        #expect(out.clusterAuthorizedOperations == (1 << 8) | (1 << 10) | (1 << 11))
+        guard case let .narrowed(_, completeCluster) = check.screen(.describeCluster(DescribeClusterRequest(includeClusterAuthorizedOperations: true)), version: 1),
+              case let .describeCluster(described) = completeCluster(.describeCluster(DescribeClusterResponse(clusterId: "c"))) else {
+            Issue.record("expected DescribeCluster to report the cluster's operations")
+            return
+        }
+        #expect(described.clusterAuthorizedOperations == (1 << 8) | (1 << 10) | (1 << 11))
+    }
+}

@@ -256,5 +256,6 @@ public struct Authorizer: Sendable {
 
     /// Kafka's operations reported per resource type (include_*_authorized_operations).
     static let topicOperations: [AclOperation] = [.read, .write, .create, .delete, .alter, .describe, .describeConfigs, .alterConfigs]
+    static let groupOperations: [AclOperation] = [.read, .delete, .describe]
     static let clusterOperations: [AclOperation] = [.create, .alter, .describe, .clusterAction, .describeConfigs, .alterConfigs, .idempotentWrite]
 }

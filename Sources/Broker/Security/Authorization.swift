@@ -158,15 +158,21 @@ struct AccessCheck: Sendable {
         case let .leaveGroup(r): return group(.read, r.groupId) ? .pass : Self.refuse(.leaveGroup, Self.groupDenied, version: version)
         case let .describeGroups(r):
             let denied = Set(r.groups.filter { !group(.describe, $0) })
-            if denied.isEmpty { return .pass }
+            if denied.isEmpty && !r.includeAuthorizedOperations { return .pass }
             var narrowed = r
             narrowed.groups.removeAll { denied.contains($0) }
             let refused = r.groups.filter { denied.contains($0) }.map {
                 DescribeGroupsResponse.DescribedGroup(errorCode: Self.groupDenied, groupId: $0, groupState: "", protocolType: "", protocolData: "")
             }
             if narrowed.groups.isEmpty { return .answer(.describeGroups(DescribeGroupsResponse(groups: refused))) }
-            return .narrowed(.describeGroups(narrowed)) { response in
+            return .narrowed(.describeGroups(narrowed)) { [self] response in
                 guard case var .describeGroups(out) = response else { return response }
+                if r.includeAuthorizedOperations {
+                    for i in out.groups.indices where out.groups[i].errorCode == 0 {
+                        out.groups[i].authorizedOperations = authorizer.authorizedOperations(
+                            principal, host: host, .group(out.groups[i].groupId), candidates: Authorizer.groupOperations)
+                    }
+                }
                 out.groups += refused
                 return .describeGroups(out)
             }
@@ -290,8 +296,14 @@ struct AccessCheck: Sendable {
             return cluster(.alter) ? .pass : .answer(.alterPartitionReassignments(AlterPartitionReassignmentsResponse(errorCode: Self.clusterDenied)))
         case .listPartitionReassignments:
             return cluster(.describe) ? .pass : .answer(.listPartitionReassignments(ListPartitionReassignmentsResponse(errorCode: Self.clusterDenied)))
-        case .describeCluster:
-            return cluster(.describe) ? .pass : .answer(.describeCluster(DescribeClusterResponse(errorCode: Self.clusterDenied, clusterId: "")))
+        case let .describeCluster(r):
+            guard cluster(.describe) else { return .answer(.describeCluster(DescribeClusterResponse(errorCode: Self.clusterDenied, clusterId: ""))) }
+            guard r.includeClusterAuthorizedOperations else { return .pass }
+            return .narrowed(request) { [self] response in
+                guard case var .describeCluster(out) = response else { return response }
+                out.clusterAuthorizedOperations = authorizer.authorizedOperations(principal, host: host, .cluster, candidates: Authorizer.clusterOperations)
+                return .describeCluster(out)
+            }
         case .describeAcls:
             return cluster(.describe) ? .pass : .answer(.describeAcls(DescribeAclsResponse(errorCode: Self.clusterDenied, errorMessage: "not authorized to describe ACLs")))
         case let .createAcls(r):
