@@ -89,7 +89,7 @@ struct AccessCheckTests {
 
     static func check(_ bindings: [AclBinding], superUsers: Set<String> = []) -> AccessCheck {
         AccessCheck(authorizer: Authorizer(settings: AuthorizerSettings(enabled: true, superUsers: superUsers), bindings: bindings),
-                    principal: user, host: "10.1.1.1", topicName: { _ in nil }, topicExists: { $0 == "t" })
+                    principal: user, host: "10.1.1.1", topicName: { _ in nil }, wouldAutoCreate: { $0 != "t" })
     }
 
     static func grants(_ needs: [(AclOperation, AclResource)], principal: String = "User:alice") -> [AclBinding] {

@@ -216,7 +216,7 @@ struct AclHandlerTests {
         ])), version: 3)
         let authorizer = BrokerAuthorizer(settings: AuthorizerSettings(enabled: true))
         authorizer.follow(h.core.registry.log)
-        let handler = AuthorizingHandler(inner: MetadataHandler(core: h.core), authorizer: authorizer, registry: h.core.registry)
+        let handler = AuthorizingHandler(inner: MetadataHandler(core: h.core), authorizer: authorizer, core: h.core)
         func topics(as principal: KafkaPrincipal) async throws -> [String: Int16] {
             let session = ConnectionSession(principal: principal)
             let context = RequestContext(connection: ConnectionInfo(id: 1, peer: "127.0.0.1:5000", session: session),

@@ -182,7 +182,7 @@ public final class Broker: Sendable {
         var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
         let authorizer = try Self.authorizer(config)
         authorizer.follow(registry.log)
-        handlers = handlers.map { InstrumentedHandler(AuthorizingHandler(inner: $0, authorizer: authorizer, registry: registry), metrics: metrics) }
+        handlers = handlers.map { InstrumentedHandler(AuthorizingHandler(inner: $0, authorizer: authorizer, core: core), metrics: metrics) }
         routerBox.install(KafkaRouter(handlers: handlers) { message, fields in limitedLogger.info(message, metadata: fields) })
 
         var probe: ProbeServer? = nil

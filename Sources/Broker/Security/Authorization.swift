@@ -46,8 +46,9 @@ struct AccessCheck: Sendable {
     let host: String
     /// Topic names by id (Fetch v13+ names topics by id).
     let topicName: @Sendable (KafkaUUID) -> String?
-    /// Whether a topic exists (Metadata: auto-creation needs CREATE).
-    let topicExists: @Sendable (String) -> Bool
+    /// Whether a Metadata request would create the topic (it does not exist and
+    /// `auto.create.topics.enable` is on): that needs CREATE.
+    let wouldAutoCreate: @Sendable (String) -> Bool
 
     func allowed(_ op: AclOperation, _ resource: AclResource) -> Bool {
         authorizer.authorize(principal, host: host, op, resource)
@@ -392,7 +393,7 @@ struct AccessCheck: Sendable {
                     kept.append(t)
                 } else if !topic(.describe, name) {
                     refused.append(.init(errorCode: Self.topicDenied, name: t.name, topicId: t.topicId, topicAuthorizedOperations: Int32.min))
-                } else if r.allowAutoTopicCreation && !topicExists(name) && !cluster(.create) && !topic(.create, name) {
+                } else if r.allowAutoTopicCreation && wouldAutoCreate(name) && !cluster(.create) && !topic(.create, name) {
                     refused.append(.init(errorCode: Self.topicDenied, name: t.name, topicId: t.topicId, topicAuthorizedOperations: Int32.min))
                 } else {
                     kept.append(t)
@@ -522,7 +523,7 @@ public final class BrokerAuthorizer: Sendable {
 struct AuthorizingHandler: ApiHandler {
     let inner: any ApiHandler
     let authorizer: BrokerAuthorizer
-    let registry: TopicRegistry
+    let core: BrokerCore
     var apiKey: ApiKey { inner.apiKey }
     var versions: ClosedRange<Int16> { inner.versions }
 
@@ -537,9 +538,10 @@ struct AuthorizingHandler: ApiHandler {
     func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         let a = authorizer.authorizer
         guard a.settings.enabled else { return await inner.handle(request, context: context) }
-        let registry = self.registry
+        let core = self.core
         let check = AccessCheck(authorizer: a, principal: context.connection.session.principal, host: Self.host(ofPeer: context.connection.peer),
-                                topicName: { registry.topic(id: $0)?.name }, topicExists: { registry.topic(named: $0) != nil })
+                                topicName: { core.registry.topic(id: $0)?.name },
+                                wouldAutoCreate: { core.registry.topic(named: $0) == nil && core.autoCreateTopics })
         switch check.screen(request, version: context.apiVersion) {
         case .pass: return await inner.handle(request, context: context)
         case let .answer(response): return .response(response)
