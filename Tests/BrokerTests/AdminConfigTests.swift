@@ -276,6 +276,10 @@ import Testing
             .updateMetadata(UpdateMetadataRequest(controllerId: 0)),
             .allocateProducerIds(AllocateProducerIdsRequest(brokerId: 0, brokerEpoch: 1)),
             .describeTopicPartitions(DescribeTopicPartitionsRequest(topics: [.init(name: "t"), .init(name: "nope")], responsePartitionLimit: 10)),
+            .createAcls(CreateAclsRequest(creations: [.init(resourceType: 2, resourceName: "t", resourcePatternType: 3, principal: "User:a", host: "*",
+                                                            operation: 3, permissionType: 3)])),
+            .describeAcls(DescribeAclsRequest(resourceTypeFilter: 1, patternTypeFilter: 3, operation: 1, permissionType: 1)),
+            .deleteAcls(DeleteAclsRequest(filters: [.init(resourceTypeFilter: 2, resourceNameFilter: "t", patternTypeFilter: 3, operation: 1, permissionType: 1)])),
         ] }
         let handlers = Broker.standardHandlers(h.core) + Broker.clusterHandlers(h.core)
         for handler in handlers {

@@ -375,6 +375,8 @@ struct AccessCheck: Sendable {
                 .init(partitionIndex: $0.partition, errorCode: Self.topicDenied, highWatermark: -1, lastStableOffset: -1, logStartOffset: -1,
                       records: []) })  // librdkafka refuses a null record set
         }
+        // Nothing left to read: answer now rather than long-poll an empty request.
+        if narrowed.topics.isEmpty { return .answer(.fetch(FetchResponse(sessionId: 0, responses: refused))) }
         return .narrowed(.fetch(narrowed)) { response in
             guard case var .fetch(out) = response else { return response }
             out.responses += refused
