@@ -170,8 +170,20 @@ struct AuthorizerTests {
 }
 
 struct AclHandlerTests {
-    @Test func createDescribeDeleteThroughTheMetadataLog() async throws {
+    @Test func withoutAnAuthorizerTheAclApisAreDisabled() async throws {
         let h = try await Harness.make()
+        let create = CreateAclsRequest(creations: [
+            .init(resourceType: 2, resourceName: "t", resourcePatternType: 3, principal: "User:a", host: "*", operation: 3, permissionType: 3)])
+        let created = try requireResponse(try await h.call(CreateAclsHandler(core: h.core), .createAcls(create), version: 3), as: CreateAclsResponse.self)
+        #expect(created.results.map(\.errorCode) == [KafkaErrorCode.securityDisabled.rawValue])
+        let described = try requireResponse(try await h.call(DescribeAclsHandler(core: h.core), .describeAcls(DescribeAclsRequest(
+            resourceTypeFilter: 1, patternTypeFilter: 1, operation: 1, permissionType: 1)), version: 3), as: DescribeAclsResponse.self)
+        #expect(described.errorCode == KafkaErrorCode.securityDisabled.rawValue)
+        #expect(h.core.registry.state.acls.isEmpty)
+    }
+
+    @Test func createDescribeDeleteThroughTheMetadataLog() async throws {
+        let h = try await Harness.make(settings: ["authorizer": "acl"])
         let create = CreateAclsRequest(creations: [
             .init(resourceType: 2, resourceName: "orders", resourcePatternType: 3, principal: "User:alice", host: "*", operation: 3, permissionType: 3),
             .init(resourceType: 2, resourceName: "ord", resourcePatternType: 4, principal: "User:bob", host: "10.0.0.1", operation: 4, permissionType: 2),
@@ -194,7 +206,8 @@ struct AclHandlerTests {
         #expect(refused.errorCode == KafkaErrorCode.invalidRequest.rawValue)
 
         // The bindings are in the metadata log: a restarted broker has them.
-        let again = try await h.restarted()
+        try await h.core.partitions.closeAll()
+        let again = try await Harness.make(store: h.store, storage: h.storage, settings: ["authorizer": "acl"])
         #expect(again.core.registry.state.acls.count == 2)
 
         let delete = DeleteAclsRequest(filters: [
@@ -209,7 +222,7 @@ struct AclHandlerTests {
 
     /// The handler wrapper: with `authorizer=acl`, the session's principal decides.
     @Test func authorizingHandlerUsesTheSessionPrincipal() async throws {
-        let h = try await Harness.make()
+        let h = try await Harness.make(settings: ["authorizer": "acl"])
         try await h.createTopic("t")
         _ = try await h.call(CreateAclsHandler(core: h.core), .createAcls(CreateAclsRequest(creations: [
             .init(resourceType: 2, resourceName: "t", resourcePatternType: 3, principal: "User:alice", host: "*", operation: 8, permissionType: 3),

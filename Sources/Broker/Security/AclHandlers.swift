@@ -1,5 +1,14 @@
 import KafkaProtocol
 
+extension BrokerCore {
+    /// Whether `authorizer=acl`: without an authorizer the ACL APIs answer SECURITY_DISABLED, as
+    /// Kafka's do.
+    var aclsEnabled: Bool { config["authorizer"] == "acl" }
+}
+
+private let securityDisabled = KafkaErrorCode.securityDisabled.rawValue
+private let noAuthorizer = "no authorizer is configured (authorizer=acl turns ACLs on)"
+
 extension AclBindingFilter {
     /// A filter from its wire fields, or nil when a code is unknown (INVALID_REQUEST).
     init?(resourceType: Int8, resourceName: String?, patternType: Int8, principal: String?, host: String?, operation: Int8, permission: Int8) {
@@ -19,6 +28,9 @@ struct CreateAclsHandler: ApiHandler {
 
     func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .createAcls(r) = request else { return .close }
+        guard core.aclsEnabled else {
+            return .response(.createAcls(CreateAclsResponse(results: r.creations.map { _ in .init(errorCode: securityDisabled, errorMessage: noAuthorizer) })))
+        }
         var results: [CreateAclsResponse.AclCreationResult] = []
         var valid: [AclBinding] = []
         for c in r.creations {
@@ -64,6 +76,9 @@ struct DeleteAclsHandler: ApiHandler {
 
     func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .deleteAcls(r) = request else { return .close }
+        guard core.aclsEnabled else {
+            return .response(.deleteAcls(DeleteAclsResponse(filterResults: r.filters.map { _ in .init(errorCode: securityDisabled, errorMessage: noAuthorizer) })))
+        }
         let filters: [AclBindingFilter?] = r.filters.map {
             AclBindingFilter(resourceType: $0.resourceTypeFilter, resourceName: $0.resourceNameFilter, patternType: $0.patternTypeFilter,
                              principal: $0.principalFilter, host: $0.hostFilter, operation: $0.operation, permission: $0.permissionType)
@@ -105,6 +120,9 @@ struct DescribeAclsHandler: ApiHandler {
 
     func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .describeAcls(r) = request else { return .close }
+        guard core.aclsEnabled else {
+            return .response(.describeAcls(DescribeAclsResponse(errorCode: securityDisabled, errorMessage: noAuthorizer)))
+        }
         guard let filter = AclBindingFilter(resourceType: r.resourceTypeFilter, resourceName: r.resourceNameFilter, patternType: r.patternTypeFilter,
                                             principal: r.principalFilter, host: r.hostFilter, operation: r.operation, permission: r.permissionType) else {
             return .response(.describeAcls(DescribeAclsResponse(errorCode: KafkaErrorCode.invalidRequest.rawValue,
