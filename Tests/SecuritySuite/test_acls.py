@@ -145,6 +145,7 @@ def test_authorizer_off_allows_everything(broker):
     assert produce(broker.bootstrap, ANONYMOUS, f"open-{run}", count=2) == [None, None]
     # As in Kafka, the ACL APIs answer SECURITY_DISABLED without an authorizer.
     everything = AclBindingFilter(ResourceType.ANY, None, ResourcePatternType.ANY, None, None, AclOperation.ANY, AclPermissionType.ANY)
+    a = admin(broker.bootstrap, ANONYMOUS)  # kept: a destroyed client fails its requests with _DESTROY
     with pytest.raises(KafkaException) as refused:
-        admin(broker.bootstrap, ANONYMOUS).describe_acls(everything).result(timeout=30)
+        a.describe_acls(everything).result(timeout=30)
     assert refused.value.args[0].code() == KafkaError.SECURITY_DISABLED
