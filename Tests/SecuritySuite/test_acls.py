@@ -134,6 +134,11 @@ def test_acls_allow_and_deny_produce_and_consume(broker, principal):
     with pytest.raises(KafkaException) as refused:
         wait(created)
     assert refused.value.args[0].code() == KafkaError.TOPIC_AUTHORIZATION_FAILED
+    # Host-specific bindings match the client's address (a binding for another host does not).
+    wait(a.create_acls([binding(principal, ResourceType.TOPIC, secret, AclOperation.WRITE, host="127.0.0.2")]))
+    assert [e.code() if e else None for e in produce(broker.bootstrap, principal, secret, count=1)] == [KafkaError.TOPIC_AUTHORIZATION_FAILED]
+    wait(a.create_acls([binding(principal, ResourceType.TOPIC, secret, AclOperation.WRITE, host="127.0.0.1")]))
+    assert produce(broker.bootstrap, principal, secret, count=1) == [None]
     # Metadata lists only the topics it may describe.
     listed = set(a.list_topics(timeout=30).topics)
     assert allowed in listed and secret in listed and hidden not in listed
