@@ -203,6 +203,13 @@ public enum BrokerSettings {
               "/readyz answers 503 once an append has waited this long to become durable."),
         .init("storage.outage.max.ms", .integer(min: 0, max: maxLong), default: "120000", access: .user,
               "/healthz answers 503 once appends have been failing or stalled for this long (0: never), so a liveness probe restarts the broker."),
+        // Authorization (docs/security.md, ## ACLs).
+        .init("authorizer", .choice(["", "acl"]), default: "", access: .operator,
+              "Authorizer: empty (off, every request allowed) or acl (the ACL bindings of the cluster metadata)."),
+        .init("super.users", .string, default: "", access: .operator,
+              "Principals allowed everything, separated by ';' (e.g. User:admin;User:broker)."),
+        .init("allow.everyone.if.no.acl.found", .boolean, default: "false", access: .user,
+              "With authorizer=acl: allow a request on a resource no ACL binding covers."),
 
         // Kafka broker properties, served through DescribeConfigs (Kafka 3.x defaults).
         .init("auto.create.topics.enable", .boolean, default: "true", access: .user, dynamic: true,

@@ -280,6 +280,10 @@ import Testing
                 deletions: [.init(name: "nobody", mechanism: 1)],
                 upsertions: [.init(name: "u", mechanism: 2, iterations: 4096, salt: [1, 2, 3], saltedPassword: Array(repeating: 7, count: 64))])),
             .describeUserScramCredentials(DescribeUserScramCredentialsRequest(users: [.init(name: "u"), .init(name: "x")])),
+            .createAcls(CreateAclsRequest(creations: [.init(resourceType: 2, resourceName: "t", resourcePatternType: 3, principal: "User:a", host: "*",
+                                                            operation: 3, permissionType: 3)])),
+            .describeAcls(DescribeAclsRequest(resourceTypeFilter: 1, patternTypeFilter: 3, operation: 1, permissionType: 1)),
+            .deleteAcls(DeleteAclsRequest(filters: [.init(resourceTypeFilter: 2, resourceNameFilter: "t", patternTypeFilter: 3, operation: 1, permissionType: 1)])),
         ] }
         let handlers = Broker.standardHandlers(h.core) + Broker.clusterHandlers(h.core)
         for handler in handlers {

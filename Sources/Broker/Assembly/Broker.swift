@@ -205,7 +205,9 @@ public final class Broker: Sendable {
         }, metrics: metrics, logger: logger)
         var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
             + authenticator.handlers
-        handlers = handlers.map { InstrumentedHandler($0, metrics: metrics) }
+        let authorizer = try Self.authorizer(config)
+        authorizer.follow(registry.log)
+        handlers = handlers.map { InstrumentedHandler(AuthorizingHandler(inner: $0, authorizer: authorizer, core: core), metrics: metrics) }
         routerBox.install(KafkaRouter(handlers: handlers) { message, fields in limitedLogger.info(message, metadata: fields) })
 
         var probe: ProbeServer? = nil
@@ -230,13 +232,22 @@ public final class Broker: Sendable {
             CreateTopicsHandler(core: core), DeleteTopicsHandler(core: core), CreatePartitionsHandler(core: core),
             AlterConfigsHandler(core: core), IncrementalAlterConfigsHandler(core: core),
             AlterPartitionReassignmentsHandler(member: core.member), AlterUserScramCredentialsHandler(core: core),
+            CreateAclsHandler(core: core), DeleteAclsHandler(core: core),
         ]
         return [
             ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
             DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), DescribeTopicPartitionsHandler(core: core), InitProducerIdHandler(core: core),
             OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
-            DescribeUserScramCredentialsHandler(core: core),
+            DescribeUserScramCredentialsHandler(core: core), DescribeAclsHandler(core: core),
         ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
+    }
+
+    /// The authorizer the settings `authorizer`, `super.users` and `allow.everyone.if.no.acl.found` ask for.
+    static func authorizer(_ config: BrokerConfig) throws -> BrokerAuthorizer {
+        let enabled = (config["authorizer"] ?? "") == "acl"
+        return BrokerAuthorizer(settings: AuthorizerSettings(
+            enabled: enabled, superUsers: AuthorizerSettings.parseSuperUsers(config["super.users"] ?? ""),
+            allowEveryoneIfNoAclFound: try config.bool("allow.everyone.if.no.acl.found")))
     }
 
     /// The APIs brokers use among themselves (registration, heartbeats, hand-overs, nudges).

@@ -79,8 +79,16 @@ public struct ClusterState: Codable, Sendable, Equatable {
     /// SCRAM credentials by user, then by mechanism name (`SCRAM-SHA-256`); salted and iterated,
     /// never a password. Absent in snapshots written before SASL (nil: no users).
     public var scramUsers: [String: [String: ScramCredential]]? = nil
+    /// ACL bindings (absent in snapshots written before ACLs existed; see `acls`).
+    public var aclBindings: [AclBinding]? = nil
 
     public init() {}
+
+    /// The ACL bindings, in the order they were created.
+    public var acls: [AclBinding] {
+        get { aclBindings ?? [] }
+        set { aclBindings = newValue.isEmpty ? nil : newValue }
+    }
 
     static func moveKey(_ topic: String, _ index: Int32) -> String { topic + "\u{0}" + String(index) }
     static func splitMoveKey(_ key: String) -> (String, Int32)? {
@@ -125,6 +133,8 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
     case move(topic: String, partition: Int32, PendingMove?)
     /// A user's SCRAM credentials by mechanism name; nil (or empty) removes the user.
     case scramUser(name: String, credentials: [String: ScramCredential]?)
+    /// The whole set of ACL bindings.
+    case acls([AclBinding])
 
     func apply(to s: inout ClusterState) {
         switch self {
@@ -146,6 +156,7 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
             var users = s.scramUsers ?? [:]
             users[name] = (credentials?.isEmpty ?? true) ? nil : credentials
             s.scramUsers = users.isEmpty ? nil : users
+        case let .acls(bindings): s.acls = bindings
         }
     }
 
@@ -160,6 +171,7 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
         if new.dynamicBrokerConfigs != old.dynamicBrokerConfigs { out.append(.dynamicBrokerConfigs(new.dynamicBrokerConfigs)) }
         for id in old.brokers.keys.sorted() where new.brokers[id] == nil { out.append(.unregisterBroker(id)) }
         for id in new.brokers.keys.sorted() where new.brokers[id] != old.brokers[id] { out.append(.broker(new.brokers[id]!)) }
+        if new.acls != old.acls { out.append(.acls(new.acls)) }
         // Moves of deleted topics vanish with `.deleteTopic`.
         for key in Set(old.moves.keys).union(new.moves.keys).sorted() where old.moves[key] != new.moves[key] {
             guard let (topic, index) = ClusterState.splitMoveKey(key) else { continue }
