@@ -9,6 +9,8 @@ import Synchronization
 public final class KafkaConnectionPool: Sendable {
     public let clientId: String
     public let connectTimeout: Duration
+    /// TLS for every connection (nil: plaintext).
+    public let tls: KafkaClientTLS?
 
     private enum Entry {
         case connecting(generation: UInt64, Task<KafkaConnection, any Error>)
@@ -22,8 +24,9 @@ public final class KafkaConnectionPool: Sendable {
 
     private let state = Mutex(State())
 
-    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5)) {
+    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5), tls: KafkaClientTLS? = nil) {
         self.clientId = clientId
+        self.tls = tls
         self.connectTimeout = connectTimeout
     }
 
@@ -42,8 +45,9 @@ public final class KafkaConnectionPool: Sendable {
                 s.nextGeneration += 1
                 let clientId = self.clientId
                 let timeout = connectTimeout
+                let tls = self.tls
                 let task = Task {
-                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout)
+                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout, tls: tls)
                 }
                 s.entries[key] = .connecting(generation: s.nextGeneration, task)
                 return .connecting(generation: s.nextGeneration, task)

@@ -152,7 +152,8 @@ enum BrokerMain {
         do {
             let store = try storageURL.open(logger: logger, metrics: metrics)
             // Before the WAL: opening it would fence a live broker that has this node id.
-            try await ClusterMember.refuseLiveDuplicate(store: store, prefix: Broker.Settings().prefix, node: Int32(try config.int("node.id")))
+            try await ClusterMember.refuseLiveDuplicate(store: store, prefix: Broker.Settings().prefix, node: Int32(try config.int("node.id")),
+                                                  tls: try config.interBrokerTLS())
             let storage = try await BrokerStorage.open(store: store, url: storageURL, walKind: config["wal"] ?? "", config: config,
                                                        metrics: metrics, logger: logger)
             var settings = Broker.Settings(config: config)
