@@ -63,6 +63,8 @@ public final class KafkaConnection: Sendable {
     /// The peer as "host:port".
     public var address: String { core.address }
     public var clientId: String { core.clientId }
+    /// The serial number (hex) of the server's certificate on a TLS connection.
+    public var peerCertificateSerial: String? { core.peerCertificateSerial }
 
     private init(core: ConnectionCore) {
         self.core = core
@@ -192,9 +194,11 @@ final class ConnectionCore: Sendable {
 
     /// Whether bytes pass through `Output.tls`.
     private let isTLS: Bool
+    let peerCertificateSerial: String?
 
     init(fd: Int32, address: String, clientId: String, tls: TLSEngine? = nil) throws(KafkaClientError) {
         isTLS = tls != nil
+        peerCertificateSerial = tls?.peerCertificateSerial
         var ends: [Int32] = [0, 0]
         guard pipe(&ends) == 0 else {
             let code = errno
