@@ -84,9 +84,12 @@ def tls_probe(port: int, ca: str, timeout: float = 2.0, cert: str | None = None,
             s.settimeout(timeout)
             cid = b"floe-suite"
             s.sendall(struct.pack(">ihhih", 4 + 2 + 2 + 2 + len(cid), 18, 0, 1, len(cid)) + cid)
-            head = s.recv(4, socket.MSG_WAITALL)
-            if len(head) != 4:
-                raise OSError("no ApiVersions answer")
+            head = b""
+            while len(head) < 4:
+                chunk = s.recv(4 - len(head))
+                if not chunk:
+                    raise OSError("no ApiVersions answer")
+                head += chunk
 
 
 class Broker:
