@@ -92,7 +92,7 @@ extension BrokerSettings {
             guard let value = values[key]?.trimmingBlanks, value.hasSuffix("SSL") else { continue }
             if key == "external.security.protocol", (values["external.listen"] ?? "").trimmingBlanks.isEmpty { continue }
             for file in ["ssl.certificate.file", "ssl.key.file"] where (values[file] ?? "").trimmingBlanks.isEmpty {
-                out.append(problem(key, "a \(value) listener needs \(file)"))
+                out.append(problem(key, "an \(value) listener needs \(file)"))
             }
         }
         if let auth = values["ssl.client.auth"]?.trimmingBlanks, auth != "none", (values["ssl.client.ca.file"] ?? "").trimmingBlanks.isEmpty {
