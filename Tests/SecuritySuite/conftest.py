@@ -95,10 +95,13 @@ def tls_probe(port: int, ca: str, timeout: float = 2.0, cert: str | None = None,
 class Broker:
     """The release floe-broker on 127.0.0.1 with file storage; `settings` go through --set."""
 
-    def __init__(self, log_dir: str, settings: dict[str, str], ca: str | None, client_cert: tuple[str, str] | None = None):
+    def __init__(self, log_dir: str, settings: dict[str, str], ca: str | None, client_cert: tuple[str, str] | None = None,
+                 data: str | None = None, node: int = 0):
         self.port = free_port()
         self.http_port = free_port()
-        self.data = tempfile.mkdtemp(prefix="floe-security-")
+        self.owns_data = data is None
+        self.data = data or tempfile.mkdtemp(prefix="floe-security-")
+        self.node = node
         self.log_path = os.path.join(log_dir, f"broker-{self.port}.log")
         self.settings = settings
         self.ca = ca
@@ -110,7 +113,7 @@ class Broker:
         return f"127.0.0.1:{self.port}"
 
     def start(self, timeout: float = 60.0) -> None:
-        args = [BROKER_BIN, "--listen", self.bootstrap, "--advertise", self.bootstrap, "--storage", f"file://{self.data}",
+        args = [BROKER_BIN, "--node-id", str(self.node), "--listen", self.bootstrap, "--advertise", self.bootstrap, "--storage", f"file://{self.data}",
                 "--http", f"127.0.0.1:{self.http_port}"]
         for k, v in self.settings.items():
             args += ["--set", f"{k}={v}"]
@@ -155,7 +158,8 @@ class Broker:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        shutil.rmtree(self.data, ignore_errors=True)
+        if self.owns_data:
+            shutil.rmtree(self.data, ignore_errors=True)
         self.proc = None
 
 
@@ -172,8 +176,9 @@ def tls_settings(pki: PKI, client_auth: str = "none") -> dict[str, str]:
 def start_broker(tmp_path):
     started: list[Broker] = []
 
-    def start(settings: dict[str, str], ca: str | None, client_cert: tuple[str, str] | None = None) -> Broker:
-        b = Broker(str(tmp_path), settings, ca, client_cert)
+    def start(settings: dict[str, str], ca: str | None, client_cert: tuple[str, str] | None = None,
+              data: str | None = None, node: int = 0) -> Broker:
+        b = Broker(str(tmp_path), settings, ca, client_cert, data=data, node=node)
         started.append(b)
         b.start()
         return b

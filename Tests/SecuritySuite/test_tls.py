@@ -90,3 +90,28 @@ def test_tls_1_1_is_refused(pki, start_broker):
     ok = subprocess.run(["openssl", "s_client", "-tls1_2", "-CAfile", pki.path("ca.pem"), "-connect", broker.bootstrap],
                         stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
     assert "Verify return code: 0 (ok)" in ok.stdout, ok.stdout + ok.stderr
+
+
+def test_two_brokers_talk_to_each_other_over_mutual_tls(pki, start_broker, tmp_path):
+    """The internal listener is SSL with client certificates required: the second broker joins
+    through the first (the controller) with inter.broker.ssl.ca.file and its own certificate."""
+    ck = require_module("confluent_kafka")
+    cert = (pki.path("client.pem"), pki.path("client.key"))
+    bucket = str(tmp_path / "bucket")
+    settings = tls_settings(pki, client_auth="required")
+    first = start_broker(settings, ca=pki.path("ca.pem"), client_cert=cert, data=bucket, node=1)
+    second = start_broker(settings, ca=pki.path("ca.pem"), client_cert=cert, data=bucket, node=2)
+    config = {"security.protocol": "SSL", "ssl.ca.location": pki.path("ca.pem"),
+              "ssl.certificate.location": cert[0], "ssl.key.location": cert[1]}
+    import time
+    deadline = time.monotonic() + 60
+    brokers = set()
+    while time.monotonic() < deadline:
+        metadata = ck.Producer({"bootstrap.servers": first.bootstrap, **config}).list_topics(timeout=10)
+        brokers = {b.port for b in metadata.brokers.values()}
+        if brokers == {first.port, second.port}:
+            break
+        time.sleep(0.2)  # poll interval while the second broker registers, not synchronization
+    assert brokers == {first.port, second.port}, f"brokers in metadata: {brokers}\n{second.log_tail()}"
+    values = confluent_roundtrip(ck, f"{first.bootstrap},{second.bootstrap}", config, count=100)
+    assert values == [f"value-{i}".encode() for i in range(100)]
