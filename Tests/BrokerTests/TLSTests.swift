@@ -233,6 +233,38 @@ func apiVersions(_ c: KafkaConnection) async throws {
         await run.value
     }
 
+    /// A Kubernetes Secret volume: `tls.crt` -> `..data/tls.crt`, `..data` -> a timestamped
+    /// directory; an update writes a new directory and renames a new `..data` link over the old.
+    @Test func aSwapOfTheSecretVolumeDataLinkIsSeen() throws {
+        let pki = try TestPKI()
+        defer { pki.remove() }
+        try pki.run("""
+            mkdir v1 v2 volume
+            cp server.pem server.key v1/
+            ln -s ../v1 volume/..data
+            ln -s ..data/server.pem volume/tls.crt
+            ln -s ..data/server.key volume/tls.key
+            """)
+        let outcomes = Mutex<[String]>([])
+        let certificates = try TLSServerCertificates(
+            files: TLSServerFiles(certificateFile: pki.dir + "/volume/tls.crt", keyFile: pki.dir + "/volume/tls.key"),
+            checkIntervalMilliseconds: 1_000, nowMilliseconds: 0) { outcome in
+                outcomes.withLock { $0.append((try? outcome.get()) == nil ? "failed" : "reloaded") }
+            }
+        let before = certificates.current(nowMilliseconds: 10)
+        try pki.issueServer(serial: 1002)
+        try pki.run("""
+            cp server.pem server.key v2/
+            ln -s ../v2 volume/..data_tmp
+            mv -T volume/..data_tmp volume/..data
+            """)
+        #expect(certificates.current(nowMilliseconds: 500) === before, "looked before the check interval passed")
+        let after = certificates.current(nowMilliseconds: 1_500)
+        #expect(after !== before)
+        #expect(outcomes.withLock { $0 } == ["reloaded"])
+        #expect(certificates.current(nowMilliseconds: 3_000) === after, "unchanged files: the same context")
+    }
+
     @Test func aClientThatSendsNothingIsClosedAfterTheAuthenticationTimeout() async throws {
         let pki = try TestPKI()
         defer { pki.remove() }
