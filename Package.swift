@@ -29,14 +29,16 @@ let package = Package(
         .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),
         .target(
             name: "ObjectStore", dependencies: ["Support", "Bytes", "HTTPClient", "CCrypto", "CFloeShims"], exclude: ["README.md"]),
+        // TLS over OpenSSL with memory BIOs, driven by whoever owns the socket (event loop or client I/O thread).
+        .target(name: "TLS", dependencies: ["CCrypto"], exclude: ["README.md"]),
         .target(name: "StreamStorage", dependencies: ["ObjectStore", "Bytes", "Support", "CFloeShims"], exclude: ["README.md"]),
         .target(name: "KafkaProtocol", dependencies: ["Bytes", "CZlib"], exclude: ["README.md"]),
         .target(name: "ProtocolGenerator", exclude: ["README.md"]),
         // SASL mechanisms (PLAIN, SCRAM-SHA-256/512): the client and server exchanges, shared by the broker and KafkaClient.
         .target(name: "SASL", dependencies: ["CCrypto"], exclude: ["README.md"]),
         .target(name: "YAML", dependencies: ["CYAML"], exclude: ["README.md"]),
-        .target(name: "Broker", dependencies: ["BrokerSettings", "KafkaProtocol", "KafkaClient", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage", "SASL"], exclude: ["README.md"]),
-        .target(name: "KafkaClient", dependencies: ["KafkaProtocol", "Bytes", "SASL"], exclude: ["README.md"]),
+        .target(name: "Broker", dependencies: ["BrokerSettings", "KafkaProtocol", "KafkaClient", "Support", "CFloeShims", "ObjectStore", "Bytes", "StreamStorage", "SASL", "TLS"], exclude: ["README.md"]),
+        .target(name: "KafkaClient", dependencies: ["KafkaProtocol", "Bytes", "SASL", "TLS"], exclude: ["README.md"]),
         .target(name: "KubeAPI", dependencies: ["YAML", "HTTPClient", "Support"], exclude: ["README.md"]),
         .target(name: "ControllerRuntime", dependencies: ["KubeAPI", "Support"], exclude: ["README.md"]),
         .target(
@@ -59,7 +61,7 @@ let package = Package(
             resources: [.copy("Fixtures")]),
         .testTarget(name: "ProtocolGeneratorTests", dependencies: ["ProtocolGenerator", "FloeTestSupport"]),
         .testTarget(name: "YAMLTests", dependencies: ["YAML"]),
-        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "KafkaClient", "ObjectStore", "Support", "Bytes", "StreamStorage", "FloeTestSupport", "SASL"]),
+        .testTarget(name: "BrokerTests", dependencies: ["Broker", "BrokerSettings", "KafkaProtocol", "KafkaClient", "ObjectStore", "Support", "Bytes", "StreamStorage", "FloeTestSupport", "SASL", "TLS"]),
         .testTarget(name: "KafkaClientTests", dependencies: ["KafkaClient", "KafkaProtocol", "Broker", "BrokerSettings", "ObjectStore", "FloeTestSupport", "SASL"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),

@@ -167,6 +167,17 @@ public enum BrokerSettings {
         .init("request.read.timeout.ms", .integer(min: 0, max: maxInt), default: "30000", access: .user,
               "Once the first byte of a request has arrived, the whole request must arrive within this time, "
                   + "else the connection is closed (0: no limit)."),
+        // TLS on the listeners (docs/security.md, "TLS"); the listeners' protocols are with SASL's settings below.
+        .init("ssl.certificate.file", .string, default: "", access: .operator,
+              "PEM server certificate chain of every TLS listener; reloaded when it changes."),
+        .init("ssl.key.file", .string, default: "", access: .operator, "PEM private key of ssl.certificate.file; reloaded with it."),
+        .init("ssl.client.ca.file", .string, default: "", access: .operator, "PEM CA bundle that client certificates must chain to."),
+        .init("ssl.client.auth", .choice(["none", "requested", "required"]), default: "none", access: .operator,
+              "Whether TLS listeners ask for client certificates; a verified one makes the principal User:<subject DN> on SSL listeners."),
+        .init("inter.broker.ssl.ca.file", .string, default: "", access: .operator,
+              "PEM CA bundle the broker's own client connections verify brokers with when the internal listener uses TLS."),
+        .init("authentication.timeout.ms", .integer(min: 0, max: maxInt), default: "10000", access: .user,
+              "A connection whose TLS handshake and (on SASL listeners) authentication are not done this long after accept is closed (0: no limit)."),
         .init("max.parked.fetches", .integer(min: 0, max: maxInt), default: "10000", access: .user,
               "Long-poll Fetches waiting for data at most, over all connections; beyond it a Fetch is answered at once."),
         .init("max.parked.fetches.per.connection", .integer(min: 0, max: maxInt), default: "16", access: .user,
@@ -254,7 +265,7 @@ public enum BrokerSettings {
         .init("offsets.retention.minutes", .integer(min: 1, max: maxInt), default: "10080", access: .user,
               "Committed offsets of an empty group expire this long after their commit."),
 
-        // Security (issue 14): listener protocols, SASL and users. The TLS settings are the TLS part's.
+        // Security (issue 14): listener protocols, SASL and users. SSL and SASL_SSL speak TLS (settings above).
         .init("security.protocol", .choice(securityProtocols), default: "PLAINTEXT", access: .operator,
               "Security protocol of the internal listener: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL."),
         .init("external.security.protocol", .choice(securityProtocols), default: "PLAINTEXT", access: .operator,

@@ -88,6 +88,16 @@ extension BrokerSettings {
             let key = blamed("message.max.bytes", "socket.request.max.bytes")
             out.append(problem(key, "message.max.bytes (\(message)) exceeds socket.request.max.bytes (\(frame)): no request could carry such a batch"))
         }
+        for key in ["security.protocol", "external.security.protocol"] {
+            guard let value = values[key]?.trimmingBlanks, value.hasSuffix("SSL") else { continue }
+            if key == "external.security.protocol", (values["external.listen"] ?? "").trimmingBlanks.isEmpty { continue }
+            for file in ["ssl.certificate.file", "ssl.key.file"] where (values[file] ?? "").trimmingBlanks.isEmpty {
+                out.append(problem(key, "an \(value) listener needs \(file)"))
+            }
+        }
+        if let auth = values["ssl.client.auth"]?.trimmingBlanks, auth != "none", (values["ssl.client.ca.file"] ?? "").trimmingBlanks.isEmpty {
+            out.append(problem("ssl.client.auth", "client certificates cannot be verified without ssl.client.ca.file"))
+        }
         return out
     }
 

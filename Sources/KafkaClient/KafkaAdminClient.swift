@@ -57,13 +57,13 @@ public final class KafkaAdminClient: Sendable {
 
     public init(
         bootstrap: [BrokerAddress], clientId: String = "floe-admin", requestTimeout: Duration = .seconds(10), attempts: Int = 5,
-        retryBackoff: Duration = .milliseconds(200), sasl: KafkaClientSASL? = nil
+        retryBackoff: Duration = .milliseconds(200), tls: KafkaClientTLS? = nil, sasl: KafkaClientSASL? = nil
     ) {
         self.clientId = clientId
         self.requestTimeout = requestTimeout
         self.attempts = max(1, attempts)
         self.retryBackoff = retryBackoff
-        self.pool = KafkaConnectionPool(clientId: clientId, connectTimeout: requestTimeout, sasl: sasl)
+        self.pool = KafkaConnectionPool(clientId: clientId, connectTimeout: requestTimeout, tls: tls, sasl: sasl)
         self.state = Mutex(State(rotation: BrokerRotation(bootstrap: bootstrap)))
     }
 

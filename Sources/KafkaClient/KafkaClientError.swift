@@ -48,6 +48,8 @@ public struct KafkaClientError: Error, CustomStringConvertible, Sendable, Equata
         case unsupportedVersion(api: ApiKey, broker: ClosedRange<Int16>?, client: ClosedRange<Int16>)
         /// The answer to `api` decoded but does not fit the request (e.g. a partition missing).
         case unexpectedAnswer(api: ApiKey, reason: String)
+        /// TLS setup or the handshake failed (untrusted or mismatched certificate, refused protocol).
+        case tls(reason: String)
     }
 
     /// The peer as "host:port" ("[v6]:port" for IPv6 literals); empty when no peer is involved
@@ -100,6 +102,8 @@ public struct KafkaClientError: Error, CustomStringConvertible, Sendable, Equata
             what = "the broker serves \(api.name) \(served); this client needs v\(client.lowerBound)–\(client.upperBound)"
         case let .unexpectedAnswer(api, reason):
             what = "unexpected \(api.name) answer: \(reason)"
+        case let .tls(reason):
+            what = "TLS failed: \(reason)"
         }
         return what
     }

@@ -2,6 +2,7 @@ import Bytes
 import Foundation
 import KafkaProtocol
 import Synchronization
+import TLS
 
 #if canImport(Glibc)
 import Glibc
@@ -38,6 +39,24 @@ import Glibc
 ///
 /// A Produce request with `acks == 0` gets no answer from Kafka: `send` returns an empty
 /// `.produce(ProduceResponse())` once the frame is handed to the socket.
+/// TLS for a Kafka connection: the server's certificate is verified against `caFile` (PEM
+/// bundle; nil: the system's trust store) and must name `serverName` (nil: the host connected
+/// to; a DNS name is also sent as SNI, an IP address must be in the certificate's IP SANs).
+/// `certificateFile` and `keyFile` (PEM) are the client certificate for servers that ask for one.
+public struct KafkaClientTLS: Sendable, Hashable {
+    public var caFile: String?
+    public var certificateFile: String?
+    public var keyFile: String?
+    public var serverName: String?
+
+    public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil, serverName: String? = nil) {
+        self.caFile = caFile
+        self.certificateFile = certificateFile
+        self.keyFile = keyFile
+        self.serverName = serverName
+    }
+}
+
 public final class KafkaConnection: Sendable {
     private let core: ConnectionCore
     private let renewal = Mutex<ContinuousClock.Instant?>(nil)
@@ -49,6 +68,8 @@ public final class KafkaConnection: Sendable {
     /// The peer as "host:port".
     public var address: String { core.address }
     public var clientId: String { core.clientId }
+    /// The serial number (hex) of the server's certificate on a TLS connection.
+    public var peerCertificateSerial: String? { core.peerCertificateSerial }
 
     private init(core: ConnectionCore) {
         self.core = core
@@ -57,12 +78,14 @@ public final class KafkaConnection: Sendable {
     deinit { core.close(reason: "the KafkaConnection was released") }
 
     /// Connects (TCP_NODELAY) within `timeout`. `host` may be a name or an IPv4/IPv6 literal;
-    /// every address getaddrinfo returns is tried in turn. With `sasl`, the connection is
-    /// authenticated before it is returned (closed on failure).
+    /// every address getaddrinfo returns is tried in turn. With `tls`, the TLS handshake is
+    /// done within the same `timeout`; with `sasl`, the connection is then authenticated before
+    /// it is returned (closed on failure).
     public static func connect(
-        host: String, port: Int, clientId: String = "floe", timeout: Duration = .seconds(5), sasl: KafkaClientSASL? = nil
+        host: String, port: Int, clientId: String = "floe", timeout: Duration = .seconds(5), tls: KafkaClientTLS? = nil,
+        sasl: KafkaClientSASL? = nil
     ) async throws -> KafkaConnection {
-        let connection = try await connectPlain(host: host, port: port, clientId: clientId, timeout: timeout)
+        let connection = try await connectTransport(host: host, port: port, clientId: clientId, timeout: timeout, tls: tls)
         guard let sasl else { return connection }
         do {
             try await connection.authenticate(sasl, timeout: timeout)
@@ -73,12 +96,17 @@ public final class KafkaConnection: Sendable {
         return connection
     }
 
-    static func connectPlain(host: String, port: Int, clientId: String, timeout: Duration) async throws -> KafkaConnection {
-        let fd = try await SocketConnect.onThread { () throws(KafkaClientError) -> Int32 in
-            try SocketConnect.connect(host: host, port: port, timeout: timeout)
-        }
+    /// Connects and, with `tls`, does the TLS handshake: the transport without authentication.
+    static func connectTransport(host: String, port: Int, clientId: String, timeout: Duration, tls: KafkaClientTLS?) async throws -> KafkaConnection {
         let address = SocketConnect.address(host: host, port: port)
-        let core = try ConnectionCore(fd: fd, address: address, clientId: clientId)
+        let (fd, engine) = try await SocketConnect.onThread { () throws(KafkaClientError) -> (Int32, TLSEngine?) in
+            let started = ContinuousClock.now
+            let fd = try SocketConnect.connect(host: host, port: port, timeout: timeout)
+            guard let tls else { return (fd, nil) }
+            let left = timeout - started.duration(to: .now)
+            return (fd, try SocketConnect.handshake(fd: fd, address: address, host: host, tls: tls, timeout: left))
+        }
+        let core = try ConnectionCore(fd: fd, address: address, clientId: clientId, tls: engine)
         core.startIOThread()
         return KafkaConnection(core: core)
     }
@@ -178,10 +206,19 @@ final class ConnectionCore: Sendable {
         var sent = 0
         /// False once the I/O thread closed the socket; `fd` must not be used after that.
         var socketOpen = true
+        /// The TLS session (nil on plaintext): every use of it is under this lock, so records
+        /// enter `buffer` in the order they were made.
+        var tls: TLSEngine?
         var unsent: Int { buffer.count - sent }
     }
 
-    init(fd: Int32, address: String, clientId: String) throws(KafkaClientError) {
+    /// Whether bytes pass through `Output.tls`.
+    private let isTLS: Bool
+    let peerCertificateSerial: String?
+
+    init(fd: Int32, address: String, clientId: String, tls: TLSEngine? = nil) throws(KafkaClientError) {
+        isTLS = tls != nil
+        peerCertificateSerial = tls?.peerCertificateSerial
         var ends: [Int32] = [0, 0]
         guard pipe(&ends) == 0 else {
             let code = errno
@@ -197,6 +234,7 @@ final class ConnectionCore: Sendable {
         self.clientId = clientId
         self.wakeRead = ends[0]
         self.wakeWrite = ends[1]
+        output.withLock { $0.tls = tls }
     }
 
     deinit {
@@ -271,13 +309,24 @@ final class ConnectionCore: Sendable {
 
     /// Writes what the socket takes now; leaves the rest for the I/O thread. Returns the error
     /// that closed the connection, if writing failed or the socket is gone.
-    private func write(_ frame: [UInt8]) -> KafkaClientError? {
+    private func write(_ plaintext: [UInt8]) -> KafkaClientError? {
         var failure: KafkaClientError?
         var wake = false
         output.withLock { out in
             guard out.socketOpen else {
                 failure = KafkaClientError(address: address, kind: .closed(reason: "the socket is closed"))
                 return
+            }
+            var frame = plaintext
+            if let tls = out.tls {
+                frame = []
+                do throws(TLSError) {
+                    try tls.write(plaintext[...])
+                } catch {
+                    failure = KafkaClientError(address: address, kind: .tls(reason: error.description))
+                    return
+                }
+                tls.takeOutput(into: &frame)
             }
             if out.unsent > 0 {
                 out.buffer.append(contentsOf: frame)  // the I/O thread is already flushing
@@ -441,7 +490,10 @@ final class ConnectionCore: Sendable {
                     fail(KafkaClientError(address: address, kind: .io(operation: "recv", code: code)))
                     break
                 }
-                decoder.feed(chunk[0..<n])
+                if let error = decrypt(chunk[0..<n], into: &decoder) {
+                    fail(error)
+                    break
+                }
                 do {
                     while let frame = try decoder.nextFrame() {
                         if !deliver(frame) { break loop }
@@ -459,6 +511,35 @@ final class ConnectionCore: Sendable {
             out.sent = 0
             Glibc.close(fd)
         }
+    }
+
+    /// Feeds what was received to the decoder, through TLS when the connection uses it. What TLS
+    /// has to send back (e.g. a key update) joins the outbound buffer.
+    private func decrypt(_ received: ArraySlice<UInt8>, into decoder: inout FrameDecoder) -> KafkaClientError? {
+        guard isTLS else {
+            decoder.feed(received)
+            return nil
+        }
+        var plaintext: [UInt8] = []
+        let error = output.withLock { out -> KafkaClientError? in
+            guard let tls = out.tls else { return KafkaClientError(address: address, kind: .closed(reason: "the socket is closed")) }
+            tls.feed(received)
+            do throws(TLSError) { try tls.readPlaintext(into: &plaintext) } catch {
+                return KafkaClientError(address: address, kind: .tls(reason: error.description))
+            }
+            if tls.pendingOutput > 0 {
+                if out.unsent == 0 {
+                    out.buffer.removeAll(keepingCapacity: true)
+                    out.sent = 0
+                }
+                tls.takeOutput(into: &out.buffer)
+                hasUnsent.store(true, ordering: .releasing)
+            }
+            if tls.peerClosed { return KafkaClientError(address: address, kind: .closed(reason: "the peer closed the TLS session")) }
+            return nil
+        }
+        if !plaintext.isEmpty { decoder.feed(plaintext[...]) }
+        return error
     }
 
     /// Writes as much of the outbound buffer as the socket takes.

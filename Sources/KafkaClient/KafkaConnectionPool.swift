@@ -12,6 +12,8 @@ public final class KafkaConnectionPool: Sendable {
     public let connectTimeout: Duration
     /// SASL authentication done on each new connection (nil: none).
     public let sasl: KafkaClientSASL?
+    /// TLS for every connection (nil: plaintext).
+    public let tls: KafkaClientTLS?
 
     private enum Entry {
         case connecting(generation: UInt64, Task<KafkaConnection, any Error>)
@@ -25,9 +27,10 @@ public final class KafkaConnectionPool: Sendable {
 
     private let state = Mutex(State())
 
-    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5), sasl: KafkaClientSASL? = nil) {
+    public init(clientId: String = "floe", connectTimeout: Duration = .seconds(5), tls: KafkaClientTLS? = nil, sasl: KafkaClientSASL? = nil) {
         self.sasl = sasl
         self.clientId = clientId
+        self.tls = tls
         self.connectTimeout = connectTimeout
     }
 
@@ -46,9 +49,10 @@ public final class KafkaConnectionPool: Sendable {
                 s.nextGeneration += 1
                 let clientId = self.clientId
                 let timeout = connectTimeout
+                let tls = self.tls
                 let sasl = self.sasl
                 let task = Task {
-                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout, sasl: sasl)
+                    try await KafkaConnection.connect(host: host, port: port, clientId: clientId, timeout: timeout, tls: tls, sasl: sasl)
                 }
                 s.entries[key] = .connecting(generation: s.nextGeneration, task)
                 return .connecting(generation: s.nextGeneration, task)

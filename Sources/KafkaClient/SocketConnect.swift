@@ -1,4 +1,5 @@
 import Foundation
+import TLS
 
 #if canImport(Glibc)
 import Glibc
@@ -76,6 +77,61 @@ enum SocketConnect {
             return fd
         }
         throw lastError
+    }
+
+    /// Runs the TLS handshake of a client session on the connected non-blocking socket `fd`
+    /// within `timeout`; closes `fd` when it fails.
+    static func handshake(fd: Int32, address: String, host: String, tls: KafkaClientTLS, timeout: Duration) throws(KafkaClientError) -> TLSEngine {
+        let deadline = ContinuousClock.now + timeout
+        func failed(_ kind: KafkaClientError.Kind) -> KafkaClientError {
+            close(fd)
+            return KafkaClientError(address: address, kind: kind)
+        }
+        let engine: TLSEngine
+        do throws(TLSError) {
+            let context = try TLSContext.client(caFile: tls.caFile, certificateFile: tls.certificateFile, keyFile: tls.keyFile)
+            engine = try TLSEngine(context: context, serverName: tls.serverName ?? host)
+        } catch {
+            throw failed(.tls(reason: error.description))
+        }
+        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+        var out: [UInt8] = []
+        while true {
+            let done: Bool
+            do throws(TLSError) { done = try engine.handshake() } catch { throw failed(.tls(reason: error.description)) }
+            engine.takeOutput(into: &out)
+            var sent = 0
+            while sent < out.count {
+                let n = out.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
+                if n > 0 { sent += n; continue }
+                if n < 0 && errno == EINTR { continue }
+                guard n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) else { throw failed(.io(operation: "send", code: errno)) }
+                guard wait(fd, for: Int16(POLLOUT), until: deadline) else { throw failed(.connectTimeout(milliseconds: milliseconds(timeout))) }
+            }
+            out.removeAll(keepingCapacity: true)
+            if done { return engine }
+            guard wait(fd, for: Int16(POLLIN), until: deadline) else { throw failed(.connectTimeout(milliseconds: milliseconds(timeout))) }
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if n == 0 { throw failed(.tls(reason: "the server closed the connection during the handshake")) }
+            if n < 0 {
+                if errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK { continue }
+                throw failed(.io(operation: "recv", code: errno))
+            }
+            engine.feed(buffer[0..<n])
+        }
+    }
+
+    /// Polls `fd` for `events` until `deadline`; false when it passed.
+    private static func wait(_ fd: Int32, for events: Int16, until deadline: ContinuousClock.Instant) -> Bool {
+        var pfd = pollfd(fd: fd, events: events, revents: 0)
+        while true {
+            let left = milliseconds(ContinuousClock.now.duration(to: deadline))
+            if left <= 0 { return false }
+            let rc = poll(&pfd, 1, Int32(clamping: left))
+            if rc > 0 { return true }
+            if rc == 0 { return false }
+            if errno != EINTR { return true }  // the next send or recv reports the error
+        }
     }
 
     private static func fail(_ address: String, _ kind: KafkaClientError.Kind) throws(KafkaClientError) -> Int32 {

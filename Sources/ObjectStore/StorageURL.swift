@@ -131,6 +131,10 @@ public struct StorageURL: Sendable, CustomStringConvertible {
         case .file(let path): store = try LocalDirectoryObjectStore(root: path)
         case .memory(let name): store = MemoryObjectStore(name: name)
         case .s3(let configuration, let retries):
+            // A CA bundle that is missing would only show as TLS failures on every request.
+            if let caFile = configuration.http.tls.caFile, !FileManager.default.isReadableFile(atPath: caFile) {
+                throw ObjectStoreError.invalidStorageURL(url: text, reason: "ca_file \(caFile) does not exist or is not readable")
+            }
             let s3 = try S3ObjectStore(configuration: configuration, clock: clock, environment: environment)
             store = RetryingObjectStore(s3, policy: RetryPolicy(maxAttempts: retries), clock: clock, logger: logger, metrics: metrics)
         }

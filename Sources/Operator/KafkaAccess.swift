@@ -88,27 +88,30 @@ public enum SecretData {
 /// Where the operator's admin clients come from: one function, so that the connection security
 /// is decided in one place.
 public enum OperatorKafka {
-    /// An admin client of a cluster reached with `access`.
-    ///
-    /// MERGE GAP (opsec): the Swift Kafka client's `KafkaClientTLS` (CA file) and
-    /// `KafkaClientSASL` (mechanism, username, password) options are being added in parallel by
-    /// the TLS and SASL work. Until they are here, a cluster whose internal listener needs TLS or
-    /// SASL gets `.adminSecurityUnavailable` (the verdicts and logs say so) instead of a
-    /// connection that would be refused or, worse, unverified. At merge: pass
-    /// `KafkaClientTLS(caFile: try caFile(access.caPEM!), …)` and
-    /// `KafkaClientSASL(mechanism: KafkaAccess.mechanism, username: …, password: …)` to the
-    /// client's connection configuration and delete the throw.
+    /// An admin client of a cluster reached with `access`: TLS verified against the cluster CA
+    /// and SCRAM-SHA-512 as the operator's user where the internal listener asks for them.
     public static func adminClient(
         bootstrap: [BrokerAddress], clientId: String = "floe-operator", requestTimeout: Duration = .seconds(5), attempts: Int = 2,
         access: KafkaAccess
     ) throws(OperatorError) -> KafkaAdminClient {
-        if access.usesTLS || access.usesSASL {
-            #warning("MERGE GAP (opsec): pass KafkaClientTLS/KafkaClientSASL from KafkaAccess in OperatorKafka.adminClient")
-            throw .adminSecurityUnavailable(
-                detail: "the internal listener needs \(access.usesTLS ? "TLS" : "")\(access.usesTLS && access.usesSASL ? " and " : "")"
-                    + "\(access.usesSASL ? "SASL \(KafkaAccess.mechanism)" : ""), which this build's Kafka client cannot do yet")
+        let (tls, sasl) = try connectionSecurity(access)
+        return KafkaAdminClient(bootstrap: bootstrap, clientId: clientId, requestTimeout: requestTimeout, attempts: attempts, tls: tls, sasl: sasl)
+    }
+
+    /// The Kafka client's options for `access`: the CA written to a private file (`caFile`), and
+    /// the operator's SCRAM-SHA-512 login. A SASL access without a password is refused rather
+    /// than connecting unauthenticated.
+    public static func connectionSecurity(_ access: KafkaAccess) throws(OperatorError) -> (tls: KafkaClientTLS?, sasl: KafkaClientSASL?) {
+        var tls: KafkaClientTLS? = nil
+        if let pem = access.caPEM { tls = KafkaClientTLS(caFile: try caFile(pem)) }
+        var sasl: KafkaClientSASL? = nil
+        if let user = access.username {
+            guard let password = access.password else {
+                throw .adminSecurityUnavailable(detail: "the internal listener needs SASL \(KafkaAccess.mechanism) and user \(user) has no password")
+            }
+            sasl = KafkaClientSASL(mechanism: .scramSHA512, username: user, password: password)
         }
-        return KafkaAdminClient(bootstrap: bootstrap, clientId: clientId, requestTimeout: requestTimeout, attempts: attempts)
+        return (tls, sasl)
     }
 
     /// Writes a CA bundle where a file-based TLS option can read it: a file named by the

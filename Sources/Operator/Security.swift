@@ -1,10 +1,8 @@
 import KubeAPI
 
-/// The broker settings the operator renders for security (issue 14's contract). They are
-/// declared in `BrokerSettings` by the broker's TLS, SASL and ACL work; until that lands here,
-/// the names are spelled once, in this enum.
-/// MERGE GAP (opsec): once `BrokerSettings` declares them, use `BrokerSettings.<setting>.name`
-/// here and drop the `withKnownIssue` in `RenderSecurityTests.renderedSecurityKeysAreDeclaredBrokerSettings`.
+/// The broker settings the operator renders for security (issue 14's contract), spelled once.
+/// `RenderSecurityTests.renderedSecurityKeysAreDeclaredBrokerSettings` checks that each is a
+/// setting `BrokerSettings` declares and that every rendered value is one it accepts.
 public enum SecuritySettings {
     public static let securityProtocol = "security.protocol"
     public static let externalSecurityProtocol = "external.security.protocol"

@@ -90,6 +90,12 @@ enum BrokerMain {
                 let mapped = "file://" + pathMap.apply(String(storage.dropFirst("file://".count)))
                 config.set("storage", mapped, config.sources["storage"] ?? .flag)
             }
+            for key in ["ssl.certificate.file", "ssl.key.file", "ssl.client.ca.file", "inter.broker.ssl.ca.file", "sasl.users.file"] {
+                if let path = config[key], !path.isEmpty { config.set(key, pathMap.apply(path), config.sources[key] ?? .flag) }
+            }
+            if let storage = config["storage"], let mapped = pathMap.applyToQueryParameter("ca_file", in: storage) {
+                config.set("storage", mapped, config.sources["storage"] ?? .flag)
+            }
         }
         do {
             try config.validate()
@@ -152,7 +158,8 @@ enum BrokerMain {
         do {
             let store = try storageURL.open(logger: logger, metrics: metrics)
             // Before the WAL: opening it would fence a live broker that has this node id.
-            try await ClusterMember.refuseLiveDuplicate(store: store, prefix: Broker.Settings().prefix, node: Int32(try config.int("node.id")))
+            try await ClusterMember.refuseLiveDuplicate(store: store, prefix: Broker.Settings().prefix, node: Int32(try config.int("node.id")),
+                                                  tls: try config.interBrokerTLS())
             let storage = try await BrokerStorage.open(store: store, url: storageURL, walKind: config["wal"] ?? "", config: config,
                                                        metrics: metrics, logger: logger)
             var settings = Broker.Settings(config: config)
@@ -273,8 +280,9 @@ func readTextFile(_ path: String) -> Result<String, FileReadFailure> {
 /// `FLOE_TEST_PATH_MAP=/etc/floe=/tmp/pod-0/etc/floe,/var/lib/floe/wal=/tmp/pod-0/wal`: container
 /// paths and where they are on this machine, for the fake API server's kubelet simulation
 /// (docs/fake-apiserver.md), which runs pods as plain processes. Applied to the `--config` path,
-/// `wal.dir` and a `file://` storage path; the longest matching prefix wins. Not a setting:
-/// production never sets it.
+/// `wal.dir`, a `file://` storage path, the TLS and SASL files (`ssl.*.file`,
+/// `inter.broker.ssl.ca.file`, `sasl.users.file`) and the storage URL's `ca_file`; the longest
+/// matching prefix wins. Not a setting: production never sets it.
 struct PathMap {
     let entries: [(from: String, to: String)]
 
@@ -292,6 +300,19 @@ struct PathMap {
             return to + path.dropFirst(from.count)
         }
         return path
+    }
+
+    /// `url` with the path in its query parameter `name` mapped (nil: no such parameter).
+    /// Example: `s3://b/p?ca_file=/var/run/secrets/floe/s3-ca/ca.crt&region=x`.
+    func applyToQueryParameter(_ name: String, in url: String) -> String? {
+        guard let q = url.firstIndex(of: "?") else { return nil }
+        var changed = false
+        let items = url[url.index(after: q)...].split(separator: "&", omittingEmptySubsequences: false).map { item -> String in
+            guard item.hasPrefix(name + "=") else { return String(item) }
+            changed = true
+            return name + "=" + apply(String(item.dropFirst(name.count + 1)))
+        }
+        return changed ? String(url[...q]) + items.joined(separator: "&") : nil
     }
 }
 

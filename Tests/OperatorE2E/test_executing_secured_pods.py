@@ -5,10 +5,8 @@ user's credentials produces and consumes over SASL_SSL; a wrong password is refu
 certificate Secret is picked up by the running broker (new connections see the new certificate)
 without restarting the pod.
 
-Needs the broker side of issue 14 (the TLS and SASL settings, and `FLOE_TEST_PATH_MAP` applied to
-the certificate, key, CA and users file paths): until `BrokerSettings` declares
-`security.protocol`, the test is skipped with that reason. Certificates are made with `openssl`
-in a temporary directory.
+The fake kubelet's `FLOE_TEST_PATH_MAP` maps the Secret mounts (certificate, key, CA, users file)
+to its temporary directories. Certificates are made with `openssl` in a temporary directory.
 
 Run: python3 -m pytest -q Tests/OperatorE2E/test_executing_secured_pods.py
 """
@@ -16,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import os
-import pathlib
 import ssl
 import subprocess
 import uuid
@@ -28,15 +25,7 @@ from test_executing_pods import NS, PODS, broker_bin, consume, kube, ready_pod  
 
 FCS = f"{FC_API}/namespaces/{NS}/floeclusters"
 SECRETS = f"/api/v1/namespaces/{NS}/secrets"
-ROOT = pathlib.Path(__file__).resolve().parents[2]
 
-
-def broker_has_security() -> bool:
-    return '"security.protocol"' in (ROOT / "Sources/BrokerSettings/BrokerSettings.swift").read_text()
-
-
-pytestmark = pytest.mark.skipif(not broker_has_security(),
-                                reason="the broker's TLS/SASL settings (issue 14) are not in this tree yet")
 
 
 def openssl(*args, cwd):

@@ -197,9 +197,7 @@ extension ManagedObject {
     }
 
     /// The contract: every key rendered for security is a declared broker setting with a valid
-    /// value. MERGE GAP (opsec): the TLS, SASL and ACL branches declare these settings; until
-    /// they are merged this records a known issue. Once it passes, `withKnownIssue` fails the
-    /// test ("known issue was not recorded"): remove the wrapper then.
+    /// value (the broker refuses unknown settings at start).
     @Test func renderedSecurityKeysAreDeclaredBrokerSettings() throws {
         let cluster = try sampleCluster("secured")
         var mtls = try sampleCluster("external")
@@ -211,10 +209,8 @@ extension ManagedObject {
         var rendered = try properties(try Render.render(cluster, security: fixedMaterial(cluster.spec)))
         rendered.merge(try properties(try Render.render(mtls, security: fixedMaterial(mtls.spec)))) { a, _ in a }
         #expect(Set(rendered.keys).isSuperset(of: SecuritySettings.rendered))
-        withKnownIssue("the broker's security settings land with the tls, sasl and acl branches") {
-            for (key, value) in rendered.sorted(by: { $0.key < $1.key }) {
-                #expect(BrokerSettings.problem(key, value) == nil, "\(key)=\(value)")
-            }
+        for (key, value) in rendered.sorted(by: { $0.key < $1.key }) {
+            #expect(BrokerSettings.problem(key, value) == nil, "\(key)=\(value)")
         }
     }
 }
@@ -301,15 +297,20 @@ extension ManagedObject {
         client.close()
     }
 
-    /// MERGE GAP (opsec): with the Kafka client's TLS and SASL options, a secured access must
-    /// give a client. Until then `adminClient` refuses (never connecting unauthenticated or
-    /// unverified), which this records as a known issue; remove the wrapper at merge.
+    /// A secured access gives the client the cluster CA (in a private file) and the operator's
+    /// SCRAM-SHA-512 login; a plaintext one neither.
     @Test func securedAdminClients() throws {
-        let access = KafkaAccess(caPEM: "-----BEGIN CERTIFICATE-----\n", username: "floe-operator", password: "op")
-        withKnownIssue("KafkaClientTLS and KafkaClientSASL are not in this branch yet") {
-            let client = try OperatorKafka.adminClient(bootstrap: [BrokerAddress(host: "127.0.0.1", port: 9)], access: access)
-            client.close()
-        }
+        let pem = "-----BEGIN CERTIFICATE-----\n\(UUID().uuidString)\n"
+        let access = KafkaAccess(caPEM: pem, username: "floe-operator", password: "op")
+        let (tls, sasl) = try OperatorKafka.connectionSecurity(access)
+        let caFile = try #require(tls?.caFile)
+        #expect(try String(contentsOfFile: caFile, encoding: .utf8) == pem)
+        #expect(sasl == KafkaClientSASL(mechanism: .scramSHA512, username: "floe-operator", password: "op"))
+        let plain = try OperatorKafka.connectionSecurity(.plaintext)
+        #expect(plain.tls == nil && plain.sasl == nil)
+        #expect(throws: OperatorError.self) { try OperatorKafka.connectionSecurity(KafkaAccess(username: "floe-operator")) }
+        let client = try OperatorKafka.adminClient(bootstrap: [BrokerAddress(host: "127.0.0.1", port: 9)], access: access)
+        client.close()
     }
 
     @Test func theCAFileIsWrittenOnceAndPrivately() throws {

@@ -11,6 +11,7 @@ Environment:
 """
 import dataclasses
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "ClientSuite"))
 import kafka_wire  # noqa: E402
+from tls_support import pki, start_broker  # noqa: E402,F401  (fixtures of test_tls.py)
 
 BROKER_BIN = os.environ.get("FLOE_BROKER_BIN", "").strip()
 IN_CI = bool(os.environ.get("CI"))
@@ -39,6 +41,8 @@ def pytest_configure(config):
             "(swift build --product floe-broker). ***\n")
     if not HAVE_CONFLUENT and IN_CI:
         raise pytest.UsageError("\n*** confluent-kafka is not installed: the security suite needs it (CI). ***\n")
+    if IN_CI and shutil.which("openssl") is None:
+        raise pytest.UsageError("\n*** the openssl CLI is missing: the security suite makes its certificates with it (CI). ***\n")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -110,7 +110,9 @@ public final class Broker: Sendable {
         serverConfig.idleTimeoutMilliseconds = UInt64(max(0, try config.int("connections.max.idle.ms")))
         serverConfig.maxUnsentBytesPerConnection = try config.int("connection.unsent.max.bytes")
         serverConfig.requestReadTimeoutMilliseconds = UInt64(max(0, try config.int("request.read.timeout.ms")))
+        serverConfig.authenticationTimeoutMilliseconds = UInt64(max(0, try config.int("authentication.timeout.ms")))
         serverConfig.securityProtocol = security.internalProtocol
+        serverConfig.tls = try Self.tlsCertificates(config, logger: logger)
         // Connection events and malformed requests come at the rate clients choose: rate-limited.
         let limitedLogger = RateLimitedLogger(logger, limiter: LogRateLimiter(burst: 10, interval: .seconds(10)))
         let server = try KafkaServer(configuration: serverConfig, handler: routerBox, counters: ServerCounters(metrics: metrics)) { message, peer in
@@ -153,7 +155,7 @@ public final class Broker: Sendable {
         }
         let member = ClusterMember(registry: registry, partitions: partitions, store: store, prefix: settings.prefix, node: nodeId,
                                    objectWAL: settings.objectWAL, timing: try ClusterTiming(config), clock: RealClock(), logger: logger,
-                                   recoverWAL: settings.recoverWAL, sasl: security.interBroker)
+                                   recoverWAL: settings.recoverWAL, sasl: security.interBroker, interBrokerTLS: try config.interBrokerTLS())
         // Compaction and garbage collection work on every object in the bucket: the controller
         // alone does them, so brokers do not rewrite the same objects in competition.
         if let streams = storage as? StreamLogStorage {

@@ -57,6 +57,8 @@ public final class ClusterMember: ClusterActions, Sendable {
     let logger: Logger
     let lease: ControllerLease
     let pool: KafkaConnectionPool
+    /// TLS of the connections to the controller and other brokers (nil: plaintext).
+    let interBrokerTLS: KafkaClientTLS?
     let recoverWALBody: @Sendable (Int32) async throws -> Void
     private let address = Mutex<(host: String, port: Int32)>(("", 0))
     /// The external listener's advertised address, if the broker has one.
@@ -74,7 +76,8 @@ public final class ClusterMember: ClusterActions, Sendable {
 
     init(registry: TopicRegistry, partitions: PartitionSet, store: any ObjectStore, prefix: String, node: Int32, objectWAL: Bool,
          timing: ClusterTiming, clock: any FloeClock, logger: Logger, recoverWAL: @escaping @Sendable (Int32) async throws -> Void,
-         sasl: KafkaClientSASL? = nil) {
+         sasl: KafkaClientSASL? = nil, interBrokerTLS: KafkaClientTLS? = nil) {
+        self.interBrokerTLS = interBrokerTLS
         self.registry = registry
         self.partitions = partitions
         self.node = node
@@ -84,7 +87,7 @@ public final class ClusterMember: ClusterActions, Sendable {
         self.clock = clock
         self.logger = logger
         self.recoverWALBody = recoverWAL
-        self.pool = KafkaConnectionPool(clientId: "floe-broker-\(node)", connectTimeout: .seconds(2), sasl: sasl)
+        self.pool = KafkaConnectionPool(clientId: "floe-broker-\(node)", connectTimeout: .seconds(2), tls: interBrokerTLS, sasl: sasl)
         self.lease = ControllerLease(store: store, key: prefix + "cluster/controller", node: node, incarnation: incarnation,
                                      host: "", port: 0, timing: timing.lease, clock: clock)
         registry.log.observe { [weak partitionsRef = partitions] old, new in
@@ -132,21 +135,21 @@ public final class ClusterMember: ClusterActions, Sendable {
         try await registry.log.catchUp()
         guard let b = registry.state.brokers[node], !b.fenced, b.incarnation != incarnation else { return }
         if b.host == host && b.port == port { return }  // our own address: the old process is gone (we bound it)
-        try await Self.refuseIfAnswering(b, node: node)
+        try await Self.refuseIfAnswering(b, node: node, tls: interBrokerTLS)
     }
 
     /// The same check before anything is opened (`floe-broker` runs it before its WAL, whose
     /// takeover would fence the live broker): reads the metadata log of the bucket.
-    public static func refuseLiveDuplicate(store: any ObjectStore, prefix: String, node: Int32) async throws {
+    public static func refuseLiveDuplicate(store: any ObjectStore, prefix: String, node: Int32, tls: KafkaClientTLS? = nil) async throws {
         let log = MetadataLog(store: store, prefix: prefix + "cluster/")
         try await log.load()
         guard let b = log.current.brokers[node], !b.fenced else { return }
-        try await refuseIfAnswering(b, node: node)
+        try await refuseIfAnswering(b, node: node, tls: tls)
     }
 
-    static func refuseIfAnswering(_ b: BrokerInfo, node: Int32) async throws {
+    static func refuseIfAnswering(_ b: BrokerInfo, node: Int32, tls: KafkaClientTLS? = nil) async throws {
         do {
-            let c = try await KafkaConnection.connect(host: b.host, port: Int(b.port), clientId: "floe-duplicate-check", timeout: .seconds(1))
+            let c = try await KafkaConnection.connect(host: b.host, port: Int(b.port), clientId: "floe-duplicate-check", timeout: .seconds(1), tls: tls)
             defer { c.close() }
             _ = try await c.send(ApiVersionsRequest(clientSoftwareName: "floe", clientSoftwareVersion: "1"), version: 3, timeout: .seconds(2))
         } catch {

@@ -4,6 +4,7 @@ import Glibc
 import CFloeShims
 import KafkaProtocol
 import Support
+import TLS
 
 /// A client connection's state, confined to its event loop's thread.
 ///
@@ -19,13 +20,16 @@ import Support
 /// partial request is buffered); the loop closes a connection whose request takes longer than
 /// the read timeout (slowloris). Example: bytes `[0, 0, 0, 9, 1]` arrive at t = 10 ms: started
 /// at 10; the other 8 bytes at t = 20 ms complete the frame: nil again.
+///
+/// On a TLS listener `tls` transforms the bytes: what is read is fed to it and its plaintext to
+/// the decoder; responses (`outbound`, plaintext) are encrypted into `cipher` at most
+/// `cipherChunk` at a time, as the socket takes them, so the unsent-bytes bound still holds
+/// (a response counts as unsent until encrypted, and at most one chunk of ciphertext waits).
 final class Connection {
     let id: UInt64
     let fd: Int32
     let peer: String
     let listener: ListenerName
-    /// The connection's security state, shared by all its requests (SASL sets the principal).
-    let session: ConnectionSession
     let maxInFlight: Int
     let maxUnsentBytes: Int
     let continuation: AsyncStream<ServerRequest>.Continuation
@@ -46,6 +50,19 @@ final class Connection {
     /// The expected size of the next answer: the largest recent one, halving with each smaller
     /// one (1 MiB, then 100 bytes, gives 512 KiB); before any answer, an eighth of the bound.
     private(set) var responseEstimate: Int
+    /// Who the client is; one per connection, given with each of its requests.
+    let session: ConnectionSession
+    /// When the connection was accepted (for `authentication.timeout.ms`).
+    let acceptedAt: UInt64
+    /// Set once the TLS handshake and (on SASL listeners) authentication are done: the
+    /// authentication timeout no longer applies.
+    var authenticationDone = false
+    /// The TLS session of a connection on a TLS listener.
+    let tls: TLSEngine?
+    /// Ciphertext waiting for the socket: `cipher[cipherOffset...]`.
+    private var cipher: [UInt8] = []
+    private var cipherOffset = 0
+    static let cipherChunk = 64 * 1024
     private(set) var reading = true
     private(set) var wantsWritable = false
     private(set) var inFlight = 0
@@ -61,9 +78,11 @@ final class Connection {
 
     init(id: UInt64, fd: Int32, peer: String, listener: ListenerName, maxFrameSize: Int, maxInFlight: Int, maxUnsentBytes: Int,
          continuation: AsyncStream<ServerRequest>.Continuation, longPolls: LongPollGroup, unsentGauge: Gauge, now: UInt64,
-         session: ConnectionSession = ConnectionSession()) {
+         session: ConnectionSession = ConnectionSession(), tls: TLSEngine? = nil) {
         self.id = id
         self.session = session
+        self.tls = tls
+        acceptedAt = now
         self.listener = listener
         self.fd = fd
         self.peer = peer
@@ -78,7 +97,10 @@ final class Connection {
     }
 
     /// No request is being handled and nothing waits to be written.
-    var isIdle: Bool { inFlight == 0 && outbound.isEmpty }
+    var isIdle: Bool { inFlight == 0 && outbound.isEmpty && cipherOffset == cipher.count }
+
+    /// The TLS handshake is still going on.
+    var isHandshaking: Bool { tls.map { !$0.handshakeDone } ?? false }
 
     /// Whether another buffered request may be handed over now: under the in-flight limit, not
     /// paused for unsent bytes, and (beyond the first `alwaysInFlight` requests) the answers of
@@ -126,6 +148,8 @@ final class Connection {
         unsentBytes = 0
         outbound.removeAll()
         outboundOffset = 0
+        cipher.removeAll()
+        cipherOffset = 0
     }
 
     func enqueue(_ frame: [UInt8]) {
@@ -171,7 +195,7 @@ final class Connection {
     var isClosing: Bool { closing || closeAtSeq != nil }
 
     /// Everything owed before a close has been written.
-    var readyToClose: Bool { closing && outbound.isEmpty }
+    var readyToClose: Bool { closing && outbound.isEmpty && cipherOffset == cipher.count }
 
     /// The peer sent something unreadable: answer what came before, then close.
     func closeAfterPendingResponses() {
@@ -180,8 +204,9 @@ final class Connection {
 
     enum WriteResult { case done, wouldBlock, failed(Int32) }
 
-    /// Writes queued bytes with writev until done or the socket would block.
+    /// Writes queued bytes (encrypted first on TLS) until done or the socket would block.
     func writeOutbound() -> WriteResult {
+        if let tls { return writeEncrypted(tls) }
         while !outbound.isEmpty {
             let count = min(outbound.count, 64)
             var iovecs = [iovec](repeating: iovec(), count: count)
@@ -195,6 +220,50 @@ final class Connection {
             consume(written)
         }
         return .done
+    }
+
+    /// TLS: sends the pending ciphertext (handshake messages, alerts, encrypted responses),
+    /// encrypting the next chunk of responses each time it is all written.
+    private func writeEncrypted(_ tls: TLSEngine) -> WriteResult {
+        while true {
+            if cipherOffset == cipher.count {
+                cipher.removeAll(keepingCapacity: cipher.capacity <= 4 * Self.cipherChunk)
+                cipherOffset = 0
+                if tls.handshakeDone {
+                    do throws(TLSError) { try encryptChunk(tls) } catch { return .failed(EPROTO) }
+                }
+                tls.takeOutput(into: &cipher)
+                if cipher.isEmpty { return .done }
+            }
+            let offset = cipherOffset
+            let written = cipher.withUnsafeBytes { raw in
+                send(fd, raw.baseAddress! + offset, raw.count - offset, Int32(MSG_NOSIGNAL))
+            }
+            if written < 0 {
+                if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return .wouldBlock }
+                return .failed(errno)
+            }
+            cipherOffset += written
+        }
+    }
+
+    /// Encrypts up to `cipherChunk` bytes of the queued responses; they stop counting as unsent.
+    private func encryptChunk(_ tls: TLSEngine) throws(TLSError) {
+        var budget = Self.cipherChunk
+        while budget > 0, !outbound.isEmpty {
+            let take = min(budget, outbound[0].count - outboundOffset)
+            let start = outboundOffset
+            try tls.write(outbound[0][start..<(start + take)])
+            budget -= take
+            consume(take)
+        }
+    }
+
+    /// Queues close_notify and sends what the socket takes now (before our FIN).
+    func sendCloseNotify() {
+        guard let tls, tls.handshakeDone else { return }
+        tls.close()
+        _ = writeOutbound()
     }
 
     private func withIOVecs(count: Int, into iovecs: inout [iovec], _ body: (UnsafePointer<iovec>) -> Int) -> Int {

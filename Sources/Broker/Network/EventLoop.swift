@@ -4,6 +4,7 @@ import Glibc
 import CFloeShims
 import KafkaProtocol
 import Synchronization
+import TLS
 
 /// One epoll thread owning a set of connections. All connection state is touched only on this
 /// thread; other threads talk to it through `post`, a mutex-guarded queue plus an eventfd.
@@ -167,15 +168,28 @@ final class EventLoop: @unchecked Sendable {
         let (stream, continuation) = AsyncStream<ServerRequest>.makeStream()
         let longPolls = LongPollGroup()
         let configuration = server.configuration
+        let now = monotonicMilliseconds()
+        var tls: TLSEngine? = nil
+        if let certificates = configuration.tls, configuration.securityProtocol.usesTLS {
+            do throws(TLSError) {
+                tls = try TLSEngine(context: certificates.current(nowMilliseconds: now))
+            } catch {
+                server.log("connection refused: \(error)", peer)
+                close(fd)
+                server.connectionClosed()
+                return
+            }
+        }
+        let session = ConnectionSession(securityProtocol: configuration.securityProtocol)
         let connection = Connection(
             id: id, fd: fd, peer: peer, listener: configuration.listener, maxFrameSize: configuration.maxFrameSize,
             maxInFlight: configuration.maxInFlightRequestsPerConnection, maxUnsentBytes: configuration.maxUnsentBytesPerConnection,
-            continuation: continuation, longPolls: longPolls, unsentGauge: server.counters.unsentBytes, now: monotonicMilliseconds(),
-            session: ConnectionSession(securityProtocol: configuration.securityProtocol))
+            continuation: continuation, longPolls: longPolls, unsentGauge: server.counters.unsentBytes, now: now,
+            session: session, tls: tls)
         connections[id] = connection
         register(fd, token: id, events: UInt32(FLOE_EV_IN))
-        server.connectionOpened(.init(info: ConnectionInfo(id: id, peer: peer, listener: configuration.listener, session: connection.session), requests: stream,
-                                      longPolls: longPolls, loop: self))
+        server.connectionOpened(.init(info: ConnectionInfo(id: id, peer: peer, listener: configuration.listener, session: session),
+                                      requests: stream, longPolls: longPolls, loop: self))
     }
 
     private func readAvailable(_ connection: Connection, into buffer: inout [UInt8]) {
@@ -198,8 +212,35 @@ final class EventLoop: @unchecked Sendable {
             return
         }
         connection.lastActivity = monotonicMilliseconds()
-        connection.decoder.feed(buffer[0..<result])
+        guard let tls = connection.tls else {
+            connection.decoder.feed(buffer[0..<result])
+            dispatchFrames(connection)
+            return
+        }
+        tls.feed(buffer[0..<result])
+        var plaintext: [UInt8] = []
+        do throws(TLSError) {
+            if !tls.handshakeDone, try tls.handshake() { handshakeCompleted(connection, tls) }
+            if tls.handshakeDone { try tls.readPlaintext(into: &plaintext) }
+        } catch {
+            if !tls.handshakeDone { server.counters.tlsHandshakeFailures.increment() }
+            _ = connection.writeOutbound()  // the alert, if the socket takes it
+            closeConnection(connection, reason: "TLS: \(error)")
+            return
+        }
+        // Handshake messages, session tickets, alerts.
+        if tls.pendingOutput > 0 { flush(connection) }
+        if connection.closed { return }
+        if !plaintext.isEmpty { connection.decoder.feed(plaintext[...]) }
         dispatchFrames(connection)
+    }
+
+    /// The handshake finished: on SSL listeners a verified client certificate names the principal.
+    private func handshakeCompleted(_ connection: Connection, _ tls: TLSEngine) {
+        if connection.session.securityProtocol == .ssl, let subject = tls.verifiedPeerSubject {
+            connection.session.update { $0.principal = KafkaPrincipal(name: subject) }
+        }
+        server.log("TLS handshake done (\(tls.protocolVersion)), principal \(connection.session.principal)", connection.peer)
     }
 
     /// Hands buffered complete frames to the connection's request stream, up to the in-flight
@@ -276,6 +317,18 @@ final class EventLoop: @unchecked Sendable {
                 if now >= deadline { closeConnection(connection, reason: "peer did not close after our close") }
                 continue
             }
+            if !connection.authenticationDone {
+                if !connection.isHandshaking && connection.session.authenticated {
+                    connection.authenticationDone = true
+                } else {
+                    let authLimit = server.configuration.authenticationTimeoutMilliseconds
+                    if authLimit > 0, now >= connection.acceptedAt, now - connection.acceptedAt > authLimit {
+                        server.counters.authenticationTimeouts.increment()
+                        closeConnection(connection, reason: "authentication not done within authentication.timeout.ms")
+                        continue
+                    }
+                }
+            }
             let readLimit = server.configuration.requestReadTimeoutMilliseconds
             if readLimit > 0, connection.reading, !connection.isClosing, let started = connection.requestStartedAt,
                now >= started, now - started > readLimit {
@@ -296,6 +349,7 @@ final class EventLoop: @unchecked Sendable {
     private func finishConnection(_ connection: Connection, reason: String) {
         guard !connection.closed, connection.lingerDeadline == nil else { return }
         connection.lingerDeadline = monotonicMilliseconds() + Self.lingerMilliseconds
+        connection.sendCloseNotify()
         shutdown(connection.fd, Int32(SHUT_WR))
         // Nothing more is written: long polls still waiting would answer nobody.
         connection.longPolls.cancelAll()

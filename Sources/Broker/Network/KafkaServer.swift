@@ -5,6 +5,7 @@ import Foundation
 import KafkaProtocol
 import Support
 import Synchronization
+import TLS
 
 /// Limits and sizes of the network server.
 public struct ServerConfiguration: Sendable {
@@ -33,8 +34,14 @@ public struct ServerConfiguration: Sendable {
     public var requestReadTimeoutMilliseconds: UInt64
     /// Which listener this server is (its connections' `ConnectionInfo.listener`).
     public var listener: ListenerName = .internal
-    /// The listener's security protocol (`security.protocol`): each connection's session starts with it.
+    /// The listener's security protocol (`security.protocol`, `external.security.protocol`); each
+    /// connection's `ConnectionSession` starts with it. SSL and SASL_SSL speak TLS with `tls`.
     public var securityProtocol: SecurityProtocol = .plaintext
+    /// The server certificates of a TLS listener (required when `securityProtocol.usesTLS`).
+    public var tls: TLSServerCertificates?
+    /// A connection whose TLS handshake and (on SASL listeners) authentication are not done this
+    /// long after accept is closed (`authentication.timeout.ms`; 0 disables).
+    public var authenticationTimeoutMilliseconds: UInt64 = 10_000
 
     public init(listen: SocketAddress, eventLoops: Int = 2, maxFrameSize: Int = FrameDecoder.defaultMaxFrameSize,
                 maxConnections: Int = 10_000, maxInFlightRequestsPerConnection: Int = 64,
@@ -59,10 +66,15 @@ public struct ServerCounters: Sendable {
     public let unsentPauses: Counter
     /// Response bytes queued and not yet written, over all connections.
     public let unsentBytes: Gauge
+    /// Connections closed because TLS or SASL authentication was not done within authentication.timeout.ms.
+    public let authenticationTimeouts: Counter
+    /// TLS handshakes that failed (bad or missing client certificate, old protocol version, not TLS).
+    public let tlsHandshakeFailures: Counter
 
     public init(metrics: MetricsRegistry? = nil, listener: ListenerName = .internal) {
         guard let metrics else {
             requestReadTimeouts = Counter(); unsentPauses = Counter(); unsentBytes = Gauge()
+            authenticationTimeouts = Counter(); tlsHandshakeFailures = Counter()
             return
         }
         let labels = ["listener": listener == .internal ? "internal" : "external"]
@@ -75,6 +87,12 @@ public struct ServerCounters: Sendable {
             labels: labels)
         unsentBytes = metrics.gauge("floe_broker_unsent_response_bytes", help: "Response bytes queued and not yet written to sockets",
                                     labels: labels)
+        authenticationTimeouts = metrics.counter(
+            "floe_broker_authentication_timeouts_total",
+            help: "Connections closed because their TLS handshake or SASL authentication was not done within authentication.timeout.ms",
+            labels: labels)
+        tlsHandshakeFailures = metrics.counter(
+            "floe_broker_tls_handshake_failures_total", help: "TLS handshakes that failed", labels: labels)
     }
 }
 
@@ -155,6 +173,8 @@ final class ServerCore: Sendable {
 
     init(configuration: ServerConfiguration, handler: any RequestHandler, counters: ServerCounters, listener: Int32,
          log: @escaping @Sendable (String, String) -> Void) throws(NetworkError) {
+        precondition(!configuration.securityProtocol.usesTLS || configuration.tls != nil,
+                     "a \(configuration.securityProtocol.rawValue) listener needs server certificates")
         self.configuration = configuration
         self.handler = handler
         self.counters = counters

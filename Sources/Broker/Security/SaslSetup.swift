@@ -16,18 +16,8 @@ struct SecuritySetup: Sendable {
     var interBroker: KafkaClientSASL?
 
     init(_ config: BrokerConfig) throws {
-        func proto(_ key: String) throws -> SecurityProtocol {
-            let text = config[key] ?? "PLAINTEXT"
-            guard let p = SecurityProtocol(rawValue: text) else { throw BrokerError.configuration("\(key)=\(text): unknown security protocol") }
-            // TLS listeners come with the TLS transport (issue 14, the TLS part); without it a
-            // TLS protocol would silently serve plaintext, so refuse it.
-            if p.usesTLS && !SecuritySetup.tlsTransportAvailable {
-                throw BrokerError.configuration("\(key)=\(text): this build has no TLS transport")
-            }
-            return p
-        }
-        internalProtocol = try proto("security.protocol")
-        externalProtocol = try proto("external.security.protocol")
+        internalProtocol = try config.securityProtocol(.internal)
+        externalProtocol = try config.securityProtocol(.external)
         authenticator.enabledMechanisms = (config["sasl.enabled.mechanisms"] ?? "").split(separator: ",").map {
             $0.trimmingCharacters(in: .whitespaces)
         }.filter { !$0.isEmpty }
@@ -49,9 +39,6 @@ struct SecuritySetup: Sendable {
             interBroker = KafkaClientSASL(mechanism: .scramSHA512, username: user, password: entry.password)
         }
     }
-
-    /// Whether TLS listeners can be served (set by the TLS transport when it is built in).
-    static let tlsTransportAvailable = false
 
     static func readUsers(_ path: String) throws -> [(name: String, password: String)] {
         try SaslUsersFile.parse(try readText(path), path: path)
