@@ -32,6 +32,8 @@ let elasticityUsage = """
         --lookahead=MIN                     predictive lookahead (default 60)
         --broker-bin=PATH                   floe-broker (default: next to this binary, or $FLOE_BROKER_BIN)
         --view=auto|redraw|log              live view redrawn in place (auto: on a terminal) or printed
+        --http=HOST:PORT                    web console (docs/console.md) and /healthz (default
+                                            127.0.0.1:8080; "off" disables)
         --log-level=LEVEL
 
       plan                   print the balancer's plan for a running cluster, without moving anything
@@ -134,7 +136,7 @@ func runLocal() -> Never {
     let known: Set<String> = [
         "data-dir", "port", "min-brokers", "max-brokers", "target-bytes-in", "target-bytes-out", "tolerance", "scale-up-window",
         "scale-down-window", "scale-up-step", "scale-down-step", "balance-interval", "move-cooldown", "max-moves", "band", "tick", "window",
-        "no-autoscaling", "dry-run", "broker-bin", "view", "log-level", "schedule", "predictive", "lookahead",
+        "no-autoscaling", "dry-run", "broker-bin", "view", "log-level", "schedule", "predictive", "lookahead", "http",
     ]
     if let bad = args.unknown(known: known).first { fail("local: unknown option --\(bad)") }
     let spec = autoscalingSpec(args, command, min: 1, max: 4, targetIn: "2MiB/s", upWindow: 10, downWindow: 60)
@@ -161,10 +163,11 @@ func runLocal() -> Never {
     let redraw = view == "redraw" || (view == "auto" && isatty(STDOUT_FILENO) == 1)
     guard let level = Logger.Level(name: args.value("log-level") ?? "notice") else { fail("local: unknown --log-level") }
     let logger = Logger(label: "floe-operator", level: level)
+    let http = args.value("http") ?? "127.0.0.1:8080"
     let runtime = LocalRuntime(
         options: .init(
             fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100),
-            elasticity: settings, redraw: redraw),
+            elasticity: settings, redraw: redraw, httpAddress: http == "off" ? nil : http),
         logger: logger)
     runUntilSignal(logger: logger) { try await runtime.run() }
 }

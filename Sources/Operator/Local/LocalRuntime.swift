@@ -16,8 +16,11 @@ public struct LocalRuntime: Sendable {
         /// Redraw the view in place (a terminal) or print it every `printEvery` ticks (a log).
         public var redraw: Bool
         public var printEvery: Int
+        /// Where the console and /metrics, /healthz listen (`127.0.0.1:8080`); nil = no HTTP.
+        public var httpAddress: String?
 
-        public init(fleet: LocalFleet.Options, elasticity: ElasticitySettings, redraw: Bool, printEvery: Int = 5) {
+        public init(fleet: LocalFleet.Options, elasticity: ElasticitySettings, redraw: Bool, printEvery: Int = 5, httpAddress: String? = nil) {
+            self.httpAddress = httpAddress
             self.fleet = fleet
             self.elasticity = elasticity
             self.redraw = redraw
@@ -41,6 +44,17 @@ public struct LocalRuntime: Sendable {
         let bootstrap = "127.0.0.1:\(options.fleet.kafkaPort)"
         let admin = KafkaAdminClient(bootstrap: [BrokerAddress(host: "127.0.0.1", port: options.fleet.kafkaPort)], clientId: "floe-operator-local")
         defer { admin.close() }
+        let console = ConsoleStore()
+        let recorder = console.register("local", settings: options.elasticity)
+        let routes = ConsoleRoutes(store: console, fault: ConsoleRoutes.faultFromEnvironment())
+        let server: ProbeServer? = try options.httpAddress.map { address in
+            try ProbeServer(address: address, requestHandler: { request in
+                if request.path == "/healthz" || request.path == "/livez" { return .ok("ok\n") }
+                return routes.handle(request) ?? .notFound
+            })
+        }
+        defer { server?.stop() }
+        if let server { logger.notice("console on http://127.0.0.1:\(server.port)/", metadata: ["http.port": "\(server.port)"]) }
         do {
             try await fleet.grow(to: start)
             try await waitReady(await fleet.member(1), http: http)
@@ -48,7 +62,10 @@ public struct LocalRuntime: Sendable {
             let printer = ViewPrinter(redraw: options.redraw, every: options.printEvery)
             let controller = ElasticityController(
                 settings: options.elasticity, fleet: fleet, admin: admin, http: http, logger: logger, bootstrap: bootstrap,
-                onTick: { view in printer.show(view) })
+                onTick: { view in
+                    printer.show(view)
+                    recorder.record(view)
+                })
             await controller.run()
         } catch {
             logger.error("local runtime failed: \(error)")
