@@ -59,11 +59,12 @@ public final class ProbeServer: Sendable {
     /// Listens on `address` (`:8080`, `127.0.0.1:0`, `0.0.0.0:9000`; an empty host means all
     /// interfaces) and serves `handler(path)` for GET requests.
     public convenience init(address: String, handler: @escaping @Sendable (String) -> Response) throws(SupportError) {
-        try self.init(address: address, requestHandler: { handler($0.path) })
+        try self.init(listening: address, requestHandler: { handler($0.path) })
     }
 
     /// As `init(address:handler:)`, with the query of the request passed to the handler too.
-    public init(address: String, requestHandler handler: @escaping @Sendable (Request) -> Response) throws(SupportError) {
+    /// (Another first label, so a trailing closure picks one initializer unambiguously.)
+    public init(listening address: String, requestHandler handler: @escaping @Sendable (Request) -> Response) throws(SupportError) {
         guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else {
             throw .invalidAddress(address)
         }

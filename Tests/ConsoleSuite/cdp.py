@@ -153,7 +153,13 @@ class Page:
             time.sleep(0.1)
         raise CDPError(f"timed out after {timeout} s waiting for {what or expression}" + (f" (last error: {last})" if last else ""))
 
-    def screenshot(self, path: str) -> None:
-        data = self.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True}, timeout=60)["data"]
+    def screenshot(self, path: str, height: int | None = None, scale: float = 1) -> None:
+        """The whole page as PNG; or its top `height` CSS pixels, scaled (a smaller file)."""
+        params = {"format": "png", "captureBeyondViewport": True}
+        if height or scale != 1:
+            width = self.evaluate("document.documentElement.scrollWidth")
+            full = self.evaluate("document.documentElement.scrollHeight")
+            params["clip"] = {"x": 0, "y": 0, "width": width, "height": min(height or full, full), "scale": scale}
+        data = self.call("Page.captureScreenshot", params, timeout=60)["data"]
         with open(path, "wb") as f:
             f.write(base64.b64decode(data))

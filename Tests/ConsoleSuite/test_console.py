@@ -3,7 +3,8 @@ out and moves partitions; headless Chromium shows the page; what the DOM shows m
 `/api/clusters/local`. Then the API is switched to answer errors: the page must say so and show
 no old figures; switched back, it recovers.
 
-Screenshots: $FLOE_TEST_OUTPUT/console/console.png (scale-out) and console-api-error.png.
+Screenshots: $FLOE_TEST_OUTPUT/console/console.png (scale-out), console-small.png (its top, smaller:
+docs/console.png is a copy) and console-api-error.png.
 """
 import os
 import threading
@@ -144,6 +145,8 @@ def test_console_shows_the_scale_out_and_says_when_the_api_fails(tmp_path):
             assert "balanced" in plan or "move(s) planned" in plan, plan
             assert "in 256.0 KiB/s" in page.evaluate("document.getElementById('autoscaler').textContent")
             page.screenshot(os.path.join(out_dir, "console.png"))
+            # The README's picture (docs/console.png is a copy): the top of the page, smaller.
+            page.screenshot(os.path.join(out_dir, "console-small.png"), height=930, scale=0.7)
 
             # The API answers errors: the page says so and shows no figures from before.
             open(operator.fault_file, "w").close()

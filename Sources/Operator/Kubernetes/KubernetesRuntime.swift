@@ -73,7 +73,7 @@ public final class KubernetesRuntime: Sendable {
         let console = ConsoleStore()
         let consoleRoutes = ConsoleRoutes(store: console, fault: ConsoleRoutes.faultFromEnvironment())
         let probes: ProbeServer? = try options.httpAddress.map { address in
-            try ProbeServer(address: address) { [self] (request: ProbeServer.Request) in
+            try ProbeServer(listening: address) { [self] (request: ProbeServer.Request) in
                 switch request.path {
                 case "/healthz", "/livez": return .ok("ok\n")
                 case "/readyz":

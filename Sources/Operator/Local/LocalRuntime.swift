@@ -48,7 +48,7 @@ public struct LocalRuntime: Sendable {
         let recorder = console.register("local", settings: options.elasticity)
         let routes = ConsoleRoutes(store: console, fault: ConsoleRoutes.faultFromEnvironment())
         let server: ProbeServer? = try options.httpAddress.map { address in
-            try ProbeServer(address: address, requestHandler: { request in
+            try ProbeServer(listening: address, requestHandler: { request in
                 if request.path == "/healthz" || request.path == "/livez" { return .ok("ok\n") }
                 return routes.handle(request) ?? .notFound
             })
