@@ -386,6 +386,7 @@ public actor ElasticityController {
                 moveLog.append(r)
             }
             view.moves = moveLog.elements
+            onTick(view)  // the console sees the round end now, not a tick later
         }
         let started = now
         let request = Dictionary(uniqueKeysWithValues: moves.map { (TopicPartition(topic: $0.key.topic, partition: $0.key.partition), $0.to) })
