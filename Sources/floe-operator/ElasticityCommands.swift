@@ -33,7 +33,7 @@ let elasticityUsage = """
         --broker-bin=PATH                   floe-broker (default: next to this binary, or $FLOE_BROKER_BIN)
         --view=auto|redraw|log              live view redrawn in place (auto: on a terminal) or printed
         --http=HOST:PORT                    web console (docs/console.md) and /healthz (default
-                                            127.0.0.1:8080; "off" disables)
+                                            127.0.0.1:8080, skipped with a warning when taken; "off")
         --log-level=LEVEL
 
       plan                   print the balancer's plan for a running cluster, without moving anything
@@ -164,11 +164,12 @@ func runLocal() -> Never {
     guard let level = Logger.Level(name: args.value("log-level") ?? "notice") else { fail("local: unknown --log-level") }
     let logger = Logger(label: "floe-operator", level: level)
     let http = args.value("http") ?? "127.0.0.1:8080"
-    let runtime = LocalRuntime(
-        options: .init(
-            fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100),
-            elasticity: settings, redraw: redraw, httpAddress: http == "off" ? nil : http),
-        logger: logger)
+    var options = LocalRuntime.Options(
+        fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100),
+        elasticity: settings, redraw: redraw, httpAddress: http == "off" ? nil : http)
+    // The default port may be taken (another run, another tool): the cluster runs without its console.
+    options.httpOptional = args.value("http") == nil
+    let runtime = LocalRuntime(options: options, logger: logger)
     runUntilSignal(logger: logger) { try await runtime.run() }
 }
 

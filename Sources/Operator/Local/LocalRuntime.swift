@@ -16,8 +16,11 @@ public struct LocalRuntime: Sendable {
         /// Redraw the view in place (a terminal) or print it every `printEvery` ticks (a log).
         public var redraw: Bool
         public var printEvery: Int
-        /// Where the console and /metrics, /healthz listen (`127.0.0.1:8080`); nil = no HTTP.
+        /// Where the console and /healthz listen (`127.0.0.1:8080`); nil = no HTTP.
         public var httpAddress: String?
+        /// When the address cannot be used (the default port is taken): warn and run without
+        /// the console (true), or fail (false: the address was asked for).
+        public var httpOptional: Bool = false
 
         public init(fleet: LocalFleet.Options, elasticity: ElasticitySettings, redraw: Bool, printEvery: Int = 5, httpAddress: String? = nil) {
             self.httpAddress = httpAddress
@@ -47,11 +50,17 @@ public struct LocalRuntime: Sendable {
         let console = ConsoleStore()
         let recorder = console.register("local", settings: options.elasticity)
         let routes = ConsoleRoutes(store: console, fault: ConsoleRoutes.faultFromEnvironment())
-        let server: ProbeServer? = try options.httpAddress.map { address in
-            try ProbeServer(listening: address, requestHandler: { request in
-                if request.path == "/healthz" || request.path == "/livez" { return .ok("ok\n") }
-                return routes.handle(request) ?? .notFound
-            })
+        var server: ProbeServer?
+        if let address = options.httpAddress {
+            do {
+                server = try ProbeServer(listening: address, requestHandler: { request in
+                    if request.path == "/healthz" || request.path == "/livez" { return .ok("ok\n") }
+                    return routes.handle(request) ?? .notFound
+                })
+            } catch {
+                guard options.httpOptional else { throw error }
+                logger.warning("no web console: \(error); --http=HOST:PORT picks another address", metadata: ["http": address])
+            }
         }
         defer { server?.stop() }
         if let server { logger.notice("console on http://127.0.0.1:\(server.port)/", metadata: ["http.port": "\(server.port)"]) }
