@@ -65,7 +65,7 @@ let package = Package(
         .testTarget(name: "KafkaClientTests", dependencies: ["KafkaClient", "KafkaProtocol", "Broker", "BrokerSettings", "ObjectStore", "FloeTestSupport", "SASL"]),
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),
-        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings", "KafkaClient"], exclude: ["Golden"]),
+        .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings", "KafkaClient", "Support"], exclude: ["Golden"]),
         .testTarget(name: "SupportTests", dependencies: ["Support"]),
         .testTarget(name: "SASLTests", dependencies: ["SASL"]),
         .testTarget(name: "BrokerSettingsTests", dependencies: ["BrokerSettings"]),

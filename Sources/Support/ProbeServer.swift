@@ -24,6 +24,33 @@ public final class ProbeServer: Sendable {
         public static let notFound = Response(status: 404, body: "not found\n")
     }
 
+    /// A GET or HEAD request: the path without its query, and the query's `name=value` pairs
+    /// (percent-decoded; a name without `=` maps to "").
+    public struct Request: Sendable, Equatable {
+        public var path: String
+        public var query: [String: String]
+
+        public init(path: String, query: [String: String] = [:]) {
+            self.path = path
+            self.query = query
+        }
+
+        /// Splits `/api/x?since=5&a=b%20c` into its path and query.
+        public init(target: String) {
+            guard let q = target.firstIndex(of: "?") else {
+                self.init(path: target)
+                return
+            }
+            var query: [String: String] = [:]
+            for pair in target[target.index(after: q)...].split(separator: "&") {
+                let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+                let decode = { (s: Substring) in s.replacingOccurrences(of: "+", with: " ").removingPercentEncoding ?? String(s) }
+                query[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
+            }
+            self.init(path: String(target[..<q]), query: query)
+        }
+    }
+
     public let port: UInt16
     private let fd: Int32
     private let stopped = Mutex(false)
@@ -31,7 +58,13 @@ public final class ProbeServer: Sendable {
 
     /// Listens on `address` (`:8080`, `127.0.0.1:0`, `0.0.0.0:9000`; an empty host means all
     /// interfaces) and serves `handler(path)` for GET requests.
-    public init(address: String, handler: @escaping @Sendable (String) -> Response) throws(SupportError) {
+    public convenience init(address: String, handler: @escaping @Sendable (String) -> Response) throws(SupportError) {
+        try self.init(listening: address, requestHandler: { handler($0.path) })
+    }
+
+    /// As `init(address:handler:)`, with the query of the request passed to the handler too.
+    /// (Another first label, so a trailing closure picks one initializer unambiguously.)
+    public init(listening address: String, requestHandler handler: @escaping @Sendable (Request) -> Response) throws(SupportError) {
         guard let colon = address.lastIndex(of: ":"), let port = UInt16(address[address.index(after: colon)...]) else {
             throw .invalidAddress(address)
         }
@@ -74,7 +107,7 @@ public final class ProbeServer: Sendable {
         close(fd)
     }
 
-    private func acceptLoop(handler: @Sendable (String) -> Response) {
+    private func acceptLoop(handler: @Sendable (Request) -> Response) {
         while !stopped.withLock({ $0 }) {
             let client = accept(fd, nil, nil)
             if client < 0 {
@@ -89,7 +122,7 @@ public final class ProbeServer: Sendable {
         }
     }
 
-    private static func serve(_ client: Int32, handler: @Sendable (String) -> Response) {
+    private static func serve(_ client: Int32, handler: @Sendable (Request) -> Response) {
         var request: [UInt8] = []
         var chunk = [UInt8](repeating: 0, count: 2048)
         while request.count < 8192 {
@@ -101,15 +134,13 @@ public final class ProbeServer: Sendable {
         let line = String(decoding: request.prefix { $0 != 13 && $0 != 10 }, as: UTF8.self).split(separator: " ")
         let response: Response
         if line.count >= 2, line[0] == "GET" || line[0] == "HEAD" {
-            var path = String(line[1])
-            if let q = path.firstIndex(of: "?") { path = String(path[..<q]) }
-            response = handler(path)
+            response = handler(Request(target: String(line[1])))
         } else {
             response = Response(status: 405, body: "method not allowed\n")
         }
-        let reason = [200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"][response.status] ?? "Status"
+        let reason = [200: "OK", 400: "Bad Request", 404: "Not Found", 500: "Internal Server Error", 405: "Method Not Allowed", 503: "Service Unavailable"][response.status] ?? "Status"
         let body = Array(response.body.utf8)
-        var out = Array("HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(body.count)\r\nConnection: close\r\n\r\n".utf8)
+        var out = Array("HTTP/1.1 \(response.status) \(reason)\r\nContent-Type: \(response.contentType)\r\nContent-Length: \(body.count)\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n".utf8)
         if line.first != "HEAD" { out += body }
         var offset = 0
         while offset < out.count {

@@ -36,6 +36,8 @@ let elasticityUsage = """
         --broker-config=PATH                a properties file every broker also reads (e.g. its
                                             security.protocol, ssl.* and sasl.users.file settings)
         --view=auto|redraw|log              live view redrawn in place (auto: on a terminal) or printed
+        --http=HOST:PORT                    web console (docs/console.md) and /healthz (default
+                                            127.0.0.1:8080, skipped with a warning when taken; "off")
         --log-level=LEVEL
 
       plan                   print the balancer's plan for a running cluster, without moving anything
@@ -138,7 +140,7 @@ func runLocal() -> Never {
     let known: Set<String> = [
         "data-dir", "port", "min-brokers", "max-brokers", "target-bytes-in", "target-bytes-out", "tolerance", "scale-up-window",
         "scale-down-window", "scale-up-step", "scale-down-step", "balance-interval", "move-cooldown", "max-moves", "band", "tick", "window",
-        "no-autoscaling", "dry-run", "broker-bin", "view", "log-level", "schedule", "predictive", "lookahead",
+        "no-autoscaling", "dry-run", "broker-bin", "view", "log-level", "schedule", "predictive", "lookahead", "http",
         "admin-user", "admin-password-file", "tls-ca-file", "broker-config",
     ]
     if let bad = args.unknown(known: known).first { fail("local: unknown option --\(bad)") }
@@ -179,12 +181,14 @@ func runLocal() -> Never {
     let redraw = view == "redraw" || (view == "auto" && isatty(STDOUT_FILENO) == 1)
     guard let level = Logger.Level(name: args.value("log-level") ?? "notice") else { fail("local: unknown --log-level") }
     let logger = Logger(label: "floe-operator", level: level)
-    let runtime = LocalRuntime(
-        options: .init(
-            fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100,
-                         extraArguments: args.value("broker-config").map { ["--config=\($0)"] } ?? []),
-            elasticity: settings, redraw: redraw, access: access),
-        logger: logger)
+    let http = args.value("http") ?? "127.0.0.1:8080"
+    var options = LocalRuntime.Options(
+        fleet: .init(brokerBinary: brokerBin, dataDirectory: dataDir, kafkaPort: port, httpPort: port + 100,
+                     extraArguments: args.value("broker-config").map { ["--config=\($0)"] } ?? []),
+        elasticity: settings, redraw: redraw, access: access, httpAddress: http == "off" ? nil : http)
+    // The default port may be taken (another run, another tool): the cluster runs without its console.
+    options.httpOptional = args.value("http") == nil
+    let runtime = LocalRuntime(options: options, logger: logger)
     runUntilSignal(logger: logger) { try await runtime.run() }
 }
 

@@ -8,6 +8,7 @@ Run: python3 -m pytest -q Tests/OperatorE2E/test_executing_pods.py
 """
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -464,6 +465,17 @@ def test_autoscaling_grows_the_statefulset_under_load_and_drains_it_afterwards(k
     status = wait_for(lambda: (lambda f: f["status"] if (f["status"].get("autoscaling") or {}).get("lastDecision") else None)(api.get(f"{FCS}/elastic")),
                       timeout=40, what="status.autoscaling.lastDecision")
     assert "bytesIn" in status["autoscaling"]["lastDecision"]["reason"], status["autoscaling"]
+    # The web console (docs/console.md) on the operator's HTTP port shows the same cluster.
+    page = urllib.request.urlopen(f"http://127.0.0.1:{op.http_port}/clusters/{NS}/elastic", timeout=5)
+    assert page.status == 200 and b"<title>Floe console</title>" in page.read()
+
+    def console_api():
+        return json.loads(urllib.request.urlopen(f"http://127.0.0.1:{op.http_port}/api/clusters/{NS}/elastic", timeout=5).read())
+    # A later round may still be moving: wait for one that finished.
+    console = wait_for(lambda: (lambda c: c if any(m["why"] == "scale-out" and m["outcome"] == "done" for m in c["moves"]) else None)(console_api()),
+                       timeout=60, what="a completed scale-out move in the console's /api")
+    assert any(d["to"] > d["from"] and "bytesIn" in d["reason"] for d in console["decisions"]), console["decisions"]
+    assert console["autoscaler"]["targetBytesInPerSecond"] == target, console["autoscaler"]
 
     # Load stops: back to one broker, draining first (ScaleInGuard), one step per window.
     try:

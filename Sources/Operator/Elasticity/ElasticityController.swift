@@ -60,6 +60,35 @@ public struct ElasticityEvent: Sendable, Equatable {
     public var text: String
 }
 
+/// A partition move the controller started, for the console: from → to, why, how long it took.
+public struct MoveRecord: Sendable, Equatable {
+    public enum Outcome: String, Sendable {
+        case moving, done, refused
+        case timedOut = "timed out"
+    }
+    public var partition: PartitionKey
+    public var from: Int32
+    public var to: Int32
+    /// What the round was for: `scale-out`, `drain` or `balance`.
+    public var why: String
+    /// Bytes in + out per second of the partition when it was planned.
+    public var load: Double
+    public var started: Date
+    /// Seconds from the reassignment request until Metadata showed the new owner (nil until then).
+    public var seconds: Double?
+    public var outcome: Outcome
+}
+
+/// A change of the broker count the autoscaler decided, with its reason.
+public struct ScalingRecord: Sendable, Equatable {
+    public var time: Date
+    public var from: Int
+    public var to: Int
+    public var reason: String
+    /// Decided in a dry run: reported, not acted on.
+    public var dryRun: Bool
+}
+
 /// A snapshot of the controller for display.
 public struct ElasticityView: Sendable {
     public struct Broker: Sendable {
@@ -82,6 +111,14 @@ public struct ElasticityView: Sendable {
     public var prescale: PrescaleState?
     /// The predictive floor's history in its status form (nil when predictive is off or empty).
     public var loadHistory: LoadHistoryStatus?
+    /// Recent scaling decisions, oldest first (bounded: the controller keeps the last 100).
+    public var decisions: [ScalingRecord] = []
+    /// Recent partition moves, oldest first, then those in flight (bounded: the last 200).
+    public var moves: [MoveRecord] = []
+    /// What the balancer would do now (nil before the first Metadata, or when balancing is off).
+    public var plan: BalancePlan?
+    /// When this view was last refreshed (wall clock).
+    public var updated: Date?
 
     /// The view as a block of text: one line per broker, then the phase, moves, decision and events.
     public func rendered(now: Date = Date()) -> String {
@@ -146,6 +183,8 @@ public actor ElasticityController {
     var lastDryRun: Int?
     var view = ElasticityView()
     var events: [ElasticityEvent] = []
+    var decisionLog = RingBuffer<ScalingRecord>(capacity: 100)
+    var moveLog = RingBuffer<MoveRecord>(capacity: 200)
     /// Called after every tick with the new view (the live display, the status).
     let onTick: @Sendable (ElasticityView) -> Void
     /// Called for what deserves a Kubernetes Event: (type, reason, message).
@@ -230,19 +269,24 @@ public actor ElasticityController {
                 let text = "\(decision.current) → \(decision.desired) brokers: \(decision.reason)"
                 view.lastDecision = (Date(), text)
                 view.lastChange = (Date(), decision.current, decision.desired, decision.reason)
+                let logged = ScalingRecord(time: Date(), from: decision.current, to: decision.desired, reason: decision.reason,
+                                           dryRun: settings.autoscaling.dryRun)
                 if settings.autoscaling.dryRun {
                     // Once per new answer, not every tick: a dry run repeats its decision each tick.
                     if decision.desired != lastDryRun {
                         lastDryRun = decision.desired
+                        decisionLog.append(logged)
                         record("dry run, not acting: \(text)", event: ("Normal", "ScalingDryRun"))
                     }
                 } else if decision.desired > current {
+                    decisionLog.append(logged)
                     record("scale out \(text)", event: ("Normal", "ScalingOut"))
                     try await fleet.grow(to: decision.desired)
                     enter(.scalingOut(target: decision.desired))
                     return
                 } else {
                     let brokers = members.map(\.id).sorted().suffix(current - decision.desired).map { $0 }
+                    decisionLog.append(logged)
                     record("scale in \(text)", event: ("Normal", "ScalingIn"))
                     for id in brokers { try await admin.setDraining(broker: id, true) }
                     enter(.scalingIn(target: decision.desired, brokers: brokers))
@@ -322,18 +366,34 @@ public actor ElasticityController {
         }
         record("\(reason): moving \(plan.moves.count) partition(s)")
         logger.info("plan (\(reason))\n\(plan.rendered())")
-        try await execute(plan.moves)
+        try await execute(plan.moves, reason: reason)
     }
 
-    func execute(_ moves: [PlannedMove]) async throws {
+    func execute(_ moves: [PlannedMove], reason: String = "balance") async throws {
+        let startedAt = Date()
+        var records = Dictionary(uniqueKeysWithValues: moves.map {
+            ($0.key, MoveRecord(partition: $0.key, from: $0.from, to: $0.to, why: reason, load: $0.load, started: startedAt, outcome: .moving))
+        })
         view.movesInProgress = moves.count
+        view.moves = moveLog.elements + moves.compactMap { records[$0.key] }
         onTick(view)
-        defer { view.movesInProgress = 0 }
+        // Every move ends in the log, whatever happens (done, refused, or still moving when the step failed).
+        defer {
+            view.movesInProgress = 0
+            for m in moves {
+                guard var r = records[m.key] else { continue }
+                if r.outcome == .moving { r.outcome = .timedOut }
+                moveLog.append(r)
+            }
+            view.moves = moveLog.elements
+            onTick(view)  // the console sees the round end now, not a tick later
+        }
         let started = now
         let request = Dictionary(uniqueKeysWithValues: moves.map { (TopicPartition(topic: $0.key.topic, partition: $0.key.partition), $0.to) })
         let errors = try await admin.reassign(request)
         let refused = errors.compactMap { key, error in error.map { "\(key): \($0)" } }
         if !refused.isEmpty { record("reassignment refused for \(refused.sorted().joined(separator: ", "))", level: .warning) }
+        for (key, error) in errors where error != nil { records[PartitionKey(key.topic, key.partition)]?.outcome = .refused }
         var pending = Dictionary(uniqueKeysWithValues: moves.filter { errors[TopicPartition(topic: $0.key.topic, partition: $0.key.partition)] == .some(nil) }.map { ($0.key, $0.to) })
         var pause = 10
         while !pending.isEmpty {
@@ -345,6 +405,8 @@ public actor ElasticityController {
                 if let to = pending[key], p.leader == to {
                     pending[key] = nil
                     lastMoved[key] = now
+                    records[key]?.outcome = .done
+                    records[key]?.seconds = now - started
                 }
             }
             if now - started > settings.stepTimeout {
@@ -396,6 +458,20 @@ public actor ElasticityController {
             return ElasticityView.Broker(id: m.id, state: state, load: tracker.load(of: m.id), partitions: owned[m.id] ?? 0)
         }
         view.events = events
+        view.decisions = decisionLog.elements
+        view.moves = moveLog.elements
+        view.updated = Date()
+        if let metadata, settings.balancingEnabled {
+            let loads = tracker.partitionLoads()
+            let placements = metadata.partitions.filter { $0.leader >= 0 }.map { p -> PartitionPlacement in
+                let key = PartitionKey(p.topic, p.partition)
+                return PartitionPlacement(key: key, owner: p.leader, load: loads[key]?.weight ?? 0, lastMoved: lastMoved[key])
+            }
+            view.plan = Balancer.plan(eligible: members.map(\.id).filter { !draining.contains($0) }, partitions: placements,
+                                      settings: settings.balancer, now: now)
+        } else {
+            view.plan = nil
+        }
         onTick(view)
     }
 

@@ -40,10 +40,13 @@ public actor AutoscalingManager {
     /// Asks the reconciler for a pass (to write the status).
     let enqueue: @Sendable (ObjectName) -> Void
     let http: HTTPClient
+    /// Where each controller's view goes for the web console (nil: no console).
+    let console: ConsoleStore?
     private var running: [ObjectName: Running] = [:]
 
     public init(client: KubeClient, caches: ClusterCaches, events: EventRecorder, reports: AutoscalingReports, logger: Logger,
-                enqueue: @escaping @Sendable (ObjectName) -> Void) throws {
+                enqueue: @escaping @Sendable (ObjectName) -> Void, console: ConsoleStore? = nil) throws {
+        self.console = console
         self.client = client
         self.caches = caches
         self.events = events
@@ -62,6 +65,7 @@ public actor AutoscalingManager {
         for (key, r) in running {
             r.task.cancel()
             reports.set(key, nil)
+            console?.remove(key.description)
         }
         running = [:]
         http.shutdown()
@@ -78,6 +82,7 @@ public actor AutoscalingManager {
             r.task.cancel()
             running[key] = nil
             reports.set(key, nil)
+            console?.remove(key.description)
             enqueue(key)
         }
         for (key, cluster) in wanted where running[key] == nil {
@@ -118,6 +123,7 @@ public actor AutoscalingManager {
         let (events, reports, enqueue, http) = (self.events, self.reports, self.enqueue, self.http)
         let log = logger.with("cluster", key.description)
         let dryRun = spec.autoscaling?.dryRun ?? false
+        let recorder = console?.register(key.description, settings: settings)
         let lastPublished = Mutex<(report: AutoscalingReport?, at: ContinuousClock.Instant)>((nil, .now))
         return Task {
             // Bootstrap from the running pods; the admin client learns the rest from Metadata.
@@ -141,6 +147,7 @@ public actor AutoscalingManager {
             let controller = ElasticityController(
                 settings: settings, fleet: fleet, admin: admin, http: http, logger: log, bootstrap: "\(names.bootstrapService):\(kafkaPort)",
                 history: history, onTick: { view in
+                    recorder?.record(view)
                     let report = Self.report(view, dryRun: dryRun)
                     // Status writes: at once when the decision or phase changed, else at most every 30 s.
                     let publish = lastPublished.withLock { last -> Bool in

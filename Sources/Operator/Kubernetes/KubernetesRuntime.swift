@@ -70,9 +70,11 @@ public final class KubernetesRuntime: Sendable {
                                     qps: options.qps, burst: options.burst)
         defer { client.shutdown() }
         let leaderGauge = metrics.gauge("floe_operator_leader", help: "1 while this replica leads (or runs without leader election).")
+        let console = ConsoleStore()
+        let consoleRoutes = ConsoleRoutes(store: console, fault: ConsoleRoutes.faultFromEnvironment())
         let probes: ProbeServer? = try options.httpAddress.map { address in
-            try ProbeServer(address: address) { [self] path in
-                switch path {
+            try ProbeServer(listening: address) { [self] (request: ProbeServer.Request) in
+                switch request.path {
                 case "/healthz", "/livez": return .ok("ok\n")
                 case "/readyz":
                     let isLeading = leading.withLock { $0 }
@@ -80,7 +82,7 @@ public final class KubernetesRuntime: Sendable {
                     if !isLeading || synced { return .ok("ok\n") }
                     return ProbeServer.Response(status: 503, body: "caches not synced\n")
                 case "/metrics": return .ok(metrics.render(), contentType: "text/plain; version=0.0.4")
-                default: return .notFound
+                default: return consoleRoutes.handle(request) ?? .notFound
                 }
             }
         }
@@ -100,16 +102,16 @@ public final class KubernetesRuntime: Sendable {
                     leaderGauge.set(on ? 1 : 0)
                 })
             logger.info("waiting for leadership", metadata: ["lease": "\(namespace)/\(options.leaseName)", "identity": identity])
-            try await election.run { [self] in try await runController(client: client) }
+            try await election.run { [self] in try await runController(client: client, console: console) }
         } else {
             leading.withLock { $0 = true }
             leaderGauge.set(1)
-            try await runController(client: client)
+            try await runController(client: client, console: console)
         }
     }
 
     /// The informers and the controller; returns when cancelled.
-    func runController(client: KubeClient) async throws {
+    func runController(client: KubeClient, console: ConsoleStore? = nil) async throws {
         let queue = WorkQueue<ObjectName>(clock: clock)
         let ns = options.watchNamespaces
         let resync = options.resyncPeriod
@@ -150,7 +152,8 @@ public final class KubernetesRuntime: Sendable {
         let reports = AutoscalingReports()
         reconciler.autoscalingReports = reports
         let autoscaling = try AutoscalingManager(
-            client: client, caches: caches, events: reconciler.events, reports: reports, logger: logger, enqueue: { queue.add($0) })
+            client: client, caches: caches, events: reconciler.events, reports: reports, logger: logger, enqueue: { queue.add($0) },
+            console: console)
         let controller = Controller(name: "floecluster", queue: queue, reconciler: reconciler, workers: options.workers, logger: logger, metrics: metrics)
         let clock = clock
         await withTaskGroup(of: Void.self) { group in

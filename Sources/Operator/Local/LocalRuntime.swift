@@ -18,9 +18,16 @@ public struct LocalRuntime: Sendable {
         public var printEvery: Int
         /// How the operator's admin connection reaches the brokers (TLS CA, SASL user).
         public var access: KafkaAccess
+        /// Where the console and /healthz listen (`127.0.0.1:8080`); nil = no HTTP.
+        public var httpAddress: String?
+        /// When the address cannot be used (the default port is taken): warn and run without
+        /// the console (true), or fail (false: the address was asked for).
+        public var httpOptional: Bool = false
 
-        public init(fleet: LocalFleet.Options, elasticity: ElasticitySettings, redraw: Bool, printEvery: Int = 5, access: KafkaAccess = .plaintext) {
+        public init(fleet: LocalFleet.Options, elasticity: ElasticitySettings, redraw: Bool, printEvery: Int = 5, access: KafkaAccess = .plaintext,
+                    httpAddress: String? = nil) {
             self.access = access
+            self.httpAddress = httpAddress
             self.fleet = fleet
             self.elasticity = elasticity
             self.redraw = redraw
@@ -46,6 +53,23 @@ public struct LocalRuntime: Sendable {
             bootstrap: [BrokerAddress(host: "127.0.0.1", port: options.fleet.kafkaPort)], clientId: "floe-operator-local",
             requestTimeout: .seconds(10), attempts: 5, access: options.access)
         defer { admin.close() }
+        let console = ConsoleStore()
+        let recorder = console.register("local", settings: options.elasticity)
+        let routes = ConsoleRoutes(store: console, fault: ConsoleRoutes.faultFromEnvironment())
+        var server: ProbeServer?
+        if let address = options.httpAddress {
+            do {
+                server = try ProbeServer(listening: address, requestHandler: { request in
+                    if request.path == "/healthz" || request.path == "/livez" { return .ok("ok\n") }
+                    return routes.handle(request) ?? .notFound
+                })
+            } catch {
+                guard options.httpOptional else { throw error }
+                logger.warning("no web console: \(error); --http=HOST:PORT picks another address", metadata: ["http": address])
+            }
+        }
+        defer { server?.stop() }
+        if let server { logger.notice("console on http://127.0.0.1:\(server.port)/", metadata: ["http.port": "\(server.port)"]) }
         do {
             try await fleet.grow(to: start)
             try await waitReady(await fleet.member(1), http: http)
@@ -53,7 +77,10 @@ public struct LocalRuntime: Sendable {
             let printer = ViewPrinter(redraw: options.redraw, every: options.printEvery)
             let controller = ElasticityController(
                 settings: options.elasticity, fleet: fleet, admin: admin, http: http, logger: logger, bootstrap: bootstrap,
-                onTick: { view in printer.show(view) })
+                onTick: { view in
+                    printer.show(view)
+                    recorder.record(view)
+                })
             await controller.run()
         } catch {
             logger.error("local runtime failed: \(error)")
