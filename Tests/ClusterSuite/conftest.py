@@ -17,32 +17,22 @@ import uuid
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import Peers  # noqa: E402
+
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_wire  # noqa: E402
 
 BROKER_BIN = os.environ.get("FLOE_BROKER_BIN", "").strip()
 S3_ENDPOINT = os.environ.get("FLOE_TEST_S3_ENDPOINT", "").strip()
-IN_CI = bool(os.environ.get("CI"))
 
 SESSION_TIMEOUT_MS = 3000
 HEARTBEAT_INTERVAL_MS = 300
 
 
-def missing_peer(what: str) -> None:
-    """A peer the test needs is absent: a failure in CI, a loud skip elsewhere."""
-    message = f"cluster suite: {what}"
-    if IN_CI:
-        pytest.fail(message + " (CI is set: a missing peer is a failure)", pytrace=False)
-    sys.stderr.write(f"\n*** SKIPPED: {message} ***\n")
-    pytest.skip(message)
-
-
-def require_modules(*names: str) -> None:
-    for name in names:
-        try:
-            __import__(name)
-        except ImportError as e:
-            missing_peer(f"Python module {name} is not installed ({e})")
+PEERS = Peers("cluster suite")
+missing_peer = PEERS.missing
+require_modules = PEERS.require_modules
 
 
 def pytest_configure(config):

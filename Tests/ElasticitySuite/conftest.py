@@ -9,9 +9,11 @@ import sys
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import Peers  # noqa: E402
+
 OPERATOR_BIN = os.environ.get("FLOE_OPERATOR_BIN", "").strip()
 BROKER_BIN = os.environ.get("FLOE_BROKER_BIN", "").strip()
-IN_CI = bool(os.environ.get("CI"))
 
 
 def pytest_configure(config):
@@ -23,13 +25,4 @@ def pytest_configure(config):
             raise pytest.UsageError(f"{name}={path} is not an executable file")
 
 
-def require_modules(*names: str) -> None:
-    for name in names:
-        try:
-            __import__(name)
-        except ImportError as e:
-            message = f"elasticity suite: Python module {name} is not installed ({e})"
-            if IN_CI:
-                pytest.fail(message + " (CI is set: a missing peer is a failure)", pytrace=False)
-            sys.stderr.write(f"\n*** SKIPPED: {message} ***\n")
-            pytest.skip(message)
+require_modules = Peers("elasticity suite").require_modules

@@ -10,8 +10,6 @@ What must hold:
 """
 import os
 import re
-import signal
-import socket
 import subprocess
 import tempfile
 import threading
@@ -22,6 +20,7 @@ import uuid
 import pytest
 
 from conftest import BROKER_BIN, OPERATOR_BIN, require_modules
+from floe_suite import LocalOperator, free_port_range
 
 TARGET = 256 * 1024          # per-broker bytes in target (B/s)
 RECORD = 1024                # value bytes per record
@@ -49,52 +48,18 @@ def rate_at(t: float) -> float:
 
 def free_base_port() -> int:
     """A port P with P..P+MAX_BROKERS-1 and P+100.. free on 127.0.0.1."""
-    for _ in range(200):
-        base = 20000 + (uuid.uuid4().int % 20000)
-        ok = True
-        for p in [base + i for i in range(MAX_BROKERS)] + [base + 100 + i for i in range(MAX_BROKERS)]:
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p))
-                except OSError:
-                    ok = False
-                    break
-        if ok:
-            return base
-    raise RuntimeError("no free port range")
+    return free_port_range(MAX_BROKERS)
 
 
-class Operator:
+class Operator(LocalOperator):
     def __init__(self, data_dir: str, base: int, extra: list[str] | None = None):
-        self.log_path = os.path.join(data_dir, "operator.log")
-        self.log = open(self.log_path, "w")
-        self.proc = subprocess.Popen(
+        super().__init__(
             [OPERATOR_BIN, "local", "--data-dir", data_dir, "--port", str(base), "--view", "log",
              "--min-brokers", "1", "--max-brokers", str(MAX_BROKERS), "--target-bytes-in", f"{TARGET}",
              "--tolerance", "10", "--scale-up-window", "4", "--scale-down-window", "20",
              "--tick", "1", "--window", "6", "--balance-interval", "10", "--move-cooldown", "10",
              "--band", str(int(BAND * 100)), "--broker-bin", BROKER_BIN, "--log-level", "notice"] + (extra or []),
-            stdout=self.log, stderr=subprocess.STDOUT)
-
-    def text(self) -> str:
-        with open(self.log_path) as f:
-            return f.read()
-
-    def broker_pids(self) -> list[int]:
-        return [int(p) for p in re.findall(r"broker started .*pid=(\d+)", self.text())]
-
-    def stop(self) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-        try:
-            return self.proc.wait(timeout=120)
-        finally:
-            for pid in self.broker_pids():  # only if something went wrong: never leave brokers behind
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-            self.log.close()
+            data_dir)
 
 
 def broker_bytes_in(base: int, brokers: list[int]) -> dict[int, float]:

@@ -20,32 +20,22 @@ import uuid
 
 import pytest
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import Peers  # noqa: E402
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 
 BROKER_BIN = os.environ.get("FLOE_BROKER_BIN", "").strip()
-IN_CI = bool(os.environ.get("CI"))
 
 # One line per scenario, printed at the end of the run (pytest_terminal_summary).
 SUMMARIES: list[str] = []
 
 
-def missing_peer(what: str) -> None:
-    """A peer the test needs is absent: a failure in CI, a loud skip elsewhere."""
-    message = f"fault suite: {what}"
-    if IN_CI:
-        pytest.fail(message + " (CI is set: a missing peer is a failure)", pytrace=False)
-    sys.stderr.write(f"\n*** SKIPPED: {message} ***\n")
-    pytest.skip(message)
-
-
-def require_modules(*names: str) -> None:
-    for name in names:
-        try:
-            __import__(name)
-        except ImportError as e:
-            missing_peer(f"Python module {name} is not installed ({e})")
+PEERS = Peers("fault suite")
+missing_peer = PEERS.missing
+require_modules = PEERS.require_modules
 
 
 def require_broker() -> str:
