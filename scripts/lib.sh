@@ -1,7 +1,7 @@
 # Shared helpers for scripts/run and scripts/test. Sourced, not executed.
 
 # apt packages the build needs, and the peers the integration tests talk to.
-FLOE_APT_PACKAGES=(pkg-config libcurl4-openssl-dev libyaml-dev libssl-dev zlib1g-dev openssl)
+FLOE_APT_PACKAGES=(pkg-config libcurl4-openssl-dev libyaml-dev libssl-dev zlib1g-dev openssl kcat)
 FLOE_PIP_PACKAGES=("moto[server]" pytest)
 STARTED_PIDS=()
 
