@@ -250,3 +250,24 @@ def test_sasl_user_may_produce_to_a_prefix_and_read_one_group_and_nothing_else(r
         assert error is None and len(values) == 5
     finally:
         endpoints.broker.stop()
+
+
+def test_broker_answers_close_notify(combined):
+    """A client's close_notify gets the broker's close_notify back (SSLSocket.unwrap returns only
+    then; before the fix asyncio SSL clients such as aiokafka waited 30 s in stop())."""
+    import socket
+    import ssl
+    import struct
+    context = ssl.create_default_context(cafile=combined.pki.path("ca.pem"))
+    host, port = combined.ssl.split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        s = context.wrap_socket(raw, server_hostname="localhost")
+        s.settimeout(10)
+        s.sendall(struct.pack(">ihhih", 2 + 2 + 4 + 2 + 1, 18, 0, 1, 1) + b"b")  # ApiVersions v0, client id "b"
+        size = struct.unpack(">i", s.recv(4))[0]
+        got = 0
+        while got < size:
+            chunk = s.recv(size - got)
+            assert chunk, "short ApiVersions answer"
+            got += len(chunk)
+        s.unwrap()  # raises (timeout) unless the broker sends close_notify
