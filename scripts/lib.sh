@@ -1,7 +1,8 @@
 # Shared helpers for scripts/run and scripts/test. Sourced, not executed.
 
-# apt packages the build needs, and the peers the integration tests talk to (chromium: the console suite).
-FLOE_APT_PACKAGES=(pkg-config libcurl4-openssl-dev libyaml-dev libssl-dev zlib1g-dev openssl chromium)
+# apt packages the build needs, and the peers the integration tests talk to (chromium: the console suite;
+# kcat: the security suite).
+FLOE_APT_PACKAGES=(pkg-config libcurl4-openssl-dev libyaml-dev libssl-dev zlib1g-dev openssl chromium kcat)
 FLOE_PIP_PACKAGES=("moto[server]" pytest)
 STARTED_PIDS=()
 

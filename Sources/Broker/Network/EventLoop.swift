@@ -233,6 +233,14 @@ final class EventLoop: @unchecked Sendable {
         if connection.closed { return }
         if !plaintext.isEmpty { connection.decoder.feed(plaintext[...]) }
         dispatchFrames(connection)
+        if tls.peerClosed, !connection.closed, connection.lingerDeadline == nil, !connection.isClosing {
+            // close_notify: no more requests come. Answer what came before, then send our
+            // close_notify and FIN, as Kafka does (Python's asyncio SSL waits 30 s for them).
+            server.log("peer sent TLS close_notify", connection.peer)
+            connection.pauseReading(loop: self)
+            connection.closeAfterPendingResponses()
+            writeCompleted(connection)
+        }
     }
 
     /// The handshake finished: on SSL listeners a verified client certificate names the principal.
