@@ -36,7 +36,8 @@ import Testing
                 default: nil
                 }
             }, metrics: metrics, now: now)
-            router = KafkaRouter(handlers: authenticator.handlers + [AnswerMetadata()])
+            let authenticator = self.authenticator
+            router = KafkaRouter(handlers: authenticator.handlers + [AnswerMetadata()], rawToken: { await authenticator.rawToken($0) })
         }
 
         static var defaults: SaslAuthenticator.Settings {
@@ -52,6 +53,11 @@ import Testing
             try! header.encode(to: &w, version: api.requestHeaderVersion(apiVersion: version))
             try! request.encode(to: &w, version: version)
             return await router.handle(ServerRequest(bytes: w.take(), connection: connection, seq: 0))
+        }
+
+        /// A bare frame (a SASL token after SaslHandshake v0).
+        func raw(_ bytes: [UInt8]) async -> HandlerResult {
+            await router.handle(ServerRequest(bytes: bytes, connection: connection, seq: 0))
         }
 
         func call<M: KafkaMessage, R: KafkaMessage>(_ request: M, version: Int16, _ type: R.Type,
@@ -130,18 +136,40 @@ import Testing
         #expect(!bad.session.authenticated)
     }
 
-    @Test func disabledMechanismAndV0HandshakeAreRefused() async throws {
+    @Test func disabledMechanismIsRefused() async throws {
         var settings = Fixture.defaults
         settings.enabledMechanisms = ["SCRAM-SHA-512"]
         let f = Fixture(settings: settings)
         let h = try await f.call(SaslHandshakeRequest(mechanism: "PLAIN"), version: 1, SaslHandshakeResponse.self)
         #expect(h.errorCode == KafkaErrorCode.unsupportedSaslMechanism.rawValue)
         #expect(h.mechanisms == ["SCRAM-SHA-512"])
-        let v0 = try await f.call(SaslHandshakeRequest(mechanism: "SCRAM-SHA-512"), version: 0, SaslHandshakeResponse.self)
-        #expect(v0.errorCode == KafkaErrorCode.unsupportedVersion.rawValue)
         // SaslAuthenticate without a handshake.
         let a = try await f.call(SaslAuthenticateRequest(authBytes: [1]), version: 1, SaslAuthenticateResponse.self)
         #expect(a.errorCode == KafkaErrorCode.illegalSaslState.rawValue)
+    }
+
+    /// The SaslHandshake v0 flow: the tokens travel as bare frames, the answers too; then the
+    /// connection is an ordinary authenticated one. A wrong token closes the connection.
+    @Test func v0HandshakeCarriesRawTokens() async throws {
+        let f = Fixture()
+        let h = try await f.call(SaslHandshakeRequest(mechanism: "SCRAM-SHA-256"), version: 0, SaslHandshakeResponse.self)
+        #expect(h.errorCode == 0)
+        var client = ScramClientExchange(mechanism: .sha256, user: "alice", password: "alice-secret")
+        let serverFirst = try requireCase(await f.raw(client.firstMessage()), "server-first") { $0.respondBytes }
+        let serverFinal = try requireCase(await f.raw(try client.finalMessage(serverFirst: serverFirst)), "server-final") { $0.respondBytes }
+        try client.verify(serverFinal: serverFinal)
+        #expect(f.session.principal == KafkaPrincipal(name: "alice") && !f.session.snapshot.rawTokens)
+        #expect(await f.metadataServed())  // Kafka requests again after the exchange
+
+        let plain = Fixture()
+        #expect(try await plain.call(SaslHandshakeRequest(mechanism: "PLAIN"), version: 0, SaslHandshakeResponse.self).errorCode == 0)
+        #expect(try requireCase(await plain.raw(PlainMechanism.message(user: "bob", password: "bob-secret")), "empty answer") { $0.respondBytes } == [])
+        #expect(plain.session.principal == KafkaPrincipal(name: "bob"))
+
+        let bad = Fixture()
+        #expect(try await bad.call(SaslHandshakeRequest(mechanism: "PLAIN"), version: 0, SaslHandshakeResponse.self).errorCode == 0)
+        _ = try requireCase(await bad.raw(PlainMechanism.message(user: "bob", password: "nope")), "close") { $0.closes }
+        #expect(!bad.session.authenticated)
     }
 
     @Test func repeatedFailuresCloseTheConnection() async throws {

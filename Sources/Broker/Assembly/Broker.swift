@@ -210,7 +210,9 @@ public final class Broker: Sendable {
         let authorizer = try Self.authorizer(config)
         authorizer.follow(registry.log)
         handlers = handlers.map { InstrumentedHandler(AuthorizingHandler(inner: $0, authorizer: authorizer, core: core), metrics: metrics) }
-        routerBox.install(KafkaRouter(handlers: handlers) { message, fields in limitedLogger.info(message, metadata: fields) })
+        routerBox.install(KafkaRouter(handlers: handlers, rawToken: { await authenticator.rawToken($0) }) { message, fields in
+            limitedLogger.info(message, metadata: fields)
+        })
 
         var probe: ProbeServer? = nil
         let brokerBox = Mutex<Broker?>(nil)

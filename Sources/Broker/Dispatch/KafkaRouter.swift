@@ -22,7 +22,12 @@ public struct KafkaRouter: RequestHandler {
     /// The ApiVersions versions this broker serves.
     public static let apiVersionsVersions: ClosedRange<Int16> = 0...4
 
-    public init(handlers: [any ApiHandler], log: @escaping @Sendable (String, [String: String]) -> Void = { _, _ in }) {
+    /// Answers a raw SASL token frame (after SaslHandshake v0; see `ConnectionSession.State.rawTokens`).
+    let rawToken: (@Sendable (ServerRequest) async -> HandlerResult)?
+
+    public init(handlers: [any ApiHandler], rawToken: (@Sendable (ServerRequest) async -> HandlerResult)? = nil,
+                log: @escaping @Sendable (String, [String: String]) -> Void = { _, _ in }) {
+        self.rawToken = rawToken
         var table: [ApiKey: any ApiHandler] = [:]
         for h in handlers {
             precondition(table[h.apiKey] == nil, "two handlers for \(h.apiKey)")
@@ -42,6 +47,11 @@ public struct KafkaRouter: RequestHandler {
     }
 
     public func handle(_ request: ServerRequest) async -> HandlerResult {
+        if request.connection.session.snapshot.rawTokens {
+            // A SaslHandshake v0 client: this frame is a bare SASL token, not a request.
+            guard let rawToken else { return .close }
+            return await rawToken(request)
+        }
         let decoded: DecodedRequest
         do {
             decoded = try RequestHeader.decodeRequest(request.bytes[...])

@@ -82,6 +82,9 @@ public final class ConnectionSession: Sendable {
         public var mechanism: String?
         /// When the SASL session expires (KIP-368), in `ContinuousClock` terms; nil: never.
         public var sessionExpiry: ContinuousClock.Instant?
+        /// After a SaslHandshake v0 the client sends the mechanism's tokens as raw frames (no
+        /// Kafka header) until authentication ends: the router hands them to the authenticator.
+        public var rawTokens: Bool = false
     }
 
     public init(securityProtocol: SecurityProtocol = .plaintext, principal: KafkaPrincipal = .anonymous) {

@@ -107,7 +107,7 @@ public final class SaslAuthenticator: Sendable {
 
     // MARK: SaslHandshake
 
-    func handshake(_ request: SaslHandshakeRequest, connection: ConnectionInfo) -> ApiResult {
+    func handshake(_ request: SaslHandshakeRequest, connection: ConnectionInfo, version: Int16 = 1) -> ApiResult {
         let session = connection.session
         let enabled = settings.enabledMechanisms
         guard session.securityProtocol.usesSASL else {
@@ -130,8 +130,27 @@ public final class SaslAuthenticator: Sendable {
         let pending: Pending
         if let scram = ScramMechanism(rawValue: request.mechanism) { pending = .scram(ScramServerExchange(mechanism: scram)) } else { pending = .plain }
         withState(connection) { $0.pending = pending }
-        session.update { $0.mechanism = request.mechanism }
+        session.update {
+            $0.mechanism = request.mechanism
+            $0.rawTokens = version == 0
+        }
         return .response(.saslHandshake(SaslHandshakeResponse(errorCode: 0, mechanisms: enabled)))
+    }
+
+    /// One raw token of the SaslHandshake v0 flow (librdkafka before it sees SaslAuthenticate,
+    /// old Java clients): the token is the whole frame, the answer is the next token as a whole
+    /// frame (empty for PLAIN's success). It is the SaslAuthenticate exchange without the
+    /// envelope; a failure closes the connection, as Kafka does in this flow.
+    func rawToken(_ request: ServerRequest) async -> HandlerResult {
+        let header = RequestHeader(requestApiKey: ApiKey.saslAuthenticate.rawValue, requestApiVersion: 0, correlationId: 0, clientId: nil)
+        let context = RequestContext(connection: request.connection, header: header, apiKey: .saslAuthenticate)
+        let result = authenticate(SaslAuthenticateRequest(authBytes: request.bytes), context: context)
+        guard case let .response(.saslAuthenticate(answer)) = result, answer.errorCode == 0 else {
+            request.connection.session.update { $0.rawTokens = false }
+            return .close
+        }
+        if request.connection.session.authenticated { request.connection.session.update { $0.rawTokens = false } }
+        return .respond(answer.authBytes)
     }
 
     // MARK: SaslAuthenticate
@@ -258,17 +277,17 @@ public final class SaslAuthenticator: Sendable {
     }
 }
 
-/// SaslHandshake (API 17), version 1 only: the v0 flow sends the mechanism's tokens as raw
-/// frames, which Floe does not speak; a v0 request gets UNSUPPORTED_VERSION from the router
-/// (librdkafka, kafka-python and the Java client use v1 when ApiVersions offers it).
+/// SaslHandshake (API 17), versions 0–1. After v1 the tokens travel in SaslAuthenticate
+/// requests; after v0 they travel as raw frames (`SaslAuthenticator.rawToken`). librdkafka 2.0
+/// (Debian 12's kcat) only authenticates when v0 is in the advertised range, then uses v1.
 struct SaslHandshakeHandler: ApiHandler {
     let authenticator: SaslAuthenticator
     let apiKey = ApiKey.saslHandshake
-    let versions: ClosedRange<Int16> = 1...1
+    let versions: ClosedRange<Int16> = 0...1
 
     func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .saslHandshake(r) = request else { return .close }
-        return authenticator.handshake(r, connection: context.connection)
+        return authenticator.handshake(r, connection: context.connection, version: context.apiVersion)
     }
 }
 
