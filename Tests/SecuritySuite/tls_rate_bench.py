@@ -18,7 +18,6 @@ import ssl
 import statistics
 import struct
 import sys
-import tempfile
 import time
 import uuid
 
@@ -91,22 +90,15 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=300)
     args = parser.parse_args()
     import confluent_kafka as ck
-    directory = tempfile.mkdtemp(prefix="floe-tls-rate-")
-    pki = tls_support.PKI(directory)
-    external = tls_support.free_port()
-    settings = {"external.listen": f"127.0.0.1:{external}", "external.security.protocol": "SSL",
-                "ssl.certificate.file": pki.path("server.pem"), "ssl.key.file": pki.path("server.key")}
-    broker = tls_support.Broker(directory, settings, ca=None)
-    broker.start()
+    broker, tls_bootstrap, tls, directory = tls_support.plaintext_and_tls_broker("floe-tls-rate-")
     try:
-        tls = {"security.protocol": "SSL", "ssl.ca.location": pki.path("ca.pem")}
         for run in range(args.runs):
-            for name, bootstrap, config in (("plaintext", broker.bootstrap, {}), ("TLS", f"127.0.0.1:{external}", tls)):
+            for name, bootstrap, config in (("plaintext", broker.bootstrap, {}), ("TLS", tls_bootstrap, tls)):
                 mib, p50, p99 = paced_produce(ck, bootstrap, config, args.mibps, args.seconds)
                 print(f"run {run + 1} {name:9}: {mib:.1f} MiB/s delivered (target {args.mibps}), p50 {p50:.1f} ms, p99 {p99:.1f} ms", flush=True)
-        context = ssl.create_default_context(cafile=pki.path("ca.pem"))
+        context = ssl.create_default_context(cafile=tls["ssl.ca.location"])
         plain = connection_rate(broker.port, args.connections, None)
-        secure = connection_rate(external, args.connections, context)
+        secure = connection_rate(int(tls_bootstrap.rsplit(":", 1)[1]), args.connections, context)
         print(f"connections/s ({args.connections} sequential, connect + ApiVersions + close): plaintext {plain:.0f}, "
               f"TLS (with handshake) {secure:.0f}, TLS/plaintext {secure / plain:.2f}")
     finally:

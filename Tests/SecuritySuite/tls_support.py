@@ -178,3 +178,17 @@ def start_broker(tmp_path):
     yield start
     for b in started:
         b.stop()
+
+
+def plaintext_and_tls_broker(prefix: str):
+    """A started broker with a plaintext internal listener and an SSL external one, for the
+    side-by-side benchmarks: (broker, TLS bootstrap, the TLS client settings, the certificates'
+    directory, which the caller removes)."""
+    directory = tempfile.mkdtemp(prefix=prefix)
+    pki = PKI(directory)
+    external = free_port()
+    settings = {"external.listen": f"127.0.0.1:{external}", "external.security.protocol": "SSL",
+                "ssl.certificate.file": pki.path("server.pem"), "ssl.key.file": pki.path("server.key")}
+    broker = Broker(directory, settings, ca=None)
+    broker.start()
+    return broker, f"127.0.0.1:{external}", {"security.protocol": "SSL", "ssl.ca.location": pki.path("ca.pem")}, directory

@@ -11,7 +11,6 @@ import os
 import shutil
 import statistics
 import sys
-import tempfile
 import time
 import uuid
 
@@ -48,19 +47,12 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=256)
     args = parser.parse_args()
     import confluent_kafka as ck
-    directory = tempfile.mkdtemp(prefix="floe-tls-bench-")
-    pki = tls_support.PKI(directory)
-    external = tls_support.free_port()
-    settings = {"external.listen": f"127.0.0.1:{external}", "external.security.protocol": "SSL",
-                "ssl.certificate.file": pki.path("server.pem"), "ssl.key.file": pki.path("server.key")}
-    broker = tls_support.Broker(directory, settings, ca=None)
-    broker.start()
+    broker, tls_bootstrap, tls, directory = tls_support.plaintext_and_tls_broker("floe-tls-bench-")
     try:
-        tls = {"security.protocol": "SSL", "ssl.ca.location": pki.path("ca.pem")}
         results = {"plaintext": [], "tls": []}
         for run in range(args.runs):
             results["plaintext"].append(produce(ck, broker.bootstrap, {}, args.mib))
-            results["tls"].append(produce(ck, f"127.0.0.1:{external}", tls, args.mib))
+            results["tls"].append(produce(ck, tls_bootstrap, tls, args.mib))
             print(f"run {run + 1}: plaintext {results['plaintext'][-1]:.1f} MiB/s, TLS {results['tls'][-1]:.1f} MiB/s", flush=True)
         p, t = statistics.median(results["plaintext"]), statistics.median(results["tls"])
         print(f"median: plaintext {p:.1f} MiB/s, TLS {t:.1f} MiB/s, TLS/plaintext {t / p:.2f}")
