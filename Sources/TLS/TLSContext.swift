@@ -14,7 +14,7 @@ public struct TLSError: Error, Sendable, CustomStringConvertible {
             if code == 0 { break }
             var buffer = [CChar](repeating: 0, count: 256)
             ERR_error_string_n(code, &buffer, buffer.count)
-            lines.append(String(cString: buffer))
+            lines.append(String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
         }
         return TLSError(operation: operation, detail: lines.joined(separator: "; "))
     }
