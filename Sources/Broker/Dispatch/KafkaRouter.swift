@@ -47,7 +47,8 @@ public struct KafkaRouter: RequestHandler {
     }
 
     public func handle(_ request: ServerRequest) async -> HandlerResult {
-        if request.connection.session.snapshot.rawTokens {
+        let session = request.connection.session.snapshot  // one read of the session per request
+        if session.rawTokens {
             // A SaslHandshake v0 client: this frame is a bare SASL token, not a request.
             guard let rawToken else { return .close }
             return await rawToken(request)
@@ -60,7 +61,7 @@ public struct KafkaRouter: RequestHandler {
             return .close
         }
         let context = RequestContext(connection: request.connection, header: decoded.header, apiKey: decoded.apiKey)
-        if let refusal = SaslGate.refusal(decoded.apiKey, session: request.connection.session, now: ContinuousClock.now) {
+        if let refusal = SaslGate.refusal(decoded.apiKey, state: session, now: ContinuousClock.now) {
             log("closing connection: \(refusal)", ["peer": request.connection.peer, "api": decoded.apiKey.name])
             return .close
         }

@@ -12,8 +12,12 @@ public enum SaslGate {
 
     /// Why `apiKey` may not be served on `session` now, or nil.
     public static func refusal(_ apiKey: ApiKey, session: ConnectionSession, now: ContinuousClock.Instant) -> String? {
+        refusal(apiKey, state: session.snapshot, now: now)
+    }
+
+    /// The same, from a session state already read (the router reads it once per request).
+    public static func refusal(_ apiKey: ApiKey, state s: ConnectionSession.State, now: ContinuousClock.Instant) -> String? {
         if preAuthenticationApis.contains(apiKey) { return nil }
-        let s = session.snapshot
         if !s.authenticated { return "request before SASL authentication" }
         if let expiry = s.sessionExpiry, now >= expiry { return "SASL session expired (connections.max.reauth.ms)" }
         return nil
