@@ -1,9 +1,12 @@
 # Shared helpers for scripts/run and scripts/test. Sourced, not executed.
 
 # apt packages the build needs, and the peers the integration tests talk to (chromium: the console suite;
-# kcat: the security suite).
-FLOE_APT_PACKAGES=(pkg-config libcurl4-openssl-dev libyaml-dev libssl-dev zlib1g-dev openssl chromium kcat)
-FLOE_PIP_PACKAGES=("moto[server]" pytest)
+# kcat and Debian's confluent-kafka on librdkafka 2.0.2: the client and security suites).
+FLOE_APT_PACKAGES=(pkg-config libcurl4-openssl-dev libyaml-dev libssl-dev zlib1g-dev openssl chromium kcat
+                   python3-confluent-kafka)
+# The Python peers every suite may use (the operator e2e tests drive rendered pods with confluent-kafka too).
+FLOE_PIP_PACKAGES=(confluent-kafka==2.16.1 kafka-python==3.0.12 aiokafka==0.14.0 python-snappy cramjam lz4 zstandard
+                   pytest boto3 "moto[server]")
 STARTED_PIDS=()
 
 as_root() {
@@ -23,8 +26,12 @@ ensure_system_packages() {
 }
 
 ensure_python_peers() {
-    if ! python3 -c 'import moto.server' 2>/dev/null || ! command -v moto_server >/dev/null \
-        || ! python3 -c 'import pytest' 2>/dev/null; then
+    if ! command -v moto_server >/dev/null || ! python3 - <<'PY' 2>/dev/null
+import confluent_kafka, kafka, aiokafka, snappy, cramjam, lz4.frame, zstandard, pytest, boto3, moto.server
+assert confluent_kafka.__version__ == "2.16.1", confluent_kafka.__version__
+assert kafka.__version__ == "3.0.12" and aiokafka.__version__ == "0.14.0"
+PY
+    then
         echo "==> installing Python test peers: ${FLOE_PIP_PACKAGES[*]}"
         python3 -m pip install -q "${FLOE_PIP_PACKAGES[@]}"
     fi
