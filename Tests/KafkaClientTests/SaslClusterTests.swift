@@ -5,6 +5,7 @@ import KafkaClient
 import KafkaProtocol
 import ObjectStore
 import SASL
+import Support
 import Testing
 
 /// SASL_PLAINTEXT brokers sharing one bucket: brokers authenticate to each other as
@@ -20,7 +21,8 @@ import Testing
         return path
     }
 
-    static func start(node: Int, store: MemoryObjectStore, users: String, extra: [String: String] = [:]) async throws -> TestBroker {
+    static func start(node: Int, store: MemoryObjectStore, users: String, extra: [String: String] = [:],
+                      logger: Logger = .discarding) async throws -> TestBroker {
         var config = BrokerConfig()
         config.set("listen", "127.0.0.1:0", .flag)
         config.set("node.id", "\(node)", .flag)
@@ -29,7 +31,7 @@ import Testing
         config.set("inter.broker.user", "admin", .flag)
         config.set("connection.failed.authentication.delay.ms", "0", .flag)
         for (k, v) in extra { config.set(k, v, .flag) }
-        let broker = try await Broker.start(settings: .init(config: config), store: store, storage: MemoryLogStorage())
+        let broker = try await Broker.start(settings: .init(config: config), store: store, storage: MemoryLogStorage(), logger: logger)
         return TestBroker(broker: broker, task: Task { try await broker.run() })
     }
 
@@ -118,6 +120,36 @@ import Testing
             }
         }
         #expect(loggedIn, "grace could not log in within 30 s of being added to sasl.users.file")
+        try await broker.stop()
+    }
+
+    /// The watcher reads the file every second; a bad file is warned about once (not once a
+    /// second), and its repair is logged once.
+    @Test func aBadUsersFileIsWarnedAboutOnceNotEverySecond() async throws {
+        let users = try Self.usersFile()
+        defer { try? FileManager.default.removeItem(atPath: users) }
+        let sink = CollectingLogSink()
+        let broker = try await Self.start(node: 1, store: MemoryObjectStore(name: "sasl-bad-file"), users: users,
+                                          logger: Logger(label: "broker", level: .info, sink: sink))
+        func count(_ message: String) -> Int { sink.records.filter { $0.message == message }.count }
+        try "admin:admin-secret\nno password on this line\n".write(toFile: users, atomically: true, encoding: .utf8)
+        var seen = false
+        for _ in 0..<300 where !seen {  // bounded: 30 s
+            seen = count("sasl.users.file not applied") > 0
+            if !seen { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(seen, "no warning within 30 s of the users file becoming unparsable")
+        // At least three more passes over the same bad file (one a second) log nothing more.
+        try await Task.sleep(for: .milliseconds(3500))
+        #expect(count("sasl.users.file not applied") == 1, "warnings: \(sink.records.filter { $0.level == .warning }.map(\.formatted))")
+        try "admin:admin-secret\n".write(toFile: users, atomically: true, encoding: .utf8)
+        var repaired = false
+        for _ in 0..<300 where !repaired {
+            repaired = count("sasl.users.file applied again") == 1
+            if !repaired { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(repaired, "the repaired file was not reported within 30 s")
+        #expect(count("suppressed similar messages") == 1, "the suppressed warnings were not counted once")
         try await broker.stop()
     }
 

@@ -85,14 +85,25 @@ final class SaslUsersFileWatcher: Sendable {
         }
     }
 
-    func run() async {
+    /// Passes once per `interval`. The file is read every second, so a failing pass is logged
+    /// through a rate limiter (one warning per `repeatWarningEvery`, then a count of the ones
+    /// suppressed); recovery is logged once.
+    func run(repeatWarningEvery: Duration = .seconds(60)) async {
+        let warnings = RateLimitedLogger(logger, limiter: LogRateLimiter(burst: 1, interval: repeatWarningEvery))
+        var failing = false
         while !Task.isCancelled {
             do {
                 try await applyIfNeeded()
+                if failing {
+                    warnings.flush(includingOpen: true)
+                    logger.info("sasl.users.file applied again", metadata: ["file": path])
+                    failing = false
+                }
             } catch is CancellationError {
                 return
             } catch {
-                logger.warning("sasl.users.file not applied", metadata: ["file": path, "error": "\(error)"])
+                warnings.warning("sasl.users.file not applied", metadata: ["file": path, "error": "\(error)"])
+                failing = true
             }
             do { try await Task.sleep(for: interval) } catch { return }
         }
