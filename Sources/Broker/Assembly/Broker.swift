@@ -243,7 +243,16 @@ public final class Broker: Sendable {
             DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), DescribeTopicPartitionsHandler(core: core), InitProducerIdHandler(core: core),
             OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
             DescribeUserScramCredentialsHandler(core: core), DescribeAclsHandler(core: core),
-        ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
+        ] + adminHandlers(core) + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
+    }
+
+    /// The admin APIs tools call that have little to do here (AdminHandlers.swift, TelemetryHandlers.swift).
+    static func adminHandlers(_ core: BrokerCore) -> [any ApiHandler] {
+        let telemetry = ClientTelemetry()
+        return [
+            DescribeLogDirsHandler(core: core), ElectLeadersHandler(core: core), DescribeProducersHandler(core: core),
+            ListClientMetricsResourcesHandler(), GetTelemetrySubscriptionsHandler(telemetry: telemetry), PushTelemetryHandler(telemetry: telemetry),
+        ]
     }
 
     /// The authorizer the settings `authorizer`, `super.users` and `allow.everyone.if.no.acl.found` ask for.

@@ -97,9 +97,20 @@ public actor GroupCoordinator {
     nonisolated let logger: Logger
     public nonisolated let placement: any GroupPlacement
 
+    /// Offsets to write (an OffsetCommit) or to remove (an OffsetDelete), acknowledged together
+    /// once the group's object holding the change is written.
     struct PendingCommit {
         var token: RequestToken
         var entries: [OffsetCommitEntry]
+        /// Committed offsets to remove, applied after `entries` (OffsetDelete).
+        var deletions: [TopicPartition] = []
+
+        /// The reply: each partition with its own error, or `code` (the write's outcome).
+        func results(_ code: Int16) -> [PartitionResult] {
+            entries.map { PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
+                                          errorCode: $0.errorCode != 0 ? $0.errorCode : code) }
+                + deletions.map { PartitionResult(topic: $0.topic, partition: $0.partition, errorCode: code) }
+        }
     }
 
     struct Entry {
@@ -167,7 +178,8 @@ public actor GroupCoordinator {
         [FindCoordinatorHandler(coordinator: self), JoinGroupHandler(coordinator: self), SyncGroupHandler(coordinator: self),
          HeartbeatHandler(coordinator: self), LeaveGroupHandler(coordinator: self), OffsetCommitHandler(coordinator: self),
          OffsetFetchHandler(coordinator: self), ListGroupsHandler(coordinator: self), DescribeGroupsHandler(coordinator: self),
-         DeleteGroupsHandler(coordinator: self)]
+         DeleteGroupsHandler(coordinator: self),
+         OffsetDeleteHandler(coordinator: self)]
     }
 
     // MARK: Lifecycle
@@ -388,12 +400,7 @@ public actor GroupCoordinator {
             case .persist: break
             }
         }
-        for commit in entry.queued {
-            resolve(commit.token, .commit(commit.entries.map {
-                PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
-                                errorCode: $0.errorCode != 0 ? $0.errorCode : errorCode)
-            }))
-        }
+        for commit in entry.queued { resolve(commit.token, .commit(commit.results(errorCode))) }
         for token in entry.deleteWaiters { resolve(token, .delete(errorCode)) }
         for waiter in entry.writerWaiters { waiter.resume() }
     }
@@ -709,16 +716,12 @@ public actor GroupCoordinator {
             var offsets = entry.offsets
             for commit in batch {
                 for e in commit.entries where e.errorCode == 0 { offsets[e.partition] = e.offset }
+                for p in commit.deletions { offsets[p] = nil }
             }
             let bytes = GroupRecord(groupId: groupId, snapshot: entry.machine.durableView, offsets: offsets).encoded()
             let code = await write(groupId, key: key, bytes: bytes, etag: entry.etag)
             if code == 0 { groups[groupId]?.offsets = offsets }
-            for commit in batch {
-                resolve(commit.token, .commit(commit.entries.map {
-                    PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
-                                    errorCode: $0.errorCode != 0 ? $0.errorCode : code)
-                }))
-            }
+            for commit in batch { resolve(commit.token, .commit(commit.results(code))) }
         }
     }
 

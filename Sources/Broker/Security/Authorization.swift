@@ -38,8 +38,12 @@ enum Screening: Sendable {
 /// | DescribeCluster | DESCRIBE cluster |
 /// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
 /// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
+/// | OffsetDelete | DELETE group, READ topic (Authorization+Admin.swift) |
+/// | DescribeLogDirs / ElectLeaders | DESCRIBE / ALTER cluster |
+/// | DescribeProducers | READ topic |
+/// | ListClientMetricsResources | DESCRIBE_CONFIGS cluster |
 ///
-/// Other APIs (ApiVersions, SASL) need nothing.
+/// Other APIs (ApiVersions, SASL, GetTelemetrySubscriptions, PushTelemetry) need nothing.
 struct AccessCheck: Sendable {
     let authorizer: Authorizer
     let principal: KafkaPrincipal
@@ -323,6 +327,11 @@ struct AccessCheck: Sendable {
         case .updateMetadata: return cluster(.clusterAction) ? .pass : Self.refuse(.updateMetadata, Self.clusterDenied, version: version)
         case .allocateProducerIds:
             return cluster(.clusterAction) ? .pass : .answer(.allocateProducerIds(AllocateProducerIdsResponse(errorCode: Self.clusterDenied)))
+        case let .offsetDelete(r): return offsetDelete(r)
+        case .describeLogDirs: return describeLogDirs(version: version)
+        case let .electLeaders(r): return electLeaders(r, version: version)
+        case let .describeProducers(r): return describeProducers(r)
+        case .listClientMetricsResources: return listClientMetricsResources()
         default:
             return .pass
         }
