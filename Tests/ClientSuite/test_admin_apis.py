@@ -4,9 +4,12 @@ ElectLeaders, DescribeProducers, GetTelemetrySubscriptions/PushTelemetry, ListCl
 Clients: kafka-python 3.0.12 (delete_group_offsets, describe_log_dirs), confluent-kafka 2.16.1
 (elect_leaders, and librdkafka 2.16's telemetry, on by default), and a raw DescribeProducers v0
 (flexible) encoded here on top of kafka_wire's framing. confluent-kafka 2.16.1 has no
-delete_consumer_group_offsets in Python, so OffsetDelete is driven by kafka-python.
+delete_consumer_group_offsets in Python, so OffsetDelete is driven by kafka-python and by the
+wheel's librdkafka 2.16 C call rd_kafka_DeleteConsumerGroupOffsets through ctypes.
 """
+import ctypes
 import logging
+import os
 import socket
 import struct
 import time
@@ -87,6 +90,129 @@ def test_delete_group_offsets(broker, topic_name):
     with pytest.raises(GroupIdNotFoundError):
         kp.delete_group_offsets("no-such-group-" + uuid.uuid4().hex[:6], [TopicPartition(topic_name, 0)])
     kp.close()
+
+
+# ------------------------------------------- librdkafka's DeleteConsumerGroupOffsets (ctypes)
+
+class _TopicPartition(ctypes.Structure):
+    """rd_kafka_topic_partition_t"""
+    _fields_ = [("topic", ctypes.c_char_p), ("partition", ctypes.c_int32), ("offset", ctypes.c_int64),
+                ("metadata", ctypes.c_void_p), ("metadata_size", ctypes.c_size_t), ("opaque", ctypes.c_void_p),
+                ("err", ctypes.c_int), ("_private", ctypes.c_void_p)]
+
+
+class _TopicPartitionList(ctypes.Structure):
+    """rd_kafka_topic_partition_list_t"""
+    _fields_ = [("cnt", ctypes.c_int), ("size", ctypes.c_int), ("elems", ctypes.POINTER(_TopicPartition))]
+
+
+def _librdkafka(directory):
+    lib = ctypes.CDLL(os.path.join(directory, "librdkafka.so.1"))
+    vp, cp, sz = ctypes.c_void_p, ctypes.c_char_p, ctypes.c_size_t
+    for name, res, args in [
+        ("rd_kafka_version_str", cp, []),
+        ("rd_kafka_conf_new", vp, []),
+        ("rd_kafka_conf_set", ctypes.c_int, [vp, cp, cp, cp, sz]),
+        ("rd_kafka_new", vp, [ctypes.c_int, vp, cp, sz]),
+        ("rd_kafka_destroy", None, [vp]),
+        ("rd_kafka_queue_new", vp, [vp]),
+        ("rd_kafka_queue_destroy", None, [vp]),
+        ("rd_kafka_queue_poll", vp, [vp, ctypes.c_int]),
+        ("rd_kafka_event_destroy", None, [vp]),
+        ("rd_kafka_event_error", ctypes.c_int, [vp]),
+        ("rd_kafka_event_error_string", cp, [vp]),
+        ("rd_kafka_topic_partition_list_new", ctypes.POINTER(_TopicPartitionList), [ctypes.c_int]),
+        ("rd_kafka_topic_partition_list_add", vp, [ctypes.POINTER(_TopicPartitionList), cp, ctypes.c_int32]),
+        ("rd_kafka_topic_partition_list_destroy", None, [ctypes.POINTER(_TopicPartitionList)]),
+        ("rd_kafka_DeleteConsumerGroupOffsets_new", vp, [cp, ctypes.POINTER(_TopicPartitionList)]),
+        ("rd_kafka_DeleteConsumerGroupOffsets_destroy", None, [vp]),
+        ("rd_kafka_DeleteConsumerGroupOffsets", None, [vp, ctypes.POINTER(vp), sz, vp, vp]),
+        ("rd_kafka_event_DeleteConsumerGroupOffsets_result", vp, [vp]),
+        ("rd_kafka_DeleteConsumerGroupOffsets_result_groups", ctypes.POINTER(vp), [vp, ctypes.POINTER(sz)]),
+        ("rd_kafka_group_result_error", vp, [vp]),
+        ("rd_kafka_error_code", ctypes.c_int, [vp]),
+        ("rd_kafka_group_result_partitions", ctypes.POINTER(_TopicPartitionList), [vp]),
+    ]:
+        f = getattr(lib, name)
+        f.restype, f.argtypes = res, args
+    return lib
+
+
+def librdkafka_delete_offsets(lib, bootstrap, group, partitions, timeout=30.0):
+    """rd_kafka_DeleteConsumerGroupOffsets (the C call confluent-kafka does not expose); returns
+    ("group", error code) for a group-level error, else ("partitions", {(topic, partition): code})."""
+    errstr = ctypes.create_string_buffer(512)
+    conf = lib.rd_kafka_conf_new()
+    assert lib.rd_kafka_conf_set(conf, b"bootstrap.servers", bootstrap.encode(), errstr, 512) == 0, errstr.value
+    rk = lib.rd_kafka_new(0, conf, errstr, 512)
+    assert rk, f"rd_kafka_new: {errstr.value}"
+    queue = lib.rd_kafka_queue_new(rk)
+    wanted = lib.rd_kafka_topic_partition_list_new(len(partitions))
+    for topic, partition in partitions:
+        lib.rd_kafka_topic_partition_list_add(wanted, topic.encode(), partition)
+    request = lib.rd_kafka_DeleteConsumerGroupOffsets_new(group.encode(), wanted)
+    event = None
+    try:
+        lib.rd_kafka_DeleteConsumerGroupOffsets(rk, (ctypes.c_void_p * 1)(request), 1, None, queue)
+        deadline = time.monotonic() + timeout
+        while not event:
+            assert time.monotonic() < deadline, f"no DeleteConsumerGroupOffsets result in {timeout:.0f} s"
+            event = lib.rd_kafka_queue_poll(queue, 500)
+        err = lib.rd_kafka_event_error(event)
+        if err:
+            return ("group", err)
+        result = lib.rd_kafka_event_DeleteConsumerGroupOffsets_result(event)
+        count = ctypes.c_size_t()
+        groups = lib.rd_kafka_DeleteConsumerGroupOffsets_result_groups(result, ctypes.byref(count))
+        assert count.value == 1, f"{count.value} group results"
+        group_error = lib.rd_kafka_group_result_error(groups[0])
+        if group_error:
+            return ("group", lib.rd_kafka_error_code(group_error))
+        parts = lib.rd_kafka_group_result_partitions(groups[0]).contents
+        return ("partitions", {(parts.elems[i].topic.decode(), parts.elems[i].partition): parts.elems[i].err
+                               for i in range(parts.cnt)})
+    finally:
+        if event:
+            lib.rd_kafka_event_destroy(event)
+        lib.rd_kafka_DeleteConsumerGroupOffsets_destroy(request)
+        lib.rd_kafka_topic_partition_list_destroy(wanted)
+        lib.rd_kafka_queue_destroy(queue)
+        lib.rd_kafka_destroy(rk)
+
+
+def test_librdkafka_delete_consumer_group_offsets(broker, topic_name, wheel_librdkafka_dir):
+    """librdkafka 2.16's DeleteConsumerGroupOffsets (the confluent-kafka wheel's library, called
+    through ctypes): GROUP_SUBSCRIBED_TO_TOPIC while a member subscribes, then deleted."""
+    from confluent_kafka import Consumer, TopicPartition as CTP
+    lib = _librdkafka(wheel_librdkafka_dir)
+    assert lib.rd_kafka_version_str().decode().startswith("2.16"), lib.rd_kafka_version_str()
+    create_topic(broker.bootstrap, topic_name, 1)
+    produce(broker.bootstrap, topic_name, 5)
+    group = "rdk-del-offsets-" + uuid.uuid4().hex[:8]
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    try:
+        c.subscribe([topic_name])
+        seen, deadline = 0, time.monotonic() + 60
+        while seen < 5:
+            assert time.monotonic() < deadline, f"consumed {seen} of 5 records of {topic_name}"
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                seen += 1
+        c.commit(asynchronous=False)
+        refused = librdkafka_delete_offsets(lib, broker.bootstrap, group, [(topic_name, 0)])
+        assert refused == ("partitions", {(topic_name, 0): 86}), f"while subscribed: {refused} (86: GROUP_SUBSCRIBED_TO_TOPIC)"
+    finally:
+        c.close()
+    deleted = librdkafka_delete_offsets(lib, broker.bootstrap, group, [(topic_name, 0)])
+    assert deleted == ("partitions", {(topic_name, 0): 0}), f"after the member left: {deleted}"
+    from confluent_kafka import ConsumerGroupTopicPartitions
+    a = admin(broker.bootstrap)  # kept referenced until its futures complete
+    listed = a.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group, [CTP(topic_name, 0)])])
+    offsets = listed[group].result(timeout=30).topic_partitions
+    assert [tp.offset for tp in offsets] == [-1001], f"committed offset after deletion: {offsets}"
+    missing = librdkafka_delete_offsets(lib, broker.bootstrap, "no-such-group-" + uuid.uuid4().hex[:6], [(topic_name, 0)])
+    assert missing == ("group", 69), f"unknown group: {missing} (69: GROUP_ID_NOT_FOUND)"
 
 
 def test_elect_leaders(broker, topic_name):
