@@ -66,9 +66,10 @@ public struct GroupDescription: Sendable, Equatable {
 ///   (membership of the last completed generation and all committed offsets). It is replaced
 ///   with `If-Match` on the ETag last read or written (`If-None-Match` when new), so a write
 ///   from a stale coordinator fails instead of overwriting newer state.
-/// - An OffsetCommit is acknowledged only after the object holding it is written. Commits that
-///   arrive while a group's write is in flight are coalesced into its next write (one writer
-///   per group; groups are written concurrently).
+/// - An OffsetCommit (or OffsetDelete, `OffsetDelete.swift`) is acknowledged only after the
+///   object holding it is written. Commits and deletions that arrive while a group's write is
+///   in flight are coalesced, in arrival order, into its next write (one writer per group;
+///   groups are written concurrently).
 /// - Membership changes are written in the background (``run()``); losing one only makes
 ///   members rejoin after a restart.
 /// - A group is read from its object on first use (absent: a new empty group); concurrent
