@@ -399,3 +399,14 @@ def test_librdkafka_telemetry_has_no_errors(broker, topic_name):
     bad = [r for r in records if r.levelno >= logging.WARNING]
     assert not bad, "librdkafka warned or failed:\n" + "\n".join(f"{r.levelname} {r.getMessage()}" for r in bad)
     assert not errors, f"error callback: {errors}"
+
+
+def test_list_client_metrics_resources(broker):
+    """kafka-python list_config_resources (ListClientMetricsResources v0): no client-metrics
+    resources exist."""
+    kp = kafka_python_admin(broker.bootstrap)
+    try:
+        listed = kp.list_config_resources()
+        assert not listed, f"client-metrics resources listed: {listed}"
+    finally:
+        kp.close()
