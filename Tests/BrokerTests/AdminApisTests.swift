@@ -218,9 +218,10 @@ struct AdminHandlerTests {
         }
         let v0 = try await elect(h, type: 0, [("t", [0])], version: 0)
         #expect(codes(v0) == ["t-0": notNeeded])
-        // All partitions: those that need no election are left out.
-        #expect(try await elect(h, type: 0, nil).replicaElectionResults.isEmpty)
-        #expect(codes(try await elect(h, type: 3, [("t", [0])])) == ["t-0": KafkaErrorCode.invalidRequest.rawValue])
+        // All partitions: every topic, without the partitions that need no election.
+        #expect(try await elect(h, type: 0, nil).replicaElectionResults == [.init(topic: "t", partitionResult: [])])
+        let badType = try await elect(h, type: 3, [("t", [0])])
+        #expect(badType.errorCode == KafkaErrorCode.invalidRequest.rawValue && codes(badType) == ["t-0": KafkaErrorCode.invalidRequest.rawValue])
 
         // The owner of t-1 died (fenced) and the controller has not moved it yet.
         try await h.core.registry.mutate { s in

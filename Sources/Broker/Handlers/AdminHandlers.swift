@@ -114,9 +114,10 @@ public struct DescribeLogDirsHandler: ApiHandler {
 /// - a partition without a live owner (its broker died and the controller has not moved it yet):
 ///   PREFERRED_LEADER_NOT_AVAILABLE (preferred) or ELIGIBLE_LEADERS_NOT_AVAILABLE (unclean);
 /// - an unknown topic or partition: UNKNOWN_TOPIC_OR_PARTITION.
-/// With no partitions named (null), every partition is considered and those that need no
-/// election are left out of the answer, as Kafka does. Version 0 has no election type
-/// (preferred) and no top-level error code.
+/// With no partitions named (null), every partition is considered: every topic is listed, with
+/// only its partitions that need an election, as Kafka's controller answers. An unknown election
+/// type is INVALID_REQUEST for the whole request. Version 0 has no election type (preferred) and
+/// no top-level error code.
 public struct ElectLeadersHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.electLeaders
@@ -128,6 +129,16 @@ public struct ElectLeadersHandler: ApiHandler {
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .electLeaders(r) = request else { return .close }
         let electionType = context.apiVersion >= 1 ? r.electionType : 0
+        guard electionType == 0 || electionType == 1 else {
+            // Kafka's controller refuses the whole request (InvalidRequestException).
+            let message = "Unknown election type \(electionType)"
+            return .response(.electLeaders(ElectLeadersResponse(
+                errorCode: KafkaErrorCode.invalidRequest.rawValue,
+                replicaElectionResults: (r.topicPartitions ?? []).map { t in
+                    .init(topic: t.topic, partitionResult: t.partitions.map {
+                        .init(partitionId: $0, errorCode: KafkaErrorCode.invalidRequest.rawValue, errorMessage: message) })
+                })))
+        }
         let state = core.registry.state
         var results: [ElectLeadersResponse.ReplicaElectionResult] = []
         if let requested = r.topicPartitions {
@@ -140,7 +151,7 @@ public struct ElectLeadersHandler: ApiHandler {
             for name in state.topics.keys.sorted() {
                 let partitions = state.topics[name]!.partitions.map { Self.result(state, topic: name, partition: $0.index, electionType: electionType) }
                     .filter { $0.errorCode != KafkaErrorCode.electionNotNeeded.rawValue }
-                if !partitions.isEmpty { results.append(.init(topic: name, partitionResult: partitions)) }
+                results.append(.init(topic: name, partitionResult: partitions))
             }
         }
         return .response(.electLeaders(ElectLeadersResponse(errorCode: 0, replicaElectionResults: results)))
@@ -148,10 +159,6 @@ public struct ElectLeadersHandler: ApiHandler {
 
     /// The answer for one partition (election type 0 preferred, 1 unclean).
     static func result(_ state: ClusterState, topic: String, partition: Int32, electionType: Int8) -> ElectLeadersResponse.PartitionResult {
-        guard electionType == 0 || electionType == 1 else {
-            return .init(partitionId: partition, errorCode: KafkaErrorCode.invalidRequest.rawValue,
-                         errorMessage: "unknown election type \(electionType): 0 is preferred, 1 unclean")
-        }
         guard let t = state.topics[topic] else {
             return .init(partitionId: partition, errorCode: KafkaErrorCode.unknownTopicOrPartition.rawValue, errorMessage: "No such topic as \(topic)")
         }
