@@ -31,10 +31,10 @@ extension GroupCoordinator {
         if groupId.isEmpty || groupKeyProblem(groupId) != nil { return .groupError(KafkaErrorCode.invalidGroupId.rawValue) }
         if let code = await resident(groupId) { return .groupError(code) }
         guard let entry = groups[groupId], entry.machine.state != .dead else { return .groupError(KafkaErrorCode.groupIdNotFound.rawValue) }
-        let machine = entry.machine
-        let usesConsumerProtocol = machine.protocolType == "consumer"
-        if machine.state != .empty && !usesConsumerProtocol { return .groupError(KafkaErrorCode.nonEmptyGroup.rawValue) }
-        let subscribed = Self.subscribedTopics(of: machine)
+        let live = liveSubscriptions(entry)
+        if live.hasMembers && !live.usesConsumerProtocol { return .groupError(KafkaErrorCode.nonEmptyGroup.rawValue) }
+        let usesConsumerProtocol = live.usesConsumerProtocol
+        let subscribed = live.topics
         var queuedPartitions = Set<TopicPartition>()
         for commit in entry.queued { for e in commit.entries where e.errorCode == 0 { queuedPartitions.insert(e.partition) } }
         var results: [PartitionResult] = []
@@ -53,6 +53,17 @@ extension GroupCoordinator {
         let token = newToken()
         groups[groupId]!.queued.append(PendingCommit(token: token, entries: [], deletions: deletions))
         return .pending(token, results)
+    }
+
+    /// What OffsetDelete needs to know of a group's live members: whether it has any, whether
+    /// they speak the consumer protocol, and the topics they subscribe to (nil: unknown).
+    ///
+    /// Merge note: a KIP-848 consumer group keeps its members outside `entry.machine`; its
+    /// members' subscribed topic names belong here too (Kafka's `ConsumerGroup` is always a
+    /// consumer-protocol group, and only Dead refuses OffsetDelete).
+    func liveSubscriptions(_ entry: Entry) -> (hasMembers: Bool, usesConsumerProtocol: Bool, topics: Set<String>?) {
+        let machine = entry.machine
+        return (machine.state != .empty, machine.protocolType == "consumer", Self.subscribedTopics(of: machine))
     }
 
     /// The topics the members of a classic group subscribe to: empty for a group without
