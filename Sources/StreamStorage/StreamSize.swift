@@ -23,3 +23,15 @@ extension Stream {
     /// `StreamStore.sizeInBytes`).
     public var sizeInBytes: UInt64 { store.sizeInBytes(id) }
 }
+
+extension StreamStore {
+    /// The payload bytes of each stream's committed object ranges, from the newest manifest (one
+    /// read of the metadata): the size of streams this store has not opened, whose data is all in
+    /// objects (a stream's WAL records are uploaded when the WAL is recovered). Unknown streams: 0.
+    public func committedSizes(_ ids: [StreamID]) async throws -> [StreamID: UInt64] {
+        let manifest = try await metadata.latest()
+        var sizes: [StreamID: UInt64] = [:]
+        for id in ids { sizes[id] = manifest.streams[id]?.ranges.reduce(UInt64(0)) { $0 + $1.bytes } ?? 0 }
+        return sizes
+    }
+}

@@ -2,6 +2,7 @@ import Bytes
 import FloeTestSupport
 import KafkaProtocol
 import ObjectStore
+import StreamStorage
 import Support
 import Testing
 @testable import Broker
@@ -186,6 +187,64 @@ struct AdminHandlerTests {
             .init(topic: "t", partitions: [1, 2, 9]), .init(topic: "missing", partitions: [0]),
         ])), version: 4), as: DescribeLogDirsResponse.self)
         #expect(some.results.first?.topics.map { $0.partitions.map(\.partitionIndex) } == [[1]])
+    }
+
+    /// A broker core over stream storage (an object-store WAL and manifest in `bucket`), as a
+    /// broker (re)started on that bucket builds it.
+    static func streamCore(_ bucket: MemoryObjectStore) async throws -> (BrokerCore, StreamLogStorage) {
+        let wal = try await ObjectStoreWAL.open(store: bucket, prefix: "wal/node-0/", clock: RealClock(),
+                                                config: ObjectStoreWAL.Config(flushInterval: .milliseconds(1)))
+        let metadata = BucketMetadataStore(store: bucket, prefix: "streams/manifest/", clock: RealClock())
+        let storage = StreamLogStorage(store: try await StreamStore.open(wal: wal, metadata: metadata, objects: bucket, clock: RealClock()))
+        let config = BrokerConfig()
+        let registry = try await TopicRegistry.load(store: bucket, prefix: "broker/")
+        let partitions = PartitionSet(registry: registry, storage: storage, store: bucket, prefix: "broker/", metrics: nil, logger: .discarding)
+        let member = ClusterMember(registry: registry, partitions: partitions, store: bucket, prefix: "broker/", node: 0, objectWAL: true,
+                                   timing: try ClusterTiming(config), clock: RealClock(), logger: .discarding, recoverWAL: { _ in })
+        try await member.join(host: "127.0.0.1", port: 9092, timeout: .seconds(10))
+        let core = BrokerCore(config: config, nodeId: 0, clusterId: "test-cluster", registry: registry, partitions: partitions,
+                              member: member, metrics: nil, logger: .discarding)
+        return (core, storage)
+    }
+
+    func logDirSizes(_ core: BrokerCore) async throws -> [Int32: Int64] {
+        let handler = DescribeLogDirsHandler(core: core)
+        let context = RequestContext(connection: ConnectionInfo(id: 1, peer: "test"),
+                                     header: RequestHeader(requestApiKey: ApiKey.describeLogDirs.rawValue, requestApiVersion: 4, correlationId: 1),
+                                     apiKey: .describeLogDirs)
+        guard case let .response(answer) = await handler.handle(.describeLogDirs(DescribeLogDirsRequest(topics: nil)), context: context) else {
+            throw HarnessError.unexpected("DescribeLogDirs did not answer at once")
+        }
+        let r = try requireResponse(answer, as: DescribeLogDirsResponse.self)
+        let topic = try #require(r.results.first?.topics.first)
+        return Dictionary(uniqueKeysWithValues: topic.partitions.map { ($0.partitionIndex, $0.partitionSize) })
+    }
+
+    /// On stream storage: the size of an open partition counts what is in the WAL; after a
+    /// restart the partitions are not opened by DescribeLogDirs, their size is read from the
+    /// stream metadata, and it is the same.
+    @Test func streamSizesBeforeAndAfterARestart() async throws {
+        let bucket = MemoryObjectStore(name: "log-dirs-streams")
+        let (core, storage) = try await Self.streamCore(bucket)
+        _ = try await core.registry.create(name: "t", partitions: 2, replicationFactor: 1, configs: [:])
+        let batch = try makeBatch(count: 5, valueSize: 40)
+        let produce = ProduceRequest(acks: -1, timeoutMs: 5000, topicData: [.init(name: "t", partitionData: [.init(index: 0, records: batch[...])])])
+        for _ in 0..<3 {
+            guard case let .deferred(answer) = await ProduceHandler(core: core).handle(.produce(produce), context: RequestContext(
+                connection: ConnectionInfo(id: 1, peer: "test"), header: RequestHeader(requestApiKey: 0, requestApiVersion: 9, correlationId: 1), apiKey: .produce))
+            else { throw HarnessError.unexpected("produce was not deferred to durability") }
+            let r = try requireResponse(await answer(), as: ProduceResponse.self)
+            #expect(r.responses.first?.partitionResponses.first?.errorCode == 0)
+        }
+        #expect(try await logDirSizes(core) == [0: Int64(3 * batch.count), 1: 0], "open: bytes in the WAL")
+        try await core.partitions.closeAll()
+        try await storage.close()
+
+        let (restarted, again) = try await Self.streamCore(bucket)
+        #expect(await restarted.partitions.openPartitions.isEmpty)
+        #expect(try await logDirSizes(restarted) == [0: Int64(3 * batch.count), 1: 0], "not open: bytes in objects")
+        #expect(await restarted.partitions.openPartitions.isEmpty, "DescribeLogDirs opened no partition")
+        try await again.close()
     }
 
     @Test func fileBucketsReportTheirFileSystem() {

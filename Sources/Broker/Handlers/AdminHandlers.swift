@@ -31,7 +31,8 @@ extension MemoryPartitionLog: PartitionLogSize {
 /// DescribeLogDirs v0–v4 (API 35). The bucket is this broker's one log directory: its path is
 /// the store's location (`file:///…`, or `s3://bucket/prefix at endpoint`; never credentials),
 /// and it lists the partitions this broker owns (all, or those asked for) with their size in
-/// bytes: data in objects plus data acknowledged and not yet uploaded (in the WAL). Offset lag
+/// bytes: data in objects plus data acknowledged and not yet uploaded (in the WAL; partitions
+/// not open yet are measured from the stream metadata, not opened). Offset lag
 /// is 0 and no partition is a future replica: there is no replica to catch up. Total and
 /// usable bytes (v4+) are the file system's for a `file://` bucket and -1 for object storage,
 /// which has no capacity to report. Partitions owned elsewhere, or of unknown topics, are left
@@ -63,30 +64,61 @@ public struct DescribeLogDirsHandler: ApiHandler {
                 wanted.append((topic, topic.partitions.map(\.index)))
             }
         }
-        var topics: [DescribeLogDirsResponse.DescribeLogDirsTopic] = []
+        // Partitions owned here; those not open yet are measured from the stream metadata
+        // rather than opened (opening writes the stream's new epoch and replays its producers).
+        var owned: [(topic: String, index: Int32, stream: UInt64)] = []
         for (topic, indexes) in wanted {
-            var partitions: [DescribeLogDirsResponse.DescribeLogDirsPartition] = []
             for index in indexes where index >= 0 && Int(index) < topic.partitions.count && topic.partitions[Int(index)].owner == core.nodeId {
+                owned.append((topic.name, index, topic.partitions[Int(index)].stream))
+            }
+        }
+        var open: [UInt64: Partition] = [:]
+        for p in await core.partitions.openPartitions { open[p.stream] = p }
+        var committed: [UInt64: UInt64] = [:]
+        if let streams = core.partitions.storage as? StreamLogStorage {
+            let closed = owned.map(\.stream).filter { open[$0] == nil }
+            if !closed.isEmpty {
                 do {
-                    guard let p = try await core.partitions.partition(topic: topic.name, index: index) else { continue }
-                    let size = await (p.log as? any PartitionLogSize)?.sizeInBytes ?? 0
-                    partitions.append(.init(partitionIndex: index, partitionSize: size, offsetLag: 0, isFutureKey: false))
-                } catch let error as BrokerError {
-                    if case .notLeader = error { continue }  // moved away meanwhile: no longer hosted here
-                    core.logger.warning("describe log dirs: partition size unavailable",
-                                        metadata: ["topic": topic.name, "partition": "\(index)", "error": "\(error)"])
+                    committed = try await streams.store.committedSizes(closed)
                 } catch {
-                    core.logger.warning("describe log dirs: partition size unavailable",
-                                        metadata: ["topic": topic.name, "partition": "\(index)", "error": "\(error)"])
+                    core.logger.warning("describe log dirs: stream metadata unreadable; sizes of partitions not open are 0",
+                                        metadata: ["error": "\(error)"])
                 }
             }
-            if !partitions.isEmpty { topics.append(.init(name: topic.name, partitions: partitions)) }
+        }
+        var topics: [DescribeLogDirsResponse.DescribeLogDirsTopic] = []
+        for p in owned {
+            guard let size = await size(topic: p.topic, index: p.index, stream: p.stream, open: open[p.stream], committed: committed) else { continue }
+            let partition = DescribeLogDirsResponse.DescribeLogDirsPartition(partitionIndex: p.index, partitionSize: size, offsetLag: 0, isFutureKey: false)
+            if topics.last?.name == p.topic {
+                topics[topics.count - 1].partitions.append(partition)
+            } else {
+                topics.append(.init(name: p.topic, partitions: [partition]))
+            }
         }
         let location = core.partitions.store.location
         let (total, usable) = Self.capacity(location: location)
         let result = DescribeLogDirsResponse.DescribeLogDirsResult(errorCode: 0, logDir: location, topics: topics,
                                                                    totalBytes: total, usableBytes: usable)
         return .response(.describeLogDirs(DescribeLogDirsResponse(errorCode: 0, results: [result])))
+    }
+
+    /// The size of an owned partition: from its log when open, from the stream metadata when not
+    /// (stream storage), else by opening it (memory storage); nil when it moved away meanwhile.
+    func size(topic: String, index: Int32, stream: UInt64, open: Partition?, committed: [UInt64: UInt64]) async -> Int64? {
+        if let open { return await (open.log as? any PartitionLogSize)?.sizeInBytes ?? 0 }
+        if let bytes = committed[stream] { return Int64(clamping: bytes) }
+        do {
+            guard let p = try await core.partitions.partition(topic: topic, index: index) else { return nil }
+            return await (p.log as? any PartitionLogSize)?.sizeInBytes ?? 0
+        } catch let error as BrokerError {
+            if case .notLeader = error { return nil }  // moved away meanwhile: no longer hosted here
+            core.logger.warning("describe log dirs: partition size unavailable", metadata: ["topic": topic, "partition": "\(index)", "error": "\(error)"])
+            return 0
+        } catch {
+            core.logger.warning("describe log dirs: partition size unavailable", metadata: ["topic": topic, "partition": "\(index)", "error": "\(error)"])
+            return 0
+        }
     }
 
     /// (total, usable) bytes of the file system holding a `file://` bucket; (-1, -1) otherwise
