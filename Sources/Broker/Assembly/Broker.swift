@@ -238,12 +238,12 @@ public final class Broker: Sendable {
             AlterPartitionReassignmentsHandler(member: core.member), AlterUserScramCredentialsHandler(core: core),
             CreateAclsHandler(core: core), DeleteAclsHandler(core: core),
         ]
-        return [
+        return adminHandlers(core) + [
             ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
             DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), DescribeTopicPartitionsHandler(core: core), InitProducerIdHandler(core: core),
             OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
             DescribeUserScramCredentialsHandler(core: core), DescribeAclsHandler(core: core),
-        ] + adminHandlers(core) + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
+        ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
     }
 
     /// The admin APIs tools call that have little to do here (AdminHandlers.swift, TelemetryHandlers.swift).

@@ -176,11 +176,11 @@ public actor GroupCoordinator {
 
     /// The Kafka APIs of the group coordinator, for the broker's router.
     public nonisolated var handlers: [any ApiHandler] {
-        [FindCoordinatorHandler(coordinator: self), JoinGroupHandler(coordinator: self), SyncGroupHandler(coordinator: self),
+        [OffsetDeleteHandler(coordinator: self),
+         FindCoordinatorHandler(coordinator: self), JoinGroupHandler(coordinator: self), SyncGroupHandler(coordinator: self),
          HeartbeatHandler(coordinator: self), LeaveGroupHandler(coordinator: self), OffsetCommitHandler(coordinator: self),
          OffsetFetchHandler(coordinator: self), ListGroupsHandler(coordinator: self), DescribeGroupsHandler(coordinator: self),
-         DeleteGroupsHandler(coordinator: self),
-         OffsetDeleteHandler(coordinator: self)]
+         DeleteGroupsHandler(coordinator: self)]
     }
 
     // MARK: Lifecycle

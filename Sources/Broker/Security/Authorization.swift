@@ -36,12 +36,12 @@ enum Screening: Sendable {
 /// | InitProducerId | WRITE transactional id; without one IDEMPOTENT_WRITE cluster or WRITE on some topic |
 /// | AlterPartitionReassignments / ListPartitionReassignments | ALTER / DESCRIBE cluster |
 /// | DescribeCluster | DESCRIBE cluster |
-/// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
-/// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
 /// | OffsetDelete | DELETE group, READ topic (Authorization+Admin.swift) |
 /// | DescribeLogDirs / ElectLeaders | DESCRIBE / ALTER cluster |
 /// | DescribeProducers | READ topic |
 /// | ListClientMetricsResources | DESCRIBE_CONFIGS cluster |
+/// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
+/// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
 ///
 /// Other APIs (ApiVersions, SASL, GetTelemetrySubscriptions, PushTelemetry) need nothing.
 struct AccessCheck: Sendable {
@@ -319,6 +319,11 @@ struct AccessCheck: Sendable {
             if cluster(.alter) { return .pass }
             return .answer(.deleteAcls(DeleteAclsResponse(filterResults: r.filters.map { _ in
                 .init(errorCode: Self.clusterDenied, errorMessage: "not authorized to delete ACLs") })))
+        case let .offsetDelete(r): return offsetDelete(r)
+        case .describeLogDirs: return describeLogDirs(version: version)
+        case let .electLeaders(r): return electLeaders(r, version: version)
+        case let .describeProducers(r): return describeProducers(r)
+        case .listClientMetricsResources: return listClientMetricsResources()
         case .brokerRegistration:
             return cluster(.clusterAction) ? .pass : .answer(.brokerRegistration(BrokerRegistrationResponse(errorCode: Self.clusterDenied, brokerEpoch: -1)))
         case .brokerHeartbeat:
@@ -327,11 +332,6 @@ struct AccessCheck: Sendable {
         case .updateMetadata: return cluster(.clusterAction) ? .pass : Self.refuse(.updateMetadata, Self.clusterDenied, version: version)
         case .allocateProducerIds:
             return cluster(.clusterAction) ? .pass : .answer(.allocateProducerIds(AllocateProducerIdsResponse(errorCode: Self.clusterDenied)))
-        case let .offsetDelete(r): return offsetDelete(r)
-        case .describeLogDirs: return describeLogDirs(version: version)
-        case let .electLeaders(r): return electLeaders(r, version: version)
-        case let .describeProducers(r): return describeProducers(r)
-        case .listClientMetricsResources: return listClientMetricsResources()
         default:
             return .pass
         }
