@@ -246,15 +246,6 @@ public final class Broker: Sendable {
         ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
     }
 
-    /// The admin APIs tools call that have little to do here (AdminHandlers.swift, TelemetryHandlers.swift).
-    static func adminHandlers(_ core: BrokerCore) -> [any ApiHandler] {
-        let telemetry = ClientTelemetry()
-        return [
-            DescribeLogDirsHandler(core: core), ElectLeadersHandler(core: core), DescribeProducersHandler(core: core),
-            ListClientMetricsResourcesHandler(), GetTelemetrySubscriptionsHandler(telemetry: telemetry), PushTelemetryHandler(telemetry: telemetry),
-        ]
-    }
-
     /// The authorizer the settings `authorizer`, `super.users` and `allow.everyone.if.no.acl.found` ask for.
     static func authorizer(_ config: BrokerConfig) throws -> BrokerAuthorizer {
         let enabled = (config["authorizer"] ?? "") == "acl"
@@ -268,6 +259,15 @@ public final class Broker: Sendable {
         [
             BrokerRegistrationHandler(member: core.member), BrokerHeartbeatHandler(member: core.member), StopReplicaHandler(core: core),
             UpdateMetadataHandler(member: core.member), AllocateProducerIdsHandler(core: core, member: core.member),
+        ]
+    }
+
+    /// The admin APIs tools call that have little to do here (AdminHandlers.swift, TelemetryHandlers.swift).
+    static func adminHandlers(_ core: BrokerCore) -> [any ApiHandler] {
+        let telemetry = ClientTelemetry()
+        return [
+            DescribeLogDirsHandler(core: core), ElectLeadersHandler(core: core), DescribeProducersHandler(core: core),
+            ListClientMetricsResourcesHandler(), GetTelemetrySubscriptionsHandler(telemetry: telemetry), PushTelemetryHandler(telemetry: telemetry),
         ]
     }
 
