@@ -722,7 +722,9 @@ public actor GroupCoordinator {
             let bytes = GroupRecord(groupId: groupId, snapshot: entry.machine.durableView, offsets: offsets).encoded()
             let code = await write(groupId, key: key, bytes: bytes, etag: entry.etag)
             if code == 0 { groups[groupId]?.offsets = offsets }
-            for commit in batch { resolve(commit.token, .commit(commit.results(code))) }
+            for commit in batch {
+                resolve(commit.token, .commit(commit.results(code)))
+            }
         }
     }
 
