@@ -276,6 +276,12 @@ import Testing
             .updateMetadata(UpdateMetadataRequest(controllerId: 0)),
             .allocateProducerIds(AllocateProducerIdsRequest(brokerId: 0, brokerEpoch: 1)),
             .describeTopicPartitions(DescribeTopicPartitionsRequest(topics: [.init(name: "t"), .init(name: "nope")], responsePartitionLimit: 10)),
+            .describeLogDirs(DescribeLogDirsRequest(topics: version == 0 ? [.init(topic: "t", partitions: [0, 1])] : nil)),
+            .electLeaders(ElectLeadersRequest(electionType: version >= 1 ? 1 : 0, topicPartitions: [.init(topic: "t", partitions: [0, 7])])),
+            .describeProducers(DescribeProducersRequest(topics: [.init(name: "t", partitionIndexes: [0, 9])])),
+            .listClientMetricsResources(ListClientMetricsResourcesRequest()),
+            .getTelemetrySubscriptions(GetTelemetrySubscriptionsRequest(clientInstanceId: .zero)),
+            .pushTelemetry(PushTelemetryRequest(clientInstanceId: KafkaUUID(mostSignificantBits: 5, leastSignificantBits: 6), subscriptionId: 1)),
             .alterUserScramCredentials(AlterUserScramCredentialsRequest(
                 deletions: [.init(name: "nobody", mechanism: 1)],
                 upsertions: [.init(name: "u", mechanism: 2, iterations: 4096, salt: [1, 2, 3], saltedPassword: Array(repeating: 7, count: 64))])),

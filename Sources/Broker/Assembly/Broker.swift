@@ -238,7 +238,7 @@ public final class Broker: Sendable {
             AlterPartitionReassignmentsHandler(member: core.member), AlterUserScramCredentialsHandler(core: core),
             CreateAclsHandler(core: core), DeleteAclsHandler(core: core),
         ]
-        return [
+        return adminHandlers(core) + [
             ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
             DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), DescribeTopicPartitionsHandler(core: core), InitProducerIdHandler(core: core),
             OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
@@ -259,6 +259,15 @@ public final class Broker: Sendable {
         [
             BrokerRegistrationHandler(member: core.member), BrokerHeartbeatHandler(member: core.member), StopReplicaHandler(core: core),
             UpdateMetadataHandler(member: core.member), AllocateProducerIdsHandler(core: core, member: core.member),
+        ]
+    }
+
+    /// The admin APIs tools call that have little to do here (AdminHandlers.swift, TelemetryHandlers.swift).
+    static func adminHandlers(_ core: BrokerCore) -> [any ApiHandler] {
+        let telemetry = ClientTelemetry()
+        return [
+            DescribeLogDirsHandler(core: core), ElectLeadersHandler(core: core), DescribeProducersHandler(core: core),
+            ListClientMetricsResourcesHandler(), GetTelemetrySubscriptionsHandler(telemetry: telemetry), PushTelemetryHandler(telemetry: telemetry),
         ]
     }
 

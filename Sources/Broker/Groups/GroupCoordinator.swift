@@ -66,9 +66,10 @@ public struct GroupDescription: Sendable, Equatable {
 ///   (membership of the last completed generation and all committed offsets). It is replaced
 ///   with `If-Match` on the ETag last read or written (`If-None-Match` when new), so a write
 ///   from a stale coordinator fails instead of overwriting newer state.
-/// - An OffsetCommit is acknowledged only after the object holding it is written. Commits that
-///   arrive while a group's write is in flight are coalesced into its next write (one writer
-///   per group; groups are written concurrently).
+/// - An OffsetCommit (or OffsetDelete, `OffsetDelete.swift`) is acknowledged only after the
+///   object holding it is written. Commits and deletions that arrive while a group's write is
+///   in flight are coalesced, in arrival order, into its next write (one writer per group;
+///   groups are written concurrently).
 /// - Membership changes are written in the background (``run()``); losing one only makes
 ///   members rejoin after a restart.
 /// - A group is read from its object on first use (absent: a new empty group); concurrent
@@ -97,9 +98,20 @@ public actor GroupCoordinator {
     nonisolated let logger: Logger
     public nonisolated let placement: any GroupPlacement
 
+    /// Offsets to write (an OffsetCommit) or to remove (an OffsetDelete), acknowledged together
+    /// once the group's object holding the change is written.
     struct PendingCommit {
         var token: RequestToken
         var entries: [OffsetCommitEntry]
+        /// Committed offsets to remove, applied after `entries` (OffsetDelete).
+        var deletions: [TopicPartition] = []
+
+        /// The reply: each partition with its own error, or `code` (the write's outcome).
+        func results(_ code: Int16) -> [PartitionResult] {
+            entries.map { PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
+                                          errorCode: $0.errorCode != 0 ? $0.errorCode : code) }
+                + deletions.map { PartitionResult(topic: $0.topic, partition: $0.partition, errorCode: code) }
+        }
     }
 
     struct Entry {
@@ -164,7 +176,8 @@ public actor GroupCoordinator {
 
     /// The Kafka APIs of the group coordinator, for the broker's router.
     public nonisolated var handlers: [any ApiHandler] {
-        [FindCoordinatorHandler(coordinator: self), JoinGroupHandler(coordinator: self), SyncGroupHandler(coordinator: self),
+        [OffsetDeleteHandler(coordinator: self),
+         FindCoordinatorHandler(coordinator: self), JoinGroupHandler(coordinator: self), SyncGroupHandler(coordinator: self),
          HeartbeatHandler(coordinator: self), LeaveGroupHandler(coordinator: self), OffsetCommitHandler(coordinator: self),
          OffsetFetchHandler(coordinator: self), ListGroupsHandler(coordinator: self), DescribeGroupsHandler(coordinator: self),
          DeleteGroupsHandler(coordinator: self)]
@@ -388,12 +401,7 @@ public actor GroupCoordinator {
             case .persist: break
             }
         }
-        for commit in entry.queued {
-            resolve(commit.token, .commit(commit.entries.map {
-                PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
-                                errorCode: $0.errorCode != 0 ? $0.errorCode : errorCode)
-            }))
-        }
+        for commit in entry.queued { resolve(commit.token, .commit(commit.results(errorCode))) }
         for token in entry.deleteWaiters { resolve(token, .delete(errorCode)) }
         for waiter in entry.writerWaiters { waiter.resume() }
     }
@@ -709,15 +717,13 @@ public actor GroupCoordinator {
             var offsets = entry.offsets
             for commit in batch {
                 for e in commit.entries where e.errorCode == 0 { offsets[e.partition] = e.offset }
+                for p in commit.deletions { offsets[p] = nil }
             }
             let bytes = GroupRecord(groupId: groupId, snapshot: entry.machine.durableView, offsets: offsets).encoded()
             let code = await write(groupId, key: key, bytes: bytes, etag: entry.etag)
             if code == 0 { groups[groupId]?.offsets = offsets }
             for commit in batch {
-                resolve(commit.token, .commit(commit.entries.map {
-                    PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
-                                    errorCode: $0.errorCode != 0 ? $0.errorCode : code)
-                }))
+                resolve(commit.token, .commit(commit.results(code)))
             }
         }
     }

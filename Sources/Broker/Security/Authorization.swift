@@ -36,10 +36,14 @@ enum Screening: Sendable {
 /// | InitProducerId | WRITE transactional id; without one IDEMPOTENT_WRITE cluster or WRITE on some topic |
 /// | AlterPartitionReassignments / ListPartitionReassignments | ALTER / DESCRIBE cluster |
 /// | DescribeCluster | DESCRIBE cluster |
+/// | OffsetDelete | DELETE group, READ topic (Authorization+Admin.swift) |
+/// | DescribeLogDirs / ElectLeaders | DESCRIBE / ALTER cluster |
+/// | DescribeProducers | READ topic |
+/// | ListClientMetricsResources | DESCRIBE_CONFIGS cluster |
 /// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
 /// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
 ///
-/// Other APIs (ApiVersions, SASL) need nothing.
+/// Other APIs (ApiVersions, SASL, GetTelemetrySubscriptions, PushTelemetry) need nothing.
 struct AccessCheck: Sendable {
     let authorizer: Authorizer
     let principal: KafkaPrincipal
@@ -315,6 +319,11 @@ struct AccessCheck: Sendable {
             if cluster(.alter) { return .pass }
             return .answer(.deleteAcls(DeleteAclsResponse(filterResults: r.filters.map { _ in
                 .init(errorCode: Self.clusterDenied, errorMessage: "not authorized to delete ACLs") })))
+        case let .offsetDelete(r): return offsetDelete(r)
+        case .describeLogDirs: return describeLogDirs(version: version)
+        case let .electLeaders(r): return electLeaders(r, version: version)
+        case let .describeProducers(r): return describeProducers(r)
+        case .listClientMetricsResources: return listClientMetricsResources()
         case .brokerRegistration:
             return cluster(.clusterAction) ? .pass : .answer(.brokerRegistration(BrokerRegistrationResponse(errorCode: Self.clusterDenied, brokerEpoch: -1)))
         case .brokerHeartbeat:
