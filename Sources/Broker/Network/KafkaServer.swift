@@ -258,6 +258,10 @@ final class ServerCore: Sendable {
             }
             for await request in connection.requests {
                 let seq = request.seq
+                // A throttled connection (client quotas) is muted: its next request waits.
+                if let until = request.connection.session.snapshot.throttledUntil, until > .now {
+                    do { try await ContinuousClock().sleep(until: until) } catch {}
+                }
                 switch await handler.handle(request) {
                 case let .respond(bytes):
                     loop.post(.response(connection: id, seq: seq, outcome: .bytes(bytes)))

@@ -85,6 +85,9 @@ public final class ConnectionSession: Sendable {
         /// After a SaslHandshake v0 the client sends the mechanism's tokens as raw frames (no
         /// Kafka header) until authentication ends: the router hands them to the authenticator.
         public var rawTokens: Bool = false
+        /// Quota throttling (KIP-219): none of the connection's requests is read or handled
+        /// before this instant (set by `QuotaEnforcingHandler`; nil: not throttled).
+        public var throttledUntil: ContinuousClock.Instant? = nil
     }
 
     public init(securityProtocol: SecurityProtocol = .plaintext, principal: KafkaPrincipal = .anonymous) {

@@ -37,6 +37,7 @@ enum Screening: Sendable {
 /// | AlterPartitionReassignments / ListPartitionReassignments | ALTER / DESCRIBE cluster |
 /// | DescribeCluster | DESCRIBE cluster |
 /// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
+/// | AlterClientQuotas / DescribeClientQuotas | ALTER_CONFIGS / DESCRIBE_CONFIGS cluster |
 /// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
 ///
 /// Other APIs (ApiVersions, SASL) need nothing.
@@ -323,6 +324,7 @@ struct AccessCheck: Sendable {
         case .updateMetadata: return cluster(.clusterAction) ? .pass : Self.refuse(.updateMetadata, Self.clusterDenied, version: version)
         case .allocateProducerIds:
             return cluster(.clusterAction) ? .pass : .answer(.allocateProducerIds(AllocateProducerIdsResponse(errorCode: Self.clusterDenied)))
+        case .alterClientQuotas, .describeClientQuotas: return clientQuotas(request)
         default:
             return .pass
         }
