@@ -10,8 +10,9 @@
 /// burst at ten times its quota in its first second.
 ///
 /// Example (1 s windows, 11 samples, quota 1000 B/s): 5000 bytes recorded at t = 0 give
-/// 5000 / 10 s = 500 B/s (within quota); 12 000 bytes more at t = 0.5 s give 17 000 / 10 s =
-/// 1700 B/s: over by 700, so throttle = (1700 − 1000) / 1000 × 10 000 ms = 7000 ms.
+/// 5000 / 10 s = 500 B/s (within quota); 12 000 bytes more at t = 0.5 s give 17 000 / 10.5 s
+/// (0.5 s elapsed plus the 10 windows not yet full) ≈ 1619 B/s: over, so throttle =
+/// (1619 − 1000) / 1000 × 10 500 ms = 6500 ms.
 public struct QuotaRate: Sendable, Equatable {
     public var samples: Int
     public var windowMillis: Int64
