@@ -1,6 +1,7 @@
 import Foundation
 import ObjectStore
 import Support
+import Synchronization
 import Testing
 @testable import Broker
 @testable import KafkaProtocol
@@ -376,4 +377,40 @@ struct ClientQuotaHandlerTests {
     }
 
     func isPass(_ s: Screening) -> Bool { if case .pass = s { true } else { false } }
+}
+
+/// Echoes; the first request of a connection mutes it (as a throttled Produce does) and every
+/// request notes when it was handled.
+final class MutingEcho: RequestHandler, Sendable {
+    let muteFor: Duration
+    let seen = Mutex<[(seq: UInt64, at: ContinuousClock.Instant, mutedUntil: ContinuousClock.Instant?)]>([])
+    init(muteFor: Duration) { self.muteFor = muteFor }
+
+    func handle(_ request: ServerRequest) async -> HandlerResult {
+        let now = ContinuousClock.now
+        var until: ContinuousClock.Instant? = nil
+        if request.seq == 0 {
+            until = now + muteFor
+            request.connection.session.update { $0.throttledUntil = until }
+        }
+        seen.withLock { $0.append((request.seq, now, until)) }
+        return .respond(request.bytes)
+    }
+}
+
+struct QuotaMuteTests {
+    @Test func aMutedConnectionsNextRequestsWaitForTheThrottle() async throws {
+        let handler = MutingEcho(muteFor: .milliseconds(300))
+        try await withServer(handler: handler) { server in
+            let frames: [[UInt8]] = (0..<3).map { [0x02, UInt8($0)] }
+            let got = try await TestClient.exchange(port: server.port, send: frames, expect: frames.count).get()
+            #expect(got == frames, "every request is answered, in order")
+        }
+        let seen = handler.seen.withLock { $0 }
+        try #require(seen.count == 3, "handled \(seen.count) requests, sent 3")
+        let until = try #require(seen[0].mutedUntil)
+        for later in seen.dropFirst() {
+            #expect(later.at >= until, "request \(later.seq) was handled \(until - later.at) before the connection's throttle ended")
+        }
+    }
 }
