@@ -211,10 +211,11 @@ struct QuotaManagerTests {
         let (m, _) = Self.manager([.init(clientId: .defaultEntity): ["consumer_byte_rate": 1000]])
         #expect(m.fetchCap(user: "u", clientId: "c") == 10_000, "a quota's worth of ten windows")
         #expect(m.fetchCap(user: "u", clientId: "c") != nil)
-        #expect(m.record(.fetch, user: "u", clientId: "c", value: 9000, undoIfThrottled: true) == 0)
-        #expect(m.record(.fetch, user: "u", clientId: "c", value: 3000, undoIfThrottled: true) == 2000)
+        #expect(m.record(.fetch, user: "u", clientId: "c", value: 9000) == 0)
+        #expect(m.record(.fetch, user: "u", clientId: "c", value: 3000) == 2000)
+        m.unrecord(.fetch, user: "u", clientId: "c", value: 3000)
         // The 3000 bytes were not sent, so they do not count: 1000 more still fit.
-        #expect(m.record(.fetch, user: "u", clientId: "c", value: 1000, undoIfThrottled: true) == 0)
+        #expect(m.record(.fetch, user: "u", clientId: "c", value: 1000) == 0)
     }
 
     @Test func requestTimeThrottlesAreBoundedByOneWindow() {
@@ -286,6 +287,18 @@ struct QuotaManagerTests {
         // The dropped 2000 bytes do not count: once the rate is back under the quota data flows.
         m.update([ClientQuotaEntry(entity: .init(clientId: .named("p")), values: ["consumer_byte_rate": 1001])])
         #expect(try await fetch(10).throttleTimeMs == 0)
+    }
+
+    @Test func aFetchOverTheRequestQuotaAloneIsAnsweredEmptyToo() async throws {
+        // Any handling time is over a quota this small: throttled, bounded to one window.
+        let (m, _) = Self.manager([.init(clientId: .named("p")): ["request_percentage": 1e-9]])
+        let h = QuotaEnforcingHandler(inner: FakeFetch(), quotas: m)
+        let request = FetchRequest(replicaId: -1, maxBytes: 100, topics: [])
+        guard case let .response(r) = await h.handle(.fetch(request), context: Self.context(.fetch, version: 12, session: ConnectionSession())) else {
+            throw HarnessError.closed
+        }
+        let f = try requireResponse(r, as: FetchResponse.self)
+        #expect(f.responses.isEmpty && f.throttleTimeMs == 1000, "got \(f.responses.count) topics, throttle \(f.throttleTimeMs)")
     }
 }
 

@@ -7,9 +7,9 @@ import KafkaProtocol
 /// - Produce: the request's record bytes count against `producer_byte_rate` when it is handled;
 ///   the answer carries the larger of the byte-rate and request-time throttles.
 /// - Fetch (consumers): `max_bytes` is capped at the quota's worth of 10 windows; the answer's
-///   record bytes count against `consumer_byte_rate`; over the quota, the data is dropped, its
-///   bytes taken back, and the answer is empty with the throttle time (Kafka's
-///   `getThrottledResponse`), so the consumer fetches the same offsets after the throttle.
+///   record bytes count against `consumer_byte_rate`; over it (or over the request quota), the
+///   data is dropped, its bytes taken back, and the answer is empty with the throttle time
+///   (Kafka's `getThrottledResponse`), so the consumer fetches the same offsets afterwards.
 /// - Every API but the inter-broker and SASL ones: the time spent handling it (not waiting for
 ///   durability or data) counts against `request_percentage`, its throttle bounded by one window.
 ///   The connection is muted; only Produce and Fetch answers carry the throttle time.
@@ -68,13 +68,13 @@ struct QuotaEnforcingHandler: ApiHandler {
             let finish: @Sendable (AnyResponse?) -> AnyResponse? = { response in
                 guard case var .fetch(f) = response else { return response }
                 let bytes = f.responses.reduce(0) { $0 + $1.partitions.reduce(0) { $0 + ($1.records?.count ?? 0) } }
-                let fetchThrottle = bytes > 0
-                    ? quotas.record(.fetch, user: user, clientId: clientId, value: Double(bytes), undoIfThrottled: true) : 0
+                let fetchThrottle = quotas.record(.fetch, user: user, clientId: clientId, value: Double(bytes))
                 let t = max(fetchThrottle, requestThrottle)
-                if fetchThrottle > 0 {
+                if t > 0 {
+                    // Kafka 4.x (`KafkaApis.handleFetch`): throttled by either quota, the bytes are
+                    // taken back and the answer is empty.
+                    quotas.unrecord(.fetch, user: user, clientId: clientId, value: Double(bytes))
                     f = FetchResponse(throttleTimeMs: Self.clamp(t), errorCode: 0, sessionId: 0, responses: [])
-                } else if t > 0 {
-                    f.throttleTimeMs = Self.clamp(t)
                 }
                 Self.mute(session, t)
                 return .fetch(f)

@@ -88,9 +88,8 @@ public final class QuotaManager: Sendable {
     }
 
     /// Records `value` (bytes, or percent of a thread-second) for the client and returns the
-    /// throttle time in ms. `undoIfThrottled`: a throttled record is taken back (a Fetch that is
-    /// answered empty, as Kafka does). `maxMillis` bounds the throttle (request quotas: one window).
-    public func record(_ kind: Kind, user: String, clientId: String, value: Double, undoIfThrottled: Bool = false, maxMillis: Int64? = nil) -> Int64 {
+    /// throttle time in ms. `maxMillis` bounds the throttle (request quotas: one window).
+    public func record(_ kind: Kind, user: String, clientId: String, value: Double, maxMillis: Int64? = nil) -> Int64 {
         let now = nowMillis
         let t: Int64 = state.withLock { s in
             guard s.enabled.contains(kind) else { return 0 }
@@ -101,7 +100,6 @@ public final class QuotaManager: Sendable {
             sensor.rate.record(value, now: now)
             sensor.lastUsed = now
             let t = sensor.rate.throttleMillis(limit: limit, now: now, maxMillis: maxMillis)
-            if t > 0 && undoIfThrottled { sensor.rate.record(-value, now: now) }
             s.sensors[key] = sensor
             if s.sensors.count > Self.maxSensors {
                 let idle = Int64(samples) * windowMillis
@@ -114,6 +112,17 @@ public final class QuotaManager: Sendable {
             throttled[kind]?.increment()
         }
         return t
+    }
+
+    /// Takes back `value` recorded earlier (Kafka's `unrecordQuotaSensor`: a Fetch answered
+    /// empty because of a throttle did not send its bytes).
+    public func unrecord(_ kind: Kind, user: String, clientId: String, value: Double) {
+        let now = nowMillis
+        state.withLock { s in
+            guard s.enabled.contains(kind) else { return }
+            let key = SensorKey(kind: kind, entity: s.table.resolve(user: user, clientId: clientId, key: kind.key).metric)
+            s.sensors[key]?.rate.record(-value, now: now)
+        }
     }
 
     /// The most a Fetch may return to the client: its quota's worth of `samples - 1` windows
