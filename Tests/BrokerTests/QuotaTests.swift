@@ -412,6 +412,19 @@ final class MutingEcho: RequestHandler, Sendable {
 }
 
 struct QuotaMuteTests {
+    @Test(.timeLimit(.minutes(1))) func aLongThrottleDoesNotHoldUpShutdown() async throws {
+        let handler = MutingEcho(muteFor: .seconds(3600))
+        try await withServer(handler: handler) { server in
+            // The second request waits behind an hour's throttle; the client reads the first
+            // answer and goes away.
+            let got = try await TestClient.exchange(port: server.port, send: [[0x02, 0], [0x02, 1]], expect: 1).get()
+            #expect(got == [[0x02, 0]])
+        }
+        // withServer returned: the server shut down (within the time limit) although the
+        // connection's throttle had an hour to run.
+        #expect(handler.seen.withLock { $0.count } <= 2)
+    }
+
     @Test func aMutedConnectionsNextRequestsWaitForTheThrottle() async throws {
         let handler = MutingEcho(muteFor: .milliseconds(300))
         try await withServer(handler: handler) { server in

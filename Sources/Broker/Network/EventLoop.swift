@@ -138,7 +138,10 @@ final class EventLoop: @unchecked Sendable {
                 }
             case .drain:
                 draining = true
-                for connection in connections.values { connection.stopReading(loop: self) }
+                for connection in connections.values {
+                    connection.stopReading(loop: self)
+                    connection.session.update { $0.closed = true }  // queued requests no longer wait for a throttle
+                }
             case .stop:
                 stopping = true
                 stopDeadline = monotonicMilliseconds() + 5_000
@@ -385,6 +388,7 @@ final class EventLoop: @unchecked Sendable {
     private func finishConnection(_ connection: Connection, reason: String) {
         guard !connection.closed, connection.lingerDeadline == nil else { return }
         connection.lingerDeadline = monotonicMilliseconds() + Self.lingerMilliseconds
+        connection.session.update { $0.closed = true }
         connection.sendCloseNotify()
         shutdown(connection.fd, Int32(SHUT_WR))
         // Nothing more is written: long polls still waiting would answer nobody.
@@ -399,6 +403,7 @@ final class EventLoop: @unchecked Sendable {
     private func closeConnection(_ connection: Connection, reason: String) {
         guard !connection.closed else { return }
         connection.closed = true
+        connection.session.update { $0.closed = true }
         floe_epoll_ctl(epollFD, 2, connection.fd, 0, 0)
         close(connection.fd)
         connection.longPolls.cancelAll()

@@ -258,9 +258,14 @@ final class ServerCore: Sendable {
             }
             for await request in connection.requests {
                 let seq = request.seq
-                // A throttled connection (client quotas) is muted: its next request waits.
-                if let until = request.connection.session.snapshot.throttledUntil, until > .now {
-                    do { try await ContinuousClock().sleep(until: until) } catch {}
+                // A throttled connection (client quotas) is muted: its next request waits, in
+                // steps, so that a closed connection stops waiting at once.
+                while let until = request.connection.session.throttleWait {
+                    do {
+                        try await ContinuousClock().sleep(until: min(until, .now + .milliseconds(100)))
+                    } catch {
+                        break  // cancelled: serve what is left without waiting
+                    }
                 }
                 switch await handler.handle(request) {
                 case let .respond(bytes):
