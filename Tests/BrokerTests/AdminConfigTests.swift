@@ -290,6 +290,9 @@ import Testing
                                                             operation: 3, permissionType: 3)])),
             .describeAcls(DescribeAclsRequest(resourceTypeFilter: 1, patternTypeFilter: 3, operation: 1, permissionType: 1)),
             .deleteAcls(DeleteAclsRequest(filters: [.init(resourceTypeFilter: 2, resourceNameFilter: "t", patternTypeFilter: 3, operation: 1, permissionType: 1)])),
+            .alterClientQuotas(AlterClientQuotasRequest(entries: [.init(entity: [.init(entityType: "user", entityName: nil)],
+                                                                        ops: [.init(key: "producer_byte_rate", value: 1024)])])),
+            .describeClientQuotas(DescribeClientQuotasRequest(components: [.init(entityType: "user", matchType: 2)], strict: false)),
         ] }
         let handlers = Broker.standardHandlers(h.core) + Broker.clusterHandlers(h.core)
         for handler in handlers {

@@ -209,7 +209,11 @@ public final class Broker: Sendable {
             + authenticator.handlers
         let authorizer = try Self.authorizer(config)
         authorizer.follow(registry.log)
-        handlers = handlers.map { InstrumentedHandler(AuthorizingHandler(inner: $0, authorizer: authorizer, core: core), metrics: metrics) }
+        let quotas = try Self.quotaManager(config, metrics: metrics)
+        quotas.follow(registry.log)
+        handlers = handlers.map {
+            InstrumentedHandler(QuotaEnforcingHandler(inner: AuthorizingHandler(inner: $0, authorizer: authorizer, core: core), quotas: quotas), metrics: metrics)
+        }
         routerBox.install(KafkaRouter(handlers: handlers, rawToken: { await authenticator.rawToken($0) }) { message, fields in
             limitedLogger.info(message, metadata: fields)
         })
@@ -237,13 +241,21 @@ public final class Broker: Sendable {
             AlterConfigsHandler(core: core), IncrementalAlterConfigsHandler(core: core),
             AlterPartitionReassignmentsHandler(member: core.member), AlterUserScramCredentialsHandler(core: core),
             CreateAclsHandler(core: core), DeleteAclsHandler(core: core),
+            AlterClientQuotasHandler(core: core),
         ]
         return adminHandlers(core) + [
             ProduceHandler(core: core), FetchHandler(core: core), ListOffsetsHandler(core: core), MetadataHandler(core: core),
             DescribeConfigsHandler(core: core), DescribeClusterHandler(core: core), DescribeTopicPartitionsHandler(core: core), InitProducerIdHandler(core: core),
             OffsetForLeaderEpochHandler(core: core), DeleteRecordsHandler(core: core), ListPartitionReassignmentsHandler(core: core),
             DescribeUserScramCredentialsHandler(core: core), DescribeAclsHandler(core: core),
+            DescribeClientQuotasHandler(core: core),
         ] + forwarded.map { ControllerForwarding(inner: $0, member: core.member, logger: core.logger) }
+    }
+
+    /// Client quota enforcement with the settings `quota.window.num` and `quota.window.size.seconds`.
+    static func quotaManager(_ config: BrokerConfig, metrics: MetricsRegistry?) throws -> QuotaManager {
+        QuotaManager(samples: try config.int("quota.window.num"), windowMillis: Int64(try config.int("quota.window.size.seconds")) * 1000,
+                     metrics: metrics)
     }
 
     /// The authorizer the settings `authorizer`, `super.users` and `allow.everyone.if.no.acl.found` ask for.

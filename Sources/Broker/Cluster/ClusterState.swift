@@ -81,6 +81,8 @@ public struct ClusterState: Codable, Sendable, Equatable {
     public var scramUsers: [String: [String: ScramCredential]]? = nil
     /// ACL bindings (absent in snapshots written before ACLs existed; see `acls`).
     public var aclBindings: [AclBinding]? = nil
+    /// Client quotas by entity, sorted (absent in snapshots written before quotas; see `quotaEntries`).
+    public var clientQuotas: [ClientQuotaEntry]? = nil
 
     public init() {}
 
@@ -135,6 +137,8 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
     case scramUser(name: String, credentials: [String: ScramCredential]?)
     /// The whole set of ACL bindings.
     case acls([AclBinding])
+    /// One entity's client quotas by key; nil removes the entity.
+    case clientQuota(entity: ClientQuotaEntity, values: [String: Double]?)
 
     func apply(to s: inout ClusterState) {
         switch self {
@@ -157,6 +161,7 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
             users[name] = (credentials?.isEmpty ?? true) ? nil : credentials
             s.scramUsers = users.isEmpty ? nil : users
         case let .acls(bindings): s.acls = bindings
+        case let .clientQuota(entity, values): s.setQuotas(entity, values)
         }
     }
 
@@ -181,6 +186,12 @@ public enum MetadataRecord: Codable, Sendable, Equatable {
         let oldUsers = old.scramUsers ?? [:], newUsers = new.scramUsers ?? [:]
         for name in Set(oldUsers.keys).union(newUsers.keys).sorted() where oldUsers[name] != newUsers[name] {
             out.append(.scramUser(name: name, credentials: newUsers[name]))
+        }
+        if new.clientQuotas != old.clientQuotas {
+            let oldQuotas = QuotaTable(old.quotaEntries).quotas, newQuotas = QuotaTable(new.quotaEntries).quotas
+            for entity in Set(oldQuotas.keys).union(newQuotas.keys).sorted() where oldQuotas[entity] != newQuotas[entity] {
+                out.append(.clientQuota(entity: entity, values: newQuotas[entity]))
+            }
         }
         return out
     }

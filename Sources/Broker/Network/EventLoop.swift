@@ -37,6 +37,9 @@ final class EventLoop: @unchecked Sendable {
     private var stopping = false
     private var stopDeadline: UInt64 = 0
     private var nextLoopForAccept = 0
+    /// Connections muted by quota throttling (`ConnectionSession.State.throttledUntil`), not
+    /// read from until their instant; the loop wakes in time to read them again.
+    private var muted: [UInt64: ContinuousClock.Instant] = [:]
 
     private static let wakeToken: UInt64 = 0
     private static let listenerToken: UInt64 = 1
@@ -82,7 +85,7 @@ final class EventLoop: @unchecked Sendable {
         var tokens = [UInt64](repeating: 0, count: 256)
         var readBuffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
-            let n = floe_epoll_wait(epollFD, &events, &tokens, 256, 250)
+            let n = floe_epoll_wait(epollFD, &events, &tokens, 256, waitMilliseconds())
             if n < 0 && errno != EINTR { break }
             for i in 0..<max(0, Int(n)) {
                 let token = tokens[i]
@@ -104,6 +107,7 @@ final class EventLoop: @unchecked Sendable {
                 }
             }
             processInbox()
+            unmuteDue()
             sweepIdle()
             if stopping && (connections.isEmpty || monotonicMilliseconds() >= stopDeadline) {
                 for connection in Array(connections.values) { closeConnection(connection, reason: "server stopped") }
@@ -134,7 +138,10 @@ final class EventLoop: @unchecked Sendable {
                 }
             case .drain:
                 draining = true
-                for connection in connections.values { connection.stopReading(loop: self) }
+                for connection in connections.values {
+                    connection.stopReading(loop: self)
+                    connection.session.update { $0.closed = true }  // queued requests no longer wait for a throttle
+                }
             case .stop:
                 stopping = true
                 stopDeadline = monotonicMilliseconds() + 5_000
@@ -142,6 +149,24 @@ final class EventLoop: @unchecked Sendable {
                     finishConnection(connection, reason: "server stopped")
                 }
             }
+        }
+    }
+
+    /// How long epoll may wait: 250 ms, or less when a muted connection is due before.
+    private func waitMilliseconds() -> Int32 {
+        guard let next = muted.values.min() else { return 250 }
+        let left = next - ContinuousClock.now
+        if left <= .zero { return 0 }
+        return Int32(min(250, left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000 + 1))
+    }
+
+    /// Reads muted connections again once their throttle time has passed.
+    private func unmuteDue() {
+        guard !muted.isEmpty else { return }
+        let now = ContinuousClock.now
+        for (id, until) in muted where until <= now {
+            muted[id] = nil
+            if let connection = connections[id], !draining { dispatchFrames(connection) }
         }
     }
 
@@ -259,6 +284,12 @@ final class EventLoop: @unchecked Sendable {
             connection.pauseReading(loop: self)
             return
         }
+        // Throttled by a quota (KIP-219): neither read nor handed over until the time is up.
+        if let until = connection.session.snapshot.throttledUntil, until > .now {
+            connection.pauseReading(loop: self)
+            muted[connection.id] = until
+            return
+        }
         var took = false
         defer { connection.noteArrival(tookFrames: took, now: monotonicMilliseconds()) }
         do {
@@ -357,6 +388,7 @@ final class EventLoop: @unchecked Sendable {
     private func finishConnection(_ connection: Connection, reason: String) {
         guard !connection.closed, connection.lingerDeadline == nil else { return }
         connection.lingerDeadline = monotonicMilliseconds() + Self.lingerMilliseconds
+        connection.session.update { $0.closed = true }
         connection.sendCloseNotify()
         shutdown(connection.fd, Int32(SHUT_WR))
         // Nothing more is written: long polls still waiting would answer nobody.
@@ -371,12 +403,14 @@ final class EventLoop: @unchecked Sendable {
     private func closeConnection(_ connection: Connection, reason: String) {
         guard !connection.closed else { return }
         connection.closed = true
+        connection.session.update { $0.closed = true }
         floe_epoll_ctl(epollFD, 2, connection.fd, 0, 0)
         close(connection.fd)
         connection.longPolls.cancelAll()
         connection.dropUnsent()
         connection.continuation.finish()
         connections[connection.id] = nil
+        muted[connection.id] = nil
         server.connectionClosed()
         server.log("connection closed: \(reason)", connection.peer)
     }

@@ -258,6 +258,15 @@ final class ServerCore: Sendable {
             }
             for await request in connection.requests {
                 let seq = request.seq
+                // A throttled connection (client quotas) is muted: its next request waits, in
+                // steps, so that a closed connection stops waiting at once.
+                while let until = request.connection.session.throttleWait {
+                    do {
+                        try await ContinuousClock().sleep(until: min(until, .now + .milliseconds(100)))
+                    } catch {
+                        break  // cancelled: serve what is left without waiting
+                    }
+                }
                 switch await handler.handle(request) {
                 case let .respond(bytes):
                     loop.post(.response(connection: id, seq: seq, outcome: .bytes(bytes)))

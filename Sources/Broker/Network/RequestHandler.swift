@@ -85,6 +85,14 @@ public final class ConnectionSession: Sendable {
         /// After a SaslHandshake v0 the client sends the mechanism's tokens as raw frames (no
         /// Kafka header) until authentication ends: the router hands them to the authenticator.
         public var rawTokens: Bool = false
+        /// Quota throttling (KIP-219): none of the connection's requests is read or handled
+        /// before this instant (set by `QuotaEnforcingHandler`; nil: not throttled).
+        public var throttledUntil: ContinuousClock.Instant? = nil
+        /// Set by the event loop when the connection closes or starts closing, or the server
+        /// drains: a throttle no longer holds its remaining requests back, so they finish and
+        /// shutdown is not delayed. (A muted connection is not read, so its peer's close is
+        /// seen only once the throttle is over, as in Kafka.)
+        public var closed: Bool = false
     }
 
     public init(securityProtocol: SecurityProtocol = .plaintext, principal: KafkaPrincipal = .anonymous) {
@@ -95,6 +103,14 @@ public final class ConnectionSession: Sendable {
     public var principal: KafkaPrincipal { state.withLock { $0.principal } }
     public var authenticated: Bool { state.withLock { $0.authenticated } }
     public var snapshot: State { state.withLock { $0 } }
+    /// The instant the connection's next request must wait for (quota throttling), or nil when
+    /// it need not wait (not throttled, throttle over, or connection closed).
+    public var throttleWait: ContinuousClock.Instant? {
+        state.withLock { s in
+            guard !s.closed, let until = s.throttledUntil, until > .now else { return nil }
+            return until
+        }
+    }
 
     /// Changes the state under the session's lock.
     public func update<R>(_ body: (inout State) throws -> R) rethrows -> R {

@@ -41,6 +41,7 @@ enum Screening: Sendable {
 /// | DescribeProducers | READ topic |
 /// | ListClientMetricsResources | DESCRIBE_CONFIGS cluster |
 /// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
+/// | AlterClientQuotas / DescribeClientQuotas | ALTER_CONFIGS / DESCRIBE_CONFIGS cluster |
 /// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
 ///
 /// Other APIs (ApiVersions, SASL, GetTelemetrySubscriptions, PushTelemetry) need nothing.
@@ -332,6 +333,7 @@ struct AccessCheck: Sendable {
         case .updateMetadata: return cluster(.clusterAction) ? .pass : Self.refuse(.updateMetadata, Self.clusterDenied, version: version)
         case .allocateProducerIds:
             return cluster(.clusterAction) ? .pass : .answer(.allocateProducerIds(AllocateProducerIdsResponse(errorCode: Self.clusterDenied)))
+        case .alterClientQuotas, .describeClientQuotas: return clientQuotas(request)
         default:
             return .pass
         }
