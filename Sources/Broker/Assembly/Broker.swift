@@ -476,4 +476,9 @@ final class RouterBox: RequestHandler {
 
 extension BrokerCore: GroupTopicLookup {
     public func partitionCount(topic: String) async -> Int? { registry.topic(named: topic)?.partitions.count }
+    public func topicShapes() async -> [String: TopicShape] {
+        var out: [String: TopicShape] = [:]
+        for t in registry.topics { out[t.name] = TopicShape(name: t.name, id: t.topicID, partitions: t.partitions.count) }
+        return out
+    }
 }
