@@ -20,7 +20,9 @@ public struct ConsumerGroupHeartbeatHandler: ApiHandler {
         let heartbeat = ConsumerHeartbeat(
             memberId: r.memberId, memberEpoch: r.memberEpoch, instanceId: r.instanceId, rackId: r.rackId,
             rebalanceTimeoutMs: r.rebalanceTimeoutMs, subscribedTopicNames: r.subscribedTopicNames,
-            subscribedTopicRegex: context.apiVersion >= 1 ? r.subscribedTopicRegex : nil, serverAssignor: r.serverAssignor,
+            // An empty regex means "none" (librdkafka sends it with topic-name subscriptions).
+            subscribedTopicRegex: context.apiVersion >= 1 && r.subscribedTopicRegex?.isEmpty == false ? r.subscribedTopicRegex : nil,
+            serverAssignor: r.serverAssignor,
             ownedPartitions: owned, clientId: context.clientId ?? "", clientHost: clientHost(context.connection.peer))
         let o = await coordinator.consumerHeartbeat(groupId: r.groupId, request: heartbeat)
         return .response(.consumerGroupHeartbeat(Self.response(o)))

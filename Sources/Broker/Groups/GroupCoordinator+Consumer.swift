@@ -75,7 +75,10 @@ extension GroupCoordinator {
     public func consumerHeartbeat(groupId: String, request r: ConsumerHeartbeat) async -> ConsumerHeartbeatOutcome {
         if groupId.isEmpty { return .error(KafkaErrorCode.invalidRequest.rawValue, "GroupId can't be empty.") }
         if let problem = groupKeyProblem(groupId) { return .error(KafkaErrorCode.invalidGroupId.rawValue, problem) }
-        if let invalid = ConsumerGroup.validate(r) { return invalid }
+        if let invalid = ConsumerGroup.validate(r) {
+            logger.info("consumer group heartbeat refused", metadata: ["group.id": groupId, "error": invalid.errorMessage ?? ""])
+            return invalid
+        }
         // Read the topics first: after `resident` nothing awaits, so the group cannot change under us.
         let shapes = await topics.topicShapes()
         if let code = await resident(groupId) { return .error(code, "This broker cannot serve group \(groupId) now.") }
