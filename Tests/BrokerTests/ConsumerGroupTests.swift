@@ -201,8 +201,11 @@ struct ConsumerGroupStateMachineTests {
         let unknown = g.heartbeat(ConsumerHeartbeat(memberId: "zz", memberEpoch: 1), topics: Self.topics, now: clock.now(),
                                   config: GroupConfig(), newMemberId: "x").0
         #expect(unknown.errorCode == KafkaErrorCode.unknownMemberId.rawValue, "unknown member: got \(unknown.errorCode)")
-        #expect(ConsumerGroup.validate(ConsumerHeartbeat(memberId: "a", memberEpoch: 0, rebalanceTimeoutMs: 10, subscribedTopicRegex: "t.*"))?.errorCode
-                == KafkaErrorCode.invalidRequest.rawValue, "regex must be refused with INVALID_REQUEST")
+        #expect(ConsumerGroup.validate(ConsumerHeartbeat(memberId: "a", memberEpoch: 0, rebalanceTimeoutMs: 10, subscribedTopicRegex: "t(.*"))?.errorCode
+                == ConsumerGroupErrorCode.invalidRegularExpression, "a regex that does not compile gets INVALID_REGULAR_EXPRESSION")
+        #expect(ConsumerGroup.validate(ConsumerHeartbeat(memberId: "a", memberEpoch: 0, rebalanceTimeoutMs: 10, subscribedTopicRegex: "t.*")) == nil)
+        #expect(ConsumerGroup.validate(ConsumerHeartbeat(memberId: "", memberEpoch: 1))?.errorCode == KafkaErrorCode.invalidRequest.rawValue,
+                "a heartbeat without member id is invalid")
         #expect(ConsumerGroup.validate(ConsumerHeartbeat(memberId: "a", memberEpoch: 0, rebalanceTimeoutMs: 10, subscribedTopicNames: ["t"],
                                                          serverAssignor: "sticky"))?.errorCode == ConsumerGroupErrorCode.unsupportedAssignor)
     }
@@ -278,12 +281,31 @@ struct ConsumerGroupStateMachineTests {
         #expect(o.assignment?[StaticTopics.id(of: "later")] == [0, 1], "the new topic's partitions are assigned: \(o)")
     }
 
+    @Test func regexSubscriptionFollowsTopics() {
+        let clock = ManualClock()
+        var g = ConsumerGroup(groupId: "g")
+        var topics = Self.topics
+        topics["orders-eu"] = TopicShape(name: "orders-eu", id: StaticTopics.id(of: "orders-eu"), partitions: 2)
+        topics["xorders-eu"] = TopicShape(name: "xorders-eu", id: StaticTopics.id(of: "xorders-eu"), partitions: 2)
+        let j = g.heartbeat(ConsumerHeartbeat(memberId: "a", memberEpoch: 0, rebalanceTimeoutMs: 1000, subscribedTopicRegex: "orders-.*",
+                                              ownedPartitions: [:]), topics: topics, now: clock.now(), config: GroupConfig(), newMemberId: "a").0
+        #expect(j.errorCode == 0 && Set(j.assignment?.keys.map { $0 } ?? []) == [StaticTopics.id(of: "orders-eu")],
+                "only the whole-name match is assigned: \(j)")
+        topics["orders-us"] = TopicShape(name: "orders-us", id: StaticTopics.id(of: "orders-us"), partitions: 1)
+        let h = g.heartbeat(ConsumerHeartbeat(memberId: "a", memberEpoch: j.memberEpoch), topics: topics, now: clock.now(),
+                            config: GroupConfig(), newMemberId: "x").0
+        #expect(h.assignment?[StaticTopics.id(of: "orders-us")] == [0], "a matching topic created later is assigned: \(h)")
+    }
+
     @Test func recordRoundTrip() throws {
         let clock = ManualClock()
         var g = ConsumerGroup(groupId: "g")
         _ = join(&g, "a", instanceId: "i", now: clock.now())
         _ = join(&g, "b", now: clock.now())
         _ = g.heartbeat(ConsumerHeartbeat(memberId: "a", memberEpoch: 1), topics: Self.topics, now: clock.now(), config: GroupConfig(), newMemberId: "x")
+        _ = g.heartbeat(ConsumerHeartbeat(memberId: "r", memberEpoch: 0, rebalanceTimeoutMs: 5, subscribedTopicRegex: "t|u", ownedPartitions: [:]),
+                        topics: Self.topics, now: clock.now(), config: GroupConfig(), newMemberId: "r")
+        #expect(g.members["r"]?.subscribedTopicRegex == "t|u")
         let record = GroupRecord(groupId: "g", snapshot: .empty, offsets: [TopicPartition("t", 0): CommittedOffset(offset: 5, commitTimestampMs: 1)],
                                  consumer: g)
         let bytes = record.encoded()

@@ -1,3 +1,4 @@
+import Foundation
 import KafkaProtocol
 import Support
 
@@ -26,6 +27,7 @@ enum ConsumerGroupErrorCode {
     static let unreleasedInstanceId: Int16 = 111
     static let unsupportedAssignor: Int16 = 112
     static let staleMemberEpoch: Int16 = 113
+    static let invalidRegularExpression: Int16 = 130
 }
 
 /// Where a member stands in reconciling towards its target assignment (Kafka's MemberState).
@@ -56,6 +58,8 @@ public struct ConsumerMember: Sendable, Equatable {
     public var rebalanceTimeoutMs: Int32
     /// Sorted, without duplicates.
     public var subscribedTopicNames: [String]
+    /// A regular expression: every topic whose whole name matches is subscribed too.
+    public var subscribedTopicRegex: String?
     public var serverAssignor: String?
     /// -2 for a static member that left temporarily (it keeps its partitions until its session expires).
     public var memberEpoch: Int32
@@ -71,7 +75,8 @@ public struct ConsumerMember: Sendable, Equatable {
     public var revocationDeadline: MonotonicInstant?
 
     public init(memberId: String, instanceId: String? = nil, rackId: String? = nil, clientId: String = "", clientHost: String = "",
-                rebalanceTimeoutMs: Int32 = 300_000, subscribedTopicNames: [String] = [], serverAssignor: String? = nil,
+                rebalanceTimeoutMs: Int32 = 300_000, subscribedTopicNames: [String] = [], subscribedTopicRegex: String? = nil,
+                serverAssignor: String? = nil,
                 memberEpoch: Int32 = 0, previousMemberEpoch: Int32 = 0, state: ConsumerMemberState = .stable,
                 assigned: ConsumerAssignment = [:], pendingRevocation: ConsumerAssignment = [:]) {
         self.memberId = memberId
@@ -81,6 +86,7 @@ public struct ConsumerMember: Sendable, Equatable {
         self.clientHost = clientHost
         self.rebalanceTimeoutMs = rebalanceTimeoutMs
         self.subscribedTopicNames = subscribedTopicNames
+        self.subscribedTopicRegex = subscribedTopicRegex
         self.serverAssignor = serverAssignor
         self.memberEpoch = memberEpoch
         self.previousMemberEpoch = previousMemberEpoch
@@ -100,6 +106,7 @@ public struct ConsumerHeartbeat: Sendable {
     public var rebalanceTimeoutMs: Int32
     /// nil: unchanged since the last heartbeat.
     public var subscribedTopicNames: [String]?
+    /// nil: unchanged; empty: no regular expression.
     public var subscribedTopicRegex: String?
     public var serverAssignor: String?
     /// nil: not sent.
@@ -225,8 +232,8 @@ public struct ConsumerGroup: Sendable, Equatable {
                 return .error(invalid, "SubscribedTopicNames or SubscribedTopicRegex must be set in first request.")
             }
         }
-        if r.subscribedTopicRegex != nil {
-            return .error(invalid, "SubscribedTopicRegex is not supported by this broker; subscribe to topic names.")
+        if let regex = r.subscribedTopicRegex, !regex.isEmpty, TopicPattern(regex) == nil {
+            return .error(ConsumerGroupErrorCode.invalidRegularExpression, "SubscribedTopicRegex \(regex) is not a valid regular expression.")
         }
         if let a = r.serverAssignor, ConsumerAssignorName(rawValue: a) == nil {
             return .error(ConsumerGroupErrorCode.unsupportedAssignor,
@@ -314,6 +321,10 @@ public struct ConsumerGroup: Sendable, Equatable {
             let sorted = Array(Set(names)).sorted()
             if sorted != member.subscribedTopicNames { member.subscribedTopicNames = sorted; bump = true }
         }
+        if let regex = r.subscribedTopicRegex {
+            let value = regex.isEmpty ? nil : regex
+            if value != member.subscribedTopicRegex { member.subscribedTopicRegex = value; bump = true }
+        }
         // The assignor is sent with full requests (joining) and when it changes.
         if (r.memberEpoch == 0 || r.serverAssignor != nil) && r.serverAssignor != member.serverAssignor {
             member.serverAssignor = r.serverAssignor
@@ -331,6 +342,9 @@ public struct ConsumerGroup: Sendable, Equatable {
         var subscribed: [String: TopicShape] = [:]
         for m in members.values {
             for name in m.subscribedTopicNames { if let t = topics[name] { subscribed[name] = t } }
+            if let pattern = m.subscribedTopicRegex.flatMap(TopicPattern.init) {
+                for (name, t) in topics where pattern.matches(name) { subscribed[name] = t }
+            }
         }
         if subscribed != subscribedTopics {
             subscribedTopics = subscribed
@@ -416,8 +430,11 @@ public struct ConsumerGroup: Sendable, Equatable {
     mutating func computeTarget() {
         let byName = subscribedTopics
         let specs = members.values.sorted { $0.memberId < $1.memberId }.map { m in
-            AssignorMember(memberId: m.memberId, instanceId: m.instanceId,
-                           topics: Set(m.subscribedTopicNames.compactMap { byName[$0]?.id }))
+            var ids = Set(m.subscribedTopicNames.compactMap { byName[$0]?.id })
+            if let pattern = m.subscribedTopicRegex.flatMap(TopicPattern.init) {
+                for (name, t) in byName where pattern.matches(name) { ids.insert(t.id) }
+            }
+            return AssignorMember(memberId: m.memberId, instanceId: m.instanceId, topics: ids)
         }
         let shapes = byName.values.sorted { $0.name < $1.name }
         switch preferredAssignor {
@@ -489,5 +506,23 @@ public struct ConsumerGroup: Sendable, Equatable {
             if !both.isEmpty { out[t] = both }
         }
         return out
+    }
+}
+
+/// A subscription's regular expression: a topic is subscribed when the expression matches its
+/// whole name (as Kafka's `Pattern.matcher(topic).matches()`). Kafka uses RE2/J syntax; this is
+/// ICU's (NSRegularExpression), which agrees on the usual patterns (`^orders-.*`, `a|b`, classes).
+struct TopicPattern {
+    let expression: NSRegularExpression
+
+    init?(_ pattern: String) {
+        guard let e = try? NSRegularExpression(pattern: pattern) else { return nil }  // an invalid pattern is the caller's error to report
+        expression = e
+    }
+
+    func matches(_ name: String) -> Bool {
+        let range = NSRange(name.startIndex..<name.endIndex, in: name)
+        guard let m = expression.firstMatch(in: name, options: [.anchored], range: range) else { return false }
+        return m.range == range
     }
 }

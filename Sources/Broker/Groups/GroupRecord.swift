@@ -56,7 +56,7 @@ public struct CommittedOffset: Sendable, Hashable {
 /// groupEpoch i32 | assignmentEpoch i32 | topic count i32 | (name str, id 16 bytes, partitions i32)*
 ///       | member count i32 | members (sorted by member id)
 /// member: memberId str | instanceId str? | rackId str? | clientId str | clientHost str
-///       | rebalanceTimeoutMs i32 | topic name count i32 | name str* | serverAssignor str?
+///       | rebalanceTimeoutMs i32 | topic name count i32 | name str* | regex str? | serverAssignor str?
 ///       | memberEpoch i32 | previousMemberEpoch i32 | state u8 | assigned | pendingRevocation
 ///       | target (its target assignment)
 /// assignment: topic count i32 | (topic id 16 bytes, partition count i32, partition i32*)*
@@ -222,6 +222,7 @@ extension GroupRecord {
             body.writeInt32(m.rebalanceTimeoutMs)
             body.writeInt32(Int32(m.subscribedTopicNames.count))
             for n in m.subscribedTopicNames { body.writeLengthString(n) }
+            body.writeLengthString(m.subscribedTopicRegex)
             body.writeLengthString(m.serverAssignor)
             body.writeInt32(m.memberEpoch)
             body.writeInt32(m.previousMemberEpoch)
@@ -265,6 +266,7 @@ extension GroupRecord {
             var names: [String] = []
             for _ in 0..<(try reader.readCount("subscribed name count")) { names.append(try reader.readLengthString() ?? "") }
             m.subscribedTopicNames = names
+            m.subscribedTopicRegex = try reader.readLengthString()
             m.serverAssignor = try reader.readLengthString()
             m.memberEpoch = try reader.readInt32()
             m.previousMemberEpoch = try reader.readInt32()
