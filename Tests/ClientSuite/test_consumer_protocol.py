@@ -184,3 +184,26 @@ def test_describe_and_list_consumer_group(broker, topic_name):
     finally:
         m.leave()
     assert not m.errors, f"member errors: {m.errors[:5]}"
+
+
+def test_regex_subscription_follows_new_topics(broker, topic_name):
+    from confluent_kafka import Consumer
+    bootstrap = broker.bootstrap
+    first, second = f"{topic_name}-r1", f"{topic_name}-r2"
+    create_topic(bootstrap, first, 2)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "kip848-re-" + uuid.uuid4().hex[:8], "group.protocol": "consumer",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest", "topic.metadata.refresh.interval.ms": 1000})
+    try:
+        c.subscribe([f"^{topic_name}-r.*"])
+
+        def owned():
+            for m in c.consume(num_messages=100, timeout=0.1):
+                assert m.error() is None, f"consumer error: {m.error()}"
+            return {(tp.topic, tp.partition) for tp in c.assignment()}
+
+        wait_for(lambda: owned() == {(first, 0), (first, 1)}, 40, f"the regex member to own {first}'s 2 partitions")
+        create_topic(bootstrap, second, 1)
+        wait_for(lambda: owned() == {(first, 0), (first, 1), (second, 0)}, 40,
+                 f"the regex member to own {second} too, created after it subscribed")
+    finally:
+        c.close()
