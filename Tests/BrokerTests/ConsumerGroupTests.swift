@@ -258,6 +258,11 @@ struct ConsumerGroupStateMachineTests {
                                config: GroupConfig(), newMemberId: "x").0
         #expect(left.errorCode == 0 && left.memberEpoch == -2, "static leave: \(left)")
         #expect(g.groupEpoch == epoch, "a static member leaving temporarily does not bump the group epoch")
+        let same = g
+        var again = same
+        let sameId = join(&again, "a", instanceId: "i1", now: clock.now())
+        #expect(sameId.errorCode == 0 && sameId.memberEpoch == epoch && sameId.assignment?[Self.tid]?.count == 8,
+                "the static member back under its old member id resumes at the group epoch: \(sameId)")
         let back = join(&g, "a2", instanceId: "i1", now: clock.now())
         #expect(back.errorCode == 0 && back.assignment?[Self.tid]?.count == 8, "the static member comes back with its partitions: \(back)")
         #expect(g.groupEpoch == epoch, "rejoining under a new member id does not bump the group epoch")

@@ -274,6 +274,12 @@ public struct ConsumerGroup: Sendable, Equatable {
             let id = r.memberId.isEmpty ? newMemberId : r.memberId
             if let existing = members[id] {
                 member = existing
+                if member.memberEpoch == -2 {
+                    // A static member that left temporarily comes back under its old member id.
+                    member.memberEpoch = 0
+                    member.previousMemberEpoch = 0
+                    member.state = .stable
+                }
             } else if let instanceId = r.instanceId, let previous = staticMember(instanceId) {
                 guard previous.memberEpoch == -2 else {
                     return .error(ConsumerGroupErrorCode.unreleasedInstanceId,
