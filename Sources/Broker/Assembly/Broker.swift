@@ -478,7 +478,7 @@ extension BrokerCore: GroupTopicLookup {
     public func partitionCount(topic: String) async -> Int? { registry.topic(named: topic)?.partitions.count }
     public func topicShapes() async -> [String: TopicShape] {
         var out: [String: TopicShape] = [:]
-        for t in registry.topics { out[t.name] = TopicShape(name: t.name, id: t.topicID, partitions: t.partitions.count) }
+        for (name, t) in registry.state.topics { out[name] = TopicShape(name: name, id: t.topicID, partitions: t.partitions.count) }
         return out
     }
 }
