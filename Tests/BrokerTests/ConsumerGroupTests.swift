@@ -370,17 +370,22 @@ struct ConsumerGroupCoordinatorTests {
         guard case let .listGroups(classicOnly) = try await w.call(ListGroupsRequest(typesFilter: ["classic"]), version: 5) else { throw TestFailure("list") }
         #expect(classicOnly.groups.isEmpty, "classic filter lists \(classicOnly.groups)")
 
-        // The coordinator moves: a new one reads the group from the bucket; m1 keeps its epoch.
-        await w.coordinator.flushDirty()
+        // The coordinator moves (the old one crashes: nothing more is written): a new one reads
+        // the group from the bucket, which the join was answered only after; m1 keeps its epoch.
+        let join = try await w.send(joinRequest("m9"), version: 1)
+        #expect(join.isDeferred, "a heartbeat that changes the group is answered after the write")
+        _ = try await join.value()
         let w2 = try await GroupWire(store: store, preload: false)
-        let hb = try await heartbeat(w2, ConsumerGroupHeartbeatRequest(groupId: "g", memberId: "m1", memberEpoch: 1))
-        #expect(hb.errorCode == 0 && hb.memberEpoch == 1, "after the move: \(hb)")
+        let m9 = try await heartbeat(w2, ConsumerGroupHeartbeatRequest(groupId: "g", memberId: "m9", memberEpoch: 2))
+        #expect(m9.errorCode == 0 && m9.memberEpoch == 2, "m9's epoch is known after the move: \(m9)")
         guard case let .consumerGroupDescribe(d) = try await w2.call(ConsumerGroupDescribeRequest(groupIds: ["g", "nope"]), version: 0)
         else { throw TestFailure("describe") }
         let g = try #require(d.groups.first)
-        #expect(g.errorCode == 0 && g.groupState == "Stable" && g.groupEpoch == 1 && g.assignorName == "uniform", "describe: \(g)")
-        #expect(g.members.map(\.memberId) == ["m1"] && g.members.first?.assignment.topicPartitions.first?.topicName == "t"
-                && g.members.first?.targetAssignment.topicPartitions.first?.partitions == [0, 1, 2], "members: \(g.members)")
+        #expect(g.errorCode == 0 && g.groupState == "Reconciling" && g.groupEpoch == 2 && g.assignorName == "uniform", "describe: \(g)")
+        #expect(g.members.map(\.memberId) == ["m1", "m9"] && g.members.first?.assignment.topicPartitions.first?.topicName == "t"
+                && g.members.first?.assignment.topicPartitions.first?.partitions == [0, 1, 2], "members: \(g.members)")
+        let targets = g.members.map { $0.targetAssignment.topicPartitions.first?.partitions.count ?? 0 }.sorted()
+        #expect(targets == [1, 2], "target assignment of epoch 2 splits t's 3 partitions: \(targets)")
         #expect(d.groups.last?.errorCode == KafkaErrorCode.groupIdNotFound.rawValue, "unknown group: \(String(describing: d.groups.last))")
         // Offset fetch by the member with its epoch, and the committed offset survived the move.
         let fetch = OffsetFetchRequest(groups: [.init(groupId: "g", memberId: "m1", memberEpoch: 1, topics: [.init(name: "t", partitionIndexes: [0])])])
@@ -392,6 +397,10 @@ struct ConsumerGroupCoordinatorTests {
         // Leave: the group is empty, deletable.
         let leave = try await heartbeat(w2, ConsumerGroupHeartbeatRequest(groupId: "g", memberId: "m1", memberEpoch: -1))
         #expect(leave.errorCode == 0 && leave.memberEpoch == -1, "leave: \(leave)")
+        guard case let .listGroups(assigning) = try await w2.call(ListGroupsRequest(), version: 5) else { throw TestFailure("list") }
+        #expect(assigning.groups.first?.groupState == "Assigning", "m9 has not heartbeated since m1 left: \(assigning.groups)")
+        let leave9 = try await heartbeat(w2, ConsumerGroupHeartbeatRequest(groupId: "g", memberId: "m9", memberEpoch: -1))
+        #expect(leave9.errorCode == 0, "m9 leaves: \(leave9)")
         guard case let .listGroups(after) = try await w2.call(ListGroupsRequest(), version: 5) else { throw TestFailure("list") }
         #expect(after.groups.first?.groupState == "Empty", "after leaving: \(after.groups)")
     }

@@ -24,8 +24,20 @@ public struct ConsumerGroupHeartbeatHandler: ApiHandler {
             subscribedTopicRegex: context.apiVersion >= 1 ? r.subscribedTopicRegex : nil,
             serverAssignor: r.serverAssignor,
             ownedPartitions: owned, clientId: context.clientId ?? "", clientHost: clientHost(context.connection.peer))
-        let o = await coordinator.consumerHeartbeat(groupId: r.groupId, request: heartbeat)
-        return .response(.consumerGroupHeartbeat(Self.response(o)))
+        let (o, token) = await coordinator.consumerHeartbeat(groupId: r.groupId, request: heartbeat)
+        guard let token else { return .response(.consumerGroupHeartbeat(Self.response(o))) }
+        // The group changed: answer once the change is in the bucket (as Kafka answers after its
+        // log append), so a coordinator that takes over knows the epoch the member was given.
+        let groupId = r.groupId
+        return .deferred {
+            switch await coordinator.waitDurable(token, groupId: groupId) {
+            case .membership(0): return .consumerGroupHeartbeat(Self.response(o))
+            case let .membership(code), let .unavailable(code):
+                return .consumerGroupHeartbeat(Self.response(.error(code, "The group's change could not be written.")))
+            default:
+                return .consumerGroupHeartbeat(Self.response(.error(KafkaErrorCode.unknownServerError.rawValue, "unexpected reply")))
+            }
+        }
     }
 
     static func response(_ o: ConsumerHeartbeatOutcome) -> ConsumerGroupHeartbeatResponse {

@@ -71,29 +71,40 @@ extension GroupCoordinator {
         return memberEpoch == member.memberEpoch ? nil : ConsumerGroupErrorCode.staleMemberEpoch
     }
 
-    /// One ConsumerGroupHeartbeat (KIP-848).
-    public func consumerHeartbeat(groupId: String, request r: ConsumerHeartbeat) async -> ConsumerHeartbeatOutcome {
-        if groupId.isEmpty { return .error(KafkaErrorCode.invalidRequest.rawValue, "GroupId can't be empty.") }
-        if let problem = groupKeyProblem(groupId) { return .error(KafkaErrorCode.invalidGroupId.rawValue, problem) }
+    /// One ConsumerGroupHeartbeat (KIP-848). When it changed the group's persistent state, a
+    /// token comes with the answer: send the answer only after ``waitDurable(_:groupId:)`` says
+    /// the change is written (as Kafka answers after its log append), else that call's error.
+    public func consumerHeartbeat(groupId: String, request r: ConsumerHeartbeat) async -> (ConsumerHeartbeatOutcome, RequestToken?) {
+        let o = await heartbeatOutcome(groupId: groupId, request: r)
+        guard o.1 else { return (o.0, nil) }
+        let token = newToken()
+        groups[groupId]?.membershipWaiters.append(token)
+        return (o.0, token)
+    }
+
+    func heartbeatOutcome(groupId: String, request r: ConsumerHeartbeat) async -> (ConsumerHeartbeatOutcome, Bool) {
+        func fail(_ code: Int16, _ message: String) -> (ConsumerHeartbeatOutcome, Bool) { (.error(code, message), false) }
+        if groupId.isEmpty { return fail(KafkaErrorCode.invalidRequest.rawValue, "GroupId can't be empty.") }
+        if let problem = groupKeyProblem(groupId) { return fail(KafkaErrorCode.invalidGroupId.rawValue, problem) }
         if let invalid = ConsumerGroup.validate(r) {
             logger.info("consumer group heartbeat refused", metadata: ["group.id": groupId, "error": invalid.errorMessage ?? ""])
-            return invalid
+            return (invalid, false)
         }
         // Read the topics first: after `resident` nothing awaits, so the group cannot change under us.
         let shapes = await topics.topicShapes()
-        if let code = await resident(groupId) { return .error(code, "This broker cannot serve group \(groupId) now.") }
+        if let code = await resident(groupId) { return fail(code, "This broker cannot serve group \(groupId) now.") }
         if groups[groupId] == nil {
             guard r.memberEpoch == 0 else {
-                return .error(KafkaErrorCode.unknownMemberId.rawValue, "Member \(r.memberId) is not a member of group \(groupId).")
+                return fail(KafkaErrorCode.unknownMemberId.rawValue, "Member \(r.memberId) is not a member of group \(groupId).")
             }
             guard ensureGroup(groupId) else {
-                return .error(KafkaErrorCode.coordinatorNotAvailable.rawValue, "The coordinator holds too many groups.")
+                return fail(KafkaErrorCode.coordinatorNotAvailable.rawValue, "The coordinator holds too many groups.")
             }
         }
         if groups[groupId]!.consumer == nil {
             let m = groups[groupId]!.machine
             guard m.isEmpty && m.state == .empty else {
-                return .error(KafkaErrorCode.groupIdNotFound.rawValue, "Group \(groupId) is not a consumer group.")
+                return fail(KafkaErrorCode.groupIdNotFound.rawValue, "Group \(groupId) is not a consumer group.")
             }
             groups[groupId]!.consumer = ConsumerGroup(groupId: groupId)
         }
@@ -103,7 +114,7 @@ extension GroupCoordinator {
         if changed { markDirty(groupId) }
         deadlines[groupId] = nextDeadline(groupId)
         dropIfUnused(groupId)
-        return outcome
+        return (outcome, changed && groups[groupId] != nil)
     }
 
     /// A consumer group for ConsumerGroupDescribe, or the error code and message to answer.

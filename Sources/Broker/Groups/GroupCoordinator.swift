@@ -24,6 +24,8 @@ public enum GroupReply: Sendable {
     case sync(SyncOutcome)
     case commit([PartitionResult])
     case delete(Int16)
+    /// A consumer group's membership change is durable (0) or could not be written (the code).
+    case membership(Int16)
     /// The coordinator shut down (or cannot answer): reply with this error code.
     case unavailable(Int16)
 }
@@ -125,6 +127,8 @@ public actor GroupCoordinator {
         var writerWaiters: [CheckedContinuation<Void, Never>] = []
         /// Set when the group is a KIP-848 consumer group (then `machine` stays Empty).
         var consumer: ConsumerGroup?
+        /// Consumer group heartbeats answered once the membership change they made is written.
+        var membershipWaiters: [RequestToken] = []
     }
 
     var groups: [String: Entry] = [:]
@@ -405,6 +409,7 @@ public actor GroupCoordinator {
             }))
         }
         for token in entry.deleteWaiters { resolve(token, .delete(errorCode)) }
+        for token in entry.membershipWaiters { resolve(token, .membership(errorCode)) }
         for waiter in entry.writerWaiters { waiter.resume() }
     }
 
@@ -726,7 +731,9 @@ public actor GroupCoordinator {
                 continue
             }
             let batch = entry.queued
+            let membership = entry.membershipWaiters
             groups[groupId]!.queued = []
+            groups[groupId]!.membershipWaiters = []
             groups[groupId]!.metadataDirty = false
             var offsets = entry.offsets
             for commit in batch {
@@ -735,6 +742,7 @@ public actor GroupCoordinator {
             let bytes = GroupRecord(groupId: groupId, snapshot: entry.machine.durableView, offsets: offsets, consumer: entry.consumer).encoded()
             let code = await write(groupId, key: key, bytes: bytes, etag: entry.etag)
             if code == 0 { groups[groupId]?.offsets = offsets }
+            for token in membership { resolve(token, .membership(code)) }
             for commit in batch {
                 resolve(commit.token, .commit(commit.entries.map {
                     PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition,
