@@ -268,6 +268,10 @@ public enum BrokerSettings {
               "Largest session timeout a member may ask for."),
         .init("offsets.retention.minutes", .integer(min: 1, max: maxInt), default: "10080", access: .user,
               "Committed offsets of an empty group expire this long after their commit."),
+        .init("group.consumer.session.timeout.ms", .integer(min: 1, max: maxInt), default: "45000", access: .user,
+              "A KIP-848 consumer group member that has not sent a heartbeat for this long is removed."),
+        .init("group.consumer.heartbeat.interval.ms", .integer(min: 1, max: maxInt), default: "5000", access: .user,
+              "The interval KIP-848 consumer group members are told to send heartbeats at."),
 
         // Security (issue 14): listener protocols, SASL and users. SSL and SASL_SSL speak TLS (settings above).
         .init("security.protocol", .choice(securityProtocols), default: "PLAINTEXT", access: .operator,

@@ -10,6 +10,16 @@ import Testing
 struct StaticTopics: GroupTopicLookup {
     var topics: [String: Int]
     func partitionCount(topic: String) async -> Int? { topics[topic] }
+    func topicShapes() async -> [String: TopicShape] {
+        Dictionary(uniqueKeysWithValues: topics.map { ($0.key, TopicShape(name: $0.key, id: Self.id(of: $0.key), partitions: $0.value)) })
+    }
+
+    /// A topic id derived from the name (FNV-1a), stable across calls.
+    static func id(of name: String) -> KafkaUUID {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in name.utf8 { h = (h ^ UInt64(b)) &* 0x100_0000_01b3 }
+        return KafkaUUID(mostSignificantBits: h, leastSignificantBits: h &* 31 &+ UInt64(name.utf8.count))
+    }
 }
 
 /// A coordinator behind a KafkaRouter, spoken to with encoded frames.

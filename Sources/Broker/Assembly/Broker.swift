@@ -497,4 +497,9 @@ final class RouterBox: RequestHandler {
 
 extension BrokerCore: GroupTopicLookup {
     public func partitionCount(topic: String) async -> Int? { registry.topic(named: topic)?.partitions.count }
+    public func topicShapes() async -> [String: TopicShape] {
+        var out: [String: TopicShape] = [:]
+        for (name, t) in registry.state.topics { out[name] = TopicShape(name: name, id: t.topicID, partitions: t.partitions.count) }
+        return out
+    }
 }

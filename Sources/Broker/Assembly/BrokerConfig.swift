@@ -100,6 +100,8 @@ public struct BrokerConfig: Sendable {
         g.maxSessionTimeout = .milliseconds(Int64(try int("group.max.session.timeout.ms")))
         g.initialRebalanceDelay = .milliseconds(Int64(try int("group.initial.rebalance.delay.ms")))
         g.offsetsRetention = .seconds(Int64(try int("offsets.retention.minutes")) * 60)
+        g.consumerSessionTimeout = .milliseconds(Int64(try int("group.consumer.session.timeout.ms")))
+        g.consumerHeartbeatInterval = .milliseconds(Int64(try int("group.consumer.heartbeat.interval.ms")))
         return g
     }
 

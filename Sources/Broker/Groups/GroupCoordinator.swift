@@ -6,6 +6,9 @@ import Support
 /// it does not exist. The broker plugs its topic registry in.
 public protocol GroupTopicLookup: Sendable {
     func partitionCount(topic: String) async -> Int?
+    /// Every topic by name, with its id and partition count (KIP-848 consumer groups assign by
+    /// topic id and follow topics created or grown while the group runs).
+    func topicShapes() async -> [String: TopicShape]
 }
 
 /// The outcome of a request whose reply may be deferred: available now, or to be awaited with
@@ -21,6 +24,8 @@ public enum GroupReply: Sendable {
     case sync(SyncOutcome)
     case commit([PartitionResult])
     case delete(Int16)
+    /// A consumer group's membership change is durable (0) or could not be written (the code).
+    case membership(Int16)
     /// The coordinator shut down (or cannot answer): reply with this error code.
     case unavailable(Int16)
 }
@@ -132,6 +137,10 @@ public actor GroupCoordinator {
         var fenced = false
         /// Released waiting for the running write loop to end.
         var writerWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Set when the group is a KIP-848 consumer group (then `machine` stays Empty).
+        var consumer: ConsumerGroup?
+        /// Consumer group heartbeats answered once the membership change they made is written.
+        var membershipWaiters: [RequestToken] = []
     }
 
     var groups: [String: Entry] = [:]
@@ -180,7 +189,8 @@ public actor GroupCoordinator {
          FindCoordinatorHandler(coordinator: self), JoinGroupHandler(coordinator: self), SyncGroupHandler(coordinator: self),
          HeartbeatHandler(coordinator: self), LeaveGroupHandler(coordinator: self), OffsetCommitHandler(coordinator: self),
          OffsetFetchHandler(coordinator: self), ListGroupsHandler(coordinator: self), DescribeGroupsHandler(coordinator: self),
-         DeleteGroupsHandler(coordinator: self)]
+         DeleteGroupsHandler(coordinator: self), ConsumerGroupHeartbeatHandler(coordinator: self),
+         ConsumerGroupDescribeHandler(coordinator: self)]
     }
 
     // MARK: Lifecycle
@@ -271,6 +281,7 @@ public actor GroupCoordinator {
             guard groups[id] != nil else { deadlines[id] = nil; continue }
             let actions = groups[id]!.machine.expire(now: now)
             perform(actions, groupId: id)
+            expireConsumerMembers(id, now: now)
             dropIfUnused(id)  // e.g. a member id handed out with MEMBER_ID_REQUIRED that never came back
         }
     }
@@ -280,7 +291,8 @@ public actor GroupCoordinator {
         let nowMs = Int64(clock.wallTime().timeIntervalSince1970 * 1000)
         let retentionMs = config.offsetsRetention.nanosecondsClamped / 1_000_000
         var touched: [String] = []
-        for (id, entry) in groups where entry.machine.state == .empty && entry.machine.isEmpty && !entry.writing {
+        for (id, entry) in groups where entry.machine.state == .empty && entry.machine.isEmpty && !entry.writing
+            && entry.consumer?.members.isEmpty != false {
             let kept = entry.offsets.filter { $0.value.commitTimestampMs + retentionMs > nowMs }
             if kept.count == entry.offsets.count && !(kept.isEmpty && entry.etag != nil) { continue }
             groups[id]!.offsets = kept
@@ -357,8 +369,10 @@ public actor GroupCoordinator {
     func install(_ record: GroupRecord, etag: String) {
         let machine = GroupStateMachine(groupId: record.groupId, config: config, restoring: record.snapshot, now: clock.now())
         nextIncarnation += 1
-        groups[record.groupId] = Entry(machine: machine, offsets: record.offsets, etag: etag, incarnation: nextIncarnation)
-        deadlines[record.groupId] = machine.nextDeadline
+        var consumer = record.consumer
+        consumer?.restartSessions(now: clock.now(), config: config)
+        groups[record.groupId] = Entry(machine: machine, offsets: record.offsets, etag: etag, incarnation: nextIncarnation, consumer: consumer)
+        deadlines[record.groupId] = nextDeadline(record.groupId)
     }
 
     /// Gives up every group in memory for which `shouldRelease` is true: writes its pending
@@ -403,6 +417,7 @@ public actor GroupCoordinator {
         }
         for commit in entry.queued { resolve(commit.token, .commit(commit.results(errorCode))) }
         for token in entry.deleteWaiters { resolve(token, .delete(errorCode)) }
+        for token in entry.membershipWaiters { resolve(token, .membership(errorCode)) }
         for waiter in entry.writerWaiters { waiter.resume() }
     }
 
@@ -424,7 +439,7 @@ public actor GroupCoordinator {
                 persistContinuation.yield()
             }
         }
-        deadlines[groupId] = groups[groupId]?.machine.nextDeadline
+        deadlines[groupId] = nextDeadline(groupId)
     }
 
     func resolve(_ token: RequestToken, _ reply: GroupReply) {
@@ -469,6 +484,7 @@ public actor GroupCoordinator {
     /// Forgets a group that was created by a request but holds nothing.
     func dropIfUnused(_ groupId: String) {
         guard let e = groups[groupId], e.machine.isEmpty, e.machine.state == .empty, e.machine.generationId == 0,
+              e.consumer == nil || (e.consumer!.members.isEmpty && e.consumer!.groupEpoch == 0),
               e.offsets.isEmpty, e.etag == nil, !e.writing, e.queued.isEmpty else { return }
         groups[groupId] = nil
         deadlines[groupId] = nil
@@ -493,6 +509,7 @@ public actor GroupCoordinator {
             return .done(.error(KafkaErrorCode.invalidGroupId.rawValue, memberId: request.memberId))
         }
         if let code = await resident(groupId) { return .done(.error(code, memberId: request.memberId)) }
+        if let code = classicJoinRefusal(groupId) { return .done(.error(code, memberId: request.memberId)) }
         guard ensureGroup(groupId) else { return .done(.error(KafkaErrorCode.coordinatorNotAvailable.rawValue, memberId: request.memberId)) }
         let token = newToken()
         var memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
@@ -527,7 +544,7 @@ public actor GroupCoordinator {
         guard groups[groupId] != nil else { return KafkaErrorCode.unknownMemberId.rawValue }
         let code = groups[groupId]!.machine.heartbeat(memberId: memberId, groupInstanceId: groupInstanceId,
                                                       generationId: generationId, now: clock.now())
-        deadlines[groupId] = groups[groupId]!.machine.nextDeadline
+        deadlines[groupId] = nextDeadline(groupId)
         return code
     }
 
@@ -548,7 +565,7 @@ public actor GroupCoordinator {
     /// exist and the commit is not a standalone one (UNKNOWN_MEMBER_ID, or GROUP_ID_NOT_FOUND
     /// from v9). A pending ticket is completed by ``waitDurable(_:groupId:)``.
     public func commit(groupId: String, memberId: String, groupInstanceId: String?, generationId: Int32,
-                       entries: [OffsetCommitEntry], unknownGroupCode: Int16) async -> Ticket<[PartitionResult]> {
+                       entries: [OffsetCommitEntry], unknownGroupCode: Int16, apiVersion: Int16 = 9) async -> Ticket<[PartitionResult]> {
         func all(_ code: Int16) -> Ticket<[PartitionResult]> {
             .done(entries.map { PartitionResult(topic: $0.partition.topic, partition: $0.partition.partition, errorCode: code) })
         }
@@ -559,9 +576,11 @@ public actor GroupCoordinator {
             guard standalone else { return all(unknownGroupCode) }
             guard ensureGroup(groupId) else { return all(KafkaErrorCode.coordinatorNotAvailable.rawValue) }
         }
-        let code = groups[groupId]!.machine.validateCommit(memberId: memberId, groupInstanceId: groupInstanceId,
-                                                           generationId: generationId, now: clock.now())
-        deadlines[groupId] = groups[groupId]!.machine.nextDeadline
+        let code = groups[groupId]!.consumer != nil
+            ? validateConsumerCommit(groupId, memberId: memberId, memberEpoch: generationId, apiVersion: apiVersion)
+            : groups[groupId]!.machine.validateCommit(memberId: memberId, groupInstanceId: groupInstanceId,
+                                                      generationId: generationId, now: clock.now())
+        deadlines[groupId] = nextDeadline(groupId)
         if code != 0 {
             dropIfUnused(groupId)
             return all(code)
@@ -577,8 +596,12 @@ public actor GroupCoordinator {
 
     /// Committed offsets of a group: of the given partitions (nil: all it has). Returns nil
     /// with an error code when the coordinator cannot answer.
-    public func committedOffsets(groupId: String, partitions: [TopicPartition]?) async -> Result<[TopicPartition: CommittedOffset], GroupUnavailable> {
+    public func committedOffsets(groupId: String, partitions: [TopicPartition]?, memberId: String? = nil,
+                                 memberEpoch: Int32 = -1) async -> Result<[TopicPartition: CommittedOffset], GroupUnavailable> {
         if let code = await resident(groupId) { return .failure(GroupUnavailable(errorCode: code)) }
+        if let code = consumerFetchRefusal(groupId, memberId: memberId, memberEpoch: memberEpoch) {
+            return .failure(GroupUnavailable(errorCode: code))
+        }
         guard let entry = groups[groupId] else { return .success([:]) }
         guard let partitions else { return .success(entry.offsets) }
         var found: [TopicPartition: CommittedOffset] = [:]
@@ -590,11 +613,10 @@ public actor GroupCoordinator {
 
     /// The groups this broker coordinates: those in memory and those with an object in the
     /// bucket (listed, and read on first listing so their state is known).
-    public func listGroups(states: [String], types: [String]) async -> (Int16, [(groupId: String, protocolType: String, state: GroupState)]) {
+    public func listGroups(states: [String], types: [String]) async -> (Int16, [ListedGroup]) {
         if let code = unavailableCode() { return (code, []) }
         let wanted = Set(states.map { $0.lowercased() })
-        let typesOK = types.isEmpty || types.contains { $0.lowercased() == "classic" }
-        guard typesOK else { return (0, []) }
+        let wantedTypes = Set(types.map { $0.lowercased() })
         let stored: [ObjectInfo]
         do {
             stored = try await store.listAll(prefix: prefix)
@@ -606,17 +628,20 @@ public actor GroupCoordinator {
             guard let id = groupId(ofKey: info.key), isCoordinator(of: id), groups[id] == nil else { continue }
             if let code = await resident(id), code != KafkaErrorCode.notCoordinator.rawValue { return (code, []) }
         }
-        let list = groups.values.filter { !$0.releasing && isCoordinator(of: $0.machine.groupId) }.map(\.machine)
-            .filter { $0.state != .dead }
-            .filter { wanted.isEmpty || wanted.contains($0.state.rawValue.lowercased()) }
+        let list = groups.values.filter { !$0.releasing && isCoordinator(of: $0.machine.groupId) && $0.machine.state != .dead }
+            .map { e in
+                if let c = e.consumer { return ListedGroup(groupId: c.groupId, protocolType: "consumer", state: c.stateName, type: "consumer") }
+                return ListedGroup(groupId: e.machine.groupId, protocolType: e.machine.protocolType ?? "", state: e.machine.state.rawValue, type: "classic")
+            }
+            .filter { wanted.isEmpty || wanted.contains($0.state.lowercased()) }
+            .filter { wantedTypes.isEmpty || wantedTypes.contains($0.type) }
             .sorted { $0.groupId < $1.groupId }
-            .map { (groupId: $0.groupId, protocolType: $0.protocolType ?? "", state: $0.state) }
         return (0, list)
     }
 
     public func describe(groupId: String) async -> Result<GroupDescription, GroupUnavailable> {
         if let code = await resident(groupId) { return .failure(GroupUnavailable(errorCode: code)) }
-        guard let m = groups[groupId]?.machine else {
+        guard let m = groups[groupId]?.machine, groups[groupId]?.consumer == nil else {
             return .success(GroupDescription(groupId: groupId, state: .dead, protocolType: "", protocolName: "", members: []))
         }
         let stable = m.state == .stable
@@ -635,7 +660,9 @@ public actor GroupCoordinator {
         if groupId.isEmpty { return .done(KafkaErrorCode.invalidGroupId.rawValue) }
         if let code = await resident(groupId) { return .done(code) }
         guard let entry = groups[groupId], entry.machine.state != .dead else { return .done(KafkaErrorCode.groupIdNotFound.rawValue) }
-        guard entry.machine.isEmpty, entry.machine.state == .empty else { return .done(KafkaErrorCode.nonEmptyGroup.rawValue) }
+        guard entry.machine.isEmpty, entry.machine.state == .empty, entry.consumer?.members.isEmpty != false else {
+            return .done(KafkaErrorCode.nonEmptyGroup.rawValue)
+        }
         if entry.etag == nil && !entry.writing && entry.queued.isEmpty {
             groups[groupId] = nil
             deadlines[groupId] = nil
@@ -712,16 +739,19 @@ public actor GroupCoordinator {
                 continue
             }
             let batch = entry.queued
+            let membership = entry.membershipWaiters
             groups[groupId]!.queued = []
+            groups[groupId]!.membershipWaiters = []
             groups[groupId]!.metadataDirty = false
             var offsets = entry.offsets
             for commit in batch {
                 for e in commit.entries where e.errorCode == 0 { offsets[e.partition] = e.offset }
                 for p in commit.deletions { offsets[p] = nil }
             }
-            let bytes = GroupRecord(groupId: groupId, snapshot: entry.machine.durableView, offsets: offsets).encoded()
+            let bytes = GroupRecord(groupId: groupId, snapshot: entry.machine.durableView, offsets: offsets, consumer: entry.consumer).encoded()
             let code = await write(groupId, key: key, bytes: bytes, etag: entry.etag)
             if code == 0 { groups[groupId]?.offsets = offsets }
+            for token in membership { resolve(token, .membership(code)) }
             for commit in batch {
                 resolve(commit.token, .commit(commit.results(code)))
             }

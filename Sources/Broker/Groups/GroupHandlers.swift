@@ -214,7 +214,8 @@ public struct OffsetCommitHandler: ApiHandler {
         let ticket = await coordinator.commit(
             groupId: r.groupId, memberId: version >= 1 ? r.memberId : "", groupInstanceId: version >= 7 ? r.groupInstanceId : nil,
             generationId: version >= 1 ? r.generationIdOrMemberEpoch : -1, entries: entries,
-            unknownGroupCode: version >= 9 ? KafkaErrorCode.groupIdNotFound.rawValue : KafkaErrorCode.unknownMemberId.rawValue)
+            unknownGroupCode: version >= 9 ? KafkaErrorCode.groupIdNotFound.rawValue : KafkaErrorCode.unknownMemberId.rawValue,
+            apiVersion: version)
         switch ticket {
         case let .done(results):
             return .response(.offsetCommit(Self.response(results)))
@@ -248,7 +249,8 @@ public struct OffsetCommitHandler: ApiHandler {
     }
 }
 
-/// OffsetFetch v0–v9, including the multi-group form of v8+. A partition without a committed
+/// OffsetFetch v0–v9, including the multi-group form of v8+. At v9 a KIP-848 consumer group
+/// checks the member id and epoch (UNKNOWN_MEMBER_ID, STALE_MEMBER_EPOCH). A partition without a committed
 /// offset answers -1 (and leader epoch -1, empty metadata). Null topics (v2+) mean every
 /// committed offset of the group. require_stable is accepted: no commit is ever pending
 /// visibly (commits are applied only once durable). v0 answers UNKNOWN_TOPIC_OR_PARTITION for
@@ -270,7 +272,8 @@ public struct OffsetFetchHandler: ApiHandler {
             var groups: [OffsetFetchResponse.OffsetFetchResponseGroup] = []
             for g in r.groups {
                 let wanted = g.topics.map { $0.map { (name: $0.name, partitions: $0.partitionIndexes) } }
-                let answer = await fetch(groupId: g.groupId, topics: wanted, version: version)
+                let answer = await fetch(groupId: g.groupId, topics: wanted, version: version,
+                                         memberId: version >= 9 ? g.memberId : nil, memberEpoch: version >= 9 ? g.memberEpoch : -1)
                 groups.append(.init(
                     groupId: g.groupId,
                     topics: answer.topics.map { t in
@@ -302,10 +305,11 @@ public struct OffsetFetchHandler: ApiHandler {
             errorCode: version >= 2 ? answer.errorCode : 0)))
     }
 
-    func fetch(groupId: String, topics wanted: [(name: String, partitions: [Int32])]?, version: Int16) async -> GroupAnswer {
+    func fetch(groupId: String, topics wanted: [(name: String, partitions: [Int32])]?, version: Int16,
+               memberId: String? = nil, memberEpoch: Int32 = -1) async -> GroupAnswer {
         let requested = wanted.map { $0.flatMap { t in t.partitions.map { TopicPartition(t.name, $0) } } }
         let offsets: [TopicPartition: CommittedOffset]
-        switch await coordinator.committedOffsets(groupId: groupId, partitions: requested) {
+        switch await coordinator.committedOffsets(groupId: groupId, partitions: requested, memberId: memberId, memberEpoch: memberEpoch) {
         case let .success(found): offsets = found
         case let .failure(unavailable):
             return GroupAnswer(errorCode: unavailable.errorCode,
@@ -334,7 +338,8 @@ public struct OffsetFetchHandler: ApiHandler {
     }
 }
 
-/// ListGroups v0–v5 (states filter from v4, types filter from v5: every group is "classic").
+/// ListGroups v0–v5 (states filter from v4, types filter from v5: "classic" or "consumer"; a
+/// consumer group's protocol type is "consumer").
 public struct ListGroupsHandler: ApiHandler {
     let coordinator: GroupCoordinator
     public var apiKey: ApiKey { .listGroups }
@@ -346,8 +351,8 @@ public struct ListGroupsHandler: ApiHandler {
         let (code, list) = await coordinator.listGroups(states: version >= 4 ? r.statesFilter : [],
                                                         types: version >= 5 ? r.typesFilter : [])
         return .response(.listGroups(ListGroupsResponse(errorCode: code, groups: list.map {
-            .init(groupId: $0.groupId, protocolType: $0.protocolType, groupState: version >= 4 ? $0.state.rawValue : "",
-                  groupType: version >= 5 ? "classic" : "")
+            .init(groupId: $0.groupId, protocolType: $0.protocolType, groupState: version >= 4 ? $0.state : "",
+                  groupType: version >= 5 ? $0.type : "")
         })))
     }
 }

@@ -1,4 +1,5 @@
 import Bytes
+import KafkaProtocol
 
 /// A topic partition, as offsets are keyed.
 public struct TopicPartition: Sendable, Hashable, Comparable, CustomStringConvertible {
@@ -37,9 +38,10 @@ public struct CommittedOffset: Sendable, Hashable {
 /// nil; byte arrays likewise):
 ///
 /// ```
-/// magic "FLGR" (4) | version u16 = 1 | body length u32 | CRC32C(body) u32 | body
+/// magic "FLGR" (4) | version u16 = 1 or 2 | body length u32 | CRC32C(body) u32 | body
 /// body: groupId str | protocolType str? | protocolName str? | generationId i32 | leaderId str?
 ///       | member count i32 | members | offset count i32 | offsets (sorted by topic, partition)
+///       | version 2 only: consumer group (KIP-848)
 /// member: memberId str | groupInstanceId str? | clientId str | clientHost str
 ///       | sessionTimeoutMs i32 | rebalanceTimeoutMs i32 | protocol count i32
 ///       | (name str, metadata bytes)* | assignment bytes
@@ -47,21 +49,44 @@ public struct CommittedOffset: Sendable, Hashable {
 ///       | commitTimestampMs i64
 /// ```
 ///
+/// consumer group (version 2; a group without one is written as version 1, so brokers that
+/// only read version 1 keep reading classic groups):
+///
+/// ```
+/// groupEpoch i32 | assignmentEpoch i32 | topic count i32 | (name str, id 16 bytes, partitions i32)*
+///       | member count i32 | members (sorted by member id)
+/// member: memberId str | instanceId str? | rackId str? | clientId str | clientHost str
+///       | rebalanceTimeoutMs i32 | topic name count i32 | name str* | regex str? | serverAssignor str?
+///       | memberEpoch i32 | previousMemberEpoch i32 | state u8 | assigned | pendingRevocation
+///       | target (its target assignment)
+/// assignment: topic count i32 | (topic id 16 bytes, partition count i32, partition i32*)*
+/// ```
+///
+/// Session deadlines are not stored: a coordinator reading the group gives every member a new
+/// session.
+///
 /// A reader rejects another magic, an unknown version, a length that disagrees with the object,
 /// a checksum mismatch and trailing bytes, naming the object key.
 public struct GroupRecord: Sendable, Equatable {
     public static let magic: [UInt8] = Array("FLGR".utf8)
-    public static let version: UInt16 = 1
+    public static let version: UInt16 = 2
     static let headerSize = 14
 
     public var groupId: String
     public var snapshot: GroupSnapshot
     public var offsets: [TopicPartition: CommittedOffset]
+    /// The KIP-848 consumer group, if the group is one.
+    public var consumer: ConsumerGroup?
 
-    public init(groupId: String, snapshot: GroupSnapshot, offsets: [TopicPartition: CommittedOffset]) {
+    public init(groupId: String, snapshot: GroupSnapshot, offsets: [TopicPartition: CommittedOffset], consumer: ConsumerGroup? = nil) {
         self.groupId = groupId
         self.snapshot = snapshot
         self.offsets = offsets
+        self.consumer = consumer.map {
+            var c = $0
+            for id in c.members.keys { c.members[id]!.sessionDeadline = nil; c.members[id]!.revocationDeadline = nil }
+            return c
+        }
     }
 
     public func encoded() -> [UInt8] {
@@ -96,10 +121,11 @@ public struct GroupRecord: Sendable, Equatable {
             body.writeLengthString(o.metadata)
             body.writeInt64(o.commitTimestampMs)
         }
+        if let consumer { Self.write(consumer, to: &body) }
         let payload = body.take()
         var out = ByteWriter(capacity: Self.headerSize + payload.count)
         out.writeBytes(Self.magic)
-        out.writeUInt16(Self.version)
+        out.writeUInt16(consumer == nil ? 1 : 2)
         out.writeUInt32(UInt32(payload.count))
         out.writeUInt32(CRC32C.checksum(payload))
         out.writeBytes(payload)
@@ -115,7 +141,7 @@ public struct GroupRecord: Sendable, Equatable {
         do {
             try reader.skip(4)
             let version = try reader.readUInt16()
-            guard version == Self.version else { throw corrupt("unknown format version \(version)") }
+            guard version == 1 || version == 2 else { throw corrupt("unknown format version \(version)") }
             let length = Int(try reader.readUInt32())
             guard length == bytes.count - Self.headerSize else {
                 throw corrupt("body length \(length) but the object holds \(bytes.count - Self.headerSize) body bytes")
@@ -155,6 +181,7 @@ public struct GroupRecord: Sendable, Equatable {
                     offset: try reader.readInt64(), leaderEpoch: try reader.readInt32(),
                     metadata: try reader.readLengthString(), commitTimestampMs: try reader.readInt64())
             }
+            consumer = version == 2 ? try Self.readConsumer(&reader, groupId: groupId) : nil
             guard reader.isAtEnd else { throw corrupt("\(reader.remaining) trailing bytes") }
         } catch let GroupStoreError.corrupt(inner, reason) {
             throw .corrupt(key: inner.isEmpty ? key : inner, reason: reason)
@@ -163,6 +190,97 @@ public struct GroupRecord: Sendable, Equatable {
         } catch {
             throw corrupt("truncated: \(error)")
         }
+    }
+}
+
+extension GroupRecord {
+    static func write(_ c: ConsumerGroup, to body: inout ByteWriter) {
+        func assignment(_ a: ConsumerAssignment) {
+            let topics = a.filter { !$0.value.isEmpty }.sorted { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }
+            body.writeInt32(Int32(topics.count))
+            for (id, ps) in topics {
+                body.writeBytes(id.bytes)
+                body.writeInt32(Int32(ps.count))
+                for p in ps.sorted() { body.writeInt32(p) }
+            }
+        }
+        body.writeInt32(c.groupEpoch)
+        body.writeInt32(c.assignmentEpoch)
+        body.writeInt32(Int32(c.subscribedTopics.count))
+        for t in c.subscribedTopics.values.sorted(by: { $0.name < $1.name }) {
+            body.writeLengthString(t.name)
+            body.writeBytes(t.id.bytes)
+            body.writeInt32(Int32(clamping: t.partitions))
+        }
+        body.writeInt32(Int32(c.members.count))
+        for m in c.members.values.sorted(by: { $0.memberId < $1.memberId }) {
+            body.writeLengthString(m.memberId)
+            body.writeLengthString(m.instanceId)
+            body.writeLengthString(m.rackId)
+            body.writeLengthString(m.clientId)
+            body.writeLengthString(m.clientHost)
+            body.writeInt32(m.rebalanceTimeoutMs)
+            body.writeInt32(Int32(m.subscribedTopicNames.count))
+            for n in m.subscribedTopicNames { body.writeLengthString(n) }
+            body.writeLengthString(m.subscribedTopicRegex)
+            body.writeLengthString(m.serverAssignor)
+            body.writeInt32(m.memberEpoch)
+            body.writeInt32(m.previousMemberEpoch)
+            body.writeUInt8(m.state.rawValue)
+            assignment(m.assigned)
+            assignment(m.pendingRevocation)
+            assignment(c.target[m.memberId] ?? [:])
+        }
+    }
+
+    static func readConsumer(_ reader: inout ByteReader, groupId: String) throws -> ConsumerGroup {
+        func uuid() throws -> KafkaUUID {
+            guard let id = KafkaUUID(bytes: try reader.readBytes(16)) else { throw GroupStoreError.corrupt(key: "", reason: "bad topic id") }
+            return id
+        }
+        func assignment() throws -> ConsumerAssignment {
+            var a: ConsumerAssignment = [:]
+            for _ in 0..<(try reader.readCount("assignment topic count")) {
+                let id = try uuid()
+                var ps: Set<Int32> = []
+                for _ in 0..<(try reader.readCount("assignment partition count")) { ps.insert(try reader.readInt32()) }
+                a[id] = ps
+            }
+            return a
+        }
+        var c = ConsumerGroup(groupId: groupId)
+        c.groupEpoch = try reader.readInt32()
+        c.assignmentEpoch = try reader.readInt32()
+        for _ in 0..<(try reader.readCount("subscribed topic count")) {
+            let name = try reader.readLengthString() ?? ""
+            let id = try uuid()
+            c.subscribedTopics[name] = TopicShape(name: name, id: id, partitions: Int(try reader.readInt32()))
+        }
+        for _ in 0..<(try reader.readCount("consumer member count")) {
+            var m = ConsumerMember(memberId: try reader.readLengthString() ?? "")
+            m.instanceId = try reader.readLengthString()
+            m.rackId = try reader.readLengthString()
+            m.clientId = try reader.readLengthString() ?? ""
+            m.clientHost = try reader.readLengthString() ?? ""
+            m.rebalanceTimeoutMs = try reader.readInt32()
+            var names: [String] = []
+            for _ in 0..<(try reader.readCount("subscribed name count")) { names.append(try reader.readLengthString() ?? "") }
+            m.subscribedTopicNames = names
+            m.subscribedTopicRegex = try reader.readLengthString()
+            m.serverAssignor = try reader.readLengthString()
+            m.memberEpoch = try reader.readInt32()
+            m.previousMemberEpoch = try reader.readInt32()
+            let state = try reader.readUInt8()
+            guard let s = ConsumerMemberState(rawValue: state) else {
+                throw GroupStoreError.corrupt(key: "", reason: "unknown consumer member state \(state)")
+            }
+            m.state = s
+            m.assigned = try assignment()
+            m.pendingRevocation = try assignment()
+            c.target[m.memberId] = try assignment()
+            c.members[m.memberId] = m
+        }
+        return c
     }
 }
 

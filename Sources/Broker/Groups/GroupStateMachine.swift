@@ -47,6 +47,12 @@ public struct GroupConfig: Sendable {
     public var offsetsRetention: Duration = .seconds(7 * 24 * 3600)
     /// `offsets.retention.check.interval.ms`.
     public var offsetsRetentionCheckInterval: Duration = .seconds(600)
+    /// `group.consumer.session.timeout.ms`: a KIP-848 consumer group member that has not sent a
+    /// heartbeat for this long is removed.
+    public var consumerSessionTimeout: Duration = .seconds(45)
+    /// `group.consumer.heartbeat.interval.ms`: the interval consumer group members are told to
+    /// heartbeat at.
+    public var consumerHeartbeatInterval: Duration = .seconds(5)
     /// The longest the timer loop sleeps before looking at deadlines again.
     public var timerResolution: Duration = .milliseconds(100)
 

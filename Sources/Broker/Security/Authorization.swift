@@ -27,6 +27,7 @@ enum Screening: Sendable {
 /// | OffsetFetch | DESCRIBE group, DESCRIBE topic |
 /// | FindCoordinator | DESCRIBE group / DESCRIBE transactional id |
 /// | JoinGroup, SyncGroup, Heartbeat, LeaveGroup | READ group |
+/// | ConsumerGroupHeartbeat | READ group, DESCRIBE each subscribed topic; ConsumerGroupDescribe: DESCRIBE group |
 /// | DescribeGroups | DESCRIBE group; ListGroups: DESCRIBE cluster or DESCRIBE group (filtered) |
 /// | DeleteGroups | DELETE group |
 /// | CreateTopics | CREATE cluster or CREATE topic |
@@ -162,6 +163,8 @@ struct AccessCheck: Sendable {
         case let .syncGroup(r): return group(.read, r.groupId) ? .pass : Self.refuse(.syncGroup, Self.groupDenied, version: version)
         case let .heartbeat(r): return group(.read, r.groupId) ? .pass : Self.refuse(.heartbeat, Self.groupDenied, version: version)
         case let .leaveGroup(r): return group(.read, r.groupId) ? .pass : Self.refuse(.leaveGroup, Self.groupDenied, version: version)
+        case let .consumerGroupHeartbeat(r): return consumerGroupHeartbeat(r, version: version)
+        case let .consumerGroupDescribe(r): return consumerGroupDescribe(r)
         case let .describeGroups(r):
             let denied = Set(r.groups.filter { !group(.describe, $0) })
             if denied.isEmpty && !r.includeAuthorizedOperations { return .pass }

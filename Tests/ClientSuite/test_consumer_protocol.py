@@ -1,0 +1,209 @@
+"""KIP-848 consumer groups (group.protocol=consumer) with confluent-kafka 2.16 (librdkafka 2.16):
+members joining and leaving while records flow, every record consumed exactly once across the
+members (offsets committed synchronously on revocation and on leaving), a new member resuming
+from the committed offsets, and the group seen through the admin API."""
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import admin, create_topic, wait_for
+
+PARTITIONS = 6
+MAX_RECORDS = 200_000
+
+
+class Member:
+    """One consumer in its own thread. Records every (partition, offset) it processes and
+    commits its positions synchronously when partitions are revoked and when it leaves."""
+
+    def __init__(self, bootstrap, group, topic, name, seen, lock):
+        self.bootstrap, self.group, self.topic, self.name = bootstrap, group, topic, name
+        self.seen, self.lock = seen, lock
+        self.assigned = set()
+        self.positions = {}
+        self.errors = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
+        self.thread.start()
+
+    def commit(self, consumer, partitions):
+        from confluent_kafka import TopicPartition
+        offsets = [TopicPartition(self.topic, p, self.positions[p]) for p in partitions if p in self.positions]
+        if offsets:
+            for tp in consumer.commit(offsets=offsets, asynchronous=False):
+                if tp.error is not None:
+                    self.errors.append(f"commit of {self.topic}-{tp.partition} failed: {tp.error}")
+        for p in partitions:
+            self.positions.pop(p, None)
+
+    def run(self):
+        from confluent_kafka import Consumer
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group, "group.protocol": "consumer",
+                      "enable.auto.commit": False, "auto.offset.reset": "earliest", "client.id": self.name})
+
+        def on_assign(consumer, partitions):
+            self.assigned |= {tp.partition for tp in partitions}
+
+        def on_revoke(consumer, partitions):
+            revoked = [tp.partition for tp in partitions]
+            self.commit(consumer, revoked)
+            self.assigned -= set(revoked)
+
+        try:
+            c.subscribe([self.topic], on_assign=on_assign, on_revoke=on_revoke)
+            while not self.stop.is_set():
+                for m in c.consume(num_messages=500, timeout=0.2):
+                    if m.error():
+                        self.errors.append(f"consumer error: {m.error()}")
+                        continue
+                    with self.lock:
+                        self.seen.append((m.partition(), m.offset(), self.name))
+                    self.positions[m.partition()] = m.offset() + 1
+            self.commit(c, sorted(self.positions))
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.errors.append(f"{type(e).__name__}: {e}")
+        finally:
+            c.close()
+
+    def leave(self, timeout=30):
+        self.stop.set()
+        self.thread.join(timeout)
+        assert not self.thread.is_alive(), f"member {self.name} did not leave within {timeout} s"
+
+
+def covered(members):
+    """The partitions the members own together, if no two own the same one; else None."""
+    owned = [p for m in members for p in m.assigned]
+    return set(owned) if len(owned) == len(set(owned)) else None
+
+
+def test_members_join_and_leave_every_record_once(broker, topic_name):
+    from confluent_kafka import Producer
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, topic_name, PARTITIONS)
+    group = "kip848-" + uuid.uuid4().hex[:8]
+    seen, lock = [], threading.Lock()
+
+    stop_producing = threading.Event()
+    produced = []
+    produce_errors = []
+
+    def produce():
+        # Records keep flowing while members join and leave, until the test says stop.
+        p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+        i = 0
+        while not stop_producing.is_set() and i < MAX_RECORDS:
+            for _ in range(50):
+                p.produce(topic_name, key=str(i).encode(), value=f"v{i}".encode(), partition=i % PARTITIONS,
+                          on_delivery=lambda err, msg: err and produce_errors.append(str(err)))
+                i += 1
+            p.flush(30)
+            time.sleep(0.05)  # pacing, not synchronization
+        assert p.flush(30) == 0
+        produced.append(i)
+
+    producer = threading.Thread(target=produce, daemon=True)
+    producer.start()
+
+    a = Member(bootstrap, group, topic_name, "a", seen, lock)
+    b = Member(bootstrap, group, topic_name, "b", seen, lock)
+    members = [a, b]
+    everyone = [a, b]
+    try:
+        wait_for(lambda: covered([a, b]) == set(range(PARTITIONS)) and a.assigned and b.assigned, 40,
+                 "a and b to share all partitions")
+        c = Member(bootstrap, group, topic_name, "c", seen, lock)
+        members.append(c)
+        everyone.append(c)
+        wait_for(lambda: covered([a, b, c]) == set(range(PARTITIONS)) and all(m.assigned for m in (a, b, c)), 40,
+                 "three members to share all partitions")
+        b.leave()
+        members.remove(b)
+        wait_for(lambda: covered([a, c]) == set(range(PARTITIONS)), 40, "a and c to take over b's partitions")
+        c.leave()
+        members.remove(c)
+        d = Member(bootstrap, group, topic_name, "d", seen, lock)
+        members.append(d)
+        everyone.append(d)
+        wait_for(lambda: covered([a, d]) == set(range(PARTITIONS)) and d.assigned, 40,
+                 "a new member d to share the partitions with a")
+        stop_producing.set()
+        producer.join(60)
+        assert produced, "the producer did not finish"
+        assert not produce_errors, f"produce errors: {produce_errors[:5]}"
+        wait_for(lambda: len({(p, o) for p, o, _ in seen}) >= produced[0], 60,
+                 f"all {produced[0]} records to be consumed by the group")
+    finally:
+        for m in list(members):
+            m.leave()
+    errors = [e for m in everyone for e in m.errors]
+    assert not errors, f"member errors: {errors[:5]}"
+    keys = [(p, o) for p, o, _ in seen]
+    dupes = {k for k in keys if keys.count(k) > 1} if len(keys) != len(set(keys)) else set()
+    assert not dupes, f"{len(keys) - len(set(keys))} records consumed twice, e.g. {sorted(dupes)[:5]}"
+    assert len(set(keys)) == produced[0], f"consumed {len(set(keys))} distinct records of {produced[0]}"
+    by_member = {}
+    for p, _, name in seen:
+        by_member.setdefault(name, {}).setdefault(p, 0)
+        by_member[name][p] += 1
+    assert {name for _, _, name in seen} >= {"a", "b", "c", "d"}, f"not every member consumed something: {by_member}"
+
+    # The group is seen through the admin API: listed as a consumer-protocol group, described
+    # by ConsumerGroupDescribe (type CONSUMER), and its committed offsets cover every record.
+    from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+    adm = admin(bootstrap)
+    committed = adm.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
+        group, [TopicPartition(topic_name, p) for p in range(PARTITIONS)])])[group].result(30)
+    total = sum(tp.offset for tp in committed.topic_partitions)
+    assert total == produced[0], f"committed offsets sum to {total}, expected {produced[0]}: {committed.topic_partitions}"
+
+
+def test_describe_and_list_consumer_group(broker, topic_name):
+    from confluent_kafka import ConsumerGroupType
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, topic_name, 3)
+    group = "kip848-d-" + uuid.uuid4().hex[:8]
+    seen, lock = [], threading.Lock()
+    m = Member(bootstrap, group, topic_name, "solo", seen, lock)
+    try:
+        wait_for(lambda: m.assigned == {0, 1, 2}, 40, "the single member to own all 3 partitions")
+        adm = admin(bootstrap)
+        desc = adm.describe_consumer_groups([group])[group].result(30)
+        assert desc.type == ConsumerGroupType.CONSUMER, f"group type {desc.type}, expected CONSUMER"
+        assert str(desc.state).upper().endswith("STABLE"), f"group state {desc.state}"
+        assert len(desc.members) == 1, f"members {desc.members}"
+        got = sorted(tp.partition for tp in desc.members[0].assignment.topic_partitions)
+        assert got == [0, 1, 2], f"described assignment {got}"
+        listed = adm.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(30)
+        ids = {g.group_id: g for g in listed.valid}
+        assert group in ids, f"{group} not listed among consumer-type groups {sorted(ids)}"
+        classic = adm.list_consumer_groups(types={ConsumerGroupType.CLASSIC}).result(30)
+        assert group not in {g.group_id for g in classic.valid}, "a consumer group listed as classic"
+    finally:
+        m.leave()
+    assert not m.errors, f"member errors: {m.errors[:5]}"
+
+
+def test_regex_subscription_follows_new_topics(broker, topic_name):
+    from confluent_kafka import Consumer
+    bootstrap = broker.bootstrap
+    first, second = f"{topic_name}-r1", f"{topic_name}-r2"
+    create_topic(bootstrap, first, 2)
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "kip848-re-" + uuid.uuid4().hex[:8], "group.protocol": "consumer",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest", "topic.metadata.refresh.interval.ms": 1000})
+    try:
+        c.subscribe([f"^{topic_name}-r.*"])
+
+        def owned():
+            for m in c.consume(num_messages=100, timeout=0.1):
+                assert m.error() is None, f"consumer error: {m.error()}"
+            return {(tp.topic, tp.partition) for tp in c.assignment()}
+
+        wait_for(lambda: owned() == {(first, 0), (first, 1)}, 40, f"the regex member to own {first}'s 2 partitions")
+        create_topic(bootstrap, second, 1)
+        wait_for(lambda: owned() == {(first, 0), (first, 1), (second, 0)}, 40,
+                 f"the regex member to own {second} too, created after it subscribed")
+    finally:
+        c.close()
