@@ -272,6 +272,8 @@ public final class Broker: Sendable {
             "start.ms": String(format: "%.1f", took.secondsDouble * 1000)])
         let snapshotEvery = Duration.milliseconds(Int64(max(100, try core.config.int("producer.snapshot.interval.ms"))))
         let retentionEvery = Duration.milliseconds(Int64(max(100, try core.config.int("retention.check.interval.ms"))))
+        let cleanerEvery = Duration.milliseconds(Int64(max(10, try core.config.int("log.cleaner.backoff.ms"))))
+        let cleanerEnabled = (try? core.config.bool("log.cleaner.enable")) ?? true
         let storage = self.storage
         let core = self.core
         let groups = self.groups
@@ -306,6 +308,13 @@ public final class Broker: Sendable {
             group.addTask {
                 await Self.every(retentionEvery, logger, "retention") {
                     try await core.partitions.applyRetention(nowMillis: wallMillis(), brokerConfig: core.config)
+                }
+            }
+            if cleanerEnabled {
+                group.addTask {
+                    await Self.every(cleanerEvery, logger, "key compaction") {
+                        await core.partitions.cleanKeys(nowMillis: wallMillis(), brokerConfig: core.config)
+                    }
                 }
             }
             if let externalServer { group.addTask { await externalServer.run() } }

@@ -19,6 +19,8 @@ public final class PartitionSet: Sendable {
     let prefix: String
     let metrics: MetricsRegistry?
     let logger: Logger
+    /// Key compaction of compacted topics' partitions (`cleanKeys`).
+    public let keyCompactor: KeyCompactor
     /// This broker's node id (ownership is checked against it).
     let node: Int32
     private let opened = Mutex<[UInt64: Task<Partition, any Error>]>([:])
@@ -41,6 +43,7 @@ public final class PartitionSet: Sendable {
         self.prefix = prefix
         self.metrics = metrics
         self.logger = logger
+        self.keyCompactor = KeyCompactor(metrics: metrics)
     }
 
     func snapshotKey(_ stream: UInt64) -> String { prefix + "producers/\(stream)" }
@@ -230,6 +233,28 @@ public final class PartitionSet: Sendable {
             if ms < 0 && bytes < 0 { continue }
             try await p.log.applyRetention(maxAgeMillis: ms >= 0 ? ms : nil, maxBytes: bytes >= 0 ? bytes : nil, nowMillis: nowMillis)
         }
+    }
+
+    /// Key compaction of each open (owned) partition whose topic's `cleanup.policy` has
+    /// `compact` (see `KeyCompactor`). A partition that fails is logged and retried next round.
+    public func cleanKeys(nowMillis: Int64, brokerConfig: BrokerConfig) async {
+        for p in await openPartitions {
+            guard let topic = registry.topic(named: p.topic), let log = p.log as? StreamPartitionLog else { continue }
+            let configs = brokerConfig.effectiveTopicConfigs(topic.configs, dynamic: registry.dynamicBrokerConfigs)
+            guard Self.isCompacted(configs) else { continue }
+            do {
+                try await keyCompactor.clean(log.stream, topic: p.topic, partition: p.index,
+                                             settings: KeyCompactor.TopicSettings(configs: configs), nowMillis: nowMillis)
+            } catch {
+                logger.warning("key compaction failed; retrying next round",
+                               metadata: ["topic": p.topic, "partition": "\(p.index)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Whether effective topic configs ask for key compaction (`compact` or `compact,delete`).
+    static func isCompacted(_ configs: [String: String]) -> Bool {
+        (configs["cleanup.policy"] ?? "delete").split(separator: ",").contains { $0.filter { $0 != " " } == "compact" }
     }
 
     /// Forgets a deleted topic's partitions: their data is trimmed away and their state deleted.

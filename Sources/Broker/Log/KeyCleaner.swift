@@ -1,0 +1,117 @@
+import KafkaProtocol
+import StreamStorage
+
+/// Key compaction's per-key selection over a partition's cleanable prefix (a pure function;
+/// `KeyCompactor` decides when and where to run it, `Stream.rewrite` commits its result).
+///
+/// Rules (Apache Kafka's log cleaner, KIP-534 for tombstones):
+/// - A data record is kept only if it is the newest record of its key in the prefix; records
+///   without a key are removed (produce refuses them on compacted topics; they may predate a
+///   switch of `cleanup.policy`).
+/// - A tombstone (null value) that is the newest of its key is kept until its batch's delete
+///   horizon: the first cleaning that sees it sets the batch's delete-horizon attribute (bit 6)
+///   with `baseTimestamp` = now + `delete.retention.ms` (record timestamp deltas are rebased, so
+///   every record keeps its timestamp); a later cleaning after the horizon removes it.
+/// - Control batches (transaction markers) are kept as they are.
+/// - Batches keep their base offset and `lastOffsetDelta` (offsets are preserved; removed
+///   records leave gaps). A batch with every record kept and nothing to change keeps its bytes;
+///   a rewritten batch gets a recomputed CRC32C; a batch with no record left is dropped, except
+///   the very last batch when nothing else is left (kept empty, so the prefix is never empty).
+///   Snappy, lz4 and zstd batches that must be rewritten are recompressed with gzip (this
+///   module cannot compress those codecs); consumers read any codec.
+///
+/// Example: batches `[k1=a@0, k2=b@1]`, `[k1=c@2, k2=null@3]` → `[k1=c@2, k2=null@3]` (first
+/// batch dropped: both its records are superseded), the second rewritten with a delete horizon.
+enum KeyCleaner {
+    struct Result: Sendable, Equatable {
+        var batches: [StoredBatch]
+        var recordsRemoved: Int
+        /// The earliest delete horizon of a tombstone kept (when the next cleaning can drop it).
+        var nextDeleteHorizon: Int64?
+    }
+
+    static func clean(_ input: [StoredBatch], nowMillis: Int64, deleteRetentionMillis: Int64) throws -> Result {
+        // Pass 1: the newest offset of every key.
+        var decoded: [[Record]?] = []
+        decoded.reserveCapacity(input.count)
+        var newest: [ArraySlice<UInt8>: Int64] = [:]
+        for stored in input {
+            let batch = try RecordBatch(unverified: stored.bytes)
+            if batch.isControlBatch {
+                decoded.append(nil)
+                continue
+            }
+            let records = try batch.records()
+            for r in records {
+                guard let key = r.key else { continue }
+                newest[key] = batch.offset(of: r)
+            }
+            decoded.append(records)
+        }
+        // Pass 2: keep the newest record per key, drop expired tombstones.
+        var out: [StoredBatch] = []
+        var removed = 0
+        var nextHorizon: Int64? = nil
+        for (i, stored) in input.enumerated() {
+            guard let records = decoded[i] else {
+                out.append(stored)
+                continue
+            }
+            let batch = try RecordBatch(unverified: stored.bytes)
+            let h = batch.header
+            let existingHorizon: Int64? = h.attributes.hasDeleteHorizon ? h.baseTimestamp : nil
+            var kept: [Record] = []
+            var tombstones = false
+            for r in records {
+                guard let key = r.key, newest[key] == batch.offset(of: r) else { continue }
+                if r.value == nil {
+                    if let horizon = existingHorizon, horizon <= nowMillis { continue }
+                    tombstones = true
+                }
+                kept.append(r)
+            }
+            removed += records.count - kept.count
+            let horizon = existingHorizon ?? (tombstones ? nowMillis + deleteRetentionMillis : nil)
+            if tombstones, let horizon { nextHorizon = min(nextHorizon ?? horizon, horizon) }
+            if kept.count == records.count && horizon == existingHorizon {
+                out.append(stored)
+                continue
+            }
+            if kept.isEmpty && !(i == input.count - 1 && out.isEmpty) { continue }
+            let bytes = try rebuild(batch, records: kept, deleteHorizon: horizon)
+            out.append(StoredBatch(baseOffset: stored.baseOffset, recordCount: stored.recordCount,
+                                   appendTimeMillis: stored.appendTimeMillis, bytes: bytes[...]))
+        }
+        return Result(batches: out, recordsRemoved: removed, nextDeleteHorizon: nextHorizon)
+    }
+
+    /// `batch` with only `records` (deltas as in `batch`), the same header fields and offsets,
+    /// and `deleteHorizon` (if any) as its delete horizon.
+    static func rebuild(_ batch: RecordBatch, records: [Record], deleteHorizon: Int64?) throws -> [UInt8] {
+        let h = batch.header
+        var builder = RecordBatchBuilder()
+        builder.baseOffset = h.baseOffset
+        builder.partitionLeaderEpoch = h.partitionLeaderEpoch
+        builder.producerId = h.producerId
+        builder.producerEpoch = h.producerEpoch
+        builder.baseSequence = h.baseSequence
+        builder.isTransactional = h.attributes.isTransactional
+        builder.isControl = h.attributes.isControl
+        builder.timestampType = h.attributes.timestampType
+        builder.unusedAttributeBits = h.attributes.rawValue & ~0x7F
+        builder.maxTimestamp = h.maxTimestamp
+        builder.lastOffsetDelta = h.lastOffsetDelta
+        builder.compression = try h.attributes.compression()
+        let base = deleteHorizon ?? h.baseTimestamp
+        builder.baseTimestamp = base
+        builder.hasDeleteHorizon = deleteHorizon != nil
+        for var r in records {
+            r.timestampDelta = h.baseTimestamp + r.timestampDelta - base
+            builder.append(r)
+        }
+        if builder.compression != .none && builder.compression != .gzip {
+            builder.compression = .gzip
+        }
+        return try builder.build()
+    }
+}
