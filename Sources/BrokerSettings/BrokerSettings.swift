@@ -194,7 +194,7 @@ public enum BrokerSettings {
               "How often producer state is snapshotted."),
         .init("retention.check.interval.ms", .integer(min: 100, max: maxLong), default: "30000", access: .user,
               "How often retention runs."),
-        .init("log.cleaner.backoff.ms", .integer(min: 10, max: maxLong), default: "15000", access: .user,
+        .init("log.cleaner.backoff.ms", .integer(min: 10, max: maxLong), default: "15000", access: .user, dynamic: true,
               "How often key compaction looks at the partitions of compacted topics (cleanup.policy=compact) this broker owns."),
         .init("log.cleaner.enable", .boolean, default: "true", access: .user,
               "Whether key compaction runs (false: cleanup.policy=compact is stored but not applied)."),

@@ -272,7 +272,6 @@ public final class Broker: Sendable {
             "start.ms": String(format: "%.1f", took.secondsDouble * 1000)])
         let snapshotEvery = Duration.milliseconds(Int64(max(100, try core.config.int("producer.snapshot.interval.ms"))))
         let retentionEvery = Duration.milliseconds(Int64(max(100, try core.config.int("retention.check.interval.ms"))))
-        let cleanerEvery = Duration.milliseconds(Int64(max(10, try core.config.int("log.cleaner.backoff.ms"))))
         let cleanerEnabled = (try? core.config.bool("log.cleaner.enable")) ?? true
         let storage = self.storage
         let core = self.core
@@ -312,7 +311,10 @@ public final class Broker: Sendable {
             }
             if cleanerEnabled {
                 group.addTask {
-                    await Self.every(cleanerEvery, logger, "key compaction") {
+                    // log.cleaner.backoff.ms is dynamic (AlterConfigs on the broker): read each round.
+                    while !Task.isCancelled {
+                        let every = max(10, Int64(core.brokerProperty("log.cleaner.backoff.ms") ?? "") ?? 15_000)
+                        do { try await Task.sleep(for: .milliseconds(every)) } catch { return }
                         await core.partitions.cleanKeys(nowMillis: wallMillis(), brokerConfig: core.config)
                     }
                 }

@@ -4,6 +4,9 @@ import StreamStorage
 /// Key compaction's per-key selection over a partition's cleanable prefix (a pure function;
 /// `KeyCompactor` decides when and where to run it, `Stream.rewrite` commits its result).
 ///
+/// A record's offset is its stored batch's base offset (the stream's, not the one in the bytes,
+/// which Fetch stamps) plus its offset delta.
+///
 /// Rules (Apache Kafka's log cleaner, KIP-534 for tombstones):
 /// - A data record is kept only if it is the newest record of its key in the prefix; records
 ///   without a key are removed (produce refuses them on compacted topics; they may predate a
@@ -16,7 +19,9 @@ import StreamStorage
 /// - Batches keep their base offset and `lastOffsetDelta` (offsets are preserved; removed
 ///   records leave gaps). A batch with every record kept and nothing to change keeps its bytes;
 ///   a rewritten batch gets a recomputed CRC32C; a batch with no record left is dropped, except
-///   the very last batch when nothing else is left (kept empty, so the prefix is never empty).
+///   the prefix's last batch, kept empty (as Kafka keeps empty batches): a consumer positioned
+///   after the last record kept then still gets a batch that moves it to the prefix's end (the
+///   high watermark, when no newer data follows), instead of empty fetches forever.
 ///   Snappy, lz4 and zstd batches that must be rewritten are recompressed with gzip (this
 ///   module cannot compress those codecs); consumers read any codec.
 ///
@@ -44,7 +49,7 @@ enum KeyCleaner {
             let records = try batch.records()
             for r in records {
                 guard let key = r.key else { continue }
-                newest[key] = batch.offset(of: r)
+                newest[key] = stored.baseOffset + Int64(r.offsetDelta)
             }
             decoded.append(records)
         }
@@ -63,7 +68,7 @@ enum KeyCleaner {
             var kept: [Record] = []
             var tombstones = false
             for r in records {
-                guard let key = r.key, newest[key] == batch.offset(of: r) else { continue }
+                guard let key = r.key, newest[key] == stored.baseOffset + Int64(r.offsetDelta) else { continue }
                 if r.value == nil {
                     if let horizon = existingHorizon, horizon <= nowMillis { continue }
                     tombstones = true
@@ -77,20 +82,22 @@ enum KeyCleaner {
                 out.append(stored)
                 continue
             }
-            if kept.isEmpty && !(i == input.count - 1 && out.isEmpty) { continue }
-            let bytes = try rebuild(batch, records: kept, deleteHorizon: horizon)
+            if kept.isEmpty && i != input.count - 1 { continue }
+            let bytes = try rebuild(batch, baseOffset: stored.baseOffset, records: kept, deleteHorizon: horizon)
             out.append(StoredBatch(baseOffset: stored.baseOffset, recordCount: stored.recordCount,
                                    appendTimeMillis: stored.appendTimeMillis, bytes: bytes[...]))
         }
         return Result(batches: out, recordsRemoved: removed, nextDeleteHorizon: nextHorizon)
     }
 
-    /// `batch` with only `records` (deltas as in `batch`), the same header fields and offsets,
+    /// `batch` with only `records` (deltas as in `batch`), the same header fields and offsets
+    /// (stored batches keep the producer's base offset in their bytes: the stream's offset,
+    /// `baseOffset`, is stamped in at fetch and written here),
     /// and `deleteHorizon` (if any) as its delete horizon.
-    static func rebuild(_ batch: RecordBatch, records: [Record], deleteHorizon: Int64?) throws -> [UInt8] {
+    static func rebuild(_ batch: RecordBatch, baseOffset: Int64, records: [Record], deleteHorizon: Int64?) throws -> [UInt8] {
         let h = batch.header
         var builder = RecordBatchBuilder()
-        builder.baseOffset = h.baseOffset
+        builder.baseOffset = baseOffset
         builder.partitionLeaderEpoch = h.partitionLeaderEpoch
         builder.producerId = h.producerId
         builder.producerEpoch = h.producerEpoch

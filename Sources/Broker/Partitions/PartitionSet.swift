@@ -243,8 +243,13 @@ public final class PartitionSet: Sendable {
             let configs = brokerConfig.effectiveTopicConfigs(topic.configs, dynamic: registry.dynamicBrokerConfigs)
             guard Self.isCompacted(configs) else { continue }
             do {
-                try await keyCompactor.clean(log.stream, topic: p.topic, partition: p.index,
-                                             settings: KeyCompactor.TopicSettings(configs: configs), nowMillis: nowMillis)
+                let o = try await keyCompactor.clean(log.stream, topic: p.topic, partition: p.index,
+                                                     settings: KeyCompactor.TopicSettings(configs: configs), nowMillis: nowMillis)
+                if o.writtenBytes > 0 {
+                    logger.info("key compaction cleaned a partition", metadata: [
+                        "topic": p.topic, "partition": "\(p.index)", "through": "\(o.cleanedThrough ?? -1)",
+                        "read.bytes": "\(o.readBytes)", "written.bytes": "\(o.writtenBytes)", "records.removed": "\(o.recordsRemoved)"])
+                }
             } catch {
                 logger.warning("key compaction failed; retrying next round",
                                metadata: ["topic": p.topic, "partition": "\(p.index)", "error": "\(error)"])
