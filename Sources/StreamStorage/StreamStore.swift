@@ -943,6 +943,13 @@ public struct KeyCleaningState: Sendable, Equatable {
     /// Committed bytes in the cleaned prefix and after it.
     public var cleanBytes: UInt64 { ranges.filter { $0.endOffset <= cleanedEnd }.reduce(0) { $0 + $1.bytes } }
     public var dirtyBytes: UInt64 { ranges.filter { $0.endOffset > cleanedEnd }.reduce(0) { $0 + $1.bytes } }
+
+    public init(epoch: UInt64, startOffset: Int64, ranges: [ObjectRange], cleanedEnd: Int64) {
+        self.epoch = epoch
+        self.startOffset = startOffset
+        self.ranges = ranges
+        self.cleanedEnd = cleanedEnd
+    }
 }
 
 /// The result of one `Stream.rewrite(through:transform:)`.
