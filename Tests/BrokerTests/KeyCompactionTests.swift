@@ -182,6 +182,45 @@ private func contents(_ batches: [StoredBatch]) throws -> [(Int64, String?, Stri
     }
 }
 
+@Suite struct KeyCompactionOwnershipTests {
+    func openStore(_ bucket: MemoryObjectStore) async throws -> StreamStore {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("floe-keycompaction-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        return try await StreamStore.open(wal: try await FileWAL.open(directory: dir),
+                                          metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()),
+                                          objects: bucket, clock: RealClock())
+    }
+
+    /// Two brokers on one bucket: the partition moves from A to B. A's cleaner (a stale owner)
+    /// is refused by the epoch and changes nothing; B cleans, and nothing acknowledged is lost.
+    @Test func onlyTheCurrentOwnerCleansAndAMoveLosesNothing() async throws {
+        let bucket = MemoryObjectStore()
+        let a = try await openStore(bucket)
+        let b = try await openStore(bucket)
+        let sa = try await a.open(1, epoch: 1)
+        for round in 0..<6 {
+            _ = try await sa.append(Array(try stored(0, [("x", "x\(round)"), ("y", "y\(round)"), ("z", "z\(round)")]).bytes), recordCount: 3)
+        }
+        try await a.uploadNow()
+        try await sa.close()  // the hand-over
+        let sb = try await b.open(1, epoch: 2)
+        let now = Int64(Date().timeIntervalSince1970 * 1000) + 1
+        await #expect(throws: StreamStorageError.self) {
+            _ = try await KeyCompactor(metrics: nil).clean(sa, topic: "t", partition: 0, settings: KeyCompactor.TopicSettings(), nowMillis: now)
+        }
+        let manifest = try await BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()).latest()
+        #expect(manifest.streams[1]?.ranges.allSatisfy { manifest.objects[$0.objectID]?.level == 0 } == true,
+                "the stale owner's rewrite was committed")
+        let o = try await KeyCompactor(metrics: nil).clean(sb, topic: "t", partition: 0, settings: KeyCompactor.TopicSettings(), nowMillis: now)
+        #expect(o.writtenBytes > 0 && o.recordsRemoved == 15)
+        let got = try contents(try await sb.read(from: 0, maxBytes: 1 << 20)).map { "\($0.0):\($0.1!)=\($0.2!)" }
+        #expect(got == ["15:x=x5", "16:y=y5", "17:z=z5"])
+        #expect(sb.startOffset == 0 && sb.endOffset == 18)
+        try await a.close()
+        try await b.close()
+    }
+}
+
 @Suite struct KeylessProduceTests {
     @Test func keylessRecordsAreRefusedOnCompactedTopicsOnly() async throws {
         let h = try await Harness.make()

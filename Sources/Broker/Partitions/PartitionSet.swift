@@ -239,7 +239,12 @@ public final class PartitionSet: Sendable {
     /// `compact` (see `KeyCompactor`). A partition that fails is logged and retried next round.
     public func cleanKeys(nowMillis: Int64, brokerConfig: BrokerConfig) async {
         for p in await openPartitions {
-            guard let topic = registry.topic(named: p.topic), let log = p.log as? StreamPartitionLog else { continue }
+            guard let topic = registry.topic(named: p.topic), let log = p.log as? StreamPartitionLog,
+                  Int(p.index) < topic.partitions.count else { continue }
+            // Only the owner cleans (a partition being handed over is left to the next owner;
+            // a stale owner's commit would be refused by the stream's epoch anyway).
+            let record = topic.partitions[Int(p.index)]
+            guard record.owner == node, !isLeaving(record) else { continue }
             let configs = brokerConfig.effectiveTopicConfigs(topic.configs, dynamic: registry.dynamicBrokerConfigs)
             guard Self.isCompacted(configs) else { continue }
             do {
