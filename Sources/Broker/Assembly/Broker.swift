@@ -310,12 +310,13 @@ public final class Broker: Sendable {
                 }
             }
             if cleanerEnabled {
+                let keyCompactor = KeyCompactor(metrics: core.metrics)
                 group.addTask {
                     // log.cleaner.backoff.ms is dynamic (AlterConfigs on the broker): read each round.
                     while !Task.isCancelled {
                         let every = max(10, Int64(core.brokerProperty("log.cleaner.backoff.ms") ?? "") ?? 15_000)
                         do { try await Task.sleep(for: .milliseconds(every)) } catch { return }
-                        await core.partitions.cleanKeys(nowMillis: wallMillis(), brokerConfig: core.config)
+                        await core.partitions.cleanKeys(with: keyCompactor, nowMillis: wallMillis(), brokerConfig: core.config)
                     }
                 }
             }

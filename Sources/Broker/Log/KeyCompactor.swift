@@ -134,3 +134,37 @@ public final class KeyCompactor: Sendable {
     /// Forgets a partition (closed or moved away).
     public func forget(_ stream: StreamID) { states.withLock { _ = $0.removeValue(forKey: stream) } }
 }
+
+extension PartitionSet {
+    /// Key compaction of each open (owned) partition whose topic's `cleanup.policy` has
+    /// `compact` (see `KeyCompactor`). A partition that fails is logged and retried next round.
+    public func cleanKeys(with keyCompactor: KeyCompactor, nowMillis: Int64, brokerConfig: BrokerConfig) async {
+        for p in await openPartitions {
+            guard let topic = registry.topic(named: p.topic), let log = p.log as? StreamPartitionLog,
+                  Int(p.index) < topic.partitions.count else { continue }
+            // Only the owner cleans (a partition being handed over is left to the next owner;
+            // a stale owner's commit would be refused by the stream's epoch anyway).
+            let record = topic.partitions[Int(p.index)]
+            guard record.owner == node, !isLeaving(record) else { continue }
+            let configs = brokerConfig.effectiveTopicConfigs(topic.configs, dynamic: registry.dynamicBrokerConfigs)
+            guard Self.isCompacted(configs) else { continue }
+            do {
+                let o = try await keyCompactor.clean(log.stream, topic: p.topic, partition: p.index,
+                                                     settings: KeyCompactor.TopicSettings(configs: configs), nowMillis: nowMillis)
+                if o.writtenBytes > 0 {
+                    logger.info("key compaction cleaned a partition", metadata: [
+                        "topic": p.topic, "partition": "\(p.index)", "through": "\(o.cleanedThrough ?? -1)",
+                        "read.bytes": "\(o.readBytes)", "written.bytes": "\(o.writtenBytes)", "records.removed": "\(o.recordsRemoved)"])
+                }
+            } catch {
+                logger.warning("key compaction failed; retrying next round",
+                               metadata: ["topic": p.topic, "partition": "\(p.index)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Whether effective topic configs ask for key compaction (`compact` or `compact,delete`).
+    static func isCompacted(_ configs: [String: String]) -> Bool {
+        (configs["cleanup.policy"] ?? "delete").split(separator: ",").contains { $0.filter { $0 != " " } == "compact" }
+    }
+}

@@ -19,8 +19,6 @@ public final class PartitionSet: Sendable {
     let prefix: String
     let metrics: MetricsRegistry?
     let logger: Logger
-    /// Key compaction of compacted topics' partitions (`cleanKeys`).
-    public let keyCompactor: KeyCompactor
     /// This broker's node id (ownership is checked against it).
     let node: Int32
     private let opened = Mutex<[UInt64: Task<Partition, any Error>]>([:])
@@ -43,7 +41,6 @@ public final class PartitionSet: Sendable {
         self.prefix = prefix
         self.metrics = metrics
         self.logger = logger
-        self.keyCompactor = KeyCompactor(metrics: metrics)
     }
 
     func snapshotKey(_ stream: UInt64) -> String { prefix + "producers/\(stream)" }
@@ -62,7 +59,7 @@ public final class PartitionSet: Sendable {
     }
 
     /// Whether `record` is being (or was) handed over by this broker at its current epoch.
-    private func isLeaving(_ record: PartitionRecord) -> Bool {
+    func isLeaving(_ record: PartitionRecord) -> Bool {
         leaving.withLock { $0[record.stream].map { record.leaderEpoch <= $0 } ?? false }
     }
 
@@ -233,38 +230,6 @@ public final class PartitionSet: Sendable {
             if ms < 0 && bytes < 0 { continue }
             try await p.log.applyRetention(maxAgeMillis: ms >= 0 ? ms : nil, maxBytes: bytes >= 0 ? bytes : nil, nowMillis: nowMillis)
         }
-    }
-
-    /// Key compaction of each open (owned) partition whose topic's `cleanup.policy` has
-    /// `compact` (see `KeyCompactor`). A partition that fails is logged and retried next round.
-    public func cleanKeys(nowMillis: Int64, brokerConfig: BrokerConfig) async {
-        for p in await openPartitions {
-            guard let topic = registry.topic(named: p.topic), let log = p.log as? StreamPartitionLog,
-                  Int(p.index) < topic.partitions.count else { continue }
-            // Only the owner cleans (a partition being handed over is left to the next owner;
-            // a stale owner's commit would be refused by the stream's epoch anyway).
-            let record = topic.partitions[Int(p.index)]
-            guard record.owner == node, !isLeaving(record) else { continue }
-            let configs = brokerConfig.effectiveTopicConfigs(topic.configs, dynamic: registry.dynamicBrokerConfigs)
-            guard Self.isCompacted(configs) else { continue }
-            do {
-                let o = try await keyCompactor.clean(log.stream, topic: p.topic, partition: p.index,
-                                                     settings: KeyCompactor.TopicSettings(configs: configs), nowMillis: nowMillis)
-                if o.writtenBytes > 0 {
-                    logger.info("key compaction cleaned a partition", metadata: [
-                        "topic": p.topic, "partition": "\(p.index)", "through": "\(o.cleanedThrough ?? -1)",
-                        "read.bytes": "\(o.readBytes)", "written.bytes": "\(o.writtenBytes)", "records.removed": "\(o.recordsRemoved)"])
-                }
-            } catch {
-                logger.warning("key compaction failed; retrying next round",
-                               metadata: ["topic": p.topic, "partition": "\(p.index)", "error": "\(error)"])
-            }
-        }
-    }
-
-    /// Whether effective topic configs ask for key compaction (`compact` or `compact,delete`).
-    static func isCompacted(_ configs: [String: String]) -> Bool {
-        (configs["cleanup.policy"] ?? "delete").split(separator: ",").contains { $0.filter { $0 != " " } == "compact" }
     }
 
     /// Forgets a deleted topic's partitions: their data is trimmed away and their state deleted.
