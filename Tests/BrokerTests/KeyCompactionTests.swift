@@ -82,6 +82,29 @@ private func contents(_ batches: [StoredBatch]) throws -> [(Int64, String?, Stri
     }
 }
 
+extension KeyCleanerTests {
+    /// An idempotent producer's last batch stays (empty) even when all its records are
+    /// superseded, so its sequence numbers survive a rebuild of the producer state.
+    @Test func theLastBatchOfEachProducerIsKept() throws {
+        func batch(_ base: Int64, producer: Int64, sequence: Int32, _ records: [(String, String)]) throws -> StoredBatch {
+            var b = RecordBatchBuilder(baseTimestamp: 1)
+            b.producerId = producer
+            b.producerEpoch = 0
+            b.baseSequence = sequence
+            for (k, v) in records { b.append(timestamp: 1, key: Array(k.utf8), value: Array(v.utf8)) }
+            let bytes = try b.build()
+            return StoredBatch(baseOffset: base, recordCount: Int32(records.count), appendTimeMillis: 1, bytes: bytes[...])
+        }
+        let input = [try batch(0, producer: 7, sequence: 0, [("k", "a")]), try batch(1, producer: 7, sequence: 1, [("k", "b")]),
+                     try batch(2, producer: 8, sequence: 0, [("k", "c")]), try batch(3, producer: 8, sequence: 1, [("j", "d")])]
+        let r = try KeyCleaner.clean(input, nowMillis: 1, deleteRetentionMillis: 0)
+        #expect(r.batches.map(\.baseOffset) == [1, 2, 3], "batches \(r.batches.map(\.baseOffset))")
+        let kept = try RecordBatch(unverified: r.batches[0].bytes)
+        #expect(kept.header.recordCount == 0 && kept.header.producerId == 7 && kept.header.baseSequence == 1)
+        #expect(try contents(r.batches).map { "\($0.0):\($0.1!)" } == ["2:k", "3:j"])
+    }
+}
+
 @Suite struct KeyCompactorPlanTests {
     func state(_ ranges: [(Int64, Int64, UInt64, Int64)], cleanedEnd: Int64) -> KeyCleaningState {
         KeyCleaningState(epoch: 1, startOffset: 0, ranges: ranges.map {

@@ -19,7 +19,9 @@ import StreamStorage
 /// - Batches keep their base offset and `lastOffsetDelta` (offsets are preserved; removed
 ///   records leave gaps). A batch with every record kept and nothing to change keeps its bytes;
 ///   a rewritten batch gets a recomputed CRC32C; a batch with no record left is dropped, except
-///   the prefix's last batch, kept empty (as Kafka keeps empty batches): a consumer positioned
+///   the last batch of each idempotent producer (its sequence numbers, read back when the
+///   producer state is rebuilt after a restart, must not go back) and the prefix's last batch,
+///   kept empty (as Kafka keeps empty batches): a consumer positioned
 ///   after the last record kept then still gets a batch that moves it to the prefix's end (the
 ///   high watermark, when no newer data follows), instead of empty fetches forever.
 ///   Snappy, lz4 and zstd batches that must be rewritten are recompressed with gzip (this
@@ -40,8 +42,10 @@ enum KeyCleaner {
         var decoded: [[Record]?] = []
         decoded.reserveCapacity(input.count)
         var newest: [ArraySlice<UInt8>: Int64] = [:]
-        for stored in input {
+        var lastOfProducer: [Int64: Int] = [:]
+        for (i, stored) in input.enumerated() {
             let batch = try RecordBatch(unverified: stored.bytes)
+            if batch.header.producerId >= 0 { lastOfProducer[batch.header.producerId] = i }
             if batch.isControlBatch {
                 decoded.append(nil)
                 continue
@@ -82,7 +86,7 @@ enum KeyCleaner {
                 out.append(stored)
                 continue
             }
-            if kept.isEmpty && i != input.count - 1 { continue }
+            if kept.isEmpty && i != input.count - 1 && lastOfProducer[h.producerId] != i { continue }
             let bytes = try rebuild(batch, baseOffset: stored.baseOffset, records: kept, deleteHorizon: horizon)
             out.append(StoredBatch(baseOffset: stored.baseOffset, recordCount: stored.recordCount,
                                    appendTimeMillis: stored.appendTimeMillis, bytes: bytes[...]))
