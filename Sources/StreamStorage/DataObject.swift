@@ -36,8 +36,16 @@ public struct DataBlockEntry: Sendable, Equatable {
 /// ```
 /// Invariants: within one stream, blocks appear in offset order and are contiguous
 /// (`entry[i].endOffset == entry[i+1].startOffset`) for each run added to the builder.
+///
+/// Version 2 (written only by key compaction, `DataObjectBuilder(allowGaps: true)`) is the same
+/// layout, but a run's batches may leave gaps between them (offsets only increase): key
+/// compaction drops whole batches and keeps the others at their offsets. Blocks and batches
+/// still start at their entry's start offset and end at its end offset. Version 1 readers
+/// refuse version 2 objects ("unsupported version") instead of misreading them.
 public enum DataObjectFormat {
     static let version: UInt8 = 1
+    /// The version of objects whose runs may have gaps (key compaction's outputs).
+    static let gappedVersion: UInt8 = 2
     static let headerSize = 13
     public static let footerSize = 24
 
@@ -54,7 +62,7 @@ public enum DataObjectFormat {
             return (p, l, c, v, try r.readUInt32())
         }
         guard magic == Magic.dataObject else { throw .corrupt(what: "data object footer", key: key, detail: "bad magic \(magic)") }
-        guard version == Self.version else { throw .corrupt(what: "data object footer", key: key, detail: "unsupported version \(version)") }
+        guard version == Self.version || version == Self.gappedVersion else { throw .corrupt(what: "data object footer", key: key, detail: "unsupported version \(version)") }
         return (position, length, crc)
     }
 
@@ -125,7 +133,8 @@ public enum DataObjectFormat {
                 let length = Int(try r.readUInt32())
                 return StoredBatch(baseOffset: base, recordCount: count, appendTimeMillis: time, bytes: try r.readSlice(length))
             }
-            guard batch.baseOffset == next, batch.recordCount > 0 else {
+            // Gaps (a batch starting beyond the previous one's end) come from key compaction.
+            guard batch.baseOffset == next || (!batches.isEmpty && batch.baseOffset > next), batch.recordCount > 0 else {
                 throw .corrupt(what: "data block of stream \(entry.streamID)", key: key,
                                detail: "batch at \(batch.baseOffset) (count \(batch.recordCount)) where \(next) was expected")
             }
@@ -145,15 +154,19 @@ public enum DataObjectFormat {
 public struct DataObjectBuilder: Sendable {
     public let objectID: UInt64
     public let blockBytes: Int
+    /// Whether a run's batches may leave offset gaps (key compaction); such objects are
+    /// written as format version 2.
+    public let allowGaps: Bool
     private var writer: ByteWriter
     public private(set) var index: [DataBlockEntry] = []
 
-    public init(objectID: UInt64, blockBytes: Int = 512 * 1024, capacity: Int = 1 << 20) {
+    public init(objectID: UInt64, blockBytes: Int = 512 * 1024, capacity: Int = 1 << 20, allowGaps: Bool = false) {
         self.objectID = objectID
         self.blockBytes = max(1, blockBytes)
+        self.allowGaps = allowGaps
         writer = ByteWriter(capacity: capacity)
         writer.writeUInt32(Magic.dataObject)
-        writer.writeUInt8(DataObjectFormat.version)
+        writer.writeUInt8(allowGaps ? DataObjectFormat.gappedVersion : DataObjectFormat.version)
         writer.writeUInt64(objectID)
     }
 
@@ -184,7 +197,8 @@ public struct DataObjectBuilder: Sendable {
         return total
     }
 
-    /// Appends a run of one stream's batches; they must be contiguous in offset order.
+    /// Appends a run of one stream's batches; they must be contiguous in offset order (with
+    /// `allowGaps`, increasing: a batch may start beyond the previous one's end).
     public mutating func add(stream: StreamID, batches: some Collection<StoredBatch>) {
         var blockStart = writer.count
         var first: Int64? = nil
@@ -200,7 +214,7 @@ public struct DataObjectBuilder: Sendable {
         }
         for batch in batches {
             if let e = expected {
-                precondition(batch.baseOffset == e, "DataObjectBuilder: stream \(stream) run not contiguous at \(batch.baseOffset), expected \(e)")
+                precondition(batch.baseOffset == e || (allowGaps && batch.baseOffset > e), "DataObjectBuilder: stream \(stream) run not contiguous at \(batch.baseOffset), expected \(e)")
             }
             expected = batch.endOffset
             if first == nil { first = batch.baseOffset }
@@ -239,7 +253,7 @@ public struct DataObjectBuilder: Sendable {
         writer.writeUInt64(UInt64(indexPosition))
         writer.writeUInt32(UInt32(indexLength))
         writer.writeUInt32(crc)
-        writer.writeUInt8(DataObjectFormat.version)
+        writer.writeUInt8(allowGaps ? DataObjectFormat.gappedVersion : DataObjectFormat.version)
         writer.writeUInt8(0)
         writer.writeUInt8(0)
         writer.writeUInt8(0)

@@ -223,6 +223,39 @@ public struct Manifest: Sendable, Equatable {
         collectUnreferenced(nowMillis: nowMillis, graceMillis: graceMillis)
     }
 
+    /// Key compaction's commit: replaces stream `id`'s ranges from its first one through the
+    /// one ending at `ranges.last.endOffset` by `ranges`, all in the prepared object `info` (its
+    /// level is `CompactionPolicy.keyCleanedLevel`). Fenced by `epoch` (only the partition's
+    /// owner rewrites it). The new ranges must cover exactly what they replace, so offsets, the
+    /// stream's start and its end are unchanged. Replaced objects left without ranges are
+    /// scheduled for deletion. Idempotent: a retry of a commit that landed is a no-op. Throws a
+    /// conflict (changing nothing) if the stream's ranges changed meanwhile (a retention trim,
+    /// an object compaction that moved the boundary): the caller retries at its next round.
+    mutating func commitRewrite(_ id: StreamID, epoch: UInt64, object info: DataObjectInfo, ranges new: [ObjectRange],
+                                nowMillis: Int64, graceMillis: Int64) throws(StreamStorageError) {
+        guard var stream = streams[id] else { throw .unknownStream(stream: id) }
+        guard epoch == stream.epoch else { throw .fenced(stream: id, epoch: epoch, currentEpoch: stream.epoch) }
+        if objects[info.objectID] != nil { return }
+        guard prepared[info.objectID] != nil else {
+            throw .metadataConflict(detail: "key compaction output object \(info.objectID) is not prepared")
+        }
+        guard let first = new.first, let last = new.last, new.allSatisfy({ $0.objectID == info.objectID }) else {
+            throw .invalidArgument("key compaction of stream \(id) commits no ranges of object \(info.objectID)")
+        }
+        for i in 1..<max(1, new.count) where new[i - 1].endOffset != new[i].startOffset {
+            throw .invalidArgument("key compaction of stream \(id) leaves a hole at \(new[i - 1].endOffset)")
+        }
+        guard let old = stream.ranges.first, old.startOffset == first.startOffset,
+              let k = stream.ranges.firstIndex(where: { $0.endOffset == last.endOffset }) else {
+            throw .metadataConflict(detail: "key compaction of stream \(id) no longer matches its ranges (\(first.startOffset)..<\(last.endOffset))")
+        }
+        stream.ranges.replaceSubrange(0...k, with: new)
+        streams[id] = stream
+        prepared[info.objectID] = nil
+        objects[info.objectID] = info
+        collectUnreferenced(nowMillis: nowMillis, graceMillis: graceMillis)
+    }
+
     /// Moves a stream's start forward (never backward). Objects left without live ranges are
     /// scheduled for deletion.
     mutating func trim(_ id: StreamID, epoch: UInt64, to offset: Int64, nowMillis: Int64, graceMillis: Int64) throws(StreamStorageError) {

@@ -22,6 +22,9 @@ public protocol StreamMetadataStore: Sendable {
     func commitUpload(objectID: UInt64, size: UInt64, ranges: [CommitRange]) async throws -> [StreamID]
     /// Swaps compaction inputs for outputs atomically, or fails leaving everything unchanged.
     func commitCompaction(inputs: [UInt64], outputs: [(DataObjectInfo, [(StreamID, ObjectRange)])]) async throws
+    /// Key compaction's commit (see `Manifest.commitRewrite`): replaces the stream's ranges from
+    /// its first through `ranges.last.endOffset` by `ranges` of the new object `info`.
+    func commitRewrite(_ id: StreamID, epoch: UInt64, object info: DataObjectInfo, ranges: [ObjectRange]) async throws
     /// Moves a stream's start offset forward.
     func trim(_ id: StreamID, epoch: UInt64, to offset: Int64) async throws
     /// Forgets objects the caller deleted (they were listed by `Manifest.dueGarbage`).
@@ -167,6 +170,13 @@ public actor BucketMetadataStore: StreamMetadataStore {
             // A retry of a commit that landed: every output is already committed.
             if !outputs.isEmpty && outputs.allSatisfy({ m.objects[$0.0.objectID] != nil }) { return }
             try m.commitCompaction(inputs: inputs, outputs: outputs, nowMillis: now, graceMillis: grace)
+        }
+    }
+
+    public func commitRewrite(_ id: StreamID, epoch: UInt64, object info: DataObjectInfo, ranges: [ObjectRange]) async throws {
+        let grace = graceMillis
+        try await update { m, now in
+            try m.commitRewrite(id, epoch: epoch, object: info, ranges: ranges, nowMillis: now, graceMillis: grace)
         }
     }
 

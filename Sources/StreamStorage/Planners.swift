@@ -23,6 +23,11 @@ public struct CompactionPolicy: Sendable, Equatable {
         self.minMergeInputs = max(2, minMergeInputs)
     }
 
+    /// The level of key compaction's outputs (`StreamStore.rewrite`): above every `maxLevel`,
+    /// so object compaction never takes them as inputs, and it marks the stream's cleaned
+    /// prefix in the manifest (the ranges from the start held by such objects).
+    public static let keyCleanedLevel: UInt8 = 200
+
     /// Compaction off: nothing is ever a candidate.
     public static let disabled = CompactionPolicy(maxLevel: 0)
 }

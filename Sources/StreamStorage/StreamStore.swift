@@ -366,8 +366,13 @@ public final class StreamStore: Sendable {
         }
     }
 
-    func read(_ id: StreamID, from offset: Int64, maxBytes: Int) async throws -> [StoredBatch] {
-        for attempt in 0..<2 {
+    func read(_ id: StreamID, from requested: Int64, maxBytes: Int) async throws -> [StoredBatch] {
+        var offset = requested
+        var attempt = 0
+        // Key compaction leaves gaps: an offset in a gap reads the next batch kept; an offset in
+        // a gap at the end of a range continues at the next range (each range keeps at least one
+        // batch, but its last batches may be gone).
+        for _ in 0..<64 {
             // A failed store still serves what was acknowledged (cache and objects): reads of a
             // partition keep working while its writes fail, until the broker reopens the storage.
             let snap = try core.withLock { c throws -> (StreamState, [StoredBatch]?, Int64?, UInt64?) in
@@ -387,15 +392,21 @@ public final class StreamStore: Sendable {
                                                  detail: "offset \(offset) is neither cached nor in a committed object")
             }
             do {
-                return try await reader.read(id, range: range, size: size, from: offset,
-                                             below: min(cacheFirst ?? st.durableEnd, st.durableEnd), maxBytes: maxBytes)
+                let batches = try await reader.read(id, range: range, size: size, from: offset,
+                                                    below: min(cacheFirst ?? st.durableEnd, st.durableEnd), maxBytes: maxBytes)
+                if batches.isEmpty && offset < range.endOffset {
+                    offset = range.endOffset
+                    continue
+                }
+                return batches
             } catch ObjectStoreError.notFound where attempt == 0 {
                 // Compacted and deleted meanwhile (maybe by another broker): refresh the ranges
                 // from the newest metadata and try once more.
+                attempt += 1
                 refresh(try await metadata.latest())
             }
         }
-        throw StreamStorageError.corrupt(what: "stream metadata", key: "stream \(id)", detail: "object for offset \(offset) vanished twice")
+        throw StreamStorageError.corrupt(what: "stream metadata", key: "stream \(id)", detail: "no batch found from offset \(requested) (objects vanished or too many empty ranges)")
     }
 
     func trim(_ id: StreamID, epoch: UInt64, to offset: Int64) async throws {
@@ -569,6 +580,97 @@ public final class StreamStore: Sendable {
         return done
     }
 
+    // MARK: key compaction
+
+    /// The committed ranges of `id` and where its cleaned prefix ends: the end of the ranges
+    /// from the front held by key compaction's outputs (`CompactionPolicy.keyCleanedLevel`), or
+    /// the first range's start when none is. Everything committed from there on is "dirty".
+    func cleaningState(_ id: StreamID) async throws -> KeyCleaningState {
+        let m = try await metadata.snapshot()
+        guard let meta = m.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
+        var cleanedEnd = meta.ranges.first?.startOffset ?? meta.startOffset
+        for r in meta.ranges {
+            guard m.objects[r.objectID]?.level == CompactionPolicy.keyCleanedLevel else { break }
+            cleanedEnd = r.endOffset
+        }
+        return KeyCleaningState(epoch: meta.epoch, startOffset: meta.startOffset, ranges: meta.ranges, cleanedEnd: cleanedEnd)
+    }
+
+    /// Key compaction of `id`'s committed prefix: reads every batch of the ranges from the first
+    /// through the one ending at `end` (a range boundary, so the WAL's and cache's newer data is
+    /// never touched), passes them to `transform`, and, unless it returns them unchanged,
+    /// writes its result as one new object (level `keyCleanedLevel`, gaps allowed) and swaps it
+    /// in with one fenced `commitRewrite`. Offsets are kept: the result's batches keep their base
+    /// offsets and must be increasing, inside the prefix, and non-empty. Replaced objects are
+    /// deleted only after the commit and the grace period (a crash mid-way loses nothing).
+    /// Returns nil when nothing was written.
+    func rewrite(_ id: StreamID, epoch: UInt64, through end: Int64,
+                 transform: @Sendable ([StoredBatch]) throws -> [StoredBatch]) async throws -> KeyRewriteOutcome? {
+        try await maintainer.serialized { try await self.rewriteSerialized(id, epoch: epoch, through: end, transform: transform) }
+    }
+
+    private func rewriteSerialized(_ id: StreamID, epoch: UInt64, through end: Int64,
+                                   transform: @Sendable ([StoredBatch]) throws -> [StoredBatch]) async throws -> KeyRewriteOutcome? {
+        let m = try await metadata.snapshot()
+        guard let meta = m.streams[id] else { throw StreamStorageError.unknownStream(stream: id) }
+        guard meta.epoch == epoch else { throw StreamStorageError.fenced(stream: id, epoch: epoch, currentEpoch: meta.epoch) }
+        guard let k = meta.ranges.firstIndex(where: { $0.endOffset == end }) else {
+            throw StreamStorageError.metadataConflict(detail: "stream \(id): \(end) is not the end of a committed range")
+        }
+        let replaced = Array(meta.ranges[0...k])
+        var input: [StoredBatch] = []
+        var readBytes = 0
+        for r in replaced {
+            guard let size = m.objects[r.objectID]?.size else {
+                throw StreamStorageError.metadataConflict(detail: "stream \(id): object \(r.objectID) is not committed")
+            }
+            var offset = r.startOffset
+            while offset < r.endOffset {
+                let batches = try await reader.read(id, range: r, size: size, from: offset, below: r.endOffset, maxBytes: 4 << 20)
+                guard let last = batches.last else { break }
+                for b in batches where b.endOffset > meta.startOffset && b.baseOffset >= offset { input.append(b) }
+                readBytes += batches.reduce(0) { $0 + $1.bytes.count }
+                offset = last.endOffset
+            }
+        }
+        let output = try transform(input)
+        let unchanged = output.count == input.count && zip(output, input).allSatisfy { $0.baseOffset == $1.baseOffset && $0.bytes == $1.bytes }
+        if unchanged && replaced.allSatisfy({ m.objects[$0.objectID]?.level == CompactionPolicy.keyCleanedLevel }) {
+            return KeyRewriteOutcome(readBytes: readBytes, writtenBytes: 0, committed: false)
+        }
+        guard let first = output.first else {
+            throw StreamStorageError.invalidArgument("key compaction of stream \(id) would leave no batch in \(replaced[0].startOffset)..<\(end)")
+        }
+        var expected = replaced[0].startOffset
+        for b in output {
+            guard b.baseOffset >= expected, b.recordCount > 0 else {
+                throw StreamStorageError.invalidArgument("key compaction of stream \(id): batch at \(b.baseOffset) overlaps or is out of order")
+            }
+            expected = b.endOffset
+        }
+        guard expected <= end else {
+            throw StreamStorageError.invalidArgument("key compaction of stream \(id): batch ends at \(expected), beyond \(end)")
+        }
+        let objectID = try await metadata.prepareObject()
+        var builder = DataObjectBuilder(objectID: objectID, blockBytes: config.blockBytes,
+                                        capacity: DataObjectBuilder.capacity(runs: [output.map(\.bytes.count)], blockBytes: config.blockBytes),
+                                        allowGaps: true)
+        builder.add(stream: id, batches: output)
+        let bytes = builder.finish()
+        let range = ObjectRange(objectID: objectID, startOffset: min(replaced[0].startOffset, first.baseOffset), endOffset: end,
+                                bytes: UInt64(output.reduce(0) { $0 + $1.bytes.count }),
+                                maxAppendTimeMillis: output.map(\.appendTimeMillis).max()!)
+        _ = try await objects.put(ObjectReader.key(config.dataPrefix, objectID), bytes, condition: .none)
+        // If the commit fails the object is left for garbage collection (its prepare expires).
+        try await metadata.commitRewrite(id, epoch: epoch, object: DataObjectInfo(
+            objectID: objectID, size: UInt64(bytes.count), streamCount: 1, createdMillis: nowMillis, level: CompactionPolicy.keyCleanedLevel),
+            ranges: [range])
+        // The cache may still hold the uncleaned batches below `end`: readers go to the new object.
+        core.withLock { $0.cache.trim(id, below: end) }
+        refresh(try await metadata.snapshot())
+        return KeyRewriteOutcome(readBytes: readBytes, writtenBytes: bytes.count, committed: true)
+    }
+
     /// Trims streams by `policy` (whole objects only) and schedules unreferenced objects for deletion.
     public func applyRetention(_ policy: RetentionPolicy) async throws {
         try await maintainer.serialized {
@@ -718,7 +820,7 @@ struct Instruments: Sendable {
         }
         registry.gauge("floe_stream_live_bytes", help: "Batch bytes of committed stream ranges (what retention keeps).").set(Double(live))
         registry.gauge("floe_stream_object_bytes", help: "Bytes of committed data objects.").set(Double(objectBytes))
-        for level in 0...max(3, Int(byLevel.keys.max() ?? 0)) {
+        for level in Set(Array(0...3) + byLevel.keys.map(Int.init)).sorted() {
             registry.gauge("floe_stream_objects", help: "Committed data objects, by compaction level (0: uploads).",
                            labels: ["level": String(level)]).set(Double(byLevel[UInt8(level)] ?? 0))
         }
@@ -796,6 +898,17 @@ public final class Stream: Sendable {
         try await store.applyRetention(id, epoch: epoch, policy: policy)
     }
 
+    /// The committed ranges and the cleaned prefix, for key compaction.
+    public func cleaningState() async throws -> KeyCleaningState {
+        try await store.cleaningState(id)
+    }
+
+    /// Key compaction of the committed prefix ending at `end` (a range end): see
+    /// `StreamStore.rewrite`. Fenced by this handle's epoch.
+    public func rewrite(through end: Int64, transform: @escaping @Sendable ([StoredBatch]) throws -> [StoredBatch]) async throws -> KeyRewriteOutcome? {
+        try await store.rewrite(id, epoch: epoch, through: end, transform: transform)
+    }
+
     /// The offset the next append gets (appends not yet durable included).
     public var nextOffset: Int64 { store.nextOffset(id) }
 
@@ -817,6 +930,34 @@ public final class Stream: Sendable {
     public func close() async throws {
         try await store.closeStream(id, epoch: epoch)
     }
+}
+
+/// What key compaction needs to know of a stream: its committed ranges and where the cleaned
+/// prefix ends (see `Stream.cleaningState()`).
+public struct KeyCleaningState: Sendable, Equatable {
+    public var epoch: UInt64
+    public var startOffset: Int64
+    public var ranges: [ObjectRange]
+    /// End of the ranges from the front that key compaction wrote (first range's start if none).
+    public var cleanedEnd: Int64
+    /// Committed bytes in the cleaned prefix and after it.
+    public var cleanBytes: UInt64 { ranges.filter { $0.endOffset <= cleanedEnd }.reduce(0) { $0 + $1.bytes } }
+    public var dirtyBytes: UInt64 { ranges.filter { $0.endOffset > cleanedEnd }.reduce(0) { $0 + $1.bytes } }
+
+    public init(epoch: UInt64, startOffset: Int64, ranges: [ObjectRange], cleanedEnd: Int64) {
+        self.epoch = epoch
+        self.startOffset = startOffset
+        self.ranges = ranges
+        self.cleanedEnd = cleanedEnd
+    }
+}
+
+/// The result of one `Stream.rewrite(through:transform:)`.
+public struct KeyRewriteOutcome: Sendable, Equatable {
+    public var readBytes: Int
+    public var writtenBytes: Int
+    /// False when the transform changed nothing on an already cleaned prefix (nothing written).
+    public var committed: Bool
 }
 
 /// Runs operations one at a time (FIFO): one instance for uploads, one for compaction,

@@ -293,6 +293,7 @@ public final class Broker: Sendable {
             "start.ms": String(format: "%.1f", took.secondsDouble * 1000)])
         let snapshotEvery = Duration.milliseconds(Int64(max(100, try core.config.int("producer.snapshot.interval.ms"))))
         let retentionEvery = Duration.milliseconds(Int64(max(100, try core.config.int("retention.check.interval.ms"))))
+        let cleanerEnabled = (try? core.config.bool("log.cleaner.enable")) ?? true
         let storage = self.storage
         let core = self.core
         let groups = self.groups
@@ -327,6 +328,17 @@ public final class Broker: Sendable {
             group.addTask {
                 await Self.every(retentionEvery, logger, "retention") {
                     try await core.partitions.applyRetention(nowMillis: wallMillis(), brokerConfig: core.config)
+                }
+            }
+            if cleanerEnabled {
+                let keyCompactor = KeyCompactor(metrics: core.metrics)
+                group.addTask {
+                    // log.cleaner.backoff.ms is dynamic (AlterConfigs on the broker): read each round.
+                    while !Task.isCancelled {
+                        let every = max(10, Int64(core.brokerProperty("log.cleaner.backoff.ms") ?? "") ?? 15_000)
+                        do { try await Task.sleep(for: .milliseconds(every)) } catch { return }
+                        await core.partitions.cleanKeys(with: keyCompactor, nowMillis: wallMillis(), brokerConfig: core.config)
+                    }
                 }
             }
             if let externalServer { group.addTask { await externalServer.run() } }

@@ -41,6 +41,11 @@ public struct ProduceHandler: ApiHandler {
             let maxBytes = topic.map {
                 Int(core.config.topicConfig("max.message.bytes", explicit: $0.configs, dynamic: core.registry.dynamicBrokerConfigs)?.value ?? "") ?? 1_048_588
             } ?? 0
+            // Key compaction needs a key on every record (Kafka refuses keyless records).
+            let compacted = topic.map {
+                PartitionSet.isCompacted(["cleanup.policy": core.config.topicConfig("cleanup.policy", explicit: $0.configs,
+                                                                                    dynamic: core.registry.dynamicBrokerConfigs)?.value ?? "delete"])
+            } ?? false
             for p in t.partitionData {
                 if acks != 0 && acks != 1 && acks != -1 {
                     slots.append(.done(Self.error(p.index, .invalidRequiredAcks, "acks must be 0, 1 or -1 (all), not \(acks)")))
@@ -69,7 +74,7 @@ public struct ProduceHandler: ApiHandler {
                     slots.append(.done(Self.error(p.index, code, "partition \(t.name)-\(p.index): \(error)")))
                     continue
                 }
-                switch Self.batches(p.records, maxBytes: maxBytes, name: "\(t.name)-\(p.index)") {
+                switch Self.batches(p.records, maxBytes: maxBytes, name: "\(t.name)-\(p.index)", compacted: compacted) {
                 case let .failure(e):
                     let code = e.code == .invalidRecord && context.apiVersion < 8 && e.legacy ? KafkaErrorCode.unsupportedForMessageFormat : e.code
                     slots.append(.done(Self.error(p.index, code, e.message)))
@@ -185,7 +190,7 @@ public struct ProduceHandler: ApiHandler {
     }
 
     /// The batches of a partition's `records`, each validated, or the first problem.
-    static func batches(_ records: ArraySlice<UInt8>?, maxBytes: Int, name: String) -> Result<[RecordBatch], BatchProblem> {
+    static func batches(_ records: ArraySlice<UInt8>?, maxBytes: Int, name: String, compacted: Bool = false) -> Result<[RecordBatch], BatchProblem> {
         guard let records, !records.isEmpty else {
             return .failure(BatchProblem(code: .invalidRecord, message: "no records for \(name)"))
         }
@@ -203,6 +208,7 @@ public struct ProduceHandler: ApiHandler {
                 if batch.header.recordCount <= 0 {
                     return .failure(BatchProblem(code: .invalidRecord, message: "record batch with \(batch.header.recordCount) records for \(name)"))
                 }
+                if compacted, let problem = keylessProblem(batch, name: name) { return .failure(problem) }
                 out.append(batch)
             }
         } catch {
@@ -214,6 +220,21 @@ public struct ProduceHandler: ApiHandler {
             }
         }
         return .success(out)
+    }
+}
+
+extension ProduceHandler {
+    /// INVALID_RECORD for a batch with a record without a key, as Kafka answers for a topic with
+    /// `cleanup.policy=compact` (key compaction keeps the newest record per key).
+    static func keylessProblem(_ batch: RecordBatch, name: String) -> BatchProblem? {
+        let records: [Record]
+        do {
+            records = try batch.records()
+        } catch {
+            return BatchProblem(code: .corruptMessage, message: "\(error) (\(name))")
+        }
+        guard records.contains(where: { $0.key == nil }) else { return nil }
+        return BatchProblem(code: .invalidRecord, message: "Compacted topic cannot accept message without key in topic partition \(name).")
     }
 }
 

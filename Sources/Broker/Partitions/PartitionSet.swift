@@ -59,7 +59,7 @@ public final class PartitionSet: Sendable {
     }
 
     /// Whether `record` is being (or was) handed over by this broker at its current epoch.
-    private func isLeaving(_ record: PartitionRecord) -> Bool {
+    func isLeaving(_ record: PartitionRecord) -> Bool {
         leaving.withLock { $0[record.stream].map { record.leaderEpoch <= $0 } ?? false }
     }
 
