@@ -37,6 +37,7 @@ enum Screening: Sendable {
 /// | AlterPartitionReassignments / ListPartitionReassignments | ALTER / DESCRIBE cluster |
 /// | DescribeCluster | DESCRIBE cluster |
 /// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
+/// | AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, WriteTxnMarkers, DescribeTransactions, ListTransactions | see Authorization+Transactions.swift |
 /// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
 ///
 /// Other APIs (ApiVersions, SASL) need nothing.
@@ -321,6 +322,8 @@ struct AccessCheck: Sendable {
             return cluster(.clusterAction) ? .pass : .answer(.brokerHeartbeat(BrokerHeartbeatResponse(errorCode: Self.clusterDenied, isFenced: false)))
         case .stopReplica: return cluster(.clusterAction) ? .pass : Self.refuse(.stopReplica, Self.clusterDenied, version: version)
         case .updateMetadata: return cluster(.clusterAction) ? .pass : Self.refuse(.updateMetadata, Self.clusterDenied, version: version)
+        case .addPartitionsToTxn, .addOffsetsToTxn, .endTxn, .txnOffsetCommit, .writeTxnMarkers, .describeTransactions, .listTransactions:
+            return screenTransactions(request, version: version)
         case .allocateProducerIds:
             return cluster(.clusterAction) ? .pass : .answer(.allocateProducerIds(AllocateProducerIdsResponse(errorCode: Self.clusterDenied)))
         default:
