@@ -155,7 +155,8 @@ public struct ProduceHandler: ApiHandler {
         if acks == 0 {
             // As Kafka does: with acks=0 an error can only be signalled by closing the connection,
             // which makes the producer refresh its metadata and notice.
-            let failed = topics.contains { $0.1.contains { if case let .done(pr) = $0 { return pr.errorCode != 0 } else { return false } } }
+            // Transactional producers use acks=all: acks=0 with a transactional id is refused the same way.
+            let failed = r.transactionalId != nil || topics.contains { $0.1.contains { if case let .done(pr) = $0 { return pr.errorCode != 0 } else { return false } } }
             if failed { return .close }
             guard waits else { return .noResponse }
             return .deferred {
