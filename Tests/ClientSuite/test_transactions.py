@@ -209,11 +209,13 @@ def test_consume_transform_produce_exactly_once_across_sigkill(eos_broker, topic
         msgs = [m for m in consumer.consume(num_messages=25, timeout=1.0) if not m.error()]
         if not msgs:
             continue
+        print("TXN", done_txns, len(msgs), flush=True)
         try:
             producer.begin_transaction()
             for m in msgs:
                 producer.produce(dst, value=b"out-" + m.value(), partition=m.partition())
             positions = consumer.position(tps)
+            print("POS", positions, flush=True)
             producer.send_offsets_to_transaction(positions, consumer.consumer_group_metadata(), 30)
             producer.commit_transaction(30)
             done_txns += 1
