@@ -264,3 +264,39 @@ def test_consume_transform_produce_exactly_once_across_sigkill(eos_broker, topic
     assert not dupes and not missing and len(got) == INPUTS, (
         f"output holds {len(got)} records for {INPUTS} inputs: duplicated {dupes[:5]}, missing {missing[:5]} "
         f"({done_txns} transactions; failures: {failures[:5]})")
+
+
+def test_aiokafka_commit_abort_and_send_offsets(broker, topic_name):
+    """aiokafka 0.14 (older API versions: InitProducerId v0–1, EndTxn v0, TxnOffsetCommit v0):
+    a committed and an aborted transaction, the committed one carrying group offsets."""
+    import asyncio
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    create_topic(broker.bootstrap, topic_name, 2)
+    group = "aio-" + uuid.uuid4().hex[:6]
+
+    async def main():
+        p = AIOKafkaProducer(bootstrap_servers=broker.bootstrap, transactional_id="aio-" + uuid.uuid4().hex[:6])
+        await p.start()
+        try:
+            async with p.transaction():
+                for i in range(10):
+                    await p.send(topic_name, value=b"c%d" % i, partition=i % 2)
+                await p.send_offsets_to_transaction({TopicPartition(topic_name, 0): 7}, group)
+            await p.begin_transaction()
+            for i in range(10):
+                await p.send(topic_name, value=b"a%d" % i, partition=i % 2)
+            await p.abort_transaction()
+        finally:
+            await p.stop()
+        c = AIOKafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False)
+        await c.start()
+        try:
+            return await c.committed(TopicPartition(topic_name, 0))
+        finally:
+            await c.stop()
+
+    committed = asyncio.run(main())
+    assert committed == 7, f"the group's committed offset of partition 0 is {committed}, the committed transaction sent 7"
+    rc = consume_all(broker.bootstrap, topic_name, 2, 10, timeout=60, extra={"isolation.level": "read_committed"})
+    assert values(rc) == sorted("c%d" % i for i in range(10)), f"read_committed saw {values(rc)}"
