@@ -300,3 +300,37 @@ def test_aiokafka_commit_abort_and_send_offsets(broker, topic_name):
     assert committed == 7, f"the group's committed offset of partition 0 is {committed}, the committed transaction sent 7"
     rc = consume_all(broker.bootstrap, topic_name, 2, 10, timeout=60, extra={"isolation.level": "read_committed"})
     assert values(rc) == sorted("c%d" % i for i in range(10)), f"read_committed saw {values(rc)}"
+
+
+def test_pending_transactional_offsets_are_unstable_until_commit(broker, topic_name):
+    """OffsetFetch with require_stable (librdkafka's read_committed consumers) gets
+    UNSTABLE_OFFSET_COMMIT while a transaction holds offsets for the partition, and the
+    transaction's offset once it commits; read_uncommitted consumers see the old offset."""
+    from confluent_kafka import Consumer, KafkaException, TopicPartition
+    create_topic(broker.bootstrap, topic_name, 1)
+    group = "stable-" + uuid.uuid4().hex[:6]
+    tp = TopicPartition(topic_name, 0)
+    p = txn_producer(broker.bootstrap, "stable-" + uuid.uuid4().hex[:6])
+    p.init_transactions(30)
+    p.begin_transaction()
+    p.produce(topic_name, value=b"x", partition=0)
+    meta = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    p.send_offsets_to_transaction([TopicPartition(topic_name, 0, 42)], meta.consumer_group_metadata(), 30)
+    meta.close()
+
+    stable = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "isolation.level": "read_committed",
+                       "enable.auto.commit": False})
+    loose = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group, "isolation.level": "read_uncommitted",
+                      "enable.auto.commit": False})
+    try:
+        with pytest.raises(KafkaException) as raised:
+            stable.committed([tp], timeout=3)
+        assert "UNSTABLE" in str(raised.value).upper() or "TIMED_OUT" in str(raised.value).upper(), (
+            f"require_stable OffsetFetch during the transaction failed with {raised.value}, not UNSTABLE_OFFSET_COMMIT")
+        assert loose.committed([tp], timeout=10)[0].offset == -1001, "the pending offset must not be visible before the commit"
+        p.commit_transaction(30)
+        got = stable.committed([tp], timeout=10)[0].offset
+        assert got == 42, f"after the commit the group's offset is {got}, the transaction committed 42"
+    finally:
+        stable.close()
+        loose.close()

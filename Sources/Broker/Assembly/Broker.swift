@@ -207,7 +207,12 @@ public final class Broker: Sendable {
         let authenticator = SaslAuthenticator(settings: security.authenticator, credential: { user, mechanism in
             registry.scramCredential(user: user, mechanism: mechanism)
         }, metrics: metrics, logger: logger)
-        var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
+        // OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT while a transaction holds offsets.
+        let groupHandlers: [any ApiHandler] = (groups?.handlers ?? []).map { h in
+            guard h.apiKey == .offsetFetch, let offsets = core.txnMarkers.offsets else { return h }
+            return StableOffsetFetchHandler(inner: h, offsets: offsets)
+        }
+        var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + groupHandlers + extraHandlers(core)
             + Self.transactionHandlers(core, groups: groups)
             + authenticator.handlers
         let authorizer = try Self.authorizer(config)

@@ -41,6 +41,9 @@ public actor TxnOffsetStore {
     nonisolated let logger: Logger
     var busy: Set<String> = []
     var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
+    /// Pending partitions per group and producer, for groups read from the bucket since start
+    /// (OffsetFetch with require_stable). Kept in step by `add` and `complete`.
+    var pending: [String: [Int64: Set<TopicPartition>]] = [:]
 
     public init(store: any ObjectStore, prefix: String, groups: GroupCoordinator, logger: Logger) {
         self.store = store
@@ -101,16 +104,26 @@ public actor TxnOffsetStore {
             doc.merge(offsets)
             _ = try await store.put(k, try DocumentEnvelope.encode(doc, kind: .pendingTxnOffsets, version: PendingTxnOffsets.formatVersion),
                                     condition: .none)
+            if pending[group] != nil {
+                pending[group]![producerId] = Set(doc.offsets.map { TopicPartition($0.topic, $0.partition) })
+            }
         }
     }
 
     /// The transaction of `producerId` ended: its pending offsets for `group` are committed to
     /// the group (durably) or dropped, then forgotten. Idempotent (a retried marker finds none).
-    public func complete(group: String, producerId: Int64, commit: Bool) async throws {
+    public func complete(group: String, producerId: Int64, producerEpoch: Int16, commit: Bool) async throws {
         let k = key(group: group, producerId: producerId)
         try await locked(k) {
-            guard let doc = try await read(k) else { return }
-            if commit && !doc.offsets.isEmpty {
+            guard let doc = try await read(k) else {
+                pending[group]?[producerId] = nil
+                return
+            }
+            if commit && doc.producerEpoch != producerEpoch {
+                // Left by an older (fenced) producer of this id: never part of this transaction.
+                logger.warning("pending transactional offsets of an older producer epoch dropped", metadata: [
+                    "group.id": group, "producer.id": "\(producerId)", "epoch": "\(doc.producerEpoch)", "commit.epoch": "\(producerEpoch)"])
+            } else if commit && !doc.offsets.isEmpty {
                 let code = await groups.commitTransactional(groupId: group, offsets: doc.offsets)
                 if code != 0 {
                     throw TxnRefusal(KafkaErrorCode(rawValue: code) ?? .unknownServerError,
@@ -118,18 +131,25 @@ public actor TxnOffsetStore {
                 }
             }
             try await store.delete(k)
+            pending[group]?[producerId] = nil
         }
     }
 
     /// Partitions of `group` with offsets pending in some transaction (OffsetFetch with
-    /// require_stable answers UNSTABLE_OFFSET_COMMIT for them).
+    /// require_stable answers UNSTABLE_OFFSET_COMMIT for them). The first question about a
+    /// group reads its pending documents from the bucket; later ones are answered from memory.
     public func pendingPartitions(group: String) async throws -> Set<TopicPartition> {
-        let groupPrefix = String(key(group: group, producerId: 0).dropLast(1))
-        var out: Set<TopicPartition> = []
-        for o in try await store.listAll(prefix: groupPrefix) {
-            if let doc = try await read(o.key) { for p in doc.offsets { out.insert(TopicPartition(p.topic, p.partition)) } }
+        if pending[group] == nil {
+            let groupPrefix = String(key(group: group, producerId: 0).dropLast(1))
+            var found: [Int64: Set<TopicPartition>] = [:]
+            for o in try await store.listAll(prefix: groupPrefix) {
+                if let doc = try await read(o.key) {
+                    found[doc.producerId] = Set(doc.offsets.map { TopicPartition($0.topic, $0.partition) })
+                }
+            }
+            if pending[group] == nil { pending[group] = found }
         }
-        return out
+        return pending[group]!.values.reduce(into: Set<TopicPartition>()) { $0.formUnion($1) }
     }
 }
 
@@ -160,5 +180,64 @@ extension GroupCoordinator {
         if let code = await resident(groupId) { return code }
         guard generationId >= 0 || !memberId.isEmpty, groups[groupId] != nil else { return 0 }
         return groups[groupId]!.machine.validateCommit(memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, now: clock.now())
+    }
+}
+
+/// OffsetFetch with `require_stable` (v7+): partitions whose offsets a transaction has pending
+/// are answered UNSTABLE_OFFSET_COMMIT (the client retries until the transaction ends), as Kafka
+/// does. Wraps the group coordinator's OffsetFetch handler.
+struct StableOffsetFetchHandler: ApiHandler {
+    let inner: any ApiHandler
+    let offsets: TxnOffsetStore
+    var apiKey: ApiKey { inner.apiKey }
+    var versions: ClosedRange<Int16> { inner.versions }
+
+    func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
+        guard case let .offsetFetch(r) = request, context.apiVersion >= 7, r.requireStable else {
+            return await inner.handle(request, context: context)
+        }
+        let result = await inner.handle(request, context: context)
+        switch result {
+        case let .response(response): return .response(await mark(response, version: context.apiVersion, request: r))
+        case let .deferred(body):
+            return .deferred {
+                guard let response = await body() else { return nil }
+                return await mark(response, version: context.apiVersion, request: r)
+            }
+        default: return result
+        }
+    }
+
+    func mark(_ response: AnyResponse, version: Int16, request r: OffsetFetchRequest) async -> AnyResponse {
+        guard case var .offsetFetch(out) = response else { return response }
+        let unstable = KafkaErrorCode.unstableOffsetCommit.rawValue
+        func pendingSet(_ group: String) async -> Set<TopicPartition> {
+            do { return try await offsets.pendingPartitions(group: group) } catch { return [] }
+        }
+        if version >= 8 {
+            for gi in out.groups.indices {
+                let pending = await pendingSet(out.groups[gi].groupId)
+                guard !pending.isEmpty else { continue }
+                for ti in out.groups[gi].topics.indices {
+                    let name = out.groups[gi].topics[ti].name
+                    for pi in out.groups[gi].topics[ti].partitions.indices
+                    where pending.contains(TopicPartition(name, out.groups[gi].topics[ti].partitions[pi].partitionIndex)) {
+                        out.groups[gi].topics[ti].partitions[pi].errorCode = unstable
+                        out.groups[gi].topics[ti].partitions[pi].committedOffset = -1
+                    }
+                }
+            }
+        } else {
+            let pending = await pendingSet(r.groupId)
+            guard !pending.isEmpty else { return response }
+            for ti in out.topics.indices {
+                let name = out.topics[ti].name
+                for pi in out.topics[ti].partitions.indices where pending.contains(TopicPartition(name, out.topics[ti].partitions[pi].partitionIndex)) {
+                    out.topics[ti].partitions[pi].errorCode = unstable
+                    out.topics[ti].partitions[pi].committedOffset = -1
+                }
+            }
+        }
+        return .offsetFetch(out)
     }
 }

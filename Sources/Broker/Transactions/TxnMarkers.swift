@@ -70,7 +70,7 @@ public final class BrokerTxnMarkers: TxnMarkerSink {
 
     func completeGroup(_ group: String, _ plan: MarkerPlan) async throws {
         guard let offsets else { throw TxnRefusal(.coordinatorNotAvailable, "this broker has no group coordinator") }
-        try await offsets.complete(group: group, producerId: plan.producerId, commit: plan.commit)
+        try await offsets.complete(group: group, producerId: plan.producerId, producerEpoch: plan.producerEpoch, commit: plan.commit)
     }
 
     /// Appends the marker to a partition this broker owns and waits for its durability. Returns
