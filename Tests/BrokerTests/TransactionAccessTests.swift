@@ -12,6 +12,9 @@ struct TransactionAccessTests {
         Row(name: "AddPartitionsToTxn", request: .addPartitionsToTxn(AddPartitionsToTxnRequest(
                 v3AndBelowTransactionalId: "tx", v3AndBelowProducerId: 1, v3AndBelowProducerEpoch: 0, v3AndBelowTopics: [.init(name: "t", partitions: [0])])),
             version: 3, needs: [(.write, tx), (.write, t)], denied: .transactionalIdAuthorizationFailed),
+        Row(name: "AddPartitionsToTxn v4 (brokers)", request: .addPartitionsToTxn(AddPartitionsToTxnRequest(transactions: [.init(
+                transactionalId: "tx", producerId: 1, producerEpoch: 0, verifyOnly: true, topics: [.init(name: "t", partitions: [0])])])),
+            version: 4, needs: [(.clusterAction, cluster)], denied: .clusterAuthorizationFailed),
         Row(name: "AddOffsetsToTxn", request: .addOffsetsToTxn(AddOffsetsToTxnRequest(transactionalId: "tx", producerId: 1, producerEpoch: 0, groupId: "g")),
             version: 3, needs: [(.write, tx), (.read, g)], denied: .transactionalIdAuthorizationFailed),
         Row(name: "EndTxn", request: .endTxn(EndTxnRequest(transactionalId: "tx", producerId: 1, producerEpoch: 0, committed: true)),
@@ -79,10 +82,10 @@ struct TransactionAccessTests {
         let add = Self.rows[0]
         let (_, topicCodes) = Self.screen(AccessCheckTests.grants([(.write, Self.tx)]), add)
         #expect(topicCodes == [KafkaErrorCode.topicAuthorizationFailed.rawValue], "AddPartitionsToTxn without WRITE topic: \(topicCodes)")
-        let offsets = Self.rows[1]
+        let offsets = Self.rows[2]
         let (_, groupCodes) = Self.screen(AccessCheckTests.grants([(.write, Self.tx)]), offsets)
         #expect(groupCodes == [KafkaErrorCode.groupAuthorizationFailed.rawValue], "AddOffsetsToTxn without READ group: \(groupCodes)")
-        let commit = Self.rows[3]
+        let commit = Self.rows[4]
         let (_, commitCodes) = Self.screen(AccessCheckTests.grants([(.write, Self.tx), (.read, Self.g)]), commit)
         #expect(commitCodes == [KafkaErrorCode.topicAuthorizationFailed.rawValue], "TxnOffsetCommit without READ topic: \(commitCodes)")
     }

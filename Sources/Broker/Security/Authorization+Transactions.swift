@@ -4,7 +4,8 @@ import KafkaProtocol
 ///
 /// | API | needs | refused with |
 /// |---|---|---|
-/// | AddPartitionsToTxn | WRITE transactional id; WRITE each topic | TRANSACTIONAL_ID_AUTHORIZATION_FAILED on every partition; TOPIC_AUTHORIZATION_FAILED on denied topics, OPERATION_NOT_ATTEMPTED on the rest |
+/// | AddPartitionsToTxn v0–3 | WRITE transactional id; WRITE each topic | TRANSACTIONAL_ID_AUTHORIZATION_FAILED on every partition; TOPIC_AUTHORIZATION_FAILED on denied topics, OPERATION_NOT_ATTEMPTED on the rest |
+/// | AddPartitionsToTxn v4+ (brokers) | CLUSTER_ACTION cluster | CLUSTER_AUTHORIZATION_FAILED |
 /// | AddOffsetsToTxn | WRITE transactional id; READ group | TRANSACTIONAL_ID_AUTHORIZATION_FAILED / GROUP_AUTHORIZATION_FAILED |
 /// | EndTxn | WRITE transactional id | TRANSACTIONAL_ID_AUTHORIZATION_FAILED |
 /// | TxnOffsetCommit | WRITE transactional id; READ group; READ each topic | per partition: TRANSACTIONAL_ID_… / GROUP_… / TOPIC_AUTHORIZATION_FAILED |
@@ -17,7 +18,10 @@ extension AccessCheck {
     func screenTransactions(_ request: AnyRequest, version: Int16) -> Screening {
         switch request {
         case let .addPartitionsToTxn(r):
-            guard version <= 3 else { return .pass }  // not served (v4+); the handler is never reached
+            // v4+ is sent by brokers (verification, KIP-890): CLUSTER_ACTION, as Kafka requires.
+            guard version <= 3 else {
+                return cluster(.clusterAction) ? .pass : .answer(.addPartitionsToTxn(AddPartitionsToTxnResponse(errorCode: Self.clusterDenied)))
+            }
             func answer(_ code: (String) -> Int16) -> Screening {
                 var out = AddPartitionsToTxnResponse()
                 out.resultsByTopicV3AndBelow = r.v3AndBelowTopics.map { t in

@@ -7,6 +7,15 @@ import Support
 /// could not be written; the coordinator then keeps the transaction prepared and retries.
 public protocol TxnMarkerSink: Sendable {
     func write(_ plan: MarkerPlan, transactionalId: String) async throws
+    /// Asks the coordinator broker `node` (nil: none known) whether `partition` is in the open
+    /// transaction of `transactionalId` at this producer epoch: nil if it is, else the error.
+    func verifyRemote(transactionalId: String, producerId: Int64, producerEpoch: Int16, partition: TxnPartition, node: Int32?) async -> KafkaErrorCode?
+}
+
+extension TxnMarkerSink {
+    public func verifyRemote(transactionalId: String, producerId: Int64, producerEpoch: Int16, partition: TxnPartition, node: Int32?) async -> KafkaErrorCode? {
+        .coordinatorNotAvailable
+    }
 }
 
 /// The transaction coordinator of the transactional ids placed on this broker (placed like
@@ -247,12 +256,21 @@ public actor TransactionCoordinator {
         }
     }
 
-    /// ``verify`` when this broker coordinates `id`. When another broker does, the Produce is
-    /// let through (the KIP-890 broker-to-broker verification, AddPartitionsToTxn v4, is not
-    /// implemented yet; docs/transactions.md).
+    /// ``verify`` here when this broker coordinates `id`, else by AddPartitionsToTxn v4
+    /// (verifyOnly) to the broker that does (KIP-890). Coordinator errors and an unreachable
+    /// coordinator become NOT_ENOUGH_REPLICAS, retriable for the producer, as Kafka maps them.
     public func verifyProduce(transactionalId id: String, producerId: Int64, producerEpoch: Int16, partition: TxnPartition) async -> KafkaErrorCode? {
-        guard isCoordinator(of: id) else { return nil }
-        return await verify(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, partition: partition)
+        let code: KafkaErrorCode?
+        if isCoordinator(of: id) {
+            code = await verify(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, partition: partition)
+        } else {
+            code = await markers.verifyRemote(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, partition: partition,
+                                              node: placement.coordinator(for: id)?.nodeId)
+        }
+        switch code {
+        case .notCoordinator?, .coordinatorNotAvailable?, .coordinatorLoadInProgress?, .concurrentTransactions?: return .notEnoughReplicas
+        default: return code
+        }
     }
 
     public func describe(transactionalId id: String) async throws -> TransactionMetadata? {

@@ -14,17 +14,19 @@ func txnRefusal(_ error: any Error) -> TxnRefusal {
     return TxnRefusal(.unknownServerError, "\(error)")
 }
 
-/// AddPartitionsToTxn (API 24), versions 0–3 (the client's form; v4+ is the broker-to-broker
-/// batched/verify form of KIP-890, not served): adds partitions to the open transaction.
-/// Partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION and the others
-/// OPERATION_NOT_ATTEMPTED, as Kafka answers.
+/// AddPartitionsToTxn (API 24), versions 0–5. v0–3 (clients): adds partitions to the open
+/// transaction; partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION and the others
+/// OPERATION_NOT_ATTEMPTED, as Kafka answers. v4+ (brokers, KIP-890): batched by transactional
+/// id; `verifyOnly` asks whether each partition is in the id's open transaction at that
+/// producer epoch (a partition owner verifying a transactional Produce), answering per partition.
 public struct AddPartitionsToTxnHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.addPartitionsToTxn
-    public let versions: ClosedRange<Int16> = 0...3
+    public let versions: ClosedRange<Int16> = 0...5
 
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .addPartitionsToTxn(r) = request else { return .close }
+        if context.apiVersion >= 4 { return .response(.addPartitionsToTxn(await batched(r))) }
         var unknown: Set<TxnPartition> = []
         var all: [TxnPartition] = []
         for t in r.v3AndBelowTopics {
@@ -57,6 +59,38 @@ public struct AddPartitionsToTxnHandler: ApiHandler {
             let code = txnRefusal(error).code(version: context.apiVersion, fencedFrom: 2)
             return answer { _ in code }
         }
+    }
+}
+
+extension AddPartitionsToTxnHandler {
+    func batched(_ r: AddPartitionsToTxnRequest) async -> AddPartitionsToTxnResponse {
+        var response = AddPartitionsToTxnResponse()
+        for txn in r.transactions {
+            var topics: [AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] = []
+            if txn.verifyOnly {
+                for t in txn.topics {
+                    var results: [AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult] = []
+                    for p in t.partitions {
+                        let code = await core.transactions.verify(transactionalId: txn.transactionalId, producerId: txn.producerId,
+                                                                  producerEpoch: txn.producerEpoch, partition: TxnPartition(t.name, p))
+                        results.append(.init(partitionIndex: p, partitionErrorCode: code?.rawValue ?? 0))
+                    }
+                    topics.append(.init(name: t.name, resultsByPartition: results))
+                }
+            } else {
+                let all = txn.topics.flatMap { t in t.partitions.map { TxnPartition(t.name, $0) } }
+                var code: Int16 = 0
+                do {
+                    try await core.transactions.addPartitions(transactionalId: txn.transactionalId, producerId: txn.producerId,
+                                                              producerEpoch: txn.producerEpoch, partitions: all)
+                } catch {
+                    code = txnRefusal(error).code.rawValue
+                }
+                topics = txn.topics.map { t in .init(name: t.name, resultsByPartition: t.partitions.map { .init(partitionIndex: $0, partitionErrorCode: code) }) }
+            }
+            response.resultsByTransaction.append(.init(transactionalId: txn.transactionalId, topicResults: topics))
+        }
+        return response
     }
 }
 

@@ -104,6 +104,24 @@ public final class BrokerTxnMarkers: TxnMarkerSink {
         }
     }
 
+    /// AddPartitionsToTxn v4 with verifyOnly to the coordinator broker `node`.
+    public func verifyRemote(transactionalId: String, producerId: Int64, producerEpoch: Int16, partition: TxnPartition, node: Int32?) async -> KafkaErrorCode? {
+        guard let node, let b = registry.state.brokers[node], !b.fenced else { return .coordinatorNotAvailable }
+        let request = AddPartitionsToTxnRequest(transactions: [.init(transactionalId: transactionalId, producerId: producerId, producerEpoch: producerEpoch,
+                                                                     verifyOnly: true, topics: [.init(name: partition.topic, partitions: [partition.partition])])])
+        do {
+            let conn = try await member.pool.connection(host: b.host, port: Int(b.port))
+            let response = try await conn.send(request, version: 4, timeout: .seconds(10))
+            guard case let .addPartitionsToTxn(r) = response else { return .coordinatorNotAvailable }
+            if r.errorCode != 0 { return KafkaErrorCode(rawValue: r.errorCode) ?? .unknownServerError }
+            let code = r.resultsByTransaction.first?.topicResults.first?.resultsByPartition.first?.partitionErrorCode ?? KafkaErrorCode.coordinatorNotAvailable.rawValue
+            return code == 0 ? nil : (KafkaErrorCode(rawValue: code) ?? .unknownServerError)
+        } catch {
+            logger.debug("transaction verification with the coordinator failed", metadata: ["transactional.id": transactionalId, "broker": "\(node)", "error": "\(error)"])
+            return .coordinatorNotAvailable
+        }
+    }
+
     func sendRemote(owner: Int32, topics: [WriteTxnMarkersRequest.WritableTxnMarkerTopic], _ plan: MarkerPlan) async throws {
         guard let b = registry.state.brokers[owner], !b.fenced else {
             throw TxnRefusal(.coordinatorNotAvailable, "broker \(owner) owning transaction partitions is not available")
