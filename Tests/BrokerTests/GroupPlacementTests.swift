@@ -154,9 +154,10 @@ struct GroupPlacementTests {
         #expect(batch.coordinators.map(\.port) == [9001, 9002, -1])
         #expect(batch.coordinators.map(\.errorCode) == [0, 0, KafkaErrorCode.coordinatorNotAvailable.rawValue])
 
-        // Transactional ids are still coordinated here, whatever the group placement says.
-        let txn = try await requireResponse(wire.call(FindCoordinatorRequest(keyType: 1, coordinatorKeys: ["c"]), version: 4), as: FindCoordinatorResponse.self)
-        #expect(txn.coordinators.first?.nodeId == 1 && txn.coordinators.first?.host == "broker.local" && txn.coordinators.first?.errorCode == 0)
+        // Transactional ids are placed by the same placement (the transaction coordinator uses it).
+        let txn = try await requireResponse(wire.call(FindCoordinatorRequest(keyType: 1, coordinatorKeys: ["b", "c"]), version: 4), as: FindCoordinatorResponse.self)
+        #expect(txn.coordinators.map(\.nodeId) == [2, -1])
+        #expect(txn.coordinators.map(\.errorCode) == [0, KafkaErrorCode.coordinatorNotAvailable.rawValue])
 
         placement.move("c", to: 2)
         let moved = try await requireResponse(wire.call(FindCoordinatorRequest(key: "c"), version: 3), as: FindCoordinatorResponse.self)

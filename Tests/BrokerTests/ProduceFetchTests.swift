@@ -219,8 +219,13 @@ import Testing
         let r = try await requireResponse(h2.call(InitProducerIdHandler(core: h2.core), .initProducerId(InitProducerIdRequest()), version: 0), as: InitProducerIdResponse.self)
         #expect(!ids.contains(r.producerId))
         #expect(ids.count == 6)
-        let t = try await requireResponse(h.call(InitProducerIdHandler(core: h.core), .initProducerId(InitProducerIdRequest(transactionalId: "tx")), version: 4), as: InitProducerIdResponse.self)
-        #expect(t.errorCode == KafkaErrorCode.transactionalIdAuthorizationFailed.rawValue)
+        // A transactional id: a new producer id at epoch 0, then the epoch bumped on each init.
+        let t = try await requireResponse(h2.call(InitProducerIdHandler(core: h2.core), .initProducerId(InitProducerIdRequest(transactionalId: "tx", transactionTimeoutMs: 60_000)), version: 4), as: InitProducerIdResponse.self)
+        #expect(t.errorCode == 0 && t.producerEpoch == 0 && !ids.contains(t.producerId) && t.producerId != r.producerId)
+        let t2 = try await requireResponse(h2.call(InitProducerIdHandler(core: h2.core), .initProducerId(InitProducerIdRequest(transactionalId: "tx", transactionTimeoutMs: 60_000)), version: 4), as: InitProducerIdResponse.self)
+        #expect(t2.errorCode == 0 && t2.producerId == t.producerId && t2.producerEpoch == 1)
+        let bad = try await requireResponse(h2.call(InitProducerIdHandler(core: h2.core), .initProducerId(InitProducerIdRequest(transactionalId: "tx", transactionTimeoutMs: 900_001)), version: 4), as: InitProducerIdResponse.self)
+        #expect(bad.errorCode == KafkaErrorCode.invalidTransactionTimeout.rawValue)
     }
 
     @Test func retentionBySizeDropsOldBatches() async throws {

@@ -199,13 +199,21 @@ public final class Broker: Sendable {
                                                clock: RealClock(), topics: core, logger: logger, config: try config.groupConfig(),
                                                placement: ClusterGroupPlacement(registry: registry))
             member.onPlacementChange { await coordinator.placementChanged() }
+            core.txnMarkers.attach(offsets: TxnOffsetStore(store: store, prefix: settings.prefix + "txn-offsets/", groups: coordinator, logger: logger),
+                                   placement: coordinator.placement)
             // Groups are read from the bucket on first use, not all at start.
             groups = coordinator
         }
         let authenticator = SaslAuthenticator(settings: security.authenticator, credential: { user, mechanism in
             registry.scramCredential(user: user, mechanism: mechanism)
         }, metrics: metrics, logger: logger)
-        var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + (groups?.handlers ?? []) + extraHandlers(core)
+        // OffsetFetch with require_stable answers UNSTABLE_OFFSET_COMMIT while a transaction holds offsets.
+        let groupHandlers: [any ApiHandler] = (groups?.handlers ?? []).map { h in
+            guard h.apiKey == .offsetFetch, let offsets = core.txnMarkers.offsets else { return h }
+            return StableOffsetFetchHandler(inner: h, offsets: offsets)
+        }
+        var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + groupHandlers + extraHandlers(core)
+            + Self.transactionHandlers(core, groups: groups)
             + authenticator.handlers
         let authorizer = try Self.authorizer(config)
         authorizer.follow(registry.log)
@@ -266,6 +274,18 @@ public final class Broker: Sendable {
             allowEveryoneIfNoAclFound: try config.bool("allow.everyone.if.no.acl.found")))
     }
 
+    /// The transaction APIs (docs/transactions.md); TxnOffsetCommit only with a group coordinator.
+    static func transactionHandlers(_ core: BrokerCore, groups: GroupCoordinator?) -> [any ApiHandler] {
+        var handlers: [any ApiHandler] = [
+            AddPartitionsToTxnHandler(core: core), AddOffsetsToTxnHandler(core: core), EndTxnHandler(core: core),
+            WriteTxnMarkersHandler(markers: core.txnMarkers), DescribeTransactionsHandler(core: core), ListTransactionsHandler(core: core),
+        ]
+        if let groups, let offsets = core.txnMarkers.offsets {
+            handlers.append(TxnOffsetCommitHandler(groups: groups, offsets: offsets, core: core))
+        }
+        return handlers
+    }
+
     /// The APIs brokers use among themselves (registration, heartbeats, hand-overs, nudges).
     static func clusterHandlers(_ core: BrokerCore) -> [any ApiHandler] {
         [
@@ -318,6 +338,8 @@ public final class Broker: Sendable {
                 }
             }
             group.addTask { await core.member.run() }
+            let txnEvery = Duration.milliseconds(Int64(max(100, try core.config.int("transaction.abort.timed.out.transaction.cleanup.interval.ms"))))
+            group.addTask { await core.transactions.run(interval: txnEvery, rescanEvery: 3) }
             if let watcher = self.usersWatcher { group.addTask { await watcher.run() } }
             let limitedLogger = self.limitedLogger
             group.addTask {

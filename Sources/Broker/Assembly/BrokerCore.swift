@@ -19,6 +19,10 @@ public final class BrokerCore: Sendable {
     /// Fetches waiting for data (bounded by `max.parked.fetches` and
     /// `max.parked.fetches.per.connection`); a shutdown answers them at once.
     let parked: ParkedFetches
+    /// The transaction coordinator of the transactional ids placed on this broker.
+    public let transactions: TransactionCoordinator
+    /// Writes transaction markers (locally or on the partition's owner).
+    let txnMarkers: BrokerTxnMarkers
     private let advertised = Mutex<(host: String, port: Int32)>(("127.0.0.1", 9092))
 
     public init(config: BrokerConfig, nodeId: Int32, clusterId: String, registry: TopicRegistry, partitions: PartitionSet,
@@ -32,6 +36,13 @@ public final class BrokerCore: Sendable {
         self.producerIds = ProducerIdAllocator(registry: registry, member: member)
         self.metrics = metrics
         self.logger = logger
+        let markers = BrokerTxnMarkers(partitions: partitions, registry: registry, member: member, logger: logger)
+        txnMarkers = markers
+        let ids = producerIds
+        transactions = TransactionCoordinator(
+            nodeId: nodeId, store: partitions.store, prefix: partitions.prefix + "transactions/", placement: ClusterGroupPlacement(registry: registry),
+            maxTimeoutMs: Int32(clamping: Int(config["transaction.max.timeout.ms"] ?? "") ?? 900_000),
+            producerIds: { try await ids.next() }, markers: markers, logger: logger)
         // Validated at start-up (BrokerConfig.validate); the declared defaults otherwise.
         parked = ParkedFetches(maxTotal: Int(config["max.parked.fetches"] ?? "") ?? 10_000,
                                maxPerConnection: Int(config["max.parked.fetches.per.connection"] ?? "") ?? 16)

@@ -11,7 +11,7 @@ func clientHost(_ peer: String) -> String {
 
 /// FindCoordinator v0–v6: group keys (type 0) are answered from the coordinator's
 /// ``GroupPlacement`` (COORDINATOR_NOT_AVAILABLE while it names none); transactional ids
-/// (type 1) are coordinated by this broker. Version 4+ answers each of the batched keys;
+/// (type 1) from the same placement (the transaction coordinator uses it too). Version 4+ answers each of the batched keys;
 /// share-group keys (type 2) get INVALID_REQUEST.
 public struct FindCoordinatorHandler: ApiHandler {
     let coordinator: GroupCoordinator
@@ -30,8 +30,13 @@ public struct FindCoordinatorHandler: ApiHandler {
             let a = placement.address(of: found.nodeId, on: listener) ?? (found.host, found.port)
             return .success((found.nodeId, a.host, a.port))
         case 1:
-            let a = placement.address(of: coordinator.nodeId, on: listener) ?? (coordinator.host, coordinator.port)
-            return .success((coordinator.nodeId, a.host, a.port))
+            // Transactional ids are placed like groups (TransactionCoordinator uses the same placement).
+            guard let found = placement.coordinator(for: key) else {
+                return .failure(FindCoordinatorError(code: KafkaErrorCode.coordinatorNotAvailable.rawValue,
+                                                     message: "no coordinator available for transactional id"))
+            }
+            let a = placement.address(of: found.nodeId, on: listener) ?? (found.host, found.port)
+            return .success((found.nodeId, a.host, a.port))
         default:
             return .failure(FindCoordinatorError(code: KafkaErrorCode.invalidRequest.rawValue,
                                                  message: "unsupported coordinator key type \(keyType)"))

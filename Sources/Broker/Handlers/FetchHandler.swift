@@ -9,8 +9,9 @@ import KafkaProtocol
 /// progress). Base offsets and the leader epoch are stamped into the outgoing copy. The
 /// request waits (long poll) until `min_bytes` are available or `max_wait_ms` passes; a
 /// produce to a watched partition wakes it. Waiting Fetches are bounded (`ParkedFetches`) and
-/// cancelled when their connection closes (`.longPoll`). read_committed is served like read_uncommitted
-/// (there are no transactions, so the last stable offset is the high watermark).
+/// cancelled when their connection closes (`.longPoll`). read_committed (isolation level 1) stops
+/// at the last stable offset (the first offset of the oldest open transaction) and lists the
+/// aborted transactions overlapping the returned batches, so the consumer drops their records.
 public struct FetchHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.fetch
@@ -116,8 +117,11 @@ public struct FetchHandler: ApiHandler {
                 }
                 let log = partition.log
                 let start = log.startOffset, hw = log.endOffset
+                let lso = min(partition.lastStableOffset, hw)
+                // read_committed reads up to the last stable offset only.
+                let upper = r.isolationLevel == 1 ? lso : hw
                 pd.highWatermark = hw
-                pd.lastStableOffset = hw
+                pd.lastStableOffset = lso
                 pd.logStartOffset = start
                 if r.isolationLevel == 1 { pd.abortedTransactions = [] }
                 if fp.fetchOffset < start || fp.fetchOffset > hw {
@@ -126,9 +130,10 @@ public struct FetchHandler: ApiHandler {
                     continue
                 }
                 let limit = min(Int(max(fp.partitionMaxBytes, 0)), remaining)
-                if fp.fetchOffset < hw && (limit > 0 || total == 0) {
+                if fp.fetchOffset < upper && (limit > 0 || total == 0) {
                     do {
                         var batches = try await log.read(from: fp.fetchOffset, maxBytes: max(limit, 1))
+                        if upper < hw { batches.removeAll { $0.baseOffset >= upper } }
                         // Only the first partition with data may exceed the limits (one batch).
                         if total > 0, let b = batches.first, b.bytes.count > limit { batches = [] }
                         var size = 0
@@ -137,6 +142,11 @@ public struct FetchHandler: ApiHandler {
                             if !kept.isEmpty && size + b.bytes.count > limit { break }
                             kept.append(b)
                             size += b.bytes.count
+                        }
+                        if r.isolationLevel == 1, let last = kept.last {
+                            pd.abortedTransactions = partition.abortedTransactions(from: fp.fetchOffset, to: last.endOffset).map {
+                                .init(producerId: $0.producerId, firstOffset: $0.firstOffset)
+                            }
                         }
                         let records = Self.stamp(kept, leaderEpoch: partition.leaderEpoch)
                         pd.records = records[...]

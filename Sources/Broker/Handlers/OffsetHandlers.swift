@@ -42,7 +42,9 @@ public struct ListOffsetsHandler: ApiHandler {
                         continue
                     }
                     if context.apiVersion >= 4 { pr.leaderEpoch = p.leaderEpoch }
-                    let (offset, timestamp) = try await Self.lookup(p.log, timestamp: lp.timestamp)
+                    var (offset, timestamp) = try await Self.lookup(p.log, timestamp: lp.timestamp)
+                    // read_committed: the latest offset is the last stable offset.
+                    if r.isolationLevel == 1 && lp.timestamp == -1 { (offset, timestamp) = (p.lastStableOffset, -1) }
                     pr.offset = offset
                     pr.timestamp = timestamp
                 } catch {
@@ -183,10 +185,11 @@ public struct DeleteRecordsHandler: ApiHandler {
     }
 }
 
-/// InitProducerId (API 22), versions 0–5, for idempotent producers: a fresh producer id (unique
-/// for the bucket's lifetime) at epoch 0, as Kafka does when no transactional id is given.
-/// Transactional ids are refused with TRANSACTIONAL_ID_AUTHORIZATION_FAILED: transactions are
-/// not served.
+/// InitProducerId (API 22), versions 0–5. Without a transactional id (idempotent producers):
+/// a fresh producer id (unique for the bucket's lifetime) at epoch 0. With one: the transaction
+/// coordinator of the id answers (``TransactionCoordinator/initProducerId``): a new producer id
+/// on first use, else the epoch bumped (fencing the previous producer; its open transaction is
+/// aborted first). PRODUCER_FENCED is answered as INVALID_PRODUCER_EPOCH before v4.
 public struct InitProducerIdHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.initProducerId
@@ -196,8 +199,16 @@ public struct InitProducerIdHandler: ApiHandler {
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .initProducerId(r) = request else { return .close }
         if let tid = r.transactionalId {
-            core.logger.info("transactional producer refused", metadata: ["transactional.id": tid, "client": context.clientId ?? ""])
-            return .response(.initProducerId(InitProducerIdResponse(errorCode: KafkaErrorCode.transactionalIdAuthorizationFailed.rawValue)))
+            do {
+                let (pid, epoch) = try await core.transactions.initProducerId(
+                    transactionalId: tid, timeoutMs: r.transactionTimeoutMs,
+                    producerId: context.apiVersion >= 3 ? r.producerId : -1, producerEpoch: context.apiVersion >= 3 ? r.producerEpoch : -1)
+                return .response(.initProducerId(InitProducerIdResponse(errorCode: 0, producerId: pid, producerEpoch: epoch)))
+            } catch {
+                let refusal = txnRefusal(error)
+                core.logger.debug("InitProducerId refused", metadata: ["transactional.id": tid, "reason": refusal.message])
+                return .response(.initProducerId(InitProducerIdResponse(errorCode: refusal.code(version: context.apiVersion, fencedFrom: 4))))
+            }
         }
         do {
             let id = try await core.producerIds.next()

@@ -9,7 +9,9 @@ import Synchronization
 /// Per partition, in request order: the records are split into batches (zero-copy views of the
 /// request frame) and each is checked — magic 2 (older formats get INVALID_RECORD with a clear
 /// message), structure and CRC32C (CORRUPT_MESSAGE), `max.message.bytes` (MESSAGE_TOO_LARGE),
-/// no transactional or control batches (transactions are not served) — then the partition runs
+/// no control batches, transactional batches only with a transactional id (and a transaction's
+/// first batch to a partition only after AddPartitionsToTxn: INVALID_TXN_STATE otherwise, as in
+/// Kafka 4) — then the partition runs
 /// the idempotent-producer sequence check and assigns offsets synchronously. The answer waits
 /// for WAL durability in a `.deferred` result, so pipelined requests overlap their waits.
 /// acks=1 and acks=all both mean "durable in the WAL" (there are no followers); acks=0 sends
@@ -51,10 +53,6 @@ public struct ProduceHandler: ApiHandler {
                     slots.append(.done(Self.error(p.index, .invalidRequiredAcks, "acks must be 0, 1 or -1 (all), not \(acks)")))
                     continue
                 }
-                if r.transactionalId != nil {
-                    slots.append(.done(Self.error(p.index, .transactionalIdAuthorizationFailed, "transactions are not supported by this broker")))
-                    continue
-                }
                 guard topic != nil else {
                     slots.append(.done(Self.error(p.index, .unknownTopicOrPartition, "topic \(t.name) does not exist")))
                     continue
@@ -74,11 +72,19 @@ public struct ProduceHandler: ApiHandler {
                     slots.append(.done(Self.error(p.index, code, "partition \(t.name)-\(p.index): \(error)")))
                     continue
                 }
-                switch Self.batches(p.records, maxBytes: maxBytes, name: "\(t.name)-\(p.index)", compacted: compacted) {
+                switch Self.batches(p.records, maxBytes: maxBytes, name: "\(t.name)-\(p.index)", compacted: compacted, transactional: r.transactionalId != nil) {
                 case let .failure(e):
                     let code = e.code == .invalidRecord && context.apiVersion < 8 && e.legacy ? KafkaErrorCode.unsupportedForMessageFormat : e.code
                     slots.append(.done(Self.error(p.index, code, e.message)))
                 case let .success(batches):
+                    // Kafka 4: a transaction's first batch to a partition must follow AddPartitionsToTxn.
+                    if let tid = r.transactionalId, let first = batches.first, first.isTransactional,
+                       !partition.hasOngoingTransaction(first.header.producerId),
+                       let code = await core.transactions.verifyProduce(transactionalId: tid, producerId: first.header.producerId,
+                                                                        producerEpoch: first.header.producerEpoch, partition: TxnPartition(t.name, p.index)) {
+                        slots.append(.done(Self.error(p.index, code, "producer \(first.header.producerId) has not added \(t.name)-\(p.index) to its open transaction")))
+                        continue
+                    }
                     let sizes = batches.map(\.bytes.count)
                     do {
                         try await partition.log.reserve(batchSizes: sizes)
@@ -154,6 +160,7 @@ public struct ProduceHandler: ApiHandler {
         if acks == 0 {
             // As Kafka does: with acks=0 an error can only be signalled by closing the connection,
             // which makes the producer refresh its metadata and notice.
+            // Transactional producers use acks=all: acks=0 with a transactional id is refused the same way.
             let failed = r.transactionalId != nil || topics.contains { $0.1.contains { if case let .done(pr) = $0 { return pr.errorCode != 0 } else { return false } } }
             if failed { return .close }
             guard waits else { return .noResponse }
@@ -190,7 +197,7 @@ public struct ProduceHandler: ApiHandler {
     }
 
     /// The batches of a partition's `records`, each validated, or the first problem.
-    static func batches(_ records: ArraySlice<UInt8>?, maxBytes: Int, name: String, compacted: Bool = false) -> Result<[RecordBatch], BatchProblem> {
+    static func batches(_ records: ArraySlice<UInt8>?, maxBytes: Int, name: String, compacted: Bool = false, transactional: Bool = false) -> Result<[RecordBatch], BatchProblem> {
         guard let records, !records.isEmpty else {
             return .failure(BatchProblem(code: .invalidRecord, message: "no records for \(name)"))
         }
@@ -202,8 +209,14 @@ public struct ProduceHandler: ApiHandler {
                     return .failure(BatchProblem(code: .messageTooLarge,
                                                  message: "record batch of \(batch.bytes.count) bytes exceeds max.message.bytes \(maxBytes) of \(name)"))
                 }
-                if batch.isTransactional || batch.isControlBatch {
-                    return .failure(BatchProblem(code: .invalidRecord, message: "transactional and control batches are not supported (\(name))"))
+                if batch.isControlBatch {
+                    return .failure(BatchProblem(code: .invalidRecord, message: "control batches are written by the transaction coordinator, not by producers (\(name))"))
+                }
+                if batch.isTransactional && !transactional {
+                    return .failure(BatchProblem(code: .invalidRecord, message: "transactional batch in a Produce request without a transactional id (\(name))"))
+                }
+                if batch.isTransactional && batch.header.producerId < 0 {
+                    return .failure(BatchProblem(code: .invalidRecord, message: "transactional batch without a producer id (\(name))"))
                 }
                 if batch.header.recordCount <= 0 {
                     return .failure(BatchProblem(code: .invalidRecord, message: "record batch with \(batch.header.recordCount) records for \(name)"))

@@ -7,7 +7,7 @@ import Foundation
 /// ```
 /// 0  magic   "FLBD" (4 bytes)
 /// 4  kind    uint8   (1 registry, 2 producer state, 3 metadata log entry, 4 metadata snapshot,
-///                     5 controller lease)
+///                     5 controller lease, 6 transaction state, 7 pending transactional offsets)
 /// 5  version uint16  (format version of the payload)
 /// 7  length  uint32  (payload bytes)
 /// 11 crc     uint32  (CRC32C of the payload)
@@ -26,6 +26,8 @@ enum DocumentEnvelope {
         case metadataLogEntry = 3
         case metadataSnapshot = 4
         case controllerLease = 5
+        case transactionState = 6
+        case pendingTxnOffsets = 7
     }
 
     static func encode<T: Encodable>(_ value: T, kind: Kind, version: UInt16) throws -> [UInt8] {

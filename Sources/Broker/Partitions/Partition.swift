@@ -89,6 +89,8 @@ public final class Partition: Sendable {
 
     struct State {
         var producers: ProducerStateTable
+        /// Open and aborted transactions (read_committed, LSO).
+        var txns: TransactionIndex
         /// Producer state changed since the last snapshot.
         var dirty = false
         var waiters: [ObjectIdentifier: AppendSignal] = [:]
@@ -96,14 +98,14 @@ public final class Partition: Sendable {
     let state: Mutex<State>
 
     init(topic: String, index: Int32, stream: UInt64, leaderEpoch: Int32, log: any PartitionLog,
-         producers: ProducerStateTable, counters: PartitionCounters) {
+         producers: ProducerStateTable, txns: TransactionIndex = TransactionIndex(), counters: PartitionCounters) {
         self.topic = topic
         self.index = index
         self.stream = stream
         self.leaderEpoch = leaderEpoch
         self.log = log
         self.counters = counters
-        self.state = Mutex(State(producers: producers))
+        self.state = Mutex(State(producers: producers, txns: txns))
     }
 
     /// Validated batches of one Produce request for this partition: all are checked first, then
@@ -151,6 +153,7 @@ public final class Partition: Sendable {
                     s.producers.record(producerId: h.producerId, epoch: h.producerEpoch, firstSequence: h.baseSequence,
                                        lastSequence: ProducerStateTable.lastSequence(first: h.baseSequence, count: max(h.recordCount, 1)),
                                        baseOffset: p.baseOffset, lastOffset: lastOffset)
+                    if h.attributes.isTransactional { s.txns.data(producerId: h.producerId, baseOffset: p.baseOffset) }
                     s.dirty = true
                 }
                 if first == nil { first = p.baseOffset }
@@ -211,7 +214,9 @@ public final class Partition: Sendable {
             let end = log.endOffset
             // Only durable batches go into a snapshot; if appends are pending, state stays dirty.
             if log.nextOffset == end { s.dirty = false }
-            return ProducerSnapshot(stream: stream, offset: end, table: s.producers.truncated(below: end))
+            s.txns.settle(below: end)
+            s.txns.forget(below: log.startOffset)
+            return ProducerSnapshot(stream: stream, offset: end, table: s.producers.truncated(below: end), txns: s.txns.truncated(below: end))
         }
     }
 
@@ -221,9 +226,50 @@ public final class Partition: Sendable {
         state.withLock { s in
             let end = log.endOffset
             s.dirty = false
-            return ProducerSnapshot(stream: stream, offset: end, table: s.producers.truncated(below: end))
+            s.txns.settle(below: end)
+            return ProducerSnapshot(stream: stream, offset: end, table: s.producers.truncated(below: end), txns: s.txns.truncated(below: end))
         }
     }
 
     var producerTable: ProducerStateTable { state.withLock { $0.producers } }
+
+    // MARK: transactions
+
+    var transactionIndex: TransactionIndex { state.withLock { $0.txns } }
+
+    /// Whether `producerId` has an open transaction in this partition.
+    func hasOngoingTransaction(_ producerId: Int64) -> Bool { state.withLock { $0.txns.isOngoing(producerId) } }
+
+    /// The last stable offset: no read_committed consumer reads at or beyond it.
+    var lastStableOffset: Int64 {
+        state.withLock { $0.txns.lastStableOffset(highWatermark: log.endOffset) }
+    }
+
+    func abortedTransactions(from: Int64, to: Int64) -> [AbortedTxn] {
+        state.withLock { $0.txns.abortedTransactions(from: from, to: to) }
+    }
+
+    /// Appends a COMMIT or ABORT marker of `producerId` (a control batch), closing its open
+    /// transaction here. A marker of an epoch older than the producer's current one is refused
+    /// (INVALID_PRODUCER_EPOCH: a newer producer or coordinator decision superseded it); a newer
+    /// epoch fences the producer's older batches. Room must have been reserved for `batch`.
+    func appendMarker(_ batch: [UInt8], producerId: Int64, producerEpoch: Int16, commit: Bool) -> AppendOutcome {
+        state.withLock { s in
+            if let entry = s.producers.producers[producerId], producerEpoch < entry.epoch {
+                return .rejected(.invalidProducerEpoch, "marker of producer \(producerId) epoch \(producerEpoch) is older than epoch \(entry.epoch) in \(topic)-\(index)")
+            }
+            let p: PendingAppend
+            do {
+                p = try log.append(batch[...], recordCount: 1)
+            } catch {
+                return .storageFailed("marker append to \(topic)-\(index) failed: \(error)", code: BrokerError.partitionCode(error), unused: [])
+            }
+            if (s.producers.producers[producerId]?.epoch ?? -1) < producerEpoch {
+                s.producers.producers[producerId] = ProducerEntry(epoch: producerEpoch, batches: [])
+            }
+            s.txns.marker(producerId: producerId, commit: commit, offset: p.baseOffset)
+            s.dirty = true
+            return .appended(baseOffset: p.baseOffset, durable: p.durable, lastOffset: p.baseOffset)
+        }
+    }
 }

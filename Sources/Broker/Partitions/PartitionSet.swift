@@ -163,6 +163,7 @@ public final class PartitionSet: Sendable {
         let log = try await storage.openLog(stream: record.stream)
         let streamOpened = ContinuousClock.now
         var table = ProducerStateTable()
+        var txns = TransactionIndex()
         var from = log.startOffset
         do {
             let data = try await store.get(snapshotKey(record.stream), range: nil)
@@ -170,6 +171,7 @@ public final class PartitionSet: Sendable {
                                                    versions: 1...ProducerSnapshot.formatVersion, key: snapshotKey(record.stream))
             if snap.offset <= log.endOffset && snap.stream == record.stream {
                 table = snap.table
+                txns = snap.txns ?? TransactionIndex()
                 from = max(from, snap.offset)
             }
         } catch let error as ObjectStoreError {
@@ -180,8 +182,9 @@ public final class PartitionSet: Sendable {
             let batches = try await log.read(from: from, maxBytes: 4 << 20)
             guard !batches.isEmpty else { break }
             for b in batches where b.endOffset > from {
-                let header = try RecordBatchHeader(parsing: b.bytes)
-                table.replay(header, baseOffset: b.baseOffset)
+                let batch = try RecordBatch(unverified: b.bytes)
+                table.replay(batch.header, baseOffset: b.baseOffset)
+                try txns.replay(batch, baseOffset: b.baseOffset)
                 replayed += 1
             }
             from = batches.last!.endOffset
@@ -191,7 +194,7 @@ public final class PartitionSet: Sendable {
             "start": "\(log.startOffset)", "end": "\(log.endOffset)", "producers": "\(table.producers.count)", "replayed.batches": "\(replayed)",
             "open.ms": "\((streamOpened - started).millisecondsClamped)", "total.ms": "\((ContinuousClock.now - started).millisecondsClamped)"])
         return Partition(topic: topic.name, index: record.index, stream: record.stream, leaderEpoch: record.leaderEpoch, log: log,
-                         producers: table, counters: PartitionCounters(metrics: metrics, topic: topic.name, partition: record.index))
+                         producers: table, txns: txns, counters: PartitionCounters(metrics: metrics, topic: topic.name, partition: record.index))
     }
 
     /// Partitions opened so far.

@@ -81,6 +81,13 @@ public struct ProducerStateTable: Codable, Sendable, Equatable {
     /// Records a batch found in the log (recovery), from its header.
     public mutating func replay(_ header: RecordBatchHeader, baseOffset: Int64) {
         guard header.producerId >= 0, header.recordCount > 0 else { return }
+        if header.attributes.isControl {
+            // A transaction marker carries no sequence; a newer epoch fences the older batches.
+            if (producers[header.producerId]?.epoch ?? -1) < header.producerEpoch {
+                producers[header.producerId] = ProducerEntry(epoch: header.producerEpoch, batches: [])
+            }
+            return
+        }
         let last = Self.lastSequence(first: header.baseSequence, count: header.recordCount)
         record(producerId: header.producerId, epoch: header.producerEpoch, firstSequence: header.baseSequence, lastSequence: last,
                baseOffset: baseOffset, lastOffset: baseOffset + Int64(header.lastOffsetDelta))
@@ -105,9 +112,11 @@ public struct ProducerStateTable: Codable, Sendable, Equatable {
 }
 
 /// A producer-state snapshot as stored in the bucket: the table as of `offset`.
+/// Version 2 adds the transaction index (nil when read from version 1, which had none).
 struct ProducerSnapshot: Codable, Sendable {
-    static let formatVersion: UInt16 = 1
+    static let formatVersion: UInt16 = 2
     var stream: UInt64
     var offset: Int64
     var table: ProducerStateTable
+    var txns: TransactionIndex? = nil
 }

@@ -43,6 +43,7 @@ enum Screening: Sendable {
 /// | ListClientMetricsResources | DESCRIBE_CONFIGS cluster |
 /// | CreateAcls, DeleteAcls / DescribeAcls | ALTER / DESCRIBE cluster |
 /// | AlterClientQuotas / DescribeClientQuotas | ALTER_CONFIGS / DESCRIBE_CONFIGS cluster |
+/// | AddPartitionsToTxn, AddOffsetsToTxn, EndTxn, TxnOffsetCommit, WriteTxnMarkers, DescribeTransactions, ListTransactions | see Authorization+Transactions.swift |
 /// | BrokerRegistration, BrokerHeartbeat, StopReplica, UpdateMetadata, AllocateProducerIds | CLUSTER_ACTION cluster |
 ///
 /// Other APIs (ApiVersions, SASL, GetTelemetrySubscriptions, PushTelemetry) need nothing.
@@ -334,6 +335,8 @@ struct AccessCheck: Sendable {
             return cluster(.clusterAction) ? .pass : .answer(.brokerHeartbeat(BrokerHeartbeatResponse(errorCode: Self.clusterDenied, isFenced: false)))
         case .stopReplica: return cluster(.clusterAction) ? .pass : Self.refuse(.stopReplica, Self.clusterDenied, version: version)
         case .updateMetadata: return cluster(.clusterAction) ? .pass : Self.refuse(.updateMetadata, Self.clusterDenied, version: version)
+        case .addPartitionsToTxn, .addOffsetsToTxn, .endTxn, .txnOffsetCommit, .writeTxnMarkers, .describeTransactions, .listTransactions:
+            return screenTransactions(request, version: version)
         case .allocateProducerIds:
             return cluster(.clusterAction) ? .pass : .answer(.allocateProducerIds(AllocateProducerIdsResponse(errorCode: Self.clusterDenied)))
         case .alterClientQuotas, .describeClientQuotas: return clientQuotas(request)

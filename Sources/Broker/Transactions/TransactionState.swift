@@ -1,0 +1,220 @@
+import KafkaProtocol
+
+/// The states of a transactional id, as Kafka's `TransactionState` names them (DescribeTransactions
+/// and ListTransactions answer these names).
+public enum TxnState: String, Codable, Sendable, CaseIterable {
+    case empty = "Empty"
+    case ongoing = "Ongoing"
+    case prepareCommit = "PrepareCommit"
+    case prepareAbort = "PrepareAbort"
+    case completeCommit = "CompleteCommit"
+    case completeAbort = "CompleteAbort"
+
+    /// A decision was taken and its markers may not all be written yet.
+    public var isPreparing: Bool { self == .prepareCommit || self == .prepareAbort }
+}
+
+/// A partition of a transaction, as stored (`topic`, `partition`).
+public struct TxnPartition: Codable, Sendable, Hashable, Comparable {
+    public var topic: String
+    public var partition: Int32
+    public init(_ topic: String, _ partition: Int32) {
+        self.topic = topic
+        self.partition = partition
+    }
+    public static func < (a: Self, b: Self) -> Bool { (a.topic, a.partition) < (b.topic, b.partition) }
+}
+
+/// Everything the bucket holds about one transactional id: one document per id
+/// (`<prefix>transactions/<escaped id>`, envelope kind 6, JSON payload version 1, CRC32C),
+/// replaced only by conditional writes on the ETag last read or written, so a coordinator that
+/// lost the id to another (placement change, restart) cannot overwrite the newer state.
+///
+/// A coordinator that reads a record in PrepareCommit/PrepareAbort finishes it: writes the
+/// markers again (a marker for a partition already completed changes nothing) and completes.
+public struct TransactionMetadata: Codable, Sendable, Equatable {
+    public static let formatVersion: UInt16 = 1
+
+    public var transactionalId: String
+    public var producerId: Int64
+    public var producerEpoch: Int16
+    /// The producer id before the last epoch exhaustion (-1: none).
+    public var lastProducerId: Int64 = -1
+    public var timeoutMs: Int32
+    public var state: TxnState
+    public var partitions: [TxnPartition] = []
+    /// Groups whose offsets the transaction commits (AddOffsetsToTxn).
+    public var groups: [String] = []
+    /// Wall-clock milliseconds when the open transaction started (-1: none open).
+    public var startMs: Int64 = -1
+    public var lastUpdateMs: Int64
+
+    public init(transactionalId: String, producerId: Int64, producerEpoch: Int16, timeoutMs: Int32, state: TxnState, nowMs: Int64) {
+        self.transactionalId = transactionalId
+        self.producerId = producerId
+        self.producerEpoch = producerEpoch
+        self.timeoutMs = timeoutMs
+        self.state = state
+        self.lastUpdateMs = nowMs
+    }
+}
+
+/// The markers a decision needs written: each partition gets a COMMIT or ABORT control batch
+/// at the producer's epoch, each group's pending transactional offsets are applied or dropped.
+public struct MarkerPlan: Sendable, Equatable {
+    public var producerId: Int64
+    public var producerEpoch: Int16
+    public var commit: Bool
+    public var partitions: [TxnPartition]
+    public var groups: [String]
+}
+
+/// A refusal from the transaction state machine: a Kafka error code and why.
+public struct TxnRefusal: Error, Sendable, Equatable {
+    public var code: KafkaErrorCode
+    public var message: String
+    public init(_ code: KafkaErrorCode, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
+
+/// The transaction coordinator's rules (Kafka's `TransactionCoordinator`), as pure functions on
+/// ``TransactionMetadata``: each returns the new metadata to write (and the markers to write
+/// after it), or a refusal. The coordinator actor persists and performs them.
+///
+/// Example: init → (pid 5, epoch 0, Empty); add t-0 → Ongoing [t-0]; end(commit) →
+/// PrepareCommit with markers COMMIT(5, 0) on t-0; after the markers → CompleteCommit.
+public enum TxnRules {
+    /// InitProducerId for an id with metadata `current` (nil: first use). `newProducerId` is
+    /// called when a fresh producer id is needed (first use, epoch exhaustion).
+    /// Returns the metadata to write, and the abort to perform first when a transaction of the
+    /// previous producer was open (its markers carry the new epoch, fencing the old producer).
+    public static func initProducer(_ current: TransactionMetadata?, transactionalId: String, timeoutMs: Int32,
+                                    expectedProducerId: Int64, expectedEpoch: Int16, nowMs: Int64,
+                                    newProducerId: () throws -> Int64) throws -> (TransactionMetadata, abort: MarkerPlan?) {
+        guard var m = current else {
+            return (TransactionMetadata(transactionalId: transactionalId, producerId: try newProducerId(), producerEpoch: 0,
+                                        timeoutMs: timeoutMs, state: .empty, nowMs: nowMs), nil)
+        }
+        if m.state.isPreparing {
+            throw TxnRefusal(.concurrentTransactions, "transaction of \(transactionalId) is completing")
+        }
+        // KIP-360: a producer that names its id and epoch may only resume from the current one.
+        if expectedProducerId >= 0 {
+            let isCurrent = expectedProducerId == m.producerId && expectedEpoch == m.producerEpoch
+            let isPrevious = expectedProducerId == m.lastProducerId
+            if !isCurrent && !isPrevious {
+                throw TxnRefusal(.producerFenced, "producer \(expectedProducerId) epoch \(expectedEpoch) is not the current producer of \(transactionalId)")
+            }
+        }
+        var abort: MarkerPlan? = nil
+        if m.producerEpoch >= Int16.max - 1 {
+            m.lastProducerId = m.producerId
+            m.producerId = try newProducerId()
+            m.producerEpoch = 0
+        } else {
+            m.producerEpoch += 1
+        }
+        if m.state == .ongoing {
+            abort = MarkerPlan(producerId: m.lastProducerId >= 0 && m.producerEpoch == 0 ? m.lastProducerId : m.producerId,
+                               producerEpoch: m.producerEpoch == 0 ? Int16.max : m.producerEpoch,
+                               commit: false, partitions: m.partitions, groups: m.groups)
+        }
+        m.state = .empty
+        m.partitions = []
+        m.groups = []
+        m.startMs = -1
+        m.timeoutMs = timeoutMs
+        m.lastUpdateMs = nowMs
+        return (m, abort)
+    }
+
+    /// Checks that a request of (`producerId`, `epoch`) comes from the current producer.
+    public static func checkProducer(_ m: TransactionMetadata, producerId: Int64, epoch: Int16) throws {
+        guard producerId == m.producerId else {
+            throw TxnRefusal(.invalidProducerIdMapping, "producer \(producerId) is not the producer of \(m.transactionalId) (\(m.producerId))")
+        }
+        guard epoch == m.producerEpoch else {
+            throw TxnRefusal(.producerFenced, "producer \(producerId) epoch \(epoch) is fenced by epoch \(m.producerEpoch) of \(m.transactionalId)")
+        }
+    }
+
+    /// AddPartitionsToTxn / AddOffsetsToTxn: the transaction becomes (or stays) Ongoing with
+    /// these partitions and groups added.
+    public static func add(_ current: TransactionMetadata, producerId: Int64, epoch: Int16, partitions: [TxnPartition],
+                           groups: [String], nowMs: Int64) throws -> TransactionMetadata {
+        try checkProducer(current, producerId: producerId, epoch: epoch)
+        var m = current
+        if m.state.isPreparing {
+            throw TxnRefusal(.concurrentTransactions, "transaction of \(m.transactionalId) is completing")
+        }
+        if m.state != .ongoing {
+            m.state = .ongoing
+            m.startMs = nowMs
+            m.partitions = []
+            m.groups = []
+        }
+        for p in partitions where !m.partitions.contains(p) { m.partitions.append(p) }
+        for g in groups where !m.groups.contains(g) { m.groups.append(g) }
+        m.lastUpdateMs = nowMs
+        return m
+    }
+
+    /// EndTxn: an Ongoing transaction moves to PrepareCommit/PrepareAbort with its markers.
+    /// A retry of a completed end answers success with no work (nil plan).
+    public static func end(_ current: TransactionMetadata, producerId: Int64, epoch: Int16, commit: Bool,
+                           nowMs: Int64) throws -> (TransactionMetadata, MarkerPlan?) {
+        try checkProducer(current, producerId: producerId, epoch: epoch)
+        var m = current
+        switch m.state {
+        case .ongoing:
+            m.state = commit ? .prepareCommit : .prepareAbort
+            m.lastUpdateMs = nowMs
+            return (m, plan(m))
+        case .completeCommit where commit, .completeAbort where !commit:
+            return (m, nil)
+        case .prepareCommit where commit, .prepareAbort where !commit:
+            throw TxnRefusal(.concurrentTransactions, "transaction of \(m.transactionalId) is completing")
+        case .empty where !commit:
+            // Nothing was added: an abort has nothing to undo (Kafka answers it the same way).
+            return (m, nil)
+        default:
+            throw TxnRefusal(.invalidTxnState, "cannot \(commit ? "commit" : "abort") the transaction of \(m.transactionalId) in state \(m.state.rawValue)")
+        }
+    }
+
+    /// The markers of a prepared transaction.
+    public static func plan(_ m: TransactionMetadata) -> MarkerPlan {
+        MarkerPlan(producerId: m.producerId, producerEpoch: m.producerEpoch, commit: m.state == .prepareCommit,
+                   partitions: m.partitions, groups: m.groups)
+    }
+
+    /// After every marker is written: the transaction is complete.
+    public static func complete(_ current: TransactionMetadata, nowMs: Int64) -> TransactionMetadata {
+        var m = current
+        guard m.state.isPreparing else { return m }
+        m.state = m.state == .prepareCommit ? .completeCommit : .completeAbort
+        m.partitions = []
+        m.groups = []
+        m.startMs = -1
+        m.lastUpdateMs = nowMs
+        return m
+    }
+
+    /// An Ongoing transaction past its timeout is aborted by the coordinator with the epoch
+    /// bumped (fencing the producer, as Kafka does); nil when it is not due.
+    public static func timeout(_ current: TransactionMetadata, nowMs: Int64) -> (TransactionMetadata, MarkerPlan)? {
+        guard current.state == .ongoing, current.startMs >= 0, nowMs - current.startMs > Int64(current.timeoutMs) else { return nil }
+        var m = current
+        guard m.producerEpoch < Int16.max - 1 else {
+            m.state = .prepareAbort
+            m.lastUpdateMs = nowMs
+            return (m, plan(m))
+        }
+        m.producerEpoch += 1
+        m.state = .prepareAbort
+        m.lastUpdateMs = nowMs
+        return (m, plan(m))
+    }
+}

@@ -1,0 +1,147 @@
+"""Transactions on three brokers: the partitions of one transaction are owned by different
+brokers, so the transaction coordinator writes most markers through WriteTxnMarkers to their
+owners, and the group's offsets through its coordinator. read_committed sees exactly the
+committed transactions; the group sees the offsets of the committed one only."""
+import uuid
+
+import pytest
+
+from conftest import create_topic, wait_for
+
+PARTITIONS = 6
+
+
+def _read_committed(bootstrap, topic, expected):
+    from confluent_kafka import Consumer, KafkaError, TopicPartition
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "verify-" + uuid.uuid4().hex[:6], "enable.auto.commit": False,
+                  "enable.partition.eof": True, "isolation.level": "read_committed"})
+    try:
+        c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+        out, eof = [], set()
+
+        def more():
+            for m in c.consume(num_messages=1000, timeout=0.5):
+                if m.error():
+                    if m.error().code() == KafkaError._PARTITION_EOF:
+                        eof.add(m.partition())
+                        continue
+                    raise AssertionError(f"consumer error on {topic}: {m.error()}")
+                eof.discard(m.partition())
+                out.append(m.value().decode())
+            return len(out) >= expected and len(eof) == PARTITIONS
+        wait_for(more, 60, lambda: f"read_committed of {topic}: {len(out)} of {expected} records, partitions at end {sorted(eof)}")
+        return sorted(out)
+    finally:
+        c.close()
+
+
+@pytest.mark.parametrize("storage_kind", ["file"], indirect=True)
+def test_transaction_spanning_brokers(cluster):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    topic = "txn-" + uuid.uuid4().hex[:6]
+    create_topic(cluster, topic, PARTITIONS)
+    owners = set(cluster.leaders(topic).values())
+    assert len(owners) > 1, f"the topic's partitions are all on broker {owners}: the test needs them spread"
+    bootstrap = cluster.bootstrap()
+    groups = ["g-" + uuid.uuid4().hex[:6] for _ in range(3)]  # likely coordinated by different brokers
+    p = Producer({"bootstrap.servers": bootstrap, "transactional.id": "span-" + uuid.uuid4().hex[:6], "linger.ms": 2})
+    p.init_transactions(30)
+    committed = []
+    for t, commit in enumerate([True, False, True]):
+        p.begin_transaction()
+        batch = [f"t{t}-{i}" for i in range(PARTITIONS * 5)]
+        for i, v in enumerate(batch):
+            p.produce(topic, value=v.encode(), partition=i % PARTITIONS)
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": groups[t]})
+        p.send_offsets_to_transaction([TopicPartition(topic, 0, 100 + t)], c.consumer_group_metadata(), 30)
+        c.close()
+        if commit:
+            p.commit_transaction(30)
+            committed += batch
+        else:
+            p.abort_transaction(30)
+    got = _read_committed(bootstrap, topic, len(committed))
+    assert got == sorted(committed), (f"read_committed saw {len(got)} records, expected {len(committed)}; extra "
+                                      f"{sorted(set(got) - set(committed))[:5]}")
+    for t, g in enumerate(groups):
+        c = Consumer({"bootstrap.servers": bootstrap, "group.id": g, "enable.auto.commit": False})
+        try:
+            off = c.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+        finally:
+            c.close()
+        want = 100 + t if t != 1 else -1001
+        assert off == want, f"group {g} of transaction {t} has committed offset {off}, expected {want}"
+
+
+def _crc32c(data: bytes) -> int:
+    crc = 0xFFFFFFFF
+    for byte in data:
+        crc ^= byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+    return crc ^ 0xFFFFFFFF
+
+
+def _varint(n: int) -> bytes:
+    z, out = (n << 1) ^ (n >> 63), b""
+    while True:
+        b, z = z & 0x7F, z >> 7
+        if not z:
+            return out + bytes([b])
+        out += bytes([b | 0x80])
+
+
+def _txn_produce_body(tid: str, topic: str, pid: int, epoch: int) -> bytes:
+    import struct
+    import time
+    record = bytes([0]) + _varint(0) + _varint(0) + _varint(-1) + _varint(1) + b"z" + _varint(0)
+    record = _varint(len(record)) + record
+    ts = int(time.time() * 1000)
+    after_crc = struct.pack(">hiqqqhii", 1 << 4, 0, ts, ts, pid, epoch, 0, 1) + record
+    body = struct.pack(">ib", -1, 2) + struct.pack(">I", _crc32c(after_crc)) + after_crc
+    batch = struct.pack(">qi", 0, len(body)) + body
+
+    def s(x):
+        return struct.pack(">h", len(x)) + x.encode()
+    return s(tid) + struct.pack(">hii", -1, 10000, 1) + s(topic) + struct.pack(">ii", 1, 0) + struct.pack(">i", len(batch)) + batch
+
+
+@pytest.mark.parametrize("storage_kind", ["file"], indirect=True)
+def test_produce_outside_the_transaction_is_refused_by_an_owner_that_is_not_the_coordinator(cluster):
+    """The partition's owner is not the transaction coordinator: it verifies the producer's
+    first batch with the coordinator (AddPartitionsToTxn v4, verifyOnly) and refuses it with
+    INVALID_TXN_STATE, as Kafka 4 does."""
+    import struct
+    import cluster_wire
+    topic = "verify-" + uuid.uuid4().hex[:6]
+    create_topic(cluster, topic, PARTITIONS)
+    leaders = cluster.leaders(topic)
+    any_broker = cluster.brokers[next(iter(cluster.live()))]
+    for attempt in range(20):
+        tid = f"verify-{attempt}-" + uuid.uuid4().hex[:4]
+        with cluster_wire.connect("127.0.0.1", any_broker.port) as sock:
+            r = cluster_wire._exchange(sock, 10, 1, cluster_wire._string(tid) + struct.pack(">b", 1), 31)
+        _throttle, error = r.take("ih")
+        r.string()
+        coordinator = r.take("i")
+        assert error == 0, f"FindCoordinator for transactional id {tid} answered error {error}"
+        others = [p for p, owner in leaders.items() if owner != coordinator]
+        if others:
+            break
+    else:
+        pytest.fail(f"every partition of {topic} is on the coordinator of 20 random ids: {leaders}")
+    partition = others[0]
+    with cluster_wire.connect("127.0.0.1", cluster.brokers[coordinator].port) as sock:
+        r = cluster_wire._exchange(sock, 22, 1, cluster_wire._string(tid) + struct.pack(">i", 10000), 32)
+        _throttle, error, pid, epoch = r.take("ihqh")
+    assert error == 0, f"InitProducerId answered error {error}"
+    body = _txn_produce_body(tid, topic, pid, epoch).replace(struct.pack(">ii", 1, 0), struct.pack(">ii", 1, partition), 1)
+    with cluster_wire.connect("127.0.0.1", cluster.brokers[leaders[partition]].port) as sock:
+        r = cluster_wire._exchange(sock, 0, 3, body, 33)
+        r.take("i")
+        r.string()
+        r.take("i")
+        index, code = r.take("ih")
+    assert (index, code) == (partition, 48), (
+        f"broker {leaders[partition]} (coordinator {coordinator}) answered error {code} for a transactional batch to "
+        f"{topic}-{index} outside the transaction, expected INVALID_TXN_STATE (48)")
