@@ -145,3 +145,39 @@ def test_produce_outside_the_transaction_is_refused_by_an_owner_that_is_not_the_
     assert (index, code) == (partition, 48), (
         f"broker {leaders[partition]} (coordinator {coordinator}) answered error {code} for a transactional batch to "
         f"{topic}-{index} outside the transaction, expected INVALID_TXN_STATE (48)")
+
+
+def test_commit_survives_sigkill_of_the_coordinator_broker(cluster_s3):
+    """s3 (object WAL): a transaction is open with records on every broker when the broker
+    coordinating its id is killed. The id moves to another broker, which reads the open
+    transaction from the bucket; the producer's commit completes there and read_committed sees
+    every record of the transaction exactly once."""
+    import signal
+    import struct
+    import cluster_wire
+    from confluent_kafka import Producer
+    cluster = cluster_s3
+    topic = "txnkill-" + uuid.uuid4().hex[:6]
+    create_topic(cluster, topic, PARTITIONS)
+    tid = "kill-" + uuid.uuid4().hex[:6]
+    p = Producer({"bootstrap.servers": cluster.bootstrap(), "transactional.id": tid, "linger.ms": 2,
+                  "reconnect.backoff.max.ms": 500, "transaction.timeout.ms": 60000})
+    p.init_transactions(30)
+    p.begin_transaction()
+    batch = [f"k{i}" for i in range(PARTITIONS * 10)]
+    for i, v in enumerate(batch):
+        p.produce(topic, value=v.encode(), partition=i % PARTITIONS)
+    assert p.flush(30) == 0, "records of the open transaction not delivered"
+    any_broker = cluster.brokers[next(iter(cluster.live()))]
+    with cluster_wire.connect("127.0.0.1", any_broker.port) as sock:
+        r = cluster_wire._exchange(sock, 10, 1, cluster_wire._string(tid) + struct.pack(">b", 1), 41)
+    _throttle, error = r.take("ih")
+    r.string()
+    coordinator = r.take("i")
+    assert error == 0, f"FindCoordinator for {tid} answered error {error}"
+    cluster.brokers[coordinator].expect_exit = True
+    cluster.kill(coordinator, signal.SIGKILL)
+    p.commit_transaction(90)
+    survivors = [n for n in cluster.live() if n != coordinator]
+    got = _read_committed(cluster.bootstrap(survivors), topic, len(batch))
+    assert got == sorted(batch), f"read_committed saw {len(got)} of {len(batch)} records after the coordinator's SIGKILL"
