@@ -144,7 +144,7 @@ public final class ProbeServer: Sendable {
         if line.first != "HEAD" { out += body }
         var offset = 0
         while offset < out.count {
-            let n = out[offset...].withUnsafeBytes { write(client, $0.baseAddress, $0.count) }
+            let n = out[offset...].withUnsafeBytes { send(client, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
             if n <= 0 { return }
             offset += n
         }

@@ -1,5 +1,6 @@
 import Foundation
 import Synchronization
+import Support
 import Testing
 @testable import Broker
 
@@ -110,6 +111,28 @@ struct KafkaServerTests {
             let got = try await TestClient.exchange(port: server.port, send: frames, expect: frames.count).get()
             #expect(got == frames)
         }
+    }
+
+    /// A response written to a peer that has gone fails with EPIPE; it must not raise SIGPIPE,
+    /// which would kill whatever process embeds the broker (this test process: the broker's
+    /// writev did, and a loaded CI run died of signal 13).
+    @Test func writingToAPeerThatHasGoneIsEPIPENotASignal() throws {
+        var fds: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0, &fds) == 0)
+        close(fds[1])
+        defer { close(fds[0]) }
+        let (_, continuation) = AsyncStream<ServerRequest>.makeStream()
+        let connection = Connection(id: 1, fd: fds[0], peer: "test", listener: .internal, maxFrameSize: 1 << 20, maxInFlight: 4,
+                                    maxUnsentBytes: 1 << 20, continuation: continuation, longPolls: LongPollGroup(),
+                                    unsentGauge: Gauge(), now: 0)
+        connection.enqueue([0x02])
+        connection.complete(seq: 0, outcome: EventLoop.Outcome.bytes([UInt8](repeating: 7, count: 1000)))
+        connection.moveCompletedToOutbound()
+        guard case let .failed(code) = connection.writeOutbound() else {
+            Issue.record("a write to a closed peer did not fail")
+            return
+        }
+        #expect(code == EPIPE)
     }
 
     @Test func requestsWithoutResponseKeepTheOrderOfTheOthers() async throws {

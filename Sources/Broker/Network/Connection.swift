@@ -210,8 +210,13 @@ final class Connection {
         while !outbound.isEmpty {
             let count = min(outbound.count, 64)
             var iovecs = [iovec](repeating: iovec(), count: count)
+            // sendmsg with MSG_NOSIGNAL, not writev: a peer that has gone must be EPIPE here, not a
+            // SIGPIPE that kills whatever process embeds the broker (tests, benchmarks).
             let written: Int = withIOVecs(count: count, into: &iovecs) { pointer in
-                writev(fd, pointer, Int32(count))
+                var message = msghdr()
+                message.msg_iov = UnsafeMutablePointer(mutating: pointer)
+                message.msg_iovlen = count
+                return sendmsg(fd, &message, Int32(MSG_NOSIGNAL))
             }
             if written < 0 {
                 if errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR { return .wouldBlock }
@@ -267,7 +272,7 @@ final class Connection {
     }
 
     private func withIOVecs(count: Int, into iovecs: inout [iovec], _ body: (UnsafePointer<iovec>) -> Int) -> Int {
-        // Pins each chunk's storage for the duration of the writev call.
+        // Pins each chunk's storage for the duration of the sendmsg call.
         func pin(_ i: Int) -> Int {
             if i == count {
                 return iovecs.withUnsafeBufferPointer { body($0.baseAddress!) }

@@ -92,7 +92,7 @@ public final class ProbeServer: Sendable {
         let out = Array(head.utf8) + body
         var sent = 0
         while sent < out.count {
-            let n = out.withUnsafeBytes { write(client, $0.baseAddress! + sent, $0.count - sent) }
+            let n = out.withUnsafeBytes { send(client, $0.baseAddress! + sent, $0.count - sent, Int32(MSG_NOSIGNAL)) }
             if n <= 0 { return }
             sent += n
         }
