@@ -292,16 +292,10 @@ struct AdminHandlerTests {
         #expect(codes(try await elect(h, type: 1, [("t", [1])])) == ["t-1": KafkaErrorCode.eligibleLeadersNotAvailable.rawValue])
     }
 
-    struct FixedTransactions: OpenTransactionLookup {
-        func openTransaction(topic: String, partition: Int32, producerId: Int64) async -> (coordinatorEpoch: Int32, startOffset: Int64)? {
-            producerId == 8 ? (coordinatorEpoch: 3, startOffset: 5) : nil
-        }
-    }
-
-    func describeProducers(_ h: Harness, _ partitions: [Int32], transactions: (any OpenTransactionLookup)? = nil) async throws
+    func describeProducers(_ h: Harness, _ partitions: [Int32]) async throws
         -> [DescribeProducersResponse.PartitionResponse] {
         let request = DescribeProducersRequest(topics: [.init(name: "t", partitionIndexes: partitions)])
-        let r = try await requireResponse(h.call(DescribeProducersHandler(core: h.core, transactions: transactions), .describeProducers(request), version: 0),
+        let r = try await requireResponse(h.call(DescribeProducersHandler(core: h.core), .describeProducers(request), version: 0),
                                           as: DescribeProducersResponse.self)
         return try #require(r.topics.first).partitions
     }
@@ -329,9 +323,15 @@ struct AdminHandlerTests {
         #expect(parts[1].errorCode == 0 && parts[1].activeProducers.isEmpty)
         #expect(parts[2].errorCode == KafkaErrorCode.notLeaderOrFollower.rawValue)
         #expect(parts[3].errorCode == KafkaErrorCode.unknownTopicOrPartition.rawValue)
-        // The transaction coordinator's seam fills the transaction fields.
-        let withTxn = try await describeProducers(h, [0], transactions: FixedTransactions())
-        #expect(withTxn[0].activeProducers.map { [$0.producerId, Int64($0.coordinatorEpoch), $0.currentTxnStartOffset] } == [[4, -1, -1], [8, 3, 5]])
+        // A transaction producer 8 has open on the partition (first data at offset 5) is reported
+        // from the partition's transaction index until its marker.
+        let p0 = try #require(try await h.core.partitions.partition(topic: "t", index: 0))
+        p0.state.withLock { $0.txns.data(producerId: 8, baseOffset: 5) }
+        let withTxn = try await describeProducers(h, [0])
+        #expect(withTxn[0].activeProducers.map { [$0.producerId, Int64($0.coordinatorEpoch), $0.currentTxnStartOffset] } == [[4, -1, -1], [8, -1, 5]])
+        p0.state.withLock { $0.txns.marker(producerId: 8, commit: true, offset: 7) }
+        let committed = try await describeProducers(h, [0])
+        #expect(committed[0].activeProducers.map(\.currentTxnStartOffset) == [-1, -1])
     }
 
     @Test func clientMetricsResourcesAreNone() async throws {

@@ -211,30 +211,20 @@ public struct ElectLeadersHandler: ApiHandler {
     }
 }
 
-/// What DescribeProducers reports of a producer's open transaction on a partition: the seam
-/// for the transaction coordinator. Without one (nil), every producer reports coordinator
-/// epoch -1 and no open transaction (current transaction start offset -1), which is what
-/// Kafka reports for idempotent producers.
-public protocol OpenTransactionLookup: Sendable {
-    /// The coordinator epoch and first offset of the transaction `producerId` has open on the
-    /// partition, or nil if none.
-    func openTransaction(topic: String, partition: Int32, producerId: Int64) async -> (coordinatorEpoch: Int32, startOffset: Int64)?
-}
-
 /// DescribeProducers v0 (API 61): per partition, the producers the partition's
 /// idempotent-producer state holds (``ProducerStateTable``), ordered by producer id: id, epoch,
 /// the last sequence written, and the max timestamp of its last batch (read from the log; -1
-/// if that batch is no longer there). Transaction fields come from `transactions` (see
-/// ``OpenTransactionLookup``). Partitions owned by another broker get NOT_LEADER_OR_FOLLOWER,
+/// if that batch is no longer there), and the first offset of the transaction it has open on
+/// the partition (the partition's ``TransactionIndex``; -1 if none). The coordinator epoch is
+/// -1: markers carry coordinator epoch 0 and coordinators are fenced by their conditional
+/// writes (docs/transactions.md), so there is no epoch to report. Partitions owned by another broker get NOT_LEADER_OR_FOLLOWER,
 /// unknown ones UNKNOWN_TOPIC_OR_PARTITION, as Kafka answers.
 public struct DescribeProducersHandler: ApiHandler {
     public let core: BrokerCore
-    public let transactions: (any OpenTransactionLookup)?
     public let apiKey = ApiKey.describeProducers
     public let versions: ClosedRange<Int16> = 0...0
-    public init(core: BrokerCore, transactions: (any OpenTransactionLookup)? = nil) {
+    public init(core: BrokerCore) {
         self.core = core
-        self.transactions = transactions
     }
 
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
@@ -261,12 +251,12 @@ public struct DescribeProducersHandler: ApiHandler {
             return .init(partitionIndex: index, errorCode: code.rawValue, errorMessage: "\(error)")
         }
         var producers: [DescribeProducersResponse.ProducerState] = []
+        let open = partition.transactionIndex.ongoing
         for (pid, entry) in partition.producerTable.producers.sorted(by: { $0.key < $1.key }) {
-            let txn = await transactions?.openTransaction(topic: topic, partition: index, producerId: pid)
             producers.append(.init(
                 producerId: pid, producerEpoch: Int32(entry.epoch), lastSequence: entry.batches.last?.lastSequence ?? -1,
-                lastTimestamp: await Self.lastTimestamp(partition.log, entry), coordinatorEpoch: txn?.coordinatorEpoch ?? -1,
-                currentTxnStartOffset: txn?.startOffset ?? -1))
+                lastTimestamp: await Self.lastTimestamp(partition.log, entry), coordinatorEpoch: -1,
+                currentTxnStartOffset: open[pid] ?? -1))
         }
         return .init(partitionIndex: index, errorCode: 0, activeProducers: producers)
     }
