@@ -192,6 +192,8 @@ public enum BrokerSettings {
               "Un-uploaded bytes that trigger an upload."),
         .init("producer.snapshot.interval.ms", .integer(min: 100, max: maxLong), default: "10000", access: .user,
               "How often producer state is snapshotted."),
+        .init("transactional.id.expiration.ms", .integer(min: 1, max: 2_147_483_647), default: "604800000", access: .user,
+              "A transactional id with no transaction open and no request for this long is deleted (its next InitProducerId starts with a new producer id)."),
         .init("transaction.max.timeout.ms", .integer(min: 1, max: 2_147_483_647), default: "900000", access: .user,
               "The largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above)."),
         .init("transaction.abort.timed.out.transaction.cleanup.interval.ms", .integer(min: 100, max: 2_147_483_647), default: "10000",

@@ -215,11 +215,12 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         var now: Int64 { value.withLock { $0 } }
     }
 
-    func coordinator(_ store: MemoryObjectStore, _ markers: RecordingMarkers, now: WallClock = WallClock(0)) -> TransactionCoordinator {
+    func coordinator(_ store: MemoryObjectStore, _ markers: RecordingMarkers, now: WallClock = WallClock(0),
+                     expirationMs: Int64 = 604_800_000) -> TransactionCoordinator {
         let ids = WallClock(100)
         return TransactionCoordinator(
             nodeId: 1, store: store, prefix: "transactions/", placement: SingleBrokerPlacement(nodeId: 1, host: "h", port: 1),
-            maxTimeoutMs: 60_000, producerIds: { ids.value.withLock { $0 += 1; return $0 } }, markers: markers,
+            maxTimeoutMs: 60_000, expirationMs: expirationMs, producerIds: { ids.value.withLock { $0 += 1; return $0 } }, markers: markers,
             now: { now.now }, logger: Logger(label: "txn-test"))
     }
 
@@ -296,6 +297,35 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         } catch let r as TxnRefusal {
             #expect(r.code == .producerFenced)
         }
+    }
+
+    /// transactional.id.expiration.ms: a completed id idle that long is deleted from the bucket
+    /// (and its next init starts with a new producer id); an open transaction never expires; a
+    /// document written by another coordinator since this one read it is not deleted.
+    @Test func idleIdsExpireOpenOnesDoNot() async throws {
+        let store = MemoryObjectStore(name: "txn")
+        let markers = RecordingMarkers()
+        let clock = WallClock(1_000)
+        let c = coordinator(store, markers, now: clock, expirationMs: 10_000)
+        let (done, e0) = try await c.initProducerId(transactionalId: "done", timeoutMs: 60_000, producerId: -1, producerEpoch: -1)
+        try await c.addPartitions(transactionalId: "done", producerId: done, producerEpoch: e0, partitions: [TxnPartition("a", 0)])
+        try await c.endTxn(transactionalId: "done", producerId: done, producerEpoch: e0, commit: true)
+        let (open, e1) = try await c.initProducerId(transactionalId: "open", timeoutMs: 60_000, producerId: -1, producerEpoch: -1)
+        try await c.addPartitions(transactionalId: "open", producerId: open, producerEpoch: e1, partitions: [TxnPartition("a", 1)])
+        _ = try await c.initProducerId(transactionalId: "moved", timeoutMs: 60_000, producerId: -1, producerEpoch: -1)
+        clock.set(10_999)
+        await c.tick()
+        #expect(try await store.listAll(prefix: "transactions/").count == 3, "nothing is idle for 10 s yet")
+        // "moved" is rewritten by another coordinator (same bucket) after this one read it.
+        let other = coordinator(store, markers, now: clock, expirationMs: 10_000)
+        _ = try await other.initProducerId(transactionalId: "moved", timeoutMs: 60_000, producerId: -1, producerEpoch: -1)
+        clock.set(31_000)  // all three idle past 10 s; the open transaction is within its 60 s timeout
+        await c.tick()
+        let left = try await store.listAll(prefix: "transactions/").map(\.key).sorted()
+        #expect(left == ["transactions/moved", "transactions/open"], "left: \(left)")
+        // The expired id starts afresh: a new producer id at epoch 0.
+        let (again, epoch) = try await c.initProducerId(transactionalId: "done", timeoutMs: 60_000, producerId: -1, producerEpoch: -1)
+        #expect(again != done && epoch == 0)
     }
 
     @Test func timeoutAboveTheBrokerMaximumIsRefused() async throws {

@@ -42,6 +42,7 @@ public final class BrokerCore: Sendable {
         transactions = TransactionCoordinator(
             nodeId: nodeId, store: partitions.store, prefix: partitions.prefix + "transactions/", placement: ClusterGroupPlacement(registry: registry),
             maxTimeoutMs: Int32(clamping: Int(config["transaction.max.timeout.ms"] ?? "") ?? 900_000),
+            expirationMs: Int64(config["transactional.id.expiration.ms"] ?? "") ?? 604_800_000,
             producerIds: { try await ids.next() }, markers: markers, logger: logger)
         // Validated at start-up (BrokerConfig.validate); the declared defaults otherwise.
         parked = ParkedFetches(maxTotal: Int(config["max.parked.fetches"] ?? "") ?? 10_000,

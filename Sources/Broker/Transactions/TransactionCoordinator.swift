@@ -45,6 +45,9 @@ public actor TransactionCoordinator {
     nonisolated let logger: Logger
     /// transaction.max.timeout.ms: InitProducerId asking for more gets INVALID_TRANSACTION_TIMEOUT.
     public nonisolated let maxTimeoutMs: Int32
+    /// transactional.id.expiration.ms: an id with no transaction open and no request for this
+    /// long is deleted from the bucket and forgotten (``expire(_:)``).
+    public nonisolated let expirationMs: Int64
 
     struct Entry {
         var meta: TransactionMetadata
@@ -56,6 +59,7 @@ public actor TransactionCoordinator {
     var waiting: [String: [CheckedContinuation<Void, Never>]] = [:]
 
     public init(nodeId: Int32, store: any ObjectStore, prefix: String, placement: any GroupPlacement, maxTimeoutMs: Int32,
+                expirationMs: Int64 = 604_800_000,
                 producerIds: @escaping @Sendable () async throws -> Int64, markers: any TxnMarkerSink,
                 now: @escaping @Sendable () -> Int64 = { wallMillis() }, logger: Logger) {
         self.nodeId = nodeId
@@ -63,6 +67,7 @@ public actor TransactionCoordinator {
         self.prefix = prefix
         self.placement = placement
         self.maxTimeoutMs = maxTimeoutMs
+        self.expirationMs = expirationMs
         self.producerIds = producerIds
         self.markers = markers
         self.now = now
@@ -315,10 +320,15 @@ public actor TransactionCoordinator {
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// One background pass: prepared transactions are completed, timed-out ones aborted.
+    /// One background pass: prepared transactions are completed, timed-out ones aborted,
+    /// expired ids deleted.
     public func tick() async {
         for id in Array(entries.keys) {
             guard let m = entries[id]?.meta, isCoordinator(of: id) else { continue }
+            if TxnRules.expired(m, nowMs: now(), expirationMs: expirationMs) {
+                await expire(id)
+                continue
+            }
             if m.state.isPreparing || TxnRules.timeout(m, nowMs: now()) != nil {
                 do {
                     try await with(id) { current in
@@ -337,6 +347,35 @@ public actor TransactionCoordinator {
                     logger.debug("background transaction pass failed", metadata: ["transactional.id": id, "error": "\(error)"])
                 }
             }
+        }
+    }
+
+    /// Deletes an expired id's document (Kafka's `transactional.id.expiration.ms`): the next
+    /// InitProducerId for it starts afresh with a new producer id. Holding the id, the document
+    /// is deleted only if the bucket still has the version this coordinator last wrote or read
+    /// (ETag); a coordinator that still holds the deleted version in memory fails its next
+    /// conditional write and reads the id again (absent). Not closed: a coordinator that took the
+    /// id over and wrote it between that check and the delete loses its write (the window is one
+    /// request, during a placement change; the id then starts afresh, as if it had expired).
+    func expire(_ id: String) async {
+        do {
+            try await with(id) { current in
+                guard let c = current, TxnRules.expired(c, nowMs: now(), expirationMs: expirationMs), let etag = entries[id]?.etag else { return }
+                let k = key(id)
+                let info = try await store.head(k)
+                guard info.etag == etag, isCoordinator(of: id) else {
+                    entries[id] = nil  // written elsewhere meanwhile: read it again when asked
+                    return
+                }
+                try await store.delete(k)
+                entries[id] = nil
+                logger.info("transactional id expired", metadata: ["transactional.id": id, "producer.id": "\(c.producerId)",
+                                                                  "idle.ms": "\(now() - c.lastUpdateMs)"])
+            }
+        } catch ObjectStoreError.notFound {
+            entries[id] = nil
+        } catch {
+            logger.debug("expiring a transactional id failed; will retry", metadata: ["transactional.id": id, "error": "\(error)"])
         }
     }
 

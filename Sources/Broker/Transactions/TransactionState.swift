@@ -90,6 +90,15 @@ public enum TxnRules {
     /// called when a fresh producer id is needed (first use, epoch exhaustion).
     /// Returns the metadata to write, and the abort to perform first when a transaction of the
     /// previous producer was open (its markers carry the new epoch, fencing the old producer).
+    /// Whether the id has expired: no transaction open (Empty, CompleteCommit or CompleteAbort)
+    /// and no change for `expirationMs`.
+    public static func expired(_ m: TransactionMetadata, nowMs: Int64, expirationMs: Int64) -> Bool {
+        switch m.state {
+        case .empty, .completeCommit, .completeAbort: return nowMs - m.lastUpdateMs >= expirationMs
+        case .ongoing, .prepareCommit, .prepareAbort: return false
+        }
+    }
+
     public static func initProducer(_ current: TransactionMetadata?, transactionalId: String, timeoutMs: Int32,
                                     expectedProducerId: Int64, expectedEpoch: Int16, nowMs: Int64,
                                     newProducerId: () throws -> Int64) throws -> (TransactionMetadata, abort: MarkerPlan?) {
