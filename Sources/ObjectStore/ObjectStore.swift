@@ -205,6 +205,40 @@ public enum ObjectKey {
         if key.utf8.contains(0) { return "the key contains a NUL byte" }
         return nil
     }
+
+    /// `name` as one key segment: bytes other than `A-Z a-z 0-9 . _ -` percent-encoded
+    /// (uppercase hex), so any group or transactional id is a single, listable segment.
+    /// Example: `escaped("tx/1")` is `tx%2F1`.
+    public static func escaped(_ name: String) -> String {
+        var out = ""
+        for byte in name.utf8 {
+            switch byte {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
+                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
+                out.append(Character(UnicodeScalar(byte)))
+            default:
+                let hex = String(byte, radix: 16, uppercase: true)
+                out += "%" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return out
+    }
+
+    /// The name `segment` was made from by ``escaped(_:)``, or nil if it is not such a segment
+    /// (a bad escape, invalid UTF-8, or not the canonical encoding).
+    public static func unescaped(_ segment: Substring) -> String? {
+        var bytes: [UInt8] = []
+        var rest = segment.utf8[...]
+        while let byte = rest.first {
+            rest = rest.dropFirst()
+            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
+            guard rest.count >= 2, let value = UInt8(String(decoding: rest.prefix(2), as: UTF8.self), radix: 16) else { return nil }
+            bytes.append(value)
+            rest = rest.dropFirst(2)
+        }
+        guard let name = String(validating: bytes, as: UTF8.self), escaped(name)[...] == segment else { return nil }
+        return name
+    }
 }
 
 extension ObjectStore {

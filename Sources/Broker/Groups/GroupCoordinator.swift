@@ -680,34 +680,13 @@ public actor GroupCoordinator {
     /// The object key of a group: the prefix and the group id, with bytes other than
     /// `A-Z a-z 0-9 . _ -` percent-encoded.
     public nonisolated func groupKey(_ groupId: String) -> String {
-        var out = prefix
-        for byte in groupId.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                out.append(Character(UnicodeScalar(byte)))
-            default:
-                let hex = String(byte, radix: 16, uppercase: true)
-                out += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return out
+        prefix + ObjectKey.escaped(groupId)
     }
 
     /// The group id of an object key made by ``groupKey(_:)``, or nil if the key is not one.
     public nonisolated func groupId(ofKey key: String) -> String? {
         guard key.hasPrefix(prefix) else { return nil }
-        var bytes: [UInt8] = []
-        var rest = Substring(key.dropFirst(prefix.count)).utf8[...]
-        while let byte = rest.first {
-            rest = rest.dropFirst()
-            guard byte == UInt8(ascii: "%") else { bytes.append(byte); continue }
-            guard rest.count >= 2, let value = UInt8(String(decoding: rest.prefix(2), as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(value)
-            rest = rest.dropFirst(2)
-        }
-        guard let id = String(validating: bytes, as: UTF8.self), groupKey(id) == key else { return nil }
-        return id
+        return ObjectKey.unescaped(key.dropFirst(prefix.count))
     }
 
     nonisolated func groupKeyProblem(_ groupId: String) -> String? {

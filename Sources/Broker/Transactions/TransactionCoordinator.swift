@@ -77,18 +77,7 @@ public actor TransactionCoordinator {
     // MARK: keys
 
     public nonisolated func key(_ transactionalId: String) -> String {
-        var out = prefix
-        for byte in transactionalId.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                out.append(Character(UnicodeScalar(byte)))
-            default:
-                let hex = String(byte, radix: 16, uppercase: true)
-                out += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return out
+        prefix + ObjectKey.escaped(transactionalId)
     }
 
     public nonisolated func isCoordinator(of transactionalId: String) -> Bool {
@@ -307,17 +296,7 @@ public actor TransactionCoordinator {
 
     static func transactionalId(ofKey key: String, prefix: String) -> String? {
         guard key.hasPrefix(prefix) else { return nil }
-        var bytes: [UInt8] = []
-        var it = key.utf8.dropFirst(prefix.utf8.count).makeIterator()
-        while let b = it.next() {
-            if b == UInt8(ascii: "%") {
-                guard let h = it.next(), let l = it.next(), let v = UInt8(String(decoding: [h, l], as: UTF8.self), radix: 16) else { return nil }
-                bytes.append(v)
-            } else {
-                bytes.append(b)
-            }
-        }
-        return String(decoding: bytes, as: UTF8.self)
+        return ObjectKey.unescaped(key.dropFirst(prefix.count))
     }
 
     /// One background pass: prepared transactions are completed, timed-out ones aborted,

@@ -53,18 +53,7 @@ public actor TxnOffsetStore {
     }
 
     nonisolated func key(group: String, producerId: Int64) -> String {
-        var out = prefix
-        for byte in group.utf8 {
-            switch byte {
-            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "0")...UInt8(ascii: "9"),
-                 UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "-"):
-                out.append(Character(UnicodeScalar(byte)))
-            default:
-                let hex = String(byte, radix: 16, uppercase: true)
-                out += "%" + (hex.count == 1 ? "0" + hex : hex)
-            }
-        }
-        return out + "/\(producerId)"
+        prefix + ObjectKey.escaped(group) + "/\(producerId)"
     }
 
     func locked<T: Sendable>(_ k: String, _ body: () async throws -> T) async rethrows -> T {
