@@ -7,63 +7,16 @@ import uuid
 
 import cluster_wire
 from conftest import create_topic, wait_for
+from consumer_members import ConsumerProtocolMember
 from load import unique_name
+
+
+def Member(bootstrap, group, topic, name, seen, lock):
+    """A member that tolerates consume errors while brokers move (the full read decides)."""
+    return ConsumerProtocolMember(bootstrap, group, topic, name, seen, lock, tolerate_consume_errors=True, leave_timeout=60)
 
 PARTITIONS = 6
 BATCH = 600
-
-
-class Member:
-    def __init__(self, bootstrap, group, topic, name, seen, lock):
-        self.bootstrap, self.group, self.topic, self.name = bootstrap, group, topic, name
-        self.seen, self.lock = seen, lock
-        self.assigned, self.positions, self.errors = set(), {}, []
-        self.stop = threading.Event()
-        self.thread = threading.Thread(target=self.run, name=name, daemon=True)
-        self.thread.start()
-
-    def commit(self, consumer, partitions):
-        from confluent_kafka import TopicPartition
-        offsets = [TopicPartition(self.topic, p, self.positions[p]) for p in partitions if p in self.positions]
-        if offsets:
-            for tp in consumer.commit(offsets=offsets, asynchronous=False):
-                if tp.error is not None:
-                    self.errors.append(f"commit of partition {tp.partition} failed: {tp.error}")
-        for p in partitions:
-            self.positions.pop(p, None)
-
-    def run(self):
-        from confluent_kafka import Consumer
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group, "group.protocol": "consumer",
-                      "enable.auto.commit": False, "auto.offset.reset": "earliest", "client.id": self.name})
-
-        def on_assign(consumer, partitions):
-            self.assigned |= {tp.partition for tp in partitions}
-
-        def on_revoke(consumer, partitions):
-            revoked = [tp.partition for tp in partitions]
-            self.commit(consumer, revoked)
-            self.assigned -= set(revoked)
-
-        try:
-            c.subscribe([self.topic], on_assign=on_assign, on_revoke=on_revoke)
-            while not self.stop.is_set():
-                for m in c.consume(num_messages=500, timeout=0.2):
-                    if m.error():
-                        continue  # transient errors while brokers move (the full-read check decides)
-                    with self.lock:
-                        self.seen.append((m.partition(), m.offset(), self.name))
-                    self.positions[m.partition()] = m.offset() + 1
-            self.commit(c, sorted(self.positions))
-        except Exception as e:  # noqa: BLE001 - reported by the test
-            self.errors.append(f"{type(e).__name__}: {e}")
-        finally:
-            c.close()
-
-    def leave(self, timeout=60):
-        self.stop.set()
-        self.thread.join(timeout)
-        assert not self.thread.is_alive(), f"member {self.name} did not leave within {timeout} s"
 
 
 def produce(bootstrap, topic, start, count):
