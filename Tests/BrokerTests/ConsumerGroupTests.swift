@@ -405,6 +405,28 @@ struct ConsumerGroupCoordinatorTests {
         #expect(after.groups.first?.groupState == "Empty", "after leaving: \(after.groups)")
     }
 
+    /// OffsetDelete on a KIP-848 group: refused for a topic a live member subscribes to
+    /// (GROUP_SUBSCRIBED_TO_TOPIC), done once the members have left.
+    @Test func offsetDeleteRespectsConsumerMembersSubscriptions() async throws {
+        let w = try await GroupWire()
+        let j = try await heartbeat(w, joinRequest("m1"))
+        #expect(j.errorCode == 0 && j.memberEpoch == 1)
+        let commit = OffsetCommitRequest(groupId: "g", generationIdOrMemberEpoch: 1, memberId: "m1",
+                                         topics: [.init(name: "t", partitions: [.init(partitionIndex: 0, committedOffset: 7)])])
+        guard case let .offsetCommit(c) = try await w.call(commit, version: 9) else { throw TestFailure("not a commit response") }
+        #expect(c.topics.first?.partitions.first?.errorCode == 0)
+        func delete() async throws -> (Int16, Int16?) {
+            let r = OffsetDeleteRequest(groupId: "g", topics: [.init(name: "t", partitions: [.init(partitionIndex: 0)])])
+            guard case let .offsetDelete(out) = try await w.call(r, version: 0) else { throw TestFailure("not an OffsetDelete response") }
+            return (out.errorCode, out.topics.first?.partitions.first?.errorCode)
+        }
+        let live = try await delete()
+        #expect(live.0 == 0 && live.1 == KafkaErrorCode.groupSubscribedToTopic.rawValue, "while m1 is subscribed: \(live)")
+        _ = try await heartbeat(w, ConsumerGroupHeartbeatRequest(groupId: "g", memberId: "m1", memberEpoch: -1))
+        let empty = try await delete()
+        #expect(empty.0 == 0 && empty.1 == 0, "after m1 left: \(empty)")
+    }
+
     @Test func sessionExpiryThroughTheTimer() async throws {
         let w = try await GroupWire()
         _ = try await heartbeat(w, joinRequest("m1"))

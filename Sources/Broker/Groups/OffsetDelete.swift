@@ -56,12 +56,16 @@ extension GroupCoordinator {
     }
 
     /// What OffsetDelete needs to know of a group's live members: whether it has any, whether
-    /// they speak the consumer protocol, and the topics they subscribe to (nil: unknown).
-    ///
-    /// Merge note: a KIP-848 consumer group keeps its members outside `entry.machine`; its
-    /// members' subscribed topic names belong here too (Kafka's `ConsumerGroup` is always a
-    /// consumer-protocol group, and only Dead refuses OffsetDelete).
+    /// they speak the consumer protocol, and the topics they subscribe to (nil: unknown). A
+    /// KIP-848 consumer group with members subscribes to its members' topic names and to the
+    /// topics its target assignment was computed from (regex subscriptions resolved); only Dead
+    /// refuses OffsetDelete for it, as in Kafka.
     func liveSubscriptions(_ entry: Entry) -> (hasMembers: Bool, usesConsumerProtocol: Bool, topics: Set<String>?) {
+        if let consumer = entry.consumer, !consumer.members.isEmpty {
+            var topics = Set(consumer.subscribedTopics.keys)
+            for member in consumer.members.values { topics.formUnion(member.subscribedTopicNames) }
+            return (true, true, topics)
+        }
         let machine = entry.machine
         return (machine.state != .empty, machine.protocolType == "consumer", Self.subscribedTopics(of: machine))
     }
