@@ -41,6 +41,16 @@ def produce(bootstrap, topic, count, partition=None, extra=None):
     assert left == 0 and not errors, f"produce to {topic}: {left} undelivered, errors {errors[:3]}"
 
 
+def poll_records(consumer, topic, count, timeout=60.0):
+    """Polls `consumer` until it has received `count` records (errors skipped), within `timeout`."""
+    seen, deadline = 0, time.monotonic() + timeout
+    while seen < count:
+        assert time.monotonic() < deadline, f"consumed {seen} of {count} records of {topic}"
+        m = consumer.poll(0.5)
+        if m is not None and not m.error():
+            seen += 1
+
+
 def test_api_versions_advertise_the_admin_apis(broker):
     versions = kafka_wire.probe(broker.host, broker.port)
     advertised = {key: versions.get(key) for key in ADMIN_APIS}
@@ -68,12 +78,7 @@ def test_delete_group_offsets(broker, topic_name):
     assert altered == {TopicPartition(other, 0): NoError}, altered
     try:
         c.subscribe([topic_name])
-        seen, deadline = 0, time.monotonic() + 60
-        while seen < 20:
-            assert time.monotonic() < deadline, f"consumed {seen} of 20 records of {topic_name}"
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                seen += 1
+        poll_records(c, topic_name, 20)
         c.commit(asynchronous=False)
         committed = kp.list_group_offsets(group)[group]
         assert {(tp.topic, tp.partition) for tp in committed} == {(topic_name, 0), (topic_name, 1), (other, 0)}, committed
@@ -193,12 +198,7 @@ def test_librdkafka_delete_consumer_group_offsets(broker, topic_name, wheel_libr
                   "enable.auto.commit": False})
     try:
         c.subscribe([topic_name])
-        seen, deadline = 0, time.monotonic() + 60
-        while seen < 5:
-            assert time.monotonic() < deadline, f"consumed {seen} of 5 records of {topic_name}"
-            m = c.poll(0.5)
-            if m is not None and not m.error():
-                seen += 1
+        poll_records(c, topic_name, 5)
         c.commit(asynchronous=False)
         refused = librdkafka_delete_offsets(lib, broker.bootstrap, group, [(topic_name, 0)])
         assert refused == ("partitions", {(topic_name, 0): 86}), f"while subscribed: {refused} (86: GROUP_SUBSCRIBED_TO_TOPIC)"
