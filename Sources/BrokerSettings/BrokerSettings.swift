@@ -198,6 +198,8 @@ public enum BrokerSettings {
               "The largest transaction.timeout.ms a transactional producer may ask for (INVALID_TRANSACTION_TIMEOUT above)."),
         .init("transaction.abort.timed.out.transaction.cleanup.interval.ms", .integer(min: 100, max: 2_147_483_647), default: "10000",
               access: .user, "How often the transaction coordinator aborts transactions open past their timeout."),
+        .init("unstable.api.versions.enable", .boolean, default: "false", access: .user,
+              "Serve and advertise API versions Kafka's schemas mark unstable: EndTxn v5 (KIP-890 part 2, an epoch bump per transaction)."),
         .init("retention.check.interval.ms", .integer(min: 100, max: maxLong), default: "30000", access: .user,
               "How often retention runs."),
         .init("quota.window.num", .integer(min: 2, max: 1000), default: "11", access: .user,

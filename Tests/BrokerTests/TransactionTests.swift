@@ -192,6 +192,96 @@ import Testing
     }
 }
 
+// MARK: - KIP-890 part 2: EndTxn v5 bumps the epoch
+
+@Suite struct TxnEpochBumpRulesTests {
+    func ongoing(epoch: Int16 = 3) throws -> TransactionMetadata {
+        var m = TransactionMetadata(transactionalId: "t", producerId: 5, producerEpoch: epoch, timeoutMs: 1000, state: .empty, nowMs: 0)
+        m = try TxnRules.add(m, producerId: 5, epoch: epoch, partitions: [TxnPartition("a", 0)], groups: ["g"], nowMs: 10)
+        return m
+    }
+
+    func refusal(_ body: () throws -> Any) -> KafkaErrorCode? {
+        do {
+            _ = try body()
+            return nil
+        } catch let r as TxnRefusal {
+            return r.code
+        } catch {
+            return .unknownServerError
+        }
+    }
+
+    func noNewId() -> Int64 {
+        Issue.record("no new producer id is needed")
+        return -1
+    }
+
+    @Test func commitPreparesAtTheNextEpochAndCompletesThere() throws {
+        let m = try ongoing()
+        let (prepared, plan) = try TxnRules.endBumpingEpoch(m, producerId: 5, epoch: 3, commit: true, nowMs: 20, newProducerId: noNewId)
+        #expect(prepared.state == .prepareCommit && prepared.producerEpoch == 4 && prepared.nextProducerId == nil)
+        // The markers carry the new epoch: they fence epoch 3 in every partition.
+        #expect(plan == MarkerPlan(producerId: 5, producerEpoch: 4, commit: true, partitions: [TxnPartition("a", 0)], groups: ["g"]))
+        let done = TxnRules.complete(prepared, nowMs: 30)
+        #expect(done.state == .completeCommit && done.producerId == 5 && done.producerEpoch == 4 && done.partitions.isEmpty)
+        // The next transaction runs at epoch 4; epoch 3 is fenced.
+        let next = try TxnRules.add(done, producerId: 5, epoch: 4, partitions: [TxnPartition("b", 0)], groups: [], nowMs: 40)
+        #expect(next.state == .ongoing && next.producerEpoch == 4)
+        #expect(refusal { try TxnRules.add(done, producerId: 5, epoch: 3, partitions: [TxnPartition("b", 0)], groups: [], nowMs: 40) } == .producerFenced)
+        // The version 0–4 rules see epoch 3 as fenced too.
+        #expect(refusal { try TxnRules.end(done, producerId: 5, epoch: 3, commit: true, nowMs: 40) } == .producerFenced)
+    }
+
+    @Test func aRetryOfACompletedEndIsAnsweredWithoutASecondBump() throws {
+        let m = try ongoing()
+        let (prepared, _) = try TxnRules.endBumpingEpoch(m, producerId: 5, epoch: 3, commit: false, nowMs: 20, newProducerId: noNewId)
+        let done = TxnRules.complete(prepared, nowMs: 30)
+        let (again, plan) = try TxnRules.endBumpingEpoch(done, producerId: 5, epoch: 3, commit: false, nowMs: 40, newProducerId: noNewId)
+        #expect(plan == nil && again == done && again.producerEpoch == 4)
+        // The same retry with the other outcome is a state error, not a new transaction.
+        #expect(refusal { try TxnRules.endBumpingEpoch(done, producerId: 5, epoch: 3, commit: true, nowMs: 40, newProducerId: self.noNewId) }
+                == .invalidTxnState)
+        // While the end is still being completed, the retry waits (retriable).
+        #expect(refusal { try TxnRules.endBumpingEpoch(prepared, producerId: 5, epoch: 3, commit: false, nowMs: 25, newProducerId: self.noNewId) }
+                == .concurrentTransactions)
+        // Older epochs are fenced; the new epoch may not commit a transaction it never opened.
+        #expect(refusal { try TxnRules.endBumpingEpoch(done, producerId: 5, epoch: 2, commit: false, nowMs: 40, newProducerId: self.noNewId) }
+                == .producerFenced)
+        #expect(refusal { try TxnRules.endBumpingEpoch(done, producerId: 5, epoch: 4, commit: true, nowMs: 40, newProducerId: self.noNewId) }
+                == .invalidTxnState)
+        #expect(refusal { try TxnRules.endBumpingEpoch(done, producerId: 6, epoch: 4, commit: false, nowMs: 40, newProducerId: self.noNewId) }
+                == .invalidProducerIdMapping)
+    }
+
+    @Test func anAbortWithNothingOpenStillBumpsTheEpoch() throws {
+        let empty = TransactionMetadata(transactionalId: "t", producerId: 5, producerEpoch: 0, timeoutMs: 1000, state: .empty, nowMs: 0)
+        let (prepared, plan) = try TxnRules.endBumpingEpoch(empty, producerId: 5, epoch: 0, commit: false, nowMs: 20, newProducerId: noNewId)
+        #expect(prepared.state == .prepareAbort && prepared.producerEpoch == 1)
+        #expect(plan == MarkerPlan(producerId: 5, producerEpoch: 1, commit: false, partitions: [], groups: []))
+        #expect(refusal { try TxnRules.endBumpingEpoch(empty, producerId: 5, epoch: 0, commit: true, nowMs: 20, newProducerId: self.noNewId) }
+                == .invalidTxnState)
+    }
+
+    @Test func anExhaustedEpochMovesToANewProducerIdAtCompletion() throws {
+        let m = try ongoing(epoch: Int16.max - 1)
+        let (prepared, plan) = try TxnRules.endBumpingEpoch(m, producerId: 5, epoch: Int16.max - 1, commit: true, nowMs: 20, newProducerId: { 99 })
+        // The markers use the last epoch of producer 5; the completion moves the id to 99.
+        #expect(prepared.producerId == 5 && prepared.producerEpoch == Int16.max && prepared.nextProducerId == 99)
+        #expect(plan?.producerId == 5 && plan?.producerEpoch == Int16.max)
+        let done = TxnRules.complete(prepared, nowMs: 30)
+        #expect(done.producerId == 99 && done.producerEpoch == 0 && done.lastProducerId == 5 && done.nextProducerId == nil)
+        // A retry names the old id and its last epoch: answered with the new identity.
+        let (again, none) = try TxnRules.endBumpingEpoch(done, producerId: 5, epoch: Int16.max - 1, commit: true, nowMs: 40, newProducerId: noNewId)
+        #expect(none == nil && again.producerId == 99 && again.producerEpoch == 0)
+        // The old id is no longer the producer of the transactional id.
+        #expect(refusal { try TxnRules.add(done, producerId: 5, epoch: Int16.max - 1, partitions: [], groups: [], nowMs: 40) }
+                == .invalidProducerIdMapping)
+        #expect(refusal { try TxnRules.endBumpingEpoch(done, producerId: 5, epoch: 7, commit: true, nowMs: 40, newProducerId: self.noNewId) }
+                == .invalidProducerIdMapping)
+    }
+}
+
 // MARK: - coordinator actor against a memory bucket
 
 final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
@@ -232,7 +322,7 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         #expect(pid == 101 && epoch == 0)
         try await c.addPartitions(transactionalId: "tx/1", producerId: pid, producerEpoch: epoch, partitions: [TxnPartition("a", 0)])
         #expect(await c.verify(transactionalId: "tx/1", producerId: pid, producerEpoch: epoch, partition: TxnPartition("a", 0)) == nil)
-        #expect(await c.verify(transactionalId: "tx/1", producerId: pid, producerEpoch: epoch, partition: TxnPartition("a", 1)) == .invalidTxnState)
+        #expect(await c.verify(transactionalId: "tx/1", producerId: pid, producerEpoch: epoch, partition: TxnPartition("a", 1)) == .transactionAbortable)
         try await c.endTxn(transactionalId: "tx/1", producerId: pid, producerEpoch: epoch, commit: true)
         #expect(markers.plans == [MarkerPlan(producerId: pid, producerEpoch: 0, commit: true, partitions: [TxnPartition("a", 0)], groups: [])])
         // A new coordinator on the same bucket sees the completed state and bumps the epoch.
@@ -336,5 +426,120 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         } catch let r as TxnRefusal {
             #expect(r.code == .invalidTransactionTimeout)
         }
+    }
+
+    /// EndTxn v5: the bump is persisted, answered, and fences the old epoch at the coordinator
+    /// (AddPartitionsToTxn, EndTxn) and on the produce path; a retry gets the same answer.
+    @Test func endTxnBumpingTheEpochPersistsAndFencesTheOldEpoch() async throws {
+        let store = MemoryObjectStore(name: "txn")
+        let markers = RecordingMarkers()
+        let c = coordinator(store, markers)
+        let (pid, epoch) = try await c.initProducerId(transactionalId: "t", timeoutMs: 10_000, producerId: -1, producerEpoch: -1)
+        try await c.addPartitions(transactionalId: "t", producerId: pid, producerEpoch: epoch, partitions: [TxnPartition("a", 0)])
+        let answer = try await c.endTxn(transactionalId: "t", producerId: pid, producerEpoch: epoch, commit: true, bumpEpoch: true)
+        #expect(answer == (pid, 1))
+        #expect(markers.plans == [MarkerPlan(producerId: pid, producerEpoch: 1, commit: true, partitions: [TxnPartition("a", 0)], groups: [])])
+        // A lost answer: the retry gets the same producer id and epoch, and nothing is written again.
+        let retry = try await c.endTxn(transactionalId: "t", producerId: pid, producerEpoch: epoch, commit: true, bumpEpoch: true)
+        #expect(retry == (pid, 1) && markers.plans.count == 1)
+        // The bump is in the bucket: another coordinator reads epoch 1.
+        let c2 = coordinator(store, markers)
+        let m = try #require(try await c2.describe(transactionalId: "t"))
+        #expect(m.state == .completeCommit && m.producerId == pid && m.producerEpoch == 1)
+        // Epoch 0 is fenced.
+        do {
+            try await c2.addPartitions(transactionalId: "t", producerId: pid, producerEpoch: 0, partitions: [TxnPartition("a", 0)])
+            Issue.record("AddPartitionsToTxn of the old epoch must be fenced")
+        } catch let r as TxnRefusal {
+            #expect(r.code == .producerFenced)
+        }
+        #expect(await c2.verify(transactionalId: "t", producerId: pid, producerEpoch: 0, partition: TxnPartition("a", 0)) == .producerFenced)
+        #expect(await c2.verifyProduce(transactionalId: "t", producerId: pid, producerEpoch: 0, partition: TxnPartition("a", 0), produceVersion: 11)
+                == .invalidProducerEpoch)
+        // The next transaction at epoch 1 works, and is ended with another bump.
+        try await c2.addPartitions(transactionalId: "t", producerId: pid, producerEpoch: 1, partitions: [TxnPartition("a", 0)])
+        #expect(await c2.verify(transactionalId: "t", producerId: pid, producerEpoch: 1, partition: TxnPartition("a", 0)) == nil)
+        let second = try await c2.endTxn(transactionalId: "t", producerId: pid, producerEpoch: 1, commit: false, bumpEpoch: true)
+        #expect(second == (pid, 2))
+    }
+
+    /// EndTxn v5 at epoch 32766: the prepared state names the next producer id (payload version
+    /// 2) so that a coordinator completing it after a crash moves the id there too; the retry
+    /// of the lost answer names the old id and gets the new one.
+    @Test func endTxnAtAnExhaustedEpochMovesToANewProducerIdAcrossACrash() async throws {
+        let store = MemoryObjectStore(name: "txn")
+        let markers = RecordingMarkers()
+        var m = TransactionMetadata(transactionalId: "t", producerId: 7, producerEpoch: Int16.max - 1, timeoutMs: 10_000, state: .ongoing, nowMs: 0)
+        m.partitions = [TxnPartition("a", 0)]
+        m.startMs = 0
+        _ = try await store.put("transactions/t", try TransactionCoordinator.encode(m), condition: .ifAbsent)
+        let c = coordinator(store, markers)
+        markers.setFailing(true)
+        do {
+            try await c.endTxn(transactionalId: "t", producerId: 7, producerEpoch: Int16.max - 1, commit: true, bumpEpoch: true)
+            Issue.record("EndTxn must fail while markers cannot be written")
+        } catch let r as TxnRefusal {
+            #expect(r.code == .concurrentTransactions)
+        }
+        let prepared = try TransactionCoordinator.decode(try await store.get("transactions/t", range: nil).bytes, key: "transactions/t")
+        #expect(prepared.state == .prepareCommit && prepared.producerEpoch == Int16.max && prepared.nextProducerId == 101)
+        markers.setFailing(false)
+        let c2 = coordinator(store, markers)
+        try await c2.rescan()
+        await c2.tick()
+        #expect(markers.plans == [MarkerPlan(producerId: 7, producerEpoch: Int16.max, commit: true, partitions: [TxnPartition("a", 0)], groups: [])])
+        let retry = try await c2.endTxn(transactionalId: "t", producerId: 7, producerEpoch: Int16.max - 1, commit: true, bumpEpoch: true)
+        #expect(retry == (101, 0))
+        let done = try TransactionCoordinator.decode(try await store.get("transactions/t", range: nil).bytes, key: "transactions/t")
+        #expect(done.producerId == 101 && done.producerEpoch == 0 && done.lastProducerId == 7 && done.nextProducerId == nil)
+    }
+
+    /// The fields of payload version 1, as brokers before EndTxn v5 wrote them.
+    struct PayloadV1: Encodable {
+        var transactionalId = "old"
+        var producerId: Int64 = 12
+        var producerEpoch: Int16 = 4
+        var lastProducerId: Int64 = -1
+        var timeoutMs: Int32 = 60_000
+        var state = "Ongoing"
+        var partitions = [TxnPartition("a", 3)]
+        var groups = ["g"]
+        var startMs: Int64 = 100
+        var lastUpdateMs: Int64 = 200
+    }
+
+    @Test func version1DocumentsStillReadAndOnlyARotationWritesVersion2() throws {
+        let key = "transactions/old"
+        let old = try DocumentEnvelope.encode(PayloadV1(), kind: .transactionState, version: 1)
+        let m = try TransactionCoordinator.decode(old, key: key)
+        var expected = TransactionMetadata(transactionalId: "old", producerId: 12, producerEpoch: 4, timeoutMs: 60_000, state: .ongoing, nowMs: 200)
+        expected.partitions = [TxnPartition("a", 3)]
+        expected.groups = ["g"]
+        expected.startMs = 100
+        #expect(m == expected)
+        // Written back without a next producer id it stays version 1 (readable by older brokers).
+        let rewritten = try TransactionCoordinator.encode(m)
+        #expect(rewritten[5] == 0 && rewritten[6] == 1)
+        var rotating = m
+        rotating.nextProducerId = 40
+        let v2 = try TransactionCoordinator.encode(rotating)
+        #expect(v2[5] == 0 && v2[6] == 2)
+        #expect(try TransactionCoordinator.decode(v2, key: key) == rotating)
+        // Still checksummed: a flipped payload byte is refused.
+        var bad = v2
+        bad[bad.count - 3] ^= 0x01
+        #expect(throws: BrokerError.self) { try TransactionCoordinator.decode(bad, key: key) }
+    }
+
+    /// TRANSACTION_ABORTABLE reaches a producer only from Produce v11; older ones get
+    /// INVALID_TXN_STATE for a partition not added to the transaction.
+    @Test func aPartitionNotInTheTransactionIsAbortableFromProduceV11() async throws {
+        let c = coordinator(MemoryObjectStore(name: "txn"), RecordingMarkers())
+        let (pid, epoch) = try await c.initProducerId(transactionalId: "t", timeoutMs: 10_000, producerId: -1, producerEpoch: -1)
+        try await c.addPartitions(transactionalId: "t", producerId: pid, producerEpoch: epoch, partitions: [TxnPartition("a", 0)])
+        let missing = TxnPartition("a", 1)
+        #expect(await c.verifyProduce(transactionalId: "t", producerId: pid, producerEpoch: epoch, partition: missing, produceVersion: 11) == .transactionAbortable)
+        #expect(await c.verifyProduce(transactionalId: "t", producerId: pid, producerEpoch: epoch, partition: missing, produceVersion: 10) == .invalidTxnState)
+        #expect(await c.verifyProduce(transactionalId: "t", producerId: pid, producerEpoch: epoch, partition: TxnPartition("a", 0), produceVersion: 10) == nil)
     }
 }

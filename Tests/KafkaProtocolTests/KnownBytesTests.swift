@@ -198,6 +198,13 @@ import Testing
         #expect(!ApiKey.vote.listeners.contains("broker"))
     }
 
+    /// KIP-890's TRANSACTION_ABORTABLE: code 120, not retriable (the producer aborts instead).
+    @Test func transactionAbortableCode() {
+        #expect(KafkaErrorCode(rawValue: 120) == .transactionAbortable)
+        #expect(KafkaErrorCode.transactionAbortable.name == "TRANSACTION_ABORTABLE")
+        #expect(!KafkaErrorCode.transactionAbortable.isRetriable)
+    }
+
     @Test func uuidText() {
         #expect(KafkaUUID.zero.description == "AAAAAAAAAAAAAAAAAAAAAA")
         // Kafka's METADATA_TOPIC_ID, Uuid(0, 1).

@@ -213,7 +213,7 @@ public final class Broker: Sendable {
             return StableOffsetFetchHandler(inner: h, offsets: offsets)
         }
         var handlers: [any ApiHandler] = Self.standardHandlers(core) + Self.clusterHandlers(core) + groupHandlers + extraHandlers(core)
-            + Self.transactionHandlers(core, groups: groups)
+            + Self.transactionHandlers(core, groups: groups, unstableVersions: try config.bool("unstable.api.versions.enable"))
             + authenticator.handlers
         let authorizer = try Self.authorizer(config)
         authorizer.follow(registry.log)
@@ -275,9 +275,10 @@ public final class Broker: Sendable {
     }
 
     /// The transaction APIs (docs/transactions.md); TxnOffsetCommit only with a group coordinator.
-    static func transactionHandlers(_ core: BrokerCore, groups: GroupCoordinator?) -> [any ApiHandler] {
+    /// `unstableVersions` (`unstable.api.versions.enable`) adds EndTxn v5 (KIP-890 part 2).
+    static func transactionHandlers(_ core: BrokerCore, groups: GroupCoordinator?, unstableVersions: Bool) -> [any ApiHandler] {
         var handlers: [any ApiHandler] = [
-            AddPartitionsToTxnHandler(core: core), AddOffsetsToTxnHandler(core: core), EndTxnHandler(core: core),
+            AddPartitionsToTxnHandler(core: core), AddOffsetsToTxnHandler(core: core), EndTxnHandler(core: core, unstableVersions: unstableVersions),
             WriteTxnMarkersHandler(markers: core.txnMarkers), DescribeTransactionsHandler(core: core), ListTransactionsHandler(core: core),
         ]
         if let groups, let offsets = core.txnMarkers.offsets {

@@ -81,7 +81,8 @@ public struct ProduceHandler: ApiHandler {
                     if let tid = r.transactionalId, let first = batches.first, first.isTransactional,
                        !partition.hasOngoingTransaction(first.header.producerId),
                        let code = await core.transactions.verifyProduce(transactionalId: tid, producerId: first.header.producerId,
-                                                                        producerEpoch: first.header.producerEpoch, partition: TxnPartition(t.name, p.index)) {
+                                                                        producerEpoch: first.header.producerEpoch, partition: TxnPartition(t.name, p.index),
+                                                                        produceVersion: context.apiVersion) {
                         slots.append(.done(Self.error(p.index, code, "producer \(first.header.producerId) has not added \(t.name)-\(p.index) to its open transaction")))
                         continue
                     }

@@ -85,7 +85,7 @@ public actor TransactionCoordinator {
     }
 
     static func encode(_ m: TransactionMetadata) throws -> [UInt8] {
-        try DocumentEnvelope.encode(m, kind: .transactionState, version: TransactionMetadata.formatVersion)
+        try DocumentEnvelope.encode(m, kind: .transactionState, version: m.payloadVersion)
     }
 
     static func decode(_ bytes: [UInt8], key: String) throws -> TransactionMetadata {
@@ -223,24 +223,47 @@ public actor TransactionCoordinator {
         }
     }
 
-    public func endTxn(transactionalId id: String, producerId: Int64, producerEpoch: Int16, commit: Bool) async throws {
+    /// EndTxn: decides (``TxnRules/end`` or, for EndTxn v5+, ``TxnRules/endBumpingEpoch``),
+    /// persists the decision, writes the markers and completes. Returns the producer id and
+    /// epoch the client continues with (EndTxn v5 answers them): after a bump the new ones, for
+    /// a retry of a completed end the current ones.
+    @discardableResult
+    public func endTxn(transactionalId id: String, producerId: Int64, producerEpoch: Int16, commit: Bool,
+                       bumpEpoch: Bool = false) async throws -> (Int64, Int16) {
         try await with(id) { current in
             guard let current else { throw TxnRefusal(.invalidProducerIdMapping, "transactional id \(id) has no producer") }
-            let (prepared, plan) = try TxnRules.end(current, producerId: producerId, epoch: producerEpoch, commit: commit, nowMs: now())
-            guard let plan else { return }
+            let prepared: TransactionMetadata
+            let plan: MarkerPlan?
+            if bumpEpoch {
+                // The epoch after this one would be Int16.max: the id moves to a fresh producer id.
+                let fresh: Int64
+                do { fresh = current.producerEpoch >= Int16.max - 1 ? try await producerIds() : -1 } catch {
+                    throw TxnRefusal(.coordinatorNotAvailable, "producer id allocation failed: \(error)")
+                }
+                (prepared, plan) = try TxnRules.endBumpingEpoch(current, producerId: producerId, epoch: producerEpoch, commit: commit,
+                                                                 nowMs: now(), newProducerId: { fresh })
+            } else {
+                (prepared, plan) = try TxnRules.end(current, producerId: producerId, epoch: producerEpoch, commit: commit, nowMs: now())
+            }
+            guard let plan else { return (current.producerId, current.producerEpoch) }
             try await persist(prepared)
-            _ = try await finish(prepared, plan)
+            let done = try await finish(prepared, plan)
+            return (done.producerId, done.producerEpoch)
         }
     }
 
     /// Whether a transactional Produce of (`producerId`, `epoch`) to `partition` is part of the
-    /// open transaction of `id` (Kafka 4 refuses it otherwise with INVALID_TXN_STATE).
+    /// open transaction of `id`, answered as Kafka's coordinator answers AddPartitionsToTxn
+    /// `verifyOnly` (3.8+): another producer id INVALID_PRODUCER_ID_MAPPING, another epoch
+    /// PRODUCER_FENCED, a transaction being completed CONCURRENT_TRANSACTIONS, a partition not in
+    /// the open transaction TRANSACTION_ABORTABLE (``verifyProduce`` maps these for the producer).
     public func verify(transactionalId id: String, producerId: Int64, producerEpoch: Int16, partition: TxnPartition) async -> KafkaErrorCode? {
         do {
             return try await with(id) { current in
                 guard let m = current, m.producerId == producerId else { return .invalidProducerIdMapping }
-                if producerEpoch < m.producerEpoch { return .invalidProducerEpoch }
-                guard m.producerEpoch == producerEpoch, m.state == .ongoing, m.partitions.contains(partition) else { return .invalidTxnState }
+                guard m.producerEpoch == producerEpoch else { return .producerFenced }
+                if m.state.isPreparing { return .concurrentTransactions }
+                guard m.state == .ongoing, m.partitions.contains(partition) else { return .transactionAbortable }
                 return nil
             }
         } catch let r as TxnRefusal {
@@ -250,10 +273,14 @@ public actor TransactionCoordinator {
         }
     }
 
-    /// ``verify`` here when this broker coordinates `id`, else by AddPartitionsToTxn v4
-    /// (verifyOnly) to the broker that does (KIP-890). Coordinator errors and an unreachable
-    /// coordinator become NOT_ENOUGH_REPLICAS, retriable for the producer, as Kafka maps them.
-    public func verifyProduce(transactionalId id: String, producerId: Int64, producerEpoch: Int16, partition: TxnPartition) async -> KafkaErrorCode? {
+    /// ``verify`` here when this broker coordinates `id`, else by AddPartitionsToTxn v5
+    /// (verifyOnly) to the broker that does (KIP-890), with the answer mapped for a producer
+    /// sending Produce `produceVersion`, as Kafka's partition leader maps it: coordinator errors
+    /// and an unreachable coordinator become NOT_ENOUGH_REPLICAS (retriable), PRODUCER_FENCED
+    /// becomes INVALID_PRODUCER_EPOCH, and TRANSACTION_ABORTABLE reaches only Produce v11+
+    /// (the first version that knows it; older producers get INVALID_TXN_STATE).
+    public func verifyProduce(transactionalId id: String, producerId: Int64, producerEpoch: Int16, partition: TxnPartition,
+                              produceVersion: Int16) async -> KafkaErrorCode? {
         let code: KafkaErrorCode?
         if isCoordinator(of: id) {
             code = await verify(transactionalId: id, producerId: producerId, producerEpoch: producerEpoch, partition: partition)
@@ -263,6 +290,8 @@ public actor TransactionCoordinator {
         }
         switch code {
         case .notCoordinator?, .coordinatorNotAvailable?, .coordinatorLoadInProgress?, .concurrentTransactions?: return .notEnoughReplicas
+        case .producerFenced?: return .invalidProducerEpoch
+        case .transactionAbortable? where produceVersion < 11: return .invalidTxnState
         default: return code
         }
     }

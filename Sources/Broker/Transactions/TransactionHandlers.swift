@@ -18,7 +18,9 @@ func txnRefusal(_ error: any Error) -> TxnRefusal {
 /// transaction; partitions of unknown topics get UNKNOWN_TOPIC_OR_PARTITION and the others
 /// OPERATION_NOT_ATTEMPTED, as Kafka answers. v4+ (brokers, KIP-890): batched by transactional
 /// id; `verifyOnly` asks whether each partition is in the id's open transaction at that
-/// producer epoch (a partition owner verifying a transactional Produce), answering per partition.
+/// producer epoch (a partition owner verifying a transactional Produce), answering per partition
+/// (``TransactionCoordinator/verify``). A partition not in the transaction is
+/// TRANSACTION_ABORTABLE from v5 (the version that adds the code), INVALID_TXN_STATE in v4.
 public struct AddPartitionsToTxnHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.addPartitionsToTxn
@@ -26,7 +28,7 @@ public struct AddPartitionsToTxnHandler: ApiHandler {
 
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .addPartitionsToTxn(r) = request else { return .close }
-        if context.apiVersion >= 4 { return .response(.addPartitionsToTxn(await batched(r))) }
+        if context.apiVersion >= 4 { return .response(.addPartitionsToTxn(await batched(r, version: context.apiVersion))) }
         var unknown: Set<TxnPartition> = []
         var all: [TxnPartition] = []
         for t in r.v3AndBelowTopics {
@@ -63,7 +65,7 @@ public struct AddPartitionsToTxnHandler: ApiHandler {
 }
 
 extension AddPartitionsToTxnHandler {
-    func batched(_ r: AddPartitionsToTxnRequest) async -> AddPartitionsToTxnResponse {
+    func batched(_ r: AddPartitionsToTxnRequest, version: Int16) async -> AddPartitionsToTxnResponse {
         var response = AddPartitionsToTxnResponse()
         for txn in r.transactions {
             var topics: [AddPartitionsToTxnResponse.AddPartitionsToTxnTopicResult] = []
@@ -71,8 +73,9 @@ extension AddPartitionsToTxnHandler {
                 for t in txn.topics {
                     var results: [AddPartitionsToTxnResponse.AddPartitionsToTxnPartitionResult] = []
                     for p in t.partitions {
-                        let code = await core.transactions.verify(transactionalId: txn.transactionalId, producerId: txn.producerId,
+                        var code = await core.transactions.verify(transactionalId: txn.transactionalId, producerId: txn.producerId,
                                                                   producerEpoch: txn.producerEpoch, partition: TxnPartition(t.name, p))
+                        if code == .transactionAbortable && version < 5 { code = .invalidTxnState }
                         results.append(.init(partitionIndex: p, partitionErrorCode: code?.rawValue ?? 0))
                     }
                     topics.append(.init(name: t.name, resultsByPartition: results))
@@ -112,20 +115,32 @@ public struct AddOffsetsToTxnHandler: ApiHandler {
     }
 }
 
-/// EndTxn (API 26), versions 0–4: commits or aborts the open transaction. The answer comes
-/// once every marker is written and the transaction is complete (KIP-890's per-transaction
-/// epoch bump, v5, is not served).
+/// EndTxn (API 26): commits or aborts the open transaction. The answer comes once every marker
+/// is written and the transaction is complete.
+///
+/// Versions 0–4; 0–5 with `unstable.api.versions.enable` (Kafka's schema marks v5 unstable, and
+/// Kafka advertises it only with that setting or transaction version 2). v5 (KIP-890 part 2):
+/// every end bumps the producer epoch (``TxnRules/endBumpingEpoch``) and the answer carries the
+/// producer id and epoch to continue with; v0–4 keep the epoch and answer -1, -1.
 public struct EndTxnHandler: ApiHandler {
     public let core: BrokerCore
     public let apiKey = ApiKey.endTxn
-    public let versions: ClosedRange<Int16> = 0...4
+    public let versions: ClosedRange<Int16>
+
+    /// `unstableVersions`: the broker setting `unstable.api.versions.enable`.
+    public init(core: BrokerCore, unstableVersions: Bool) {
+        self.core = core
+        self.versions = unstableVersions ? 0...5 : 0...4
+    }
 
     public func handle(_ request: AnyRequest, context: RequestContext) async -> ApiResult {
         guard case let .endTxn(r) = request else { return .close }
         do {
-            try await core.transactions.endTxn(transactionalId: r.transactionalId, producerId: r.producerId,
-                                               producerEpoch: r.producerEpoch, commit: r.committed)
-            return .response(.endTxn(EndTxnResponse(errorCode: 0, producerId: -1, producerEpoch: -1)))
+            let (producerId, producerEpoch) = try await core.transactions.endTxn(
+                transactionalId: r.transactionalId, producerId: r.producerId, producerEpoch: r.producerEpoch, commit: r.committed,
+                bumpEpoch: context.apiVersion >= 5)
+            // Below v5 these fields are not in the response.
+            return .response(.endTxn(EndTxnResponse(errorCode: 0, producerId: producerId, producerEpoch: producerEpoch)))
         } catch {
             let refusal = txnRefusal(error)
             core.logger.debug("EndTxn refused", metadata: ["transactional.id": r.transactionalId, "reason": refusal.message])

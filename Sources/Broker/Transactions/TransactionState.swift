@@ -26,14 +26,20 @@ public struct TxnPartition: Codable, Sendable, Hashable, Comparable {
 }
 
 /// Everything the bucket holds about one transactional id: one document per id
-/// (`<prefix>transactions/<escaped id>`, envelope kind 6, JSON payload version 1, CRC32C),
-/// replaced only by conditional writes on the ETag last read or written, so a coordinator that
-/// lost the id to another (placement change, restart) cannot overwrite the newer state.
+/// (`<prefix>transactions/<escaped id>`, envelope kind 6, JSON payload, CRC32C), replaced only
+/// by conditional writes on the ETag last read or written, so a coordinator that lost the id to
+/// another (placement change, restart) cannot overwrite the newer state.
+///
+/// Payload versions: 1 has every field but `nextProducerId`; 2 adds it. A document is written
+/// as version 2 only while `nextProducerId` is set (an EndTxn v5 at an exhausted epoch, between
+/// its prepare and its completion), else as version 1, so a broker that reads only version 1
+/// reads every other document; it refuses a version 2 one instead of completing it wrongly.
 ///
 /// A coordinator that reads a record in PrepareCommit/PrepareAbort finishes it: writes the
 /// markers again (a marker for a partition already completed changes nothing) and completes.
 public struct TransactionMetadata: Codable, Sendable, Equatable {
-    public static let formatVersion: UInt16 = 1
+    /// The newest payload version this broker writes and reads.
+    public static let formatVersion: UInt16 = 2
 
     public var transactionalId: String
     public var producerId: Int64
@@ -48,6 +54,12 @@ public struct TransactionMetadata: Codable, Sendable, Equatable {
     /// Wall-clock milliseconds when the open transaction started (-1: none open).
     public var startMs: Int64 = -1
     public var lastUpdateMs: Int64
+    /// EndTxn v5 at an exhausted epoch (KIP-890 part 2): the producer id the completion moves
+    /// the id to, at epoch 0 (nil: none; payload version 2).
+    public var nextProducerId: Int64? = nil
+
+    /// The payload version this value is written as (see the type's comment).
+    public var payloadVersion: UInt16 { nextProducerId == nil ? 1 : 2 }
 
     public init(transactionalId: String, producerId: Int64, producerEpoch: Int16, timeoutMs: Int32, state: TxnState, nowMs: Int64) {
         self.transactionalId = transactionalId
@@ -193,17 +205,91 @@ public enum TxnRules {
         }
     }
 
+    /// EndTxn v5+ (KIP-890 part 2, Kafka's transaction version 2): every commit or abort bumps
+    /// the producer epoch. The prepared state and its markers carry the new epoch, which fences
+    /// the producer's old epoch everywhere. At an exhausted epoch (`Int16.max - 1`) the markers
+    /// use `Int16.max` and the completion moves the id to `newProducerId()` at epoch 0.
+    /// Returns the prepared metadata and its markers, or the unchanged metadata and nil for a
+    /// retry of an EndTxn that already completed (the client lost the answer: it gets the
+    /// current producer id and epoch again, with no second bump).
+    ///
+    /// Kafka's rules: a request of the current epoch ends an Ongoing transaction; with the
+    /// previous epoch (or, after a rotation, the last epoch of the previous producer id) it is
+    /// a retry — answered at once when the transaction completed that way, CONCURRENT_TRANSACTIONS
+    /// while it is still being completed; an abort with nothing open (Empty, or after a completed
+    /// transaction) still bumps the epoch; any other epoch is PRODUCER_FENCED.
+    ///
+    /// Example: (pid 5, epoch 3, Ongoing [t-0]) end(commit, 5, 3) → PrepareCommit at epoch 4,
+    /// markers COMMIT(5, 4) on t-0; after completion a retry end(commit, 5, 3) → (5, 4), no plan.
+    public static func endBumpingEpoch(_ current: TransactionMetadata, producerId: Int64, epoch: Int16, commit: Bool, nowMs: Int64,
+                                       newProducerId: () throws -> Int64) throws -> (TransactionMetadata, MarkerPlan?) {
+        let m = current
+        let retryAfterRotation = m.lastProducerId >= 0 && producerId == m.lastProducerId && epoch == Int16.max - 1 && m.producerEpoch == 0
+        let retryAfterBump = producerId == m.producerId && Int32(m.producerEpoch) == Int32(epoch) + 1
+        guard producerId == m.producerId || retryAfterRotation else {
+            throw TxnRefusal(.invalidProducerIdMapping, "producer \(producerId) is not the producer of \(m.transactionalId) (\(m.producerId))")
+        }
+        let validEpoch: Bool
+        switch m.state {
+        case .ongoing, .empty: validEpoch = epoch == m.producerEpoch
+        case .prepareCommit, .prepareAbort: validEpoch = retryAfterBump
+        case .completeCommit, .completeAbort: validEpoch = retryAfterBump || retryAfterRotation || epoch == m.producerEpoch
+        }
+        guard validEpoch else {
+            throw TxnRefusal(.producerFenced, "producer \(producerId) epoch \(epoch) is fenced by epoch \(m.producerEpoch) of \(m.transactionalId)")
+        }
+        let isRetry = retryAfterBump || retryAfterRotation
+        func invalid() -> TxnRefusal {
+            TxnRefusal(.invalidTxnState, "cannot \(commit ? "commit" : "abort") the transaction of \(m.transactionalId) in state \(m.state.rawValue)\(isRetry ? " (retry)" : "")")
+        }
+        func prepare(nothingOpen: Bool) throws -> (TransactionMetadata, MarkerPlan?) {
+            var next = m
+            if m.producerEpoch >= Int16.max - 1 { next.nextProducerId = try newProducerId() }
+            next.producerEpoch = m.producerEpoch == Int16.max ? Int16.max : m.producerEpoch + 1
+            next.state = commit ? .prepareCommit : .prepareAbort
+            if nothingOpen {
+                next.partitions = []
+                next.groups = []
+                next.startMs = nowMs
+            }
+            next.lastUpdateMs = nowMs
+            return (next, plan(next))
+        }
+        switch (m.state, commit) {
+        case (.ongoing, _):
+            return try prepare(nothingOpen: false)
+        case (.completeCommit, true), (.completeAbort, false):
+            if isRetry { return (m, nil) }
+            if commit { throw invalid() }
+            return try prepare(nothingOpen: true)
+        case (.completeCommit, false), (.empty, false):
+            if isRetry { throw invalid() }
+            return try prepare(nothingOpen: true)
+        case (.prepareCommit, true), (.prepareAbort, false):
+            throw TxnRefusal(.concurrentTransactions, "transaction of \(m.transactionalId) is completing")
+        case (.completeAbort, true), (.empty, true), (.prepareCommit, false), (.prepareAbort, true):
+            throw invalid()
+        }
+    }
+
     /// The markers of a prepared transaction.
     public static func plan(_ m: TransactionMetadata) -> MarkerPlan {
         MarkerPlan(producerId: m.producerId, producerEpoch: m.producerEpoch, commit: m.state == .prepareCommit,
                    partitions: m.partitions, groups: m.groups)
     }
 
-    /// After every marker is written: the transaction is complete.
+    /// After every marker is written: the transaction is complete. A transaction ended at an
+    /// exhausted epoch by EndTxn v5 moves the id to its next producer id, at epoch 0.
     public static func complete(_ current: TransactionMetadata, nowMs: Int64) -> TransactionMetadata {
         var m = current
         guard m.state.isPreparing else { return m }
         m.state = m.state == .prepareCommit ? .completeCommit : .completeAbort
+        if let next = m.nextProducerId {
+            m.lastProducerId = m.producerId
+            m.producerId = next
+            m.producerEpoch = 0
+            m.nextProducerId = nil
+        }
         m.partitions = []
         m.groups = []
         m.startMs = -1

@@ -111,7 +111,8 @@ public final class BrokerTxnMarkers: TxnMarkerSink {
                                                                      verifyOnly: true, topics: [.init(name: partition.topic, partitions: [partition.partition])])])
         do {
             let conn = try await member.pool.connection(host: b.host, port: Int(b.port))
-            let response = try await conn.send(request, version: 4, timeout: .seconds(10))
+            // v5: the coordinator may answer TRANSACTION_ABORTABLE (verifyProduce maps it per Produce version).
+            let response = try await conn.send(request, version: 5, timeout: .seconds(10))
             guard case let .addPartitionsToTxn(r) = response else { return .coordinatorNotAvailable }
             if r.errorCode != 0 { return KafkaErrorCode(rawValue: r.errorCode) ?? .unknownServerError }
             let code = r.resultsByTransaction.first?.topicResults.first?.resultsByPartition.first?.partitionErrorCode ?? KafkaErrorCode.coordinatorNotAvailable.rawValue
