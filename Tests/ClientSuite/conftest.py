@@ -92,8 +92,10 @@ class BrokerProcess:
     """One broker started from FLOE_BROKER_CMD, in its own process group (its PID is the group
     id), so that a shell wrapper and the broker it runs are stopped together."""
 
-    def __init__(self, storage_url: str, log_path: str, env_extra: dict | None = None):
+    def __init__(self, storage_url: str, log_path: str, env_extra: dict | None = None, settings: dict | None = None):
         self.storage = storage_url
+        # Broker settings appended to FLOE_BROKER_CMD as `--set KEY=VALUE`.
+        self.settings = settings or {}
         self.log_path = log_path
         self.address = BOOTSTRAP or f"127.0.0.1:{free_port()}"
         self.host, self.port = split_address(self.address)
@@ -108,11 +110,12 @@ class BrokerProcess:
     def start(self, timeout: float = 60.0) -> None:
         assert self.proc is None, "broker already running"
         env = dict(os.environ, FLOE_BOOTSTRAP=self.address, FLOE_STORAGE=self.storage, **self.env_extra)
+        cmd = BROKER_CMD + "".join(f" --set {shlex.quote(f'{k}={v}')}" for k, v in self.settings.items())
         log = open(self.log_path, "ab")
-        log.write(f"\n=== start #{self.starts + 1}: {BROKER_CMD} (FLOE_BOOTSTRAP={self.address} "
+        log.write(f"\n=== start #{self.starts + 1}: {cmd} (FLOE_BOOTSTRAP={self.address} "
                   f"FLOE_STORAGE={self.storage})\n".encode())
         log.flush()
-        self.proc = subprocess.Popen(["/bin/sh", "-c", BROKER_CMD], env=env, stdout=log, stderr=subprocess.STDOUT,
+        self.proc = subprocess.Popen(["/bin/sh", "-c", cmd], env=env, stdout=log, stderr=subprocess.STDOUT,
                                      stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()
         self.starts += 1
@@ -220,8 +223,12 @@ def storage_kind(request):
     return request.param
 
 
-def start_broker(kind: str, tmp_dir: str, log_dir: str, name: str) -> "BrokerProcess | ExternalBroker":
+def start_broker(kind: str, tmp_dir: str, log_dir: str, name: str, settings: dict | None = None) -> "BrokerProcess | ExternalBroker":
+    """A broker on fresh storage; `settings` are passed as `--set KEY=VALUE` (a test that needs
+    them is skipped against an external broker, whose settings the suite cannot choose)."""
     if kind == "external":
+        if settings:
+            pytest.skip(f"needs broker settings {settings}: the external broker's cannot be chosen")
         b = ExternalBroker(BOOTSTRAP)
         try:
             kafka_wire.probe(b.host, b.port)
@@ -229,7 +236,7 @@ def start_broker(kind: str, tmp_dir: str, log_dir: str, name: str) -> "BrokerPro
             pytest.fail(f"FLOE_BOOTSTRAP={BOOTSTRAP} does not answer ApiVersions: {e}")
         return b
     storage = make_storage(kind, tmp_dir)
-    b = BrokerProcess(storage, os.path.join(log_dir, f"{name}-{kind}.log"), _s3_env())
+    b = BrokerProcess(storage, os.path.join(log_dir, f"{name}-{kind}.log"), _s3_env(), settings)
     b.start()
     return b
 

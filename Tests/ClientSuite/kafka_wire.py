@@ -1,8 +1,9 @@
 """A few Kafka requests encoded by hand, for the raw-socket tests.
 
 Only what the suite needs and independent of every client library under test: the request
-header v1, ApiVersions v0 (readiness probe and liveness check) and Fetch v4 (to read the
-attributes of stored record batches, which no client exposes).
+headers v1 and v2 (flexible versions), ApiVersions v0 (readiness probe and liveness check),
+Fetch v4 (to read the attributes of stored record batches, which no client exposes) and the
+compact encodings of flexible versions (for requests no client here sends, such as EndTxn v5).
 """
 import socket
 import struct
@@ -13,10 +14,14 @@ class WireError(Exception):
     pass
 
 
-def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes, client_id: str = "floe-suite") -> bytes:
-    """Size prefix + request header v1 (key, version, correlation id, client id) + body."""
+def request_frame(api_key: int, api_version: int, correlation_id: int, body: bytes, client_id: str = "floe-suite",
+                  flexible: bool = False) -> bytes:
+    """Size prefix + request header v1 (key, version, correlation id, client id) + body. With
+    `flexible` (a flexible version of the API), header v2: v1 plus an empty tagged-field section."""
     cid = client_id.encode()
     header = struct.pack(">hhih", api_key, api_version, correlation_id, len(cid)) + cid
+    if flexible:
+        header += b"\x00"
     payload = header + body
     return struct.pack(">i", len(payload)) + payload
 
@@ -124,3 +129,53 @@ def fetch_batch_attributes(sock: socket.socket, topic: str, partition: int, offs
                 batches.append((base, count, attributes))
                 rp += 12 + blen
     return batches
+
+
+def uvarint(n: int) -> bytes:
+    """Unsigned varint (compact lengths and tagged-field counts of flexible versions)."""
+    out = b""
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def read_uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    """Returns (value, position after it)."""
+    value, shift = 0, 0
+    while True:
+        b = data[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def compact_string(s: str | None) -> bytes:
+    """COMPACT_(NULLABLE_)STRING: length + 1 as an unsigned varint (0: null), then the bytes."""
+    if s is None:
+        return b"\x00"
+    b = s.encode()
+    return uvarint(len(b) + 1) + b
+
+
+def compact_bytes(b: bytes) -> bytes:
+    return uvarint(len(b) + 1) + b
+
+
+def skip_compact_string(data: bytes, pos: int) -> int:
+    n, pos = read_uvarint(data, pos)
+    return pos + max(0, n - 1)
+
+
+def skip_tagged_fields(data: bytes, pos: int) -> int:
+    count, pos = read_uvarint(data, pos)
+    for _ in range(count):
+        _, pos = read_uvarint(data, pos)
+        size, pos = read_uvarint(data, pos)
+        pos += size
+    return pos

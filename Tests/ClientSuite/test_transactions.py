@@ -1,13 +1,18 @@
 """Transactions with confluent-kafka (librdkafka 2.16): commit and abort mixed, read_committed
 against read_uncommitted consumers, a zombie producer fenced, and a consume-transform-produce
 loop (send_offsets_to_transaction) that ends with every input reflected exactly once in the
-output although the broker is killed with SIGKILL mid-loop."""
+output although the broker is killed with SIGKILL mid-loop. KIP-890 part 2 (EndTxn v5, an epoch
+bump per transaction, behind `unstable.api.versions.enable`) over the raw wire, since no client
+here sends EndTxn v5."""
 import signal
+import socket
+import struct
 import time
 import uuid
 
 import pytest
 
+import kafka_wire
 from conftest import consume_all, create_topic, start_broker, wait_for
 
 pytestmark = [pytest.mark.needs_broker_cmd]
@@ -25,6 +30,10 @@ def values(records):
 
 
 def test_commit_and_abort_mixed(broker, topic_name):
+    check_commit_and_abort_mixed(broker, topic_name)
+
+
+def check_commit_and_abort_mixed(broker, topic_name):
     create_topic(broker.bootstrap, topic_name, 3)
     p = txn_producer(broker.bootstrap, "mixed-" + uuid.uuid4().hex[:6])
     p.init_transactions(30)
@@ -66,6 +75,10 @@ def test_commit_and_abort_mixed(broker, topic_name):
 
 
 def test_zombie_producer_is_fenced(broker, topic_name):
+    check_zombie_producer_is_fenced(broker, topic_name)
+
+
+def check_zombie_producer_is_fenced(broker, topic_name):
     from confluent_kafka import KafkaError, KafkaException
     create_topic(broker.bootstrap, topic_name, 1)
     tid = "zombie-" + uuid.uuid4().hex[:6]
@@ -124,12 +137,11 @@ def _varint(n: int) -> bytes:
             return out + bytes([b])
 
 
-def _transactional_batch(pid: int, epoch: int, value: bytes) -> bytes:
-    import struct
+def _transactional_batch(pid: int, epoch: int, value: bytes, sequence: int = 0) -> bytes:
     record = bytes([0]) + _varint(0) + _varint(0) + _varint(-1) + _varint(len(value)) + value + _varint(0)
     record = _varint(len(record)) + record
     ts = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 1 << 4, 0, ts, ts, pid, epoch, 0, 1) + record
+    after_crc = struct.pack(">hiqqqhii", 1 << 4, 0, ts, ts, pid, epoch, sequence, 1) + record
     head = struct.pack(">ib", -1, 2)
     crc = struct.pack(">I", _crc32c(after_crc))
     body = head + crc + after_crc
@@ -139,10 +151,6 @@ def _transactional_batch(pid: int, epoch: int, value: bytes) -> bytes:
 def produce_transactional_without_add(host: str, port: int, tid: str, topic: str) -> int:
     """InitProducerId v1 for `tid`, then Produce v3 of one transactional batch to partition 0
     without AddPartitionsToTxn; returns the partition's error code."""
-    import socket
-    import struct
-    import kafka_wire
-
     def string(s):
         b = s.encode()
         return struct.pack(">h", len(b)) + b
@@ -160,6 +168,169 @@ def produce_transactional_without_add(host: str, port: int, tid: str, topic: str
         at += 2 + nlen + 4  # topic name, partition count
         _, code = struct.unpack(">ih", body[at:at + 6])
         return code
+
+
+def _string(s: str) -> bytes:
+    b = s.encode()
+    return struct.pack(">h", len(b)) + b
+
+
+class RawTxnProducer:
+    """A transactional producer on one connection, speaking the APIs by hand (kafka_wire):
+    InitProducerId v1, AddPartitionsToTxn v2 (the first version answering PRODUCER_FENCED),
+    Produce v3 or v11 (flexible; the first version that may answer TRANSACTION_ABORTABLE) of one
+    transactional record, and EndTxn v3–v5 (flexible; v5 answers the producer id and epoch)."""
+
+    def __init__(self, bootstrap: str, tid: str):
+        host, port = bootstrap.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=30)
+        self.tid = tid
+        self.correlation = 0
+
+    def close(self):
+        self.sock.close()
+
+    def call(self, key: int, version: int, body: bytes, flexible: bool = False) -> bytes:
+        """One request; returns the response body (after the tagged fields of a flexible header)."""
+        self.correlation += 1
+        self.sock.sendall(kafka_wire.request_frame(key, version, self.correlation, body, flexible=flexible))
+        cid, resp = kafka_wire.read_response(self.sock)
+        assert cid == self.correlation, f"answer to {self.correlation} has correlation id {cid}"
+        return resp[kafka_wire.skip_tagged_fields(resp, 0):] if flexible else resp
+
+    def init(self) -> tuple[int, int]:
+        body = self.call(22, 1, _string(self.tid) + struct.pack(">i", 20000))
+        _, err, pid, epoch = struct.unpack(">ihqh", body[:16])
+        assert err == 0, f"InitProducerId answered error {err}"
+        return pid, epoch
+
+    def add(self, pid: int, epoch: int, topic: str, partition: int) -> int:
+        """AddPartitionsToTxn v2 of one partition; returns its error code."""
+        body = self.call(24, 2, _string(self.tid) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) + _string(topic)
+                         + struct.pack(">ii", 1, partition))
+        at = 4 + 4  # throttle time, topic count
+        (nlen,) = struct.unpack(">h", body[at:at + 2])
+        at += 2 + nlen + 4  # topic name, partition count
+        _, code = struct.unpack(">ih", body[at:at + 6])
+        return code
+
+    def produce(self, pid: int, epoch: int, topic: str, partition: int, value: bytes, sequence: int, version: int = 3) -> int:
+        """Produce of one transactional record; returns the partition's error code."""
+        batch = _transactional_batch(pid, epoch, value, sequence)
+        if version < 9:
+            req = (_string(self.tid) + struct.pack(">hii", -1, 10000, 1) + _string(topic) + struct.pack(">ii", 1, partition)
+                   + struct.pack(">i", len(batch)) + batch)
+            body = self.call(0, version, req)
+            at = 4
+            (nlen,) = struct.unpack(">h", body[at:at + 2])
+            at += 2 + nlen + 4  # topic name, partition count
+        else:
+            req = (kafka_wire.compact_string(self.tid) + struct.pack(">hi", -1, 10000) + kafka_wire.uvarint(2)
+                   + kafka_wire.compact_string(topic) + kafka_wire.uvarint(2) + struct.pack(">i", partition)
+                   + kafka_wire.compact_bytes(batch) + b"\x00" + b"\x00" + b"\x00")
+            body = self.call(0, version, req, flexible=True)
+            _, at = kafka_wire.read_uvarint(body, 0)  # topic count
+            at = kafka_wire.skip_compact_string(body, at)
+            _, at = kafka_wire.read_uvarint(body, at)  # partition count
+        _, code = struct.unpack(">ih", body[at:at + 6])
+        return code
+
+    def end(self, pid: int, epoch: int, commit: bool, version: int = 5) -> tuple[int, int, int]:
+        """EndTxn (flexible versions); returns (error, producer id, epoch), the last two -1 below v5."""
+        req = kafka_wire.compact_string(self.tid) + struct.pack(">qhb", pid, epoch, 1 if commit else 0) + b"\x00"
+        body = self.call(26, version, req, flexible=True)
+        _, err = struct.unpack(">ih", body[:6])
+        if version < 5 or len(body) < 16:
+            return err, -1, -1
+        new_pid, new_epoch = struct.unpack(">qh", body[6:16])
+        return err, new_pid, new_epoch
+
+
+INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH, UNSUPPORTED_VERSION, PRODUCER_FENCED, TRANSACTION_ABORTABLE = 48, 47, 35, 90, 120
+
+
+@pytest.fixture(scope="module")
+def unstable_broker(storage_kind, tmp_path_factory, log_dir):
+    """A broker started with `--set unstable.api.versions.enable=true` (EndTxn v5 served)."""
+    b = start_broker(storage_kind, str(tmp_path_factory.mktemp(f"txn-unstable-{storage_kind}")), log_dir, "txn-unstable",
+                     settings={"unstable.api.versions.enable": "true"})
+    yield b
+    alive = b.running()
+    b.stop()
+    assert alive, f"the broker exited during the tests; log tail:\n{b.log_tail()}"
+
+
+def test_end_txn_v5_bumps_the_epoch_of_every_transaction(unstable_broker, topic_name):
+    """KIP-890 part 2 over the wire: each EndTxn v5 answers the next epoch, a retry of it gets the
+    same answer, the old epoch is fenced (AddPartitionsToTxn, Produce), the next transactions run
+    at the new epoch, and read_committed sees exactly the committed records. A partition not
+    added to the transaction is TRANSACTION_ABORTABLE for Produce v11, INVALID_TXN_STATE for v3."""
+    b = unstable_broker
+    host, port = b.bootstrap.rsplit(":", 1)
+    assert kafka_wire.probe(host, int(port))[26] == (0, 5), "EndTxn 0-5 must be advertised with the setting on"
+    create_topic(b.bootstrap, topic_name, 2)
+    w = RawTxnProducer(b.bootstrap, "v5-" + uuid.uuid4().hex[:6])
+    try:
+        pid, e0 = w.init()
+        assert w.add(pid, e0, topic_name, 0) == 0
+        assert w.produce(pid, e0, topic_name, 0, b"c1", sequence=0) == 0
+        err, pid1, e1 = w.end(pid, e0, commit=True)
+        assert (err, pid1, e1) == (0, pid, e0 + 1), f"EndTxn v5 commit answered error {err}, producer {pid1} epoch {e1}"
+        # The answer was lost: the same request again gets the same answer, without a second bump.
+        assert w.end(pid, e0, commit=True) == (0, pid, e1), "a retried EndTxn v5 must be answered as the first was"
+        # The old epoch is fenced at the coordinator and on the produce path.
+        assert w.add(pid, e0, topic_name, 1) == PRODUCER_FENCED
+        assert w.produce(pid, e0, topic_name, 0, b"zombie", sequence=1) == INVALID_PRODUCER_EPOCH
+
+        # Transaction 2 at the new epoch, aborted.
+        assert w.add(pid, e1, topic_name, 1) == 0
+        assert w.produce(pid, e1, topic_name, 1, b"a2", sequence=0) == 0
+        err, _, e2 = w.end(pid, e1, commit=False)
+        assert (err, e2) == (0, e1 + 1), f"EndTxn v5 abort answered error {err}, epoch {e2}"
+
+        # Transaction 3 over both partitions, committed.
+        for part in (0, 1):
+            assert w.add(pid, e2, topic_name, part) == 0
+            assert w.produce(pid, e2, topic_name, part, b"c3-%d" % part, sequence=0) == 0
+        err, _, e3 = w.end(pid, e2, commit=True)
+        assert (err, e3) == (0, e2 + 1)
+
+        # No transaction is open at e3: a partition not added is abortable for Produce v11 only.
+        assert w.produce(pid, e3, topic_name, 0, b"unadded", sequence=0, version=11) == TRANSACTION_ABORTABLE
+        assert w.produce(pid, e3, topic_name, 0, b"unadded", sequence=0, version=3) == INVALID_TXN_STATE
+    finally:
+        w.close()
+    rc = consume_all(b.bootstrap, topic_name, 2, 3, timeout=60, extra={"isolation.level": "read_committed"})
+    assert values(rc) == ["c1", "c3-0", "c3-1"], f"read_committed saw {values(rc)}"
+
+
+def test_end_txn_v5_is_refused_without_the_setting(broker, topic_name):
+    """unstable.api.versions.enable off (the default): ApiVersions advertises EndTxn 0-4, an
+    EndTxn v5 gets UNSUPPORTED_VERSION and changes nothing, and v4 ends the transaction at the
+    same epoch as before."""
+    host, port = broker.bootstrap.rsplit(":", 1)
+    assert kafka_wire.probe(host, int(port))[26] == (0, 4), "EndTxn v5 must not be advertised with the setting off"
+    create_topic(broker.bootstrap, topic_name, 1)
+    w = RawTxnProducer(broker.bootstrap, "v4-" + uuid.uuid4().hex[:6])
+    try:
+        pid, e0 = w.init()
+        assert w.add(pid, e0, topic_name, 0) == 0
+        assert w.produce(pid, e0, topic_name, 0, b"kept", sequence=0) == 0
+        assert w.end(pid, e0, commit=True)[0] == UNSUPPORTED_VERSION
+        assert w.end(pid, e0, commit=True, version=4) == (0, -1, -1)
+        # Same epoch: the next transaction goes on with it.
+        assert w.add(pid, e0, topic_name, 0) == 0
+        assert w.end(pid, e0, commit=False, version=4)[0] == 0
+    finally:
+        w.close()
+    rc = consume_all(broker.bootstrap, topic_name, 1, 1, timeout=60, extra={"isolation.level": "read_committed"})
+    assert values(rc) == ["kept"], f"read_committed saw {values(rc)}"
+
+
+def test_confluent_transactions_with_unstable_versions_enabled(unstable_broker, topic_name):
+    """Clients that do not send EndTxn v5 (librdkafka 2.16) are unaffected by the setting."""
+    check_commit_and_abort_mixed(unstable_broker, topic_name)
+    check_zombie_producer_is_fenced(unstable_broker, topic_name + "-zombie")
 
 
 @pytest.fixture
