@@ -340,12 +340,18 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         #expect(throws: BrokerError.self) { try TransactionCoordinator.decode(bytes, key: key) }
     }
 
+    /// A new producer for `id` with a transaction open on `partitions`.
+    func begin(_ c: TransactionCoordinator, _ id: String, _ partitions: [TxnPartition]) async throws -> (Int64, Int16) {
+        let (pid, epoch) = try await c.initProducerId(transactionalId: id, timeoutMs: 10_000, producerId: -1, producerEpoch: -1)
+        try await c.addPartitions(transactionalId: id, producerId: pid, producerEpoch: epoch, partitions: partitions)
+        return (pid, epoch)
+    }
+
     @Test func aPreparedTransactionIsCompletedByTheNextCoordinator() async throws {
         let store = MemoryObjectStore(name: "txn")
         let markers = RecordingMarkers()
         let c = coordinator(store, markers)
-        let (pid, epoch) = try await c.initProducerId(transactionalId: "t", timeoutMs: 10_000, producerId: -1, producerEpoch: -1)
-        try await c.addPartitions(transactionalId: "t", producerId: pid, producerEpoch: epoch, partitions: [TxnPartition("a", 0)])
+        let (pid, epoch) = try await begin(c, "t", [TxnPartition("a", 0)])
         markers.setFailing(true)
         do {
             try await c.endTxn(transactionalId: "t", producerId: pid, producerEpoch: epoch, commit: true)
@@ -434,8 +440,7 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         let store = MemoryObjectStore(name: "txn")
         let markers = RecordingMarkers()
         let c = coordinator(store, markers)
-        let (pid, epoch) = try await c.initProducerId(transactionalId: "t", timeoutMs: 10_000, producerId: -1, producerEpoch: -1)
-        try await c.addPartitions(transactionalId: "t", producerId: pid, producerEpoch: epoch, partitions: [TxnPartition("a", 0)])
+        let (pid, epoch) = try await begin(c, "t", [TxnPartition("a", 0)])
         let answer = try await c.endTxn(transactionalId: "t", producerId: pid, producerEpoch: epoch, commit: true, bumpEpoch: true)
         #expect(answer == (pid, 1))
         #expect(markers.plans == [MarkerPlan(producerId: pid, producerEpoch: 1, commit: true, partitions: [TxnPartition("a", 0)], groups: [])])
@@ -535,8 +540,7 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
     /// INVALID_TXN_STATE for a partition not added to the transaction.
     @Test func aPartitionNotInTheTransactionIsAbortableFromProduceV11() async throws {
         let c = coordinator(MemoryObjectStore(name: "txn"), RecordingMarkers())
-        let (pid, epoch) = try await c.initProducerId(transactionalId: "t", timeoutMs: 10_000, producerId: -1, producerEpoch: -1)
-        try await c.addPartitions(transactionalId: "t", producerId: pid, producerEpoch: epoch, partitions: [TxnPartition("a", 0)])
+        let (pid, epoch) = try await begin(c, "t", [TxnPartition("a", 0)])
         let missing = TxnPartition("a", 1)
         #expect(await c.verifyProduce(transactionalId: "t", producerId: pid, producerEpoch: epoch, partition: missing, produceVersion: 11) == .transactionAbortable)
         #expect(await c.verifyProduce(transactionalId: "t", producerId: pid, producerEpoch: epoch, partition: missing, produceVersion: 10) == .invalidTxnState)

@@ -126,15 +126,8 @@ def _crc32c(data: bytes) -> int:
 
 
 def _varint(n: int) -> bytes:
-    z = (n << 1) ^ (n >> 63)
-    out = b""
-    while True:
-        b = z & 0x7F
-        z >>= 7
-        if z:
-            out += bytes([b | 0x80])
-        else:
-            return out + bytes([b])
+    """Zigzag varint (record fields)."""
+    return kafka_wire.uvarint((n << 1) ^ (n >> 63))
 
 
 def _transactional_batch(pid: int, epoch: int, value: bytes, sequence: int = 0) -> bytes:
@@ -151,23 +144,12 @@ def _transactional_batch(pid: int, epoch: int, value: bytes, sequence: int = 0) 
 def produce_transactional_without_add(host: str, port: int, tid: str, topic: str) -> int:
     """InitProducerId v1 for `tid`, then Produce v3 of one transactional batch to partition 0
     without AddPartitionsToTxn; returns the partition's error code."""
-    def string(s):
-        b = s.encode()
-        return struct.pack(">h", len(b)) + b
-    with socket.create_connection((host, port), timeout=10) as sock:
-        sock.sendall(kafka_wire.request_frame(22, 1, 1, string(tid) + struct.pack(">i", 10000)))
-        _, body = kafka_wire.read_response(sock)
-        _, err, pid, epoch = struct.unpack(">ihqh", body[:16])
-        assert err == 0, f"InitProducerId answered error {err}"
-        batch = _transactional_batch(pid, epoch, b"outside")
-        req = string(tid) + struct.pack(">hii", -1, 10000, 1) + string(topic) + struct.pack(">ii", 1, 0) + struct.pack(">i", len(batch)) + batch
-        sock.sendall(kafka_wire.request_frame(0, 3, 2, req))
-        _, body = kafka_wire.read_response(sock)
-        at = 4
-        (nlen,) = struct.unpack(">h", body[at:at + 2])
-        at += 2 + nlen + 4  # topic name, partition count
-        _, code = struct.unpack(">ih", body[at:at + 6])
-        return code
+    w = RawTxnProducer(f"{host}:{port}", tid)
+    try:
+        pid, epoch = w.init()
+        return w.produce(pid, epoch, topic, 0, b"outside", sequence=0)
+    finally:
+        w.close()
 
 
 def _string(s: str) -> bytes:
@@ -249,6 +231,15 @@ class RawTxnProducer:
 INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH, UNSUPPORTED_VERSION, PRODUCER_FENCED, TRANSACTION_ABORTABLE = 48, 47, 35, 90, 120
 
 
+def raw_producer(broker, topic: str, partitions: int, end_txn_versions: tuple[int, int], prefix: str) -> RawTxnProducer:
+    """Checks the EndTxn versions ApiVersions advertises, creates `topic`, and connects a raw producer."""
+    host, port = broker.bootstrap.rsplit(":", 1)
+    advertised = kafka_wire.probe(host, int(port))[26]
+    assert advertised == end_txn_versions, f"EndTxn advertised {advertised}, expected {end_txn_versions}"
+    create_topic(broker.bootstrap, topic, partitions)
+    return RawTxnProducer(broker.bootstrap, prefix + uuid.uuid4().hex[:6])
+
+
 @pytest.fixture(scope="module")
 def unstable_broker(storage_kind, tmp_path_factory, log_dir):
     """A broker started with `--set unstable.api.versions.enable=true` (EndTxn v5 served)."""
@@ -266,10 +257,7 @@ def test_end_txn_v5_bumps_the_epoch_of_every_transaction(unstable_broker, topic_
     at the new epoch, and read_committed sees exactly the committed records. A partition not
     added to the transaction is TRANSACTION_ABORTABLE for Produce v11, INVALID_TXN_STATE for v3."""
     b = unstable_broker
-    host, port = b.bootstrap.rsplit(":", 1)
-    assert kafka_wire.probe(host, int(port))[26] == (0, 5), "EndTxn 0-5 must be advertised with the setting on"
-    create_topic(b.bootstrap, topic_name, 2)
-    w = RawTxnProducer(b.bootstrap, "v5-" + uuid.uuid4().hex[:6])
+    w = raw_producer(b, topic_name, 2, (0, 5), "v5-")  # EndTxn 0-5 advertised with the setting on
     try:
         pid, e0 = w.init()
         assert w.add(pid, e0, topic_name, 0) == 0
@@ -308,10 +296,7 @@ def test_end_txn_v5_is_refused_without_the_setting(broker, topic_name):
     """unstable.api.versions.enable off (the default): ApiVersions advertises EndTxn 0-4, an
     EndTxn v5 gets UNSUPPORTED_VERSION and changes nothing, and v4 ends the transaction at the
     same epoch as before."""
-    host, port = broker.bootstrap.rsplit(":", 1)
-    assert kafka_wire.probe(host, int(port))[26] == (0, 4), "EndTxn v5 must not be advertised with the setting off"
-    create_topic(broker.bootstrap, topic_name, 1)
-    w = RawTxnProducer(broker.bootstrap, "v4-" + uuid.uuid4().hex[:6])
+    w = raw_producer(broker, topic_name, 1, (0, 4), "v4-")  # EndTxn v5 not advertised with the setting off
     try:
         pid, e0 = w.init()
         assert w.add(pid, e0, topic_name, 0) == 0
