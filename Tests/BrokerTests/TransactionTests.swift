@@ -222,9 +222,13 @@ import Testing
         let (prepared, plan) = try TxnRules.endBumpingEpoch(m, producerId: 5, epoch: 3, commit: true, nowMs: 20, newProducerId: noNewId)
         #expect(prepared.state == .prepareCommit && prepared.producerEpoch == 4 && prepared.nextProducerId == nil)
         // The markers carry the new epoch: they fence epoch 3 in every partition.
-        #expect(plan == MarkerPlan(producerId: 5, producerEpoch: 4, commit: true, partitions: [TxnPartition("a", 0)], groups: ["g"]))
+        #expect(plan == MarkerPlan(producerId: 5, producerEpoch: 4, commit: true, partitions: [TxnPartition("a", 0)], groups: ["g"],
+                                   transactionEpoch: 3))
+        // The group offsets the commit applies are the ones TxnOffsetCommit wrote at epoch 3.
+        #expect(plan?.offsetsEpoch == 3 && prepared.transactionEpoch == 3)
         let done = TxnRules.complete(prepared, nowMs: 30)
         #expect(done.state == .completeCommit && done.producerId == 5 && done.producerEpoch == 4 && done.partitions.isEmpty)
+        #expect(done.transactionEpoch == nil && done.payloadVersion == 1)
         // The next transaction runs at epoch 4; epoch 3 is fenced.
         let next = try TxnRules.add(done, producerId: 5, epoch: 4, partitions: [TxnPartition("b", 0)], groups: [], nowMs: 40)
         #expect(next.state == .ongoing && next.producerEpoch == 4)
@@ -258,7 +262,7 @@ import Testing
         let empty = TransactionMetadata(transactionalId: "t", producerId: 5, producerEpoch: 0, timeoutMs: 1000, state: .empty, nowMs: 0)
         let (prepared, plan) = try TxnRules.endBumpingEpoch(empty, producerId: 5, epoch: 0, commit: false, nowMs: 20, newProducerId: noNewId)
         #expect(prepared.state == .prepareAbort && prepared.producerEpoch == 1)
-        #expect(plan == MarkerPlan(producerId: 5, producerEpoch: 1, commit: false, partitions: [], groups: []))
+        #expect(plan == MarkerPlan(producerId: 5, producerEpoch: 1, commit: false, partitions: [], groups: [], transactionEpoch: 0))
         #expect(refusal { try TxnRules.endBumpingEpoch(empty, producerId: 5, epoch: 0, commit: true, nowMs: 20, newProducerId: self.noNewId) }
                 == .invalidTxnState)
     }
@@ -268,7 +272,7 @@ import Testing
         let (prepared, plan) = try TxnRules.endBumpingEpoch(m, producerId: 5, epoch: Int16.max - 1, commit: true, nowMs: 20, newProducerId: { 99 })
         // The markers use the last epoch of producer 5; the completion moves the id to 99.
         #expect(prepared.producerId == 5 && prepared.producerEpoch == Int16.max && prepared.nextProducerId == 99)
-        #expect(plan?.producerId == 5 && plan?.producerEpoch == Int16.max)
+        #expect(plan?.producerId == 5 && plan?.producerEpoch == Int16.max && plan?.offsetsEpoch == Int16.max - 1)
         let done = TxnRules.complete(prepared, nowMs: 30)
         #expect(done.producerId == 99 && done.producerEpoch == 0 && done.lastProducerId == 5 && done.nextProducerId == nil)
         // A retry names the old id and its last epoch: answered with the new identity.
@@ -443,7 +447,8 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         let (pid, epoch) = try await begin(c, "t", [TxnPartition("a", 0)])
         let answer = try await c.endTxn(transactionalId: "t", producerId: pid, producerEpoch: epoch, commit: true, bumpEpoch: true)
         #expect(answer == (pid, 1))
-        #expect(markers.plans == [MarkerPlan(producerId: pid, producerEpoch: 1, commit: true, partitions: [TxnPartition("a", 0)], groups: [])])
+        #expect(markers.plans == [MarkerPlan(producerId: pid, producerEpoch: 1, commit: true, partitions: [TxnPartition("a", 0)], groups: [],
+                                             transactionEpoch: 0)])
         // A lost answer: the retry gets the same producer id and epoch, and nothing is written again.
         let retry = try await c.endTxn(transactionalId: "t", producerId: pid, producerEpoch: epoch, commit: true, bumpEpoch: true)
         #expect(retry == (pid, 1) && markers.plans.count == 1)
@@ -488,15 +493,18 @@ final class RecordingMarkers: TxnMarkerSink, @unchecked Sendable {
         }
         let prepared = try TransactionCoordinator.decode(try await store.get("transactions/t", range: nil).bytes, key: "transactions/t")
         #expect(prepared.state == .prepareCommit && prepared.producerEpoch == Int16.max && prepared.nextProducerId == 101)
+        #expect(prepared.transactionEpoch == Int16.max - 1 && prepared.payloadVersion == 2)
         markers.setFailing(false)
         let c2 = coordinator(store, markers)
         try await c2.rescan()
         await c2.tick()
-        #expect(markers.plans == [MarkerPlan(producerId: 7, producerEpoch: Int16.max, commit: true, partitions: [TxnPartition("a", 0)], groups: [])])
+        #expect(markers.plans == [MarkerPlan(producerId: 7, producerEpoch: Int16.max, commit: true, partitions: [TxnPartition("a", 0)], groups: [],
+                                             transactionEpoch: Int16.max - 1)])
         let retry = try await c2.endTxn(transactionalId: "t", producerId: 7, producerEpoch: Int16.max - 1, commit: true, bumpEpoch: true)
         #expect(retry == (101, 0))
         let done = try TransactionCoordinator.decode(try await store.get("transactions/t", range: nil).bytes, key: "transactions/t")
-        #expect(done.producerId == 101 && done.producerEpoch == 0 && done.lastProducerId == 7 && done.nextProducerId == nil)
+        #expect(done.producerId == 101 && done.producerEpoch == 0 && done.lastProducerId == 7 && done.nextProducerId == nil
+                && done.transactionEpoch == nil)
     }
 
     /// The fields of payload version 1, as brokers before EndTxn v5 wrote them.

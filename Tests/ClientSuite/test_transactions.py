@@ -217,6 +217,21 @@ class RawTxnProducer:
         _, code = struct.unpack(">ih", body[at:at + 6])
         return code
 
+    def add_offsets(self, pid: int, epoch: int, group: str) -> int:
+        """AddOffsetsToTxn v2; returns its error code."""
+        body = self.call(25, 2, _string(self.tid) + struct.pack(">qh", pid, epoch) + _string(group))
+        return struct.unpack(">ih", body[:6])[1]
+
+    def commit_offset(self, pid: int, epoch: int, group: str, topic: str, partition: int, offset: int) -> int:
+        """TxnOffsetCommit v2 of one partition's offset; returns its error code."""
+        req = (_string(self.tid) + _string(group) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) + _string(topic)
+               + struct.pack(">i", 1) + struct.pack(">iqih", partition, offset, -1, -1))
+        body = self.call(28, 2, req)
+        at = 4 + 4  # throttle time, topic count
+        (nlen,) = struct.unpack(">h", body[at:at + 2])
+        at += 2 + nlen + 4  # topic name, partition count
+        return struct.unpack(">ih", body[at:at + 6])[1]
+
     def end(self, pid: int, epoch: int, commit: bool, version: int = 5) -> tuple[int, int, int]:
         """EndTxn (flexible versions); returns (error, producer id, epoch), the last two -1 below v5."""
         req = kafka_wire.compact_string(self.tid) + struct.pack(">qhb", pid, epoch, 1 if commit else 0) + b"\x00"
@@ -254,10 +269,14 @@ def unstable_broker(storage_kind, tmp_path_factory, log_dir):
 def test_end_txn_v5_bumps_the_epoch_of_every_transaction(unstable_broker, topic_name):
     """KIP-890 part 2 over the wire: each EndTxn v5 answers the next epoch, a retry of it gets the
     same answer, the old epoch is fenced (AddPartitionsToTxn, Produce), the next transactions run
-    at the new epoch, and read_committed sees exactly the committed records. A partition not
-    added to the transaction is TRANSACTION_ABORTABLE for Produce v11, INVALID_TXN_STATE for v3."""
+    at the new epoch, read_committed sees exactly the committed records, and the group offsets a
+    transaction commits (TxnOffsetCommit at the epoch before the bump) are applied, an aborted
+    one's not. A partition not added to the transaction is TRANSACTION_ABORTABLE for Produce v11,
+    INVALID_TXN_STATE for v3."""
+    from confluent_kafka import Consumer, TopicPartition
     b = unstable_broker
     w = raw_producer(b, topic_name, 2, (0, 5), "v5-")  # EndTxn 0-5 advertised with the setting on
+    group = "v5-" + uuid.uuid4().hex[:6]
     try:
         pid, e0 = w.init()
         assert w.add(pid, e0, topic_name, 0) == 0
@@ -270,16 +289,20 @@ def test_end_txn_v5_bumps_the_epoch_of_every_transaction(unstable_broker, topic_
         assert w.add(pid, e0, topic_name, 1) == PRODUCER_FENCED
         assert w.produce(pid, e0, topic_name, 0, b"zombie", sequence=1) == INVALID_PRODUCER_EPOCH
 
-        # Transaction 2 at the new epoch, aborted.
+        # Transaction 2 at the new epoch, aborted (with an offset for the group).
         assert w.add(pid, e1, topic_name, 1) == 0
         assert w.produce(pid, e1, topic_name, 1, b"a2", sequence=0) == 0
+        assert w.add_offsets(pid, e1, group) == 0
+        assert w.commit_offset(pid, e1, group, topic_name, 0, 7) == 0
         err, _, e2 = w.end(pid, e1, commit=False)
         assert (err, e2) == (0, e1 + 1), f"EndTxn v5 abort answered error {err}, epoch {e2}"
 
-        # Transaction 3 over both partitions, committed.
+        # Transaction 3 over both partitions and the group, committed.
         for part in (0, 1):
             assert w.add(pid, e2, topic_name, part) == 0
             assert w.produce(pid, e2, topic_name, part, b"c3-%d" % part, sequence=0) == 0
+        assert w.add_offsets(pid, e2, group) == 0
+        assert w.commit_offset(pid, e2, group, topic_name, 0, 42) == 0
         err, _, e3 = w.end(pid, e2, commit=True)
         assert (err, e3) == (0, e2 + 1)
 
@@ -290,6 +313,12 @@ def test_end_txn_v5_bumps_the_epoch_of_every_transaction(unstable_broker, topic_
         w.close()
     rc = consume_all(b.bootstrap, topic_name, 2, 3, timeout=60, extra={"isolation.level": "read_committed"})
     assert values(rc) == ["c1", "c3-0", "c3-1"], f"read_committed saw {values(rc)}"
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group, "enable.auto.commit": False})
+    try:
+        committed = c.committed([TopicPartition(topic_name, 0)], timeout=30)[0].offset
+    finally:
+        c.close()
+    assert committed == 42, f"the group's offset is {committed}: the committed transaction's offset (42) must be applied, the aborted one's (7) not"
 
 
 def test_end_txn_v5_is_refused_without_the_setting(broker, topic_name):

@@ -30,10 +30,11 @@ public struct TxnPartition: Codable, Sendable, Hashable, Comparable {
 /// by conditional writes on the ETag last read or written, so a coordinator that lost the id to
 /// another (placement change, restart) cannot overwrite the newer state.
 ///
-/// Payload versions: 1 has every field but `nextProducerId`; 2 adds it. A document is written
-/// as version 2 only while `nextProducerId` is set (an EndTxn v5 at an exhausted epoch, between
-/// its prepare and its completion), else as version 1, so a broker that reads only version 1
-/// reads every other document; it refuses a version 2 one instead of completing it wrongly.
+/// Payload versions: 1 has every field but `transactionEpoch` and `nextProducerId`; 2 adds
+/// them. A document is written as version 2 only while one of them is set (a transaction ended
+/// by EndTxn v5, between its prepare and its completion), else as version 1, so a broker that
+/// reads only version 1 reads every other document; it refuses a version 2 one instead of
+/// completing it wrongly.
 ///
 /// A coordinator that reads a record in PrepareCommit/PrepareAbort finishes it: writes the
 /// markers again (a marker for a partition already completed changes nothing) and completes.
@@ -54,12 +55,15 @@ public struct TransactionMetadata: Codable, Sendable, Equatable {
     /// Wall-clock milliseconds when the open transaction started (-1: none open).
     public var startMs: Int64 = -1
     public var lastUpdateMs: Int64
-    /// EndTxn v5 at an exhausted epoch (KIP-890 part 2): the producer id the completion moves
-    /// the id to, at epoch 0 (nil: none; payload version 2).
+    /// A transaction ended by EndTxn v5 (KIP-890 part 2), while prepared: the epoch it ran at,
+    /// one below `producerEpoch` (nil: the end did not bump the epoch; payload version 2).
+    public var transactionEpoch: Int16? = nil
+    /// EndTxn v5 at an exhausted epoch, while prepared: the producer id the completion moves the
+    /// id to, at epoch 0 (nil: none; payload version 2).
     public var nextProducerId: Int64? = nil
 
     /// The payload version this value is written as (see the type's comment).
-    public var payloadVersion: UInt16 { nextProducerId == nil ? 1 : 2 }
+    public var payloadVersion: UInt16 { transactionEpoch == nil && nextProducerId == nil ? 1 : 2 }
 
     public init(transactionalId: String, producerId: Int64, producerEpoch: Int16, timeoutMs: Int32, state: TxnState, nowMs: Int64) {
         self.transactionalId = transactionalId
@@ -79,6 +83,13 @@ public struct MarkerPlan: Sendable, Equatable {
     public var commit: Bool
     public var partitions: [TxnPartition]
     public var groups: [String]
+    /// EndTxn v5: the epoch the transaction ran at, one below the markers' (nil: the markers'
+    /// epoch).
+    public var transactionEpoch: Int16? = nil
+
+    /// The epoch of the pending group offsets a commit applies: the transaction's (TxnOffsetCommit
+    /// carried it); offsets left at any other epoch are a fenced producer's and are dropped.
+    public var offsetsEpoch: Int16 { transactionEpoch ?? producerEpoch }
 }
 
 /// A refusal from the transaction state machine: a Kafka error code and why.
@@ -245,6 +256,7 @@ public enum TxnRules {
         func prepare(nothingOpen: Bool) throws -> (TransactionMetadata, MarkerPlan?) {
             var next = m
             if m.producerEpoch >= Int16.max - 1 { next.nextProducerId = try newProducerId() }
+            next.transactionEpoch = m.producerEpoch
             next.producerEpoch = m.producerEpoch == Int16.max ? Int16.max : m.producerEpoch + 1
             next.state = commit ? .prepareCommit : .prepareAbort
             if nothingOpen {
@@ -275,7 +287,7 @@ public enum TxnRules {
     /// The markers of a prepared transaction.
     public static func plan(_ m: TransactionMetadata) -> MarkerPlan {
         MarkerPlan(producerId: m.producerId, producerEpoch: m.producerEpoch, commit: m.state == .prepareCommit,
-                   partitions: m.partitions, groups: m.groups)
+                   partitions: m.partitions, groups: m.groups, transactionEpoch: m.transactionEpoch)
     }
 
     /// After every marker is written: the transaction is complete. A transaction ended at an
@@ -290,6 +302,7 @@ public enum TxnRules {
             m.producerEpoch = 0
             m.nextProducerId = nil
         }
+        m.transactionEpoch = nil
         m.partitions = []
         m.groups = []
         m.startMs = -1

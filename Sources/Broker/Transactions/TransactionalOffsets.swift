@@ -101,6 +101,8 @@ public actor TxnOffsetStore {
 
     /// The transaction of `producerId` ended: its pending offsets for `group` are committed to
     /// the group (durably) or dropped, then forgotten. Idempotent (a retried marker finds none).
+    /// `producerEpoch` is the epoch the transaction ran at (``MarkerPlan/offsetsEpoch``: after
+    /// EndTxn v5 one below the marker's).
     public func complete(group: String, producerId: Int64, producerEpoch: Int16, commit: Bool) async throws {
         let k = key(group: group, producerId: producerId)
         try await locked(k) {

@@ -6,8 +6,9 @@ import Synchronization
 /// The broker's ``TxnMarkerSink``: markers for partitions this broker owns are appended here
 /// (and made durable); those owned by another broker are sent to it with WriteTxnMarkers
 /// (API 27), as Kafka's coordinator does. Group offsets go to the group's coordinator the
-/// same way, as a WriteTxnMarkers "topic" named `__floe_group:<group id>` (partition 0): a
-/// broker-to-broker convention, never seen by clients.
+/// same way, as a WriteTxnMarkers "topic" named `__floe_group:<group id>`: a broker-to-broker
+/// convention, never seen by clients. Its partition index is how many epochs the marker is
+/// ahead of the transaction's offsets: 0, or 1 after EndTxn v5's bump (``MarkerPlan/offsetsEpoch``).
 public final class BrokerTxnMarkers: TxnMarkerSink {
     static let groupTopicPrefix = "__floe_group:"
 
@@ -60,7 +61,7 @@ public final class BrokerTxnMarkers: TxnMarkerSink {
             if owner == partitions.node {
                 try await completeGroup(g, plan)
             } else {
-                addRemote(owner, Self.groupTopicPrefix + g, 0)
+                addRemote(owner, Self.groupTopicPrefix + g, plan.transactionEpoch == nil ? 0 : 1)
             }
         }
         for (owner, topics) in remote {
@@ -70,7 +71,7 @@ public final class BrokerTxnMarkers: TxnMarkerSink {
 
     func completeGroup(_ group: String, _ plan: MarkerPlan) async throws {
         guard let offsets else { throw TxnRefusal(.coordinatorNotAvailable, "this broker has no group coordinator") }
-        try await offsets.complete(group: group, producerId: plan.producerId, producerEpoch: plan.producerEpoch, commit: plan.commit)
+        try await offsets.complete(group: group, producerId: plan.producerId, producerEpoch: plan.offsetsEpoch, commit: plan.commit)
     }
 
     /// Appends the marker to a partition this broker owns and waits for its durability. Returns
@@ -162,7 +163,9 @@ public struct WriteTxnMarkersHandler: ApiHandler {
                     var code: Int16 = 0
                     do {
                         if t.name.hasPrefix(BrokerTxnMarkers.groupTopicPrefix) {
-                            try await markers.completeGroup(String(t.name.dropFirst(BrokerTxnMarkers.groupTopicPrefix.count)), plan)
+                            var groupPlan = plan
+                            if index == 1 && m.producerEpoch > 0 { groupPlan.transactionEpoch = m.producerEpoch - 1 }
+                            try await markers.completeGroup(String(t.name.dropFirst(BrokerTxnMarkers.groupTopicPrefix.count)), groupPlan)
                         } else if let c = try await markers.writeLocal(topic: t.name, partition: index, plan) {
                             code = c.rawValue
                         }
