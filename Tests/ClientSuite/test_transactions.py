@@ -5,8 +5,6 @@ output although the broker is killed with SIGKILL mid-loop. KIP-890 part 2 (EndT
 bump per transaction, behind `unstable.api.versions.enable`) over the raw wire, since no client
 here sends EndTxn v5."""
 import signal
-import socket
-import struct
 import time
 import uuid
 
@@ -116,35 +114,10 @@ def test_produce_outside_the_transaction_partitions_is_refused(broker, topic_nam
     assert code == 48, f"Produce of a transactional batch outside the transaction answered error {code}, expected INVALID_TXN_STATE (48)"
 
 
-def _crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
-def _varint(n: int) -> bytes:
-    """Zigzag varint (record fields)."""
-    return kafka_wire.uvarint((n << 1) ^ (n >> 63))
-
-
-def _transactional_batch(pid: int, epoch: int, value: bytes, sequence: int = 0) -> bytes:
-    record = bytes([0]) + _varint(0) + _varint(0) + _varint(-1) + _varint(len(value)) + value + _varint(0)
-    record = _varint(len(record)) + record
-    ts = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 1 << 4, 0, ts, ts, pid, epoch, sequence, 1) + record
-    head = struct.pack(">ib", -1, 2)
-    crc = struct.pack(">I", _crc32c(after_crc))
-    body = head + crc + after_crc
-    return struct.pack(">qi", 0, len(body)) + body
-
-
 def produce_transactional_without_add(host: str, port: int, tid: str, topic: str) -> int:
     """InitProducerId v1 for `tid`, then Produce v3 of one transactional batch to partition 0
     without AddPartitionsToTxn; returns the partition's error code."""
-    w = RawTxnProducer(f"{host}:{port}", tid)
+    w = kafka_wire.RawTxnProducer(f"{host}:{port}", tid)
     try:
         pid, epoch = w.init()
         return w.produce(pid, epoch, topic, 0, b"outside", sequence=0)
@@ -152,107 +125,16 @@ def produce_transactional_without_add(host: str, port: int, tid: str, topic: str
         w.close()
 
 
-def _string(s: str) -> bytes:
-    b = s.encode()
-    return struct.pack(">h", len(b)) + b
-
-
-class RawTxnProducer:
-    """A transactional producer on one connection, speaking the APIs by hand (kafka_wire):
-    InitProducerId v1, AddPartitionsToTxn v2 (the first version answering PRODUCER_FENCED),
-    Produce v3 or v11 (flexible; the first version that may answer TRANSACTION_ABORTABLE) of one
-    transactional record, and EndTxn v3–v5 (flexible; v5 answers the producer id and epoch)."""
-
-    def __init__(self, bootstrap: str, tid: str):
-        host, port = bootstrap.rsplit(":", 1)
-        self.sock = socket.create_connection((host, int(port)), timeout=30)
-        self.tid = tid
-        self.correlation = 0
-
-    def close(self):
-        self.sock.close()
-
-    def call(self, key: int, version: int, body: bytes, flexible: bool = False) -> bytes:
-        """One request; returns the response body (after the tagged fields of a flexible header)."""
-        self.correlation += 1
-        self.sock.sendall(kafka_wire.request_frame(key, version, self.correlation, body, flexible=flexible))
-        cid, resp = kafka_wire.read_response(self.sock)
-        assert cid == self.correlation, f"answer to {self.correlation} has correlation id {cid}"
-        return resp[kafka_wire.skip_tagged_fields(resp, 0):] if flexible else resp
-
-    def init(self) -> tuple[int, int]:
-        body = self.call(22, 1, _string(self.tid) + struct.pack(">i", 20000))
-        _, err, pid, epoch = struct.unpack(">ihqh", body[:16])
-        assert err == 0, f"InitProducerId answered error {err}"
-        return pid, epoch
-
-    def add(self, pid: int, epoch: int, topic: str, partition: int) -> int:
-        """AddPartitionsToTxn v2 of one partition; returns its error code."""
-        body = self.call(24, 2, _string(self.tid) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) + _string(topic)
-                         + struct.pack(">ii", 1, partition))
-        at = 4 + 4  # throttle time, topic count
-        (nlen,) = struct.unpack(">h", body[at:at + 2])
-        at += 2 + nlen + 4  # topic name, partition count
-        _, code = struct.unpack(">ih", body[at:at + 6])
-        return code
-
-    def produce(self, pid: int, epoch: int, topic: str, partition: int, value: bytes, sequence: int, version: int = 3) -> int:
-        """Produce of one transactional record; returns the partition's error code."""
-        batch = _transactional_batch(pid, epoch, value, sequence)
-        if version < 9:
-            req = (_string(self.tid) + struct.pack(">hii", -1, 10000, 1) + _string(topic) + struct.pack(">ii", 1, partition)
-                   + struct.pack(">i", len(batch)) + batch)
-            body = self.call(0, version, req)
-            at = 4
-            (nlen,) = struct.unpack(">h", body[at:at + 2])
-            at += 2 + nlen + 4  # topic name, partition count
-        else:
-            req = (kafka_wire.compact_string(self.tid) + struct.pack(">hi", -1, 10000) + kafka_wire.uvarint(2)
-                   + kafka_wire.compact_string(topic) + kafka_wire.uvarint(2) + struct.pack(">i", partition)
-                   + kafka_wire.compact_bytes(batch) + b"\x00" + b"\x00" + b"\x00")
-            body = self.call(0, version, req, flexible=True)
-            _, at = kafka_wire.read_uvarint(body, 0)  # topic count
-            at = kafka_wire.skip_compact_string(body, at)
-            _, at = kafka_wire.read_uvarint(body, at)  # partition count
-        _, code = struct.unpack(">ih", body[at:at + 6])
-        return code
-
-    def add_offsets(self, pid: int, epoch: int, group: str) -> int:
-        """AddOffsetsToTxn v2; returns its error code."""
-        body = self.call(25, 2, _string(self.tid) + struct.pack(">qh", pid, epoch) + _string(group))
-        return struct.unpack(">ih", body[:6])[1]
-
-    def commit_offset(self, pid: int, epoch: int, group: str, topic: str, partition: int, offset: int) -> int:
-        """TxnOffsetCommit v2 of one partition's offset; returns its error code."""
-        req = (_string(self.tid) + _string(group) + struct.pack(">qh", pid, epoch) + struct.pack(">i", 1) + _string(topic)
-               + struct.pack(">i", 1) + struct.pack(">iqih", partition, offset, -1, -1))
-        body = self.call(28, 2, req)
-        at = 4 + 4  # throttle time, topic count
-        (nlen,) = struct.unpack(">h", body[at:at + 2])
-        at += 2 + nlen + 4  # topic name, partition count
-        return struct.unpack(">ih", body[at:at + 6])[1]
-
-    def end(self, pid: int, epoch: int, commit: bool, version: int = 5) -> tuple[int, int, int]:
-        """EndTxn (flexible versions); returns (error, producer id, epoch), the last two -1 below v5."""
-        req = kafka_wire.compact_string(self.tid) + struct.pack(">qhb", pid, epoch, 1 if commit else 0) + b"\x00"
-        body = self.call(26, version, req, flexible=True)
-        _, err = struct.unpack(">ih", body[:6])
-        if version < 5 or len(body) < 16:
-            return err, -1, -1
-        new_pid, new_epoch = struct.unpack(">qh", body[6:16])
-        return err, new_pid, new_epoch
-
-
 INVALID_TXN_STATE, INVALID_PRODUCER_EPOCH, UNSUPPORTED_VERSION, PRODUCER_FENCED, TRANSACTION_ABORTABLE = 48, 47, 35, 90, 120
 
 
-def raw_producer(broker, topic: str, partitions: int, end_txn_versions: tuple[int, int], prefix: str) -> RawTxnProducer:
+def raw_producer(broker, topic: str, partitions: int, end_txn_versions: tuple[int, int], prefix: str) -> kafka_wire.RawTxnProducer:
     """Checks the EndTxn versions ApiVersions advertises, creates `topic`, and connects a raw producer."""
     host, port = broker.bootstrap.rsplit(":", 1)
     advertised = kafka_wire.probe(host, int(port))[26]
     assert advertised == end_txn_versions, f"EndTxn advertised {advertised}, expected {end_txn_versions}"
     create_topic(broker.bootstrap, topic, partitions)
-    return RawTxnProducer(broker.bootstrap, prefix + uuid.uuid4().hex[:6])
+    return kafka_wire.RawTxnProducer(broker.bootstrap, prefix + uuid.uuid4().hex[:6])
 
 
 @pytest.fixture(scope="module")

@@ -85,10 +85,11 @@ def metadata(host: str, port: int, timeout: float = 10.0) -> dict:
     return {"brokers": brokers, "controller": controller, "topics": topics, "topic_errors": topic_errors}
 
 
-def find_coordinator(host: str, port: int, group: str, timeout: float = 10.0) -> tuple[int, int, str, int]:
-    """FindCoordinator v1 (group) asked of the broker at host:port: (error, node id, host, port)."""
+def find_coordinator(host: str, port: int, group: str, timeout: float = 10.0, key_type: int = 0) -> tuple[int, int, str, int]:
+    """FindCoordinator v1 asked of the broker at host:port for a group (`key_type` 0) or a
+    transactional id (1): (error, node id, host, port)."""
     with connect(host, port, timeout) as s:
-        r = _exchange(s, 10, 1, _string(group) + struct.pack(">b", 0), 12)
+        r = _exchange(s, 10, 1, _string(group) + struct.pack(">b", key_type), 12)
     _throttle, error = r.take("ih")
     r.string()  # error message
     node, h, p = r.take("i"), r.string(), r.take("i")

@@ -129,8 +129,9 @@ class Cluster:
     """N brokers (node ids 1..N) sharing one bucket, started as subprocesses with short session
     timeouts. Every process is stopped by PID at teardown."""
 
-    def __init__(self, size: int, storage: str, wal: str, log_dir: str, kind: str):
+    def __init__(self, size: int, storage: str, wal: str, log_dir: str, kind: str, settings: dict | None = None):
         self.storage, self.wal, self.log_dir, self.kind = storage, wal, log_dir, kind
+        self.settings = settings or {}  # broker settings passed as `--set KEY=VALUE`
         self.brokers: dict[int, Broker] = {}
         for node in range(1, size + 1):
             self.brokers[node] = Broker(node, free_port(), free_port(), os.path.join(log_dir, f"broker-{node}.log"))
@@ -141,7 +142,8 @@ class Cluster:
         return [BROKER_BIN, "--node-id", str(node), "--listen", f"127.0.0.1:{port}",
                 "--http", f"127.0.0.1:{http_port}", "--storage", self.storage, "--wal", self.wal,
                 "--broker-session-timeout-ms", str(SESSION_TIMEOUT_MS),
-                "--broker-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS)]
+                "--broker-heartbeat-interval-ms", str(HEARTBEAT_INTERVAL_MS)] + [
+                    arg for k, v in self.settings.items() for arg in ("--set", f"{k}={v}")]
 
     def spawn(self, node: int, port: int, http_port: int, log_path: str) -> subprocess.Popen:
         log = open(log_path, "ab")
@@ -317,10 +319,10 @@ def storage_kind(request):
     return request.param
 
 
-def _cluster(kind: str, tmp_path, size: int = 3):
+def _cluster(kind: str, tmp_path, size: int = 3, settings: dict | None = None):
     require_modules("kafka", "confluent_kafka")
     storage, wal = make_storage(kind, str(tmp_path))
-    c = Cluster(size, storage, wal, str(tmp_path), kind)
+    c = Cluster(size, storage, wal, str(tmp_path), kind, settings)
     try:
         c.start_all()
     except BaseException:

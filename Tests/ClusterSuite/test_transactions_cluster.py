@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from conftest import create_topic, wait_for
+from conftest import _cluster, create_topic, wait_for
 
 PARTITIONS = 6
 
@@ -181,3 +181,70 @@ def test_commit_survives_sigkill_of_the_coordinator_broker(cluster_s3):
     survivors = [n for n in cluster.live() if n != coordinator]
     got = _read_committed(cluster.bootstrap(survivors), topic, len(batch))
     assert got == sorted(batch), f"read_committed saw {len(got)} of {len(batch)} records after the coordinator's SIGKILL"
+
+
+@pytest.fixture
+def cluster_unstable(tmp_path):
+    """Three brokers (local directory) started with `--set unstable.api.versions.enable=true`."""
+    c = _cluster("file", tmp_path, settings={"unstable.api.versions.enable": "true"})
+    yield c
+    crashed = c.teardown()
+    assert not crashed, "; ".join(crashed) + "\n" + c.logs()
+
+
+def test_end_txn_v5_commits_partitions_and_a_group_on_other_brokers(cluster_unstable):
+    """EndTxn v5 (KIP-890 part 2) on three brokers, over the raw wire: the transaction's
+    partitions are spread over the brokers and its group is coordinated by a broker other than
+    the transaction coordinator, so the markers (at the bumped epoch) and the group's commit go
+    through WriteTxnMarkers. read_committed sees every record, the group gets the offset its
+    TxnOffsetCommit wrote at the epoch before the bump, and the old epoch is fenced on another
+    broker's partition."""
+    import cluster_wire
+    import kafka_wire
+    from confluent_kafka import Consumer, TopicPartition
+    cluster = cluster_unstable
+    topic = "v5span-" + uuid.uuid4().hex[:6]
+    create_topic(cluster, topic, PARTITIONS)
+    leaders = cluster.leaders(topic)
+    asker = cluster.brokers[next(iter(cluster.live()))]
+    tid = "v5span-" + uuid.uuid4().hex[:6]
+    error, coordinator, _, _ = cluster_wire.find_coordinator("127.0.0.1", asker.port, tid, key_type=1)
+    assert error == 0, f"FindCoordinator for transactional id {tid} answered error {error}"
+    for _ in range(40):
+        group = "v5g-" + uuid.uuid4().hex[:6]
+        error, group_coordinator, _, _ = cluster_wire.find_coordinator("127.0.0.1", asker.port, group)
+        assert error == 0, f"FindCoordinator for group {group} answered error {error}"
+        if group_coordinator != coordinator:
+            break
+    else:
+        pytest.fail(f"40 random groups are all coordinated by broker {coordinator}, the transaction coordinator")
+    others = [p for p, owner in leaders.items() if owner != coordinator]
+    assert others, f"every partition of {topic} is on the coordinator {coordinator}: {leaders}"
+
+    conns = {node: kafka_wire.RawTxnProducer(cluster.brokers[node].address, tid) for node in cluster.live()}
+    try:
+        txn = conns[coordinator]
+        pid, e0 = txn.init()
+        for p in range(PARTITIONS):
+            assert txn.add(pid, e0, topic, p) == 0
+        assert txn.add_offsets(pid, e0, group) == 0
+        for p, owner in leaders.items():
+            assert conns[owner].produce(pid, e0, topic, p, b"v5-%d" % p, sequence=0) == 0, f"produce to {topic}-{p} on broker {owner}"
+        assert conns[group_coordinator].commit_offset(pid, e0, group, topic, 0, 42) == 0
+        err, pid1, e1 = txn.end(pid, e0, commit=True)
+        assert (err, pid1, e1) == (0, pid, e0 + 1), f"EndTxn v5 answered error {err}, producer {pid1} epoch {e1}"
+        late = others[0]
+        assert conns[leaders[late]].produce(pid, e0, topic, late, b"late", sequence=1) == 47, (
+            f"a produce of the old epoch to {topic}-{late} on broker {leaders[late]} must get INVALID_PRODUCER_EPOCH")
+    finally:
+        for c in conns.values():
+            c.close()
+    got = _read_committed(cluster.bootstrap(), topic, PARTITIONS)
+    assert got == sorted(f"v5-{p}" for p in range(PARTITIONS)), f"read_committed saw {got}"
+    c = Consumer({"bootstrap.servers": cluster.bootstrap(), "group.id": group, "enable.auto.commit": False})
+    try:
+        off = c.committed([TopicPartition(topic, 0)], timeout=30)[0].offset
+    finally:
+        c.close()
+    assert off == 42, (f"group {group} (coordinator {group_coordinator}, transaction coordinator {coordinator}) has offset "
+                       f"{off}: the committed transaction's 42 must be applied")
