@@ -114,8 +114,9 @@ public enum KafkaErrorCode: Int16, Sendable, CaseIterable {
     case ineligibleReplica = 107
     case newLeaderElected = 108
     /// The transaction cannot go on but the producer may abort it and keep its transactional id
-    /// (KIP-890). Not retriable: the client aborts. Sent only to clients whose request version
-    /// knows it: Produce v11+, AddPartitionsToTxn v5+, TxnOffsetCommit v4+, EndTxn v4+.
+    /// (KIP-890). Not retriable: the client aborts. Kafka's schemas allow it from Produce v11,
+    /// AddPartitionsToTxn v5, TxnOffsetCommit v4 and EndTxn v4; the broker sends it only to
+    /// versions that allow it (docs/transactions.md lists where).
     case transactionAbortable = 120
 
     /// Kafka's name for the code, derived mechanically from the case name.

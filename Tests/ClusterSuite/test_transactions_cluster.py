@@ -73,33 +73,10 @@ def test_transaction_spanning_brokers(cluster):
         assert off == want, f"group {g} of transaction {t} has committed offset {off}, expected {want}"
 
 
-def _crc32c(data: bytes) -> int:
-    crc = 0xFFFFFFFF
-    for byte in data:
-        crc ^= byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-    return crc ^ 0xFFFFFFFF
-
-
-def _varint(n: int) -> bytes:
-    z, out = (n << 1) ^ (n >> 63), b""
-    while True:
-        b, z = z & 0x7F, z >> 7
-        if not z:
-            return out + bytes([b])
-        out += bytes([b | 0x80])
-
-
 def _txn_produce_body(tid: str, topic: str, pid: int, epoch: int) -> bytes:
     import struct
-    import time
-    record = bytes([0]) + _varint(0) + _varint(0) + _varint(-1) + _varint(1) + b"z" + _varint(0)
-    record = _varint(len(record)) + record
-    ts = int(time.time() * 1000)
-    after_crc = struct.pack(">hiqqqhii", 1 << 4, 0, ts, ts, pid, epoch, 0, 1) + record
-    body = struct.pack(">ib", -1, 2) + struct.pack(">I", _crc32c(after_crc)) + after_crc
-    batch = struct.pack(">qi", 0, len(body)) + body
+    from cluster_wire import kafka_wire
+    batch = kafka_wire.transactional_batch(pid, epoch, b"z")
 
     def s(x):
         return struct.pack(">h", len(x)) + x.encode()
@@ -200,7 +177,7 @@ def test_end_txn_v5_commits_partitions_and_a_group_on_other_brokers(cluster_unst
     TxnOffsetCommit wrote at the epoch before the bump, and the old epoch is fenced on another
     broker's partition."""
     import cluster_wire
-    import kafka_wire
+    from cluster_wire import kafka_wire
     from confluent_kafka import Consumer, TopicPartition
     cluster = cluster_unstable
     topic = "v5span-" + uuid.uuid4().hex[:6]
