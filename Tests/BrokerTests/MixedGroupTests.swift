@@ -207,6 +207,37 @@ struct MixedGroupTests {
                 == KafkaErrorCode.rebalanceInProgress.rawValue, "members are told to rejoin")
     }
 
+    @Test func downgradeWaitsUntilTheClassicMembersAreReconciled() throws {
+        let clock = ManualClock()
+        var g = try #require(ConsumerGroup.converting(Self.stableClassicGroup(now: clock.now()), topics: Self.topics))
+        var a = SimClassic(memberId: "a", generation: 1, owned: [0, 1, 2])
+        var b = SimClassic(memberId: "b", generation: 1, owned: [3, 4, 5])
+        _ = g.heartbeat(SimConsumer(memberId: "c", topics: ["t"]).request(), topics: Self.topics, now: clock.now(), config: GroupConfig(),
+                        newMemberId: "c")
+        for _ in 0..<2 { #expect(a.rejoin(&g, now: clock.now()) == 0) }
+        #expect(a.generation == 2 && b.generation == 1, "a reconciled to epoch 2, b not: \(a.generation), \(b.generation)")
+        _ = g.heartbeat(ConsumerHeartbeat(memberId: "c", memberEpoch: -1), topics: Self.topics, now: clock.now(), config: GroupConfig(),
+                        newMemberId: "x")
+        #expect(g.hasOnlyClassicMembers && g.downgraded() == nil, "members at epochs 2 and 1: no downgrade yet")
+        var snapshot: GroupSnapshot?
+        for _ in 0..<4 where snapshot == nil {
+            for sim in [0, 1] where snapshot == nil {
+                var s = sim == 0 ? a : b
+                if g.classicHeartbeat(memberId: s.memberId, instanceId: nil, generationId: s.generation, now: clock.now(), config: GroupConfig())
+                    == KafkaErrorCode.rebalanceInProgress.rawValue {
+                    #expect(s.rejoin(&g, now: clock.now()) == 0)
+                }
+                if sim == 0 { a = s } else { b = s }
+                Self.expectClientsExclusive(["a": a.owned, "b": b.owned])
+                snapshot = g.downgraded()
+            }
+        }
+        let downgraded = try #require(snapshot, "the members reconcile, then the group may turn classic")
+        #expect(a.generation == b.generation && downgraded.generationId == a.generation,
+                "one generation for all: a \(a.generation), b \(b.generation), classic \(downgraded.generationId)")
+        #expect(a.owned.union(b.owned) == Set(0..<6), "a and b own every partition: \(a.owned), \(b.owned)")
+    }
+
     @Test func mixedGroupRecordRoundTripAndOlderVersionsStillRead() throws {
         let clock = ManualClock()
         var g = try #require(ConsumerGroup.converting(Self.stableClassicGroup(now: clock.now()), topics: Self.topics))
@@ -309,8 +340,16 @@ struct MixedGroupCoordinatorTests {
         }
         #expect(j.errorCode == 0 && j.generationId == 2 && j.protocolName == "range" && j.members.isEmpty, "\(policy): \(j)")
         _ = await w.coordinator.consumerHeartbeat(groupId: "g", request: ConsumerHeartbeat(memberId: "c", memberEpoch: -1))
+        // The classic member was waiting for c's partitions: it is not reconciled, so the group
+        // stays a consumer group until its rejoin (told by its Heartbeat) reconciles it.
+        let (_, waiting) = await w.coordinator.listGroups(states: [], types: [])
+        #expect(waiting.first?.type == "consumer", "\(policy): c left, the classic member is not reconciled: \(waiting)")
+        #expect(await w.coordinator.heartbeat(groupId: "g", memberId: j.memberId, groupInstanceId: nil, generationId: 2)
+                == KafkaErrorCode.rebalanceInProgress.rawValue)
+        guard case let .done(again) = await w.coordinator.join(groupId: "g", request: Self.classicJoin(j.memberId)) else { throw TestFailure("join parked") }
+        #expect(again.errorCode == 0 && again.generationId == 3, "\(policy): rejoin: \(again)")
         let (_, listed) = await w.coordinator.listGroups(states: [], types: [])
-        #expect(listed.first?.type == (policy.allowsDowngrade ? "classic" : "consumer"), "\(policy): after c left: \(listed)")
+        #expect(listed.first?.type == (policy.allowsDowngrade ? "classic" : "consumer"), "\(policy): after the rejoin: \(listed)")
         if policy.allowsDowngrade {
             #expect(await w.coordinator.group("g")?.state == .preparingRebalance, "\(policy): the classic group rebalances")
         }

@@ -173,12 +173,12 @@ def test_regex_subscription_follows_new_topics(broker, topic_name):
 
 
 def group_type(bootstrap, group):
-    """"classic" or "consumer": the type ListGroups (v5) reports for `group`, or None if unlisted."""
+    """"classic" or "consumer": the type filter of ListGroups (v5) that lists `group` (None: neither)."""
     from confluent_kafka import ConsumerGroupType
-    listed = admin(bootstrap).list_consumer_groups().result(30)
-    for g in listed.valid:
-        if g.group_id == group:
-            return {ConsumerGroupType.CLASSIC: "classic", ConsumerGroupType.CONSUMER: "consumer"}.get(g.type)
+    adm = admin(bootstrap)
+    for kind, name in [(ConsumerGroupType.CLASSIC, "classic"), (ConsumerGroupType.CONSUMER, "consumer")]:
+        if group in {g.group_id for g in adm.list_consumer_groups(types={kind}).result(30).valid}:
+            return name
     return None
 
 
@@ -209,8 +209,12 @@ def test_mixed_group_upgrade_and_downgrade_every_record_once(broker, topic_name,
         m.leave()
 
     def settled(what):
-        wait_for(lambda: covered(members) == set(range(PARTITIONS)) and all(m.assigned for m in members), 60,
-                 f"{what}: {[m.name for m in members]} to share all partitions")
+        try:
+            wait_for(lambda: covered(members) == set(range(PARTITIONS)) and all(m.assigned for m in members), 60,
+                     f"{what}: {[m.name for m in members]} to share all partitions")
+        except AssertionError as e:
+            owned = {m.name: sorted(m.assigned) for m in members}
+            raise AssertionError(f"{e}; owned {owned}; member errors {[x for m in everyone for x in m.errors][:5]}") from None
 
     producer = PacedProducer(bootstrap, topic_name)
     try:

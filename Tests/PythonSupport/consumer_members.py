@@ -64,7 +64,10 @@ class ConsumerProtocolMember:
         except Exception as e:  # noqa: BLE001 - reported by the test
             self.errors.append(f"{type(e).__name__}: {e}")
         finally:
-            c.close()
+            try:
+                c.close()
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.errors.append(f"close: {type(e).__name__}: {e}")
 
     def leave(self):
         self.stop.set()

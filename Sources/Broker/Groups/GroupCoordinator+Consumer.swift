@@ -55,14 +55,18 @@ extension GroupCoordinator {
         while c.members[memberId] != nil { memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId) }
         let before = c
         let outcome = groups[groupId]!.consumer!.classicJoin(request, topics: shapes, now: clock.now(), config: config, newMemberId: memberId)
-        if !groups[groupId]!.consumer!.persistentlyEqual(before) { markDirty(groupId) }
+        if !groups[groupId]!.consumer!.persistentlyEqual(before) {
+            markDirty(groupId)
+            downgradeIfOnlyClassicMembers(groupId)
+        }
         deadlines[groupId] = nextDeadline(groupId)
         return outcome
     }
 
-    /// Turns a consumer group whose members all speak the classic protocol back into a classic
-    /// group, when the migration policy allows downgrades (after a ConsumerGroupHeartbeat member
-    /// left or was fenced).
+    /// Turns a consumer group whose members all speak the classic protocol (and are reconciled,
+    /// ``ConsumerGroup/downgraded()``) back into a classic group, when the migration policy
+    /// allows downgrades: after a ConsumerGroupHeartbeat member left or was fenced, or a classic
+    /// member's rejoin completed its reconciliation.
     func downgradeIfOnlyClassicMembers(_ groupId: String) {
         guard config.migrationPolicy.allowsDowngrade, let snapshot = groups[groupId]?.consumer?.downgraded() else { return }
         let (machine, actions) = GroupStateMachine.downgrading(groupId: groupId, config: config, snapshot: snapshot, now: clock.now())

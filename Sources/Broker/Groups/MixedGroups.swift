@@ -283,22 +283,24 @@ extension ConsumerGroup {
 
     // MARK: Downgrade
 
-    /// The classic group this group turns back into once only classic members remain, or nil.
-    /// Its generation is the highest member epoch (the generation the members last joined at,
-    /// so their commits before rejoining are accepted; the rebalance moves past it) and every
-    /// member keeps what it holds (as a ConsumerProtocol assignment); the caller starts a
-    /// rebalance so the classic protocol forms its own generation. The protocol is the first member's (by id) that every member
-    /// supports, else its first (the rebalance chooses again).
+    /// The classic group this group turns back into once only classic members remain, all
+    /// Stable at one member epoch, or nil. (Members still reconciling are told to rejoin by
+    /// their Heartbeat; the downgrade waits for them, so that the generation is the one every
+    /// member last joined at and their commits before rejoining the classic group are
+    /// accepted.) Every member keeps what it holds (as a ConsumerProtocol assignment); the
+    /// caller starts a rebalance so the classic protocol forms its own generation. The protocol
+    /// is the first member's (by id) that every member supports, else its first (the rebalance
+    /// chooses again).
     public func downgraded() -> GroupSnapshot? {
-        guard hasOnlyClassicMembers else { return nil }
+        guard hasOnlyClassicMembers, let epoch = members.first?.value.memberEpoch,
+              members.values.allSatisfy({ $0.state == .stable && $0.memberEpoch == epoch }) else { return nil }
         let ordered = members.values.sorted { $0.memberId < $1.memberId }
         let supportedByAll = ordered.dropFirst().reduce(Set(ordered[0].classic!.protocols.map(\.name))) {
             $0.intersection($1.classic!.protocols.map(\.name))
         }
         let protocolName = ordered[0].classic!.protocols.map(\.name).first { supportedByAll.contains($0) } ?? ordered[0].classic!.protocolName
         return GroupSnapshot(
-            protocolType: "consumer", protocolName: protocolName, generationId: ordered.map(\.memberEpoch).max()!,
-            leaderId: ordered[0].memberId,
+            protocolType: "consumer", protocolName: protocolName, generationId: epoch, leaderId: ordered[0].memberId,
             members: ordered.map { m in
                 GroupSnapshot.Member(memberId: m.memberId, groupInstanceId: m.instanceId, clientId: m.clientId, clientHost: m.clientHost,
                                      sessionTimeoutMs: m.classic!.sessionTimeoutMs, rebalanceTimeoutMs: m.rebalanceTimeoutMs,
