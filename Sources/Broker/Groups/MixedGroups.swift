@@ -63,30 +63,30 @@ enum ClassicConsumerProtocol {
     }
 
     static func subscription(_ bytes: [UInt8]) -> Subscription? {
-        var reader = ByteReader(bytes)
-        do {
-            let version = try reader.readInt16()
-            guard version >= 0 else { return nil }
-            let s = try ConsumerProtocolSubscription(from: &reader, version: min(version, ConsumerProtocolSubscription.validVersions.upperBound))
-            var owned: [String: Set<Int32>] = [:]
-            for tp in s.ownedPartitions { owned[tp.topic, default: []].formUnion(tp.partitions) }
-            return Subscription(topics: s.topics, owned: owned)
-        } catch {
-            return nil  // not a consumer subscription: the caller refuses the member
-        }
+        guard let s = decode(ConsumerProtocolSubscription.self, bytes) else { return nil }
+        var owned: [String: Set<Int32>] = [:]
+        for tp in s.ownedPartitions { owned[tp.topic, default: []].formUnion(tp.partitions) }
+        return Subscription(topics: s.topics, owned: owned)
     }
 
     static func assignment(_ bytes: [UInt8]) -> [String: Set<Int32>]? {
+        guard let a = decode(ConsumerProtocolAssignment.self, bytes) else { return nil }
+        var out: [String: Set<Int32>] = [:]
+        for tp in a.assignedPartitions { out[tp.topic, default: []].formUnion(tp.partitions) }
+        return out
+    }
+
+    /// The version prefix, then the message at that version (a newer one read as the newest
+    /// known); nil when the bytes are not such a message (the caller refuses the member or the
+    /// conversion).
+    static func decode<M: KafkaMessage>(_: M.Type, _ bytes: [UInt8]) -> M? {
         var reader = ByteReader(bytes)
         do {
             let version = try reader.readInt16()
             guard version >= 0 else { return nil }
-            let a = try ConsumerProtocolAssignment(from: &reader, version: min(version, ConsumerProtocolAssignment.validVersions.upperBound))
-            var out: [String: Set<Int32>] = [:]
-            for tp in a.assignedPartitions { out[tp.topic, default: []].formUnion(tp.partitions) }
-            return out
+            return try M(from: &reader, version: min(version, M.validVersions.upperBound))
         } catch {
-            return nil  // not a consumer assignment: the caller refuses the conversion
+            return nil
         }
     }
 
