@@ -284,6 +284,9 @@ public enum BrokerSettings {
               "A KIP-848 consumer group member that has not sent a heartbeat for this long is removed."),
         .init("group.consumer.heartbeat.interval.ms", .integer(min: 1, max: maxInt), default: "5000", access: .user,
               "The interval KIP-848 consumer group members are told to send heartbeats at."),
+        .init("group.consumer.migration.policy", .choice(["bidirectional", "upgrade", "downgrade", "disabled"]), default: "bidirectional",
+              access: .user,
+              "Which online conversions between classic and KIP-848 consumer groups are made (mixed groups; disabled: they do not mix)."),
 
         // Security (issue 14): listener protocols, SASL and users. SSL and SASL_SSL speak TLS (settings above).
         .init("security.protocol", .choice(securityProtocols), default: "PLAINTEXT", access: .operator,

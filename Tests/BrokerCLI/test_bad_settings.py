@@ -148,6 +148,8 @@ CASES = [
     Case("event-loops-zero", ["--event-loops", "0"], ['--event-loops "0"', "between 1 and 256"]),
     Case("retention-below-minus-one", ["--set", "log.retention.ms=-2"], ["log.retention.ms", "must be at least -1"]),
     Case("compression-unknown", ["--set", "compression.type=brotli"], ["compression.type", "must be one of"]),
+    Case("migration-policy-unknown", ["--set", "group.consumer.migration.policy=sideways"],
+         ["group.consumer.migration.policy", "must be one of"]),
     Case("cleanup-policy-unknown", ["--set", "log.cleanup.policy=shred"], ["log.cleanup.policy", "shred is not one of"]),
     Case("set-without-equals", ["--set", "num.partitions"], ["--set expects KEY=VALUE"]),
 ]

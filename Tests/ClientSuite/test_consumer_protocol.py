@@ -1,13 +1,15 @@
 """KIP-848 consumer groups (group.protocol=consumer) with confluent-kafka 2.16 (librdkafka 2.16):
 members joining and leaving while records flow, every record consumed exactly once across the
 members (offsets committed synchronously on revocation and on leaving), a new member resuming
-from the committed offsets, and the group seen through the admin API."""
+from the committed offsets, and the group seen through the admin API. Mixed groups: a classic
+group upgraded online to a consumer group one member at a time, and downgraded back."""
 import os
 import sys
 import threading
 import time
 import uuid
 
+import pytest
 
 from conftest import admin, create_topic, wait_for
 
@@ -24,33 +26,57 @@ def covered(members):
     return set(owned) if len(owned) == len(set(owned)) else None
 
 
-def test_members_join_and_leave_every_record_once(broker, topic_name):
-    from confluent_kafka import Producer
-    bootstrap = broker.bootstrap
-    create_topic(bootstrap, topic_name, PARTITIONS)
-    group = "kip848-" + uuid.uuid4().hex[:8]
-    seen, lock = [], threading.Lock()
+class PacedProducer:
+    """Writes records round-robin over the partitions in its own thread, in small paced batches,
+    until `finish()`, which returns how many were written."""
 
-    stop_producing = threading.Event()
-    produced = []
-    produce_errors = []
+    def __init__(self, bootstrap, topic):
+        self.bootstrap, self.topic = bootstrap, topic
+        self.stop = threading.Event()
+        self.produced = []
+        self.errors = []
+        self.thread = threading.Thread(target=self.run, daemon=True)
+        self.thread.start()
 
-    def produce():
-        # Records keep flowing while members join and leave, until the test says stop.
-        p = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5})
+    def run(self):
+        from confluent_kafka import Producer
+        p = Producer({"bootstrap.servers": self.bootstrap, "enable.idempotence": True, "linger.ms": 5})
         i = 0
-        while not stop_producing.is_set() and i < MAX_RECORDS:
+        while not self.stop.is_set() and i < MAX_RECORDS:
             for _ in range(50):
-                p.produce(topic_name, key=str(i).encode(), value=f"v{i}".encode(), partition=i % PARTITIONS,
-                          on_delivery=lambda err, msg: err and produce_errors.append(str(err)))
+                p.produce(self.topic, key=str(i).encode(), value=f"v{i}".encode(), partition=i % PARTITIONS,
+                          on_delivery=lambda err, msg: err and self.errors.append(str(err)))
                 i += 1
             p.flush(30)
             time.sleep(0.05)  # pacing, not synchronization
         assert p.flush(30) == 0
-        produced.append(i)
+        self.produced.append(i)
 
-    producer = threading.Thread(target=produce, daemon=True)
-    producer.start()
+    def finish(self):
+        self.stop.set()
+        self.thread.join(60)
+        assert self.produced, "the producer did not finish"
+        assert not self.errors, f"produce errors: {self.errors[:5]}"
+        return self.produced[0]
+
+
+def assert_every_record_once(seen, produced, everyone):
+    """No member error, no record consumed twice, every produced record consumed."""
+    errors = [e for m in everyone for e in m.errors]
+    assert not errors, f"member errors: {errors[:5]}"
+    keys = [(p, o) for p, o, _ in seen]
+    dupes = {k for k in keys if keys.count(k) > 1} if len(keys) != len(set(keys)) else set()
+    assert not dupes, f"{len(keys) - len(set(keys))} records consumed twice, e.g. {sorted(dupes)[:5]}"
+    assert len(set(keys)) == produced, f"consumed {len(set(keys))} distinct records of {produced}"
+
+
+def test_members_join_and_leave_every_record_once(broker, topic_name):
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, topic_name, PARTITIONS)
+    group = "kip848-" + uuid.uuid4().hex[:8]
+    seen, lock = [], threading.Lock()
+    producer = PacedProducer(bootstrap, topic_name)
+    produced = None
 
     a = Member(bootstrap, group, topic_name, "a", seen, lock)
     b = Member(bootstrap, group, topic_name, "b", seen, lock)
@@ -74,21 +100,13 @@ def test_members_join_and_leave_every_record_once(broker, topic_name):
         everyone.append(d)
         wait_for(lambda: covered([a, d]) == set(range(PARTITIONS)) and d.assigned, 40,
                  "a new member d to share the partitions with a")
-        stop_producing.set()
-        producer.join(60)
-        assert produced, "the producer did not finish"
-        assert not produce_errors, f"produce errors: {produce_errors[:5]}"
-        wait_for(lambda: len({(p, o) for p, o, _ in seen}) >= produced[0], 60,
-                 f"all {produced[0]} records to be consumed by the group")
+        produced = producer.finish()
+        wait_for(lambda: len({(p, o) for p, o, _ in seen}) >= produced, 60,
+                 f"all {produced} records to be consumed by the group")
     finally:
         for m in list(members):
             m.leave()
-    errors = [e for m in everyone for e in m.errors]
-    assert not errors, f"member errors: {errors[:5]}"
-    keys = [(p, o) for p, o, _ in seen]
-    dupes = {k for k in keys if keys.count(k) > 1} if len(keys) != len(set(keys)) else set()
-    assert not dupes, f"{len(keys) - len(set(keys))} records consumed twice, e.g. {sorted(dupes)[:5]}"
-    assert len(set(keys)) == produced[0], f"consumed {len(set(keys))} distinct records of {produced[0]}"
+    assert_every_record_once(seen, produced, everyone)
     by_member = {}
     for p, _, name in seen:
         by_member.setdefault(name, {}).setdefault(p, 0)
@@ -102,7 +120,7 @@ def test_members_join_and_leave_every_record_once(broker, topic_name):
     committed = adm.list_consumer_group_offsets([ConsumerGroupTopicPartitions(
         group, [TopicPartition(topic_name, p) for p in range(PARTITIONS)])])[group].result(30)
     total = sum(tp.offset for tp in committed.topic_partitions)
-    assert total == produced[0], f"committed offsets sum to {total}, expected {produced[0]}: {committed.topic_partitions}"
+    assert total == produced, f"committed offsets sum to {total}, expected {produced}: {committed.topic_partitions}"
 
 
 def test_describe_and_list_consumer_group(broker, topic_name):
@@ -152,3 +170,86 @@ def test_regex_subscription_follows_new_topics(broker, topic_name):
                  f"the regex member to own {second} too, created after it subscribed")
     finally:
         c.close()
+
+
+def group_type(bootstrap, group):
+    """"classic" or "consumer": the type filter of ListGroups (v5) that lists `group` (None: neither)."""
+    from confluent_kafka import ConsumerGroupType
+    adm = admin(bootstrap)
+    for kind, name in [(ConsumerGroupType.CLASSIC, "classic"), (ConsumerGroupType.CONSUMER, "consumer")]:
+        if group in {g.group_id for g in adm.list_consumer_groups(types={kind}).result(30).valid}:
+            return name
+    return None
+
+
+@pytest.mark.parametrize("assignor", ["cooperative-sticky", "range"])
+def test_mixed_group_upgrade_and_downgrade_every_record_once(broker, topic_name, assignor):
+    """A classic group rolled to group.protocol=consumer one member at a time while records
+    flow (a consumer-protocol member joins the Stable classic group, converting it; the classic
+    members are then replaced one by one), then rolled back (the consumer-protocol members
+    replaced by classic ones; the group becomes classic again when the last one leaves). Every
+    member commits what it processed synchronously on revocation and on leaving: every record is
+    consumed exactly once."""
+    bootstrap = broker.bootstrap
+    create_topic(bootstrap, topic_name, PARTITIONS)
+    group = "mixed-" + uuid.uuid4().hex[:8]
+    seen, lock = [], threading.Lock()
+    everyone, members = [], []
+    produced = None
+
+    def start(name, protocol):
+        m = Member(bootstrap, group, topic_name, name, seen, lock, protocol=protocol,
+                   assignor=assignor if protocol == "classic" else None)
+        everyone.append(m)
+        members.append(m)
+        return m
+
+    def stop(m):
+        members.remove(m)
+        m.leave()
+
+    def settled(what):
+        try:
+            wait_for(lambda: covered(members) == set(range(PARTITIONS)) and all(m.assigned for m in members), 60,
+                     f"{what}: {[m.name for m in members]} to share all partitions")
+        except AssertionError as e:
+            owned = {m.name: sorted(m.assigned) for m in members}
+            raise AssertionError(f"{e}; owned {owned}; member errors {[x for m in everyone for x in m.errors][:5]}") from None
+
+    producer = PacedProducer(bootstrap, topic_name)
+    try:
+        start("classic-a", "classic")
+        start("classic-b", "classic")
+        settled("a classic group")
+        assert group_type(bootstrap, group) == "classic"
+        # Upgrade: a consumer-protocol member joins the Stable classic group.
+        start("consumer-c", "consumer")
+        settled("upgraded")
+        assert group_type(bootstrap, group) == "consumer", "the group is a consumer group once mixed"
+        stop(everyone[0])
+        start("consumer-d", "consumer")
+        settled("classic-a replaced")
+        stop(everyone[1])
+        start("consumer-e", "consumer")
+        settled("classic-b replaced")
+        assert group_type(bootstrap, group) == "consumer"
+        # Downgrade: classic members replace the consumer-protocol ones; the group turns classic
+        # when the last consumer-protocol member leaves.
+        for name in ["classic-f", "classic-g", "classic-h"]:
+            consumer_member = next(m for m in members if m.protocol == "consumer")
+            stop(consumer_member)
+            start(name, "classic")
+            settled(f"{consumer_member.name} replaced by {name}")
+        # The group turns classic once the classic members are reconciled to one epoch (each
+        # rejoins when its Heartbeat says so), which may be a heartbeat after they own everything.
+        wait_for(lambda: group_type(bootstrap, group) == "classic", 30, "the group to be classic again")
+        settled("the classic group's own generation")
+        produced = producer.finish()
+        wait_for(lambda: len({(p, o) for p, o, _ in seen}) >= produced, 60,
+                 f"all {produced} records to be consumed by the group")
+    finally:
+        producer.stop.set()
+        for m in list(members):
+            m.leave()
+    assert_every_record_once(seen, produced, everyone)
+    assert {name for _, _, name in seen} >= {"classic-a", "consumer-c", "classic-h"}, "members that never consumed"

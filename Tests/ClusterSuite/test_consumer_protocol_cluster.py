@@ -1,9 +1,12 @@
 """A KIP-848 consumer group (group.protocol=consumer, confluent-kafka 2.16) on three brokers
 when its coordinator stops: the group's state moves to the next coordinator with the group
 object in the bucket, members carry on, and every record is consumed exactly once (offsets
-committed on revocation)."""
+committed on revocation). Also a mixed group (a classic member and a KIP-848 member, after an
+online upgrade) keeps its classic member across the move (the group object holds it)."""
 import threading
 import uuid
+
+import pytest
 
 import cluster_wire
 from conftest import create_topic, wait_for
@@ -11,9 +14,11 @@ from consumer_members import ConsumerProtocolMember
 from load import unique_name
 
 
-def Member(bootstrap, group, topic, name, seen, lock):
-    """A member that tolerates consume errors while brokers move (the full read decides)."""
-    return ConsumerProtocolMember(bootstrap, group, topic, name, seen, lock, tolerate_consume_errors=True, leave_timeout=60)
+def Member(bootstrap, group, topic, name, seen, lock, protocol="consumer"):
+    """A member that tolerates consume errors while brokers move (the full read decides); a
+    classic one uses the cooperative-sticky assignor."""
+    return ConsumerProtocolMember(bootstrap, group, topic, name, seen, lock, tolerate_consume_errors=True, leave_timeout=60,
+                                  protocol=protocol, assignor="cooperative-sticky" if protocol == "classic" else None)
 
 PARTITIONS = 6
 BATCH = 600
@@ -36,13 +41,26 @@ def coordinator(cluster, group, node):
     return coord if error == 0 else None
 
 
-def test_consumer_group_moves_with_its_coordinator(cluster):
+def listed_as_consumer_group(bootstrap, group):
+    from confluent_kafka import ConsumerGroupType
+    from confluent_kafka.admin import AdminClient
+    adm = AdminClient({"bootstrap.servers": bootstrap})  # kept alive until the result is in
+    listed = adm.list_consumer_groups(types={ConsumerGroupType.CONSUMER}).result(30)
+    return group in {g.group_id for g in listed.valid}
+
+
+@pytest.mark.parametrize("first", ["consumer", "classic"])
+def test_consumer_group_moves_with_its_coordinator(cluster, first):
+    """`first`: the protocol of member a. Classic: a forms a classic group alone, then b (KIP-848)
+    joins and upgrades it into a mixed group before the move."""
     topic = unique_name("kip848")
     group = "kip848-" + uuid.uuid4().hex[:8]
     create_topic(cluster, topic, PARTITIONS)
     produce(cluster.bootstrap(), topic, 0, BATCH)
     seen, lock = [], threading.Lock()
-    a = Member(cluster.bootstrap(), group, topic, "a", seen, lock)
+    a = Member(cluster.bootstrap(), group, topic, "a", seen, lock, protocol=first)
+    if first == "classic":
+        wait_for(lambda: a.assigned == set(range(PARTITIONS)), 60, lambda: f"the classic member a to own every partition ({a.assigned})")
     b = Member(cluster.bootstrap(), group, topic, "b", seen, lock)
     try:
         wait_for(lambda: a.assigned and b.assigned and a.assigned | b.assigned == set(range(PARTITIONS))
@@ -58,6 +76,14 @@ def test_consumer_group_moves_with_its_coordinator(cluster):
                  lambda: f"all {2 * BATCH} records after broker {old} stopped (got {len({(p, o) for p, o, _ in seen})})")
         wait_for(lambda: a.assigned | b.assigned == set(range(PARTITIONS)), 60,
                  lambda: f"a and b to own every partition again (a {a.assigned}, b {b.assigned})")
+        if first == "classic":
+            assert listed_as_consumer_group(cluster.bootstrap(live), group), "the mixed group is a consumer group after the move"
+            # The classic member kept its membership (a lost one would rejoin as a third member
+            # while the old entry waits for its session to end).
+            from confluent_kafka.admin import AdminClient
+            adm = AdminClient({"bootstrap.servers": cluster.bootstrap(live)})
+            described = adm.describe_consumer_groups([group])[group].result(30)
+            assert sorted(m.client_id for m in described.members) == ["a", "b"], f"members after the move: {described.members}"
     finally:
         a.leave()
         b.leave()

@@ -1,5 +1,6 @@
-"""A KIP-848 consumer group member (confluent-kafka, group.protocol=consumer) in its own thread,
-shared by the client suite and the cluster suite."""
+"""A consumer group member (confluent-kafka; group.protocol=consumer by default, or classic with
+an assignor, for mixed groups) in its own thread, shared by the client suite and the cluster
+suite."""
 import threading
 
 
@@ -9,8 +10,10 @@ class ConsumerProtocolMember:
     it leaves. Consume errors are recorded in `errors` unless `tolerate_consume_errors` (a
     cluster whose brokers move, where the full read decides)."""
 
-    def __init__(self, bootstrap, group, topic, name, seen, lock, tolerate_consume_errors=False, leave_timeout=30):
+    def __init__(self, bootstrap, group, topic, name, seen, lock, tolerate_consume_errors=False, leave_timeout=30,
+                 protocol="consumer", assignor=None):
         self.bootstrap, self.group, self.topic, self.name = bootstrap, group, topic, name
+        self.protocol, self.assignor = protocol, assignor
         self.seen, self.lock = seen, lock
         self.tolerate_consume_errors, self.leave_timeout = tolerate_consume_errors, leave_timeout
         self.assigned = set()
@@ -32,8 +35,11 @@ class ConsumerProtocolMember:
 
     def run(self):
         from confluent_kafka import Consumer
-        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": self.group, "group.protocol": "consumer",
-                      "enable.auto.commit": False, "auto.offset.reset": "earliest", "client.id": self.name})
+        config = {"bootstrap.servers": self.bootstrap, "group.id": self.group, "group.protocol": self.protocol,
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest", "client.id": self.name}
+        if self.assignor:
+            config["partition.assignment.strategy"] = self.assignor
+        c = Consumer(config)
 
         def on_assign(consumer, partitions):
             self.assigned |= {tp.partition for tp in partitions}
@@ -58,7 +64,10 @@ class ConsumerProtocolMember:
         except Exception as e:  # noqa: BLE001 - reported by the test
             self.errors.append(f"{type(e).__name__}: {e}")
         finally:
-            c.close()
+            try:
+                c.close()
+            except Exception as e:  # noqa: BLE001 - reported by the test
+                self.errors.append(f"close: {type(e).__name__}: {e}")
 
     def leave(self):
         self.stop.set()

@@ -102,6 +102,12 @@ public struct BrokerConfig: Sendable {
         g.offsetsRetention = .seconds(Int64(try int("offsets.retention.minutes")) * 60)
         g.consumerSessionTimeout = .milliseconds(Int64(try int("group.consumer.session.timeout.ms")))
         g.consumerHeartbeatInterval = .milliseconds(Int64(try int("group.consumer.heartbeat.interval.ms")))
+        let policy = values["group.consumer.migration.policy"]?.trimmingSpaces ?? "(unset)"
+        guard let migration = GroupMigrationPolicy(rawValue: policy) else {
+            throw BrokerError.invalidConfig(name: "group.consumer.migration.policy", value: policy,
+                                            reason: "must be one of bidirectional, upgrade, downgrade, disabled")
+        }
+        g.migrationPolicy = migration
         return g
     }
 

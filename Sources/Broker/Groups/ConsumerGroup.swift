@@ -73,12 +73,15 @@ public struct ConsumerMember: Sendable, Equatable {
     public var sessionDeadline: MonotonicInstant?
     /// Set while the member must revoke partitions: if it has not by then it is fenced.
     public var revocationDeadline: MonotonicInstant?
+    /// Set for a member that speaks the classic protocol (JoinGroup/SyncGroup/Heartbeat) in a
+    /// mixed group (MixedGroups.swift); nil for a ConsumerGroupHeartbeat member.
+    public var classic: ClassicMemberInfo?
 
     public init(memberId: String, instanceId: String? = nil, rackId: String? = nil, clientId: String = "", clientHost: String = "",
                 rebalanceTimeoutMs: Int32 = 300_000, subscribedTopicNames: [String] = [], subscribedTopicRegex: String? = nil,
                 serverAssignor: String? = nil,
                 memberEpoch: Int32 = 0, previousMemberEpoch: Int32 = 0, state: ConsumerMemberState = .stable,
-                assigned: ConsumerAssignment = [:], pendingRevocation: ConsumerAssignment = [:]) {
+                assigned: ConsumerAssignment = [:], pendingRevocation: ConsumerAssignment = [:], classic: ClassicMemberInfo? = nil) {
         self.memberId = memberId
         self.instanceId = instanceId
         self.rackId = rackId
@@ -93,6 +96,13 @@ public struct ConsumerMember: Sendable, Equatable {
         self.state = state
         self.assigned = assigned
         self.pendingRevocation = pendingRevocation
+        self.classic = classic
+    }
+
+    /// The session a heartbeat (or any request of a classic member) starts: a classic member's
+    /// own from its JoinGroup, else the coordinator's `group.consumer.session.timeout.ms`.
+    func session(_ config: GroupConfig) -> Duration {
+        classic.map { .milliseconds(Int64($0.sessionTimeoutMs)) } ?? config.consumerSessionTimeout
     }
 }
 
@@ -262,7 +272,6 @@ public struct ConsumerGroup: Sendable, Equatable {
     mutating func apply(_ r: ConsumerHeartbeat, topics: [String: TopicShape], now: MonotonicInstant, config: GroupConfig,
                         newMemberId: String) -> ConsumerHeartbeatOutcome {
         let interval = Int32(clamping: config.consumerHeartbeatInterval.nanosecondsClamped / 1_000_000)
-        let session = config.consumerSessionTimeout
 
         if r.memberEpoch == -1 || r.memberEpoch == -2 {
             return leave(r)
@@ -341,10 +350,22 @@ public struct ConsumerGroup: Sendable, Equatable {
         if r.instanceId != nil { member.instanceId = r.instanceId }
         member.clientId = r.clientId
         member.clientHost = r.clientHost
-        member.sessionDeadline = now.advanced(by: session)
+        member.sessionDeadline = now.advanced(by: member.session(config))
         members[member.memberId] = member
 
-        // Metadata of the subscribed topics: a topic created or grown changes the group epoch.
+        let old = members[member.memberId]!
+        let updated = advance(old, bump: bump, topics: topics, owned: r.ownedPartitions, now: now)
+
+        let full = r.rebalanceTimeoutMs != -1 && (r.subscribedTopicNames != nil || r.subscribedTopicRegex != nil) && r.ownedPartitions != nil
+        var outcome = ConsumerHeartbeatOutcome(memberId: updated.memberId, memberEpoch: updated.memberEpoch, heartbeatIntervalMs: interval)
+        if r.memberEpoch == 0 || full || updated.assigned != old.assigned || updated.memberEpoch != r.memberEpoch {
+            outcome.assignment = updated.assigned
+        }
+        return outcome
+    }
+
+    /// The topics the members subscribe to (names and regular expressions), by name.
+    func resolvedSubscriptions(_ topics: [String: TopicShape]) -> [String: TopicShape] {
         var subscribed: [String: TopicShape] = [:]
         for m in members.values {
             for name in m.subscribedTopicNames { if let t = topics[name] { subscribed[name] = t } }
@@ -352,6 +373,17 @@ public struct ConsumerGroup: Sendable, Equatable {
                 for (name, t) in topics where pattern.matches(name) { subscribed[name] = t }
             }
         }
+        return subscribed
+    }
+
+    /// After `old` (already stored in `members`) declared itself: bumps the group epoch when
+    /// `bump` or the subscribed topics' metadata changed (a topic created or grown), recomputes
+    /// the target, and moves the member one reconciliation step with what it owns. Returns the
+    /// member as stored.
+    mutating func advance(_ old: ConsumerMember, bump: Bool, topics: [String: TopicShape], owned: ConsumerAssignment?,
+                          now: MonotonicInstant) -> ConsumerMember {
+        let subscribed = resolvedSubscriptions(topics)
+        var bump = bump
         if subscribed != subscribedTopics {
             subscribedTopics = subscribed
             bump = true
@@ -359,9 +391,7 @@ public struct ConsumerGroup: Sendable, Equatable {
         if bump { groupEpoch += 1 }
         if groupEpoch > assignmentEpoch { computeTarget() }
 
-        // Reconcile this member towards its target.
-        let old = members[member.memberId]!
-        var updated = reconcile(old, owned: r.ownedPartitions)
+        var updated = reconcile(old, owned: owned)
         if updated.state == .unrevokedPartitions {
             if old.state != .unrevokedPartitions || old.revocationDeadline == nil {
                 updated.revocationDeadline = now.advanced(by: .milliseconds(Int64(max(updated.rebalanceTimeoutMs, 0))))
@@ -370,13 +400,7 @@ public struct ConsumerGroup: Sendable, Equatable {
             updated.revocationDeadline = nil
         }
         members[updated.memberId] = updated
-
-        let full = r.rebalanceTimeoutMs != -1 && (r.subscribedTopicNames != nil || r.subscribedTopicRegex != nil) && r.ownedPartitions != nil
-        var outcome = ConsumerHeartbeatOutcome(memberId: updated.memberId, memberEpoch: updated.memberEpoch, heartbeatIntervalMs: interval)
-        if r.memberEpoch == 0 || full || updated.assigned != old.assigned || updated.memberEpoch != r.memberEpoch {
-            outcome.assignment = updated.assigned
-        }
-        return outcome
+        return updated
     }
 
     mutating func leave(_ r: ConsumerHeartbeat) -> ConsumerHeartbeatOutcome {
@@ -425,7 +449,7 @@ public struct ConsumerGroup: Sendable, Equatable {
     /// Gives every member a fresh session (after the group is read from the bucket).
     public mutating func restartSessions(now: MonotonicInstant, config: GroupConfig) {
         for id in members.keys {
-            members[id]!.sessionDeadline = now.advanced(by: config.consumerSessionTimeout)
+            members[id]!.sessionDeadline = now.advanced(by: members[id]!.session(config))
             if members[id]!.state == .unrevokedPartitions {
                 members[id]!.revocationDeadline = now.advanced(by: .milliseconds(Int64(max(members[id]!.rebalanceTimeoutMs, 0))))
             }

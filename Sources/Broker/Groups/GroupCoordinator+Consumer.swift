@@ -34,28 +34,58 @@ extension GroupCoordinator {
         if !gone.isEmpty {
             logger.info("consumer group members expired", metadata: ["group.id": groupId, "members": "\(gone)"])
             markDirty(groupId)
+            downgradeIfOnlyClassicMembers(groupId)
         }
         deadlines[groupId] = nextDeadline(groupId)
     }
 
-    /// A classic JoinGroup for a consumer group: INCONSISTENT_GROUP_PROTOCOL while it has
-    /// members; an empty consumer group becomes a classic group (its offsets kept).
-    func classicJoinRefusal(_ groupId: String) -> Int16? {
+    /// A classic JoinGroup for a consumer group, or nil when the group is not one (the classic
+    /// machine answers). An empty consumer group becomes a classic group (its offsets kept); one
+    /// with members takes the joiner as a classic member (MixedGroups.swift), unless the
+    /// migration policy is `disabled`: then INCONSISTENT_GROUP_PROTOCOL.
+    func classicJoinToConsumerGroup(_ groupId: String, request: JoinRequest, topics shapes: [String: TopicShape]) -> JoinOutcome? {
         guard let c = groups[groupId]?.consumer else { return nil }
-        if !c.members.isEmpty { return KafkaErrorCode.inconsistentGroupProtocol.rawValue }
+        if c.members.isEmpty {
+            groups[groupId]!.consumer = nil
+            markDirty(groupId)
+            return nil
+        }
+        guard config.migrationPolicy != .disabled else { return .error(KafkaErrorCode.inconsistentGroupProtocol.rawValue, memberId: request.memberId) }
+        var memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
+        while c.members[memberId] != nil { memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId) }
+        let before = c
+        let outcome = groups[groupId]!.consumer!.classicJoin(request, topics: shapes, now: clock.now(), config: config, newMemberId: memberId)
+        if !groups[groupId]!.consumer!.persistentlyEqual(before) {
+            markDirty(groupId)
+            downgradeIfOnlyClassicMembers(groupId)
+        }
+        deadlines[groupId] = nextDeadline(groupId)
+        return outcome
+    }
+
+    /// Turns a consumer group whose members all speak the classic protocol (and are reconciled,
+    /// ``ConsumerGroup/downgraded()``) back into a classic group, when the migration policy
+    /// allows downgrades: after a ConsumerGroupHeartbeat member left or was fenced, or a classic
+    /// member's rejoin completed its reconciliation.
+    func downgradeIfOnlyClassicMembers(_ groupId: String) {
+        guard config.migrationPolicy.allowsDowngrade, let snapshot = groups[groupId]?.consumer?.downgraded() else { return }
+        let (machine, actions) = GroupStateMachine.downgrading(groupId: groupId, config: config, snapshot: snapshot, now: clock.now())
+        groups[groupId]!.machine = machine
         groups[groupId]!.consumer = nil
-        markDirty(groupId)
-        return nil
+        logger.info("consumer group turned back into a classic group", metadata: ["group.id": groupId, "members": "\(snapshot.members.count)"])
+        perform(actions, groupId: groupId)
     }
 
     /// Kafka's OffsetCommit rules for a consumer group: a commit without member epoch (-1) is
     /// accepted while the group has no members; otherwise the member must exist, commit with
     /// OffsetCommit v9+, and carry its current epoch (greater: FENCED_MEMBER_EPOCH; smaller:
-    /// STALE_MEMBER_EPOCH).
+    /// STALE_MEMBER_EPOCH). A classic member commits with any version and its member epoch as
+    /// the generation (another: ILLEGAL_GENERATION, so it rejoins).
     func validateConsumerCommit(_ groupId: String, memberId: String, memberEpoch: Int32, apiVersion: Int16) -> Int16 {
         guard let c = groups[groupId]?.consumer else { return 0 }
         if memberEpoch < 0 && c.members.isEmpty { return 0 }
         guard let member = c.members[memberId] else { return KafkaErrorCode.unknownMemberId.rawValue }
+        if member.classic != nil { return memberEpoch == member.memberEpoch ? 0 : KafkaErrorCode.illegalGeneration.rawValue }
         if apiVersion < 9 { return KafkaErrorCode.unsupportedVersion.rawValue }
         if memberEpoch > member.memberEpoch { return ConsumerGroupErrorCode.fencedMemberEpoch }
         if memberEpoch < member.memberEpoch { return ConsumerGroupErrorCode.staleMemberEpoch }
@@ -103,15 +133,26 @@ extension GroupCoordinator {
         }
         if groups[groupId]!.consumer == nil {
             let m = groups[groupId]!.machine
-            guard m.isEmpty && m.state == .empty else {
+            if m.isEmpty && m.state == .empty {
+                groups[groupId]!.consumer = ConsumerGroup(groupId: groupId)
+            } else if config.migrationPolicy.allowsUpgrade, r.memberEpoch == 0, let converted = ConsumerGroup.converting(m, topics: shapes) {
+                // Online upgrade: the classic members keep their partitions as classic members.
+                perform(m.abandon(errorCode: KafkaErrorCode.rebalanceInProgress.rawValue), groupId: groupId)
+                groups[groupId]!.machine = GroupStateMachine(groupId: groupId, config: config)
+                groups[groupId]!.consumer = converted
+                markDirty(groupId)
+                logger.info("classic group converted into a consumer group", metadata: ["group.id": groupId, "members": "\(converted.members.count)"])
+            } else {
                 return fail(KafkaErrorCode.groupIdNotFound.rawValue, "Group \(groupId) is not a consumer group.")
             }
-            groups[groupId]!.consumer = ConsumerGroup(groupId: groupId)
         }
         var memberId = makeMemberId(base: r.clientId)
         while groups[groupId]!.consumer!.members[memberId] != nil { memberId = makeMemberId(base: r.clientId) }
         let (outcome, changed) = groups[groupId]!.consumer!.heartbeat(r, topics: shapes, now: clock.now(), config: config, newMemberId: memberId)
-        if changed { markDirty(groupId) }
+        if changed {
+            markDirty(groupId)
+            downgradeIfOnlyClassicMembers(groupId)
+        }
         deadlines[groupId] = nextDeadline(groupId)
         dropIfUnused(groupId)
         return (outcome, changed && groups[groupId] != nil)

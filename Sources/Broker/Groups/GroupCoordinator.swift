@@ -508,8 +508,11 @@ public actor GroupCoordinator {
         if groupId.isEmpty || groupKeyProblem(groupId) != nil {
             return .done(.error(KafkaErrorCode.invalidGroupId.rawValue, memberId: request.memberId))
         }
+        // Read the topics first (a classic member of a consumer group needs them): after
+        // `resident` nothing awaits, so the group cannot change under us.
+        let shapes = await topics.topicShapes()
         if let code = await resident(groupId) { return .done(.error(code, memberId: request.memberId)) }
-        if let code = classicJoinRefusal(groupId) { return .done(.error(code, memberId: request.memberId)) }
+        if let outcome = classicJoinToConsumerGroup(groupId, request: request, topics: shapes) { return .done(outcome) }
         guard ensureGroup(groupId) else { return .done(.error(KafkaErrorCode.coordinatorNotAvailable.rawValue, memberId: request.memberId)) }
         let token = newToken()
         var memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
@@ -529,6 +532,13 @@ public actor GroupCoordinator {
         if groupId.isEmpty { return .done(.error(KafkaErrorCode.invalidGroupId.rawValue)) }
         if let code = await resident(groupId) { return .done(.error(code)) }
         guard groups[groupId] != nil else { return .done(.error(KafkaErrorCode.unknownMemberId.rawValue)) }
+        if groups[groupId]!.consumer != nil {
+            let outcome = groups[groupId]!.consumer!.classicSync(memberId: memberId, instanceId: groupInstanceId, generationId: generationId,
+                                                                 protocolType: protocolType, protocolName: protocolName,
+                                                                 now: clock.now(), config: config)
+            deadlines[groupId] = nextDeadline(groupId)
+            return .done(outcome)
+        }
         let token = newToken()
         let actions = groups[groupId]!.machine.sync(
             memberId: memberId, groupInstanceId: groupInstanceId, generationId: generationId, protocolType: protocolType,
@@ -542,6 +552,12 @@ public actor GroupCoordinator {
         if groupId.isEmpty { return KafkaErrorCode.invalidGroupId.rawValue }
         if let code = await resident(groupId) { return code }
         guard groups[groupId] != nil else { return KafkaErrorCode.unknownMemberId.rawValue }
+        if groups[groupId]!.consumer != nil {
+            let code = groups[groupId]!.consumer!.classicHeartbeat(memberId: memberId, instanceId: groupInstanceId,
+                                                                   generationId: generationId, now: clock.now(), config: config)
+            deadlines[groupId] = nextDeadline(groupId)
+            return code
+        }
         let code = groups[groupId]!.machine.heartbeat(memberId: memberId, groupInstanceId: groupInstanceId,
                                                       generationId: generationId, now: clock.now())
         deadlines[groupId] = nextDeadline(groupId)
@@ -553,6 +569,15 @@ public actor GroupCoordinator {
         if groupId.isEmpty { return (KafkaErrorCode.invalidGroupId.rawValue, []) }
         if let code = await resident(groupId) { return (code, []) }
         guard groups[groupId] != nil else { return (0, identities.map { _ in KafkaErrorCode.unknownMemberId.rawValue }) }
+        if groups[groupId]!.consumer != nil {
+            let codes = groups[groupId]!.consumer!.classicLeave(identities)
+            if codes.contains(0) {
+                markDirty(groupId)
+                downgradeIfOnlyClassicMembers(groupId)
+            }
+            deadlines[groupId] = nextDeadline(groupId)
+            return (0, codes)
+        }
         let (codes, actions) = groups[groupId]!.machine.leave(identities, now: clock.now())
         perform(actions, groupId: groupId)
         dropIfUnused(groupId)

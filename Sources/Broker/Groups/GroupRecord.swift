@@ -38,10 +38,10 @@ public struct CommittedOffset: Sendable, Hashable {
 /// nil; byte arrays likewise):
 ///
 /// ```
-/// magic "FLGR" (4) | version u16 = 1 or 2 | body length u32 | CRC32C(body) u32 | body
+/// magic "FLGR" (4) | version u16 = 1, 2 or 3 | body length u32 | CRC32C(body) u32 | body
 /// body: groupId str | protocolType str? | protocolName str? | generationId i32 | leaderId str?
 ///       | member count i32 | members | offset count i32 | offsets (sorted by topic, partition)
-///       | version 2 only: consumer group (KIP-848)
+///       | versions 2 and 3: consumer group (KIP-848)
 /// member: memberId str | groupInstanceId str? | clientId str | clientHost str
 ///       | sessionTimeoutMs i32 | rebalanceTimeoutMs i32 | protocol count i32
 ///       | (name str, metadata bytes)* | assignment bytes
@@ -58,9 +58,14 @@ public struct CommittedOffset: Sendable, Hashable {
 /// member: memberId str | instanceId str? | rackId str? | clientId str | clientHost str
 ///       | rebalanceTimeoutMs i32 | topic name count i32 | name str* | regex str? | serverAssignor str?
 ///       | memberEpoch i32 | previousMemberEpoch i32 | state u8 | assigned | pendingRevocation
-///       | target (its target assignment)
+///       | target (its target assignment) | version 3 only: classic
+/// classic (version 3; a mixed group's classic members, MixedGroups.swift): present u8 (0 or 1)
+///       | if 1: sessionTimeoutMs i32 | protocol count i32 | (name str, metadata bytes)*
 /// assignment: topic count i32 | (topic id 16 bytes, partition count i32, partition i32*)*
 /// ```
+///
+/// A consumer group is written as version 3 only while it has classic members, so brokers
+/// that read only versions 1 and 2 keep reading every other group.
 ///
 /// Session deadlines are not stored: a coordinator reading the group gives every member a new
 /// session.
@@ -69,7 +74,7 @@ public struct CommittedOffset: Sendable, Hashable {
 /// a checksum mismatch and trailing bytes, naming the object key.
 public struct GroupRecord: Sendable, Equatable {
     public static let magic: [UInt8] = Array("FLGR".utf8)
-    public static let version: UInt16 = 2
+    public static let version: UInt16 = 3
     static let headerSize = 14
 
     public var groupId: String
@@ -121,11 +126,12 @@ public struct GroupRecord: Sendable, Equatable {
             body.writeLengthString(o.metadata)
             body.writeInt64(o.commitTimestampMs)
         }
-        if let consumer { Self.write(consumer, to: &body) }
+        let version: UInt16 = consumer == nil ? 1 : consumer!.members.values.contains { $0.classic != nil } ? 3 : 2
+        if let consumer { Self.write(consumer, to: &body, version: version) }
         let payload = body.take()
         var out = ByteWriter(capacity: Self.headerSize + payload.count)
         out.writeBytes(Self.magic)
-        out.writeUInt16(consumer == nil ? 1 : 2)
+        out.writeUInt16(version)
         out.writeUInt32(UInt32(payload.count))
         out.writeUInt32(CRC32C.checksum(payload))
         out.writeBytes(payload)
@@ -141,7 +147,7 @@ public struct GroupRecord: Sendable, Equatable {
         do {
             try reader.skip(4)
             let version = try reader.readUInt16()
-            guard version == 1 || version == 2 else { throw corrupt("unknown format version \(version)") }
+            guard (1...Self.version).contains(version) else { throw corrupt("unknown format version \(version)") }
             let length = Int(try reader.readUInt32())
             guard length == bytes.count - Self.headerSize else {
                 throw corrupt("body length \(length) but the object holds \(bytes.count - Self.headerSize) body bytes")
@@ -181,7 +187,7 @@ public struct GroupRecord: Sendable, Equatable {
                     offset: try reader.readInt64(), leaderEpoch: try reader.readInt32(),
                     metadata: try reader.readLengthString(), commitTimestampMs: try reader.readInt64())
             }
-            consumer = version == 2 ? try Self.readConsumer(&reader, groupId: groupId) : nil
+            consumer = version >= 2 ? try Self.readConsumer(&reader, groupId: groupId, version: version) : nil
             guard reader.isAtEnd else { throw corrupt("\(reader.remaining) trailing bytes") }
         } catch let GroupStoreError.corrupt(inner, reason) {
             throw .corrupt(key: inner.isEmpty ? key : inner, reason: reason)
@@ -194,7 +200,7 @@ public struct GroupRecord: Sendable, Equatable {
 }
 
 extension GroupRecord {
-    static func write(_ c: ConsumerGroup, to body: inout ByteWriter) {
+    static func write(_ c: ConsumerGroup, to body: inout ByteWriter, version: UInt16) {
         func assignment(_ a: ConsumerAssignment) {
             let topics = a.filter { !$0.value.isEmpty }.sorted { $0.key.bytes.lexicographicallyPrecedes($1.key.bytes) }
             body.writeInt32(Int32(topics.count))
@@ -230,10 +236,20 @@ extension GroupRecord {
             assignment(m.assigned)
             assignment(m.pendingRevocation)
             assignment(c.target[m.memberId] ?? [:])
+            guard version >= 3 else { continue }
+            body.writeUInt8(m.classic == nil ? 0 : 1)
+            if let classic = m.classic {
+                body.writeInt32(classic.sessionTimeoutMs)
+                body.writeInt32(Int32(classic.protocols.count))
+                for p in classic.protocols {
+                    body.writeLengthString(p.name)
+                    body.writeLengthBytes(p.metadata)
+                }
+            }
         }
     }
 
-    static func readConsumer(_ reader: inout ByteReader, groupId: String) throws -> ConsumerGroup {
+    static func readConsumer(_ reader: inout ByteReader, groupId: String, version: UInt16) throws -> ConsumerGroup {
         func uuid() throws -> KafkaUUID {
             guard let id = KafkaUUID(bytes: try reader.readBytes(16)) else { throw GroupStoreError.corrupt(key: "", reason: "bad topic id") }
             return id
@@ -278,6 +294,20 @@ extension GroupRecord {
             m.assigned = try assignment()
             m.pendingRevocation = try assignment()
             c.target[m.memberId] = try assignment()
+            if version >= 3 {
+                switch try reader.readUInt8() {
+                case 0: break
+                case 1:
+                    let session = try reader.readInt32()
+                    var protocols: [GroupProtocol] = []
+                    for _ in 0..<(try reader.readCount("classic protocol count")) {
+                        protocols.append(GroupProtocol(name: try reader.readLengthString() ?? "", metadata: try reader.readLengthBytes()))
+                    }
+                    m.classic = ClassicMemberInfo(sessionTimeoutMs: session, protocols: protocols)
+                case let flag:
+                    throw GroupStoreError.corrupt(key: "", reason: "classic member flag \(flag) is neither 0 nor 1")
+                }
+            }
             c.members[m.memberId] = m
         }
         return c

@@ -53,6 +53,8 @@ public struct GroupConfig: Sendable {
     /// `group.consumer.heartbeat.interval.ms`: the interval consumer group members are told to
     /// heartbeat at.
     public var consumerHeartbeatInterval: Duration = .seconds(5)
+    /// `group.consumer.migration.policy`: conversions between classic and consumer groups.
+    public var migrationPolicy: GroupMigrationPolicy = .bidirectional
     /// The longest the timer loop sleeps before looking at deadlines again.
     public var timerResolution: Duration = .milliseconds(100)
 
