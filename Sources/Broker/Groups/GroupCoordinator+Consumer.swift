@@ -39,6 +39,13 @@ extension GroupCoordinator {
         deadlines[groupId] = nextDeadline(groupId)
     }
 
+    /// A member id no member of `group` has (``makeMemberId``, drawn again on a collision).
+    func freshConsumerMemberId(_ group: ConsumerGroup, base: String) -> String {
+        var memberId = makeMemberId(base: base)
+        while group.members[memberId] != nil { memberId = makeMemberId(base: base) }
+        return memberId
+    }
+
     /// A classic JoinGroup for a consumer group, or nil when the group is not one (the classic
     /// machine answers). An empty consumer group becomes a classic group (its offsets kept); one
     /// with members takes the joiner as a classic member (MixedGroups.swift), unless the
@@ -51,8 +58,7 @@ extension GroupCoordinator {
             return nil
         }
         guard config.migrationPolicy != .disabled else { return .error(KafkaErrorCode.inconsistentGroupProtocol.rawValue, memberId: request.memberId) }
-        var memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId)
-        while c.members[memberId] != nil { memberId = makeMemberId(base: request.groupInstanceId ?? request.clientId) }
+        let memberId = freshConsumerMemberId(c, base: request.groupInstanceId ?? request.clientId)
         let before = c
         let outcome = groups[groupId]!.consumer!.classicJoin(request, topics: shapes, now: clock.now(), config: config, newMemberId: memberId)
         if !groups[groupId]!.consumer!.persistentlyEqual(before) {
@@ -146,8 +152,7 @@ extension GroupCoordinator {
                 return fail(KafkaErrorCode.groupIdNotFound.rawValue, "Group \(groupId) is not a consumer group.")
             }
         }
-        var memberId = makeMemberId(base: r.clientId)
-        while groups[groupId]!.consumer!.members[memberId] != nil { memberId = makeMemberId(base: r.clientId) }
+        let memberId = freshConsumerMemberId(groups[groupId]!.consumer!, base: r.clientId)
         let (outcome, changed) = groups[groupId]!.consumer!.heartbeat(r, topics: shapes, now: clock.now(), config: config, newMemberId: memberId)
         if changed {
             markDirty(groupId)
