@@ -14,18 +14,30 @@ import Glibc
 /// started when the current one exceeds `segmentBytes`, and always after opening (old segments
 /// are never appended to). Recovery cuts a torn record off the end of the newest segment.
 ///
+/// Trimmed segments are recycled, not deleted: up to `spareSegments` of them are renamed to
+/// `wal-<first>.spare` and become later segments by getting a new header and name. Writing over
+/// blocks a file already owns changes no metadata, so a commit's `fdatasync` needs no journal
+/// commit; and nothing is freed, so a file system mounted with online discard (`-o discard`)
+/// does not stall every commit behind the discard of a deleted 64 MiB segment. Records in a
+/// version 2 segment carry a CRC salted with the segment's first position, so what is left of
+/// the file's earlier use ends the segment on recovery instead of being replayed.
+///
 /// Example: positions 1...3 in `wal-00000000000000000001.seg`, 4... in
-/// `wal-00000000000000000004.seg`; `trim(through: 3)` deletes the first file.
+/// `wal-00000000000000000004.seg`; `trim(through: 3)` renames the first file to
+/// `wal-00000000000000000001.spare`, which the next roll reuses.
 public final class FileWAL: WriteAheadLog {
     public struct Config: Sendable {
         public var segmentBytes: Int = 64 << 20
         public var maxBufferedBytes: Int = 32 << 20
         /// Off only for benchmarks that measure the cost of fsync.
         public var fsync: Bool = true
-        public init(segmentBytes: Int = 64 << 20, maxBufferedBytes: Int = 32 << 20, fsync: Bool = true) {
+        /// Trimmed segments kept for reuse (each about `segmentBytes` of disk); more are deleted.
+        public var spareSegments: Int = 2
+        public init(segmentBytes: Int = 64 << 20, maxBufferedBytes: Int = 32 << 20, fsync: Bool = true, spareSegments: Int = 2) {
             self.segmentBytes = segmentBytes
             self.maxBufferedBytes = maxBufferedBytes
             self.fsync = fsync
+            self.spareSegments = spareSegments
         }
     }
 
@@ -63,13 +75,12 @@ public final class FileWAL: WriteAheadLog {
     public static func open(directory: URL, config: Config = Config()) async throws -> FileWAL {
         let dir = directory
         // Recovery is blocking file I/O: run it on a dedicated thread.
-        let (records, next, segments, lock): ([(WALPosition, WALRecord)], WALPosition, [(WALPosition, URL)], Int32) = try await withCheckedThrowingContinuation { c in
+        let (recovery, lock): (Recovery, Int32) = try await withCheckedThrowingContinuation { c in
             let thread = Thread {
                 do {
                     let lock = try FileWAL.lockDirectory(dir)
                     do {
-                        let (r, n, s) = try FileWAL.recover(dir)
-                        c.resume(returning: (r, n, s, lock))
+                        c.resume(returning: (try FileWAL.recover(dir), lock))
                     } catch {
                         Glibc.close(lock)
                         throw error
@@ -79,20 +90,20 @@ public final class FileWAL: WriteAheadLog {
             thread.name = "floe-wal-recover"
             thread.start()
         }
-        return FileWAL(directory: dir, config: config, recovered: records, nextPosition: next, segments: segments, lock: lock)
+        return FileWAL(directory: dir, config: config, recovery: recovery, lock: lock)
     }
 
-    private init(directory: URL, config: Config, recovered: [(WALPosition, WALRecord)], nextPosition: WALPosition, segments: [(WALPosition, URL)], lock: Int32) {
+    private init(directory: URL, config: Config, recovery: Recovery, lock: Int32) {
         self.directory = directory
         self.lockFD = lock
         self.config = config
         self.name = directory.path
-        self.recovered = recovered
+        self.recovered = recovery.records
         self.budget = ByteBudget(limit: config.maxBufferedBytes)
         var s = State()
-        s.nextPosition = nextPosition
+        s.nextPosition = recovery.nextPosition
         state = Mutex(s)
-        let thread = Thread { [self] in self.writerLoop(segments: segments) }
+        let thread = Thread { [self] in self.writerLoop(segments: recovery.segments, spares: recovery.spares) }
         thread.name = "floe-wal-writer"
         thread.start()
     }
@@ -161,13 +172,15 @@ public final class FileWAL: WriteAheadLog {
 
     private struct Segment {
         var fd: Int32
+        /// Bytes written so far: the offset of the next write.
         var size: Int
-        var firstPosition: WALPosition
+        var crcSalt: UInt32
     }
 
-    private func writerLoop(segments recoveredSegments: [(WALPosition, URL)]) {
+    private func writerLoop(segments recoveredSegments: [(WALPosition, URL)], spares recoveredSpares: [URL]) {
         var segment: Segment? = nil
         var segments = recoveredSegments
+        var spares = recoveredSpares
         var trimmedThrough: WALPosition = 0
         while true {
             wake.wait()
@@ -183,14 +196,20 @@ public final class FileWAL: WriteAheadLog {
                         if let old = segment { Glibc.close(old.fd) }
                         let first = batch[0].position
                         let url = directory.appendingPathComponent(FileWAL.segmentName(first))
-                        segment = try openSegment(url, firstPosition: first)
+                        segment = try startSegment(url, firstPosition: first, spare: spares.popLast())
                         segments.append((first, url))
                     }
                     var all: [UInt8] = []
                     all.reserveCapacity(batch.reduce(0) { $0 + $1.bytes.count })
-                    for p in batch { all.append(contentsOf: p.bytes) }
-                    try writeAll(segment!.fd, all, path: segments.last!.1.path)
-                    if config.fsync { try syncFile(segment!.fd, path: segments.last!.1.path) }
+                    let salt = segment!.crcSalt
+                    for p in batch {
+                        let start = all.count
+                        all.append(contentsOf: p.bytes)
+                        // The stored CRC (bytes 4..<8 of a record, big-endian) carries the segment's salt.
+                        for i in 0..<4 { all[start + 4 + i] ^= UInt8(truncatingIfNeeded: salt >> (24 - 8 * i)) }
+                    }
+                    try writeAll(segment!.fd, all, at: segment!.size, path: segments.last!.1.path)
+                    if config.fsync { try syncData(segment!.fd, path: segments.last!.1.path) }
                     segment!.size += all.count
                     for p in batch {
                         p.ticket.complete(.success(p.position))
@@ -213,7 +232,16 @@ public final class FileWAL: WriteAheadLog {
             if trimTo > trimmedThrough {
                 // A segment can go when the next one starts at or before trimTo + 1; never the active one.
                 while segments.count > 1 && segments[1].0 <= trimTo + 1 {
-                    let url = segments.removeFirst().1
+                    let (first, url) = segments.removeFirst()
+                    if spares.count < config.spareSegments {
+                        // No directory fsync: if the rename is lost in a crash, the segment is
+                        // replayed idempotently like any other leftover.
+                        let spare = directory.appendingPathComponent(FileWAL.spareName(first))
+                        if rename(url.path, spare.path) == 0 {
+                            spares.append(spare)
+                            continue
+                        }
+                    }
                     if unlink(url.path) != 0 && errno != ENOENT {
                         // Keep going: a leftover segment is replayed idempotently.
                         FileHandle.standardError.write(Data("floe: WAL trim could not delete \(url.path): \(posixErrorText(errno))\n".utf8))
@@ -239,27 +267,45 @@ public final class FileWAL: WriteAheadLog {
         }
     }
 
-    private func openSegment(_ url: URL, firstPosition: WALPosition) throws(StreamStorageError) -> Segment {
-        let fd = Glibc.open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw .io(operation: "create WAL segment", key: url.path, detail: posixErrorText(errno)) }
-        let header = WALSegmentHeader.encode(firstPosition: firstPosition)
-        try writeAll(fd, header, path: url.path)
-        if config.fsync {
-            try syncFile(fd, path: url.path)
-            let dfd = Glibc.open(directory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if dfd >= 0 {
-                defer { Glibc.close(dfd) }
-                try syncFile(dfd, path: directory.path)
-            }
+    /// Starts the segment `url` for positions from `firstPosition`: a spare gets the new header
+    /// and is renamed, otherwise a new file is created. Both are durable (file and directory
+    /// synced) before anything is written into the segment.
+    private func startSegment(_ url: URL, firstPosition: WALPosition, spare: URL?) throws(StreamStorageError) -> Segment {
+        let salt = WALSegmentHeader.newSalt()
+        let header = WALSegmentHeader.encode(firstPosition: firstPosition, crcSalt: salt)
+        let fd: Int32
+        if let spare {
+            fd = Glibc.open(spare.path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw .io(operation: "open spare WAL segment", key: spare.path, detail: posixErrorText(errno)) }
+        } else {
+            fd = Glibc.open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            guard fd >= 0 else { throw .io(operation: "create WAL segment", key: url.path, detail: posixErrorText(errno)) }
         }
-        return Segment(fd: fd, size: header.count, firstPosition: firstPosition)
+        do throws(StreamStorageError) {
+            try writeAll(fd, header, at: 0, path: (spare ?? url).path)
+            if config.fsync { try syncData(fd, path: (spare ?? url).path) }
+            if let spare, rename(spare.path, url.path) != 0 {
+                throw .io(operation: "rename spare WAL segment to \(url.lastPathComponent)", key: spare.path, detail: posixErrorText(errno))
+            }
+            if config.fsync {
+                let dfd = Glibc.open(directory.path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+                if dfd >= 0 {
+                    defer { Glibc.close(dfd) }
+                    if fsync(dfd) != 0 { throw .io(operation: "fsync", key: directory.path, detail: posixErrorText(errno)) }
+                }
+            }
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        return Segment(fd: fd, size: header.count, crcSalt: salt)
     }
 
-    private func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws(StreamStorageError) {
+    private func writeAll(_ fd: Int32, _ bytes: [UInt8], at offset: Int, path: String) throws(StreamStorageError) {
         var done = 0
         let err: Int32? = bytes.withUnsafeBytes { raw in
             while done < raw.count {
-                let n = Glibc.write(fd, raw.baseAddress! + done, raw.count - done)
+                let n = Glibc.pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset + done))
                 if n < 0 {
                     if errno == EINTR { continue }
                     return errno
@@ -271,8 +317,10 @@ public final class FileWAL: WriteAheadLog {
         if let err { throw .io(operation: "write WAL segment", key: path, detail: posixErrorText(err)) }
     }
 
-    private func syncFile(_ fd: Int32, path: String) throws(StreamStorageError) {
-        if fsync(fd) != 0 { throw .io(operation: "fsync", key: path, detail: posixErrorText(errno)) }
+    /// `fdatasync`: the data and the size, not the timestamps (no journal commit when a
+    /// recycled segment is written over).
+    private func syncData(_ fd: Int32, path: String) throws(StreamStorageError) {
+        if fdatasync(fd) != 0 { throw .io(operation: "fdatasync", key: path, detail: posixErrorText(errno)) }
     }
 
     // MARK: recovery (blocking; runs on a dedicated thread)
@@ -282,10 +330,15 @@ public final class FileWAL: WriteAheadLog {
         return "wal-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".seg"
     }
 
-    static func listSegments(_ dir: URL) throws -> [(WALPosition, URL)] {
+    /// A trimmed segment kept for reuse, named by the first position it had.
+    static func spareName(_ first: WALPosition) -> String {
+        String(segmentName(first).dropLast(4)) + ".spare"
+    }
+
+    static func listSegments(_ dir: URL, suffix: String = ".seg") throws -> [(WALPosition, URL)] {
         let names = try FileManager.default.contentsOfDirectory(atPath: dir.path)
         return names.compactMap { name -> (WALPosition, URL)? in
-            guard name.hasPrefix("wal-"), name.hasSuffix(".seg"), let p = UInt64(name.dropFirst(4).dropLast(4)) else { return nil }
+            guard name.hasPrefix("wal-"), name.hasSuffix(suffix), let p = UInt64(name.dropFirst(4).dropLast(suffix.count)) else { return nil }
             return (p, dir.appendingPathComponent(name))
         }.sorted { $0.0 < $1.0 }
     }
@@ -303,33 +356,47 @@ public final class FileWAL: WriteAheadLog {
         return fd
     }
 
-    static func recover(_ dir: URL) throws -> ([(WALPosition, WALRecord)], WALPosition, [(WALPosition, URL)]) {
+    struct Recovery {
+        var records: [(WALPosition, WALRecord)]
+        var nextPosition: WALPosition
+        var segments: [(WALPosition, URL)]
+        var spares: [URL]
+    }
+
+    static func recover(_ dir: URL) throws -> Recovery {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let segments = try listSegments(dir)
         var records: [(WALPosition, WALRecord)] = []
-        var next: WALPosition = 1
+        var next: WALPosition? = nil
         var kept: [(WALPosition, URL)] = []
         for (index, (namedFirst, url)) in segments.enumerated() {
             let isLast = index == segments.count - 1
             let data = try [UInt8](Data(contentsOf: url))
-            if data.count < WALSegmentHeader.size && isLast {
-                // Torn while being created: nothing in it was acknowledged.
+            if data.count < WALSegmentHeader.size && isLast && (try? WALSegmentHeader.decode(data[...], key: url.path)) == nil {
+                // Torn while being created: nothing in it was acknowledged. Positions go on
+                // from its name.
                 try FileManager.default.removeItem(at: url)
+                next = next ?? namedFirst
                 continue
             }
-            let first = try WALSegmentHeader.decode(data[...], key: url.path)
-            kept.append((first, url))
-            guard first == namedFirst, records.isEmpty || first == next else {
-                throw StreamStorageError.corrupt(what: "WAL segment", key: url.path, detail: "starts at position \(first), expected \(next)")
+            let header = try WALSegmentHeader.decode(data[...], key: url.path)
+            let first = header.firstPosition
+            guard first == namedFirst, next == nil || first == next else {
+                throw StreamStorageError.corrupt(what: "WAL segment", key: url.path, detail: "starts at position \(first), expected \(next ?? namedFirst)")
             }
-            var reader = ByteReader(data[WALSegmentHeader.size...])
+            // A version 2 segment ends at its first record that does not verify: after it comes
+            // the file's earlier use. The next segment's start (checked above) shows whether
+            // anything was lost; only the newest segment can end in a torn write.
+            let endsAtFirstBadRecord = isLast || header.version >= 2
+            var reader = ByteReader(data[header.size...])
             var position = first
-            var goodEnd = WALSegmentHeader.size
+            var goodEnd = header.size
             while !reader.isAtEnd {
                 let decoded: WALRecord.Decoded
-                if isLast {
-                    // A bad CRC at the tail of the newest segment is a torn write.
-                    let attempt = Result { () throws(StreamStorageError) -> WALRecord.Decoded in try WALRecord.decode(&reader, key: url.path) }
+                if endsAtFirstBadRecord {
+                    let attempt = Result { () throws(StreamStorageError) -> WALRecord.Decoded in
+                        try WALRecord.decode(&reader, key: url.path, crcSalt: header.crcSalt)
+                    }
                     switch attempt {
                     case let .success(d): decoded = d
                     case .failure: decoded = .torn
@@ -338,21 +405,31 @@ public final class FileWAL: WriteAheadLog {
                     decoded = try WALRecord.decode(&reader, key: url.path)
                 }
                 guard case let .record(r) = decoded else {
-                    guard isLast else {
+                    guard endsAtFirstBadRecord else {
                         throw StreamStorageError.corrupt(what: "WAL segment", key: url.path, detail: "torn record in a sealed segment at byte \(goodEnd)")
                     }
-                    guard truncate(url.path, off_t(goodEnd)) == 0 else {
+                    if isLast && truncate(url.path, off_t(goodEnd)) != 0 {
                         throw StreamStorageError.io(operation: "truncate torn WAL tail", key: url.path, detail: posixErrorText(errno))
                     }
                     break
                 }
                 records.append((position, r))
                 position += 1
-                goodEnd = reader.offset + WALSegmentHeader.size
+                goodEnd = reader.offset + header.size
             }
+            if isLast && position == first {
+                // Started but nothing written in it: the next segment takes its name and
+                // positions go on from its first (never back to 1: a recycled file's salt is
+                // what tells its old records from new ones, and positions name the files).
+                try FileManager.default.removeItem(at: url)
+                next = first
+                continue
+            }
+            kept.append((first, url))
             next = position
         }
-        return (records, next, kept)
+        let spares = try listSegments(dir, suffix: ".spare").map(\.1)
+        return Recovery(records: records, nextPosition: next ?? 1, segments: kept, spares: spares)
     }
 }
 

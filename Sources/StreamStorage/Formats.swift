@@ -97,11 +97,15 @@ public struct WALRecord: Sendable, Equatable {
 
     /// Decodes the record at the reader's position. A record cut short by the end of the input
     /// is `.torn`; a complete record with a wrong CRC or version throws.
-    static func decode(_ reader: inout ByteReader, key: String) throws(StreamStorageError) -> Decoded {
+    ///
+    /// `crcSalt` is XOR'ed into the stored CRC by writers that reuse files (a recycled WAL
+    /// segment): a record left over from the file's earlier use does not verify under the new
+    /// salt. 0 for records that are never written over old ones.
+    static func decode(_ reader: inout ByteReader, key: String, crcSalt: UInt32 = 0) throws(StreamStorageError) -> Decoded {
         if reader.remaining < 8 { return .torn }
         let start = reader.offset
         let length = Int(try decoding("WAL record length", key) { () throws(BytesError) in try reader.readUInt32() })
-        let crc = try decoding("WAL record crc", key) { () throws(BytesError) in try reader.readUInt32() }
+        let crc = try decoding("WAL record crc", key) { () throws(BytesError) in try reader.readUInt32() } ^ crcSalt
         guard length >= 4 + 41 - 4 else {
             throw .corrupt(what: "WAL record", key: key, detail: "length \(length) at offset \(start) is below the header size")
         }
@@ -238,43 +242,69 @@ public struct WALObjectHeader: Sendable, Equatable {
 /// The header of one segment file of the local-file WAL, followed by WAL records appended in
 /// position order. A torn record at the end of the newest segment is cut off on recovery.
 ///
-/// Byte layout (big-endian):
+/// Byte layout (big-endian), version 2:
 /// ```
 /// 0   u32  magic "FLWS"
-/// 4   u8   version (1)
+/// 4   u8   version (2)
 /// 5   u64  WAL position of the first record in this segment
-/// 13  u32  CRC32C of bytes [0, 13)
-/// 17  ...  records
+/// 13  u32  CRC salt: random, never 0
+/// 17  u32  CRC32C of bytes [0, 17)
+/// 21  ...  records
 /// ```
+/// Version 2 segments may be recycled files: each record's stored CRC is XOR'ed with the
+/// segment's salt, so what is left of the file's earlier use after the last record fails its
+/// CRC and ends the segment (recovery then checks that the next segment starts where this one
+/// ended). Version 1 (written before 2026-12-04) has no salt field (its CRC is at 13, records at
+/// 17) and is never written over old records.
 enum WALSegmentHeader {
-    static let version: UInt8 = 1
-    static let size = 17
+    static let version: UInt8 = 2
+    /// The largest header (version 2); version 1's is 17 bytes.
+    static let size = 21
 
-    static func encode(firstPosition: UInt64) -> [UInt8] {
+    struct Decoded: Equatable {
+        var firstPosition: UInt64
+        var version: UInt8
+        /// XOR'ed into each record's stored CRC (0 for version 1).
+        var crcSalt: UInt32
+        /// Where the records start.
+        var size: Int
+    }
+
+    static func encode(firstPosition: UInt64, crcSalt: UInt32) -> [UInt8] {
+        precondition(crcSalt != 0, "a zero salt would let a recycled file's old records verify")
         var w = ByteWriter(capacity: size)
         w.writeUInt32(Magic.walSegment)
         w.writeUInt8(version)
         w.writeUInt64(firstPosition)
+        w.writeUInt32(crcSalt)
         w.writeUInt32(CRC32C.checksum(w.bytes))
         return w.take()
     }
 
-    static func decode(_ bytes: ArraySlice<UInt8>, key: String) throws(StreamStorageError) -> UInt64 {
-        guard bytes.count >= size else {
-            throw .corrupt(what: "WAL segment header", key: key, detail: "only \(bytes.count) bytes, need \(size)")
+    /// A random salt for a new segment.
+    static func newSalt() -> UInt32 { UInt32.random(in: 1...UInt32.max) }
+
+    static func decode(_ bytes: ArraySlice<UInt8>, key: String) throws(StreamStorageError) -> Decoded {
+        let v1Size = 17
+        guard bytes.count >= v1Size else {
+            throw .corrupt(what: "WAL segment header", key: key, detail: "only \(bytes.count) bytes, need \(v1Size)")
         }
         var r = ByteReader(bytes)
-        return try decoding("WAL segment header", key) { () throws(BytesError) -> UInt64 in
+        return try decoding("WAL segment header", key) { () throws(BytesError) -> Decoded in
             let magic = try r.readUInt32()
             let version = try r.readUInt8()
             let first = try r.readUInt64()
-            let crc = try r.readUInt32()
-            let computed = CRC32C.checksum(bytes[bytes.startIndex..<(bytes.startIndex + 13)])
-            guard magic == Magic.walSegment, version == Self.version, crc == computed else {
-                throw BytesError.invalidLength(
-                    reading: "segment header (magic \(magic), version \(version), crc \(crc) vs \(computed))", length: 0, offset: 0)
+            guard magic == Magic.walSegment, version == 1 || version == 2 else {
+                throw BytesError.invalidLength(reading: "segment header (magic \(magic), version \(version))", length: 0, offset: 0)
             }
-            return first
+            let salt = version == 2 ? try r.readUInt32() : 0
+            let crcAt = r.offset
+            let crc = try r.readUInt32()
+            let computed = CRC32C.checksum(bytes[bytes.startIndex..<(bytes.startIndex + crcAt)])
+            guard crc == computed, version == 1 || salt != 0 else {
+                throw BytesError.invalidLength(reading: "segment header (version \(version), crc \(crc) vs \(computed), salt \(salt))", length: 0, offset: 0)
+            }
+            return Decoded(firstPosition: first, version: version, crcSalt: salt, size: r.offset)
         }
     }
 }

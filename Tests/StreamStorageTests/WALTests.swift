@@ -1,3 +1,4 @@
+import Bytes
 import Foundation
 import ObjectStore
 import Support
@@ -94,6 +95,103 @@ func appendAll(_ wal: any WriteAheadLog, _ records: [WALRecord]) async throws ->
         bytes[WALSegmentHeader.size + 20] ^= 0xFF
         try Data(bytes).write(to: first)
         await #expect(throws: StreamStorageError.self) { _ = try await FileWAL.open(directory: dir) }
+    }
+}
+
+extension FileWALTests {
+    /// Appends each record in its own write, so a small `segmentBytes` rolls often.
+    func appendOneByOne(_ wal: FileWAL, _ records: [WALRecord]) async throws -> [WALPosition] {
+        var positions: [WALPosition] = []
+        for r in records { positions += try await appendAll(wal, [r]) }
+        return positions
+    }
+
+    func inode(_ url: URL) throws -> UInt64 {
+        (try FileManager.default.attributesOfItem(atPath: url.path)[.systemFileNumber] as! NSNumber).uint64Value
+    }
+
+    @Test func trimmedSegmentsAreRecycledAndTheirOldRecordsNeverReplay() async throws {
+        let dir = temporaryDirectory("filewal-recycle")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // Records of one size (91 bytes), written first into segments of 11 records, later
+        // into the same files as segments of 5: the 6 old records after the 5 new ones start
+        // exactly where a new record would. Without the salt they verify, and recovery would
+        // replay them (or find the next segment starting 6 positions early).
+        let rec = { (i: Int) in record(1, Int64(i), "p" + String(format: "%05d", i) + String(repeating: "x", count: 40)) }
+        let opened = try await FileWAL.open(directory: dir, config: FileWAL.Config(segmentBytes: 1000, spareSegments: 2))
+        var written: [WALPosition: WALRecord] = [:]
+        let first = (0..<60).map(rec)
+        for (p, r) in zip(try await appendOneByOne(opened, first), first) { written[p] = r }
+        #expect(try FileWAL.listSegments(dir).count == 6)
+        try await opened.trim(through: 50)
+        try await opened.close()  // the writer trims before it stops
+        let spares = try FileWAL.listSegments(dir, suffix: ".spare")
+        #expect(spares.count == 2)  // four segments trimmed: two kept, two deleted
+        #expect(try FileWAL.listSegments(dir).count == 2)
+        let spareInodes = Set(try spares.map { try inode($0.1) })
+
+        let wal = try await FileWAL.open(directory: dir, config: FileWAL.Config(segmentBytes: 400, spareSegments: 2))
+        let second = (60..<74).map(rec)
+        for (p, r) in zip(try await appendOneByOne(wal, second), second) { written[p] = r }
+        #expect(try FileWAL.listSegments(dir, suffix: ".spare").isEmpty)
+        let segmentInodes = Set(try FileWAL.listSegments(dir).map { try inode($0.1) })
+        #expect(segmentInodes.isSuperset(of: spareInodes))  // the spares became segments
+        try await wal.close()
+
+        let again = try await FileWAL.open(directory: dir)
+        #expect(again.recovered.map(\.0) == Array(45...74))
+        for (p, r) in again.recovered { #expect(written[p] == r, "position \(p)") }
+        #expect(try await appendAll(again, [rec(75)]) == [75])
+        try await again.close()
+    }
+
+    @Test func versionOneSegmentsStillRecover() async throws {
+        let dir = temporaryDirectory("filewal-v1")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A segment as brokers before version 2 wrote it: a 17-byte header, unsalted CRCs.
+        var w = ByteWriter(capacity: 64)
+        w.writeUInt32(0x464C_5753)
+        w.writeUInt8(1)
+        w.writeUInt64(7)
+        w.writeUInt32(CRC32C.checksum(w.bytes))
+        let records = (0..<3).map { record(2, Int64($0), "old-\($0)") }
+        for r in records { r.encode(into: &w) }
+        try Data(w.take()).write(to: dir.appendingPathComponent(FileWAL.segmentName(7)))
+        let wal = try await FileWAL.open(directory: dir)
+        #expect(wal.recovered.map(\.0) == [7, 8, 9])
+        #expect(wal.recovered.map(\.1) == records)
+        #expect(try await appendAll(wal, [record(2, 3, "new")]) == [10])
+        try await wal.close()
+        let again = try await FileWAL.open(directory: dir)
+        #expect(again.recovered.map(\.0) == [7, 8, 9, 10])
+        try await again.close()
+    }
+
+    @Test func aSealedSegmentMissingItsLastRecordIsAnError() async throws {
+        let dir = temporaryDirectory("filewal-lastrecord")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let wal = try await FileWAL.open(directory: dir, config: FileWAL.Config(segmentBytes: 200))
+        _ = try await appendOneByOne(wal, (0..<8).map { record(1, Int64($0), String(repeating: "y", count: 40)) })
+        try await wal.close()
+        let sealed = try FileWAL.listSegments(dir).first!.1
+        var bytes = try [UInt8](Data(contentsOf: sealed))
+        bytes[bytes.count - 3] ^= 0x01  // inside the segment's last record
+        try Data(bytes).write(to: sealed)
+        // A version 2 segment ends at its first bad record; the next one then starts one
+        // position later than expected, and that is the error.
+        await #expect(throws: StreamStorageError.self) { _ = try await FileWAL.open(directory: dir) }
+    }
+
+    @Test func anEmptyNewestSegmentKeepsPositionsGoing() async throws {
+        let dir = temporaryDirectory("filewal-empty")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        // A crash right after a roll, with every earlier segment trimmed: only a header.
+        let header = WALSegmentHeader.encode(firstPosition: 500, crcSalt: 12345)
+        try Data(header).write(to: dir.appendingPathComponent(FileWAL.segmentName(500)))
+        let wal = try await FileWAL.open(directory: dir)
+        #expect(wal.recovered.isEmpty)
+        #expect(try await appendAll(wal, [record(1, 0, "a")]) == [500])
+        try await wal.close()
     }
 }
 
