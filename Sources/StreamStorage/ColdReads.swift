@@ -175,16 +175,19 @@ final class ColdReadPool: Sendable {
     private struct Key: Hashable {
         var threads: Int
         var priority: ColdReadPriority
+        var purpose: String
     }
 
     private static let pools = Mutex<[Key: ColdReadPool]>([:])
 
-    /// The process-wide pool with these settings.
-    static func shared(threads: Int, priority: ColdReadPriority) -> ColdReadPool {
-        let key = Key(threads: max(1, threads), priority: priority)
+    /// The process-wide pool with these settings. `purpose` names the threads
+    /// (`floe-<purpose>-<n>`) and keeps pools for different work apart: `cold-rd` for cold
+    /// reads, `bg` for the maintenance service's CPU work (building and decoding data objects).
+    static func shared(threads: Int, priority: ColdReadPriority, purpose: String = "cold-rd") -> ColdReadPool {
+        let key = Key(threads: max(1, threads), priority: priority, purpose: purpose)
         return pools.withLock { p in
             if let pool = p[key] { return pool }
-            let pool = ColdReadPool(threads: key.threads, priority: priority)
+            let pool = ColdReadPool(threads: key.threads, priority: priority, purpose: purpose)
             p[key] = pool
             return pool
         }
@@ -201,15 +204,17 @@ final class ColdReadPool: Sendable {
 
     let threadCount: Int
     let priority: ColdReadPriority
+    let purpose: String
     private let state = Mutex(State())
     private let jobsReady = DispatchSemaphore(value: 0)
     private let completionsReady = DispatchSemaphore(value: 0)
 
     static let threadMarker = "floe.coldRead"
 
-    private init(threads: Int, priority: ColdReadPriority) {
+    private init(threads: Int, priority: ColdReadPriority, purpose: String) {
         threadCount = threads
         self.priority = priority
+        self.purpose = purpose
     }
 
     /// True on one of the cold-read threads.
@@ -257,13 +262,13 @@ final class ColdReadPool: Sendable {
         // Started from the caller's thread, which runs at normal priority; each worker lowers
         // its own priority and nothing else.
         let completer = Thread { [self] in
-            _ = floe_thread_set_name("floe-cold-done")
+            _ = floe_thread_set_name("floe-\(purpose)-done")
             completionLoop()
         }
         completer.start()
         for index in 0..<threadCount {
             let worker = Thread { [self] in
-                _ = floe_thread_set_name("floe-cold-rd-\(index)")
+                _ = floe_thread_set_name("floe-\(purpose)-\(index)")
                 workerLoop()
             }
             worker.start()

@@ -16,12 +16,12 @@ enum CompactionExecutor {
         var outputGroups: [[Run]]
     }
 
-    static func read(job: CompactionJob, manifest: Manifest, objects: any ObjectStore, dataPrefix: String) async throws -> Plan {
+    static func read(job: CompactionJob, manifest: Manifest, objects: any ObjectStore, dataPrefix: String, decodeOn pool: ColdReadPool) async throws -> Plan {
         var decoded: [UInt64: [(DataBlockEntry, [StoredBatch])]] = [:]
         for id in job.inputs {
             let key = ObjectReader.key(dataPrefix, id)
             let data = try await objects.get(key)
-            decoded[id] = try DataObjectFormat.decodeObject(data.bytes[...], key: key)
+            decoded[id] = try await pool.run { try DataObjectFormat.decodeObject(data.bytes[...], key: key) }
         }
         let inputs = Set(job.inputs)
         func runs(of stream: StreamID) -> [Run] {

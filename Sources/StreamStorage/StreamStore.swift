@@ -101,6 +101,10 @@ public final class StreamStore: Sendable {
     let config: StreamStoreConfig
     let logger: Logger
     let reader: ObjectReader
+    /// The maintenance service's CPU work (building upload and compaction objects, decoding
+    /// compaction inputs) runs here: one thread at nice 10, so a Produce continuation woken
+    /// onto the same CPU preempts it instead of waiting for a whole object to be built.
+    let background = ColdReadPool.shared(threads: 1, priority: .nice(10), purpose: "bg")
     let core: Mutex<Core>
     /// Compaction, retention and garbage collection, one at a time.
     let maintainer: Maintainer
@@ -497,17 +501,22 @@ public final class StreamStore: Sendable {
         }
         if !work.isEmpty {
             let id = try await metadata.prepareObject()
-            var builder = DataObjectBuilder(objectID: id, blockBytes: config.blockBytes,
-                                            capacity: DataObjectBuilder.capacity(runs: work.map { $0.2.map(\.bytes.count) }, blockBytes: config.blockBytes))
+            let blockBytes = config.blockBytes
+            // Copying and checksumming tens of MiB: on the low-priority thread, so the Produce
+            // path's threads are not held up behind it (docs/benchmarks.md, "Where the tail comes from").
+            let bytes = try await background.run {
+                var builder = DataObjectBuilder(objectID: id, blockBytes: blockBytes,
+                                                capacity: DataObjectBuilder.capacity(runs: work.map { $0.2.map(\.bytes.count) }, blockBytes: blockBytes))
+                for (stream, _, batches) in work { builder.add(stream: stream, batches: batches) }
+                return builder.finish()
+            }
             var ranges: [CommitRange] = []
             for (stream, epoch, batches) in work {
-                builder.add(stream: stream, batches: batches)
                 ranges.append(CommitRange(streamID: stream, epoch: epoch, range: ObjectRange(
                     objectID: id, startOffset: batches.first!.baseOffset, endOffset: batches.last!.endOffset,
                     bytes: UInt64(batches.reduce(0) { $0 + $1.bytes.count }),
                     maxAppendTimeMillis: batches.map(\.appendTimeMillis).max()!)))
             }
-            let bytes = builder.finish()
             let key = ObjectReader.key(config.dataPrefix, id)
             _ = try await objects.put(key, bytes, condition: .none)
             instruments.uploads?.increment()
@@ -551,13 +560,14 @@ public final class StreamStore: Sendable {
         for job in jobs {
             let m = try await metadata.snapshot()
             guard job.inputs.allSatisfy({ m.objects[$0] != nil }) else { continue }
-            let plan = try await CompactionExecutor.read(job: job, manifest: m, objects: objects, dataPrefix: config.dataPrefix)
+            let plan = try await CompactionExecutor.read(job: job, manifest: m, objects: objects, dataPrefix: config.dataPrefix, decodeOn: background)
             instruments.compactionReadBytes?.increment(by: Int(job.inputs.reduce(UInt64(0)) { $0 + (m.objects[$1]?.size ?? 0) }))
             var outputs: [(DataObjectInfo, [(StreamID, ObjectRange)])] = []
             do {
                 for group in plan.outputGroups where !group.isEmpty {
                     let id = try await metadata.prepareObject()
-                    let (bytes, ranges) = CompactionExecutor.build(objectID: id, runs: group, blockBytes: config.blockBytes)
+                    let blockBytes = config.blockBytes
+                    let (bytes, ranges) = try await background.run { CompactionExecutor.build(objectID: id, runs: group, blockBytes: blockBytes) }
                     let key = ObjectReader.key(config.dataPrefix, id)
                     _ = try await objects.put(key, bytes, condition: .none)
                     instruments.compactionWrittenBytes?.increment(by: bytes.count)
