@@ -1,3 +1,4 @@
+import Dispatch
 import KafkaProtocol
 import Synchronization
 
@@ -278,10 +279,13 @@ enum DurabilityWait {
         }
     }
 
+    /// The deadline is a Dispatch timer, not a sleeping task: a task per request that sleeps and
+    /// is then cancelled costs two more executor jobs (and thread wake-ups) on the Produce path
+    /// (docs/benchmarks.md, "Recycled WAL segments"); a cancelled timer item costs none.
     static func wait(_ durable: @escaping @Sendable () async throws -> Void, timeout: Duration,
                      then: @escaping @Sendable () -> Void) async -> Outcome {
         let race = Race()
-        var timer: Task<Void, Never>? = nil
+        let expiry = DispatchWorkItem { race.finish(.timedOut) }
         let outcome = await withCheckedContinuation { (c: CheckedContinuation<Outcome, Never>) in
             race.install(c)
             Task {
@@ -293,12 +297,17 @@ enum DurabilityWait {
                     race.finish(.failed(error))
                 }
             }
-            timer = Task {
-                do { try await Task.sleep(for: timeout) } catch { return }
-                race.finish(.timedOut)
-            }
+            DispatchQueue.global().asyncAfter(deadline: .now() + dispatchInterval(timeout), execute: expiry)
         }
-        timer?.cancel()
+        expiry.cancel()
         return outcome
+    }
+
+    /// `duration` for Dispatch, at least 0 and at most about 292 years.
+    static func dispatchInterval(_ duration: Duration) -> DispatchTimeInterval {
+        let (seconds, attoseconds) = duration.components
+        guard seconds >= 0 else { return .nanoseconds(0) }
+        guard seconds < Int64.max / 1_000_000_000 - 1 else { return .never }
+        return .nanoseconds(Int(seconds * 1_000_000_000 + attoseconds / 1_000_000_000))
     }
 }
