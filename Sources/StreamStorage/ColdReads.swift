@@ -182,7 +182,8 @@ final class ColdReadPool: Sendable {
 
     /// The process-wide pool with these settings. `purpose` names the threads
     /// (`floe-<purpose>-<n>`) and keeps pools for different work apart: `cold-rd` for cold
-    /// reads, `bg` for the maintenance service's CPU work (building and decoding data objects).
+    /// reads, `bg` for the maintenance service's CPU work (building and decoding data objects,
+    /// `SCHED_IDLE`).
     static func shared(threads: Int, priority: ColdReadPriority, purpose: String = "cold-rd") -> ColdReadPool {
         let key = Key(threads: max(1, threads), priority: priority, purpose: purpose)
         return pools.withLock { p in

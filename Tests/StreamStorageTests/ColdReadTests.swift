@@ -89,15 +89,15 @@ private func readAll(_ stream: StreamStorage.Stream) async throws -> [[UInt8]] {
 }
 
 /// Nice values of this process's threads, by thread name (Linux /proc).
-private func threadNices() throws -> [(name: String, nice: Int)] {
+private func threadNices() throws -> [(name: String, nice: Int, policy: Int)] {
     let tasks = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")
-    var out: [(String, Int)] = []
+    var out: [(String, Int, Int)] = []
     for tid in tasks {
         guard let stat = try? String(contentsOfFile: "/proc/self/task/\(tid)/stat", encoding: .utf8),
               let name = try? String(contentsOfFile: "/proc/self/task/\(tid)/comm", encoding: .utf8) else { continue }  // thread exited
-        // Fields after the parenthesized name: state is field 3, nice is field 19.
+        // Fields after the parenthesized name: state is field 3, nice is field 19, policy is 41.
         let rest = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
-        out.append((name.trimmingCharacters(in: .whitespacesAndNewlines), Int(rest[16])!))
+        out.append((name.trimmingCharacters(in: .whitespacesAndNewlines), Int(rest[16])!, Int(rest[38])!))
     }
     return out
 }
@@ -180,15 +180,20 @@ private func threadNices() throws -> [(name: String, nice: Int)] {
         #expect(objects.asyncGets.withLock { $0 } == asyncBefore, "no object GET of the read should run on the store's own pool")
         #expect(pool.jobsRun >= jobsBefore + calls.count)
         #expect(store.reader.inFlightBytes == 0)
-        // The uploads that filled the store built their objects on the maintenance thread.
+        // The uploads that filled the store built their objects on the maintenance thread,
+        // which runs under SCHED_IDLE (policy 5).
         #expect(store.background.jobsRun > 0)
-        // Only the cold-read and maintenance workers run at the lowered priority: nothing they
-        // resumed inherited it (their completion threads included).
+        #expect(store.background.appliedPriorities == ["SCHED_IDLE"])
+        // Only the cold-read workers run at the lowered nice value and only the maintenance
+        // worker under SCHED_IDLE: nothing they resumed inherited either (their completion
+        // threads included).
+        let threads = try threadNices()
         if canLower {
-            let lowered = try threadNices().filter { $0.nice >= 10 }
-            let workers = /^floe-(cold-rd|bg)-[0-9]+$/
-            #expect(lowered.allSatisfy { $0.name.wholeMatch(of: workers) != nil }, "threads at nice >= 10: \(lowered)")
+            let lowered = threads.filter { $0.nice >= 10 }
+            #expect(lowered.allSatisfy { $0.name.wholeMatch(of: /^floe-cold-rd-[0-9]+$/) != nil }, "threads at nice >= 10: \(lowered)")
         }
+        let idle = threads.filter { $0.policy == 5 }
+        #expect(idle.map(\.name) == ["floe-bg-0"], "threads under SCHED_IDLE: \(idle)")
         try await store.close()
     }
 
