@@ -19,8 +19,8 @@ import Glibc
 /// blocks a file already owns changes no metadata, so a commit's `fdatasync` needs no journal
 /// commit; and nothing is freed, so a file system mounted with online discard (`-o discard`)
 /// does not stall every commit behind the discard of a deleted 64 MiB segment. Records in a
-/// version 2 segment carry a CRC salted with the segment's first position, so what is left of
-/// the file's earlier use ends the segment on recovery instead of being replayed.
+/// version 2 segment carry a CRC XOR'ed with the segment's random salt (in its header), so what
+/// is left of the file's earlier use ends the segment on recovery instead of being replayed.
 ///
 /// Example: positions 1...3 in `wal-00000000000000000001.seg`, 4... in
 /// `wal-00000000000000000004.seg`; `trim(through: 3)` renames the first file to
