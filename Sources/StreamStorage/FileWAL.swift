@@ -281,9 +281,10 @@ public final class FileWAL: WriteAheadLog {
             fd = Glibc.open(url.path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             guard fd >= 0 else { throw .io(operation: "create WAL segment", key: url.path, detail: posixErrorText(errno)) }
         }
+        let path = (spare ?? url).path
         do throws(StreamStorageError) {
-            try writeAll(fd, header, at: 0, path: (spare ?? url).path)
-            if config.fsync { try syncData(fd, path: (spare ?? url).path) }
+            try writeAll(fd, header, at: 0, path: path)
+            if config.fsync { try syncData(fd, path: path) }
             if let spare, rename(spare.path, url.path) != 0 {
                 throw .io(operation: "rename spare WAL segment to \(url.lastPathComponent)", key: spare.path, detail: posixErrorText(errno))
             }

@@ -506,20 +506,10 @@ public final class StreamStore: Sendable {
             let id = try await metadata.prepareObject()
             let blockBytes = config.blockBytes
             // Copying and checksumming tens of MiB: on the idle-priority thread, so the Produce
-            // path's threads are not held up behind it (docs/benchmarks.md, "Where the tail comes from").
-            let bytes = try await background.run {
-                var builder = DataObjectBuilder(objectID: id, blockBytes: blockBytes,
-                                                capacity: DataObjectBuilder.capacity(runs: work.map { $0.2.map(\.bytes.count) }, blockBytes: blockBytes))
-                for (stream, _, batches) in work { builder.add(stream: stream, batches: batches) }
-                return builder.finish()
-            }
-            var ranges: [CommitRange] = []
-            for (stream, epoch, batches) in work {
-                ranges.append(CommitRange(streamID: stream, epoch: epoch, range: ObjectRange(
-                    objectID: id, startOffset: batches.first!.baseOffset, endOffset: batches.last!.endOffset,
-                    bytes: UInt64(batches.reduce(0) { $0 + $1.bytes.count }),
-                    maxAppendTimeMillis: batches.map(\.appendTimeMillis).max()!)))
-            }
+            // path's threads are not held up behind it (docs/benchmarks.md, "Recycled WAL segments").
+            let runs = work.map { CompactionExecutor.Run(stream: $0.0, batches: $0.2) }
+            let (bytes, built) = try await background.run { CompactionExecutor.build(objectID: id, runs: runs, blockBytes: blockBytes) }
+            let ranges = zip(work, built).map { w, b in CommitRange(streamID: b.0, epoch: w.1, range: b.1) }
             let key = ObjectReader.key(config.dataPrefix, id)
             _ = try await objects.put(key, bytes, condition: .none)
             instruments.uploads?.increment()
@@ -665,11 +655,15 @@ public final class StreamStore: Sendable {
             throw StreamStorageError.invalidArgument("key compaction of stream \(id): batch ends at \(expected), beyond \(end)")
         }
         let objectID = try await metadata.prepareObject()
-        var builder = DataObjectBuilder(objectID: objectID, blockBytes: config.blockBytes,
-                                        capacity: DataObjectBuilder.capacity(runs: [output.map(\.bytes.count)], blockBytes: config.blockBytes),
-                                        allowGaps: true)
-        builder.add(stream: id, batches: output)
-        let bytes = builder.finish()
+        let blockBytes = config.blockBytes
+        // Like upload and compaction objects, built on the idle-priority maintenance thread.
+        let bytes = try await background.run {
+            var builder = DataObjectBuilder(objectID: objectID, blockBytes: blockBytes,
+                                            capacity: DataObjectBuilder.capacity(runs: [output.map(\.bytes.count)], blockBytes: blockBytes),
+                                            allowGaps: true)
+            builder.add(stream: id, batches: output)
+            return builder.finish()
+        }
         let range = ObjectRange(objectID: objectID, startOffset: min(replaced[0].startOffset, first.baseOffset), endOffset: end,
                                 bytes: UInt64(output.reduce(0) { $0 + $1.bytes.count }),
                                 maxAppendTimeMillis: output.map(\.appendTimeMillis).max()!)
