@@ -148,10 +148,16 @@ def test_a_secured_cluster_gets_its_secrets_mounts_and_settings(env):
     assert api.get(f"{SECRETS}/sec-operator-credentials")["metadata"]["resourceVersion"] == creds["metadata"]["resourceVersion"]
 
     # SASL off: the users Secret goes, the volume with it; the credentials stay (owned: collected with the cluster).
+    mark = len(api.requests())
     api.ok("PATCH", f"{FCS}/sec", {"spec": {"listeners": {"authentication": None}, "users": None, "authorization": None}},
            "application/merge-patch+json")
     wait_for(lambda: api.get(f"{SECRETS}/sec-users") is None, what="users Secret deleted")
     assert "users" not in {v["name"] for v in template(api, "sec")["spec"]["volumes"]}
+    # In that order: the StatefulSet stops mounting the Secret before it is deleted (a pod made
+    # from the old template in between must still find it).
+    since = api.requests()[mark:]
+    deleted = next(i for i, r in enumerate(since) if r["verb"] == "delete" and r["path"] == f"{SECRETS}/sec-users")
+    assert any(r["verb"] in ("put", "patch") and r["path"] == f"{STSS}/sec-broker" for r in since[:deleted]), since[:deleted + 1]
     assert "security.protocol=SSL" in api.get(f"{CMS}/sec-config")["data"]["broker.properties"].splitlines()
     assert api.get(f"{SECRETS}/sec-operator-credentials") is not None
 

@@ -168,14 +168,10 @@ public struct ClusterReconciler: Reconciler {
                         if change == "Conflict" { conflicts.append(object.key) } else { note(change, object.key) }
                     }
                 }
-                if secrets.isEmpty, Self.mountsUsers(caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet)) {
-                    // SASL was turned off: the users Secret goes with the pods that mounted it.
-                    let k = ObjectKey(apiVersion: Secret.apiVersion, kind: Secret.kind, namespace: key.namespace, name: names.usersSecret)
-                    if let uid = try await ownedSecretUID(k, ownerUID: cluster.metadata.uid ?? "") {
-                        try await delete(k, uid: uid)
-                        note("Deleted", k)
-                    }
-                }
+                // SASL turned off: the users Secret goes once the StatefulSet that mounted it no
+                // longer does (deleted after the actions below; a pod created from the old
+                // template in between must still find it).
+                let usersSecretRetired = secrets.isEmpty && Self.mountsUsers(caches.statefulSets.get(namespace: key.namespace, name: names.statefulSet))
                 for action in plan.actions {
                     switch action {
                     case .create(let object):
@@ -199,6 +195,13 @@ public struct ClusterReconciler: Reconciler {
                     case .delete(let objectKey, let uid):
                         try await delete(objectKey, uid: uid)
                         note("Deleted", objectKey)
+                    }
+                }
+                if usersSecretRetired {
+                    let k = ObjectKey(apiVersion: Secret.apiVersion, kind: Secret.kind, namespace: key.namespace, name: names.usersSecret)
+                    if let uid = try await ownedSecretUID(k, ownerUID: cluster.metadata.uid ?? "") {
+                        try await delete(k, uid: uid)
+                        note("Deleted", k)
                     }
                 }
             } catch is CancellationError {
