@@ -23,7 +23,7 @@ let package = Package(
 
         // Libraries; dependencies point one way (see docs/architecture.md).
         .target(name: "Bytes", dependencies: ["CFloeShims"]),
-        .target(name: "Support", exclude: ["README.md"]),
+        .target(name: "Support", dependencies: ["CFloeShims"], exclude: ["README.md"]),
         // The broker's configuration contract, shared by the broker and the operator (neither imports the other).
         .target(name: "BrokerSettings", exclude: ["README.md"]),
         .target(name: "HTTPClient", dependencies: ["Support", "CCurl"], exclude: ["README.md"]),

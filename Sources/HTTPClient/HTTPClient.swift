@@ -31,9 +31,7 @@ public final class HTTPClient: Sendable {
         self.configuration = configuration
         engine = try Engine(configuration: configuration)
         let engine = engine
-        let thread = Thread { engine.run() }
-        thread.name = "floe-http"
-        thread.start()
+        startNamedThread("floe-curl") { engine.run() }
     }
 
     deinit { engine.shutdown() }

@@ -166,7 +166,8 @@ public final class InstrumentedObjectStore: ObjectStore {
         func record(_ outcome: String) {
             metrics.counter("floe_objectstore_operations_total", help: "Object store operations by outcome.",
                             labels: labels.merging(["outcome": outcome]) { a, _ in a }).increment()
-            metrics.histogram("floe_objectstore_operation_duration_seconds", help: "Object store operation latency.", labels: labels)
+            metrics.histogram("floe_objectstore_operation_duration_seconds", help: "Object store operation latency.", labels: labels,
+                              buckets: Histogram.fineLatencyBuckets)
                 .observe(clock.now().duration(since: start))
         }
         do {

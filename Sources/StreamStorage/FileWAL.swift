@@ -1,5 +1,6 @@
 import Bytes
 import Foundation
+import Support
 import Synchronization
 
 #if canImport(Glibc)
@@ -76,7 +77,7 @@ public final class FileWAL: WriteAheadLog {
         let dir = directory
         // Recovery is blocking file I/O: run it on a dedicated thread.
         let (recovery, lock): (Recovery, Int32) = try await withCheckedThrowingContinuation { c in
-            let thread = Thread {
+            startNamedThread("floe-wal-recover") {
                 do {
                     let lock = try FileWAL.lockDirectory(dir)
                     do {
@@ -87,8 +88,6 @@ public final class FileWAL: WriteAheadLog {
                     }
                 } catch { c.resume(throwing: error) }
             }
-            thread.name = "floe-wal-recover"
-            thread.start()
         }
         return FileWAL(directory: dir, config: config, recovery: recovery, lock: lock)
     }
@@ -103,9 +102,7 @@ public final class FileWAL: WriteAheadLog {
         var s = State()
         s.nextPosition = recovery.nextPosition
         state = Mutex(s)
-        let thread = Thread { [self] in self.writerLoop(segments: recovery.segments, spares: recovery.spares) }
-        thread.name = "floe-wal-writer"
-        thread.start()
+        startNamedThread("floe-wal-writer") { [self] in self.writerLoop(segments: recovery.segments, spares: recovery.spares) }
     }
 
     public func reserve(bytes: Int) async throws { try await budget.reserve(bytes) }

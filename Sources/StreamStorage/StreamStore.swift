@@ -843,7 +843,8 @@ struct Instruments: Sendable {
         compactionWrittenBytes = registry?.counter("floe_stream_compaction_written_bytes_total", help: "Bytes of objects written by compaction.")
         deletedObjects = registry?.counter("floe_stream_deleted_objects_total", help: "Data objects deleted after their grace period.")
         deletedBytes = registry?.counter("floe_stream_deleted_bytes_total", help: "Bytes of data objects deleted after their grace period.")
-        appendSeconds = registry?.histogram("floe_stream_append_seconds", help: "Time from append to durable in the WAL.")
+        appendSeconds = registry?.histogram("floe_stream_append_seconds", help: "Time from append to durable in the WAL.",
+                                            buckets: Histogram.fineLatencyBuckets)
         appendedBytes = registry?.counter("floe_stream_appended_bytes_total", help: "Batch bytes appended to streams.")
         pinnedBytes = registry?.gauge("floe_stream_pinned_bytes", help: "Appended bytes not yet in data objects.")
         uploads = registry?.counter("floe_stream_uploads_total", help: "Data objects uploaded from the WAL.")

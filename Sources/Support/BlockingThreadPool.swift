@@ -36,9 +36,7 @@ public final class BlockingThreadPool: Sendable {
         self.threadCount = threads
         self.queueLimit = queueLimit
         for index in 0..<threads {
-            let thread = Thread { [self] in self.workerLoop() }
-            thread.name = "\(name)-\(index)"
-            thread.start()
+            startNamedThread("\(name)-\(index)") { [self] in self.workerLoop() }
         }
     }
 

@@ -177,6 +177,10 @@ public final class Gauge: Sendable {
 public final class Histogram: Sendable {
     /// Seconds, from 1 ms to 10 s: request latencies.
     public static let defaultLatencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    /// Seconds, from 0.5 ms to 10 s, with steps of 5 ms or less up to 50 ms: where a WAL flush
+    /// interval (20 ms) and an object write add up (append durability, object store operations).
+    public static let fineLatencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03,
+                                                      0.035, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     public struct Snapshot: Sendable {
         public var bounds: [Double]

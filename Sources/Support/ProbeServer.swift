@@ -87,12 +87,10 @@ public final class ProbeServer: Sendable {
         _ = withUnsafeMutablePointer(to: &sin) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
         self.port = UInt16(bigEndian: sin.sin_port)
         self.fd = fd
-        let thread = Thread { [self] in
+        startNamedThread("floe-probes") { [self] in
             acceptLoop(handler: handler)
             exited.signal()
         }
-        thread.name = "floe-probes"
-        thread.start()
     }
 
     /// Stops accepting and joins the thread. Idempotent.

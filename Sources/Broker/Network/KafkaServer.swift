@@ -223,12 +223,10 @@ final class ServerCore: Sendable {
         let exited = DispatchGroup()
         for loop in loops {
             exited.enter()
-            let thread = Thread {
+            startNamedThread("floe-net") {
                 loop.run()
                 exited.leave()
             }
-            thread.name = "floe-net"
-            thread.start()
         }
         let handler = self.handler
         await withDiscardingTaskGroup { group in

@@ -2,6 +2,7 @@
 import Glibc
 #endif
 import Foundation
+import Support
 import Synchronization
 
 /// A tiny HTTP/1.1 server for `/metrics`, `/healthz`, `/readyz` and `/drain`: one dedicated
@@ -35,12 +36,10 @@ public final class ProbeServer: Sendable {
     }
 
     public func start() {
-        let thread = Thread { [self] in
+        startNamedThread("floe-http") { [self] in
             serve()
             done.signal()
         }
-        thread.name = "floe-http"
-        thread.start()
     }
 
     public func stop() {
