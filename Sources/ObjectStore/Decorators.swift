@@ -162,33 +162,48 @@ public final class InstrumentedObjectStore: ObjectStore {
     private func measured<T>(_ operation: String, written: Int = 0, read: (T) -> Int = { _ in 0 },
                              _ body: () async throws -> T) async throws -> T {
         let start = clock.now()
-        let labels = ["store": storeLabel, "operation": operation]
-        func record(_ outcome: String) {
-            metrics.counter("floe_objectstore_operations_total", help: "Object store operations by outcome.",
-                            labels: labels.merging(["outcome": outcome]) { a, _ in a }).increment()
-            metrics.histogram("floe_objectstore_operation_duration_seconds", help: "Object store operation latency.", labels: labels,
-                              buckets: Histogram.fineLatencyBuckets)
-                .observe(clock.now().duration(since: start))
-        }
         do {
             let result = try await body()
-            record("ok")
-            if written > 0 {
-                metrics.counter("floe_objectstore_written_bytes_total", help: "Bytes written to the object store.", labels: labels)
-                    .increment(by: written)
-            }
-            let readBytes = read(result)
-            if readBytes > 0 {
-                metrics.counter("floe_objectstore_read_bytes_total", help: "Bytes read from the object store.", labels: labels)
-                    .increment(by: readBytes)
-            }
+            record(operation, since: start, outcome: "ok", written: written, read: read(result))
             return result
-        } catch let error as ObjectStoreError {
-            record(error.kindName)
-            throw error
         } catch {
-            record(error is CancellationError ? "cancelled" : "other")
+            record(operation, since: start, outcome: Self.outcome(of: error))
             throw error
+        }
+    }
+
+    /// `measured` for a synchronous body (a blocking read on the caller's thread).
+    private func measuredBlocking<T>(_ operation: String, read: (T) -> Int, _ body: () throws -> T) throws -> T {
+        let start = clock.now()
+        do {
+            let result = try body()
+            record(operation, since: start, outcome: "ok", read: read(result))
+            return result
+        } catch {
+            record(operation, since: start, outcome: Self.outcome(of: error))
+            throw error
+        }
+    }
+
+    private static func outcome(of error: any Error) -> String {
+        if let error = error as? ObjectStoreError { return error.kindName }
+        return error is CancellationError ? "cancelled" : "other"
+    }
+
+    private func record(_ operation: String, since start: MonotonicInstant, outcome: String, written: Int = 0, read: Int = 0) {
+        let labels = ["store": storeLabel, "operation": operation]
+        metrics.counter("floe_objectstore_operations_total", help: "Object store operations by outcome.",
+                        labels: labels.merging(["outcome": outcome]) { a, _ in a }).increment()
+        metrics.histogram("floe_objectstore_operation_duration_seconds", help: "Object store operation latency.", labels: labels,
+                          buckets: Histogram.fineLatencyBuckets)
+            .observe(clock.now().duration(since: start))
+        if written > 0 {
+            metrics.counter("floe_objectstore_written_bytes_total", help: "Bytes written to the object store.", labels: labels)
+                .increment(by: written)
+        }
+        if read > 0 {
+            metrics.counter("floe_objectstore_read_bytes_total", help: "Bytes read from the object store.", labels: labels)
+                .increment(by: read)
         }
     }
 
@@ -400,4 +415,40 @@ public final class FaultInjectingObjectStore: ObjectStore {
     public func abortMultipartUpload(_ upload: MultipartUpload) async throws {
         try await intercept(.abortMultipartUpload, key: upload.key) { try await base.abortMultipartUpload(upload) }
     }
+}
+
+/// An object store whose GET can also run synchronously on the calling thread, so a dedicated
+/// thread at its own priority does the copy itself (cold reads, compaction inputs).
+public protocol BlockingRangeReads: ObjectStore {
+    /// Whether `getBlocking` works: a decorator has it exactly when its base has.
+    var supportsBlockingReads: Bool { get }
+    func getBlocking(_ key: String, range: ByteRange?) throws -> ObjectData
+}
+
+extension LocalDirectoryObjectStore: BlockingRangeReads {
+    public var supportsBlockingReads: Bool { true }
+}
+
+/// Blocking reads through the decorator are measured like its other operations.
+extension InstrumentedObjectStore: BlockingRangeReads {
+    private var blockingBase: (any BlockingRangeReads)? {
+        guard let b = base as? any BlockingRangeReads, b.supportsBlockingReads else { return nil }
+        return b
+    }
+
+    public var supportsBlockingReads: Bool { blockingBase != nil }
+
+    public func getBlocking(_ key: String, range: ByteRange?) throws -> ObjectData {
+        guard let b = blockingBase else {
+            throw ObjectStoreError.invalidRequest(ObjectStoreErrorContext(operation: "GET", store: location, key: key),
+                                                  "\(location) has no blocking reads")
+        }
+        return try measuredBlocking("get", read: { $0.bytes.count }) { try b.getBlocking(key, range: range) }
+    }
+}
+
+/// `store` as a store with working blocking reads, or nil.
+public func blockingReads(of store: any ObjectStore) -> (any BlockingRangeReads)? {
+    guard let b = store as? any BlockingRangeReads, b.supportsBlockingReads else { return nil }
+    return b
 }

@@ -57,14 +57,6 @@ public struct ColdReadSettings: Sendable {
     public init() {}
 }
 
-/// An object store whose ranged GET can run synchronously on the calling thread, so the cold-read
-/// threads do the copy themselves, at their own priority.
-public protocol BlockingRangeReads: ObjectStore {
-    func getBlocking(_ key: String, range: ByteRange?) throws -> ObjectData
-}
-
-extension LocalDirectoryObjectStore: BlockingRangeReads {}
-
 /// A token bucket in bytes (pure: the caller supplies the time).
 ///
 /// Invariants: tokens never exceed `burst`; a reservation is always granted and may leave the

@@ -341,15 +341,25 @@ public final class FileWAL: WriteAheadLog {
         }.sorted { $0.0 < $1.0 }
     }
 
+    /// Further attempts at the LOCK file, 50 ms apart, before it counts as held by another process.
+    static let lockAttempts = 20
+
     static func lockDirectory(_ dir: URL) throws -> Int32 {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         let path = dir.appendingPathComponent("LOCK").path
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o644)
         guard fd >= 0 else { throw StreamStorageError.io(operation: "open WAL lock", key: path, detail: posixErrorText(errno)) }
-        guard flock(fd, LOCK_EX | LOCK_NB) == 0 else {
+        // Retried for a second: a lock just released can still be held for a moment by a child
+        // process being spawned (it shares the open file until its exec closes it), and a
+        // restarted broker may start while the old process is exiting.
+        for attempt in 0...lockAttempts {
+            if flock(fd, LOCK_EX | LOCK_NB) == 0 { return fd }
             let e = errno
-            Glibc.close(fd)
-            throw StreamStorageError.walFenced(wal: dir.path, epoch: 0, detail: "another process holds its LOCK file \(path) (\(posixErrorText(e)))")
+            guard e == EWOULDBLOCK, attempt < lockAttempts else {
+                Glibc.close(fd)
+                throw StreamStorageError.walFenced(wal: dir.path, epoch: 0, detail: "another process holds its LOCK file \(path) (\(posixErrorText(e)))")
+            }
+            usleep(50_000)
         }
         return fd
     }

@@ -92,7 +92,7 @@ final class ObjectReader: Sendable {
         defer { window.release(bytes) }
         if let budget = rate.withLock({ $0 }) { try await budget.take(bytes) }
         guard isolated else { return try decode(try await store.get(key, range: range).bytes) }
-        if let blocking = store as? any BlockingRangeReads {
+        if let blocking = blockingReads(of: store) {
             return try await pool.run { try decode(try blocking.getBlocking(key, range: range).bytes) }
         }
         let data = try await store.get(key, range: range).bytes

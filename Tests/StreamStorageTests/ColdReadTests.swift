@@ -21,6 +21,7 @@ private final class RecordingStore: BlockingRangeReads {
     init(root: String) throws { inner = try LocalDirectoryObjectStore(root: root) }
 
     var location: String { inner.location }
+    var supportsBlockingReads: Bool { true }
     func put(_ key: String, _ bytes: [UInt8], condition: WriteCondition) async throws -> String {
         try await inner.put(key, bytes, condition: condition)
     }
@@ -159,7 +160,11 @@ private func threadNices() throws -> [(name: String, nice: Int, policy: Int)] {
         let objects = try RecordingStore(root: temporaryDirectory("cold-read-objects").path)
         var settings = ColdReadSettings()
         settings.priority = .nice(10)
-        let (store, stream, payloads) = try await filledStore(objects: objects, coldReads: settings)
+        // Wrapped in the metrics decorator, as in a broker: the blocking reads go through it
+        // (and are counted), they are not lost behind it.
+        let registry = MetricsRegistry()
+        let instrumented = InstrumentedObjectStore(objects, metrics: registry)
+        let (store, stream, payloads) = try await filledStore(objects: instrumented, coldReads: settings)
         let pool = store.reader.pool
         let jobsBefore = pool.jobsRun
         objects.blockingCalls.withLock { $0.removeAll() }
@@ -168,6 +173,7 @@ private func threadNices() throws -> [(name: String, nice: Int, policy: Int)] {
         let calls = objects.blockingCalls.withLock { $0 }
         #expect(!calls.isEmpty, "the catch-up read should have fetched objects")
         #expect(calls.allSatisfy { $0.onColdThread }, "every object GET of a cold read should run on a cold-read thread")
+        #expect(registry.render().contains("floe_objectstore_operations_total{operation=\"get\",outcome=\"ok\",store=\"default\"}"))
         // The nice-10 checks need a process that runs below nice 10; otherwise they say they were skipped.
         let baseline = ColdReadPool.currentThreadNice()
         let canLower = baseline.map { $0 < 10 } ?? false
@@ -194,6 +200,32 @@ private func threadNices() throws -> [(name: String, nice: Int, policy: Int)] {
         }
         let idle = threads.filter { $0.policy == 5 }
         #expect(idle.map(\.name) == ["floe-bg-0"], "threads under SCHED_IDLE: \(idle)")
+        try await store.close()
+    }
+
+    /// Compaction reads its inputs on the maintenance thread itself (a local directory's
+    /// blocking read): the copy and checksum of a whole object never run at normal priority.
+    @Test func compactionReadsItsInputsOnTheMaintenanceThread() async throws {
+        let objects = try RecordingStore(root: temporaryDirectory("compaction-read-objects").path)
+        let instrumented = InstrumentedObjectStore(objects, metrics: MetricsRegistry())
+        let wal = try await FileWAL.open(directory: temporaryDirectory("compaction-read-wal"))
+        let metadata = BucketMetadataStore(store: instrumented, prefix: "streams/manifest/", clock: RealClock(), graceMillis: 0)
+        let store = try await StreamStore.open(wal: wal, metadata: metadata, objects: instrumented, clock: RealClock(), config: StreamStoreConfig())
+        // Two streams in each upload object: each object is a compaction input (split once).
+        for round in 0..<2 {
+            for id: StreamID in [1, 2] {
+                let stream = try await store.open(id, epoch: 1)
+                _ = try await stream.append(Array(repeating: UInt8(round), count: 1000), recordCount: 1)
+            }
+            try await store.uploadNow()
+        }
+        objects.blockingCalls.withLock { $0.removeAll() }
+        let asyncBefore = objects.asyncGets.withLock { $0 }
+        #expect(try await store.compactNow() > 0)
+        let calls = objects.blockingCalls.withLock { $0 }
+        #expect(calls.count >= 2, "each input object read with a blocking read: \(calls.count)")
+        #expect(calls.allSatisfy { $0.onColdThread }, "inputs read on the maintenance thread")
+        #expect(objects.asyncGets.withLock { $0 } == asyncBefore, "no input read on the store's own pool")
         try await store.close()
     }
 
