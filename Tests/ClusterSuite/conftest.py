@@ -18,7 +18,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
-from floe_suite import Peers  # noqa: E402
+from floe_suite import Peers, free_port  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cluster_wire  # noqa: E402
@@ -41,13 +41,6 @@ def pytest_configure(config):
                                 "e.g. FLOE_BROKER_BIN=.build/debug/floe-broker ***\n")
     if not os.access(BROKER_BIN, os.X_OK):
         raise pytest.UsageError(f"FLOE_BROKER_BIN={BROKER_BIN} is not an executable file")
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, timeout: float, what, interval: float = 0.1):

@@ -43,10 +43,21 @@ class Peers:
                 self.missing(f"Python module {name} is not installed ({e})")
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port free on 127.0.0.1 now and never returned before by this process: the kernel may
+    hand the same ephemeral port to two binds in a row once the first socket is closed (CI saw a
+    broker given one port for both --listen and --http)."""
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
+    raise RuntimeError("no fresh free port on 127.0.0.1")
 
 
 def free_port_range(count: int, gap: int = 100) -> int:
