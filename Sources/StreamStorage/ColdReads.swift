@@ -237,6 +237,18 @@ final class ColdReadPool: Sendable {
         }
     }
 
+    /// Reads `key` from `store` and decodes it on one of the pool's threads: with a store that
+    /// has blocking reads (a local directory) the read runs on that thread too, at its priority;
+    /// otherwise the store's own GET fetches it first.
+    func fetch<T: Sendable>(_ key: String, range: ByteRange? = nil, from store: any ObjectStore,
+                            _ decode: @escaping @Sendable ([UInt8]) throws -> T) async throws -> T {
+        if let blocking = blockingReads(of: store) {
+            return try await run { try decode(try blocking.getBlocking(key, range: range).bytes) }
+        }
+        let data = try await store.get(key, range: range).bytes
+        return try await run { try decode(data) }
+    }
+
     private func complete(_ resume: @escaping @Sendable () -> Void) {
         state.withLock { s in
             s.completions.append(resume)
@@ -254,17 +266,9 @@ final class ColdReadPool: Sendable {
         guard start else { return }
         // Started from the caller's thread, which runs at normal priority; each worker lowers
         // its own priority and nothing else.
-        let completer = Thread { [self] in
-            _ = floe_thread_set_name("floe-\(purpose)-done")
-            completionLoop()
-        }
-        completer.start()
+        startNamedThread("floe-\(purpose)-done") { [self] in completionLoop() }
         for index in 0..<threadCount {
-            let worker = Thread { [self] in
-                _ = floe_thread_set_name("floe-\(purpose)-\(index)")
-                workerLoop()
-            }
-            worker.start()
+            startNamedThread("floe-\(purpose)-\(index)") { [self] in workerLoop() }
         }
     }
 

@@ -20,14 +20,9 @@ enum CompactionExecutor {
         var decoded: [UInt64: [(DataBlockEntry, [StoredBatch])]] = [:]
         for id in job.inputs {
             let key = ObjectReader.key(dataPrefix, id)
-            if let blocking = blockingReads(of: objects) {
-                // A local directory: the maintenance thread reads the whole object itself (a
-                // multi-millisecond copy and checksum that otherwise ran at normal priority).
-                decoded[id] = try await pool.run { try DataObjectFormat.decodeObject(try blocking.getBlocking(key, range: nil).bytes[...], key: key) }
-            } else {
-                let data = try await objects.get(key)
-                decoded[id] = try await pool.run { try DataObjectFormat.decodeObject(data.bytes[...], key: key) }
-            }
+            // On a local directory the maintenance thread reads the whole object itself (a
+            // multi-millisecond copy and checksum that otherwise ran at normal priority).
+            decoded[id] = try await pool.fetch(key, from: objects) { try DataObjectFormat.decodeObject($0[...], key: key) }
         }
         let inputs = Set(job.inputs)
         func runs(of stream: StreamID) -> [Run] {

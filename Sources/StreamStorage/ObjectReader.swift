@@ -92,11 +92,7 @@ final class ObjectReader: Sendable {
         defer { window.release(bytes) }
         if let budget = rate.withLock({ $0 }) { try await budget.take(bytes) }
         guard isolated else { return try decode(try await store.get(key, range: range).bytes) }
-        if let blocking = blockingReads(of: store) {
-            return try await pool.run { try decode(try blocking.getBlocking(key, range: range).bytes) }
-        }
-        let data = try await store.get(key, range: range).bytes
-        return try await pool.run { try decode(data) }
+        return try await pool.fetch(key, range: range, from: store, decode)
     }
 
     static func key(_ prefix: String, _ id: UInt64) -> String {
