@@ -49,10 +49,8 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.skip(reason="SKIPPED: confluent-kafka is not installed (pip install confluent-kafka)"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import free_port  # noqa: E402,F401  (never hands out one port twice in a process)
 
 
 def rss_bytes(pid: int) -> int:

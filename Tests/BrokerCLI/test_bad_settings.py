@@ -16,6 +16,7 @@ tests fail when CI=true, and are skipped (loudly) otherwise.
 """
 import http.server
 import os
+import sys
 import signal
 import socket
 import subprocess
@@ -42,10 +43,8 @@ def broker_bin() -> str:
     return BROKER
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import free_port  # noqa: E402,F401  (never hands out one port twice in a process)
 
 
 def snapshot(root: str) -> list[str]:

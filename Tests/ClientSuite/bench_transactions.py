@@ -23,11 +23,8 @@ sys.path.insert(0, os.path.dirname(__file__))
 import kafka_wire  # noqa: E402
 
 
-def free_port():
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import free_port  # noqa: E402,F401  (never hands out one port twice in a process)
 
 
 def create_topic(bootstrap, name, partitions):

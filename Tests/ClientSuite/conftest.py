@@ -75,10 +75,8 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.skip(reason="needs FLOE_BROKER_CMD to start and kill the broker"))
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import free_port  # noqa: E402,F401  (never hands out one port twice in a process)
 
 
 def split_address(address: str) -> tuple[str, int]:

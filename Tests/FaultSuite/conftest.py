@@ -21,7 +21,7 @@ import uuid
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
-from floe_suite import Peers  # noqa: E402
+from floe_suite import Peers, free_port  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -52,13 +52,6 @@ def pytest_terminal_summary(terminalreporter):
         terminalreporter.section("storage fault scenarios")
         for line in SUMMARIES:
             terminalreporter.write_line(line)
-
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_for(condition, timeout: float, interval: float = 0.1):

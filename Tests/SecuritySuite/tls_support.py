@@ -6,6 +6,7 @@ Environment:
   CI                when set, a missing peer (confluent-kafka, kafka-python, openssl) fails the run.
 """
 import os
+import sys
 import shutil
 import signal
 import socket
@@ -31,10 +32,8 @@ def require_module(name: str):
         pytest.skip(f"SKIPPED: {name} is not installed")
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "PythonSupport"))
+from floe_suite import free_port  # noqa: E402,F401  (never hands out one port twice in a process)
 
 
 class PKI:
