@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "KubeAPITests", dependencies: ["KubeAPI", "YAML", "HTTPClient", "Support"]),
         .testTarget(name: "ControllerRuntimeTests", dependencies: ["ControllerRuntime", "KubeAPI", "Support", "FloeTestSupport"]),
         .testTarget(name: "OperatorTests", dependencies: ["Operator", "KubeAPI", "BrokerSettings", "KafkaClient", "Support"], exclude: ["Golden"]),
-        .testTarget(name: "SupportTests", dependencies: ["Support"]),
+        .testTarget(name: "SupportTests", dependencies: ["Support", "CFloeShims"]),
         .testTarget(name: "SASLTests", dependencies: ["SASL"]),
         .testTarget(name: "BrokerSettingsTests", dependencies: ["BrokerSettings"]),
         .testTarget(name: "HTTPClientTests", dependencies: ["HTTPClient", "Support"]),

@@ -2,6 +2,7 @@ import Bytes
 import CFloeShims
 import Foundation
 import Support
+import Synchronization
 
 /// An object store in a local directory, with the semantics of the S3 store (the conformance
 /// suite runs against both). The single-machine default: `file:///var/lib/floe`.
@@ -22,10 +23,23 @@ import Support
 /// exclusive `flock` on one of 64 lock stripes (chosen by the key's CRC32C), so conditional
 /// writes are linearizable across threads and processes sharing the directory: of many
 /// concurrent `ifAbsent` writers exactly one wins. Readers take no lock (rename is atomic).
-/// All blocking file I/O runs on a dedicated ``BlockingThreadPool``.
+/// All blocking file I/O runs on a dedicated ``BlockingThreadPool``; the body of a large PUT
+/// (at least `bulkBytes`: uploads and compaction outputs) is checksummed and written to its
+/// temporary file on a second pool whose threads run under `SCHED_IDLE`, and only the commit
+/// (lock, rename, directory fsync) runs on the first, so copying tens of MiB never delays a
+/// request thread and no lock is held at idle priority.
 public final class LocalDirectoryObjectStore: ObjectStore {
     public let root: String
     private let pool: BlockingThreadPool
+    /// Stages large PUT bodies (`bulkBytes` or more) at `SCHED_IDLE`.
+    let bulk: BlockingThreadPool
+    /// A PUT body this large is staged on `bulk`. Smaller writes (manifests, leases, metadata)
+    /// stay at normal priority from start to end.
+    static let bulkBytes = 1 << 20
+    /// Stagings and commits that ran under `SCHED_IDLE` (what the tests check: a large body is
+    /// staged there, no commit ever runs there).
+    let idleStages = Atomic<Int>(0)
+    let idleCommits = Atomic<Int>(0)
     static let headerSize = 32
     static let lockStripes: UInt32 = 64
 
@@ -53,9 +67,13 @@ public final class LocalDirectoryObjectStore: ObjectStore {
             try LocalFS.makeDirectories(normalized + "/" + internalDirectory, ctx: ctx)
         }
         pool = BlockingThreadPool(name: "floe-localstore", threads: ioThreads)
+        bulk = BlockingThreadPool(name: "floe-lsbulk", threads: 2, idlePriority: true)
     }
 
-    deinit { pool.shutdown() }
+    deinit {
+        pool.shutdown()
+        bulk.shutdown()
+    }
 
     public var location: String { "file://\(root)" }
 
@@ -63,9 +81,10 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         ObjectStoreErrorContext(operation: operation, store: location, key: key)
     }
 
-    private func onPool<T: Sendable>(_ ctx: ObjectStoreErrorContext, _ work: @escaping @Sendable () throws -> T) async throws -> T {
+    private func onPool<T: Sendable>(_ ctx: ObjectStoreErrorContext, _ pool: BlockingThreadPool? = nil,
+                                     _ work: @escaping @Sendable () throws -> T) async throws -> T {
         do {
-            return try await pool.run(work)
+            return try await (pool ?? self.pool).run(work)
         } catch let error as SupportError {
             throw ObjectStoreError.io(ctx, "\(error)")
         }
@@ -106,18 +125,46 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         let ctx = context("PUT", key)
         let path = try path(of: key, ctx: ctx)
         let temp = temporaryPath()
-        return try await onPool(ctx) { [self] in
-            var rng = SystemRandomNumberGenerator()
-            let version = LocalFS.randomBytes(16, using: &rng)
-            let crc = bytes.withUnsafeBytes { CRC32C.update(0, $0) }
-            try LocalFS.writeNewFile(temp, header: LocalObjectHeader(crc: crc, version: version).encoded(), body: bytes, ctx: ctx)
-            do {
-                try commit(temp: temp, to: path, key: key, condition: condition, ctx: ctx)
-            } catch {
-                _ = unlink(temp)
-                throw error
+        guard bytes.count >= Self.bulkBytes else {
+            return try await onPool(ctx) { [self] in
+                let version = try Self.stage(temp, bytes, ctx: ctx)
+                try commitOrDiscard(temp: temp, to: path, key: key, condition: condition, ctx: ctx)
+                return LocalObjectHeader.etag(version)
             }
-            return LocalObjectHeader.etag(version)
+        }
+        let version = try await onPool(ctx, bulk) { [self] in
+            if Self.atIdlePriority { idleStages.add(1, ordering: .relaxed) }
+            return try Self.stage(temp, bytes, ctx: ctx)
+        }
+        do {
+            try await onPool(ctx) { [self] in try commitOrDiscard(temp: temp, to: path, key: key, condition: condition, ctx: ctx) }
+        } catch {
+            _ = unlink(temp)  // the pool shut down before the commit ran
+            throw error
+        }
+        return LocalObjectHeader.etag(version)
+    }
+
+    /// Writes `bytes` with a new header (checksum, random version id) to the fresh file `temp`
+    /// and fsyncs it; returns the version id.
+    private static func stage(_ temp: String, _ bytes: [UInt8], ctx: ObjectStoreErrorContext) throws -> [UInt8] {
+        var rng = SystemRandomNumberGenerator()
+        let version = LocalFS.randomBytes(16, using: &rng)
+        let crc = bytes.withUnsafeBytes { CRC32C.update(0, $0) }
+        try LocalFS.writeNewFile(temp, header: LocalObjectHeader(crc: crc, version: version).encoded(), body: bytes, ctx: ctx)
+        return version
+    }
+
+    private static var atIdlePriority: Bool { floe_thread_get_policy() == Int32(FLOE_SCHED_IDLE) }
+
+    /// `commit`, removing `temp` when it fails.
+    private func commitOrDiscard(temp: String, to path: String, key: String, condition: WriteCondition, ctx: ObjectStoreErrorContext) throws {
+        if Self.atIdlePriority { idleCommits.add(1, ordering: .relaxed) }
+        do {
+            try commit(temp: temp, to: path, key: key, condition: condition, ctx: ctx)
+        } catch {
+            _ = unlink(temp)
+            throw error
         }
     }
 
@@ -324,12 +371,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
             var rng = SystemRandomNumberGenerator()
             let version = LocalFS.randomBytes(16, using: &rng)
             try LocalFS.concatenate(parts.map { directory + "/part-\($0.number)" }, into: temp, version: version, ctx: ctx)
-            do {
-                try commit(temp: temp, to: path, key: upload.key, condition: .none, ctx: ctx)
-            } catch {
-                _ = unlink(temp)
-                throw error
-            }
+            try commitOrDiscard(temp: temp, to: path, key: upload.key, condition: .none, ctx: ctx)
             try LocalFS.removeTree(directory, ctx: ctx)
             return LocalObjectHeader.etag(version)
         }

@@ -1,3 +1,4 @@
+import CFloeShims
 import Foundation
 import Dispatch
 import Synchronization
@@ -26,15 +27,24 @@ public final class BlockingThreadPool: Sendable {
     public let name: String
     public let threadCount: Int
     public let queueLimit: Int
+    /// Whether the threads run under `SCHED_IDLE` (see `init`).
+    public let idlePriority: Bool
     private let state = Mutex(State())
+    /// How many of the threads did switch to `SCHED_IDLE` (for tests and startup checks).
+    private let idleApplied = Atomic<Int>(0)
     private let available = DispatchSemaphore(value: 0)
     private let finished = DispatchSemaphore(value: 0)
 
-    public init(name: String, threads: Int, queueLimit: Int = 1024) {
+    /// With `idlePriority` each thread switches itself to `SCHED_IDLE` (Linux): it runs only when
+    /// no normal thread wants the CPU, so bulk work (checksumming and copying tens of MiB) never
+    /// delays a woken request thread. Jobs there must not hold anything a normal thread waits for
+    /// (a lock, a file lock) while they run: on a saturated machine they can wait long for a CPU.
+    public init(name: String, threads: Int, queueLimit: Int = 1024, idlePriority: Bool = false) {
         precondition(threads > 0 && queueLimit > 0, "BlockingThreadPool \(name) needs threads > 0 and queueLimit > 0")
         self.name = name
         self.threadCount = threads
         self.queueLimit = queueLimit
+        self.idlePriority = idlePriority
         for index in 0..<threads {
             startNamedThread("\(name)-\(index)") { [self] in self.workerLoop() }
         }
@@ -88,7 +98,13 @@ public final class BlockingThreadPool: Sendable {
         for _ in 0..<threadCount { finished.wait() }
     }
 
+    /// The number of the pool's threads running under `SCHED_IDLE` once they have started.
+    public var threadsAtIdlePriority: Int { idleApplied.load(ordering: .acquiring) }
+
     private func workerLoop() {
+        if idlePriority, floe_thread_set_policy(Int32(FLOE_SCHED_IDLE)) == 0 {
+            idleApplied.add(1, ordering: .releasing)
+        }
         while true {
             available.wait()
             let (job, waiter): (Job?, CheckedContinuation<Void, Never>?) = state.withLock { s in

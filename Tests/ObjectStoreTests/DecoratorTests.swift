@@ -1,5 +1,5 @@
 import Foundation
-import ObjectStore
+@testable import ObjectStore
 import Support
 import Testing
 
@@ -276,6 +276,32 @@ import Testing
         }
         // Range reads cannot check the whole-object CRC and return the stored bytes.
         #expect(try await store.get("a/b", range: .bytes(0..<5)).bytes == Array("helXo".utf8))
+    }
+
+    /// A large body (an upload, a compaction output) is checksummed and written at SCHED_IDLE, so
+    /// copying it never delays a request thread; the commit (a lock stripe, rename, directory
+    /// fsync) never runs there, so no lock is held at idle priority. Small writes stay normal.
+    @Test func largeBodiesAreStagedAtIdlePriorityAndNeverCommittedThere() async throws {
+        #if os(Linux)
+        let root = FileManager.default.temporaryDirectory.path + "/floe-bulk-" + UUID().uuidString
+        defer { _ = try? FileManager.default.removeItem(atPath: root) }
+        let store = try LocalDirectoryObjectStore(root: root)
+        let large = (0..<(LocalDirectoryObjectStore.bulkBytes + 7)).map { UInt8(truncatingIfNeeded: $0 &* 31) }
+        _ = try await store.put("big", large)
+        _ = try await store.put("small", [1, 2, 3])
+        #expect(store.idleStages.load(ordering: .relaxed) == 1)
+        #expect(store.idleCommits.load(ordering: .relaxed) == 0)
+        #expect(try await store.get("big").bytes == large)
+        #expect(try await store.get("small").bytes == [1, 2, 3])
+        // A refused conditional write of a large body leaves no staged file behind.
+        guard case .preconditionFailed? = await expectObjectStoreError({ try await store.put("big", large, condition: .ifAbsent) }) else {
+            Issue.record("ifAbsent over an existing key must be refused")
+            return
+        }
+        #expect(store.idleStages.load(ordering: .relaxed) == 2)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/.floe-tmp").isEmpty)
+        #expect(try await store.get("big").bytes == large)
+        #endif
     }
 
     @Test func deletesRemoveEmptyDirectoriesAndLeaveNoTemporaryFiles() async throws {

@@ -1,3 +1,4 @@
+import CFloeShims
 import Foundation
 import Support
 import Synchronization
@@ -182,6 +183,20 @@ final class Locked<Value: Sendable>: Sendable {
 }
 
 @Suite struct BlockingThreadPoolTests {
+    @Test func idlePriorityThreadsRunTheirJobsUnderSchedIdle() async throws {
+        #if os(Linux)
+        let idle = BlockingThreadPool(name: "test-idle", threads: 2, idlePriority: true)
+        let normal = BlockingThreadPool(name: "test-normal", threads: 1)
+        defer { idle.shutdown(); normal.shutdown() }
+        #expect(try await idle.run { floe_thread_get_policy() } == Int32(FLOE_SCHED_IDLE))
+        #expect(try await normal.run { floe_thread_get_policy() } == Int32(FLOE_SCHED_OTHER))
+        // Each thread switches itself as it starts; give the second one a moment.
+        for _ in 0..<200 where idle.threadsAtIdlePriority < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(idle.threadsAtIdlePriority == 2)
+        #expect(normal.threadsAtIdlePriority == 0)
+        #endif
+    }
+
     @Test func runsWorkAndPropagatesErrors() async throws {
         let pool = BlockingThreadPool(name: "test", threads: 2, queueLimit: 4)
         defer { pool.shutdown() }
