@@ -65,7 +65,7 @@ public final class StreamStore: Sendable {
         /// The highest WAL position appended or recovered (everything up to it may be trimmed
         /// once nothing is pinned).
         var highestPosition: WALPosition = 0
-        var pinnedWaiters: [CheckedContinuation<Void, any Error>] = []
+        var pinnedWaiters: [CheckedContinuation<Bool, any Error>] = []
         /// One lane per stream: appends to a stream take its lane, not this lock, while the WAL
         /// record is built (copy and CRC), so streams append in parallel.
         var lanes: [StreamID: AppendLane] = [:]
@@ -362,14 +362,19 @@ public final class StreamStore: Sendable {
     }
 
     private func waitForPinnedRoom() async throws {
-        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
-            let ready: Result<Void, any Error>? = core.withLock { c in
+        let started = clock.now()
+        let waited = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Bool, any Error>) in
+            let ready: Result<Bool, any Error>? = core.withLock { c in
                 if let f = c.failure { return .failure(f) }
-                if c.cache.pinnedBytes <= config.maxPinnedBytes { return .success(()) }
+                if c.cache.pinnedBytes <= config.maxPinnedBytes { return .success(false) }
                 c.pinnedWaiters.append(cont)
                 return nil
             }
             if let ready { cont.resume(with: ready) } else { wake.fire() }
+        }
+        if waited {
+            instruments.pinnedWaits?.increment()
+            instruments.pinnedWaitSeconds?.increment(by: clock.now().duration(since: started).secondsDouble)
         }
     }
 
@@ -503,6 +508,8 @@ public final class StreamStore: Sendable {
             return work.sorted { $0.0 < $1.0 }
         }
         if !work.isEmpty {
+            let started = clock.now()
+            defer { instruments.uploadSeconds?.observe(clock.now().duration(since: started)) }
             let id = try await metadata.prepareObject()
             let blockBytes = config.blockBytes
             // Copying and checksumming tens of MiB: on the idle-priority thread, so the Produce
@@ -521,7 +528,7 @@ public final class StreamStore: Sendable {
                 logger.warning("upload rejected for fenced streams", metadata: ["streams": "\(rejected)", "object": key])
             }
             let rejectedSet = Set(rejected)
-            let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in
+            let waiters = core.withLock { c -> [CheckedContinuation<Bool, any Error>] in
                 for r in ranges {
                     c.cache.markUploaded(r.streamID, below: r.range.endOffset)
                     if rejectedSet.contains(r.streamID), var st = c.streams[r.streamID] {
@@ -533,7 +540,7 @@ public final class StreamStore: Sendable {
                 defer { c.pinnedWaiters = [] }
                 return c.pinnedWaiters
             }
-            for w in waiters { w.resume() }
+            for w in waiters { w.resume(returning: true) }
             refresh(try await metadata.snapshot())
         }
         let trimTo = core.withLock { $0.trimmablePosition }
@@ -550,7 +557,12 @@ public final class StreamStore: Sendable {
         let manifest = try await metadata.snapshot()
         let jobs = CompactionPlanner.plan(manifest, policy: config.compaction)
         var done = 0
-        for job in jobs {
+        for (index, job) in jobs.enumerated() {
+            // Uploads come first: a long round (many jobs, each built at idle priority) must not
+            // hold back the upload that frees pinned bytes, or appends wait on `maxPinnedBytes`.
+            if index > 0, core.withLock({ $0.cache.pinnedBytes }) >= config.uploadTriggerBytes {
+                try await uploadNow()
+            }
             let m = try await metadata.snapshot()
             guard job.inputs.allSatisfy({ m.objects[$0] != nil }) else { continue }
             let plan = try await CompactionExecutor.read(job: job, manifest: m, objects: objects, dataPrefix: config.dataPrefix, decodeOn: background)
@@ -769,13 +781,13 @@ public final class StreamStore: Sendable {
         if let last { _ = try await last.wait() }
         try await uploadNow()
         try await wal.close()
-        let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in defer { c.pinnedWaiters = [] }; return c.pinnedWaiters }
+        let waiters = core.withLock { c -> [CheckedContinuation<Bool, any Error>] in defer { c.pinnedWaiters = [] }; return c.pinnedWaiters }
         for w in waiters { w.resume(throwing: StreamStorageError.closed(what: "stream store")) }
     }
 
     /// Simulates a crash: the WAL stops at once and this store fails every later call.
     public func abandon() async {
-        let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in
+        let waiters = core.withLock { c -> [CheckedContinuation<Bool, any Error>] in
             c.failure = c.failure ?? StreamStorageError.closed(what: "stream store (abandoned)")
             defer { c.pinnedWaiters = [] }
             return c.pinnedWaiters
@@ -807,6 +819,9 @@ struct Instruments: Sendable {
     let pinnedBytes: Gauge?
     let uploads: Counter?
     let uploadedBytes: Counter?
+    let uploadSeconds: Histogram?
+    let pinnedWaits: Counter?
+    let pinnedWaitSeconds: Counter?
     let compactions: Counter?
     let compactionReadBytes: Counter?
     let compactionWrittenBytes: Counter?
@@ -849,6 +864,12 @@ struct Instruments: Sendable {
         pinnedBytes = registry?.gauge("floe_stream_pinned_bytes", help: "Appended bytes not yet in data objects.")
         uploads = registry?.counter("floe_stream_uploads_total", help: "Data objects uploaded from the WAL.")
         uploadedBytes = registry?.counter("floe_stream_uploaded_bytes_total", help: "Bytes of data objects uploaded from the WAL.")
+        uploadSeconds = registry?.histogram("floe_stream_upload_seconds",
+                                            help: "Time to move pinned batches into one data object: prepare, build, write, commit.")
+        pinnedWaits = registry?.counter("floe_stream_pinned_waits_total",
+                                        help: "Appends that waited because more than max.pinned.bytes were not yet in data objects.")
+        pinnedWaitSeconds = registry?.counter("floe_stream_pinned_wait_seconds_total",
+                                              help: "Time appends spent waiting for pinned bytes to fall below max.pinned.bytes.")
         compactions = registry?.counter("floe_stream_compactions_total", help: "Compaction jobs committed.")
     }
 }

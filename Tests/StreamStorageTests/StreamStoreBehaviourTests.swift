@@ -118,6 +118,58 @@ import Testing
         try await store.close()
     }
 
+    /// An append that waits for `maxPinnedBytes` (uploads behind) is counted, with the time it
+    /// waited; each upload's duration is observed.
+    @Test func pinnedWaitsAndUploadTimesAreExported() async throws {
+        let registry = MetricsRegistry()
+        let bucket = MemoryObjectStore()
+        let wal = try await FileWAL.open(directory: temporaryDirectory("pinned-wal"))
+        var config = StreamStoreConfig()
+        config.maxPinnedBytes = 10
+        let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()),
+                                               objects: bucket, clock: RealClock(), config: config, metrics: registry)
+        let s = try await store.open(1, epoch: 1)
+        _ = try await s.append([UInt8](repeating: 1, count: 100), recordCount: 1)  // now 100 pinned bytes > 10
+        #expect(registry.render().contains("floe_stream_pinned_waits_total 0"))
+        let second = Task { try await s.append([2], recordCount: 1) }
+        while store.core.withLock({ $0.pinnedWaiters.isEmpty }) { try await Task.sleep(for: .milliseconds(1)) }
+        try await store.uploadNow()
+        #expect(try await second.value == 1)
+        let text = registry.render()
+        #expect(text.contains("floe_stream_pinned_waits_total 1"))
+        #expect(!text.contains("floe_stream_pinned_wait_seconds_total 0\n"), "the wait took some time: \(text)")
+        #expect(text.contains("floe_stream_upload_seconds_count 1"))
+        try await store.close()
+    }
+
+    /// A compaction round of several jobs uploads between them once pinned bytes reach the
+    /// upload trigger, so appends do not wait on `maxPinnedBytes` for the whole round.
+    @Test func aLongCompactionRoundLetsUploadsThrough() async throws {
+        let registry = MetricsRegistry()
+        let bucket = MemoryObjectStore()
+        let wal = try await FileWAL.open(directory: temporaryDirectory("round-wal"))
+        var config = StreamStoreConfig()
+        config.uploadTriggerBytes = 500
+        config.compaction.maxJobBytes = 1  // one input object per job
+        config.compaction.splitStreamBytes = 500  // each two-stream object is split: a job of its own
+        let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()),
+                                               objects: bucket, clock: RealClock(), config: config, metrics: registry)
+        let streams = [try await store.open(1, epoch: 1), try await store.open(2, epoch: 1)]
+        for round in 0..<3 {  // three upload objects of two streams each: three split jobs
+            for s in streams { _ = try await s.append(Array(repeating: UInt8(round), count: 1000), recordCount: 1) }
+            try await store.uploadNow()
+        }
+        #expect(registry.render().contains("floe_stream_uploads_total 3"))
+        // 1,000 pinned bytes (over the trigger) when the round starts: uploaded after its first job.
+        _ = try await streams[0].append(Array(repeating: 9, count: 1000), recordCount: 1)
+        #expect(try await store.compactNow() == 3)
+        let text = registry.render()
+        #expect(text.contains("floe_stream_uploads_total 4"), "\(text)")
+        #expect(store.core.withLock { $0.cache.pinnedBytes } == 0)
+        #expect(try await streams[0].read(from: 0, maxBytes: 10_000).count == 4)
+        try await store.close()
+    }
+
     @Test func catchUpReadsUseReadAhead() async throws {
         let harness = Harness(objects: MemoryObjectStore(), walKind: .file)
         let store = try await harness.open()
