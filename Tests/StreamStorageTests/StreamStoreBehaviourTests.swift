@@ -102,12 +102,18 @@ import Testing
         try await store.close()
     }
 
-    @Test func metricsAreExported() async throws {
+    /// A store on a file WAL and an in-memory bucket, exporting into the returned registry.
+    private func instrumentedStore(_ name: String, config: StreamStoreConfig = StreamStoreConfig()) async throws -> (StreamStore, MetricsRegistry) {
         let registry = MetricsRegistry()
         let bucket = MemoryObjectStore()
-        let wal = try await FileWAL.open(directory: temporaryDirectory("metrics-wal"))
+        let wal = try await FileWAL.open(directory: temporaryDirectory(name))
         let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()),
-                                               objects: bucket, clock: RealClock(), metrics: registry)
+                                               objects: bucket, clock: RealClock(), config: config, metrics: registry)
+        return (store, registry)
+    }
+
+    @Test func metricsAreExported() async throws {
+        let (store, registry) = try await instrumentedStore("metrics-wal")
         let s = try await store.open(1, epoch: 1)
         _ = try await s.append([1, 2, 3], recordCount: 1)
         try await store.uploadNow()
@@ -121,13 +127,9 @@ import Testing
     /// An append that waits for `maxPinnedBytes` (uploads behind) is counted, with the time it
     /// waited; each upload's duration is observed.
     @Test func pinnedWaitsAndUploadTimesAreExported() async throws {
-        let registry = MetricsRegistry()
-        let bucket = MemoryObjectStore()
-        let wal = try await FileWAL.open(directory: temporaryDirectory("pinned-wal"))
         var config = StreamStoreConfig()
         config.maxPinnedBytes = 10
-        let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()),
-                                               objects: bucket, clock: RealClock(), config: config, metrics: registry)
+        let (store, registry) = try await instrumentedStore("pinned-wal", config: config)
         let s = try await store.open(1, epoch: 1)
         _ = try await s.append([UInt8](repeating: 1, count: 100), recordCount: 1)  // now 100 pinned bytes > 10
         #expect(registry.render().contains("floe_stream_pinned_waits_total 0"))
@@ -145,15 +147,11 @@ import Testing
     /// A compaction round of several jobs uploads between them once pinned bytes reach the
     /// upload trigger, so appends do not wait on `maxPinnedBytes` for the whole round.
     @Test func aLongCompactionRoundLetsUploadsThrough() async throws {
-        let registry = MetricsRegistry()
-        let bucket = MemoryObjectStore()
-        let wal = try await FileWAL.open(directory: temporaryDirectory("round-wal"))
         var config = StreamStoreConfig()
         config.uploadTriggerBytes = 500
         config.compaction.maxJobBytes = 1  // one input object per job
         config.compaction.splitStreamBytes = 500  // each two-stream object is split: a job of its own
-        let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: RealClock()),
-                                               objects: bucket, clock: RealClock(), config: config, metrics: registry)
+        let (store, registry) = try await instrumentedStore("round-wal", config: config)
         let streams = [try await store.open(1, epoch: 1), try await store.open(2, epoch: 1)]
         for round in 0..<3 {  // three upload objects of two streams each: three split jobs
             for s in streams { _ = try await s.append(Array(repeating: UInt8(round), count: 1000), recordCount: 1) }
