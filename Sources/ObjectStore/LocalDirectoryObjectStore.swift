@@ -139,7 +139,7 @@ public final class LocalDirectoryObjectStore: ObjectStore {
         do {
             try await onPool(ctx) { [self] in try commitOrDiscard(temp: temp, to: path, key: key, condition: condition, ctx: ctx) }
         } catch {
-            _ = unlink(temp)  // the pool shut down before the commit ran
+            _ = unlink(temp)  // the commit never ran (the pool shut down); after a failed commit it is gone already
             throw error
         }
         return LocalObjectHeader.etag(version)

@@ -65,7 +65,7 @@ public final class StreamStore: Sendable {
         /// The highest WAL position appended or recovered (everything up to it may be trimmed
         /// once nothing is pinned).
         var highestPosition: WALPosition = 0
-        var pinnedWaiters: [CheckedContinuation<Bool, any Error>] = []
+        var pinnedWaiters: [CheckedContinuation<Void, any Error>] = []
         /// One lane per stream: appends to a stream take its lane, not this lock, while the WAL
         /// record is built (copy and CRC), so streams append in parallel.
         var lanes: [StreamID: AppendLane] = [:]
@@ -362,19 +362,21 @@ public final class StreamStore: Sendable {
     }
 
     private func waitForPinnedRoom() async throws {
-        let started = clock.now()
-        let waited = try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Bool, any Error>) in
-            let ready: Result<Bool, any Error>? = core.withLock { c in
+        // Set only when the append has to wait (the clock is not read on the usual path).
+        var waitStarted: MonotonicInstant?
+        try await withCheckedThrowingContinuation { (cont: CheckedContinuation<Void, any Error>) in
+            let ready: Result<Void, any Error>? = core.withLock { c in
                 if let f = c.failure { return .failure(f) }
-                if c.cache.pinnedBytes <= config.maxPinnedBytes { return .success(false) }
+                if c.cache.pinnedBytes <= config.maxPinnedBytes { return .success(()) }
+                waitStarted = clock.now()
                 c.pinnedWaiters.append(cont)
                 return nil
             }
             if let ready { cont.resume(with: ready) } else { wake.fire() }
         }
-        if waited {
+        if let waitStarted {
             instruments.pinnedWaits?.increment()
-            instruments.pinnedWaitSeconds?.increment(by: clock.now().duration(since: started).secondsDouble)
+            instruments.pinnedWaitSeconds?.increment(by: clock.now().duration(since: waitStarted).secondsDouble)
         }
     }
 
@@ -528,7 +530,7 @@ public final class StreamStore: Sendable {
                 logger.warning("upload rejected for fenced streams", metadata: ["streams": "\(rejected)", "object": key])
             }
             let rejectedSet = Set(rejected)
-            let waiters = core.withLock { c -> [CheckedContinuation<Bool, any Error>] in
+            let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in
                 for r in ranges {
                     c.cache.markUploaded(r.streamID, below: r.range.endOffset)
                     if rejectedSet.contains(r.streamID), var st = c.streams[r.streamID] {
@@ -540,7 +542,7 @@ public final class StreamStore: Sendable {
                 defer { c.pinnedWaiters = [] }
                 return c.pinnedWaiters
             }
-            for w in waiters { w.resume(returning: true) }
+            for w in waiters { w.resume() }
             refresh(try await metadata.snapshot())
         }
         let trimTo = core.withLock { $0.trimmablePosition }
@@ -781,13 +783,13 @@ public final class StreamStore: Sendable {
         if let last { _ = try await last.wait() }
         try await uploadNow()
         try await wal.close()
-        let waiters = core.withLock { c -> [CheckedContinuation<Bool, any Error>] in defer { c.pinnedWaiters = [] }; return c.pinnedWaiters }
+        let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in defer { c.pinnedWaiters = [] }; return c.pinnedWaiters }
         for w in waiters { w.resume(throwing: StreamStorageError.closed(what: "stream store")) }
     }
 
     /// Simulates a crash: the WAL stops at once and this store fails every later call.
     public func abandon() async {
-        let waiters = core.withLock { c -> [CheckedContinuation<Bool, any Error>] in
+        let waiters = core.withLock { c -> [CheckedContinuation<Void, any Error>] in
             c.failure = c.failure ?? StreamStorageError.closed(what: "stream store (abandoned)")
             defer { c.pinnedWaiters = [] }
             return c.pinnedWaiters
