@@ -193,6 +193,26 @@ extension FileWALTests {
         #expect(try await appendAll(wal, [record(1, 0, "a")]) == [500])
         try await wal.close()
     }
+
+    /// Every group commit is timed (its wait behind the one before, its write + fdatasync) and
+    /// counts its records, so an append's time to durable can be taken apart.
+    @Test func groupCommitsAreTimedAndCounted() async throws {
+        let dir = temporaryDirectory("filewal-metrics")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let registry = MetricsRegistry()
+        let wal = try await FileWAL.open(directory: dir, metrics: registry)
+        _ = try await appendAll(wal, (0..<10).map { record(1, Int64($0), "r\($0)") })
+        _ = try await appendAll(wal, [record(2, 0, "alone")])
+        try await wal.close()
+        let text = registry.render()
+        let commits = try #require(text.split(separator: "\n").first { $0.hasPrefix("floe_wal_commit_records_count ") })
+        let count = try #require(Int(commits.split(separator: " ")[1]))
+        #expect((2...11).contains(count), "the second append is a commit of its own: \(text)")
+        #expect(text.contains("floe_wal_commit_records_sum 11\n"), "\(text)")
+        #expect(text.contains("floe_wal_commit_seconds_count \(count)\n"), "\(text)")
+        #expect(text.contains("floe_wal_queue_seconds_count \(count)\n"), "\(text)")
+        #expect(!text.contains("floe_wal_commit_seconds_sum 0\n"), "a commit with fdatasync takes time: \(text)")
+    }
 }
 
 @Suite struct ObjectStoreWALTests {

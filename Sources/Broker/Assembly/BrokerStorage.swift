@@ -28,7 +28,7 @@ public enum BrokerStorage {
             }
             openWAL = {
                 do {
-                    return try await FileWAL.open(directory: URL(fileURLWithPath: dir))
+                    return try await FileWAL.open(directory: URL(fileURLWithPath: dir), metrics: metrics)
                 } catch StreamStorageError.walFenced(_, _, let detail) where detail.contains("LOCK") {
                     // FileWAL's lock is held: another process writes this WAL.
                     throw BrokerError.configuration(
