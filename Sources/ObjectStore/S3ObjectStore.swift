@@ -55,6 +55,16 @@ public final class S3ObjectStore: ObjectStore {
     private let scheme: String
     private let hostPort: String
     private let probe = Mutex<ProbeState>(.unknown)
+    /// Computes the SigV4 payload hash (SHA-256 of the whole body) of large bodies at
+    /// `SCHED_IDLE`: tens of milliseconds of CPU for an upload, which would otherwise hold one of
+    /// the cooperative threads that answer requests.
+    private let hashing = BlockingThreadPool(name: "floe-s3hash", threads: 1, idlePriority: true)
+    /// Bodies of this size or more (uploads, compaction outputs, multipart parts) are hashed on
+    /// `hashing`; smaller ones (the object WAL's objects, at most `flushBytes` plus one batch;
+    /// manifests, leases) on the caller, so that nothing on the produce path waits for an idle CPU.
+    static let idleHashBytes = 8 << 20
+    /// Bodies hashed on `hashing` so far (for tests).
+    let idleHashes = Atomic<Int>(0)
 
     private enum ProbeState {
         case unknown
@@ -88,7 +98,10 @@ public final class S3ObjectStore: ObjectStore {
         }
     }
 
-    deinit { http.shutdown() }
+    deinit {
+        http.shutdown()
+        hashing.shutdown()
+    }
 
     public var location: String {
         "s3://\(configuration.bucket)/\(configuration.prefix) at \(configuration.endpoint)"
@@ -113,7 +126,7 @@ public final class S3ObjectStore: ObjectStore {
                       body: [UInt8] = [], ctx: ObjectStoreErrorContext) async throws -> HTTPResponse {
         let (host, path) = target(objectKey)
         let amzDate = SigV4Signer.amzDate(clock.wallTime())
-        let payloadHash = Digest.hex(Digest.sha256(body))
+        let payloadHash = try await self.payloadHash(body, ctx: ctx)
         var signed: [(String, String)] = [("host", host), ("x-amz-date", amzDate), ("x-amz-content-sha256", payloadHash)]
         var headers: HTTPHeaders
         if configuration.credentials == [.anonymous] {
@@ -138,6 +151,19 @@ public final class S3ObjectStore: ObjectStore {
             case .shutDown: throw ObjectStoreError.transport(ctx, "the HTTP client is shut down")
             default: throw ObjectStoreError.transport(ctx, "\(error)")
             }
+        }
+    }
+
+    /// The hex SHA-256 of `body` for the `x-amz-content-sha256` header and the signature.
+    private func payloadHash(_ body: [UInt8], ctx: ObjectStoreErrorContext) async throws -> String {
+        guard body.count >= Self.idleHashBytes else { return Digest.hex(Digest.sha256(body)) }
+        do {
+            return try await hashing.run { [self] in
+                idleHashes.add(1, ordering: .relaxed)
+                return Digest.hex(Digest.sha256(body))
+            }
+        } catch let error as SupportError {
+            throw ObjectStoreError.transport(ctx, "\(error)")
         }
     }
 

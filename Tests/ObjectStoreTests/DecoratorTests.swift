@@ -1,3 +1,4 @@
+import FloeTestSupport
 import Foundation
 @testable import ObjectStore
 import Support
@@ -302,6 +303,28 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: root + "/.floe-tmp").isEmpty)
         #expect(try await store.get("big").bytes == large)
         #endif
+    }
+
+    /// On S3 the SigV4 payload hash of a large body (an upload, a compaction output) is computed
+    /// at SCHED_IDLE, off the cooperative threads; small bodies (object-WAL objects, manifests)
+    /// are hashed by the caller. Against moto: the signed PUTs are accepted and read back.
+    @Test(Peer.motoS3.enabled(for: "largeS3BodiesAreHashedAtIdlePriority"))
+    func largeS3BodiesAreHashedAtIdlePriority() async throws {
+        let endpoint = try Peer.motoS3.require()
+        let prefix = "idle-hash-\(UUID().uuidString.prefix(8))/"
+        let store = try S3ObjectStore(configuration: Harness.s3Configuration(endpoint: endpoint, prefix: prefix))
+        try await store.createBucket()
+        let large = randomBytes(S3ObjectStore.idleHashBytes, seed: 9)
+        let walSized = randomBytes(4 << 20, seed: 10)
+        _ = try await store.put("big", large)
+        _ = try await store.put("wal-sized", walSized)
+        _ = try await store.put("small", [1, 2, 3])
+        #expect(store.idleHashes.load(ordering: .relaxed) == 1)
+        #expect(try await store.get("big").bytes == large)
+        #expect(try await store.get("wal-sized").bytes == walSized)
+        try await store.delete("big")
+        try await store.delete("wal-sized")
+        try await store.delete("small")
     }
 
     @Test func deletesRemoveEmptyDirectoriesAndLeaveNoTemporaryFiles() async throws {
