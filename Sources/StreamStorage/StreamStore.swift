@@ -256,7 +256,7 @@ public final class StreamStore: Sendable {
         guard recordCount > 0 else { throw StreamStorageError.invalidArgument("record count \(recordCount) for stream \(id)") }
         try await reserve(batchBytes: bytes.count)
         let (base, durable) = try appendReserved(id, epoch: epoch, bytes: bytes, recordCount: recordCount)
-        try await durable()
+        try await durable.wait()
         return base
     }
 
@@ -277,7 +277,7 @@ public final class StreamStore: Sendable {
     /// Assigns the offset and enqueues the batch in the WAL synchronously (room must have been
     /// reserved); the returned closure completes once the batch is durable. Calls are ordered:
     /// offsets follow call order.
-    func appendReserved(_ id: StreamID, epoch: UInt64, bytes: [UInt8], recordCount: Int32) throws -> (Int64, @Sendable () async throws -> Void) {
+    func appendReserved(_ id: StreamID, epoch: UInt64, bytes: [UInt8], recordCount: Int32) throws -> (Int64, AppendDurability) {
         let size = Self.reservationSize(batchBytes: bytes.count)
         guard recordCount > 0 else {
             wal.unreserve(bytes: size)
@@ -336,12 +336,10 @@ public final class StreamStore: Sendable {
         }
         if pinned >= config.uploadTriggerBytes { wake.fire() }
         let byteCount = bytes.count
-        let durable: @Sendable () async throws -> Void = { [self] in
-            do {
-                _ = try await ticket.wait()
-            } catch {
+        let settle: @Sendable (Result<WALPosition, any Error>) -> Result<Void, any Error> = { [self] outcome in
+            if case let .failure(error) = outcome {
                 core.withLock { c in if c.failure == nil { c.failure = error } }
-                throw error
+                return .failure(error)
             }
             core.withLock { c in
                 if var st = c.streams[id] {
@@ -352,8 +350,9 @@ public final class StreamStore: Sendable {
             instruments.appendSeconds?.observe(clock.now().duration(since: started))
             instruments.appendedBytes?.increment(by: byteCount)
             instruments.pinnedBytes?.set(Double(pinned))
+            return .success(())
         }
-        return (base, durable)
+        return (base, AppendDurability(ticket: ticket, settle: settle))
     }
 
     /// The offset the next append to `id` gets.
@@ -876,6 +875,30 @@ struct Instruments: Sendable {
     }
 }
 
+/// How the caller of `Stream.append(reserved:recordCount:)` learns that its batch is durable:
+/// by awaiting `wait()`, or through `notify(_:)`, which calls back on the thread that made it
+/// durable (no task, no executor hop). Use one of the two, once: each records the append's
+/// metrics and advances the stream's durable end.
+public struct AppendDurability: Sendable {
+    let ticket: WALAppendTicket
+    /// The store's bookkeeping for the outcome (durable end, metrics, failure).
+    let settle: @Sendable (Result<WALPosition, any Error>) -> Result<Void, any Error>
+
+    /// Returns once the batch (and every batch before it in the stream) is durable; throws if it
+    /// can never become durable.
+    public func wait() async throws {
+        let outcome: Result<WALPosition, any Error>
+        do { outcome = .success(try await ticket.wait()) } catch { outcome = .failure(error) }
+        try settle(outcome).get()
+    }
+
+    /// Calls `done` once with the outcome, at once if it is known. `done` must be short and must
+    /// not block (it may run on the WAL's writer thread).
+    public func notify(_ done: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        ticket.onCompletion { [settle] outcome in done(settle(outcome)) }
+    }
+}
+
 /// A handle on one stream at one epoch. Appends under an older epoch than the stream's
 /// current one fail with `StreamStorageError.fenced`.
 ///
@@ -919,8 +942,8 @@ public final class Stream: Sendable {
     /// the returned closure completes when the batch is durable (and every batch before it).
     ///
     /// Example: `try await s.reserve(batchBytes: b.count)`, then under the caller's lock
-    /// `let (base, durable) = try s.append(reserved: b, recordCount: 3)`, then `try await durable()`.
-    public func append(reserved batch: [UInt8], recordCount: Int32) throws -> (baseOffset: Int64, durable: @Sendable () async throws -> Void) {
+    /// `let (base, durable) = try s.append(reserved: b, recordCount: 3)`, then `try await durable.wait()`.
+    public func append(reserved batch: [UInt8], recordCount: Int32) throws -> (baseOffset: Int64, durable: AppendDurability) {
         try store.appendReserved(id, epoch: epoch, bytes: batch, recordCount: recordCount)
     }
 

@@ -48,23 +48,25 @@ extension WriteAheadLog {
 
 /// Completes when an appended record is durable (or the log failed).
 public final class WALAppendTicket: Sendable {
+    public typealias Callback = @Sendable (Result<WALPosition, any Error>) -> Void
     private enum State {
-        case pending([CheckedContinuation<WALPosition, any Error>])
+        case pending([CheckedContinuation<WALPosition, any Error>], [Callback])
         case done(Result<WALPosition, any Error>)
     }
-    private let state = Mutex(State.pending([]))
+    private let state = Mutex(State.pending([], []))
     /// The record's position, assigned at append.
     public let position: WALPosition
 
     init(position: WALPosition) { self.position = position }
 
     func complete(_ result: Result<WALPosition, any Error>) {
-        let waiters: [CheckedContinuation<WALPosition, any Error>] = state.withLock { s in
-            guard case let .pending(w) = s else { return [] }
+        let (waiters, callbacks): ([CheckedContinuation<WALPosition, any Error>], [Callback]) = state.withLock { s in
+            guard case let .pending(w, c) = s else { return ([], []) }
             s = .done(result)
-            return w
+            return (w, c)
         }
         for w in waiters { w.resume(with: result) }
+        for c in callbacks { c(result) }
     }
 
     /// The record's position once durable.
@@ -73,14 +75,30 @@ public final class WALAppendTicket: Sendable {
             let done: Result<WALPosition, any Error>? = state.withLock { s in
                 switch s {
                 case let .done(r): return r
-                case var .pending(w):
+                case .pending(var w, let callbacks):
                     w.append(c)
-                    s = .pending(w)
+                    s = .pending(w, callbacks)
                     return nil
                 }
             }
             if let done { c.resume(with: done) }
         }
+    }
+
+    /// Calls `callback` once with the outcome: at once if the record is already durable (or
+    /// failed), otherwise on the thread that completes it (the WAL's writer). It must be short
+    /// and must not block: the WAL's next commit waits for it.
+    public func onCompletion(_ callback: @escaping Callback) {
+        let done: Result<WALPosition, any Error>? = state.withLock { s in
+            switch s {
+            case let .done(r): return r
+            case .pending(let w, var callbacks):
+                callbacks.append(callback)
+                s = .pending(w, callbacks)
+                return nil
+            }
+        }
+        if let done { callback(done) }
     }
 }
 

@@ -83,7 +83,7 @@ import Testing
         let log = try await rig.storage.openLog(stream: 1)
         try await log.reserve(batchSizes: [5])
         let kept = try log.append(Array("kept!".utf8)[...], recordCount: 1)
-        try await kept.durable()
+        try await kept.durable.wait()
         // Under a loaded test run the append may take longer than the rig's 200 ms stall
         // threshold, and the supervisor reports healthy again only at its next check.
         try await eventually("the storage to be healthy after an acknowledged append") { rig.storage.health.isHealthy }
@@ -91,7 +91,7 @@ import Testing
         rig.down()
         try await log.reserve(batchSizes: [4])
         let lost = try log.append(Array("lost".utf8)[...], recordCount: 1)
-        await #expect(throws: (any Error).self) { try await lost.durable() }
+        await #expect(throws: (any Error).self) { try await lost.durable.wait() }
         try await eventually("the supervisor notices the failed WAL") { !rig.storage.health.isHealthy }
         // While down: appends are refused at once, acknowledged data is still read.
         #expect(try await log.read(from: 0, maxBytes: 1 << 20).count == 1)
@@ -110,7 +110,7 @@ import Testing
         #expect(try await again.read(from: 0, maxBytes: 1 << 20).map { Array($0.bytes) } == [Array("kept!".utf8)])
         try await again.reserve(batchSizes: [5])
         let next = try again.append(Array("after".utf8)[...], recordCount: 1)
-        try await next.durable()
+        try await next.durable.wait()
         #expect(next.baseOffset == 1)
         try await rig.storage.close()
     }
@@ -142,7 +142,7 @@ import Testing
             if case .stalled = storage.health.condition { return true } else { return false }
         }
         faulty.setPlan(.none)
-        try await pending.durable()
+        try await pending.durable.wait()
         try await eventually("healthy again") { storage.health.isHealthy }
         #expect(storage.health.outages == 1 && storage.health.recoveries == 0)
     }

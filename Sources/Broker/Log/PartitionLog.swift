@@ -23,16 +23,50 @@ public struct LogBatch: Sendable, Equatable {
     public var endOffset: Int64 { baseOffset + Int64(recordCount) }
 }
 
+/// How an append becomes durable, told either way: `wait()` returns once the batch (and every
+/// batch appended before it to the same log) is durable and throws if it never can be;
+/// `notify(_:)` calls back with the same outcome, on whichever thread learns it. Use one of the
+/// two, once.
+public struct Durability: Sendable {
+    public typealias Callback = @Sendable (Result<Void, any Error>) -> Void
+    private let waitBody: @Sendable () async throws -> Void
+    private let notifyBody: @Sendable (@escaping Callback) -> Void
+
+    public init(wait: @escaping @Sendable () async throws -> Void, notify: @escaping @Sendable (@escaping Callback) -> Void) {
+        waitBody = wait
+        notifyBody = notify
+    }
+
+    /// From a wait alone: `notify` runs the wait in a task of its own.
+    public init(wait: @escaping @Sendable () async throws -> Void) {
+        self.init(wait: wait, notify: { done in
+            Task {
+                do {
+                    try await wait()
+                    done(.success(()))
+                } catch {
+                    done(.failure(error))
+                }
+            }
+        })
+    }
+
+    public func wait() async throws { try await waitBody() }
+    public func notify(_ done: @escaping Callback) { notifyBody(done) }
+}
+
 /// An append whose offset is known and whose durability may still be pending.
 public struct PendingAppend: Sendable {
     public let baseOffset: Int64
-    /// Returns once the batch (and every batch appended before it to the same log) is durable;
-    /// throws if it can never become durable.
-    public let durable: @Sendable () async throws -> Void
+    public let durable: Durability
 
-    public init(baseOffset: Int64, durable: @escaping @Sendable () async throws -> Void) {
+    public init(baseOffset: Int64, durable: Durability) {
         self.baseOffset = baseOffset
         self.durable = durable
+    }
+
+    public init(baseOffset: Int64, durable: @escaping @Sendable () async throws -> Void) {
+        self.init(baseOffset: baseOffset, durable: Durability(wait: durable))
     }
 }
 

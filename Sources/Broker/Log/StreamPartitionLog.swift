@@ -38,7 +38,7 @@ final class StreamPartitionLog: PartitionLog {
     func append(_ batch: ArraySlice<UInt8>, recordCount: Int32) throws -> PendingAppend {
         // The one copy on the produce path: from the request frame into the WAL record.
         let (base, durable) = try stream.append(reserved: Array(batch), recordCount: recordCount)
-        return PendingAppend(baseOffset: base, durable: durable)
+        return PendingAppend(baseOffset: base, durable: Durability(wait: { try await durable.wait() }, notify: { durable.notify($0) }))
     }
 
     func read(from offset: Int64, maxBytes: Int) async throws -> [LogBatch] {

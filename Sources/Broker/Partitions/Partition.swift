@@ -65,7 +65,7 @@ struct PartitionCounters: Sendable {
 /// The outcome of appending one Produce request's records to a partition.
 enum AppendOutcome: Sendable {
     /// Appended: the first batch's base offset; `durable` completes when all are durable.
-    case appended(baseOffset: Int64, durable: @Sendable () async throws -> Void, lastOffset: Int64)
+    case appended(baseOffset: Int64, durable: Durability, lastOffset: Int64)
     /// A retry of batches already appended.
     case duplicate(baseOffset: Int64, lastOffset: Int64)
     case rejected(KafkaErrorCode, String)

@@ -87,7 +87,7 @@ public final class BrokerTxnMarkers: TxnMarkerSink {
         try await p.log.reserve(batchSizes: [batch.count])
         switch p.appendMarker(batch, producerId: plan.producerId, producerEpoch: plan.producerEpoch, commit: plan.commit) {
         case let .appended(_, durable, _):
-            try await durable()
+            try await durable.wait()
             p.notifyAppended()
             return nil
         case let .rejected(code, message):
