@@ -72,16 +72,7 @@ public final class WALAppendTicket: Sendable {
     /// The record's position once durable.
     public func wait() async throws -> WALPosition {
         try await withCheckedThrowingContinuation { (c: CheckedContinuation<WALPosition, any Error>) in
-            let done: Result<WALPosition, any Error>? = state.withLock { s in
-                switch s {
-                case let .done(r): return r
-                case .pending(var w, let callbacks):
-                    w.append(c)
-                    s = .pending(w, callbacks)
-                    return nil
-                }
-            }
-            if let done { c.resume(with: done) }
+            if let done = outcomeOrEnqueue({ waiters, _ in waiters.append(c) }) { c.resume(with: done) }
         }
     }
 
@@ -89,16 +80,22 @@ public final class WALAppendTicket: Sendable {
     /// failed), otherwise on the thread that completes it (the WAL's writer). It must be short
     /// and must not block: the WAL's next commit waits for it.
     public func onCompletion(_ callback: @escaping Callback) {
-        let done: Result<WALPosition, any Error>? = state.withLock { s in
+        if let done = outcomeOrEnqueue({ _, callbacks in callbacks.append(callback) }) { callback(done) }
+    }
+
+    /// The outcome if it is known; otherwise nil, after `enqueue` has added the caller.
+    private func outcomeOrEnqueue(
+        _ enqueue: (inout [CheckedContinuation<WALPosition, any Error>], inout [Callback]) -> Void
+    ) -> Result<WALPosition, any Error>? {
+        state.withLock { s in
             switch s {
             case let .done(r): return r
-            case .pending(let w, var callbacks):
-                callbacks.append(callback)
-                s = .pending(w, callbacks)
+            case .pending(var waiters, var callbacks):
+                enqueue(&waiters, &callbacks)
+                s = .pending(waiters, callbacks)
                 return nil
             }
         }
-        if let done { callback(done) }
     }
 }
 
