@@ -275,7 +275,7 @@ public final class StreamStore: Sendable {
     }
 
     /// Assigns the offset and enqueues the batch in the WAL synchronously (room must have been
-    /// reserved); the returned closure completes once the batch is durable. Calls are ordered:
+    /// reserved); the returned `AppendDurability` tells when the batch is durable. Calls are ordered:
     /// offsets follow call order.
     func appendReserved(_ id: StreamID, epoch: UInt64, bytes: [UInt8], recordCount: Int32) throws -> (Int64, AppendDurability) {
         let size = Self.reservationSize(batchBytes: bytes.count)
@@ -939,7 +939,7 @@ public final class Stream: Sendable {
     }
 
     /// Appends a batch whose room was reserved: the base offset is assigned now, in call order;
-    /// the returned closure completes when the batch is durable (and every batch before it).
+    /// the returned `AppendDurability` tells when the batch is durable (and every batch before it).
     ///
     /// Example: `try await s.reserve(batchBytes: b.count)`, then under the caller's lock
     /// `let (base, durable) = try s.append(reserved: b, recordCount: 3)`, then `try await durable.wait()`.

@@ -179,11 +179,12 @@ public final class Histogram: Sendable {
     public static let defaultLatencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
     /// Seconds, from 0.5 ms to 10 s, with steps of 5 ms or less up to 50 ms: where a WAL flush
     /// interval (20 ms) and an object write add up (append durability, object store operations).
-    /// For steps that take well under a millisecond when all is well (a WAL group commit).
-    public static let subMillisecondBuckets: [Double] = [0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075,
-                                                         0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]
     public static let fineLatencyBuckets: [Double] = [0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.015, 0.02, 0.025, 0.03,
                                                       0.035, 0.04, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    /// Seconds, from 50 µs to 1 s: steps that take well under a millisecond when all is well (a
+    /// WAL group commit).
+    public static let subMillisecondBuckets: [Double] = [0.00005, 0.0001, 0.00015, 0.0002, 0.0003, 0.0004, 0.0005, 0.00075,
+                                                         0.001, 0.0015, 0.002, 0.003, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1]
 
     public struct Snapshot: Sendable {
         public var bounds: [Double]
