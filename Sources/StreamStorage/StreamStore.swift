@@ -108,6 +108,10 @@ public final class StreamStore: Sendable {
     /// slice). When both CPUs are busy the builds wait; appends then wait on `maxPinnedBytes`,
     /// which frees the CPUs for them (measured: saturation throughput did not drop).
     let background = ColdReadPool.shared(threads: 1, priority: .idle, purpose: "bg")
+    /// Uploads build their objects on a thread of their own, also under `SCHED_IDLE`: an upload
+    /// frees pinned bytes that appends may be waiting for, so it must never queue behind a
+    /// compaction's build or decode on `background` (after a burst that queue is long).
+    let uploadBuilder = ColdReadPool.shared(threads: 1, priority: .idle, purpose: "upload")
     let core: Mutex<Core>
     /// Compaction, retention and garbage collection, one at a time.
     let maintainer: Maintainer
@@ -516,7 +520,7 @@ public final class StreamStore: Sendable {
             // Copying and checksumming tens of MiB: on the idle-priority thread, so the Produce
             // path's threads are not held up behind it (docs/benchmarks.md, "Recycled WAL segments").
             let runs = work.map { CompactionExecutor.Run(stream: $0.0, batches: $0.2) }
-            let (bytes, built) = try await background.run { CompactionExecutor.build(objectID: id, runs: runs, blockBytes: blockBytes) }
+            let (bytes, built) = try await uploadBuilder.run { CompactionExecutor.build(objectID: id, runs: runs, blockBytes: blockBytes) }
             let ranges = zip(work, built).map { w, b in CommitRange(streamID: b.0, epoch: w.1, range: b.1) }
             let key = ObjectReader.key(config.dataPrefix, id)
             _ = try await objects.put(key, bytes, condition: .none)
@@ -558,12 +562,7 @@ public final class StreamStore: Sendable {
         let manifest = try await metadata.snapshot()
         let jobs = CompactionPlanner.plan(manifest, policy: config.compaction)
         var done = 0
-        for (index, job) in jobs.enumerated() {
-            // Uploads come first: a long round (many jobs, each built at idle priority) must not
-            // hold back the upload that frees pinned bytes, or appends wait on `maxPinnedBytes`.
-            if index > 0, core.withLock({ $0.cache.pinnedBytes }) >= config.uploadTriggerBytes {
-                try await uploadNow()
-            }
+        for job in jobs {
             let m = try await metadata.snapshot()
             guard job.inputs.allSatisfy({ m.objects[$0] != nil }) else { continue }
             let plan = try await CompactionExecutor.read(job: job, manifest: m, objects: objects, dataPrefix: config.dataPrefix, decodeOn: background)
@@ -741,15 +740,38 @@ public final class StreamStore: Sendable {
         }
     }
 
-    /// The maintenance service: every `maintenanceInterval` (or as soon as `uploadTriggerBytes`
-    /// are pinned) it uploads, compacts, applies retention and collects garbage. Cancel the
-    /// task to stop it. Errors are logged and retried at the next round.
+    /// The maintenance service, two loops that never wait for each other: uploads every
+    /// `maintenanceInterval` or as soon as `uploadTriggerBytes` are pinned; and, every
+    /// `maintenanceInterval`, compaction, retention and garbage collection. A compaction job
+    /// can take seconds (inputs read and outputs built at idle priority); appends waiting on
+    /// `maxPinnedBytes` must not wait for it too. The two commit through the manifest's
+    /// compare-and-swap and touch different objects. Cancel the task to stop both. Errors are
+    /// logged and retried at the next round.
     public func run() async throws {
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.uploadLoop() }
+            group.addTask { await self.bucketLoop() }
+            await group.waitForAll()
+        }
+    }
+
+    private func uploadLoop() async {
         while !Task.isCancelled {
             await wake.wait(orSleep: config.maintenanceInterval, clock: clock)
             if Task.isCancelled { break }
             do {
                 try await uploadNow()
+            } catch {
+                logger.warning("stream upload round failed", metadata: ["error": "\(error)"])
+            }
+            observeMemory()
+        }
+    }
+
+    private func bucketLoop() async {
+        while !Task.isCancelled {
+            do { try await clock.sleep(for: config.maintenanceInterval) } catch { break }
+            do {
                 let shared = bucketWide.withLock { $0 }()
                 if shared { try await compactNow() }
                 if let retention = config.retention { try await applyRetention(retention) }
@@ -757,7 +779,6 @@ public final class StreamStore: Sendable {
             } catch {
                 logger.warning("stream maintenance round failed", metadata: ["error": "\(error)"])
             }
-            observeMemory()
         }
     }
 

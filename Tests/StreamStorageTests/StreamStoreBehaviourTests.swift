@@ -144,30 +144,6 @@ import Testing
         try await store.close()
     }
 
-    /// A compaction round of several jobs uploads between them once pinned bytes reach the
-    /// upload trigger, so appends do not wait on `maxPinnedBytes` for the whole round.
-    @Test func aLongCompactionRoundLetsUploadsThrough() async throws {
-        var config = StreamStoreConfig()
-        config.uploadTriggerBytes = 500
-        config.compaction.maxJobBytes = 1  // one input object per job
-        config.compaction.splitStreamBytes = 500  // each two-stream object is split: a job of its own
-        let (store, registry) = try await instrumentedStore("round-wal", config: config)
-        let streams = [try await store.open(1, epoch: 1), try await store.open(2, epoch: 1)]
-        for round in 0..<3 {  // three upload objects of two streams each: three split jobs
-            for s in streams { _ = try await s.append(Array(repeating: UInt8(round), count: 1000), recordCount: 1) }
-            try await store.uploadNow()
-        }
-        #expect(registry.render().contains("floe_stream_uploads_total 3"))
-        // 1,000 pinned bytes (over the trigger) when the round starts: uploaded after its first job.
-        _ = try await streams[0].append(Array(repeating: 9, count: 1000), recordCount: 1)
-        #expect(try await store.compactNow() == 3)
-        let text = registry.render()
-        #expect(text.contains("floe_stream_uploads_total 4"), "\(text)")
-        #expect(store.core.withLock { $0.cache.pinnedBytes } == 0)
-        #expect(try await streams[0].read(from: 0, maxBytes: 10_000).count == 4)
-        try await store.close()
-    }
-
     @Test func catchUpReadsUseReadAhead() async throws {
         let harness = Harness(objects: MemoryObjectStore(), walKind: .file)
         let store = try await harness.open()
@@ -220,19 +196,72 @@ import Testing
         func dataObjects() async throws -> Int { try await bucket.listAll(prefix: config.dataPrefix).count }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await store.run() }
+            // (Two sleepers: the upload loop and the bucket-wide loop.)
             // Three rounds, each uploading one small object: compaction candidates, left alone.
             for round in 1...3 {
-                await clock.waitForSleepers(1)
+                await clock.waitForSleepers(2)
                 _ = try await s.append(Array(repeating: UInt8(round), count: 100), recordCount: 1)
                 clock.advance(by: .seconds(1))
-                await clock.waitForSleepers(1)
+                await clock.waitForSleepers(2)
                 #expect(try await dataObjects() == round)
             }
             // Given the work, the next round compacts the three into one.
             given.withLock { $0 = true }
             clock.advance(by: .seconds(1))
-            await clock.waitForSleepers(1)
+            await clock.waitForSleepers(2)
             #expect(try await store.metadata.snapshot().objects.count == 1)
+            group.cancelAll()
+        }
+        try await store.close()
+    }
+
+    /// A compaction job can take seconds (inputs read and outputs built at idle priority); the
+    /// upload that frees pinned bytes, which appends may be waiting for, must not wait for it.
+    @Test func uploadsDoNotWaitForALongCompaction() async throws {
+        let bucket = MemoryObjectStore()
+        let clock = ManualClock()
+        // Every data-object GET stalls on a clock that never moves: the compaction reading its
+        // inputs waits until the test cancels it. The manifest lives on the bucket itself.
+        let stallClock = ManualClock()
+        let objects = FaultInjectingObjectStore(bucket, plan: FaultPlan(stallRate: 1, stallDuration: .seconds(3600), operations: [.get]),
+                                                clock: stallClock)
+        var config = StreamStoreConfig()
+        config.maintenanceInterval = .seconds(1)
+        config.uploadTriggerBytes = 1000  // reached by the tenth append below, not before
+        let wal = try await FileWAL.open(directory: temporaryDirectory("long-compaction-wal"))
+        let store = try await StreamStore.open(wal: wal, metadata: BucketMetadataStore(store: bucket, prefix: "m/", clock: clock),
+                                               objects: objects, clock: clock, config: config)
+        let s = try await store.open(1, epoch: 1)
+        func dataObjects() async throws -> Int { try await bucket.listAll(prefix: config.dataPrefix).count }
+        // Four small objects: one compaction job.
+        for round in 0..<4 {
+            _ = try await s.append(Array(repeating: UInt8(round), count: 100), recordCount: 1)
+            try await store.uploadNow()
+        }
+        let original = Set(try await store.metadata.snapshot().objects.keys)
+        #expect(original.count == 4)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await store.run() }
+            // Rounds until the compaction is reading its first input (its GET stalls).
+            let started = ContinuousClock.now + .seconds(30)
+            while stallClock.sleeperCount == 0, ContinuousClock.now < started {
+                await clock.waitForSleepers(1)
+                clock.advance(by: .seconds(1))
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            try #require(stallClock.sleeperCount == 1, "the compaction should be reading its inputs")
+            // The upload loop has finished its round of the last tick and sleeps (the clock's only
+            // sleeper: the bucket-wide loop is in the compaction): no upload but the trigger's.
+            await clock.waitForSleepers(1)
+            for _ in 0..<10 { _ = try await s.append(Array(repeating: 9, count: 100), recordCount: 1) }
+            // The tenth append reaches the trigger, which wakes the upload loop without the
+            // clock moving. (It uploads what is durable by then: at least the first nine.)
+            let limit = ContinuousClock.now + .seconds(30)
+            while try await dataObjects() == 4, ContinuousClock.now < limit { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(try await dataObjects() == 5, "the upload should not wait for the stalled compaction")
+            #expect(store.core.withLock { $0.cache.pinnedBytes } <= 100)
+            let committed = Set(try await store.metadata.snapshot().objects.keys)
+            #expect(original.isSubset(of: committed), "the compaction is still reading its inputs")
             group.cancelAll()
         }
         try await store.close()
