@@ -101,8 +101,8 @@ public final class StreamStore: Sendable {
     let config: StreamStoreConfig
     let logger: Logger
     let reader: ObjectReader
-    /// The maintenance service's CPU work (building upload and compaction objects, decoding
-    /// compaction inputs) runs here: one thread under `SCHED_IDLE`, so a Produce continuation
+    /// The bucket-wide maintenance's CPU work (building compaction and key-cleaning objects,
+    /// decoding compaction inputs) runs here: one thread under `SCHED_IDLE`, so a Produce continuation
     /// woken onto the same CPU preempts it at once instead of waiting for a whole object to be
     /// built (at nice 10 it still waited up to 5 ms: the kernel let the builder finish its
     /// slice). When both CPUs are busy the builds wait; appends then wait on `maxPinnedBytes`,
